@@ -1,0 +1,50 @@
+"""Typed errors raised by the palm identity package.
+
+Every error carries a short machine-readable ``code`` and a human-readable
+``reason``; the storefront maps them to HTTP status codes in one table.
+"""
+
+from __future__ import annotations
+
+
+class IdentityError(Exception):
+    """Base class of every error raised by :mod:`identity`."""
+
+    code = "identity_error"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvalidImageError(IdentityError):
+    """The bytes are empty, not a decodable image, or of an unusable size."""
+
+    code = "invalid_image"
+
+
+class AcquisitionError(IdentityError):
+    """Failure to acquire (FTA): the image decoded, but no usable palm ROI was found.
+
+    ``reason`` names the quality check that failed (no hand, too dark, blurred, ...).
+    """
+
+    code = "failure_to_acquire"
+
+
+class TemplateFormatError(IdentityError):
+    """Template bytes are truncated, of an unknown version, or otherwise invalid."""
+
+    code = "invalid_template"
+
+
+class EnrolmentError(IdentityError):
+    """An enrolment was refused (too few usable captures, duplicate palm, ...)."""
+
+    code = "enrolment_refused"
+
+
+class TemplateDecryptionError(IdentityError):
+    """A stored template failed authenticated decryption (wrong key or tampering)."""
+
+    code = "template_decryption_failed"
