@@ -1,0 +1,42 @@
+"""The FastAPI application factory (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from storefront.api.errors import install_error_handlers
+from storefront.api.routers import catalogue, gates, sessions, shoppers
+from storefront.bootstrap import Container, bootstrap
+from storefront.settings import Settings
+
+
+def create_app(container: Container | None = None, settings: Settings | None = None) -> FastAPI:
+    """Build the app around ``container``, or bootstrap one from ``settings`` at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = container is None
+        app.state.container = container or bootstrap(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.container.close()
+
+    app = FastAPI(title="storefront", version="0.1.0", lifespan=lifespan,
+                  description="Backend for checkout-free stores with palm identity.")
+    if container is not None:
+        app.state.container = container
+    install_error_handlers(app)
+    for module in (catalogue, shoppers, gates, sessions):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: the process is up and its container is built."""
+        return {"status": "ok"}
+
+    return app

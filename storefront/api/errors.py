@@ -1,0 +1,67 @@
+"""One table mapping service-layer errors to HTTP status codes, and the handler using it.
+
+Every error answer is JSON ``{"error": <code>, "reason": <sentence>}``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from cart import errors as cart_errors
+from identity import errors as identity_errors
+from storefront import errors as sf_errors
+
+STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
+    (identity_errors.InvalidImageError, 422),
+    (identity_errors.AcquisitionError, 422),
+    (identity_errors.EnrolmentError, 422),
+    (identity_errors.TemplateFormatError, 500),
+    (identity_errors.TemplateDecryptionError, 500),
+    (cart_errors.SessionNotFound, 404),
+    (cart_errors.SessionClosed, 409),
+    (cart_errors.DuplicateDeviceEvent, 409),
+    (cart_errors.ConcurrencyConflict, 409),
+    (cart_errors.InvalidCommand, 422),
+    (sf_errors.NotFound, 404),
+    (sf_errors.UnknownProduct, 422),
+    (sf_errors.InvalidInput, 422),
+    (sf_errors.Conflict, 409),
+    (sf_errors.EntryRefused, 403),
+    (sf_errors.PaymentError, 502),
+)
+
+_HANDLED = (identity_errors.IdentityError, cart_errors.CartError, sf_errors.StorefrontError)
+
+
+def status_for(exc: Exception) -> int:
+    """The HTTP status of a service error (500 for one missing from the table)."""
+    for error_type, status in STATUS_BY_ERROR:
+        if isinstance(exc, error_type):
+            return status
+    return 500
+
+
+def error_code(exc: Exception) -> str:
+    """The machine-readable code of a service error."""
+    return str(getattr(exc, "code", type(exc).__name__))
+
+
+async def _handle(_request: Request, exc: Exception) -> JSONResponse:
+    reason = getattr(exc, "reason", str(exc))
+    return JSONResponse({"error": error_code(exc), "reason": reason}, status_code=status_for(exc))
+
+
+async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors]
+    return JSONResponse({"error": "invalid_request", "reason": "; ".join(parts) or str(exc)},
+                        status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping on ``app`` for every service error family."""
+    for family in _HANDLED:
+        app.add_exception_handler(family, _handle)
+    app.add_exception_handler(RequestValidationError, _handle_validation)

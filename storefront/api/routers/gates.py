@@ -1,0 +1,23 @@
+"""Entry gate endpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from storefront.api.deps import ContainerDep
+from storefront.api.schemas import EntryOut
+from storefront.api.uploads import read_image
+
+router = APIRouter(prefix="/gates", tags=["gates"])
+
+
+@router.post("/entry", response_model=EntryOut)
+async def enter(c: ContainerDep,
+                image: Annotated[UploadFile, File(description="one palm capture")]) -> EntryOut:
+    """Identify a palm and open a shopping session, or refuse with the reason."""
+    decision = c.gates.enter_by_palm(image=await read_image(image))
+    return EntryOut(admitted=decision.admitted, outcome=decision.outcome, reason=decision.reason,
+                    session_id=decision.session_id, shopper_id=decision.shopper_id,
+                    score=decision.score, identify_ms=decision.identify_ms)

@@ -1,0 +1,48 @@
+"""Shopping-session endpoints: item events, session view, exit, staffed queue."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from storefront.api.deps import ContainerDep
+from storefront.api.schemas import CartLineOut, ExitOut, ItemEventIn, ItemEventOut, SessionOut
+
+router = APIRouter(tags=["sessions"])
+
+
+@router.post("/sessions/{session_id}/events", response_model=ItemEventOut, status_code=201)
+def record_event(session_id: str, body: ItemEventIn, c: ContainerDep) -> ItemEventOut:
+    """Append an item event once; a replay of (device id, sequence) is 409."""
+    stored = c.ingest.record(session_id=session_id, kind=body.kind,
+                             product_code=body.product_code, quantity=body.quantity,
+                             device_id=body.device_id, device_seq=body.device_seq,
+                             sensor_time=body.sensor_time, confidence=body.confidence)
+    return ItemEventOut(session_id=session_id, version=stored.version, position=stored.position)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut)
+def get_session(session_id: str, c: ContainerDep) -> SessionOut:
+    """The session with its current cart (derived from the event log) and flags."""
+    view = c.read_model.get(session_id)
+    contents = c.carts.cart(session_id)
+    return SessionOut(
+        id=view.id, shopper_id=view.shopper_id, status=view.status,
+        entry_method=view.entry_method, opened_at=view.opened_at, exited_at=view.exited_at,
+        total_minor=view.total_minor, staffed_reason=view.staffed_reason,
+        cart=[CartLineOut(product_code=k, quantity=v) for k, v in sorted(contents.lines.items())],
+        flags=[flag.reason for flag in contents.flags])
+
+
+@router.post("/sessions/{session_id}/exit", response_model=ExitOut)
+def exit_session(session_id: str, c: ContainerDep) -> ExitOut:
+    """Close the session, price, charge, and return the receipt (or the staffed reason)."""
+    result = c.checkout.exit(session_id)
+    return ExitOut(session_id=result.session_id, status=result.status,
+                   total_minor=result.total_minor, currency=result.currency,
+                   receipt_id=result.receipt_id, reason=result.reason, lines=list(result.lines))
+
+
+@router.get("/checkout/staffed")
+def staffed_queue(c: ContainerDep) -> list[dict[str, object]]:
+    """Sessions waiting at the staffed checkout, with the reason, oldest first."""
+    return c.checkout.staffed_queue()

@@ -1,0 +1,126 @@
+"""API request and response schemas (kept apart from the table models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class ProductIn(BaseModel):
+    """A product to add: price in minor currency units."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=300)
+    unit_price_minor: int = Field(ge=0, le=10**9)
+
+
+class ProductOut(BaseModel):
+    """A catalogue product."""
+
+    code: str
+    name: str
+    unit_price_minor: int
+    currency: str
+    is_gtin: bool
+
+
+class ShopperIn(BaseModel):
+    """Sign-up: the payment token is a processor token, never a card number."""
+
+    model_config = ConfigDict(extra="forbid")
+    display_name: str = Field(min_length=1, max_length=200)
+    payment_token: str = Field(min_length=1, max_length=200)
+
+
+class ShopperOut(BaseModel):
+    """A shopper account."""
+
+    id: str
+    display_name: str
+    created_at: datetime
+
+
+class CaptureOutcome(BaseModel):
+    """What happened to one enrolment capture."""
+
+    index: int
+    accepted: bool
+    reason: str
+
+
+class EnrolmentOut(BaseModel):
+    """Result of a palm enrolment."""
+
+    shopper_id: str
+    templates: int
+    captures: list[CaptureOutcome]
+
+
+class EntryOut(BaseModel):
+    """The gate's decision; ``identify_ms`` in milliseconds."""
+
+    admitted: bool
+    outcome: str
+    reason: str
+    session_id: str | None
+    shopper_id: str | None
+    score: float
+    identify_ms: float
+
+
+class ItemEventIn(BaseModel):
+    """An item event from a shelf, camera or smart cart."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["picked", "put_back"]
+    product_code: str = Field(min_length=1, max_length=32)
+    quantity: int = Field(ge=1, le=999)
+    device_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    device_seq: int = Field(ge=0, le=2**62)
+    sensor_time: AwareDatetime
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+class ItemEventOut(BaseModel):
+    """Where the event landed in the session's log."""
+
+    session_id: str
+    version: int
+    position: int
+
+
+class CartLineOut(BaseModel):
+    """One line of the current cart."""
+
+    product_code: str
+    quantity: int
+
+
+class SessionOut(BaseModel):
+    """A shopping session with its current cart and flags."""
+
+    id: str
+    shopper_id: str
+    status: str
+    entry_method: str
+    opened_at: datetime
+    exited_at: datetime | None
+    total_minor: int | None
+    staffed_reason: str | None
+    cart: list[CartLineOut]
+    flags: list[str]
+
+
+class ExitOut(BaseModel):
+    """Outcome of the exit: paid with a receipt, or sent to the staffed checkout."""
+
+    session_id: str
+    status: str
+    total_minor: int | None
+    currency: str
+    receipt_id: str | None
+    reason: str | None
+    lines: list[dict[str, object]]

@@ -1,0 +1,82 @@
+"""The ``storefront`` command line (Typer): demo, serve, db."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from storefront.errors import StorefrontError
+
+app = typer.Typer(help="storefront: checkout-free store backend with palm identity.",
+                  no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+@app.command()
+def demo(
+    palms: Annotated[Path | None, typer.Option(help="Folder with manifest.csv of palm images.")]
+    = None,
+    baskets: Annotated[Path | None, typer.Option(help="Online Retail II CSV (gzip allowed).")]
+    = None,
+    shoppers: Annotated[int, typer.Option(min=1, max=100_000, help="Number of shoppers.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 2026,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Keep the demo store's data here "
+                                                       "(default: a temporary folder).")] = None,
+    decline_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
+                                                help="Share of card authorizations declined.")]
+    = 0.05,
+) -> None:
+    """Run a whole store day: enrol, enter by palm, shop, exit and pay."""
+    from storefront.demo.command import run_demo
+
+    try:
+        run_demo(palms=palms, baskets=baskets, shoppers=shoppers, seed=seed, report_path=report,
+                 data_dir=data_dir, decline_rate=decline_rate, console=console)
+    except StorefrontError as exc:
+        console.print(f"[red]error:[/red] {exc.reason}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default from settings).")]
+    = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from settings).")] = None,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs); migrations are applied on start."""
+    import uvicorn
+
+    from storefront.api.app import create_app
+    from storefront.settings import Settings
+
+    settings = Settings()
+    uvicorn.run(create_app(settings=settings), host=host or settings.host,
+                port=port or settings.port)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head"
+               ) -> None:
+    """Apply the Alembic migrations to the configured database."""
+    from storefront.db.engine import make_engine
+    from storefront.db.migrate import current_revision, upgrade
+    from storefront.settings import Settings
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        upgrade(engine, revision)
+        console.print(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

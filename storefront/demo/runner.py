@@ -1,0 +1,129 @@
+"""Run one store day through the service layer (the same one the HTTP API uses).
+
+Shoppers register and enrol their palms; then each walks up to the entry gate,
+shops with a smart cart whose events cross a lossy network (duplicates,
+reordering), and walks out; the exit prices the cart and charges the card.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cart.errors import DuplicateDeviceEvent
+from hardware.messages import ItemEventMessage
+from hardware.simulators import LossyNetwork, SmartCartSimulator
+from identity.errors import IdentityError
+from storefront.baskets import Basket
+from storefront.bootstrap import Container
+from storefront.demo.palms import PalmPerson
+from storefront.demo.report import DayReport
+from storefront.errors import StorefrontError
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Who shops, what they buy, and how noisy the store is (rates are shares 0..1)."""
+
+    people: Sequence[PalmPerson]
+    baskets: Sequence[Basket]
+    seed: int
+    duplicate_rate: float = 0.1
+    reorder_rate: float = 0.1
+    put_back_rate: float = 0.3
+
+
+Progress = Callable[[str], None]
+
+
+def enrol_all(c: Container, plan: DayPlan, report: DayReport, step: Progress) -> list[str | None]:
+    """Register every shopper and enrol their palm; returns shopper ids (None if refused)."""
+    ids: list[str | None] = []
+    for number, person in enumerate(plan.people):
+        shopper = c.shoppers.register(display_name=f"Shopper {number + 1}",
+                                      payment_token=f"tok_demo_{number:05d}")
+        try:
+            c.shoppers.enrol_palm(shopper_id=shopper.id, images=[s() for s in person.enrol])
+            report.enrolled += 1
+            ids.append(shopper.id)
+        except (IdentityError, StorefrontError):
+            report.enrolment_failures += 1
+            ids.append(None)
+        step("enrol")
+    return ids
+
+
+def _enter(c: Container, person: PalmPerson, shopper_id: str, report: DayReport) -> str | None:
+    try:
+        decision = c.gates.enter_by_palm(image=person.probe())
+    except IdentityError:
+        report.not_identified += 1
+        return None
+    report.identify_ms.append(decision.identify_ms)
+    if not decision.admitted:
+        if decision.outcome == "ambiguous":
+            report.ambiguous += 1
+        else:
+            report.not_identified += 1
+        return None
+    report.entered += 1
+    if decision.shopper_id == shopper_id:
+        report.identified_correctly += 1
+    else:
+        report.misidentified += 1
+    return decision.session_id
+
+
+def _shop(c: Container, session_id: str, messages: list[ItemEventMessage],
+          report: DayReport) -> None:
+    for message in messages:
+        report.events_sent += 1
+        try:
+            c.ingest.record(session_id=session_id, kind=message.kind,
+                            product_code=message.product_code, quantity=message.quantity,
+                            device_id=message.device_id, device_seq=message.device_seq,
+                            sensor_time=message.device_time, confidence=message.confidence)
+            report.events_ingested += 1
+        except DuplicateDeviceEvent:
+            report.duplicate_events_ignored += 1
+
+
+def _exit(c: Container, session_id: str, basket: Basket, report: DayReport) -> None:
+    started = time.perf_counter()
+    result = c.checkout.exit(session_id)
+    report.exit_ms.append((time.perf_counter() - started) * 1000.0)
+    if result.status == "paid":
+        report.sessions_paid += 1
+    else:
+        report.sessions_to_staffed_checkout += 1
+        reason = (result.reason or "unknown").split(":")[0]
+        report.staffed_reasons[reason] = report.staffed_reasons.get(reason, 0) + 1
+    if result.total_minor is not None:
+        report.receipts += 1
+        report.receipts_matching_expected += int(result.total_minor == basket.expected_total_minor)
+
+
+def run_day(c: Container, plan: DayPlan, step: Progress) -> DayReport:
+    """Enrol everyone, then run each shopper's trip; returns the report."""
+    report = DayReport(shoppers=len(plan.people))
+    shopper_ids = enrol_all(c, plan, report, step)
+    network = LossyNetwork(seed=plan.seed, duplicate_rate=plan.duplicate_rate,
+                           reorder_rate=plan.reorder_rate)
+    codes = sorted({code for basket in plan.baskets for code, _ in basket.lines})
+    rng = random.Random(plan.seed)
+    start = datetime.now(UTC)
+    for number, (person, shopper_id) in enumerate(zip(plan.people, shopper_ids, strict=True)):
+        basket = plan.baskets[number]
+        session_id = _enter(c, person, shopper_id, report) if shopper_id else None
+        if session_id is not None:
+            cart = SmartCartSimulator(device_id=f"cart-{number:04d}",
+                                      seed=rng.randrange(2**31), clock_start=start)
+            sent = cart.trip(session_id, basket.lines, put_back_rate=plan.put_back_rate,
+                             catalogue_codes=codes)
+            _shop(c, session_id, list(network.deliver(sent).messages), report)
+            _exit(c, session_id, basket, report)
+        step("shop")
+    return report

@@ -1,0 +1,53 @@
+"""Typed errors of the storefront service layer.
+
+Each error has a ``reason`` a person can read. ``storefront.api.errors`` maps
+these (and the identity and cart errors) to HTTP status codes in one table.
+"""
+
+from __future__ import annotations
+
+
+class StorefrontError(Exception):
+    """Base class of storefront service errors."""
+
+    code = "storefront_error"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotFound(StorefrontError):
+    """The shopper, session, product or receipt does not exist."""
+
+    code = "not_found"
+
+
+class UnknownProduct(StorefrontError):
+    """A product code is not in the catalogue."""
+
+    code = "unknown_product"
+
+
+class InvalidInput(StorefrontError):
+    """The request is well-formed but its content is unacceptable."""
+
+    code = "invalid_input"
+
+
+class Conflict(StorefrontError):
+    """The request conflicts with stored state (replayed event, closed session)."""
+
+    code = "conflict"
+
+
+class EntryRefused(StorefrontError):
+    """The gate refuses entry; ``reason`` is shown to the shopper."""
+
+    code = "entry_refused"
+
+
+class PaymentError(StorefrontError):
+    """The payment processor failed or declined."""
+
+    code = "payment_failed"

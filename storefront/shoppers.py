@@ -1,0 +1,74 @@
+"""Shopper accounts and palm enrolment."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from identity.service import Enrolment, IdentityService
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.clock import Clock
+from storefront.db.models import Shopper
+from storefront.errors import InvalidInput, NotFound
+
+
+@dataclass(frozen=True)
+class ShopperView:
+    """A shopper as shown to the shopper (the payment token is never shown)."""
+
+    id: str
+    display_name: str
+    created_at: datetime
+
+
+class ShopperService:
+    """Register shoppers and enrol their palms."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], identity: IdentityService,
+                 clock: Clock) -> None:
+        self._sessions = sessions
+        self._identity = identity
+        self._clock = clock
+
+    def register(self, *, display_name: str, payment_token: str) -> ShopperView:
+        """Create a shopper; ``payment_token`` is a processor token (never a card number)."""
+        name = display_name.strip()
+        if not 1 <= len(name) <= 200:
+            raise InvalidInput("display name must be 1-200 characters")
+        if not payment_token or len(payment_token) > 200 or payment_token.isdigit():
+            raise InvalidInput("payment token must be a processor token, not a card number")
+        shopper = Shopper(id=f"shp_{uuid.uuid4().hex}", display_name=name,
+                          payment_token=payment_token, created_at=self._clock())
+        with self._sessions.begin() as db:
+            db.add(shopper)
+        return ShopperView(shopper.id, shopper.display_name, shopper.created_at)
+
+    def get(self, shopper_id: str) -> ShopperView:
+        """The shopper; raises NotFound."""
+        with self._sessions() as db:
+            row = db.get(Shopper, shopper_id)
+            if row is None:
+                raise NotFound(f"shopper {shopper_id!r} does not exist")
+            return ShopperView(row.id, row.display_name, row.created_at)
+
+    def payment_token(self, shopper_id: str) -> str:
+        """The shopper's processor token; raises NotFound."""
+        with self._sessions() as db:
+            row = db.get(Shopper, shopper_id)
+            if row is None:
+                raise NotFound(f"shopper {shopper_id!r} does not exist")
+            return row.payment_token
+
+    def enrol_palm(self, *, shopper_id: str, images: Sequence[bytes]) -> Enrolment:
+        """Enrol palm captures (encoded image bytes) for an existing shopper.
+
+        Raises NotFound, InvalidInput (no images), and identity's InvalidImageError,
+        AcquisitionError or EnrolmentError with the reason.
+        """
+        self.get(shopper_id)
+        if not images:
+            raise InvalidInput("at least one palm image is required")
+        return self._identity.enrol(subject_id=shopper_id, images=images)
