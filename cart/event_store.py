@@ -1,0 +1,160 @@
+"""The event store port and its in-memory implementation.
+
+Each session has its own log with versions 1, 2, 3, ...; every stored event also
+gets a global ``position`` that only grows, so projections can follow one feed.
+Appends are optimistic (``expected_version``) and idempotent per device observation
+(an item event's (device id, device sequence) is stored at most once, store-wide).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from cart.errors import ConcurrencyConflict, DuplicateDeviceEvent, InvalidCommand
+from cart.events import MAX_ID_LENGTH, Event, ItemPicked, ItemPutBack, SessionOpened
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as recorded: its session, 1-based ``version`` within the session,
+    global ``position`` (increasing across all sessions) and ``recorded_at`` (UTC)."""
+
+    session_id: str
+    version: int
+    position: int
+    event: Event
+    recorded_at: datetime
+
+
+class EventStore(Protocol):
+    """Append-only storage of session events."""
+
+    def append(
+        self, session_id: str, events: Sequence[Event], *, expected_version: int
+    ) -> list[StoredEvent]:
+        """Store ``events`` after version ``expected_version`` (0: new session), atomically.
+
+        Returns the stored events in order. Raises ConcurrencyConflict when the
+        session's current version is not ``expected_version``, DuplicateDeviceEvent
+        when an item event's (device id, device sequence) is already stored (or
+        repeated within the batch), and InvalidCommand for an invalid session id,
+        a negative ``expected_version`` or a SessionOpened for another session.
+        Nothing of the batch is stored when any error is raised.
+        """
+        ...
+
+    def load(self, session_id: str) -> list[StoredEvent]:
+        """The session's events in version order; an empty list for an unknown session."""
+        ...
+
+    def since(self, position: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events with a global position > ``position``, in position order.
+
+        Raises InvalidCommand when ``position`` < 0 or ``limit`` < 1.
+        """
+        ...
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def item_events(events: Sequence[Event]) -> list[ItemPicked | ItemPutBack]:
+    """The item events of ``events``, in order."""
+    return [e for e in events if isinstance(e, ItemPicked | ItemPutBack)]
+
+
+def check_batch(session_id: str, events: Sequence[Event], expected_version: int) -> None:
+    """Validation shared by every store, before touching storage.
+
+    Raises InvalidCommand (bad session id, negative expected version, SessionOpened
+    for another session) or DuplicateDeviceEvent (a device key repeated in the batch).
+    """
+    if not isinstance(session_id, str) or not session_id.strip():
+        raise InvalidCommand(f"session_id must be a non-empty string, got {session_id!r}")
+    if len(session_id) > MAX_ID_LENGTH:
+        raise InvalidCommand(f"session_id is longer than {MAX_ID_LENGTH} characters")
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int):
+        raise InvalidCommand(f"expected_version must be an integer, got {expected_version!r}")
+    if expected_version < 0:
+        raise InvalidCommand(f"expected_version must be >= 0, got {expected_version}")
+    for event in events:
+        if isinstance(event, SessionOpened) and event.session_id != session_id:
+            raise InvalidCommand(
+                f"SessionOpened for {event.session_id!r} appended to {session_id!r}"
+            )
+    seen: dict[tuple[str, int], Event] = {}
+    for item in item_events(events):
+        earlier = seen.setdefault(item.device_key, item)
+        if earlier is not item:
+            raise DuplicateDeviceEvent(item.device_id, item.device_seq, earlier == item)
+
+
+def check_recorded_at(value: datetime) -> datetime:
+    """``value`` in UTC; raises InvalidCommand when the store's clock returned a naive time."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidCommand("the event store clock must return timezone-aware datetimes")
+    return value.astimezone(UTC)
+
+
+class InMemoryEventStore:
+    """An :class:`EventStore` held in process memory; thread-safe (one lock).
+
+    ``clock`` supplies ``recorded_at`` (timezone-aware; defaults to the system clock).
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._log: list[StoredEvent] = []
+        self._sessions: dict[str, list[StoredEvent]] = {}
+        self._devices: dict[tuple[str, int], Event] = {}
+
+    def append(
+        self, session_id: str, events: Sequence[Event], *, expected_version: int
+    ) -> list[StoredEvent]:
+        """See :meth:`EventStore.append`."""
+        check_batch(session_id, events, expected_version)
+        with self._lock:
+            current = len(self._sessions.get(session_id, []))
+            if current != expected_version:
+                raise ConcurrencyConflict(session_id, expected_version, current)
+            for item in item_events(events):
+                stored = self._devices.get(item.device_key)
+                if stored is not None:
+                    raise DuplicateDeviceEvent(item.device_id, item.device_seq, stored == item)
+            recorded_at = check_recorded_at(self._clock())
+            new = [
+                StoredEvent(session_id, current + i, len(self._log) + i, event, recorded_at)
+                for i, event in enumerate(events, start=1)
+            ]
+            self._log.extend(new)
+            self._sessions.setdefault(session_id, []).extend(new)
+            for item in item_events(events):
+                self._devices[item.device_key] = item
+            return new
+
+    def load(self, session_id: str) -> list[StoredEvent]:
+        """See :meth:`EventStore.load`."""
+        with self._lock:
+            return list(self._sessions.get(session_id, []))
+
+    def since(self, position: int, limit: int) -> list[StoredEvent]:
+        """See :meth:`EventStore.since`."""
+        check_feed_args(position, limit)
+        with self._lock:
+            # Positions are 1..n with no gaps, so position p sits at index p - 1.
+            return self._log[position : position + limit]
+
+
+def check_feed_args(position: int, limit: int) -> None:
+    """Raises InvalidCommand when ``position`` < 0 or ``limit`` < 1."""
+    if position < 0:
+        raise InvalidCommand(f"position must be >= 0, got {position}")
+    if limit < 1:
+        raise InvalidCommand(f"limit must be >= 1, got {limit}")

@@ -1,0 +1,215 @@
+"""Events of one shopping session, as frozen dataclasses, and their JSON-safe form.
+
+Events validate themselves on construction, so an invalid event can exist neither in
+memory nor in the event log. Datetimes must be timezone-aware and are normalised to
+UTC. Standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+from cart.errors import InvalidCommand
+
+MAX_ID_LENGTH = 64
+"""Longest session id and device id (the event store's column width), in characters."""
+
+
+def _require_text(name: str, value: object, max_length: int | None = None) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidCommand(f"{name} must be a non-empty string, got {value!r}")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidCommand(f"{name} is longer than {max_length} characters")
+
+
+def _require_int(name: str, value: object, minimum: int) -> None:
+    # bool is an int subclass; True is not a quantity.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidCommand(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise InvalidCommand(f"{name} must be >= {minimum}, got {value}")
+
+
+def _utc(obj: object, name: str) -> None:
+    """Check that attribute ``name`` of ``obj`` is aware and rewrite it in UTC."""
+    value = getattr(obj, name)
+    if not isinstance(value, datetime):
+        raise InvalidCommand(f"{name} must be a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidCommand(f"{name} must be timezone-aware, got naive {value.isoformat()}")
+    object.__setattr__(obj, name, value.astimezone(UTC))
+
+
+@dataclass(frozen=True)
+class SessionOpened:
+    """A shopper entered: the session exists from ``at`` (UTC).
+
+    ``entry_method`` names how the shopper was admitted (``"palm"``, ``"qr"``, ...).
+    Raises InvalidCommand on empty or over-long ids or a naive ``at``.
+    """
+
+    session_id: str
+    shopper_id: str
+    store_id: str
+    entry_method: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _require_text("session_id", self.session_id, MAX_ID_LENGTH)
+        _require_text("shopper_id", self.shopper_id)
+        _require_text("store_id", self.store_id)
+        _require_text("entry_method", self.entry_method)
+        _utc(self, "at")
+
+
+@dataclass(frozen=True)
+class _ItemEvent:
+    """Fields shared by item events.
+
+    ``quantity`` is a count of units (>= 1); ``device_seq`` the emitting device's
+    sequence number (>= 0); ``sensor_time`` the device's UTC timestamp of the
+    observation; ``confidence`` a probability in [0, 1]. Raises InvalidCommand otherwise.
+    """
+
+    product_code: str
+    quantity: int
+    device_id: str
+    device_seq: int
+    sensor_time: datetime
+    confidence: float
+
+    def __post_init__(self) -> None:
+        _require_text("product_code", self.product_code)
+        _require_int("quantity", self.quantity, 1)
+        _require_text("device_id", self.device_id, MAX_ID_LENGTH)
+        _require_int("device_seq", self.device_seq, 0)
+        _utc(self, "sensor_time")
+        conf = self.confidence
+        if isinstance(conf, bool) or not isinstance(conf, int | float):
+            raise InvalidCommand(f"confidence must be a number, got {conf!r}")
+        if not (math.isfinite(conf) and 0.0 <= conf <= 1.0):
+            raise InvalidCommand(f"confidence must be within [0, 1], got {conf}")
+        object.__setattr__(self, "confidence", float(conf))
+
+    @property
+    def device_key(self) -> tuple[str, int]:
+        """The (device id, device sequence) pair that identifies this observation."""
+        return (self.device_id, self.device_seq)
+
+
+@dataclass(frozen=True)
+class ItemPicked(_ItemEvent):
+    """A device saw ``quantity`` units of ``product_code`` taken."""
+
+
+@dataclass(frozen=True)
+class ItemPutBack(_ItemEvent):
+    """A device saw ``quantity`` units of ``product_code`` returned."""
+
+
+@dataclass(frozen=True)
+class SessionExited:
+    """The shopper left through the exit gate at ``at`` (UTC)."""
+
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _utc(self, "at")
+
+
+@dataclass(frozen=True)
+class SessionSettled:
+    """The session was paid: ``total_minor`` (minor currency units, >= 0) on ``receipt_id``."""
+
+    at: datetime
+    receipt_id: str
+    total_minor: int
+
+    def __post_init__(self) -> None:
+        _utc(self, "at")
+        _require_text("receipt_id", self.receipt_id)
+        _require_int("total_minor", self.total_minor, 0)
+
+
+@dataclass(frozen=True)
+class SessionSentToStaffed:
+    """The session went to the staffed checkout queue at ``at`` (UTC) for ``reason``."""
+
+    at: datetime
+    reason: str
+
+    def __post_init__(self) -> None:
+        _utc(self, "at")
+        _require_text("reason", self.reason)
+
+
+ItemEvent: TypeAlias = ItemPicked | ItemPutBack
+Event: TypeAlias = (
+    SessionOpened | ItemPicked | ItemPutBack | SessionExited | SessionSettled | SessionSentToStaffed
+)
+
+EVENT_TYPES: Mapping[str, type[Event]] = {
+    "session_opened": SessionOpened,
+    "item_picked": ItemPicked,
+    "item_put_back": ItemPutBack,
+    "session_exited": SessionExited,
+    "session_settled": SessionSettled,
+    "session_sent_to_staffed": SessionSentToStaffed,
+}
+"""Discriminator value -> event class; the values are stable, they are stored."""
+
+_TYPE_NAMES: Mapping[type[Event], str] = {cls: name for name, cls in EVENT_TYPES.items()}
+_DATETIME_FIELDS = frozenset({"at", "sensor_time"})
+
+
+def event_type(event: Event) -> str:
+    """The stable discriminator string of ``event`` (for example ``"item_picked"``)."""
+    return _TYPE_NAMES[type(event)]
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """A JSON-safe dict of ``event``: a ``type`` key plus every field.
+
+    Datetimes become ISO 8601 strings with a ``+00:00`` offset.
+    """
+    out: dict[str, Any] = {"type": event_type(event)}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _parse_datetime(name: str, value: object) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidCommand(f"{name} must be an ISO 8601 string, got {value!r}")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidCommand(f"{name} is not an ISO 8601 datetime: {value!r}") from exc
+
+
+def from_dict(data: Mapping[str, Any]) -> Event:
+    """Rebuild an event from :func:`to_dict` output.
+
+    Raises InvalidCommand when ``data`` is not a mapping, its ``type`` is unknown, a
+    field is missing or unexpected, or a value fails the event's validation (quantity
+    < 1, confidence outside [0, 1], naive datetime, ...).
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidCommand(f"an event must be a mapping, got {type(data).__name__}")
+    type_name = data.get("type")
+    cls = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise InvalidCommand(f"unknown event type {type_name!r}")
+    names = [f.name for f in fields(cls)]
+    missing = [n for n in names if n not in data]
+    extra = sorted(set(data) - set(names) - {"type"})
+    if missing or extra:
+        raise InvalidCommand(f"{type_name}: missing fields {missing}, unexpected fields {extra}")
+    kwargs = {n: _parse_datetime(n, data[n]) if n in _DATETIME_FIELDS else data[n] for n in names}
+    build: Callable[..., Event] = cls
+    return build(**kwargs)

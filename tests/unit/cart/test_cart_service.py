@@ -1,0 +1,146 @@
+"""SessionService over the in-memory store: use cases, retries, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cart.errors import (
+    ConcurrencyConflict,
+    DuplicateDeviceEvent,
+    InvalidCommand,
+    SessionClosed,
+    SessionNotFound,
+)
+from cart.event_store import InMemoryEventStore, StoredEvent
+from cart.events import Event, ItemPicked
+from cart.projections import FlagReason
+from cart.service import SessionService
+from cart.session import RecordItem, SessionStatus
+
+T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+
+
+class StepClock:
+    """A clock that advances one second per reading."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+class RacingStore(InMemoryEventStore):
+    """A real store where another writer slips in before each of our first ``races`` appends."""
+
+    def __init__(self, races: int) -> None:
+        super().__init__()
+        self.races = races
+        self.appends = 0
+
+    def append(
+        self, session_id: str, events: Sequence[Event], *, expected_version: int
+    ) -> list[StoredEvent]:
+        self.appends += 1
+        if self.races > 0:
+            self.races -= 1
+            current = len(self.load(session_id))
+            rival = ItemPicked("rival", 1, "rival-cam", self.appends, T0, 1.0)
+            super().append(session_id, [rival], expected_version=current)
+        return super().append(session_id, events, expected_version=expected_version)
+
+
+def item(seq: int, kind: str = "picked", code: str = "0001", qty: int = 1) -> RecordItem:
+    return RecordItem(kind, code, qty, "plate-1", seq, T0 + timedelta(seconds=seq), 0.9)  # type: ignore[arg-type]
+
+
+def opened(store: InMemoryEventStore | None = None) -> SessionService:
+    service = SessionService(store or InMemoryEventStore(), StepClock())
+    service.open("s-1", "shopper-1", "store-1", "palm")
+    return service
+
+
+def test_trip_from_open_to_settled() -> None:
+    service = opened()
+    stored = service.record_item("s-1", item(1, qty=3))
+    assert (stored.version, stored.event) == (
+        2,
+        ItemPicked("0001", 3, "plate-1", 1, T0 + timedelta(seconds=1), 0.9),
+    )
+    service.record_item("s-1", item(2, "put_back"))
+    assert service.cart("s-1").lines == {"0001": 2}
+    state, cart = service.exit("s-1")
+    assert state.status is SessionStatus.EXITED and state.version == 4
+    assert state.exited_at == T0 + timedelta(seconds=2)  # second clock reading
+    assert cart.lines == {"0001": 2} and cart.flags == []
+    settled = service.settle("s-1", "r-1", 598)
+    assert settled.status is SessionStatus.SETTLED and settled.total_minor == 598
+    assert service.state("s-1") == settled
+
+
+def test_staffed_flow_and_flags_reach_the_exit_cart() -> None:
+    service = opened()
+    service.record_item("s-1", item(5, "put_back"))
+    state, cart = service.exit("s-1")
+    assert [f.reason for f in cart.flags] == [FlagReason.PUT_BACK_NOT_PICKED]
+    staffed = service.send_to_staffed("s-1", "review pending")
+    assert staffed.status is SessionStatus.STAFFED and staffed.staffed_reason == "review pending"
+    assert service.settle("s-1", "r-2", 0).status is SessionStatus.SETTLED
+
+
+def test_unknown_session_raises_session_not_found() -> None:
+    service = SessionService(InMemoryEventStore(), StepClock())
+    for call in (
+        lambda: service.state("nope"),
+        lambda: service.cart("nope"),
+        lambda: service.exit("nope"),
+        lambda: service.record_item("nope", item(1)),
+    ):
+        with pytest.raises(SessionNotFound):
+            call()
+
+
+def test_refusals_propagate() -> None:
+    service = opened()
+    with pytest.raises(InvalidCommand, match="already open"):
+        service.open("s-1", "shopper-1", "store-1", "palm")
+    with pytest.raises(InvalidCommand, match="settle"):
+        service.settle("s-1", "r", 1)
+    service.record_item("s-1", item(1))
+    with pytest.raises(DuplicateDeviceEvent) as info:
+        service.record_item("s-1", item(1))
+    assert info.value.same_payload
+    with pytest.raises(DuplicateDeviceEvent) as info:
+        service.record_item("s-1", item(1, code="0002"))
+    assert not info.value.same_payload
+    service.exit("s-1")
+    with pytest.raises(SessionClosed):
+        service.record_item("s-1", item(2))
+    assert service.state("s-1").version == 3
+
+
+def test_lost_race_is_retried_against_the_fresh_log() -> None:
+    store = RacingStore(races=0)
+    service = opened(store)
+    store.races = 2  # two rival writes land just before our first two appends
+    stored = service.record_item("s-1", item(1))
+    assert store.appends == 1 + 3
+    assert stored.version == 4 == len(store.load("s-1"))
+    assert service.cart("s-1").lines == {"0001": 1, "rival": 2}
+
+
+def test_retries_are_bounded() -> None:
+    store = RacingStore(races=0)
+    service = SessionService(store, StepClock(), max_attempts=2)
+    service.open("s-1", "shopper-1", "store-1", "palm")
+    store.races = 5
+    with pytest.raises(ConcurrencyConflict):
+        service.record_item("s-1", item(1))
+    assert store.appends == 1 + 2
+    assert [s.event.product_code for s in store.load("s-1")[1:]] == ["rival", "rival"]  # type: ignore[union-attr]
+    with pytest.raises(InvalidCommand):
+        SessionService(store, StepClock(), max_attempts=0)
