@@ -60,9 +60,9 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped afterwards.
+    """A fresh PostgreSQL database for this test, dropped afterwards.
 
     Yields a SQLAlchemy URL (``postgresql+psycopg://...``).
     """
