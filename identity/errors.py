@@ -48,3 +48,15 @@ class TemplateDecryptionError(IdentityError):
     """A stored template failed authenticated decryption (wrong key or tampering)."""
 
     code = "template_decryption_failed"
+
+
+class DuplicateTemplateError(IdentityError):
+    """A template id is already in the search index (FAISS itself would accept it)."""
+
+    code = "duplicate_template"
+
+
+class KeyFileError(IdentityError):
+    """The template key file is missing, of the wrong length, or readable by others."""
+
+    code = "key_file_invalid"

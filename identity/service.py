@@ -1,0 +1,264 @@
+"""The identity service: enrol, identify and delete palms.
+
+Pipeline per capture: :func:`identity.imageio.decode_image` ->
+:func:`identity.roi.extract_roi` -> :func:`identity.features.extract_features`
+-> :class:`identity.template.Template`. Templates are stored only encrypted
+(:class:`identity.protection.TemplateCipher`); the plaintext lives in the
+in-memory :class:`identity.index.PalmIndex`, which is a cache rebuilt by
+:meth:`IdentityService.load` from the repository (the system of record).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from identity.errors import (
+    AcquisitionError,
+    DuplicateTemplateError,
+    EnrolmentError,
+    InvalidImageError,
+)
+from identity.features import extract_features
+from identity.imageio import decode_image
+from identity.index import Candidate, PalmIndex
+from identity.protection import TemplateCipher
+from identity.roi import extract_roi
+from identity.settings import IdentitySettings
+from identity.template import Template
+
+Outcome = Literal["identified", "not_identified", "ambiguous"]
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    """One stored template: encrypted bytes of a subject, created at a tz-aware UTC time."""
+
+    template_id: str
+    subject_id: str
+    ciphertext: bytes = field(repr=False)
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.created_at.utcoffset() is None:
+            raise ValueError("created_at must be timezone-aware")
+
+
+class TemplateRepository(Protocol):
+    """Port to the encrypted template table."""
+
+    def add(self, records: Sequence[TemplateRecord]) -> None:
+        """Store all ``records`` or none; raises DuplicateTemplateError on a known id."""
+        ...
+
+    def all(self) -> Iterator[TemplateRecord]:
+        """Every stored record."""
+        ...
+
+    def delete_subject(self, subject_id: str) -> int:
+        """Delete every record of ``subject_id``; returns how many were deleted."""
+        ...
+
+
+class InMemoryTemplateRepository:
+    """A thread-safe :class:`TemplateRepository` held in a dict (tests, development)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, TemplateRecord] = {}
+        self._lock = threading.Lock()
+
+    def add(self, records: Sequence[TemplateRecord]) -> None:
+        """Store all ``records`` or none; raises DuplicateTemplateError on a known id."""
+        with self._lock:
+            ids = [r.template_id for r in records]
+            if len(set(ids)) != len(ids) or any(i in self._records for i in ids):
+                raise DuplicateTemplateError("a template id is already stored")
+            self._records.update((r.template_id, r) for r in records)
+
+    def all(self) -> Iterator[TemplateRecord]:
+        """A snapshot of every stored record."""
+        with self._lock:
+            snapshot = list(self._records.values())
+        return iter(snapshot)
+
+    def delete_subject(self, subject_id: str) -> int:
+        """Delete every record of ``subject_id``; returns how many were deleted."""
+        with self._lock:
+            doomed = [k for k, r in self._records.items() if r.subject_id == subject_id]
+            for k in doomed:
+                del self._records[k]
+            return len(doomed)
+
+
+@dataclass(frozen=True)
+class CaptureOutcome:
+    """What happened to one enrolment capture (``index`` = its position in the request)."""
+
+    index: int
+    accepted: bool
+    template_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """Result of an enrolment: the stored template ids and every capture's outcome."""
+
+    subject_id: str
+    template_ids: tuple[str, ...]
+    captures: tuple[CaptureOutcome, ...]
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Result of a 1:N identification; scores in [0, 1], ``elapsed_ms`` in milliseconds."""
+
+    outcome: Outcome
+    subject_id: str | None
+    score: float
+    runner_up_score: float | None
+    reason: str
+    elapsed_ms: float
+
+
+def decide(candidates: Sequence[Candidate], settings: IdentitySettings) -> tuple[
+    Outcome, str | None, float, float | None, str
+]:
+    """The decision rule on per-subject candidates sorted best first.
+
+    Identified when best >= threshold and best - runner-up >= margin; ambiguous when
+    above threshold but within the margin; otherwise not identified. Returns
+    ``(outcome, subject_id, score, runner_up_score, reason)``.
+    """
+    th, margin = settings.identify_threshold, settings.ambiguity_margin
+    if not candidates:
+        return "not_identified", None, 0.0, None, "No enrolled palm is close to this one."
+    best = candidates[0]
+    runner = candidates[1].score if len(candidates) > 1 else None
+    if best.score < th:
+        why = f"No enrolled palm reached the threshold {th:.2f} (best score {best.score:.3f})."
+        return "not_identified", None, best.score, runner, why
+    lead = best.score - (runner if runner is not None else 0.0)
+    if lead < margin:
+        why = (
+            f"Two enrolled palms match almost equally well (scores {best.score:.3f} and "
+            f"{runner:.3f}); the required lead is {margin:.2f}."
+        )
+        return "ambiguous", None, best.score, runner, why
+    why = f"Palm matched with score {best.score:.3f} (threshold {th:.2f}), {lead:.3f} ahead."
+    return "identified", best.subject_id, best.score, runner, why
+
+
+def template_from_image(image: bytes) -> Template:
+    """Decode, extract the ROI and encode one capture.
+
+    Raises InvalidImageError (undecodable bytes) or AcquisitionError (no usable palm).
+    """
+    roi = extract_roi(decode_image(image)).roi
+    return extract_features(roi).to_template()
+
+
+class IdentityService:
+    """Enrol, identify and delete palms (keyword-only methods)."""
+
+    def __init__(
+        self, *, repository: TemplateRepository, cipher: TemplateCipher, settings: IdentitySettings
+    ) -> None:
+        self._repository = repository
+        self._cipher = cipher
+        self._settings = settings
+        self._index = PalmIndex()
+        self._lock = threading.RLock()
+
+    def load(self) -> int:
+        """(Re)build the in-memory index from the repository; returns the template count.
+
+        Raises TemplateDecryptionError / TemplateFormatError on a bad stored record.
+        """
+        index = PalmIndex()
+        for record in self._repository.all():
+            plain = self._cipher.decrypt(record.subject_id, record.ciphertext)
+            index.add(record.template_id, record.subject_id, Template.from_bytes(plain))
+        with self._lock:
+            self._index = index
+        return len(index)
+
+    def enrol(self, *, subject_id: str, images: Sequence[bytes]) -> Enrolment:
+        """Enrol the usable captures in ``images`` for ``subject_id``.
+
+        Raises EnrolmentError (too few/many usable captures, or the palm is already
+        enrolled for another subject) or InvalidImageError (no capture decoded).
+        """
+        if not 0 < len(images) <= self._settings.max_enrolment_captures:
+            raise EnrolmentError(
+                f"between 1 and {self._settings.max_enrolment_captures} captures are needed"
+            )
+        outcomes, templates, errors = self._acquire(images)
+        if len(templates) < self._settings.min_enrolment_captures:
+            if errors and all(isinstance(e, InvalidImageError) for e in errors):
+                raise InvalidImageError(f"no capture could be decoded: {errors[0].reason}")
+            raise EnrolmentError(
+                f"{len(templates)} usable capture(s), {self._settings.min_enrolment_captures}"
+                f" needed; " + "; ".join(o.reason for o in outcomes if not o.accepted)
+            )
+        self._refuse_other_subject(subject_id, [t for _, t in templates])
+        now = datetime.now(UTC)
+        records = [
+            TemplateRecord(tid, subject_id, self._cipher.encrypt(subject_id, t.to_bytes()), now)
+            for tid, t in templates
+        ]
+        self._repository.add(records)
+        with self._lock:
+            for tid, t in templates:
+                self._index.add(tid, subject_id, t)
+        return Enrolment(subject_id, tuple(tid for tid, _ in templates), tuple(outcomes))
+
+    def _acquire(
+        self, images: Sequence[bytes]
+    ) -> tuple[list[CaptureOutcome], list[tuple[str, Template]], list[InvalidImageError]]:
+        outcomes: list[CaptureOutcome] = []
+        templates: list[tuple[str, Template]] = []
+        errors: list[InvalidImageError] = []
+        for i, data in enumerate(images):
+            try:
+                template = template_from_image(data)
+            except (InvalidImageError, AcquisitionError) as e:
+                if isinstance(e, InvalidImageError):
+                    errors.append(e)
+                outcomes.append(CaptureOutcome(i, False, None, f"{e.code}: {e.reason}"))
+                continue
+            tid = uuid.uuid4().hex
+            templates.append((tid, template))
+            outcomes.append(CaptureOutcome(i, True, tid, "accepted"))
+        return outcomes, templates, errors
+
+    def _refuse_other_subject(self, subject_id: str, templates: Sequence[Template]) -> None:
+        """1:N duplicate check: a palm may belong to one subject only."""
+        for t in templates:
+            for c in self._index.search(t, self._settings.shortlist_size):
+                if c.subject_id != subject_id and c.score >= self._settings.identify_threshold:
+                    raise EnrolmentError("this palm is already enrolled for another account")
+
+    def identify(self, *, image: bytes) -> Identification:
+        """1:N identification of one capture against every enrolled palm.
+
+        Raises InvalidImageError or AcquisitionError when the capture is unusable.
+        """
+        start = time.perf_counter()
+        template = template_from_image(image)
+        candidates = self._index.search(template, self._settings.shortlist_size)
+        outcome, subject, score, runner, reason = decide(candidates, self._settings)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        return Identification(outcome, subject, score, runner, reason, elapsed)
+
+    def delete(self, *, subject_id: str) -> int:
+        """Delete every template of ``subject_id``; returns how many stored ones were deleted."""
+        deleted = self._repository.delete_subject(subject_id)
+        with self._lock:
+            self._index.remove_subject(subject_id)
+        return deleted

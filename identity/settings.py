@@ -1,0 +1,28 @@
+"""Settings of the identity service (environment prefix ``STOREFRONT_IDENTITY_``).
+
+Built by the composition root, never at import time. Defaults come from
+:mod:`identity.params`, where their measurements are recorded.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from identity import params
+
+
+class IdentitySettings(BaseSettings):
+    """Decision thresholds and limits of :class:`identity.service.IdentityService`.
+
+    ``identify_threshold`` and ``ambiguity_margin`` are matcher scores in [0, 1];
+    ``shortlist_size`` is in templates; ``min_enrolment_captures`` in usable captures.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STOREFRONT_IDENTITY_", frozen=True)
+
+    identify_threshold: float = Field(default=params.IDENTIFY_THRESHOLD, gt=0.0, le=1.0)
+    ambiguity_margin: float = Field(default=params.AMBIGUITY_MARGIN, ge=0.0, le=1.0)
+    shortlist_size: int = Field(default=params.SHORTLIST_SIZE, ge=1, le=100_000)
+    min_enrolment_captures: int = Field(default=params.MIN_ENROLMENT_CAPTURES, ge=1, le=100)
+    max_enrolment_captures: int = Field(default=20, ge=1, le=100)

@@ -1,0 +1,72 @@
+"""CompCode extraction: code layout, angular Hamming property, mask, errors."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from identity.errors import InvalidImageError
+from identity.features import _ORIENTATION_BITS, extract_features
+from identity.synthetic import SyntheticPalms
+
+
+def test_hamming_between_orientation_codes_is_angular_distance() -> None:
+    for i in range(6):
+        for j in range(6):
+            hamming = int(np.sum(_ORIENTATION_BITS[i] ^ _ORIENTATION_BITS[j]))
+            assert hamming == min(abs(i - j), 6 - abs(i - j))
+
+
+def test_code_shape_and_template() -> None:
+    code = extract_features(SyntheticPalms(1).capture(0, 0))
+    assert code.grid == (32, 32)
+    assert code.code.dtype == np.uint8 and code.code.shape == (384,)
+    assert code.mask.shape == (128,)
+    template = code.to_template()
+    assert template.code_bits().shape == (3, 32, 32)
+    assert template.mask_bits().mean() > 0.9
+
+
+def _line_image(angle: float) -> np.ndarray:
+    img = np.full((128, 128), 180, dtype=np.uint8)
+    for offset in range(-120, 121, 12):  # parallel dark lines at ``angle``
+        c, s = math.cos(angle), math.sin(angle)
+        cx, cy = 64 - s * offset, 64 + c * offset
+        p1 = (int(cx - 200 * c), int(cy - 200 * s))
+        p2 = (int(cx + 200 * c), int(cy + 200 * s))
+        cv2.line(img, p1, p2, 60, 2)
+    return img
+
+
+def test_line_orientation_drives_the_winning_code() -> None:
+    codes = [extract_features(_line_image(j * math.pi / 6)).to_template() for j in range(6)]
+    # the dominant cell code differs between line orientations 90 degrees apart
+    modes = []
+    for t in codes:
+        bits = t.code_bits().reshape(3, -1).T
+        values, counts = np.unique(bits, axis=0, return_counts=True)
+        modes.append(tuple(values[np.argmax(counts)]))
+    assert modes[0] != modes[3]
+    assert len(set(modes)) == 6
+
+
+def test_flat_image_is_masked_out() -> None:
+    code = extract_features(np.full((128, 128), 128, dtype=np.uint8)).to_template()
+    assert not code.mask_bits().any()
+
+
+def test_saturated_image_is_masked_out() -> None:
+    code = extract_features(np.full((128, 128), 255, dtype=np.uint8)).to_template()
+    assert not code.mask_bits().any()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((128, 64), np.uint8), np.zeros((128, 128), np.float32), np.zeros((8, 8), np.uint8)],
+)
+def test_bad_roi_refused(bad: np.ndarray) -> None:
+    with pytest.raises(InvalidImageError):
+        extract_features(bad)
