@@ -59,8 +59,8 @@ def _open_text(path: Path) -> io.TextIOBase:
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")  # type: ignore[return-value]
-    return path.open("r", encoding="utf-8-sig", newline="")  # type: ignore[return-value]
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return path.open("r", encoding="utf-8-sig", newline="")
 
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
@@ -68,7 +68,7 @@ def _rows(path: Path) -> Iterator[dict[str, str]]:
         raise InvalidInput(f"basket file {path} does not exist")
     try:
         with _open_text(path) as handle:
-            reader = csv.DictReader(handle)  # type: ignore[arg-type]
+            reader = csv.DictReader(handle)
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise InvalidInput(f"{path.name}: missing column(s) {', '.join(missing)}")

@@ -132,11 +132,16 @@ class CheckoutService:
 
     def _issue_receipt(self, session_id: str, shopper_id: str, priced: PricedCart) -> ExitResult:
         lines = tuple(asdict(line) for line in priced.lines)
-        receipt_id = f"rct_{uuid.uuid4().hex}"
         with self._db.begin() as db:
-            db.add(Receipt(id=receipt_id, session_id=session_id, shopper_id=shopper_id,
-                           total_minor=priced.total_minor, currency=priced.currency,
-                           lines=list(lines), issued_at=self._clock()))
+            # A retried exit that crashed after the receipt but before settling reuses it.
+            receipt = db.query(Receipt).filter_by(session_id=session_id).one_or_none()
+            if receipt is None:
+                receipt = Receipt(id=f"rct_{uuid.uuid4().hex}", session_id=session_id,
+                                  shopper_id=shopper_id, total_minor=priced.total_minor,
+                                  currency=priced.currency, lines=list(lines),
+                                  issued_at=self._clock())
+                db.add(receipt)
+            receipt_id = receipt.id
         self._carts.settle(session_id, receipt_id, priced.total_minor)
         self._read_model.update(session_id, status="settled", total_minor=priced.total_minor)
         return ExitResult(session_id, "paid", priced.total_minor, priced.currency, receipt_id,

@@ -58,8 +58,9 @@ class PaymentProcessor(Protocol):
 class SimulatedProcessor:
     """A deterministic in-memory processor with a configurable decline rate.
 
-    Whether an authorization is declined depends only on ``seed`` and the
-    idempotency key (SHA-256), so runs are reproducible whatever the call order.
+    Whether an authorization is declined depends only on ``seed``, the payment
+    token and the amount (SHA-256), as an issuer's answer depends on the card and
+    the sum: runs are reproducible whatever the call order or session ids.
     Thread-safe.
     """
 
@@ -90,7 +91,7 @@ class SimulatedProcessor:
             if isinstance(previous, Authorization):
                 return previous
             auth_id = f"sim_auth_{len(self._auths) + 1:06d}"
-            declined = self._declines(idempotency_key)
+            declined = self._declines(f"{token}:{amount_minor}")
             auth = Authorization(auth_id, "declined" if declined else "authorized",
                                  amount_minor, currency,
                                  "card declined by issuer (simulated)" if declined else None)

@@ -30,9 +30,10 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
         if value is None:
             return None
-        if value.tzinfo is None:  # SQLite stores no offset; we only ever write UTC
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        stamp: datetime = value
+        if stamp.tzinfo is None:  # SQLite stores no offset; we only ever write UTC
+            return stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

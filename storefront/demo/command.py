@@ -69,7 +69,7 @@ def run_demo(*, palms: Path | None, baskets: Path | None, shoppers: int, seed: i
             container.close()
     report.extra.update(extra)
     report.extra["duration_s"] = round(time.perf_counter() - started, 2)
-    result = report.as_dict()
+    result: dict[str, Any] = report.as_dict()
     if report_path is not None:
         report_path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     console.print(summary_table(result))

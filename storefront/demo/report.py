@@ -34,7 +34,6 @@ class DayReport:
     events_sent: int = 0
     events_ingested: int = 0
     duplicate_events_ignored: int = 0
-    events_refused: int = 0
     identify_ms: list[float] = field(default_factory=list)
     exit_ms: list[float] = field(default_factory=list)
     staffed_reasons: dict[str, int] = field(default_factory=dict)

@@ -33,7 +33,7 @@ def test_capture_once_and_never_above_the_hold() -> None:
 def test_decline_rate_is_respected_and_seeded() -> None:
     def declines(seed: int) -> list[bool]:
         p = SimulatedProcessor(seed=seed, decline_rate=0.2)
-        return [p.authorize(token="t", amount_minor=1, currency="GBP",
+        return [p.authorize(token=f"tok_{i}", amount_minor=1, currency="GBP",
                             idempotency_key=f"k{i}").status == "declined" for i in range(2000)]
 
     assert declines(3) == declines(3)
@@ -57,3 +57,10 @@ def test_bad_arguments_refused() -> None:
         processor.authorize(token="", amount_minor=1, currency="GBP", idempotency_key="a")
     with pytest.raises(PaymentError):
         processor.authorize(token="t", amount_minor=-1, currency="GBP", idempotency_key="b")
+
+
+def test_same_card_and_amount_get_the_same_answer_under_a_new_key() -> None:
+    processor = SimulatedProcessor(seed=9, decline_rate=0.5)
+    answers = {processor.authorize(token="tok_x", amount_minor=700, currency="GBP",
+                                   idempotency_key=f"retry{i}").status for i in range(5)}
+    assert len(answers) == 1
