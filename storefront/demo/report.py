@@ -31,6 +31,8 @@ class DayReport:
     sessions_to_staffed_checkout: int = 0
     receipts: int = 0
     receipts_matching_expected: int = 0
+    staffed_carts_priced: int = 0
+    staffed_carts_matching_expected: int = 0
     events_sent: int = 0
     events_ingested: int = 0
     duplicate_events_ignored: int = 0

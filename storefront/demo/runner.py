@@ -101,9 +101,13 @@ def _exit(c: Container, session_id: str, basket: Basket, report: DayReport) -> N
         report.sessions_to_staffed_checkout += 1
         reason = (result.reason or "unknown").split(":")[0]
         report.staffed_reasons[reason] = report.staffed_reasons.get(reason, 0) + 1
-    if result.total_minor is not None:
+    matches = result.total_minor == basket.expected_total_minor
+    if result.receipt_id is not None:
         report.receipts += 1
-        report.receipts_matching_expected += int(result.total_minor == basket.expected_total_minor)
+        report.receipts_matching_expected += int(matches)
+    elif result.total_minor is not None:  # priced, then sent to the staffed checkout
+        report.staffed_carts_priced += 1
+        report.staffed_carts_matching_expected += int(matches)
 
 
 def run_day(c: Container, plan: DayPlan, step: Progress) -> DayReport:
