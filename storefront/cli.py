@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from storefront.cli_catalog import catalog_app
 from storefront.errors import StorefrontError
 
 app = typer.Typer(help="storefront: checkout-free store backend with palm identity.",
                   no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(catalog_app, name="catalog")
 console = Console()
 
 

@@ -6,6 +6,7 @@ Every field can be set with an environment variable prefixed ``STOREFRONT_``
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,10 @@ class Settings(BaseSettings):
         key_file: template key-encryption key (32 random bytes, mode 0600).
         store_id: the store this process serves.
         currency: ISO 4217 code of all prices (minor units everywhere).
+        prices_include_tax: shelf prices include tax (True, as in Israel and the UK) or
+            tax is added at the till (False).
+        vat_rate_percent: rate of the ``standard`` tax category, percent with at most
+            two decimals (default 18: Israel's VAT since 2025-01-01).
         payment_decline_rate: share of authorizations the simulated processor declines.
         payment_seed: seed of the simulated processor's decisions.
         host, port: where ``storefront serve`` listens.
@@ -38,6 +43,8 @@ class Settings(BaseSettings):
     key_file: Path | None = None
     store_id: str = "store-1"
     currency: str = "GBP"
+    prices_include_tax: bool = True
+    vat_rate_percent: Decimal = Field(default=Decimal("18"), ge=0, le=100, decimal_places=2)
     payment_decline_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     payment_seed: int = 7
     host: str = "127.0.0.1"

@@ -1,0 +1,84 @@
+"""``storefront catalog ...``: import the Israeli price-transparency files."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from storefront.errors import StorefrontError
+
+catalog_app = typer.Typer(help="Product catalogue and promotions.", no_args_is_help=True)
+console = Console()
+
+
+@catalog_app.command("import")
+def import_files(
+    prices: Annotated[Path, typer.Option(exists=True, dir_okay=False,
+                                         help="Price file (CSV, gzip allowed, Hebrew headers).")],
+    promos: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                help="Promotion file of the same chains.")]
+    = None,
+    chain: Annotated[str | None, typer.Option(help="Chain id (מזהה רשת) to import.")] = None,
+    store: Annotated[str | None, typer.Option(help="Store id (מזהה חנות) to import.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Skip promotions ended before this "
+                                                   "YYYY-MM-DD (default: date in the file name).")]
+    = None,
+    report: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
+) -> None:
+    """Load one store's prices and promotions as the catalogue (safe to repeat)."""
+    from storefront.bootstrap import bootstrap
+    from storefront.catalog_import import import_israeli_catalogue
+
+    container = None
+    try:
+        day = date.fromisoformat(as_of) if as_of else None
+        container = bootstrap()
+        if container.settings.currency != "ILS":
+            console.print(f"[yellow]note:[/yellow] the store currency is "
+                          f"{container.settings.currency}; these prices are ILS "
+                          "(set STOREFRONT_CURRENCY=ILS to sell them).")
+        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("rows", total=None)
+            result = import_israeli_catalogue(
+                container.catalogue, prices=prices, promos=promos, chain=chain, store=store,
+                as_of=day, progress=lambda n: bar.advance(task, n))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] bad --as-of date: {exc}")
+        raise typer.Exit(2) from exc
+    except StorefrontError as exc:
+        console.print(f"[red]error:[/red] {exc.reason}")
+        raise typer.Exit(2) from exc
+    finally:
+        if container is not None:
+            container.close()
+    summary = result.as_dict()
+    _print_summary(summary)
+    if report is not None:
+        report.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
+                          encoding="utf-8")
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    table = Table(title=f"chain {summary['chain_id']} store {summary['store_id']} "
+                        f"({summary['seconds']} s)")
+    table.add_column("file")
+    table.add_column("what")
+    table.add_column("rows", justify="right")
+    table.add_row("prices", "read", str(summary["prices_read"]))
+    table.add_row("prices", "imported", str(summary["products_imported"]))
+    for reason, count in dict(summary["prices_rejected"]).items():  # type: ignore[call-overload]
+        table.add_row("prices", f"rejected: {reason}", str(count))
+    table.add_row("promotions", "read", str(summary["promo_rows_read"]))
+    table.add_row("promotions", "imported rows", str(summary["promo_rows_imported"]))
+    table.add_row("promotions", "promotions", str(summary["promotions_imported"]))
+    for reason, count in dict(summary["promos_rejected"]).items():  # type: ignore[call-overload]
+        table.add_row("promotions", f"rejected: {reason}", str(count))
+    console.print(table)

@@ -1,0 +1,243 @@
+"""Rows of the Israeli price-transparency files -> catalogue items and promotions.
+
+Israel's Food Act (Promotion of Competition in the Food Sector, 2014) makes
+large chains publish every store's prices (``PriceFull``) and promotions
+(``PromoFull``). The files read here are CSV exports of those with Hebrew
+headers; prices in shekels (ILS, 100 agorot). Pure functions, no I/O: a bad row
+raises ``Rejected`` with a short reason that the importer counts.
+
+Promotion rows (``סוג הטבה`` is the standard's RewardType):
+
+- coupon promotions (``קופון`` = 1) need a coupon the store cannot see: rejected.
+- RewardType 1 or 10 with a price: "N for P" (multi-buy), or a fixed price when N
+  is 1; for weighed goods N is kilograms and P is prorated over the weight
+  (N of 10 g or less means "any weight": P is then a price per kg).
+- RewardType 1 or 10 without a price, and 2: percentage off from N.
+- RewardType 3: fixed price per unit (per kg for weighed goods) from N.
+- RewardType 8 or 9: buy N-1, get one at the rate off (no rate: free).
+- RewardType 0 (unspecified) and others: rejected.
+
+Rates above 100 are hundredths of a percent (some chains write 5000 for 50 %),
+rates up to 100 are percent. The free-text description is kept for the receipt
+and never parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from storefront.catalog import CatalogueItem, make_item
+from storefront.errors import InvalidInput
+from storefront.money import parse_major_to_minor
+from storefront.pricing.model import FULL_RATE_BP, MILLI_PER_UNIT, Promotion, PromotionKind
+
+CURRENCY = "ILS"
+PRICE_COLUMNS = {"chain": "מזהה רשת", "store": "מזהה חנות", "barcode": "ברקוד",
+                 "name": "שם מוצר", "price": "מחיר (₪)", "weighed": "שקיל",
+                 "allow_discount": "מותר הנחה"}
+PROMO_COLUMNS = {"chain": "מזהה רשת", "store": "מזהה חנות", "barcode": "ברקוד",
+                 "promo_id": "מזהה מבצע", "description": "תיאור מבצע",
+                 "valid_until": "בתוקף עד", "min_qty": "כמות מינימום",
+                 "price": "מחיר מבצע (₪)", "rate": "שיעור הנחה", "club": "מועדון",
+                 "coupon": "קופון", "reward_type": "סוג הטבה"}
+_ANY_WEIGHT_GRAMS = 10
+
+
+class Rejected(Exception):
+    """A row that cannot be imported; ``reason`` is a short, countable phrase."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PromoRow:
+    """One accepted promotion row: the chain's promotion id, its terms, one product code."""
+
+    promo_id: str
+    code: str
+    terms: Promotion
+
+
+def parse_product(row: Mapping[str, str]) -> CatalogueItem:
+    """A catalogue item (ILS agorot; price per kg when weighed) from a price row.
+
+    Raises:
+        Rejected: missing barcode or name, bad or non-positive price, bad flags.
+    """
+    code, name = row["barcode"].strip(), " ".join(row["name"].split())
+    if not code:
+        raise Rejected("missing barcode")
+    if not name:
+        raise Rejected("missing name")
+    try:
+        price = parse_major_to_minor(row["price"])
+    except InvalidInput as exc:
+        raise Rejected("bad price") from exc
+    if price <= 0:
+        raise Rejected("non-positive price")
+    weighed = _flag(row["weighed"], default=False, reason="bad weighed flag")
+    allow = _flag(row["allow_discount"], default=True, reason="bad allow-discount flag")
+    try:
+        return make_item(code, name[:300], price, CURRENCY, sold_by_weight=weighed,
+                         allow_discount=allow)
+    except InvalidInput as exc:
+        raise Rejected("bad barcode") from exc
+
+
+def parse_promotion_row(row: Mapping[str, str], products: Mapping[str, CatalogueItem],
+                        *, prefix: str, as_of: date | None = None) -> PromoRow:
+    """The terms of one promotion row for one product of ``products``.
+
+    Raises:
+        Rejected: coupon, unknown product, unsupported reward type, bad numbers,
+            expired before ``as_of``.
+    """
+    if _flag(row["coupon"], default=False, reason="bad coupon flag"):
+        raise Rejected("needs a coupon")
+    item = products.get(row["barcode"].strip())
+    if item is None:
+        raise Rejected("unknown product")
+    promo_id = row["promo_id"].strip()
+    if not promo_id:
+        raise Rejected("missing promotion id")
+    valid_until = _date(row["valid_until"])
+    if as_of is not None and valid_until is not None and valid_until < as_of:
+        raise Rejected("expired")
+    base = Promotion(f"{prefix}:{promo_id}", PromotionKind.PERCENT_OFF, frozenset({item.code}),
+                     " ".join(row["description"].split())[:300], rate_bp=FULL_RATE_BP,
+                     club_only=_flag(row["club"], default=False, reason="bad club flag"),
+                     valid_until=valid_until)
+    try:
+        return PromoRow(promo_id, item.code, _terms(row, item, base))
+    except InvalidInput as exc:
+        raise Rejected("inconsistent terms") from exc
+
+
+def group_promotions(rows: list[PromoRow]) -> list[Promotion]:
+    """One promotion per (chain promotion id, terms), with every product code it covers.
+
+    A chain id whose rows carry different terms (a different price per product)
+    becomes several promotions, ``id``, ``id#2``, ... in order of first appearance.
+    """
+    groups: dict[tuple[str, Promotion], set[str]] = {}
+    for row in rows:
+        key = (row.promo_id, replace(row.terms, codes=frozenset({"*"})))
+        groups.setdefault(key, set()).add(row.code)
+    seen: dict[str, int] = {}
+    out = []
+    for (promo_id, terms), codes in groups.items():
+        seen[promo_id] = seen.get(promo_id, 0) + 1
+        suffix = "" if seen[promo_id] == 1 else f"#{seen[promo_id]}"
+        out.append(replace(terms, promotion_id=terms.promotion_id + suffix,
+                           codes=frozenset(codes)))
+    return out
+
+
+def _terms(row: Mapping[str, str], item: CatalogueItem, base: Promotion) -> Promotion:
+    # Only the columns a reward type uses are parsed: chains fill the others with
+    # derived or meaningless numbers (e.g. a "rate" of -99400 on a fixed price).
+    kind = row["reward_type"].strip()
+    milli = _min_milli(row["min_qty"], item)
+    if kind in ("1", "10") and row["price"].strip():
+        return _priced_bundle(base, item, milli, _price(row["price"]))
+    if kind in ("1", "10", "2"):
+        rate = _rate(row["rate"])
+        if rate is None:
+            raise Rejected("missing discount rate")
+        return replace(base, min_quantity_milli=milli, rate_bp=rate)
+    if kind == "3":
+        if not row["price"].strip():
+            raise Rejected("missing promotion price")
+        return _fixed(base, milli, _price(row["price"]))
+    if kind in ("8", "9"):
+        if item.sold_by_weight or milli < 2 * MILLI_PER_UNIT:
+            raise Rejected("buy-x-get-y needs 2+ units of a unit-priced product")
+        units = milli // MILLI_PER_UNIT
+        return replace(base, kind=PromotionKind.BUY_X_GET_Y,
+                       rate_bp=_rate(row["rate"]) or FULL_RATE_BP,
+                       buy_units=units - 1, get_units=1, min_quantity_milli=milli)
+    raise Rejected(f"unsupported reward type {kind or '(empty)'}")
+
+
+def _priced_bundle(base: Promotion, item: CatalogueItem, milli: int, price: int) -> Promotion:
+    if item.sold_by_weight and milli > _ANY_WEIGHT_GRAMS:
+        return replace(base, kind=PromotionKind.MULTI_BUY, rate_bp=None, price_minor=price,
+                       bundle_milli=milli, min_quantity_milli=milli)
+    if milli <= MILLI_PER_UNIT:
+        return _fixed(base, milli, price)
+    return replace(base, kind=PromotionKind.MULTI_BUY, rate_bp=None, price_minor=price,
+                   bundle_milli=milli, min_quantity_milli=milli)
+
+
+def _fixed(base: Promotion, milli: int, price: int) -> Promotion:
+    return replace(base, kind=PromotionKind.FIXED_PRICE, rate_bp=None, price_minor=price,
+                   min_quantity_milli=milli if milli > MILLI_PER_UNIT else 0)
+
+
+def _min_milli(text: str, item: CatalogueItem) -> int:
+    value = _decimal(text or "1", "bad minimum quantity")
+    if value < 0:
+        raise Rejected("negative minimum quantity")
+    milli = value * MILLI_PER_UNIT
+    if item.sold_by_weight:
+        return int(milli.to_integral_value())  # grams
+    if value <= 1:
+        return MILLI_PER_UNIT  # 0, 0.01 and 1 all mean "from one unit" for unit goods
+    if value != value.to_integral_value():
+        raise Rejected("fractional quantity of a unit-priced product")
+    return int(milli)
+
+
+def _price(text: str) -> int:
+    try:
+        price = parse_major_to_minor(text)
+    except InvalidInput as exc:
+        raise Rejected("bad promotion price") from exc
+    if price <= 0:
+        raise Rejected("non-positive promotion price")
+    return price
+
+
+def _rate(text: str) -> int | None:
+    if not text.strip():
+        return None
+    value = _decimal(text, "bad discount rate")
+    basis_points = value if value > 100 else value * 100
+    if basis_points == 0:
+        return None
+    if not 0 < basis_points <= FULL_RATE_BP or basis_points != basis_points.to_integral_value():
+        raise Rejected("bad discount rate")
+    return int(basis_points)
+
+
+def _decimal(text: str, reason: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation as exc:
+        raise Rejected(reason) from exc
+    if not value.is_finite():
+        raise Rejected(reason)
+    return value
+
+
+def _date(text: str) -> date | None:
+    if not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip()[:10])
+    except ValueError as exc:
+        raise Rejected("bad valid-until date") from exc
+
+
+def _flag(text: str, *, default: bool, reason: str) -> bool:
+    value = text.strip()
+    if not value:
+        return default
+    if value in ("0", "1"):
+        return value == "1"
+    raise Rejected(reason)
