@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from identity.protection import TemplateCipher, load_or_create_key_file
-from identity.service import IdentityService
-from identity.settings import IdentitySettings
 from sqlalchemy.orm import Session, sessionmaker
 
 from cart.service import SessionService
 from cart.sql_event_store import SqlEventStore
+from identity.protection import TemplateCipher, load_or_create_key_file
+from identity.service import IdentityService
+from identity.settings import IdentitySettings
 from storefront.catalog import Catalogue
 from storefront.checkout import CheckoutService
 from storefront.clock import Clock, utc_now
@@ -73,7 +73,8 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     identity.load()
     processor = processor or SimulatedProcessor(seed=settings.payment_seed,
                                                 decline_rate=settings.payment_decline_rate)
-    carts = SessionService(SqlEventStore(engine), clock)
+    # Many devices append to one session at once: retry version conflicts generously.
+    carts = SessionService(SqlEventStore(engine), clock, max_attempts=20)
     catalogue = Catalogue(db)
     read_model = SessionReadModel(db)
     shoppers = ShopperService(sessions=db, identity=identity, clock=clock)

@@ -7,8 +7,8 @@ each lifecycle change and serves lists and queues.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +34,8 @@ class SessionView:
     exited_at: datetime | None
     total_minor: int | None
     staffed_reason: str | None
+    exit_claim: str | None = None
+    priced_lines: tuple[dict[str, Any], ...] = ()
 
 
 class SessionReadModel:
@@ -55,6 +57,29 @@ class SessionReadModel:
             db.execute(sa.update(ShoppingSession)
                        .where(ShoppingSession.id == session_id).values(**values))
 
+    def claim_exit(self, session_id: str, token: str, now: datetime, lease: timedelta) -> bool:
+        """Take the session's exit lease; False while another live claim holds it.
+
+        One atomic UPDATE (a row lock on PostgreSQL, the write lock on SQLite), so
+        two processes exiting the same session cannot both win. A claim older than
+        ``lease`` is taken over: its holder is presumed dead.
+        """
+        row = ShoppingSession
+        with self._sessions.begin() as db:
+            result = db.execute(
+                sa.update(row)
+                .where(row.id == session_id, row.status.not_in(("settled", "staffed")),
+                       sa.or_(row.exit_claim.is_(None), row.exit_claimed_at < now - lease))
+                .values(exit_claim=token, exit_claimed_at=now))
+            return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+    def release_exit(self, session_id: str, token: str) -> None:
+        """Give the exit lease back (only if ``token`` still holds it)."""
+        row = ShoppingSession
+        with self._sessions.begin() as db:
+            db.execute(sa.update(row).where(row.id == session_id, row.exit_claim == token)
+                       .values(exit_claim=None, exit_claimed_at=None))
+
     def get(self, session_id: str) -> SessionView:
         """The session; raises NotFound."""
         with self._sessions() as db:
@@ -74,7 +99,8 @@ class SessionReadModel:
 
 def _view(row: ShoppingSession) -> SessionView:
     return SessionView(row.id, row.shopper_id, row.status, row.entry_method, row.opened_at,
-                       row.exited_at, row.total_minor, row.staffed_reason)
+                       row.exited_at, row.total_minor, row.staffed_reason, row.exit_claim,
+                       tuple(row.priced_lines or ()))
 
 
 class ItemIngest:

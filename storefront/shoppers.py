@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from identity.service import Enrolment, IdentityService
 from sqlalchemy.orm import Session, sessionmaker
+from stdnum import luhn
 
+from identity.service import Enrolment, IdentityService
 from storefront.clock import Clock
 from storefront.db.models import Shopper
 from storefront.errors import InvalidInput, NotFound
+
+
+def looks_like_card_number(text: str) -> bool:
+    """True for anything that could carry a primary account number (PAN).
+
+    Spaces and dashes are ignored. Refused: an all-digit string (no processor
+    token is one), and any run of 12-19 digits that passes the Luhn check
+    (ISO/IEC 7812), e.g. ``"card 4111 1111 1111 1111"``.
+    """
+    compact = text.replace(" ", "").replace("-", "")
+    if compact.isdigit():
+        return True
+    return any(luhn.is_valid(run) for run in re.findall(r"\d{12,19}", compact))
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,7 @@ class ShopperService:
         name = display_name.strip()
         if not 1 <= len(name) <= 200:
             raise InvalidInput("display name must be 1-200 characters")
-        if not payment_token or len(payment_token) > 200 or payment_token.isdigit():
+        if not payment_token or len(payment_token) > 200 or looks_like_card_number(payment_token):
             raise InvalidInput("payment token must be a processor token, not a card number")
         shopper = Shopper(id=f"shp_{uuid.uuid4().hex}", display_name=name,
                           payment_token=payment_token, created_at=self._clock())

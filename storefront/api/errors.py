@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from cart import errors as cart_errors
 from identity import errors as identity_errors
@@ -22,7 +23,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (cart_errors.SessionNotFound, 404),
     (cart_errors.SessionClosed, 409),
     (cart_errors.DuplicateDeviceEvent, 409),
-    (cart_errors.ConcurrencyConflict, 409),
+    (cart_errors.ConcurrencyConflict, 503),  # transient: the client retries
     (cart_errors.InvalidCommand, 422),
     (sf_errors.NotFound, 404),
     (sf_errors.UnknownProduct, 422),
@@ -50,7 +51,10 @@ def error_code(exc: Exception) -> str:
 
 async def _handle(_request: Request, exc: Exception) -> JSONResponse:
     reason = getattr(exc, "reason", str(exc))
-    return JSONResponse({"error": error_code(exc), "reason": reason}, status_code=status_for(exc))
+    status = status_for(exc)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"error": error_code(exc), "reason": reason}, status_code=status,
+                        headers=headers)
 
 
 async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:
@@ -60,8 +64,15 @@ async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:
                         status_code=422)
 
 
+async def _handle_http(_request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
+    return JSONResponse({"error": "http_error", "reason": str(detail)}, status_code=status)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping on ``app`` for every service error family."""
     for family in _HANDLED:
         app.add_exception_handler(family, _handle)
     app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(HTTPException, _handle_http)

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the server a device clock may be
+EARLIEST_SENSOR_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+
+def _printable(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("control characters (such as NUL) are not allowed")
+    return value
+
+
+def _plausible_time(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time is out of range once converted to UTC") from exc
+    if utc < EARLIEST_SENSOR_TIME:
+        raise ValueError(f"time is before {EARLIEST_SENSOR_TIME.date()}")
+    if utc > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError(f"time is more than {MAX_CLOCK_SKEW} ahead of the server clock")
+    return utc
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+StrictCount = Annotated[int, Field(strict=True)]
+SensorTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+SessionIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+ShopperIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+ProductCodePath = Annotated[str, Path(min_length=1, max_length=32, pattern=ID_PATTERN)]
 
 
 class ProductIn(BaseModel):
@@ -13,8 +44,8 @@ class ProductIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
-    name: str = Field(min_length=1, max_length=300)
-    unit_price_minor: int = Field(ge=0, le=10**9)
+    name: Text = Field(min_length=1, max_length=300)
+    unit_price_minor: StrictCount = Field(ge=0, le=10**9)
 
 
 class ProductOut(BaseModel):
@@ -31,8 +62,8 @@ class ShopperIn(BaseModel):
     """Sign-up: the payment token is a processor token, never a card number."""
 
     model_config = ConfigDict(extra="forbid")
-    display_name: str = Field(min_length=1, max_length=200)
-    payment_token: str = Field(min_length=1, max_length=200)
+    display_name: Text = Field(min_length=1, max_length=200)
+    payment_token: Text = Field(min_length=1, max_length=200)
 
 
 class ShopperOut(BaseModel):
@@ -76,12 +107,12 @@ class ItemEventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["picked", "put_back"]
-    product_code: str = Field(min_length=1, max_length=32)
-    quantity: int = Field(ge=1, le=999)
-    device_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    device_seq: int = Field(ge=0, le=2**62)
-    sensor_time: AwareDatetime
-    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    product_code: str = Field(min_length=1, max_length=32, pattern=ID_PATTERN)
+    quantity: StrictCount = Field(ge=1, le=999)
+    device_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    device_seq: StrictCount = Field(ge=0, le=2**62)
+    sensor_time: SensorTime
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0, strict=True)
 
 
 class ItemEventOut(BaseModel):

@@ -7,7 +7,7 @@ Money is integer minor units; times are timezone-aware UTC.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,6 +71,52 @@ class Product(Base):
     unit_price_minor: Mapped[int] = mapped_column(sa.BigInteger())
     currency: Mapped[str] = mapped_column(sa.String(3))
     is_gtin: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    sold_by_weight: Mapped[bool] = mapped_column(sa.Boolean(), default=False,
+                                                 server_default=sa.false())
+    tax_category: Mapped[str] = mapped_column(sa.String(32), default="standard",
+                                              server_default="standard")
+    allow_discount: Mapped[bool] = mapped_column(sa.Boolean(), default=True,
+                                                 server_default=sa.true())
+
+
+class TaxCategory(Base):
+    """A tax category other than ``standard`` (whose rate is a store setting)."""
+
+    __tablename__ = "tax_categories"
+    code: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    rate_bp: Mapped[int] = mapped_column(sa.Integer())
+
+
+class PromotionRow(Base):
+    """A promotion (see ``storefront.pricing.model.Promotion``); ``source`` is its import.
+
+    Quantities are milli-quantities (units x 1000, or grams); money minor units;
+    ``rate_bp`` basis points.
+    """
+
+    __tablename__ = "promotions"
+    id: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    description: Mapped[str] = mapped_column(sa.String(300))
+    min_quantity_milli: Mapped[int] = mapped_column(sa.BigInteger())
+    price_minor: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+    bundle_milli: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+    rate_bp: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+    buy_units: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+    get_units: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+    club_only: Mapped[bool] = mapped_column(sa.Boolean())
+    valid_until: Mapped[date | None] = mapped_column(sa.Date(), nullable=True)
+
+
+class PromotionItem(Base):
+    """A product code eligible for a promotion."""
+
+    __tablename__ = "promotion_items"
+    promotion_id: Mapped[str] = mapped_column(
+        sa.String(80), sa.ForeignKey("promotions.id", ondelete="CASCADE"), primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(32), primary_key=True, index=True)
 
 
 class ShoppingSession(Base):
@@ -86,6 +132,11 @@ class ShoppingSession(Base):
     total_minor: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
     opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
     exited_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The exit flow's lease: one process at a time runs a session's exit (see checkout.py).
+    exit_claim: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    exit_claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The cart as priced at exit (JSON list of lines), so retries charge what was priced.
+    priced_lines: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True)
 
 
 class Payment(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from storefront.api.deps import ContainerDep
-from storefront.api.schemas import ProductIn, ProductOut
+from storefront.api.schemas import ProductCodePath, ProductIn, ProductOut
 from storefront.catalog import CatalogueItem, make_item
 from storefront.errors import InvalidInput, NotFound, UnknownProduct
 
@@ -18,7 +18,7 @@ def _out(item: CatalogueItem) -> ProductOut:
 
 
 @router.put("/{code}", response_model=ProductOut)
-def put_product(code: str, body: ProductIn, c: ContainerDep) -> ProductOut:
+def put_product(code: ProductCodePath, body: ProductIn, c: ContainerDep) -> ProductOut:
     """Create or replace a product (the path code must equal the body code)."""
     if code != body.code:
         raise InvalidInput("product code in the path and the body differ")
@@ -28,7 +28,7 @@ def put_product(code: str, body: ProductIn, c: ContainerDep) -> ProductOut:
 
 
 @router.get("/{code}", response_model=ProductOut)
-def get_product(code: str, c: ContainerDep) -> ProductOut:
+def get_product(code: ProductCodePath, c: ContainerDep) -> ProductOut:
     """One product; 404 when unknown."""
     try:
         return _out(c.catalogue.get(code))

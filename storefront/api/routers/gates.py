@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from storefront.api.deps import ContainerDep
 from storefront.api.schemas import EntryOut
@@ -17,7 +18,9 @@ router = APIRouter(prefix="/gates", tags=["gates"])
 async def enter(c: ContainerDep,
                 image: Annotated[UploadFile, File(description="one palm capture")]) -> EntryOut:
     """Identify a palm and open a shopping session, or refuse with the reason."""
-    decision = c.gates.enter_by_palm(image=await read_image(image))
+    data = await read_image(image)
+    # Identification is CPU-bound: keep it off the event loop.
+    decision = await run_in_threadpool(c.gates.enter_by_palm, image=data)
     return EntryOut(admitted=decision.admitted, outcome=decision.outcome, reason=decision.reason,
                     session_id=decision.session_id, shopper_id=decision.shopper_id,
                     score=decision.score, identify_ms=decision.identify_ms)

@@ -5,13 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from storefront.api.deps import ContainerDep
-from storefront.api.schemas import CartLineOut, ExitOut, ItemEventIn, ItemEventOut, SessionOut
+from storefront.api.schemas import (
+    CartLineOut,
+    ExitOut,
+    ItemEventIn,
+    ItemEventOut,
+    SessionIdPath,
+    SessionOut,
+)
 
 router = APIRouter(tags=["sessions"])
 
 
 @router.post("/sessions/{session_id}/events", response_model=ItemEventOut, status_code=201)
-def record_event(session_id: str, body: ItemEventIn, c: ContainerDep) -> ItemEventOut:
+def record_event(session_id: SessionIdPath, body: ItemEventIn, c: ContainerDep) -> ItemEventOut:
     """Append an item event once; a replay of (device id, sequence) is 409."""
     stored = c.ingest.record(session_id=session_id, kind=body.kind,
                              product_code=body.product_code, quantity=body.quantity,
@@ -21,7 +28,7 @@ def record_event(session_id: str, body: ItemEventIn, c: ContainerDep) -> ItemEve
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut)
-def get_session(session_id: str, c: ContainerDep) -> SessionOut:
+def get_session(session_id: SessionIdPath, c: ContainerDep) -> SessionOut:
     """The session with its current cart (derived from the event log) and flags."""
     view = c.read_model.get(session_id)
     contents = c.carts.cart(session_id)
@@ -34,7 +41,7 @@ def get_session(session_id: str, c: ContainerDep) -> SessionOut:
 
 
 @router.post("/sessions/{session_id}/exit", response_model=ExitOut)
-def exit_session(session_id: str, c: ContainerDep) -> ExitOut:
+def exit_session(session_id: SessionIdPath, c: ContainerDep) -> ExitOut:
     """Close the session, price, charge, and return the receipt (or the staffed reason)."""
     result = c.checkout.exit(session_id)
     return ExitOut(session_id=result.session_id, status=result.status,

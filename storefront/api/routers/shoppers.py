@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from storefront.api.deps import ContainerDep
-from storefront.api.schemas import CaptureOutcome, EnrolmentOut, ShopperIn, ShopperOut
+from storefront.api.schemas import (
+    CaptureOutcome,
+    EnrolmentOut,
+    ShopperIdPath,
+    ShopperIn,
+    ShopperOut,
+)
 from storefront.api.uploads import read_image
 
 router = APIRouter(prefix="/shoppers", tags=["shoppers"])
@@ -21,19 +28,20 @@ def register(body: ShopperIn, c: ContainerDep) -> ShopperOut:
 
 
 @router.get("/{shopper_id}", response_model=ShopperOut)
-def get_shopper(shopper_id: str, c: ContainerDep) -> ShopperOut:
+def get_shopper(shopper_id: ShopperIdPath, c: ContainerDep) -> ShopperOut:
     """One shopper."""
     view = c.shoppers.get(shopper_id)
     return ShopperOut(id=view.id, display_name=view.display_name, created_at=view.created_at)
 
 
 @router.post("/{shopper_id}/palms", response_model=EnrolmentOut, status_code=201)
-async def enrol(shopper_id: str, c: ContainerDep,
+async def enrol(shopper_id: ShopperIdPath, c: ContainerDep,
                 images: Annotated[list[UploadFile], File(description="palm captures")]
                 ) -> EnrolmentOut:
     """Enrol one or more palm captures; each capture's outcome is reported."""
     data = [await read_image(upload) for upload in images]
-    result = c.shoppers.enrol_palm(shopper_id=shopper_id, images=data)
+    # Image work is CPU-bound: keep it off the event loop.
+    result = await run_in_threadpool(c.shoppers.enrol_palm, shopper_id=shopper_id, images=data)
     return EnrolmentOut(
         shopper_id=shopper_id, templates=len(result.template_ids),
         captures=[CaptureOutcome(index=o.index, accepted=o.accepted, reason=o.reason)
