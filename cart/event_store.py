@@ -12,10 +12,21 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from cart.errors import ConcurrencyConflict, DuplicateDeviceEvent, InvalidCommand
-from cart.events import MAX_ID_LENGTH, Event, ItemPicked, ItemPutBack, SessionOpened
+from cart.events import (
+    DEVICE_EVENT_TYPES,
+    EVENT_TYPES,
+    MAX_ID_LENGTH,
+    DeviceEvent,
+    Event,
+    SessionAbandoned,
+    SessionExited,
+    SessionOpened,
+    SessionSentToStaffed,
+    SessionSettled,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,20 @@ class StoredEvent:
     position: int
     event: Event
     recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What :meth:`EventStore.append_batch` did: the events it stored (in batch order)
+    and, for every device event it skipped, the duplicate it was (``same_payload``
+    False for a conflicting reuse of a device sequence number)."""
+
+    stored: list[StoredEvent]
+    duplicates: list[DuplicateDeviceEvent]
+
+
+TERMINAL_EVENT_TYPES = (SessionExited, SessionSettled, SessionSentToStaffed, SessionAbandoned)
+"""Events after which a session is no longer active (not a candidate for abandonment)."""
 
 
 class EventStore(Protocol):
@@ -47,8 +72,30 @@ class EventStore(Protocol):
         """
         ...
 
+    def append_batch(
+        self, session_id: str, events: Sequence[Event], *, expected_version: int
+    ) -> AppendResult:
+        """Like :meth:`append`, but device events whose (device id, device sequence) is
+        already stored, or repeated within the batch, are skipped and reported instead
+        of failing the batch. The others get consecutive versions after
+        ``expected_version``. Raises ConcurrencyConflict (also when a concurrent writer
+        stored one of the device keys first: retry) and InvalidCommand as :meth:`append`.
+        """
+        ...
+
     def load(self, session_id: str) -> list[StoredEvent]:
         """The session's events in version order; an empty list for an unknown session."""
+        ...
+
+    def load_control(self, session_id: str) -> tuple[int, list[StoredEvent]]:
+        """The session's current version (0: unknown) and its events other than device
+        events, in version order: enough for :func:`cart.session.fold_control`."""
+        ...
+
+    def idle_sessions(self, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` ids of sessions with no terminal event (exit, settle,
+        staffed, abandoned) whose last event was recorded before ``before`` (UTC),
+        ordered by session id. Raises InvalidCommand when ``limit`` < 1."""
         ...
 
     def since(self, position: int, limit: int) -> list[StoredEvent]:
@@ -64,12 +111,38 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def item_events(events: Sequence[Event]) -> list[ItemPicked | ItemPutBack]:
-    """The item events of ``events``, in order."""
-    return [e for e in events if isinstance(e, ItemPicked | ItemPutBack)]
+def device_events(events: Sequence[Event]) -> list[DeviceEvent]:
+    """The device events of ``events`` (those with a device key), in order."""
+    return [e for e in events if isinstance(e, DEVICE_EVENT_TYPES)]
 
 
-def check_batch(session_id: str, events: Sequence[Event], expected_version: int) -> None:
+DeviceKey: TypeAlias = tuple[str, int]
+
+
+def split_duplicates(
+    events: Sequence[Event], stored_payloads: Callable[[list[DeviceEvent]], dict[DeviceKey, Event]]
+) -> tuple[list[Event], list[DuplicateDeviceEvent]]:
+    """``events`` without device events already stored (``stored_payloads`` returns the
+    stored event per known device key) or repeated in the batch, plus the duplicates."""
+    known = stored_payloads(device_events(events))
+    keep: list[Event] = []
+    duplicates: list[DuplicateDeviceEvent] = []
+    for event in events:
+        if isinstance(event, DEVICE_EVENT_TYPES):
+            earlier = known.get(event.device_key)
+            if earlier is not None:
+                duplicates.append(
+                    DuplicateDeviceEvent(event.device_id, event.device_seq, earlier == event)
+                )
+                continue
+            known[event.device_key] = event
+        keep.append(event)
+    return keep, duplicates
+
+
+def check_batch(
+    session_id: str, events: Sequence[Event], expected_version: int, *, allow_repeats: bool = False
+) -> None:
     """Validation shared by every store, before touching storage.
 
     Raises InvalidCommand (bad session id, negative expected version, SessionOpened
@@ -84,12 +157,16 @@ def check_batch(session_id: str, events: Sequence[Event], expected_version: int)
     if expected_version < 0:
         raise InvalidCommand(f"expected_version must be >= 0, got {expected_version}")
     for event in events:
+        if not isinstance(event, tuple(EVENT_TYPES.values())):
+            raise InvalidCommand(f"{type(event).__name__} is not a cart event")
         if isinstance(event, SessionOpened) and event.session_id != session_id:
             raise InvalidCommand(
                 f"SessionOpened for {event.session_id!r} appended to {session_id!r}"
             )
+    if allow_repeats:
+        return
     seen: dict[tuple[str, int], Event] = {}
-    for item in item_events(events):
+    for item in device_events(events):
         earlier = seen.setdefault(item.device_key, item)
         if earlier is not item:
             raise DuplicateDeviceEvent(item.device_id, item.device_seq, earlier == item)
@@ -110,7 +187,7 @@ class InMemoryEventStore:
 
     def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # append_batch calls append
         self._log: list[StoredEvent] = []
         self._sessions: dict[str, list[StoredEvent]] = {}
         self._devices: dict[tuple[str, int], Event] = {}
@@ -124,7 +201,7 @@ class InMemoryEventStore:
             current = len(self._sessions.get(session_id, []))
             if current != expected_version:
                 raise ConcurrencyConflict(session_id, expected_version, current)
-            for item in item_events(events):
+            for item in device_events(events):
                 stored = self._devices.get(item.device_key)
                 if stored is not None:
                     raise DuplicateDeviceEvent(item.device_id, item.device_seq, stored == item)
@@ -135,9 +212,41 @@ class InMemoryEventStore:
             ]
             self._log.extend(new)
             self._sessions.setdefault(session_id, []).extend(new)
-            for item in item_events(events):
+            for item in device_events(events):
                 self._devices[item.device_key] = item
             return new
+
+    def append_batch(
+        self, session_id: str, events: Sequence[Event], *, expected_version: int
+    ) -> AppendResult:
+        """See :meth:`EventStore.append_batch`."""
+        check_batch(session_id, events, expected_version, allow_repeats=True)
+        with self._lock:
+            keep, duplicates = split_duplicates(events, self._known)
+            return AppendResult(self.append(session_id, keep, expected_version=expected_version),
+                                duplicates)
+
+    def _known(self, events: list[DeviceEvent]) -> dict[tuple[str, int], Event]:
+        return {e.device_key: self._devices[e.device_key] for e in events
+                if e.device_key in self._devices}
+
+    def load_control(self, session_id: str) -> tuple[int, list[StoredEvent]]:
+        """See :meth:`EventStore.load_control`."""
+        with self._lock:
+            log = self._sessions.get(session_id, [])
+            control = [s for s in log if not isinstance(s.event, DEVICE_EVENT_TYPES)]
+            return len(log), control
+
+    def idle_sessions(self, before: datetime, limit: int) -> list[str]:
+        """See :meth:`EventStore.idle_sessions`."""
+        check_feed_args(0, limit)
+        with self._lock:
+            idle = [
+                session_id for session_id, log in self._sessions.items()
+                if log[-1].recorded_at < before
+                and not any(isinstance(s.event, TERMINAL_EVENT_TYPES) for s in log)
+            ]
+        return sorted(idle)[:limit]
 
     def load(self, session_id: str) -> list[StoredEvent]:
         """See :meth:`EventStore.load`."""

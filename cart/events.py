@@ -18,6 +18,15 @@ from cart.errors import InvalidCommand
 MAX_ID_LENGTH = 64
 """Longest session id and device id (the event store's column width), in characters."""
 
+MAX_CODE_LENGTH = 32
+"""Longest product code (the catalogue's column width), in characters."""
+
+MAX_QUANTITY = 999
+"""Most units one item event may carry; more is a sensor or wire fault, not a basket."""
+
+MAX_GRAMS = 50_000
+"""Heaviest weighed item or scale change one event may carry, in grams (50 kg)."""
+
 
 def _require_text(name: str, value: object, max_length: int | None = None) -> None:
     if not isinstance(value, str) or not value.strip():
@@ -32,6 +41,28 @@ def _require_int(name: str, value: object, minimum: int) -> None:
         raise InvalidCommand(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise InvalidCommand(f"{name} must be >= {minimum}, got {value}")
+
+
+def _require_code(name: str, value: object) -> None:
+    _require_text(name, value, MAX_CODE_LENGTH)
+    assert isinstance(value, str)
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        raise InvalidCommand(f"{name} must be printable with no white space, got {value!r}")
+
+
+def _require_confidence(obj: object) -> None:
+    conf = getattr(obj, "confidence")  # noqa: B009 - shared by several dataclasses
+    if isinstance(conf, bool) or not isinstance(conf, int | float):
+        raise InvalidCommand(f"confidence must be a number, got {conf!r}")
+    if not (math.isfinite(conf) and 0.0 <= conf <= 1.0):
+        raise InvalidCommand(f"confidence must be within [0, 1], got {conf}")
+    object.__setattr__(obj, "confidence", float(conf))
+
+
+def _require_device(obj: object) -> None:
+    _require_text("device_id", getattr(obj, "device_id"), MAX_ID_LENGTH)  # noqa: B009
+    _require_int("device_seq", getattr(obj, "device_seq"), 0)  # noqa: B009
+    _utc(obj, "sensor_time")
 
 
 def _utc(obj: object, name: str) -> None:
@@ -70,9 +101,11 @@ class SessionOpened:
 class _ItemEvent:
     """Fields shared by item events.
 
-    ``quantity`` is a count of units (>= 1); ``device_seq`` the emitting device's
-    sequence number (>= 0); ``sensor_time`` the device's UTC timestamp of the
-    observation; ``confidence`` a probability in [0, 1]. Raises InvalidCommand otherwise.
+    ``product_code`` is a GTIN (string) or store code, printable, at most
+    :data:`MAX_CODE_LENGTH` characters; ``quantity`` is a count of units in
+    [1, :data:`MAX_QUANTITY`]; ``device_seq`` the emitting device's sequence number
+    (>= 0); ``sensor_time`` the device's UTC timestamp of the observation;
+    ``confidence`` a probability in [0, 1]. Raises InvalidCommand otherwise.
     """
 
     product_code: str
@@ -83,17 +116,12 @@ class _ItemEvent:
     confidence: float
 
     def __post_init__(self) -> None:
-        _require_text("product_code", self.product_code)
+        _require_code("product_code", self.product_code)
         _require_int("quantity", self.quantity, 1)
-        _require_text("device_id", self.device_id, MAX_ID_LENGTH)
-        _require_int("device_seq", self.device_seq, 0)
-        _utc(self, "sensor_time")
-        conf = self.confidence
-        if isinstance(conf, bool) or not isinstance(conf, int | float):
-            raise InvalidCommand(f"confidence must be a number, got {conf!r}")
-        if not (math.isfinite(conf) and 0.0 <= conf <= 1.0):
-            raise InvalidCommand(f"confidence must be within [0, 1], got {conf}")
-        object.__setattr__(self, "confidence", float(conf))
+        if self.quantity > MAX_QUANTITY:
+            raise InvalidCommand(f"quantity must be <= {MAX_QUANTITY}, got {self.quantity}")
+        _require_device(self)
+        _require_confidence(self)
 
     @property
     def device_key(self) -> tuple[str, int]:
@@ -147,9 +175,180 @@ class SessionSentToStaffed:
         _require_text("reason", self.reason)
 
 
+@dataclass(frozen=True)
+class SessionAbandoned:
+    """A sweep closed a session left open with no event recorded since ``idle_since``.
+
+    ``at`` is when the sweep ran (UTC). Raises InvalidCommand on naive datetimes.
+    """
+
+    at: datetime
+    idle_since: datetime
+
+    def __post_init__(self) -> None:
+        _utc(self, "at")
+        _utc(self, "idle_since")
+
+
+@dataclass(frozen=True)
+class CompanionJoined:
+    """A companion entered on the payer's session at ``at`` (UTC).
+
+    ``gate_device_id`` is the entry gate that admitted them (None when unknown).
+    Their item events are recorded on the payer's session and cart.
+    """
+
+    companion_shopper_id: str
+    gate_device_id: str | None
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _require_text("companion_shopper_id", self.companion_shopper_id, MAX_ID_LENGTH)
+        if self.gate_device_id is not None:
+            _require_text("gate_device_id", self.gate_device_id, MAX_ID_LENGTH)
+        _utc(self, "at")
+
+
+@dataclass(frozen=True)
+class CartDeviceRegistered:
+    """Smart cart ``device_id`` is used by ``shopper_id`` (payer or companion) from ``at``."""
+
+    device_id: str
+    shopper_id: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _require_text("device_id", self.device_id, MAX_ID_LENGTH)
+        _require_text("shopper_id", self.shopper_id, MAX_ID_LENGTH)
+        _utc(self, "at")
+
+
+@dataclass(frozen=True)
+class WeighedItemAdded:
+    """A weighed item: ``grams`` (integer grams, [1, :data:`MAX_GRAMS`]) of ``code``.
+
+    ``code`` is a PLU (``"4011"``, organic ``"94011"``) or a GTIN string (for a
+    variable-measure label, the label's GTIN-13). ``label_price_minor`` is the price
+    printed in a price-embedded label (minor units), else None: pricing per kg is the
+    pricing component's job. Device fields as in :class:`ItemPicked`.
+    """
+
+    code: str
+    grams: int
+    device_id: str
+    device_seq: int
+    sensor_time: datetime
+    confidence: float
+    label_price_minor: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_code("code", self.code)
+        _require_int("grams", self.grams, 1)
+        if self.grams > MAX_GRAMS:
+            raise InvalidCommand(f"grams must be <= {MAX_GRAMS}, got {self.grams}")
+        if self.label_price_minor is not None:
+            _require_int("label_price_minor", self.label_price_minor, 0)
+        _require_device(self)
+        _require_confidence(self)
+
+    @property
+    def device_key(self) -> tuple[str, int]:
+        """The (device id, device sequence) pair that identifies this observation."""
+        return (self.device_id, self.device_seq)
+
+
+@dataclass(frozen=True)
+class CartScanned:
+    """A smart cart's scanner read barcode or PLU ``code`` (reconciled with its scale)."""
+
+    code: str
+    device_id: str
+    device_seq: int
+    sensor_time: datetime
+
+    def __post_init__(self) -> None:
+        _require_code("code", self.code)
+        _require_device(self)
+
+    @property
+    def device_key(self) -> tuple[str, int]:
+        """The (device id, device sequence) pair that identifies this observation."""
+        return (self.device_id, self.device_seq)
+
+
+@dataclass(frozen=True)
+class CartScaleChanged:
+    """A smart cart's scale settled at a new load: ``delta_grams`` (signed, non-zero)."""
+
+    delta_grams: int
+    device_id: str
+    device_seq: int
+    sensor_time: datetime
+
+    def __post_init__(self) -> None:
+        d = self.delta_grams
+        if isinstance(d, bool) or not isinstance(d, int) or d == 0 or abs(d) > MAX_GRAMS:
+            raise InvalidCommand(
+                f"delta_grams must be a non-zero integer within +-{MAX_GRAMS}, got {d!r}"
+            )
+        _require_device(self)
+
+    @property
+    def device_key(self) -> tuple[str, int]:
+        """The (device id, device sequence) pair that identifies this observation."""
+        return (self.device_id, self.device_seq)
+
+
+@dataclass(frozen=True)
+class ItemFlagged:
+    """A device or inference reports an observation for review (never billed).
+
+    ``reason`` is a short code (e.g. ``"weight_without_scan"``), ``detail`` a sentence,
+    ``product_code`` the product concerned when known.
+    """
+
+    reason: str
+    detail: str
+    product_code: str | None
+    device_id: str
+    device_seq: int
+    sensor_time: datetime
+
+    def __post_init__(self) -> None:
+        _require_text("reason", self.reason, MAX_ID_LENGTH)
+        _require_text("detail", self.detail)
+        if self.product_code is not None:
+            _require_code("product_code", self.product_code)
+        _require_device(self)
+
+    @property
+    def device_key(self) -> tuple[str, int]:
+        """The (device id, device sequence) pair that identifies this observation."""
+        return (self.device_id, self.device_seq)
+
+
 ItemEvent: TypeAlias = ItemPicked | ItemPutBack
+DeviceEvent: TypeAlias = (
+    ItemPicked | ItemPutBack | WeighedItemAdded | CartScanned | CartScaleChanged | ItemFlagged
+)
+"""Observations by a device: each carries a (device id, device sequence) key."""
+DEVICE_EVENT_TYPES = (
+    ItemPicked, ItemPutBack, WeighedItemAdded, CartScanned, CartScaleChanged, ItemFlagged
+)
 Event: TypeAlias = (
-    SessionOpened | ItemPicked | ItemPutBack | SessionExited | SessionSettled | SessionSentToStaffed
+    SessionOpened
+    | ItemPicked
+    | ItemPutBack
+    | SessionExited
+    | SessionSettled
+    | SessionSentToStaffed
+    | SessionAbandoned
+    | CompanionJoined
+    | CartDeviceRegistered
+    | WeighedItemAdded
+    | CartScanned
+    | CartScaleChanged
+    | ItemFlagged
 )
 
 EVENT_TYPES: Mapping[str, type[Event]] = {
@@ -159,11 +358,18 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
     "session_exited": SessionExited,
     "session_settled": SessionSettled,
     "session_sent_to_staffed": SessionSentToStaffed,
+    "session_abandoned": SessionAbandoned,
+    "companion_joined": CompanionJoined,
+    "cart_device_registered": CartDeviceRegistered,
+    "weighed_item_added": WeighedItemAdded,
+    "cart_scanned": CartScanned,
+    "cart_scale_changed": CartScaleChanged,
+    "item_flagged": ItemFlagged,
 }
 """Discriminator value -> event class; the values are stable, they are stored."""
 
 _TYPE_NAMES: Mapping[type[Event], str] = {cls: name for name, cls in EVENT_TYPES.items()}
-_DATETIME_FIELDS = frozenset({"at", "sensor_time"})
+_DATETIME_FIELDS = frozenset({"at", "sensor_time", "idle_since"})
 
 
 def event_type(event: Event) -> str:

@@ -7,25 +7,55 @@ bounded number of times. DuplicateDeviceEvent is never retried: it is the answer
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
 
-from cart.errors import ConcurrencyConflict, InvalidCommand, SessionNotFound
+from cart.errors import (
+    CartError,
+    ConcurrencyConflict,
+    DuplicateDeviceEvent,
+    InvalidCommand,
+    SessionNotFound,
+)
 from cart.event_store import EventStore, StoredEvent
-from cart.events import Event
+from cart.events import DeviceEvent, Event
 from cart.projections import CartContents, cart_contents
 from cart.session import (
+    Abandon,
     Command,
     Exit,
+    JoinCompanion,
     OpenSession,
+    RecordDeviceEvent,
     RecordItem,
+    RegisterCartDevice,
     SendToStaffed,
     SessionState,
     Settle,
     apply,
+    apply_device_events,
     decide,
     fold,
+    fold_control,
 )
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The outcome of one item of :meth:`SessionService.record_items`, in input order.
+
+    ``outcome`` is ``"recorded"`` (``stored`` set), ``"duplicate"`` (a replay of a
+    stored device key: acknowledge it), ``"conflicting_duplicate"`` (the device key is
+    stored with other content: a device bug) or ``"rejected"`` (``reason`` says why;
+    nothing stored).
+    """
+
+    index: int
+    outcome: Literal["recorded", "duplicate", "conflicting_duplicate", "rejected"]
+    stored: StoredEvent | None = None
+    reason: str | None = None
 
 
 class SessionService:
@@ -33,7 +63,9 @@ class SessionService:
 
     ``clock`` returns the current timezone-aware UTC time; ``max_attempts`` bounds
     tries per command under ConcurrencyConflict; ``min_confidence`` is passed to
-    :func:`cart.projections.cart_contents`.
+    :func:`cart.projections.cart_contents`; ``max_cached_sessions`` bounds the heads
+    (state and version) that :meth:`record_items` keeps between calls, so a batch
+    usually needs no read before its append (optimistic concurrency catches stale ones).
     """
 
     def __init__(
@@ -41,8 +73,9 @@ class SessionService:
         store: EventStore,
         clock: Callable[[], datetime],
         *,
-        max_attempts: int = 3,
+        max_attempts: int = 10,
         min_confidence: float = 0.0,
+        max_cached_sessions: int = 4096,
     ) -> None:
         if max_attempts < 1:
             raise InvalidCommand(f"max_attempts must be >= 1, got {max_attempts}")
@@ -50,6 +83,8 @@ class SessionService:
         self._clock = clock
         self._max_attempts = max_attempts
         self._min_confidence = min_confidence
+        self._heads: dict[str, SessionState] = {}
+        self._max_cached = max_cached_sessions
 
     def open(
         self, session_id: str, shopper_id: str, store_id: str, entry_method: str
@@ -66,8 +101,119 @@ class SessionService:
         (invalid values), DuplicateDeviceEvent (device key already recorded; check
         ``same_payload``) and ConcurrencyConflict once the attempts are used up.
         """
-        _, _, stored = self._execute(session_id, item)
+        _, _, stored = self._execute(session_id, replace(item, received_at=self._clock()))
         return stored[0]
+
+    def record_items(
+        self, session_id: str, items: Sequence[RecordItem | DeviceEvent]
+    ) -> list[ItemResult]:
+        """Append many device observations in one transaction; one result per item.
+
+        Invalid items are rejected with their reason and duplicates reported, not
+        raised; the rest are stored together (one version check: the session's control
+        events and current version, never its whole log). Raises SessionNotFound,
+        SessionClosed (session not active: nothing stored) and ConcurrencyConflict once
+        the attempts are used up.
+        """
+        for attempt in range(1, self._max_attempts + 1):
+            state = self._heads.pop(session_id, None) if attempt == 1 else None
+            if state is None:
+                version, control = self._store.load_control(session_id)
+                state = fold_control((s.event for s in control), version)
+            if state is None:
+                raise SessionNotFound(session_id)
+            version = state.version
+            now = self._clock()
+            results: dict[int, ItemResult] = {}
+            accepted: list[tuple[int, Event]] = []
+            for index, item in enumerate(items):
+                try:
+                    accepted.append((index, self._decide_item(state, item, now)))
+                except InvalidCommand as exc:
+                    results[index] = ItemResult(index, "rejected", reason=exc.reason)
+            try:
+                outcome = self._store.append_batch(
+                    session_id, [e for _, e in accepted], expected_version=version
+                )
+            except ConcurrencyConflict:
+                if attempt == self._max_attempts:
+                    raise
+                continue
+            if outcome.stored:
+                state = replace(apply_device_events(state, len(outcome.stored)),
+                                version=version + len(outcome.stored))
+            self._remember(session_id, state)
+            return _item_results(results, accepted, outcome.stored, outcome.duplicates)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _remember(self, session_id: str, state: SessionState) -> None:
+        """Keep the head of a recently written session (most recent last, bounded).
+
+        A stale head is harmless: the append expecting its version fails with
+        ConcurrencyConflict and the next attempt reloads from the store.
+        """
+        self._heads[session_id] = state
+        if len(self._heads) > self._max_cached:
+            del self._heads[next(iter(self._heads))]
+
+    @staticmethod
+    def _decide_item(
+        state: SessionState, item: RecordItem | DeviceEvent, now: datetime
+    ) -> Event:
+        if isinstance(item, RecordItem):
+            command: Command = replace(item, received_at=now)
+        else:
+            command = RecordDeviceEvent(item, received_at=now)
+        return decide(state, command)[0]
+
+    def record_device_event(self, session_id: str, event: DeviceEvent) -> StoredEvent:
+        """Append one device observation (weighed item, smart-cart scan or scale change,
+        flag, pick, put-back); errors as :meth:`record_item`."""
+        command = RecordDeviceEvent(event, received_at=self._clock())
+        _, _, stored = self._execute(session_id, command)
+        return stored[0]
+
+    def join_companion(
+        self, session_id: str, companion_shopper_id: str, gate_device_id: str | None = None
+    ) -> SessionState:
+        """Admit a companion on the payer's session (group entry at ``gate_device_id``).
+
+        Raises SessionNotFound, SessionClosed (session not active), InvalidCommand
+        (already on the session, invalid id) or ConcurrencyConflict.
+        """
+        command = JoinCompanion(companion_shopper_id, gate_device_id, self._clock())
+        state, _, _ = self._execute(session_id, command)
+        return state
+
+    def register_cart_device(
+        self, session_id: str, device_id: str, shopper_id: str
+    ) -> SessionState:
+        """Register smart cart ``device_id`` of ``shopper_id`` (payer or companion) to
+        the session, so its items land on the payer's cart. Errors as
+        :meth:`join_companion` (InvalidCommand also for a shopper not on the session)."""
+        command = RegisterCartDevice(device_id, shopper_id, self._clock())
+        state, _, _ = self._execute(session_id, command)
+        return state
+
+    def abandon_stale(self, older_than: timedelta, *, limit: int = 1000) -> list[str]:
+        """Close active sessions with no event recorded for ``older_than`` as ABANDONED.
+
+        A sweep command (run it periodically). Returns the ids it abandoned; a
+        session that became active again or was closed meanwhile is skipped.
+        Raises InvalidCommand when ``older_than`` is not positive.
+        """
+        if older_than <= timedelta(0):
+            raise InvalidCommand(f"older_than must be positive, got {older_than}")
+        now = self._clock()
+        cutoff = now - older_than
+        abandoned: list[str] = []
+        for session_id in self._store.idle_sessions(cutoff, limit):
+            try:
+                self._execute(session_id, Abandon(at=now, idle_since=cutoff))
+            except CartError:
+                continue  # closed or touched concurrently: not abandoned by this sweep
+            abandoned.append(session_id)
+        return abandoned
 
     def exit(self, session_id: str) -> tuple[SessionState, CartContents]:
         """Close the session at the exit gate; returns the new state and the final cart.
@@ -132,3 +278,30 @@ class SessionService:
             assert state is not None  # decide always returns at least one event
             return state, history + new, stored
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _item_results(
+    rejected: dict[int, ItemResult],
+    accepted: list[tuple[int, Event]],
+    stored: list[StoredEvent],
+    duplicates: list[DuplicateDeviceEvent],
+) -> list[ItemResult]:
+    """Merge per-item outcomes back into input order.
+
+    The store keeps the accepted events' order and skips duplicates in order, and the
+    kept events have distinct device keys, so one pass pairs them up.
+    """
+    results = dict(rejected)
+    kept, skipped = iter(stored), iter(duplicates)
+    upcoming = next(kept, None)
+    for index, event in accepted:
+        if upcoming is not None and upcoming.event == event:
+            results[index] = ItemResult(index, "recorded", stored=upcoming)
+            upcoming = next(kept, None)
+            continue
+        dup = next(skipped)
+        outcome: Literal["duplicate", "conflicting_duplicate"] = (
+            "duplicate" if dup.same_payload else "conflicting_duplicate"
+        )
+        results[index] = ItemResult(index, outcome, reason=dup.reason)
+    return [results[i] for i in sorted(results)]

@@ -176,3 +176,66 @@ def test_two_writers_with_the_same_expected_version_exactly_one_wins(store: Even
         assert len(log) == version + 1
         winner = next(name for name, result in outcomes.items() if result == "won")
         assert log[-1].event == picked(round_, device=winner)
+
+
+def test_append_batch_skips_and_reports_duplicates(store: EventStore) -> None:
+    store.append("s-1", [opened("s-1"), picked(1)], expected_version=0)
+    batch: list[Event] = [picked(2), picked(1), picked(3), picked(2), picked(3, code="x")]
+    result = store.append_batch("s-1", batch, expected_version=2)
+    assert events_of(result.stored) == [picked(2), picked(3)]
+    assert [s.version for s in result.stored] == [3, 4]
+    assert [(d.device_seq, d.same_payload) for d in result.duplicates] == [
+        (1, True), (2, True), (3, False)]
+    with pytest.raises(ConcurrencyConflict):
+        store.append_batch("s-1", [picked(9)], expected_version=2)
+    only_dupes = store.append_batch("s-1", [picked(1)], expected_version=4)
+    assert only_dupes.stored == [] and len(only_dupes.duplicates) == 1
+    assert len(store.load("s-1")) == 4
+
+
+def test_load_control_returns_version_and_non_device_events(store: EventStore) -> None:
+    assert store.load_control("nobody") == (0, [])
+    stored = store.append("s-1", [opened("s-1"), picked(1), picked(2)], expected_version=0)
+    more = store.append("s-1", [SessionExited(T0)], expected_version=3)
+    version, control = store.load_control("s-1")
+    assert version == 4 and control == [stored[0], more[0]]
+
+
+def test_idle_sessions_lists_active_sessions_idle_before_a_time(store: EventStore) -> None:
+    store.append("a", [opened("a")], expected_version=0)
+    store.append("b", [opened("b"), SessionExited(T0)], expected_version=0)
+    later = RECORDED + timedelta(seconds=1)
+    assert store.idle_sessions(later, 10) == ["a"]
+    assert store.idle_sessions(RECORDED, 10) == []
+    with pytest.raises(InvalidCommand):
+        store.idle_sessions(later, 0)
+
+
+def test_two_threads_writing_one_session_lose_no_event(store: EventStore) -> None:
+    from cart.service import SessionService
+
+    store.append("s-1", [opened("s-1")], expected_version=0)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write(device: str) -> None:
+        service = SessionService(store, lambda: T0 + timedelta(hours=1), max_attempts=50)
+        barrier.wait()
+        try:
+            for seq in range(0, 40, 4):
+                batch = [picked(s, device=device) for s in range(seq, seq + 4)]
+                results = service.record_items("s-1", batch + batch[:1])
+                assert [r.outcome for r in results] == ["recorded"] * 4 + ["duplicate"]
+        except BaseException as exc:  # surfaced to the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(d,)) for d in ("cart-1", "cart-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    log = store.load("s-1")
+    assert [s.version for s in log] == list(range(1, 82))
+    keys = {(e.device_id, e.device_seq) for e in events_of(log) if isinstance(e, ItemPicked)}
+    assert keys == {(d, s) for d in ("cart-1", "cart-2") for s in range(40)}

@@ -75,7 +75,7 @@ def test_trip_from_open_to_settled() -> None:
     assert service.cart("s-1").lines == {"0001": 2}
     state, cart = service.exit("s-1")
     assert state.status is SessionStatus.EXITED and state.version == 4
-    assert state.exited_at == T0 + timedelta(seconds=2)  # second clock reading
+    assert state.exited_at == T0 + timedelta(seconds=4)  # open, 2 item receipts, exit
     assert cart.lines == {"0001": 2} and cart.flags == []
     settled = service.settle("s-1", "r-1", 598)
     assert settled.status is SessionStatus.SETTLED and settled.total_minor == 598

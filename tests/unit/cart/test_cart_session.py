@@ -67,7 +67,7 @@ def test_items_while_open_become_item_events() -> None:
         ItemPutBack("0001", 1, "plate-1", 6, T0 + timedelta(seconds=6), 0.9)
     ]
     after = run(OPEN, pick(1), pick(2, "put_back"))
-    assert (after.version, after.item_event_count, after.status) == (3, 2, SessionStatus.OPEN)
+    assert (after.version, after.item_event_count, after.status) == (3, 2, SessionStatus.SHOPPING)
 
 
 def test_happy_path_open_exit_settle() -> None:
