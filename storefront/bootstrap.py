@@ -23,6 +23,7 @@ from storefront.db.engine import make_engine
 from storefront.db.migrate import upgrade
 from storefront.gates import GateService
 from storefront.payments import PaymentProcessor, SimulatedProcessor
+from storefront.pricing import tax_policy_from_settings
 from storefront.sessions import ItemIngest, SessionReadModel
 from storefront.settings import Settings
 from storefront.shoppers import ShopperService
@@ -82,6 +83,7 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                         store_id=settings.store_id, clock=clock)
     checkout = CheckoutService(sessions=db, carts=carts, catalogue=catalogue, processor=processor,
                                shoppers=shoppers, read_model=read_model,
-                               currency=settings.currency, clock=clock)
+                               currency=settings.currency,
+                               tax=tax_policy_from_settings(settings), clock=clock)
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
                      gates, ItemIngest(carts=carts, catalogue=catalogue), checkout, processor)

@@ -1,29 +1,41 @@
 """Exit flow: close the session, price the cart, authorize and capture, issue a receipt.
 
-Anything uncertain (flagged events, decline, processor failure) sends the
-session to the staffed-checkout queue with the reason instead of charging.
-Payment state is written before and after each processor call; idempotency
-keys are derived from the session id, so a retried exit never charges twice.
+Anything uncertain (flagged events, decline, processor failure, an abandoned
+session) sends the session to the staffed-checkout queue with the reason
+instead of charging. One process at a time runs a session's exit: it holds a
+lease on the session row (``SessionReadModel.claim_exit``); concurrent callers
+wait for its result, and a retry after a crash resumes from the stored state
+(the priced cart is kept, the payment step reads its own row), so a session is
+never charged twice and every caller sees the same outcome.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Literal
+from datetime import timedelta
+from typing import Any, Literal
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from cart.projections import CartContents
 from cart.service import SessionService
 from cart.session import SessionStatus
 from storefront.catalog import Catalogue
 from storefront.clock import Clock
-from storefront.db.models import Payment, Receipt
-from storefront.errors import PaymentError, StorefrontError
+from storefront.db.models import Receipt
+from storefront.errors import Conflict, InvalidInput, StorefrontError
+from storefront.exit_payment import ExitPayment
 from storefront.payments import PaymentProcessor
-from storefront.pricing import PricedCart, price_cart
-from storefront.sessions import SessionReadModel
+from storefront.pricing import TaxPolicy, price_cart
+from storefront.sessions import SessionReadModel, SessionView
 from storefront.shoppers import ShopperService
+
+EXIT_LEASE = timedelta(seconds=30)  # a claim older than this is presumed dead
+WAIT_FOR_OTHER_EXIT_S = 15.0  # a concurrent caller waits this long for the result
+_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class ExitResult:
     currency: str
     receipt_id: str | None
     reason: str | None
-    lines: tuple[dict[str, object], ...]
+    lines: tuple[dict[str, Any], ...]
 
 
 class CheckoutService:
@@ -44,119 +56,145 @@ class CheckoutService:
 
     def __init__(self, *, sessions: sessionmaker[Session], carts: SessionService,
                  catalogue: Catalogue, processor: PaymentProcessor, shoppers: ShopperService,
-                 read_model: SessionReadModel, currency: str, clock: Clock) -> None:
+                 read_model: SessionReadModel, currency: str, tax: TaxPolicy,
+                 clock: Clock) -> None:
         self._db = sessions
+        self._tax = tax
         self._carts = carts
         self._catalogue = catalogue
-        self._processor = processor
         self._shoppers = shoppers
         self._read_model = read_model
         self._currency = currency
         self._clock = clock
+        self._payment = ExitPayment(sessions=sessions, processor=processor, clock=clock)
 
     def exit(self, session_id: str) -> ExitResult:
-        """Run (or resume) the exit flow of ``session_id``; safe to retry.
+        """Run, resume, or wait for the exit of ``session_id``; safe to retry and to race.
 
-        Raises NotFound for an unknown session.
+        Raises NotFound for an unknown session, Conflict when another caller's
+        exit is still running after ``WAIT_FOR_OTHER_EXIT_S`` seconds.
         """
-        view = self._read_model.get(session_id)
-        state = self._carts.state(session_id)
-        if state.status == SessionStatus.OPEN:
-            self._carts.exit(session_id)
-            self._read_model.update(session_id, status="exited", exited_at=self._clock())
-        elif state.status == SessionStatus.SETTLED:
-            return self._settled_result(session_id)
-        elif state.status == SessionStatus.STAFFED:
-            return ExitResult(session_id, "staffed", view.total_minor, self._currency, None,
-                              view.staffed_reason, ())
-        contents = self._carts.cart(session_id)
-        if contents.flags:
-            reasons = "; ".join(sorted({flag.reason for flag in contents.flags}))
-            return self._to_staffed(session_id, None, f"events need review: {reasons}")
-        try:
-            priced = price_cart(contents.lines, self._catalogue, self._currency)
-        except StorefrontError as exc:
-            return self._to_staffed(session_id, None, f"cart cannot be priced: {exc.reason}")
-        return self._charge(session_id, view.shopper_id, priced)
+        deadline = time.monotonic() + WAIT_FOR_OTHER_EXIT_S
+        while True:
+            view = self._read_model.get(session_id)
+            if view.status in ("settled", "staffed"):
+                return self._stored_result(view)
+            token = uuid.uuid4().hex
+            if self._read_model.claim_exit(session_id, token, self._clock(), EXIT_LEASE):
+                try:
+                    return self._run(view)
+                finally:
+                    self._read_model.release_exit(session_id, token)
+            if time.monotonic() > deadline:
+                raise Conflict(f"the exit of session {session_id} is in progress; retry")
+            time.sleep(_POLL_S)
 
     def staffed_queue(self) -> list[dict[str, object]]:
         """Sessions waiting at the staffed checkout, oldest first."""
-        return [asdict(view) for view in self._read_model.with_status("staffed")]
+        queue = []
+        for view in self._read_model.with_status("staffed"):
+            entry = asdict(view)
+            entry.pop("exit_claim")  # internal lease, not for staff
+            queue.append(entry)
+        return queue
 
-    def _charge(self, session_id: str, shopper_id: str, priced: PricedCart) -> ExitResult:
-        if priced.total_minor == 0:
-            return self._issue_receipt(session_id, shopper_id, priced)
-        payment_id = self._payment_started(session_id, priced)
-        try:
-            auth = self._processor.authorize(
-                token=self._shoppers.payment_token(shopper_id), amount_minor=priced.total_minor,
-                currency=priced.currency, idempotency_key=f"{session_id}:authorize")
-            if auth.status != "authorized":
-                self._payment_finished(payment_id, "declined", auth.authorization_id,
-                                       auth.decline_reason)
-                return self._to_staffed(session_id, priced,
-                                        f"payment declined: {auth.decline_reason}")
-            self._payment_finished(payment_id, "authorized", auth.authorization_id, None)
-            self._processor.capture(authorization_id=auth.authorization_id,
-                                    amount_minor=priced.total_minor,
-                                    idempotency_key=f"{session_id}:capture")
-        except PaymentError as exc:
-            self._payment_finished(payment_id, "failed", None, exc.reason)
-            return self._to_staffed(session_id, priced, f"payment failed: {exc.reason}")
-        self._payment_finished(payment_id, "captured", auth.authorization_id, None)
-        return self._issue_receipt(session_id, shopper_id, priced)
+    def _run(self, view: SessionView) -> ExitResult:
+        session_id = view.id
+        status = self._carts.state(session_id).status
+        if status.is_active:
+            self._carts.exit(session_id)
+            self._read_model.update(session_id, status="exited", exited_at=self._clock())
+        elif status in (SessionStatus.SETTLED, SessionStatus.STAFFED):
+            return self._resync(view, status)
+        elif status == SessionStatus.ABANDONED:
+            return self._to_staffed(session_id, (), None, "session was abandoned")
+        contents = self._carts.cart(session_id)
+        if contents.flags:
+            reasons = "; ".join(sorted({flag.reason for flag in contents.flags}))
+            return self._to_staffed(session_id, (), None, f"events need review: {reasons}")
+        if view.priced_lines:
+            lines, total = view.priced_lines, int(view.total_minor or 0)
+        else:
+            try:
+                # Priced on the exit day, at the store's tax setting; club membership
+                # is not recorded yet, so club-only promotions do not apply.
+                priced = price_cart(self._quantities(contents), self._catalogue,
+                                    self._currency, tax=self._tax, on=self._clock().date())
+            except StorefrontError as exc:
+                return self._to_staffed(session_id, (), None,
+                                        f"cart cannot be priced: {exc.reason}")
+            lines = tuple(asdict(line) for line in priced.lines)
+            total = priced.total_minor
+            self._read_model.update(session_id, priced_lines=list(lines), total_minor=total)
+        return self._charge(view, lines, total)
 
-    def _payment_started(self, session_id: str, priced: PricedCart) -> str:
-        now = self._clock()
-        key = f"{session_id}:payment"
-        with self._db.begin() as db:
-            existing = db.query(Payment).filter_by(idempotency_key=key).one_or_none()
-            if existing is not None:
-                return existing.id
-            payment = Payment(id=f"pay_{uuid.uuid4().hex}", session_id=session_id,
-                              idempotency_key=key, state="authorizing",
-                              amount_minor=priced.total_minor, currency=priced.currency,
-                              created_at=now, updated_at=now)
-            db.add(payment)
-            return payment.id
+    def _quantities(self, contents: CartContents) -> dict[str, int]:
+        """Units per code, plus grams for goods sold by weight (what pricing expects).
 
-    def _payment_finished(self, payment_id: str, state: str, ref: str | None,
-                          failure: str | None) -> None:
-        with self._db.begin() as db:
-            payment = db.get(Payment, payment_id)
-            if payment is None:
-                raise StorefrontError(f"payment {payment_id} vanished")
-            payment.state, payment.updated_at = state, self._clock()
-            payment.processor_ref = ref or payment.processor_ref
-            payment.failure_reason = failure
+        Raises InvalidInput for weighed goods the exit cannot price by itself
+        (a price-embedded label, a product not sold by weight, or a code also
+        counted in units): staff check those.
+        """
+        quantities = dict(contents.lines)
+        if not contents.weighed:
+            return quantities
+        items = self._catalogue.get_many(contents.weighed)
+        for code, weighed in contents.weighed.items():
+            if weighed.label_price_minor is not None or not items[code].sold_by_weight \
+                    or code in quantities:
+                raise InvalidInput(f"weighed item {code} needs a staff check")
+            quantities[code] = weighed.grams
+        return quantities
 
-    def _issue_receipt(self, session_id: str, shopper_id: str, priced: PricedCart) -> ExitResult:
-        lines = tuple(asdict(line) for line in priced.lines)
+    def _charge(self, view: SessionView, lines: tuple[dict[str, Any], ...],
+                total: int) -> ExitResult:
+        if total > 0:
+            outcome = self._payment.charge(
+                session_id=view.id, token=self._shoppers.payment_token(view.shopper_id),
+                amount_minor=total, currency=self._currency)
+            if not outcome.captured:
+                return self._to_staffed(view.id, lines, total, outcome.reason or "not paid")
+        return self._issue_receipt(view, lines, total)
+
+    def _issue_receipt(self, view: SessionView, lines: tuple[dict[str, Any], ...],
+                       total: int) -> ExitResult:
         with self._db.begin() as db:
             # A retried exit that crashed after the receipt but before settling reuses it.
-            receipt = db.query(Receipt).filter_by(session_id=session_id).one_or_none()
+            receipt = db.scalars(sa.select(Receipt)
+                                 .where(Receipt.session_id == view.id)).one_or_none()
             if receipt is None:
-                receipt = Receipt(id=f"rct_{uuid.uuid4().hex}", session_id=session_id,
-                                  shopper_id=shopper_id, total_minor=priced.total_minor,
-                                  currency=priced.currency, lines=list(lines),
+                receipt = Receipt(id=f"rct_{uuid.uuid4().hex}", session_id=view.id,
+                                  shopper_id=view.shopper_id, total_minor=total,
+                                  currency=self._currency, lines=list(lines),
                                   issued_at=self._clock())
                 db.add(receipt)
             receipt_id = receipt.id
-        self._carts.settle(session_id, receipt_id, priced.total_minor)
-        self._read_model.update(session_id, status="settled", total_minor=priced.total_minor)
-        return ExitResult(session_id, "paid", priced.total_minor, priced.currency, receipt_id,
-                          None, lines)
+        self._carts.settle(view.id, receipt_id, total)
+        self._read_model.update(view.id, status="settled", total_minor=total)
+        return ExitResult(view.id, "paid", total, self._currency, receipt_id, None, lines)
 
-    def _to_staffed(self, session_id: str, priced: PricedCart | None, reason: str) -> ExitResult:
+    def _to_staffed(self, session_id: str, lines: tuple[dict[str, Any], ...],
+                    total: int | None, reason: str) -> ExitResult:
         self._carts.send_to_staffed(session_id, reason)
-        total = priced.total_minor if priced else None
         self._read_model.update(session_id, status="staffed", staffed_reason=reason,
-                                total_minor=total)
-        lines = tuple(asdict(line) for line in priced.lines) if priced else ()
+                                total_minor=total, priced_lines=list(lines) or None)
         return ExitResult(session_id, "staffed", total, self._currency, None, reason, lines)
 
-    def _settled_result(self, session_id: str) -> ExitResult:
+    def _resync(self, view: SessionView, status: SessionStatus) -> ExitResult:
+        """The log moved on but the read model did not (a crash between the two)."""
+        state = self._carts.state(view.id)
+        if status == SessionStatus.SETTLED:
+            self._read_model.update(view.id, status="settled", total_minor=state.total_minor)
+        else:
+            self._read_model.update(view.id, status="staffed",
+                                    staffed_reason=state.staffed_reason)
+        return self._stored_result(self._read_model.get(view.id))
+
+    def _stored_result(self, view: SessionView) -> ExitResult:
+        if view.status == "staffed":
+            return ExitResult(view.id, "staffed", view.total_minor, self._currency, None,
+                              view.staffed_reason, view.priced_lines)
         with self._db() as db:
-            receipt = db.query(Receipt).filter_by(session_id=session_id).one()
-            return ExitResult(session_id, "paid", receipt.total_minor, receipt.currency,
+            receipt = db.scalars(sa.select(Receipt).where(Receipt.session_id == view.id)).one()
+            return ExitResult(view.id, "paid", receipt.total_minor, receipt.currency,
                               receipt.id, None, tuple(receipt.lines))
