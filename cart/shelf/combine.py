@@ -1,0 +1,149 @@
+"""Combining the detector's per-plate changes into the changes a shopper made.
+
+Three steps, all on the changes of one shelf (see :mod:`cart.shelf.detect`):
+
+1. :func:`link_facings`: two same-sign changes of one unstable stretch on non-adjacent plates
+   that one product's facing spans are one change when either is not confidently explained
+   alone (units of a product stocked on plates 3 and 5 split their weight between them).
+2. :func:`resolve_moves`: a fall and a rise of one unstable stretch that cancel (below
+   ``min_change_g``) are one item moved along the shelf when both are best explained by
+   the same items, the fall confidently; they are dropped (the receipt is unchanged).
+   Otherwise both stay (a pick of one product and a put-back of a similar one): they are
+   explained, or reviewed, each on its own.
+3. :func:`merge_unexplained`: a change that fits nothing is merged with the next change on
+   overlapping plates (a hand pressing, then taking); a merged change of about zero is a
+   transient (a resting hand, an object set down and lifted).
+"""
+
+from __future__ import annotations
+
+from cart.shelf.candidates import Judge
+from cart.shelf.detect import WeightChange
+from cart.shelf.params import InferenceParams
+from cart.shelf.planogram import Planogram
+
+
+def merge(a: WeightChange, b: WeightChange) -> WeightChange:
+    """One change made of ``a`` and ``b`` (same shelf): loads summed per plate."""
+    loads: dict[int, float] = {}
+    for q, g in (*a.loads, *b.loads):
+        loads[q] = loads.get(q, 0.0) + g
+    return WeightChange(
+        a.shelf,
+        tuple(sorted(set(a.plates) | set(b.plates))),
+        a.delta_g + b.delta_g,
+        min(a.t_start_s, b.t_start_s),
+        max(a.t_end_s, b.t_end_s),
+        tuple(sorted(loads.items())),
+    )
+
+
+def _same_stretch(a: WeightChange, b: WeightChange) -> bool:
+    return a.shelf == b.shelf and (a.t_start_s, a.t_end_s) == (b.t_start_s, b.t_end_s)
+
+
+def _shared_facing(a: WeightChange, b: WeightChange, planogram: Planogram) -> bool:
+    return bool(planogram.products_on(a.shelf, a.plates) & planogram.products_on(b.shelf, b.plates))
+
+
+def link_facings(
+    changes: list[WeightChange], planogram: Planogram, judge: Judge
+) -> list[WeightChange]:
+    """Step 1 of the module docstring; returns the changes in time order."""
+    pending = sorted(changes, key=lambda c: (c.t_start_s, c.plates))
+    out: list[WeightChange] = []
+    while pending:
+        change = pending.pop(0)
+        for k, other in enumerate(pending):
+            if (
+                _same_stretch(change, other)
+                and (change.delta_g > 0) == (other.delta_g > 0)
+                and _shared_facing(change, other, planogram)
+                and not (judge.confident(change) and judge.confident(other))
+            ):
+                pending[k] = merge(change, other)
+                break
+        else:
+            out.append(change)
+    return sorted(out, key=lambda c: (c.t_start_s, c.plates))
+
+
+def resolve_moves(
+    changes: list[WeightChange], judge: Judge, params: InferenceParams
+) -> list[WeightChange]:
+    """Step 2 of the module docstring."""
+    dropped: set[int] = set()
+    for i, a in enumerate(changes):
+        for j in range(i + 1, len(changes)):
+            b = changes[j]
+            if (
+                i in dropped
+                or j in dropped
+                or not _same_stretch(a, b)
+                or (a.delta_g > 0) == (b.delta_g > 0)
+                or abs(a.delta_g + b.delta_g) >= params.min_change_g
+            ):
+                continue
+            va, vb = judge(a), judge(b)
+            if (
+                judge.confident(a if a.delta_g < 0 else b)
+                and va.best is not None
+                and vb.best is not None
+                and va.best.items == vb.best.items
+            ):
+                dropped |= {i, j}
+    return [c for k, c in enumerate(changes) if k not in dropped]
+
+
+def merge_unexplained(
+    changes: list[WeightChange], judge: Judge, p: InferenceParams
+) -> tuple[list[WeightChange], list[WeightChange]]:
+    """Step 3 of the module docstring.
+
+    A resting hand or a bag set down and lifted sums to about zero and is dropped, also when
+    its rise happens to fit products, unless its rise and fall fit the same products (a
+    put-back and pick, or pick and put-back, which nets to nothing on the receipt either
+    way). Merging repeats while the merged change still fits nothing (``merge_window_s``).
+    Returns the changes to explain, and the dropped transients whose rise fitted products
+    (a pick of one product and a put-back of a similar one look the same: staff decide).
+    """
+    pending = sorted(changes, key=lambda c: (c.t_start_s, c.plates))
+    out: list[WeightChange] = []
+    suspicious: list[WeightChange] = []
+    while pending:
+        change = pending.pop(0)
+        k = _partner(change, pending, p)
+        if k is None:
+            out.append(change)
+            continue
+        later = pending[k]
+        total = change.delta_g + later.delta_g
+        first = judge(change)
+        if first.best is not None and (
+            abs(total) >= p.min_change_g or _same_best(judge, change, later)
+        ):
+            out.append(change)
+            continue
+        # nothing fits, or the change is undone by one explained differently: a transient.
+        pending.pop(k)
+        if abs(total) < p.min_change_g:
+            if first.best is not None:
+                suspicious.append(change)
+            continue
+        pending.insert(0, merge(change, later))
+    return out, suspicious
+
+
+def _same_best(judge: Judge, a: WeightChange, b: WeightChange) -> bool:
+    va, vb = judge(a), judge(b)
+    return va.best is not None and vb.best is not None and va.best.items == vb.best.items
+
+
+def _partner(change: WeightChange, pending: list[WeightChange], p: InferenceParams) -> int | None:
+    near = {q + d for q in change.plates for d in (-1, 0, 1)}
+    for k, later in enumerate(pending):
+        if later.t_start_s - change.t_end_s > p.merge_window_s:
+            return None
+        if later.shelf == change.shelf and near & set(later.plates):
+            return k
+    return None
