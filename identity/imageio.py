@@ -7,9 +7,13 @@ before it reaches the ROI extractor.
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from identity.errors import InvalidImageError
 
@@ -23,25 +27,30 @@ MIN_SIDE = 64
 """Smallest accepted image side (px); a palm ROI needs at least this much."""
 
 
-def _header_size(buffer: NDArray[np.uint8]) -> tuple[int, int] | None:
-    """Width and height read from a PNG or JPEG header without decoding pixels, if found."""
-    data = buffer.tobytes()
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 9 < len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE):
-            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return width, height
-        pos += 2 + length
-    return None
+def _header_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the image header alone (Pillow parses headers lazily).
+
+    ``PIL.Image.open`` identifies the format and reads the header without decoding
+    pixels; formats Pillow cannot size (e.g. OpenEXR, Radiance HDR) are refused, since
+    their size could only be learnt by decoding them.
+
+    Raises:
+        InvalidImageError: the header is not that of a known image format, or declares
+            more than Pillow's own bomb limit (2 x ``Image.MAX_IMAGE_PIXELS``) pixels.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError as error:
+            raise InvalidImageError(f"image has too many pixels ({error})") from error
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise InvalidImageError(
+                "data is not a decodable image (PNG, JPEG, BMP, TIFF, WebP, ...): "
+                "no readable image header"
+            ) from error
+    return int(width), int(height)
 
 
 def _check_size(width: int, height: int) -> None:
@@ -58,8 +67,12 @@ def _check_size(width: int, height: int) -> None:
 def decode_image(data: bytes) -> NDArray[np.uint8]:
     """Decode encoded image bytes (PNG, JPEG, BMP, TIFF, ... via OpenCV) to a grey image.
 
-    Colour images are converted to grey (ITU-R BT.601 luma, as ``cv2.IMREAD_GRAYSCALE``);
-    OpenCV scales 16-bit images to 8 bits.
+    The width and height are read from the header (Pillow, no pixel decoding) and
+    checked before OpenCV decodes anything, so decompression bombs (e.g. a 20000 x 20000
+    deflate TIFF of a few kB) are refused without allocating their pixels; formats
+    whose header Pillow cannot read are refused. Colour images are converted to grey
+    (ITU-R BT.601 luma, as ``cv2.IMREAD_GRAYSCALE``); OpenCV scales 16-bit images to
+    8 bits.
 
     Args:
         data: the encoded file content.
@@ -69,8 +82,9 @@ def decode_image(data: bytes) -> NDArray[np.uint8]:
 
     Raises:
         InvalidImageError: the bytes are empty, larger than ``MAX_ENCODED_BYTES``, not a
-            decodable image, or the image is smaller than ``MIN_SIDE`` px on a side or
-            larger than ``MAX_PIXELS`` pixels.
+            decodable image (no header Pillow can read, or truncated pixel data), or
+            the image is smaller than ``MIN_SIDE`` px on a side or larger than
+            ``MAX_PIXELS`` pixels.
     """
     if not data:
         raise InvalidImageError("image data is empty")
@@ -78,10 +92,8 @@ def decode_image(data: bytes) -> NDArray[np.uint8]:
         raise InvalidImageError(
             f"image data is {len(data)} bytes; the limit is {MAX_ENCODED_BYTES} bytes"
         )
+    _check_size(*_header_size(data))  # refuse decompression bombs before decoding
     buffer = np.frombuffer(data, dtype=np.uint8)
-    header = _header_size(buffer)
-    if header is not None and min(header) > 0:
-        _check_size(*header)  # refuse decompression bombs before allocating pixels
     decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
     if decoded is None or decoded.ndim != 2 or decoded.size == 0:
         raise InvalidImageError("data is not a decodable image (PNG, JPEG, BMP, TIFF, ...)")

@@ -1,7 +1,7 @@
 """1:N palm search: a FAISS binary shortlist followed by exact shift-tolerant re-scoring.
 
 The FAISS index (``IndexBinaryIDMap2`` over ``IndexBinaryFlat``, Hamming distance
-on the unshifted, unmasked code bits) only proposes candidates; every score that
+on the unshifted, unmasked code bits of variant 0) only proposes candidates; every score that
 leaves this module comes from :mod:`identity.matcher`. FAISS integer ids are an
 internal detail: callers only ever see their own template and subject ids.
 """
@@ -82,7 +82,7 @@ class PalmIndex:
         if template.grid != self.grid:
             raise TemplateFormatError(f"template grid {template.grid} != index grid {self.grid}")
         refs = ReferenceSet.from_templates([template])
-        code = np.frombuffer(template.code, dtype=np.uint8).reshape(1, -1)
+        code = np.frombuffer(template.reference_code, dtype=np.uint8).reshape(1, -1)
         with self._lock:
             if template_id in self._ids:
                 raise DuplicateTemplateError(f"template id {template_id!r} is already indexed")
@@ -132,7 +132,7 @@ class PalmIndex:
         """Union of the ``shortlist`` nearest templates to a few translations of ``probe``."""
         shifts = params.SHORTLIST_QUERY_SHIFTS
         moved = [translate(probe, dy, dx) for dy in shifts for dx in shifts]
-        query = np.stack([np.frombuffer(t.code, np.uint8) for t in moved])
+        query = np.stack([np.frombuffer(t.reference_code, np.uint8) for t in moved])
         with self._lock:
             k = min(shortlist, self._index.ntotal)
             if k == 0:

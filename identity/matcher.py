@@ -1,11 +1,15 @@
-"""Shift-tolerant Hamming matching of CompCode templates (numpy only).
+"""Shift- and rotation-tolerant Hamming matching of CompCode templates (numpy only).
 
 Distance: the normalised Hamming distance of Kong & Zhang's CompCode matcher
 ("Competitive coding scheme for palmprint verification", ICPR 2004): for each
 translation ``(dy, dx)`` of the probe within ``+-max_shift`` cells, count the
 differing code bits among the bits valid in both masks, divide by the number of
 such bits, and keep the minimum over translations that leave at least
-``min_overlap`` of all code bits valid in both. :func:`distance_to_score` is the
+``min_overlap`` of all code bits valid in both. Rotation: the minimum is also taken
+over the probe's rotation variants (codes of its ROI rotated by
+``params.FEATURE_ROTATIONS_DEG``), against the reference's variant 0, the brute-force
+rotation search of iris and palmprint matchers (Daugman 2004; Kong & Zhang 2004
+shift the code, which only covers translation). :func:`distance_to_score` is the
 one place where a distance becomes a score.
 
 Speed: :class:`PreparedProbe` shifts and packs the probe once; scoring against
@@ -73,8 +77,8 @@ class ReferenceSet:
         if not templates:
             raise ValueError("at least one reference template is needed")
         grid = _common_grid(templates)
-        codes = _pack_words(np.stack([t.code_bits().ravel() for t in templates]))
-        masks = _pack_words(np.stack([_plane_mask(t.mask_bits()).ravel() for t in templates]))
+        codes = _pack_words(np.stack([t.code_bits(0).ravel() for t in templates]))
+        masks = _pack_words(np.stack([_plane_mask(t.mask_bits(0)).ravel() for t in templates]))
         return cls(grid, codes, masks)
 
     def __len__(self) -> int:
@@ -93,7 +97,7 @@ def _common_grid(templates: Sequence[Template]) -> tuple[int, int]:
 
 
 class PreparedProbe:
-    """A probe template with its translated codes precomputed, ready for 1:N scoring."""
+    """A probe template with its translated variants precomputed, ready for 1:N scoring."""
 
     def __init__(
         self,
@@ -102,7 +106,7 @@ class PreparedProbe:
         max_shift: int = params.MATCH_MAX_SHIFT,
         min_overlap: float = params.MATCH_MIN_OVERLAP,
     ) -> None:
-        """Precompute ``(2 * max_shift + 1) ** 2`` translations of ``probe``.
+        """Precompute ``(2 * max_shift + 1) ** 2`` translations of each variant of ``probe``.
 
         ``min_overlap`` is the fraction of all code bits that must be valid in both
         templates for a translation to count.
@@ -111,13 +115,15 @@ class PreparedProbe:
             raise ValueError("max_shift must be >= 0 and min_overlap in (0, 1]")
         self.grid = probe.grid
         self.min_valid_bits = min_overlap * probe.code_bit_count
-        code, mask = probe.code_bits(), probe.mask_bits()
         codes, masks = [], []
-        for dy in range(-max_shift, max_shift + 1):
-            for dx in range(-max_shift, max_shift + 1):
-                c, m = _translate(code, mask, dy, dx)
-                codes.append(c.ravel())
-                masks.append(_plane_mask(m).ravel())
+        shifts = range(-max_shift, max_shift + 1)
+        for variant in range(probe.variants):
+            code, mask = probe.code_bits(variant), probe.mask_bits(variant)
+            for dy in shifts:
+                for dx in shifts:
+                    c, m = _translate(code, mask, dy, dx)
+                    codes.append(c.ravel())
+                    masks.append(_plane_mask(m).ravel())
         self._codes = _pack_words(np.stack(codes))[:, None, :]  # (S, 1, words)
         self._masks = _pack_words(np.stack(masks))[:, None, :]
 
@@ -159,8 +165,11 @@ def _translate(
 
 
 def translate(template: Template, dy: int, dx: int) -> Template:
-    """``template`` moved by (dy, dx) cells (rows, columns); vacated cells are invalid, 0 bits."""
-    code, mask = _translate(template.code_bits(), template.mask_bits(), dy, dx)
+    """Variant 0 of ``template`` moved by (dy, dx) cells; vacated cells are invalid, 0 bits.
+
+    Returns a one-variant template.
+    """
+    code, mask = _translate(template.code_bits(0), template.mask_bits(0), dy, dx)
     return Template.from_bits(code, mask)
 
 

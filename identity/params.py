@@ -47,19 +47,68 @@ ROI_CENTRE_TIE_FRACTION = 0.98
 # "Palm out of frame": the ROI square would stick out of the image by more than this
 # fraction of its side (smaller overflows shift the square inside the frame).
 ROI_MAX_OUT_OF_FRAME = 0.15
-# Fingers: mask parts removed by an opening with a disc of ROI_FINGER_OPENING x palm
-# radius, farther than ROI_FINGER_MIN_DISTANCE x radius from the centre, at least
-# ROI_MIN_FINGER_AREA x radius^2 px in all (else the finger valleys are used).
-ROI_FINGER_OPENING = 0.7
-ROI_FINGER_MIN_DISTANCE = 1.1
-ROI_MIN_FINGER_AREA = 0.1
-# Finger valleys: convexity defects deeper than ROI_VALLEY_MIN_DEPTH x radius; the
-# largest group within ROI_VALLEY_GROUP_DEG of each other gives the direction.
+# Finger valleys (identity/roi_keypoints.py): convexity defects of the hand contour
+# deeper than ROI_VALLEY_MIN_DEPTH x palm radius, at most ROI_VALLEY_MAX_DISTANCE x
+# radius from the palm centre.
 ROI_VALLEY_MIN_DEPTH = 0.15
+ROI_VALLEY_MAX_DISTANCE = 2.0
+# Gap opening direction: contour points this many palm radii (in contour steps) either side.
+ROI_VALLEY_ARM = 0.3
+# Key pair (index-middle, ring-little gaps), identity/roi_keypoints._pair_cost. Hard
+# limits: both gaps open within ROI_KEY_MAX_OPENING_DEG of the finger direction (the key
+# line's normal away from the palm centre) and lie at least ROI_KEY_MIN_HEIGHT x d on
+# the finger side of the palm centre (rejects wrist notches and the thumb gap); key
+# distance d = ROI_KEY_DISTANCE x palm radius within a factor exp(+-LOG_TOLERANCE);
+# palm centre ROI_KEY_CENTRE_DEPTH x d (+- tolerance) below the key line and at most
+# ROI_KEY_MAX_LATERAL x d from its bisector. The middle-ring gap is expected within
+# ROI_KEY_MIDDLE_ALONG x d of the midpoint along the line and between the two
+# ROI_KEY_MIDDLE_ACROSS x d across it (positive = finger side); without it a pair
+# costs ROI_KEY_NO_MIDDLE_COST more.
+# Measured on contactless-phone-hand (86 hands, key pair = outer two of the three
+# top valleys): d/r 0.89..1.17, depth 0.83..1.53, lateral <= 0.29 x d; on polyu-ms-nir-
+# hand (fingers cut by the frame) d/r ~1.3 and depth ~0.7.
+ROI_KEY_MAX_OPENING_DEG = 60.0
+ROI_KEY_MIN_HEIGHT = 0.2
+ROI_KEY_DISTANCE = 1.1
+ROI_KEY_DISTANCE_LOG_TOLERANCE = 0.7
+ROI_KEY_CENTRE_DEPTH = 1.05
+ROI_KEY_CENTRE_DEPTH_TOLERANCE = 0.65
+ROI_KEY_MAX_LATERAL = 0.45
+ROI_KEY_MIDDLE_ALONG = 0.25
+ROI_KEY_MIDDLE_ACROSS = (-0.2, 0.9)
+ROI_KEY_NO_MIDDLE_COST = 2.5
+# The shallower key gap's depth (relative to the deepest valley) lowers the cost with
+# this weight: finger gaps are deeper than thumb-web and border notches.
+ROI_KEY_DEPTH_WEIGHT = 2.0
+# Pairs are tried best fit first; the first whose ROI square lies in the frame and on
+# the hand is used (at most this many, then the fallback frame below).
+ROI_KEY_MAX_PAIRS_TRIED = 4
+# Fallback frame (no pair fits): the largest group of valleys within this angle of
+# each other (seen from the palm centre) gives the finger direction.
 ROI_VALLEY_GROUP_DEG = 45.0
-# ROI square side = ROI_SIDE_PER_RADIUS x inscribed radius (~sqrt 2: the square
-# inscribed in the palm circle).
-ROI_SIDE_PER_RADIUS = 1.4
+# Finger direction from the valley openings (roi_keypoints.opening_direction): valleys
+# whose openings lie within ROI_OPENING_GROUP_DEG of each other form a group; a key pair
+# gives the direction only when its key line's normal lies within
+# ROI_KEY_MAX_TURN_DEG of that group's direction.
+ROI_OPENING_GROUP_DEG = 45.0
+ROI_KEY_MAX_TURN_DEG = 45.0
+# ROI square from the palm's inscribed circle (roi_keypoints.circle_frame): side
+# ROI_CIRCLE_SIDE x radius, centre ROI_CIRCLE_SHIFT x radius towards the fingers.
+ROI_CIRCLE_SIDE = 1.4
+ROI_CIRCLE_SHIFT = 0.0
+# Tangent refinement: gap contour points within this x d of each valley bottom.
+ROI_KEY_TANGENT_REACH = 0.3
+# ROI square in the palm frame: side ROI_KEY_SIDE x d, its top edge ROI_KEY_OFFSET x d
+# below the key line, centred on the origin along the line. The official PolyU-MS ROIs
+# (polyu-ms-roi-bands, palms 1-10, located in the raw polyu-ms-nir-hand frames by
+# template matching, NCC 0.65..0.97) measure side 0.83 x d (IQR 0.78..0.89) and centre
+# 0.59 x d below our key line; with 0.83 / 0.175 the EER was 7.2 % on
+# nir-contactless-hand and 21.0 % on coep-hand, against 2.4 % and 19.4 % with 1.0 / 0.2
+# (PolyU within noise), so the larger square is kept.
+ROI_KEY_SIDE = 1.0
+ROI_KEY_OFFSET = 0.2
+# "No palm found": under this fraction of the ROI square lies on the hand mask.
+ROI_MIN_ON_HAND = 0.9
 # The image is pre-shrunk (area) to this multiple of the final ROI scale before warping.
 ROI_PRESHRINK_HEADROOM = 1.5
 
@@ -72,8 +121,10 @@ FEATURE_GRID_SIZE = 32
 FEATURE_WORK_SIZE = 64
 # CompCode (Kong & Zhang, ICPR 2004): six real (even) Gabor filters at j*pi/6.
 GABOR_ORIENTATIONS = 6
-# Wavelength of the Gabor carrier, in pixels of the FEATURE_WORK_SIZE image (tuned below).
-GABOR_WAVELENGTH_PX = 5.0
+# Wavelength of the Gabor carrier, in pixels of the FEATURE_WORK_SIZE image. Tuned on
+# Tongji palm000-palm149 only (session 1 x session 2, every 2nd session-1 capture,
+# +-3 cell shifts, no rotations): EER 0.61 % at 4 px, 0.64 % at 5 px, 0.75 % at 6.5 px.
+GABOR_WAVELENGTH_PX = 4.0
 # Half-amplitude bandwidth in octaves; kappa = sqrt(2 ln 2) (2^d + 1) / (2^d - 1) (Lee 1996).
 GABOR_BANDWIDTH_OCTAVES = 2.0
 # Envelope aspect (cross-carrier / along-carrier sigma); 0.5 as in Kong & Zhang's filter.
@@ -84,22 +135,32 @@ MASK_WINDOW_PX = 5
 MASK_MIN_LOCAL_STD = 1.5
 MASK_SATURATED_LOW = 5.0
 MASK_SATURATED_HIGH = 250.0
+# Rotation variants (degrees, counter-clockwise; the first must be 0): the code is also
+# computed for the ROI rotated by each angle, and a probe matches with its best variant.
+# Tuned on Tongji palm000-palm149 only (same protocol as the wavelength, 4 px):
+#   rotations    none   +-3    +-4.5  +-6    0,+-3,+-6  0,+-4.5,+-9  -9..9 step 3
+#   EER %        0.61   0.26   0.16   0.17   0.17       0.16         0.16
+#   FNMR@1e-5 %  4.37   1.93   2.13   2.55   1.61       2.07         1.61
+# Three variants: the comparison cost grows with the variant count, and more bought
+# no EER. Also measured and not kept (no gain on palm000-149): local contrast
+# normalisation before the Gabor bank (EER 0.68 -> 0.76 % at 128 px work size),
+# BOCV sign bits (1.15 %), ordinal code (1.00 %), mean fusion of 4 px and 6.5 px
+# CompCode (0.147 % with rotations, but FNMR@1e-5 2.8 %), probe scale search +-7 %.
+FEATURE_ROTATIONS_DEG = (0.0, -4.5, 4.5)
 # Matching: best normalised Hamming distance over translations of +-MATCH_MAX_SHIFT
 # cells in each direction, counting only bits valid in both masks; a translation
 # needs at least MATCH_MIN_OVERLAP of all code bits valid in both (else it is skipped).
 MATCH_MAX_SHIFT = 3
 MATCH_MIN_OVERLAP = 0.5
 # Identification (service decision rule; score = matcher.distance_to_score, in [0, 1]).
-# Measured on Tongji (all 300 palms; probes = first 2 session-2 captures, references =
-# all 10 session-1 captures; 1,794,000 impostor / 6,000 genuine template comparisons):
-#   per-comparison FMR 1e-3 at score 0.194, 1e-4 at 0.221, 1e-5 at 0.258; impostor max 0.298.
-#   Subject level (best of 10 templates): at 0.30, 0 of 179,400 impostor subject
-#   comparisons pass (FMR < 1.7e-5 per subject, rule of three) and 98.3 % of genuine do.
-# End to end through IdentityService (decode -> ROI -> CompCode -> index; /tmp script,
-# 200 palms enrolled with their 10 session-1 captures = 2000 templates, defaults below):
-# of 2000 session-2 probes 1956 identified, 44 not identified, 0 ambiguous, 0 wrong;
-# 500 probes of the 100 non-enrolled palms: 0 identified; identify p50 7.7 ms, p95 9.1 ms.
-IDENTIFY_THRESHOLD = 0.30
+# Measured with the coder above on Tongji palm000-palm149 only (probes = all 1500
+# session-2 captures, references = all 1500 session-1 captures; /tmp script using
+# identity.matcher.score_matrix): 2,235,000 impostor / 15,000 genuine comparisons;
+#   per-comparison FMR 1e-3 at score 0.174, 1e-4 at 0.199, 1e-5 at 0.225; impostor max 0.262.
+#   Subject level (best of 10 templates): at 0.28, 0 of 223,500 impostor subject
+#   comparisons pass (FMR < 1.3e-5 per subject, rule of three) and 98.4 % of genuine do
+#   (0.26: 1 impostor passes, 99.4 %; 0.30: 97.3 %).
+IDENTIFY_THRESHOLD = 0.28
 # Identified only if the best subject beats the runner-up subject by this much.
 AMBIGUITY_MARGIN = 0.02
 # FAISS shortlist size (templates) that is re-scored exactly.

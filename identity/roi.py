@@ -5,22 +5,26 @@ Two kinds of input reach :func:`extract_roi`:
 * an image that already is a palm ROI (e.g. the Tongji or PolyU 128x128 ROIs):
   recognised from its content (square, no dark background, texture everywhere) and
   passed through, resized to ``ROI_SIZE``;
-* a whole-hand image (bright hand on a dark background): the hand is segmented (Otsu,
-  largest contour), the palm centre is the maximum of the distance transform inside the
-  hand (the maximum inscribed circle, as in Kumar et al., "Personal verification using
-  palmprint and hand geometry biometric", AVBPA 2003, and Zhang et al., "Online palmprint
-  identification", PAMI 2003 for the square central ROI), the fingers' direction is
-  found by a morphological opening that removes the thin fingers, the hand is rotated
-  fingers-up and a square of side ``ROI_SIDE_PER_RADIUS`` x radius is cropped.
+* a whole-hand image (bright hand on a darker background, contact or contactless,
+  left or right, any in-plane rotation): the hand is segmented
+  (:mod:`identity.roi_segment`), the finger valleys between index and middle finger
+  and between ring and little finger are found on the hand contour and refined to
+  the tangent points of Zhang et al., "Online palmprint identification", IEEE TPAMI
+  2003 (:mod:`identity.roi_keypoints`); the palm coordinate system has its origin
+  at their midpoint and its x axis along them; the ROI is the square of side
+  ``ROI_KEY_SIDE`` x d whose top edge lies ``ROI_KEY_OFFSET`` x d below the key line
+  (d = key-point distance), rotated and scaled to ``ROI_SIZE`` x ``ROI_SIZE``.
+  A left hand gives the mirror image of what the same palm would give as a right hand.
 
-A quality gate raises :class:`AcquisitionError` (failure to acquire) for inputs that
-yield no usable ROI; no ``uint8`` image makes this module crash.
+The quality gate (:mod:`identity.roi_quality` and the checks here) raises
+:class:`AcquisitionError` (failure to acquire) with a reason: "no hand found",
+"fingers closed", "palm out of frame", "too dark", "saturated", "blurred"; no ``uint8``
+image makes this module crash.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -29,11 +33,26 @@ from numpy.typing import NDArray
 
 from identity import params as P
 from identity.errors import AcquisitionError, InvalidImageError
+from identity.roi_keypoints import (
+    PalmFrame,
+    Valley,
+    circle_frame,
+    find_valleys,
+    opening_direction,
+    palm_frame,
+    rank_key_pairs,
+)
+from identity.roi_quality import (
+    DebugHook,
+    GrayImage,
+    check_exposure,
+    check_saturation,
+    emit,
+    finish_roi,
+)
+from identity.roi_segment import Hand, segment_hand
 
-DebugHook = Callable[[str, NDArray[np.uint8]], None]
-"""Called with (step name, ``uint8`` image of that step) when given to :func:`extract_roi`."""
-
-GrayImage = NDArray[np.uint8]
+__all__ = ["DebugHook", "RoiResult", "extract_roi", "looks_like_roi"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +64,14 @@ class RoiResult:
         passthrough: True when the input already was a ROI and was only resized.
         sharpness: variance of the Laplacian of ``roi`` (grey levels squared).
         brightness: mean grey level of ``roi`` before contrast normalisation.
-        centre: palm centre ``(x, y)`` in input pixels; ``None`` for a pass-through.
+        centre: ROI centre ``(x, y)`` in input pixels; ``None`` for a pass-through.
         radius: palm inscribed-circle radius in input pixels; ``None`` for a pass-through.
         angle_deg: counter-clockwise rotation applied to bring the fingers up (degrees);
             ``0.0`` for a pass-through.
+        key_points: the two finger-valley key points ``((x, y), (x, y))`` in input
+            pixels (x axis of the palm frame from the first to the second); ``None``
+            for a pass-through, or when no valley pair fitted and the frame came from
+            the direction of the valleys found (``identity.roi_keypoints.valley_frame``).
     """
 
     roi: GrayImage
@@ -58,26 +81,8 @@ class RoiResult:
     centre: tuple[float, float] | None = None
     radius: float | None = None
     angle_deg: float = 0.0
-
-
-@dataclass(frozen=True)
-class _Palm:
-    """Palm geometry at working resolution: centre (x, y) px, radius px, finger direction."""
-
-    centre: tuple[float, float]
-    radius: float
-    direction: tuple[float, float]
-
-
-def _emit(debug: DebugHook | None, name: str, image: NDArray[np.generic]) -> None:
-    if debug is not None:
-        if image.dtype == np.bool_:
-            image = image.astype(np.uint8) * 255
-        elif image.dtype != np.uint8:
-            values = image.astype(np.float64)
-            span = max(float(values.max() - values.min()), 1e-9)
-            image = ((values - values.min()) * (255.0 / span)).astype(np.uint8)
-        debug(name, np.ascontiguousarray(image))
+    key_points: tuple[tuple[float, float], tuple[float, float]] | None = None
+    side: float | None = None
 
 
 def _resize_to_max_side(gray: GrayImage, max_side: int) -> tuple[GrayImage, float]:
@@ -134,221 +139,165 @@ def looks_like_roi(gray: GrayImage) -> bool:
     return small is not None and _frame_is_palm(small) and _texture_fills_frame(small)
 
 
-def _normalise_contrast(roi: GrayImage) -> GrayImage:
-    """Stretch a low-contrast ROI so its 1st..99th percentiles span ``ROI_NORMALISED_RANGE``."""
-    low, high = (float(v) for v in np.percentile(roi, (1, 99)))
-    if high - low >= P.ROI_MIN_DYNAMIC_RANGE or high - low < 1.0:
-        return roi
-    gain = P.ROI_NORMALISED_RANGE / (high - low)
-    stretched = (roi.astype(np.float32) - (low + high) / 2.0) * gain + 128.0
-    result: GrayImage = np.clip(stretched, 0, 255).astype(np.uint8)
-    return result
+def _candidate_frames(hand: Hand) -> tuple[list[PalmFrame], int, list[Valley]]:
+    """Palm frames to try, best first: fitting key pairs, then the opening-direction frame.
 
-
-def _check_exposure(pixels: NDArray[np.uint8], where: str) -> None:
-    """Raise AcquisitionError when ``pixels`` are too dark or too often saturated."""
-    mean = float(pixels.mean())
-    if mean < P.ROI_MIN_MEAN_LEVEL:
-        raise AcquisitionError(f"too dark ({where} mean level {mean:.0f} < {P.ROI_MIN_MEAN_LEVEL})")
-    _check_saturation(pixels, where)
-
-
-def _check_saturation(pixels: NDArray[np.uint8], where: str) -> None:
-    saturated = float(np.mean(pixels >= P.ROI_SATURATION_LEVEL))
-    if saturated > P.ROI_MAX_SATURATED_FRACTION:
-        raise AcquisitionError(
-            f"saturated ({saturated:.0%} of the {where} at >= {P.ROI_SATURATION_LEVEL}, "
-            f"limit {P.ROI_MAX_SATURATED_FRACTION:.0%})"
-        )
-
-
-def _finish(roi: GrayImage, debug: DebugHook | None) -> tuple[GrayImage, float, float]:
-    """Quality-gate a cropped ``(ROI_SIZE, ROI_SIZE)`` ROI; (normalised roi, sharpness, mean)."""
-    _check_exposure(roi, "ROI")
-    brightness = float(roi.mean())
-    roi = _normalise_contrast(roi)
-    sharpness = float(cv2.Laplacian(roi, cv2.CV_64F).var())
-    if sharpness < P.ROI_MIN_SHARPNESS:
-        raise AcquisitionError(
-            f"blurred (variance of Laplacian {sharpness:.1f} < {P.ROI_MIN_SHARPNESS})"
-        )
-    _emit(debug, "roi", roi)
-    return roi, sharpness, brightness
-
-
-def _segment_hand(work: GrayImage, debug: DebugHook | None) -> NDArray[np.uint8]:
-    """Hand mask (0/1 ``uint8``, shape of ``work``): largest bright Otsu component, filled."""
-    blurred = cv2.GaussianBlur(work, (0, 0), P.ROI_SEGMENT_BLUR_SIGMA)
-    _emit(debug, "blurred", blurred)
-    _, binary = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    mask = np.zeros_like(work)
-    if contours:
-        largest = max(contours, key=cv2.contourArea)
-        cv2.drawContours(mask, [largest], -1, 1, thickness=cv2.FILLED)
-    _emit(debug, "mask", mask * 255)
-    if mask.all():
-        raise AcquisitionError("no hand found (no dark background around a hand)")
-    if float(mask.mean()) < P.ROI_MIN_HAND_AREA_FRACTION:
-        raise AcquisitionError(
-            f"no hand found (largest bright region {float(mask.mean()):.1%} of the image, "
-            f"needs {P.ROI_MIN_HAND_AREA_FRACTION:.0%})"
-        )
-    return mask
-
-
-def _palm_circle(mask: NDArray[np.uint8], debug: DebugHook | None) -> tuple[float, float, float]:
-    """Maximum inscribed circle (x, y, radius px) of the hand mask.
-
-    OpenCV's distance transform treats the space outside the image as foreground, so a
-    palm cut by the image border keeps its true radius. Ties along a ridge (a palm
-    spanning the whole frame) resolve to the middle of the near-maximal ridge.
+    The finger direction comes from the valley openings (``opening_direction``); a
+    fitting key pair refines it (the normal of its key line) when the two agree within
+    ``ROI_KEY_MAX_TURN_DEG``. Every frame is placed on the palm's inscribed circle
+    (``circle_frame``).
     """
-    distance = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
-    _emit(debug, "distance", distance)
-    _, radius, _, (x, y) = cv2.minMaxLoc(distance)
-    if radius < P.ROI_MIN_PALM_RADIUS_FRACTION * min(mask.shape):
-        raise AcquisitionError(
-            f"no hand found (palm radius {radius:.0f} px < "
-            f"{P.ROI_MIN_PALM_RADIUS_FRACTION:.0%} of the image side)"
+    valleys = find_valleys(hand)
+    fingers = opening_direction(valleys)
+    if fingers is None:
+        raise AcquisitionError("fingers closed (no finger valley on the hand contour)")
+    min_cos = math.cos(math.radians(P.ROI_KEY_MAX_TURN_DEG))
+    frames = []
+    for pair in rank_key_pairs(valleys, hand):
+        keyed = palm_frame(hand, pair)
+        if float(-keyed.y_axis @ fingers) >= min_cos:
+            keys = (keyed.first, keyed.second)
+            frames.append(circle_frame(hand, -keyed.y_axis, keys))
+    paired = len(frames)
+    frames.append(circle_frame(hand, fingers, None))
+    return frames, paired, valleys
+
+
+def _locate_frame(work: GrayImage, debug: DebugHook | None) -> tuple[Hand, PalmFrame, bool]:
+    """Segment the hand and choose its palm frame (working px); True for a key-point pair.
+
+    The first candidate frame whose ROI square passes :func:`_check_in_frame` wins;
+    when none does, the best candidate's failure is raised.
+    """
+    hand = segment_hand(work, debug)
+    check_exposure(work[hand.mask > 0], "hand")
+    frames, paired, valleys = _candidate_frames(hand)
+    first_error: AcquisitionError | None = None
+    for number, frame in enumerate(frames):
+        try:
+            _check_in_frame(_square_corners(frame), hand, P.ROI_KEY_SIDE * frame.spacing)
+        except AcquisitionError as error:
+            first_error = first_error or error
+            continue
+        if debug is not None:
+            emit(debug, "keypoints", _overlay(work, hand, frame, valleys))
+        return hand, frame, number < paired
+    if debug is not None:
+        emit(debug, "keypoints", _overlay(work, hand, frames[0], valleys))
+    assert first_error is not None
+    raise first_error
+
+
+def _square_corners(frame: PalmFrame) -> NDArray[np.float64]:
+    """``(4, 2)`` corners of the ROI square in working px: top-left, top-right, ..."""
+    side = P.ROI_KEY_SIDE * frame.spacing
+    top = frame.origin + frame.y_axis * P.ROI_KEY_OFFSET * frame.spacing
+    left = top - frame.x_axis * side / 2.0
+    return np.array(
+        [
+            left,
+            left + frame.x_axis * side,
+            left + (frame.x_axis + frame.y_axis) * side,
+            left + frame.y_axis * side,
+        ]
+    )
+
+
+def _overlay(work: GrayImage, hand: Hand, frame: PalmFrame, valleys: list[Valley]) -> GrayImage:
+    """Debug picture: contour, valleys, key points and the ROI square on the work image."""
+    picture = (work // 2).astype(np.uint8)
+    cv2.drawContours(picture, [hand.contour], -1, 255, 1)
+    for valley in valleys:
+        tip = valley.bottom + valley.outward * 3.0 * valley.depth**0.5
+        cv2.circle(picture, (round(valley.bottom[0]), round(valley.bottom[1])), 4, 160, 1)
+        cv2.line(
+            picture,
+            (round(valley.bottom[0]), round(valley.bottom[1])),
+            (round(tip[0]), round(tip[1])),
+            200,
+            1,
         )
-    ridge = (distance >= P.ROI_CENTRE_TIE_FRACTION * radius).astype(np.uint8)
-    _, labels = cv2.connectedComponents(ridge)
-    ys, xs = np.nonzero(labels == labels[y, x])
-    return float(xs.mean()), float(ys.mean()), float(radius)
+    for point in (frame.first, frame.second):
+        cv2.circle(picture, (round(point[0]), round(point[1])), 3, 255, cv2.FILLED)
+    corners = np.round(_square_corners(frame)).astype(np.int32)
+    cv2.polylines(picture, [corners.reshape(-1, 1, 2)], True, 255, 1)
+    return picture
 
 
-def _unit(vector: NDArray[np.float64]) -> tuple[float, float] | None:
-    norm = float(np.hypot(vector[0], vector[1]))
-    return None if norm < 1e-9 else (float(vector[0] / norm), float(vector[1] / norm))
-
-
-def _axis_direction(mask: NDArray[np.uint8], x: float, y: float) -> tuple[float, float]:
-    """Fallback direction: the hand's principal axis, pointing away from the border it touches."""
-    ys, xs = np.nonzero(mask)
-    offsets = np.stack([xs - x, ys - y]).astype(np.float64)
-    _, vectors = np.linalg.eigh(offsets @ offsets.T)
-    axis = vectors[:, 1]
-    height, width = mask.shape
-    on_border = (xs == 0) | (ys == 0) | (xs == width - 1) | (ys == height - 1)
-    # The arm leaves the frame, so the fingers point away from where the hand meets the border.
-    away = -offsets[:, on_border].mean(axis=1) if on_border.any() else np.array([0.0, -1.0])
-    return _unit(axis if float(axis @ away) >= 0 else -axis) or (0.0, -1.0)
-
-
-def _valley_direction(
-    mask: NDArray[np.uint8], x: float, y: float, radius: float
-) -> tuple[float, float] | None:
-    """Direction towards the finger valleys: depth-weighted deep convexity defects, if any.
-
-    Used when the fingers are closed or cut by the frame (e.g. PolyU's peg-guided
-    scanner), where the gaps between fingers still show as notches in the contour.
-    """
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    contour = max(contours, key=cv2.contourArea)
-    hull = cv2.convexHull(contour, returnPoints=False)
-    try:
-        defects = cv2.convexityDefects(contour, hull)
-    except cv2.error:  # self-intersecting hull order on degenerate contours
-        return None
-    if defects is None:
-        return None
-    defects = defects.reshape(-1, 4)
-    depth = defects[:, 3].astype(np.float64) / 256.0
-    deep = depth >= P.ROI_VALLEY_MIN_DEPTH * radius
-    if not deep.any():
-        return None
-    points = contour[defects[deep, 2], 0, :].astype(np.float64)
-    offsets = points - np.array([x, y])
-    units = offsets / np.maximum(np.hypot(offsets[:, 0], offsets[:, 1]), 1e-9)[:, None]
-    # Finger valleys come in a group; keep the largest group of mutually near directions
-    # so that one stray notch (thumb web, a sleeve) does not pull the direction.
-    near = (units @ units.T) >= math.cos(math.radians(P.ROI_VALLEY_GROUP_DEG))
-    group = near[int(np.argmax(near.sum(axis=1)))]
-    return _unit(units[group].sum(axis=0))
-
-
-def _finger_direction(
-    mask: NDArray[np.uint8], x: float, y: float, radius: float, debug: DebugHook | None
-) -> tuple[float, float]:
-    """Unit (dx, dy) from the palm centre towards the fingers (image axes, y down).
-
-    Fingers are the mask parts an opening with a disc of ``ROI_FINGER_OPENING`` x radius
-    removes, farther than ``ROI_FINGER_MIN_DISTANCE`` x radius from the centre.
-    """
-    size = max(3, int(round(P.ROI_FINGER_OPENING * radius)) | 1)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disc, borderValue=1)
-    fingers = (mask > 0) & (opened == 0)
-    ys, xs = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
-    fingers &= np.hypot(xs - x, ys - y) > P.ROI_FINGER_MIN_DISTANCE * radius
-    _emit(debug, "fingers", fingers)
-    if float(fingers.sum()) < P.ROI_MIN_FINGER_AREA * radius * radius:
-        return _valley_direction(mask, x, y, radius) or _axis_direction(mask, x, y)
-    fy, fx = np.nonzero(fingers)
-    dx, dy = fx - x, fy - y
-    norms = np.hypot(dx, dy)
-    return _unit(np.array([(dx / norms).sum(), (dy / norms).sum()])) or (0.0, -1.0)
-
-
-def _locate_palm(work: GrayImage, debug: DebugHook | None) -> _Palm:
-    """Segment the hand in the working image and return the palm geometry there."""
-    mask = _segment_hand(work, debug)
-    hand_pixels = work[mask > 0]
-    _check_exposure(hand_pixels, "hand")
-    x, y, radius = _palm_circle(mask, debug)
-    direction = _finger_direction(mask, x, y, radius, debug)
-    return _Palm(centre=(x, y), radius=radius, direction=direction)
-
-
-def _fit_in_frame(palm: _Palm, shape: tuple[int, int], angle: float) -> tuple[float, float]:
-    """Palm centre moved so the rotated ROI square lies inside the image (working px).
-
-    Raises:
-        AcquisitionError: the square would stick out by more than
-            ``ROI_MAX_OUT_OF_FRAME`` of its side ("palm out of frame").
-    """
-    half = P.ROI_SIDE_PER_RADIUS * palm.radius / 2.0
-    theta = math.radians(angle)
-    reach = half * (abs(math.cos(theta)) + abs(math.sin(theta)))  # half-extent of the square
-    (x, y), (height, width) = palm.centre, shape
-    shift_x = max(0.0, reach - x) - max(0.0, x + reach - (width - 1))
-    shift_y = max(0.0, reach - y) - max(0.0, y + reach - (height - 1))
-    overflow = max(abs(shift_x), abs(shift_y)) / (2.0 * half)
+def _check_in_frame(corners: NDArray[np.float64], hand: Hand, side: float) -> None:
+    """Raise "palm out of frame" / "no palm found" when the square leaves the image or hand."""
+    height, width = hand.mask.shape
+    beyond = np.maximum.reduce(
+        [-corners[:, 0], -corners[:, 1], corners[:, 0] - (width - 1), corners[:, 1] - (height - 1)]
+    )
+    overflow = max(0.0, float(beyond.max())) / side
     if overflow > P.ROI_MAX_OUT_OF_FRAME:
         raise AcquisitionError(
             f"palm out of frame (ROI square {overflow:.0%} of its side beyond the image border, "
             f"limit {P.ROI_MAX_OUT_OF_FRAME:.0%})"
         )
-    return x + shift_x, y + shift_y
+    grid = np.linspace(0.05, 0.95, 10)
+    u, v = np.meshgrid(grid, grid)
+    samples = (
+        corners[0]
+        + u.reshape(-1, 1) * (corners[1] - corners[0])
+        + v.reshape(-1, 1) * (corners[3] - corners[0])
+    )
+    xs = np.clip(np.round(samples[:, 0]).astype(int), 0, width - 1)
+    ys = np.clip(np.round(samples[:, 1]).astype(int), 0, height - 1)
+    on_hand = float(hand.mask[ys, xs].mean())
+    if on_hand < P.ROI_MIN_ON_HAND:
+        raise AcquisitionError(
+            f"no palm found (only {on_hand:.0%} of the ROI square on the hand, "
+            f"needs {P.ROI_MIN_ON_HAND:.0%})"
+        )
 
 
-def _crop(
-    gray: GrayImage, palm: _Palm, scale: float, work_shape: tuple[int, int]
-) -> tuple[GrayImage, float, tuple[float, float]]:
-    """Rotate fingers-up and crop the palm square from the full image.
-
-    Returns (roi, counter-clockwise angle in degrees, ROI centre (x, y) in input px).
-    """
-    angle = 90.0 - math.degrees(math.atan2(-palm.direction[1], palm.direction[0]))
-    wx, wy = _fit_in_frame(palm, work_shape, angle)
-    cx, cy = wx / scale, wy / scale
-    zoom = P.ROI_SIZE * scale / (P.ROI_SIDE_PER_RADIUS * palm.radius)
+def _crop(gray: GrayImage, frame: PalmFrame, scale: float) -> GrayImage:
+    """Rotate and scale the ROI square of ``frame`` (working px) out of the full image."""
+    corners = _square_corners(frame) / scale
+    side = P.ROI_KEY_SIDE * frame.spacing / scale
+    zoom = P.ROI_SIZE / side
     # Pre-shrink with area averaging so the final warp never decimates (no aliasing).
     pre = min(1.0, P.ROI_PRESHRINK_HEADROOM * zoom)
     source, pre = _resize_to_max_side(gray, max(1, int(max(gray.shape) * pre)))
-    matrix = cv2.getRotationMatrix2D((cx * pre, cy * pre), angle, zoom / pre)
-    half = (P.ROI_SIZE - 1) / 2.0
-    matrix[0, 2] += half - cx * pre
-    matrix[1, 2] += half - cy * pre
+    x_step = (corners[1] - corners[0]) * pre / P.ROI_SIZE  # one ROI pixel along x, source px
+    y_step = (corners[3] - corners[0]) * pre / P.ROI_SIZE
+    origin = corners[0] * pre + (x_step + y_step) / 2.0
+    inverse = np.array([[x_step[0], y_step[0], origin[0]], [x_step[1], y_step[1], origin[1]]])
     roi = cv2.warpAffine(
         source,
-        matrix,
+        inverse,
         (P.ROI_SIZE, P.ROI_SIZE),
-        flags=cv2.INTER_LINEAR,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    return roi.astype(np.uint8), angle, (cx, cy)
+    return roi.astype(np.uint8)
+
+
+def _from_whole_hand(image: GrayImage, debug: DebugHook | None) -> RoiResult:
+    work, scale = _resize_to_max_side(image, P.ROI_SEGMENT_MAX_SIDE)
+    hand, frame, paired = _locate_frame(work, debug)
+    corners = _square_corners(frame)
+    roi, sharpness, brightness = finish_roi(_crop(image, frame, scale), debug)
+    centre = corners.mean(axis=0) / scale
+    angle = -float(np.degrees(np.arctan2(-frame.x_axis[1], frame.x_axis[0])))
+    first, second = frame.first / scale, frame.second / scale
+    return RoiResult(
+        roi=roi,
+        passthrough=False,
+        sharpness=sharpness,
+        brightness=brightness,
+        centre=(float(centre[0]), float(centre[1])),
+        radius=hand.radius / scale,
+        angle_deg=angle,
+        side=P.ROI_KEY_SIDE * frame.spacing / scale,
+        key_points=(
+            ((float(first[0]), float(first[1])), (float(second[0]), float(second[1])))
+            if paired
+            else None
+        ),
+    )
 
 
 def _validated(gray: object) -> GrayImage:
@@ -369,7 +318,8 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
         gray: ``(H, W)`` ``uint8`` grey image (a palm ROI, or a bright hand on a dark
             background in any orientation, left or right).
         debug: optional hook called with each step's name and ``uint8`` image
-            ("input", "blurred", "mask", "distance", "fingers", "roi").
+            ("input", then "blurred", "mask", "distance", "keypoints" for a whole
+            hand, and "roi").
 
     Returns:
         A :class:`RoiResult` whose ``roi`` is ``(ROI_SIZE, ROI_SIZE)`` ``uint8``.
@@ -378,34 +328,21 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
         InvalidImageError: ``gray`` is not a 2-D ``uint8`` array.
         AcquisitionError: failure to acquire; ``reason`` says which check failed
             ("image too small", "too dark", "saturated", "no hand found",
-            "palm out of frame", "blurred ...").
+            "fingers closed", "palm out of frame", "no palm found", "blurred ...").
     """
     image = _validated(gray)
-    _emit(debug, "input", image)
+    emit(debug, "input", image)
     if float(np.percentile(image, 99)) < P.ROI_MIN_MEAN_LEVEL:
         raise AcquisitionError(f"too dark (99% of the pixels below {P.ROI_MIN_MEAN_LEVEL})")
-    _check_saturation(image, "image")
+    check_saturation(image, "image")
     small = _analysis_copy(image)
-    if small is not None and _frame_is_palm(small):
-        # A square frame of skin with no background: a ROI, or a blurred / featureless one.
-        if not _texture_fills_frame(small):
-            raise AcquisitionError("blurred (no skin texture in part of the frame)")
-        size = (P.ROI_SIZE, P.ROI_SIZE)
-        shrinking = max(image.shape) > P.ROI_SIZE
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        roi = cv2.resize(image, size, interpolation=interpolation).astype(np.uint8)
-        roi, sharpness, brightness = _finish(roi, debug)
-        return RoiResult(roi=roi, passthrough=True, sharpness=sharpness, brightness=brightness)
-    work, scale = _resize_to_max_side(image, P.ROI_SEGMENT_MAX_SIDE)
-    palm = _locate_palm(work, debug)
-    roi, angle, centre = _crop(image, palm, scale, work.shape)
-    roi, sharpness, brightness = _finish(roi, debug)
-    return RoiResult(
-        roi=roi,
-        passthrough=False,
-        sharpness=sharpness,
-        brightness=brightness,
-        centre=centre,
-        radius=palm.radius / scale,
-        angle_deg=angle,
-    )
+    if small is None or not _frame_is_palm(small):
+        return _from_whole_hand(image, debug)
+    # A square frame of skin with no background: a ROI, or a blurred / featureless one.
+    if not _texture_fills_frame(small):
+        raise AcquisitionError("blurred (no skin texture in part of the frame)")
+    size = (P.ROI_SIZE, P.ROI_SIZE)
+    interpolation = cv2.INTER_AREA if max(image.shape) > P.ROI_SIZE else cv2.INTER_LINEAR
+    roi = cv2.resize(image, size, interpolation=interpolation).astype(np.uint8)
+    roi, sharpness, brightness = finish_roi(roi, debug)
+    return RoiResult(roi=roi, passthrough=True, sharpness=sharpness, brightness=brightness)

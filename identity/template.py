@@ -1,20 +1,27 @@
 """Immutable palm templates and their versioned binary format (numpy only).
 
-Format version 1 (all integers big-endian)::
+Format version 2 (all integers big-endian)::
 
     offset size  field
     0      4     magic  b"SFPT"
-    4      1     format version (1)
+    4      1     format version (2)
     5      1     bits per cell (3, CompCode)
-    6      2     grid height H (cells)
-    8      2     grid width W (cells)
-    10     4     code length in bytes  = ceil(3 * H * W / 8)
-    14     4     mask length in bytes  = ceil(H * W / 8)
-    18     ...   code bytes, then mask bytes; nothing after
+    6      1     variants R (1..MAX_VARIANTS): codes of the ROI at R rotations
+    7      2     grid height H (cells)
+    9      2     grid width W (cells)
+    11     4     code length in bytes  = R * ceil(3 * H * W / 8)
+    15     4     mask length in bytes  = R * ceil(H * W / 8)
+    19     ...   code bytes, then mask bytes; nothing after
 
-Code bytes are ``numpy.packbits`` of a ``(3, H, W)`` bool array (bit plane, row,
-column); mask bytes are ``packbits`` of an ``(H, W)`` bool array (True = valid).
-Unused padding bits of the last byte must be zero.
+Variant ``r`` of the code is ``numpy.packbits`` of a ``(3, H, W)`` bool array (bit
+plane, row, column), each variant padded to whole bytes; variant ``r`` of the mask is
+``packbits`` of an ``(H, W)`` bool array (True = valid). Variant 0 is the unrotated
+ROI: it is what a *reference* contributes to a comparison and what the FAISS index
+stores; the other variants are used when the template is the *probe* (see
+:mod:`identity.matcher`). Unused padding bits of each variant's last byte must be zero.
+
+Version 1 (no variants field, one code) is refused: its codes came from another
+coder (wavelength 5 px, no rotations) and cannot be compared with version 2 codes.
 """
 
 from __future__ import annotations
@@ -28,85 +35,109 @@ import numpy.typing as npt
 from identity.errors import TemplateFormatError
 
 MAGIC = b"SFPT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BITS_PER_CELL = 3
 MAX_GRID_SIDE = 1024
-_HEADER = struct.Struct(">4sBBHHII")
+MAX_VARIANTS = 16
+_HEADER = struct.Struct(">4sBBBHHII")
+_PREFIX = struct.Struct(">4sB")
 
 
 def code_nbytes(grid: tuple[int, int]) -> int:
-    """Bytes of a packed code for ``grid`` = (H, W) cells."""
+    """Bytes of one packed code variant for ``grid`` = (H, W) cells."""
     return (BITS_PER_CELL * grid[0] * grid[1] + 7) // 8
 
 
 def mask_nbytes(grid: tuple[int, int]) -> int:
-    """Bytes of a packed mask for ``grid`` = (H, W) cells."""
+    """Bytes of one packed mask variant for ``grid`` = (H, W) cells."""
     return (grid[0] * grid[1] + 7) // 8
 
 
 @dataclass(frozen=True)
 class Template:
-    """A palm template: packed CompCode bits, packed validity mask, grid shape.
+    """A palm template: packed CompCode bits and validity masks of ``variants`` rotations.
 
-    ``grid`` is (H, W) in cells; ``code`` holds ``code_nbytes(grid)`` bytes and
-    ``mask`` holds ``mask_nbytes(grid)`` bytes (layout in the module docstring).
-    Raises :class:`TemplateFormatError` when the parts are inconsistent.
+    ``grid`` is (H, W) in cells; ``code`` holds ``variants * code_nbytes(grid)`` bytes
+    and ``mask`` holds ``variants * mask_nbytes(grid)`` bytes (layout in the module
+    docstring). Raises :class:`TemplateFormatError` when the parts are inconsistent.
     """
 
     grid: tuple[int, int]
     code: bytes = field(repr=False)
     mask: bytes = field(repr=False)
+    variants: int = 1
 
     def __post_init__(self) -> None:
         h, w = self.grid
         if not (0 < h <= MAX_GRID_SIDE and 0 < w <= MAX_GRID_SIDE):
             raise TemplateFormatError(f"grid {self.grid} is out of range")
-        if len(self.code) != code_nbytes(self.grid):
+        if not 0 < self.variants <= MAX_VARIANTS:
+            raise TemplateFormatError(f"{self.variants} variants is out of range")
+        n_code, n_mask = code_nbytes(self.grid), mask_nbytes(self.grid)
+        if len(self.code) != self.variants * n_code:
             raise TemplateFormatError(
-                f"code has {len(self.code)} bytes, grid {self.grid} needs {code_nbytes(self.grid)}"
+                f"code has {len(self.code)} bytes, grid {self.grid} x {self.variants} variants"
+                f" needs {self.variants * n_code}"
             )
-        if len(self.mask) != mask_nbytes(self.grid):
+        if len(self.mask) != self.variants * n_mask:
             raise TemplateFormatError(
-                f"mask has {len(self.mask)} bytes, grid {self.grid} needs {mask_nbytes(self.grid)}"
+                f"mask has {len(self.mask)} bytes, grid {self.grid} x {self.variants} variants"
+                f" needs {self.variants * n_mask}"
             )
-        _check_padding(self.code, BITS_PER_CELL * h * w, "code")
-        _check_padding(self.mask, h * w, "mask")
+        for r in range(self.variants):
+            _check_padding(self.code[r * n_code : (r + 1) * n_code], BITS_PER_CELL * h * w, "code")
+            _check_padding(self.mask[r * n_mask : (r + 1) * n_mask], h * w, "mask")
 
     @property
     def code_bit_count(self) -> int:
-        """Number of code bits (3 * H * W)."""
+        """Number of code bits of one variant (3 * H * W)."""
         return BITS_PER_CELL * self.grid[0] * self.grid[1]
 
-    def code_bits(self) -> npt.NDArray[np.bool_]:
-        """The orientation code as a ``(3, H, W)`` bool array."""
+    @property
+    def reference_code(self) -> bytes:
+        """The packed code of variant 0 (the unrotated ROI), as FAISS indexes it."""
+        return self.code[: code_nbytes(self.grid)]
+
+    def code_bits(self, variant: int = 0) -> npt.NDArray[np.bool_]:
+        """The orientation code of ``variant`` as a ``(3, H, W)`` bool array."""
         h, w = self.grid
-        raw = np.frombuffer(self.code, dtype=np.uint8)
+        n = code_nbytes(self.grid)
+        raw = np.frombuffer(self.code[self._check(variant) * n :][:n], dtype=np.uint8)
         bits = np.unpackbits(raw, count=self.code_bit_count).astype(bool)
         return bits.reshape(BITS_PER_CELL, h, w)
 
-    def mask_bits(self) -> npt.NDArray[np.bool_]:
-        """The validity mask as an ``(H, W)`` bool array (True = valid)."""
+    def mask_bits(self, variant: int = 0) -> npt.NDArray[np.bool_]:
+        """The validity mask of ``variant`` as an ``(H, W)`` bool array (True = valid)."""
         h, w = self.grid
-        raw = np.frombuffer(self.mask, dtype=np.uint8)
+        n = mask_nbytes(self.grid)
+        raw = np.frombuffer(self.mask[self._check(variant) * n :][:n], dtype=np.uint8)
         return np.unpackbits(raw, count=h * w).astype(bool).reshape(h, w)
+
+    def _check(self, variant: int) -> int:
+        if not 0 <= variant < self.variants:
+            raise IndexError(f"variant {variant} of a template with {self.variants}")
+        return variant
 
     @classmethod
     def from_bits(cls, code: npt.NDArray[np.bool_], mask: npt.NDArray[np.bool_]) -> Template:
-        """Pack a ``(3, H, W)`` bool code and an ``(H, W)`` bool mask into a template."""
-        if code.ndim != 3 or code.shape[0] != BITS_PER_CELL or mask.shape != code.shape[1:]:
+        """Pack codes and masks: ``(3, H, W)`` + ``(H, W)``, or ``(R, 3, H, W)`` + ``(R, H, W)``."""
+        if code.ndim == 3:
+            code, mask = code[None], mask[None]
+        if code.ndim != 4 or code.shape[1] != BITS_PER_CELL or mask.shape != (
+            code.shape[0], *code.shape[2:]
+        ):
             raise TemplateFormatError(f"bad bit shapes: code {code.shape}, mask {mask.shape}")
-        grid = (int(mask.shape[0]), int(mask.shape[1]))
-        return cls(
-            grid,
-            np.packbits(code.astype(bool).ravel()).tobytes(),
-            np.packbits(mask.astype(bool).ravel()).tobytes(),
-        )
+        grid = (int(code.shape[2]), int(code.shape[3]))
+        packed_code = b"".join(np.packbits(c.astype(bool).ravel()).tobytes() for c in code)
+        packed_mask = b"".join(np.packbits(m.astype(bool).ravel()).tobytes() for m in mask)
+        return cls(grid, packed_code, packed_mask, int(code.shape[0]))
 
     def to_bytes(self) -> bytes:
         """Serialise to format version :data:`FORMAT_VERSION`."""
         h, w = self.grid
         header = _HEADER.pack(
-            MAGIC, FORMAT_VERSION, BITS_PER_CELL, h, w, len(self.code), len(self.mask)
+            MAGIC, FORMAT_VERSION, BITS_PER_CELL, self.variants, h, w,
+            len(self.code), len(self.mask),
         )
         return header + self.code + self.mask
 
@@ -114,16 +145,24 @@ class Template:
     def from_bytes(cls, data: bytes) -> Template:
         """Parse and validate serialised bytes.
 
-        Raises :class:`TemplateFormatError` on truncation, wrong magic, unknown
-        version, unsupported bits per cell, length mismatch or trailing bytes.
+        Raises :class:`TemplateFormatError` on truncation, wrong magic, unknown or
+        retired version, unsupported bits per cell, length mismatch or trailing bytes.
         """
-        if len(data) < _HEADER.size:
+        if len(data) < _PREFIX.size:
             raise TemplateFormatError(f"template truncated: {len(data)} < {_HEADER.size} bytes")
-        magic, version, bpc, h, w, n_code, n_mask = _HEADER.unpack_from(data)
+        magic, version = _PREFIX.unpack_from(data)
         if magic != MAGIC:
             raise TemplateFormatError("not a palm template (wrong magic bytes)")
+        if version == 1:
+            raise TemplateFormatError(
+                "template format version 1 (the retired CompCode coder) is no longer"
+                " supported; the palm must be enrolled again"
+            )
         if version != FORMAT_VERSION:
             raise TemplateFormatError(f"unknown template format version {version}")
+        if len(data) < _HEADER.size:
+            raise TemplateFormatError(f"template truncated: {len(data)} < {_HEADER.size} bytes")
+        _, _, bpc, variants, h, w, n_code, n_mask = _HEADER.unpack_from(data)
         if bpc != BITS_PER_CELL:
             raise TemplateFormatError(f"unsupported bits per cell {bpc}")
         expected = _HEADER.size + n_code + n_mask
@@ -132,7 +171,7 @@ class Template:
         if len(data) > expected:
             raise TemplateFormatError(f"{len(data) - expected} unexpected trailing bytes")
         body = data[_HEADER.size :]
-        return cls((h, w), bytes(body[:n_code]), bytes(body[n_code:]))
+        return cls((h, w), bytes(body[:n_code]), bytes(body[n_code:]), variants)
 
 
 def _check_padding(packed: bytes, n_bits: int, what: str) -> None:

@@ -23,11 +23,16 @@ def test_hamming_between_orientation_codes_is_angular_distance() -> None:
 def test_code_shape_and_template() -> None:
     code = extract_features(SyntheticPalms(1).capture(0, 0))
     assert code.grid == (32, 32)
-    assert code.code.dtype == np.uint8 and code.code.shape == (384,)
-    assert code.mask.shape == (128,)
+    assert code.code.dtype == np.bool_ and code.code.shape == (3, 3, 32, 32)
+    assert code.mask.shape == (3, 32, 32)
     template = code.to_template()
+    assert template.variants == 3
+    assert len(template.reference_code) == 384
     assert template.code_bits().shape == (3, 32, 32)
     assert template.mask_bits().mean() > 0.9
+    # rotated variants lose the corner cells brought in from outside the ROI
+    assert template.mask_bits(1).mean() < template.mask_bits(0).mean()
+    assert not template.mask_bits(1)[0, 0]
 
 
 def _line_image(angle: float) -> np.ndarray:

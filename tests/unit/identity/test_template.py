@@ -35,7 +35,8 @@ def test_header_fields() -> None:
     data = _template().to_bytes()
     assert data[:4] == MAGIC
     assert data[4] == FORMAT_VERSION
-    assert len(data) == 18 + 384 + 128
+    assert data[6] == 1  # one variant
+    assert len(data) == 19 + 384 + 128
 
 
 @pytest.mark.parametrize("cut", [0, 3, 10, 17, 18, 100, 529])
@@ -69,8 +70,11 @@ def test_unsupported_bits_per_cell_refused() -> None:
         Template.from_bytes(bytes(data))
 
 
-def _with_header(grid: tuple[int, int], n_code: int, n_mask: int, body: bytes) -> bytes:
-    return struct.pack(">4sBBHHII", MAGIC, FORMAT_VERSION, 3, *grid, n_code, n_mask) + body
+def _with_header(
+    grid: tuple[int, int], n_code: int, n_mask: int, body: bytes, variants: int = 1
+) -> bytes:
+    header = struct.pack(">4sBBBHHII", MAGIC, FORMAT_VERSION, 3, variants, *grid, n_code, n_mask)
+    return header + body
 
 
 def test_length_fields_inconsistent_with_grid_refused() -> None:

@@ -1,0 +1,120 @@
+"""``storefront identity evaluate`` on synthetic manifest folders, malformed input, Tongji."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from identity.imageio import encode_png
+from identity.synthetic import SyntheticPalms
+from storefront.cli import app
+
+runner = CliRunner()
+HEADER = ["path", "identity", "session", "capture", "source"]
+
+
+def _folder(tmp_path: Path, palms: int = 4, per_session: int = 2, sessions: int = 2) -> Path:
+    gen = SyntheticPalms(seed=3)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for palm in range(palms):
+        for s in range(1, sessions + 1):
+            for c in range(per_session):
+                rel = f"p{palm}/s{s}_{c}.png"
+                (tmp_path / f"p{palm}").mkdir(exist_ok=True)
+                capture = (s - 1) * per_session + c
+                (tmp_path / rel).write_bytes(encode_png(gen.capture(palm, capture)))
+                rows.append([rel, f"p{palm}", str(s), str(c), "synthetic"])
+    _write(tmp_path / "manifest.csv", HEADER, rows)
+    return tmp_path
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def test_two_session_synthetic_folder(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "set")
+    out, det = tmp_path / "r.json", tmp_path / "det.png"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out),
+                                 "--det", str(det)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["images"] == 16 and report["identities"] == 4
+    assert report["genuine_comparisons"] == 4 * 2 * 2
+    assert report["impostor_comparisons"] == 8 * 8 - 16
+    assert report["fta"] == 0.0 and report["fte"] == 0.0
+    assert report["rank1"] == 1.0
+    assert report["eer"] == 0.0
+    assert set(report["fnmr_at_fmr"]) == {"1e-3", "1e-4", "1e-5"}
+    assert report["fnmr_at_fmr"]["1e-3"] is None  # 48 impostor comparisons cannot resolve it
+    assert report["extract_ms_p50"] > 0 and report["compare_us_p50"] > 0
+    assert det.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_single_session_all_pairs_and_unreadable_images_are_fta(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "set", palms=3, per_session=3, sessions=1)
+    (folder / "p0" / "s1_0.png").write_bytes(b"not an image")
+    (folder / "p1" / "s1_1.png").unlink()
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["protocol"] == "all pairs"
+    assert report["fta"] == pytest.approx(2 / 9)
+    assert len(report["failures"]) == 2
+    assert report["genuine_comparisons"] == 1 + 1 + 3  # pairs within p0, p1, p2
+    assert report["impostor_comparisons"] == 7 * 6 // 2 - 5
+    assert report["fte"] == 0.0
+
+
+def test_limit_identities(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "set", palms=3, per_session=1)
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out),
+                                 "--limit-identities", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["identities"] == 2
+
+
+@pytest.mark.parametrize("case", ["no folder", "no manifest", "missing column", "empty field",
+                                  "no rows"])
+def test_malformed_input_is_a_clear_error(tmp_path: Path, case: str) -> None:
+    folder = tmp_path / "set"
+    if case != "no folder":
+        folder.mkdir()
+    if case == "missing column":
+        _write(folder / "manifest.csv", ["path", "identity", "capture"], [["a.png", "x", "1"]])
+    elif case == "empty field":
+        _write(folder / "manifest.csv", HEADER, [["a.png", "", "1", "1", "s"]])
+    elif case == "no rows":
+        _write(folder / "manifest.csv", HEADER, [])
+    result = runner.invoke(app, ["identity", "evaluate", str(folder)])
+    assert result.exit_code == 2
+    assert "error:" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    expected = {"no folder": "is not a folder", "no manifest": "does not exist",
+                "missing column": "session", "empty field": "empty identity",
+                "no rows": "lists no captures"}[case]
+    assert expected in " ".join(result.output.split())
+
+
+@pytest.mark.realdata
+def test_tongji_ten_identities(tongji_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tongji.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(tongji_dir), "--json", str(out),
+                                 "--limit-identities", "10"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["identities"] == 10 and report["images"] == 200
+    assert report["genuine_comparisons"] == 1000 and report["impostor_comparisons"] == 9000
+    assert report["fta"] == 0.0
+    assert report["rank1"] >= 0.99
+    assert report["eer"] <= 0.01
