@@ -7,6 +7,8 @@ at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,13 +23,20 @@ from storefront.checkout import CheckoutService
 from storefront.clock import Clock, utc_now
 from storefront.db.engine import make_engine
 from storefront.db.migrate import upgrade
-from storefront.gates import GateService
-from storefront.payments import PaymentProcessor, SimulatedProcessor
+from storefront.disputes import DisputeService
+from storefront.exit_payment import ExitPayment
+from storefront.gates import EntryPolicy, GateService
+from storefront.payments import PaymentProcessor, RetryPolicy
+from storefront.payments.factory import build_processor
+from storefront.payments.reconcile import reconcile
 from storefront.pricing import tax_policy_from_settings
+from storefront.receipts import ReceiptStore
 from storefront.sessions import ItemIngest, SessionReadModel
 from storefront.settings import Settings
 from storefront.shoppers import ShopperService
+from storefront.staffed import StaffedCheckout
 from storefront.templates_repo import SqlTemplateRepository
+from storefront.till import Till
 
 
 @dataclass
@@ -46,6 +55,10 @@ class Container:
     ingest: ItemIngest
     checkout: CheckoutService
     processor: PaymentProcessor
+    till: Till
+    staffed: StaffedCheckout
+    receipts: ReceiptStore
+    disputes: DisputeService
 
     def close(self) -> None:
         """Release database connections."""
@@ -54,8 +67,10 @@ class Container:
 
 def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor | None = None,
               identity_settings: IdentitySettings | None = None,
-              clock: Clock = utc_now, migrate: bool = True) -> Container:
-    """Build the services: migrate the database, load the key, rebuild the palm index.
+              clock: Clock = utc_now, migrate: bool = True,
+              reconcile_payments: bool = True) -> Container:
+    """Build the services: migrate the database, load the key, rebuild the palm index,
+    reconcile payment calls left in flight (``reconcile_payments``).
 
     Raises identity errors when the key file is missing or unsafe outside
     development mode.
@@ -72,18 +87,45 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                                cipher=TemplateCipher(kek, key_id),
                                settings=identity_settings or IdentitySettings())
     identity.load()
-    processor = processor or SimulatedProcessor(seed=settings.payment_seed,
-                                                decline_rate=settings.payment_decline_rate)
+    processor = processor or build_processor(settings)
+    payment = ExitPayment(sessions=db, processor=processor, clock=clock,
+                          retry=RetryPolicy(attempts=settings.payment_retry_attempts))
     # Many devices append to one session at once: retry version conflicts generously.
     carts = SessionService(SqlEventStore(engine), clock, max_attempts=20)
     catalogue = Catalogue(db)
     read_model = SessionReadModel(db)
     shoppers = ShopperService(sessions=db, identity=identity, clock=clock)
     gates = GateService(identity=identity, carts=carts, read_model=read_model, shoppers=shoppers,
-                        store_id=settings.store_id, clock=clock)
+                        store_id=settings.store_id, clock=clock, payment=payment,
+                        policy=EntryPolicy(hold_minor=settings.entry_hold_minor,
+                                           currency=settings.currency,
+                                           unpaid_grace=timedelta(seconds=settings.unpaid_grace_s)))
     checkout = CheckoutService(sessions=db, carts=carts, catalogue=catalogue, processor=processor,
                                shoppers=shoppers, read_model=read_model,
                                currency=settings.currency,
-                               tax=tax_policy_from_settings(settings), clock=clock)
+                               tax=tax_policy_from_settings(settings), clock=clock,
+                               payment=payment,
+                               exit_lease=timedelta(seconds=settings.exit_lease_s))
+    if reconcile_payments:  # settle calls a crashed process left in flight
+        reconcile(payment=payment, read_model=read_model, clock=clock,
+                  older_than=timedelta(seconds=settings.payment_reconcile_after_s),
+                  lease=timedelta(seconds=settings.exit_lease_s))
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
-                     gates, ItemIngest(carts=carts, catalogue=catalogue), checkout, processor)
+                     gates, ItemIngest(carts=carts, catalogue=catalogue), checkout, processor,
+                     **_staff_services(db, carts, catalogue, read_model, shoppers, processor,
+                                       settings, clock))
+
+
+def _staff_services(db: sessionmaker[Session], carts: SessionService, catalogue: Catalogue,
+                    read_model: SessionReadModel, shoppers: ShopperService,
+                    processor: PaymentProcessor, settings: Settings,
+                    clock: Clock) -> dict[str, Any]:
+    """The staffed checkout, till, receipts and disputes (Container fields by name)."""
+    tax = tax_policy_from_settings(settings)
+    till = Till(sessions=db, processor=processor, currency=settings.currency, clock=clock)
+    receipts = ReceiptStore(sessions=db, tax=tax)
+    staffed = StaffedCheckout(sessions=db, carts=carts, catalogue=catalogue,
+                              read_model=read_model, shoppers=shoppers, till=till,
+                              currency=settings.currency, tax=tax, clock=clock)
+    disputes = DisputeService(sessions=db, processor=processor, receipts=receipts, clock=clock)
+    return {"till": till, "staffed": staffed, "receipts": receipts, "disputes": disputes}

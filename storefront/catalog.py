@@ -30,6 +30,7 @@ class CatalogueItem:
     ``sold_by_weight``: the price is per kg and cart quantities are grams.
     ``tax_category``: ``standard`` or a row of ``tax_categories``.
     ``allow_discount``: False keeps the product out of every promotion.
+    ``age_restricted``: sold only after staff check the shopper's age.
     """
 
     code: str
@@ -40,6 +41,7 @@ class CatalogueItem:
     sold_by_weight: bool = False
     tax_category: str = "standard"
     allow_discount: bool = True
+    age_restricted: bool = False
 
 
 def validate_code(code: str) -> str:
@@ -62,7 +64,7 @@ def is_valid_gtin(code: str) -> bool:
 
 def make_item(code: str, name: str, unit_price_minor: int, currency: str, *,
               sold_by_weight: bool = False, tax_category: str = "standard",
-              allow_discount: bool = True) -> CatalogueItem:
+              allow_discount: bool = True, age_restricted: bool = False) -> CatalogueItem:
     """Build a validated catalogue item; raises InvalidInput on a bad code, name or price.
 
     ``is_gtin`` is set from the GS1 check digit (python-stdnum); other codes are
@@ -78,7 +80,7 @@ def make_item(code: str, name: str, unit_price_minor: int, currency: str, *,
     if not _CODE.match(tax_category):
         raise InvalidInput(f"product {code}: bad tax category {tax_category!r}")
     return CatalogueItem(code, name, unit_price_minor, currency, is_valid_gtin(code),
-                         sold_by_weight, tax_category, allow_discount)
+                         sold_by_weight, tax_category, allow_discount, age_restricted)
 
 
 class Catalogue:
@@ -142,9 +144,10 @@ def _to_row(item: CatalogueItem) -> dict[str, object]:
     return {"code": item.code, "name": item.name, "unit_price_minor": item.unit_price_minor,
             "currency": item.currency, "is_gtin": item.is_gtin,
             "sold_by_weight": item.sold_by_weight, "tax_category": item.tax_category,
-            "allow_discount": item.allow_discount}
+            "allow_discount": item.allow_discount, "age_restricted": item.age_restricted}
 
 
 def _to_item(row: Product) -> CatalogueItem:
     return CatalogueItem(row.code, row.name, row.unit_price_minor, row.currency, row.is_gtin,
-                         row.sold_by_weight, row.tax_category, row.allow_discount)
+                         row.sold_by_weight, row.tax_category, row.allow_discount,
+                         row.age_restricted)

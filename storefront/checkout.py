@@ -1,9 +1,12 @@
 """Exit flow: close the session, price the cart, authorize and capture, issue a receipt.
 
-Anything uncertain (flagged events, decline, processor failure, an abandoned
-session) sends the session to the staffed-checkout queue with the reason
-instead of charging. One process at a time runs a session's exit: it holds a
-lease on the session row (``SessionReadModel.claim_exit``); concurrent callers
+The payment captures against the hold placed at entry (raised in place or
+re-authorized when the total exceeds it, released when the cart is empty).
+Anything uncertain (flagged events, age-restricted goods, decline, processor
+failure, an abandoned session) sends the session to the staffed-checkout queue
+with the reason instead of charging, and releases the hold. One process at a
+time runs a session's exit: it holds a lease on the session row
+(``SessionReadModel.claim_exit``); concurrent callers
 wait for its result, and a retry after a crash resumes from the stored state
 (the priced cart is kept, the payment step reads its own row), so a session is
 never charged twice and every caller sees the same outcome.
@@ -57,8 +60,10 @@ class CheckoutService:
     def __init__(self, *, sessions: sessionmaker[Session], carts: SessionService,
                  catalogue: Catalogue, processor: PaymentProcessor, shoppers: ShopperService,
                  read_model: SessionReadModel, currency: str, tax: TaxPolicy,
-                 clock: Clock) -> None:
+                 clock: Clock, payment: ExitPayment | None = None,
+                 exit_lease: timedelta = EXIT_LEASE) -> None:
         self._db = sessions
+        self._lease = exit_lease
         self._tax = tax
         self._carts = carts
         self._catalogue = catalogue
@@ -66,7 +71,8 @@ class CheckoutService:
         self._read_model = read_model
         self._currency = currency
         self._clock = clock
-        self._payment = ExitPayment(sessions=sessions, processor=processor, clock=clock)
+        self._payment = payment or ExitPayment(sessions=sessions, processor=processor,
+                                               clock=clock)
 
     def exit(self, session_id: str) -> ExitResult:
         """Run, resume, or wait for the exit of ``session_id``; safe to retry and to race.
@@ -80,7 +86,7 @@ class CheckoutService:
             if view.status in ("settled", "staffed"):
                 return self._stored_result(view)
             token = uuid.uuid4().hex
-            if self._read_model.claim_exit(session_id, token, self._clock(), EXIT_LEASE):
+            if self._read_model.claim_exit(session_id, token, self._clock(), self._lease):
                 try:
                     return self._run(view)
                 finally:
@@ -88,6 +94,16 @@ class CheckoutService:
             if time.monotonic() > deadline:
                 raise Conflict(f"the exit of session {session_id} is in progress; retry")
             time.sleep(_POLL_S)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this checkout stamps times with (tz-aware UTC)."""
+        return self._clock
+
+    @property
+    def payment(self) -> ExitPayment:
+        """The session payment service (hold, capture, release) this checkout uses."""
+        return self._payment
 
     def staffed_queue(self) -> list[dict[str, object]]:
         """Sessions waiting at the staffed checkout, oldest first."""
@@ -126,7 +142,16 @@ class CheckoutService:
             lines = tuple(asdict(line) for line in priced.lines)
             total = priced.total_minor
             self._read_model.update(session_id, priced_lines=list(lines), total_minor=total)
+        restricted = self._age_restricted(lines)
+        if restricted:
+            return self._to_staffed(session_id, lines, total,
+                                    f"age check needed for {', '.join(restricted)}")
         return self._charge(view, lines, total)
+
+    def _age_restricted(self, lines: tuple[dict[str, Any], ...]) -> list[str]:
+        """Codes of age-restricted products among the priced lines (sorted)."""
+        items = self._catalogue.get_many(str(line["code"]) for line in lines)
+        return sorted(code for code, item in items.items() if item.age_restricted)
 
     def _quantities(self, contents: CartContents) -> dict[str, int]:
         """Units per code, plus grams for goods sold by weight (what pricing expects).
@@ -148,12 +173,11 @@ class CheckoutService:
 
     def _charge(self, view: SessionView, lines: tuple[dict[str, Any], ...],
                 total: int) -> ExitResult:
-        if total > 0:
-            outcome = self._payment.charge(
-                session_id=view.id, token=self._shoppers.payment_token(view.shopper_id),
-                amount_minor=total, currency=self._currency)
-            if not outcome.captured:
-                return self._to_staffed(view.id, lines, total, outcome.reason or "not paid")
+        outcome = self._payment.charge(
+            session_id=view.id, token=self._shoppers.payment_token(view.shopper_id),
+            amount_minor=total, currency=self._currency, shopper_id=view.shopper_id)
+        if not outcome.captured:
+            return self._to_staffed(view.id, lines, total, outcome.reason or "not paid")
         return self._issue_receipt(view, lines, total)
 
     def _issue_receipt(self, view: SessionView, lines: tuple[dict[str, Any], ...],
@@ -175,6 +199,7 @@ class CheckoutService:
 
     def _to_staffed(self, session_id: str, lines: tuple[dict[str, Any], ...],
                     total: int | None, reason: str) -> ExitResult:
+        reason += self._payment.release(session_id=session_id)
         self._carts.send_to_staffed(session_id, reason)
         self._read_model.update(session_id, status="staffed", staffed_reason=reason,
                                 total_minor=total, priced_lines=list(lines) or None)

@@ -9,13 +9,19 @@ import typer
 from rich.console import Console
 
 from storefront.cli_catalog import catalog_app
+from storefront.cli_devices import devices_app
+from storefront.cli_identity import identity_app
 from storefront.errors import StorefrontError
+from storefront.payments.cli import payments_app
 
 app = typer.Typer(help="storefront: checkout-free store backend with palm identity.",
                   no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(payments_app, name="payments")
+app.add_typer(identity_app, name="identity")
+app.add_typer(devices_app, name="devices")
 console = Console()
 
 
@@ -33,13 +39,16 @@ def demo(
     decline_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
                                                 help="Share of card authorizations declined.")]
     = 0.05,
+    broker: Annotated[str | None, typer.Option(
+        help="Run the devices through this MQTT broker (mqtt://host:port).")] = None,
 ) -> None:
     """Run a whole store day: enrol, enter by palm, shop, exit and pay."""
     from storefront.demo.command import run_demo
 
     try:
         run_demo(palms=palms, baskets=baskets, shoppers=shoppers, seed=seed, report_path=report,
-                 data_dir=data_dir, decline_rate=decline_rate, console=console)
+                 data_dir=data_dir, decline_rate=decline_rate, console=console,
+                 broker=broker)
     except StorefrontError as exc:
         console.print(f"[red]error:[/red] {exc.reason}")
         raise typer.Exit(2) from exc

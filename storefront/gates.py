@@ -1,15 +1,18 @@
-"""Entry gate: palm capture -> 1:N identification -> shopping session opened, or refused."""
+"""Entry gate: palm capture -> 1:N identification -> unpaid-balance check -> payment hold
+-> shopping session opened, or refused with the reason and another way offered."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
-from identity.service import IdentityService
-
 from cart.service import SessionService
+from identity.service import IdentityService
 from storefront.clock import Clock
+from storefront.errors import EntryRefused, PaymentError
+from storefront.exit_payment import ExitPayment
 from storefront.sessions import SessionReadModel
 from storefront.shoppers import ShopperService
 
@@ -23,7 +26,7 @@ class EntryDecision:
     """
 
     admitted: bool
-    outcome: Literal["identified", "not_identified", "ambiguous"]
+    outcome: Literal["identified", "not_identified", "ambiguous", "refused"]
     reason: str
     session_id: str | None
     shopper_id: str | None
@@ -31,12 +34,29 @@ class EntryDecision:
     identify_ms: float
 
 
+@dataclass(frozen=True)
+class EntryPolicy:
+    """``hold_minor``: entry hold in minor units (0: none); ``currency``: ISO 4217;
+    ``unpaid_grace``: how long an unsettled staffed session may stay open."""
+
+    hold_minor: int = 0
+    currency: str = "GBP"
+    unpaid_grace: timedelta = timedelta(minutes=15)
+
+
+OTHER_WAY = "please use the staffed checkout"
+
+
 class GateService:
-    """Opens shopping sessions for identified shoppers."""
+    """Opens shopping sessions for identified shoppers who owe nothing and whose hold
+    is approved."""
 
     def __init__(self, *, identity: IdentityService, carts: SessionService,
                  read_model: SessionReadModel, shoppers: ShopperService,
-                 store_id: str, clock: Clock) -> None:
+                 store_id: str, clock: Clock, payment: ExitPayment | None = None,
+                 policy: EntryPolicy | None = None) -> None:
+        self._payment = payment
+        self._policy = policy or EntryPolicy()
         self._identity = identity
         self._carts = carts
         self._read_model = read_model
@@ -57,15 +77,46 @@ class GateService:
                                  result.score, result.elapsed_ms)
         shopper_id = result.subject_id
         self._shoppers.get(shopper_id)
-        session_id = self.open_session(shopper_id=shopper_id, entry_method="palm")
+        try:
+            session_id = self.open_session(shopper_id=shopper_id, entry_method="palm")
+        except EntryRefused as exc:
+            return EntryDecision(False, "refused", exc.reason, None, shopper_id,
+                                 result.score, result.elapsed_ms)
         return EntryDecision(True, "identified", "welcome", session_id, shopper_id,
                              result.score, result.elapsed_ms)
 
     def open_session(self, *, shopper_id: str, entry_method: str) -> str:
-        """Open a shopping session for a known shopper; returns its id."""
+        """Open a shopping session for a known shopper; returns its id.
+
+        Raises EntryRefused (with the reason and the staffed checkout offered)
+        when the shopper has an unpaid balance or the entry hold is declined or
+        cannot be placed; NotFound for an unknown shopper.
+        """
+        self._shoppers.get(shopper_id)
+        if self._payment is not None:
+            owed = self._payment.owed(shopper_id=shopper_id, now=self._clock(),
+                                      grace=self._policy.unpaid_grace)
+            if owed is not None:
+                raise EntryRefused(owed)
         session_id = f"ses_{uuid.uuid4().hex}"
+        self._hold(session_id, shopper_id)
         at = self._clock()
         self._carts.open(session_id, shopper_id, self._store_id, entry_method)
         self._read_model.opened(session_id=session_id, shopper_id=shopper_id,
                                 store_id=self._store_id, entry_method=entry_method, at=at)
         return session_id
+
+    def _hold(self, session_id: str, shopper_id: str) -> None:
+        """Place the entry hold; raises EntryRefused when it is not approved."""
+        if self._payment is None or self._policy.hold_minor == 0:
+            return
+        try:
+            outcome = self._payment.hold(
+                session_id=session_id, shopper_id=shopper_id,
+                token=self._shoppers.payment_token(shopper_id),
+                amount_minor=self._policy.hold_minor, currency=self._policy.currency)
+        except PaymentError as exc:  # outcome unknown: reconcile releases any hold
+            raise EntryRefused(f"payment hold could not be placed ({exc.reason}); "
+                               f"{OTHER_WAY}") from exc
+        if not outcome.captured:
+            raise EntryRefused(f"{outcome.reason}; {OTHER_WAY}")

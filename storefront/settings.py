@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,23 @@ class Settings(BaseSettings):
             two decimals (default 18: Israel's VAT since 2025-01-01).
         payment_decline_rate: share of authorizations the simulated processor declines.
         payment_seed: seed of the simulated processor's decisions.
+        payment_processor: ``simulated`` or ``stripe``.
+        payment_sim_state: SQLite file of the simulated processor's state (None: memory),
+            so that it outlives a restart of this process as a real processor would.
+        payment_fault_rate: share of simulated processor calls that fail (declines,
+            timeouts before and after the call took effect, HTTP 5xx).
+        payment_sim_latency_ms: simulated network time per processor call, ms.
+        payment_timeout_s: timeout of one processor HTTP call, seconds.
+        payment_retry_attempts: calls per operation at most (tenacity, same key).
+        payment_reconcile_after_s: an in-flight processor call older than this
+            (seconds) is presumed orphaned and looked up by ``reconcile``.
+        stripe_api_key, stripe_api_base: the Stripe account (``sk_test_...``) and
+            API URL (default Stripe's; a ``localstripe`` URL in tests).
+        entry_hold_minor: hold placed at the entry gate, minor units; 0 places no
+            hold and authorizes the total at exit instead.
+        unpaid_grace_s: a staffed-checkout session unsettled for longer than this
+            (seconds) refuses the shopper's next entry.
+        exit_lease_s: an exit claim older than this (seconds) is presumed dead.
         host, port: where ``storefront serve`` listens.
     """
 
@@ -47,6 +64,18 @@ class Settings(BaseSettings):
     vat_rate_percent: Decimal = Field(default=Decimal("18"), ge=0, le=100, decimal_places=2)
     payment_decline_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     payment_seed: int = 7
+    payment_processor: Literal["simulated", "stripe"] = "simulated"
+    payment_sim_state: Path | None = None
+    payment_fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    payment_sim_latency_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
+    payment_timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
+    payment_retry_attempts: int = Field(default=4, ge=1, le=10)
+    payment_reconcile_after_s: float = Field(default=60.0, ge=0.0)
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    entry_hold_minor: int = Field(default=0, ge=0, le=10_000_000)
+    unpaid_grace_s: float = Field(default=900.0, ge=0.0)
+    exit_lease_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

@@ -77,6 +77,9 @@ class Product(Base):
                                               server_default="standard")
     allow_discount: Mapped[bool] = mapped_column(sa.Boolean(), default=True,
                                                  server_default=sa.true())
+    # Sold only after staff check the shopper's age (alcohol, tobacco, knives...).
+    age_restricted: Mapped[bool] = mapped_column(sa.Boolean(), default=False,
+                                                 server_default=sa.false())
 
 
 class TaxCategory(Base):
@@ -140,7 +143,13 @@ class ShoppingSession(Base):
 
 
 class Payment(Base):
-    """A payment attempt; state is written before and after each processor call."""
+    """The payment of one session: the hold, its capture or release, refunds.
+
+    ``state`` is a rest state (authorized, declined, captured, voided, failed) or
+    an in-flight one (authorizing, adjusting, capturing, voiding) written before
+    a processor call; ``amount_minor`` is the amount currently held. Each call
+    is journaled in ``payment_operations``.
+    """
 
     __tablename__ = "payments"
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -151,6 +160,37 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(sa.String(3))
     processor_ref: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    shopper_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    captured_minor: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+    capture_ref: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    refunded_minor: Mapped[int] = mapped_column(sa.BigInteger(), default=0, server_default="0")
+    # A hold replaced by a re-authorization and not yet released.
+    superseded_ref: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+
+
+class PaymentOperation(Base):
+    """One processor call, journaled before it is made and completed after it answers.
+
+    ``state``: in_flight (sent, answer not recorded), succeeded, declined, failed
+    (refused), not_applied (the processor has no trace of it). ``prior_state``
+    is the payment's state to return to when the call did not take effect.
+    """
+
+    __tablename__ = "payment_operations"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(sa.String(24))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(160), unique=True)
+    reference: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)
+    prior_state: Mapped[str] = mapped_column(sa.String(24))
+    result_ref: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    error: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
@@ -166,3 +206,156 @@ class Receipt(Base):
     currency: Mapped[str] = mapped_column(sa.String(3))
     lines: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# --- Staffed checkout, till and disputes (migration 0005) ------------------------------
+
+
+class StaffClaim(Base):
+    """Who works a staffed-checkout session; the claim lapses at ``expires_at``."""
+
+    __tablename__ = "staff_claims"
+    session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(sa.String(64))
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CartCorrection(Base):
+    """A staff correction of one cart line: quantity before and after, with the reason."""
+
+    __tablename__ = "cart_corrections"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    staff_id: Mapped[str] = mapped_column(sa.String(64))
+    product_code: Mapped[str] = mapped_column(sa.String(32))
+    quantity_before: Mapped[int] = mapped_column(sa.BigInteger())
+    quantity_after: Mapped[int] = mapped_column(sa.BigInteger())
+    reason: Mapped[str] = mapped_column(sa.String(300))
+    corrected_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class FlagResolution(Base):
+    """A review flag of a session's cart, resolved by staff."""
+
+    __tablename__ = "flag_resolutions"
+    session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    device_seq: Mapped[int] = mapped_column(sa.BigInteger(), primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(sa.String(64))
+    note: Mapped[str] = mapped_column(sa.String(300))
+    resolved_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AgeCheck(Base):
+    """The shopper's age was checked by ``staff_id`` at ``checked_at``."""
+
+    __tablename__ = "age_checks"
+    session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(sa.String(64))
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CashDrawer(Base):
+    """A cash drawer session of a till; ``open_till`` is set only while open (one per till)."""
+
+    __tablename__ = "cash_drawers"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    till_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    open_till: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, unique=True)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    float_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    opened_by: Mapped[str] = mapped_column(sa.String(64))
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_by: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    expected_minor: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+    counted_minor: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+
+
+class Tender(Base):
+    """A tender taken at the staffed checkout (cash into a drawer, or card via the processor).
+
+    ``amount_minor`` is what the tender pays of the sale; for cash
+    ``tendered_minor - change_minor``. Card state is written before and after
+    each processor call.
+    """
+
+    __tablename__ = "tenders"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    tendered_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    change_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    till_id: Mapped[str] = mapped_column(sa.String(64))
+    drawer_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    staff_id: Mapped[str] = mapped_column(sa.String(64))
+    authorization_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    capture_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Dispute(Base):
+    """A shopper's dispute of a receipt line and its refund (``refund_parts``: JSON list).
+
+    ``dispute_key`` makes the dispute idempotent: the same key refunds once.
+    """
+
+    __tablename__ = "disputes"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    dispute_key: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    receipt_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    product_code: Mapped[str] = mapped_column(sa.String(32))
+    quantity: Mapped[int] = mapped_column(sa.BigInteger())
+    reason: Mapped[str] = mapped_column(sa.String(300))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    refund_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    cash_refund_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    drawer_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    refund_parts: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
+    amended_receipt_id: Mapped[str] = mapped_column(sa.String(64))
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AmendedReceipt(Base):
+    """A receipt amended by a dispute; the original (``receipts``) is kept unchanged.
+
+    ``amends_receipt_id`` is the version it replaces (the original or an earlier
+    amendment); ``original_receipt_id`` the receipt issued at checkout.
+    """
+
+    __tablename__ = "amended_receipts"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    original_receipt_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    amends_receipt_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    dispute_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    total_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    refund_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PalmTemplateChange(Base):
+    """Change log of ``palm_templates``: every API worker replays it into its index.
+
+    ``kind`` is ``added`` (with the template id) or ``removed`` (a subject's
+    templates were deleted). Holds ids only, never template bytes.
+    """
+
+    __tablename__ = "palm_template_changes"
+    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                                     sa.Identity(), primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    shopper_id: Mapped[str] = mapped_column(sa.String(64))
+    template_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,37 @@
+"""Unpaid balances: what keeps a shopper out until settled at the staffed checkout."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.db.models import Payment, ShoppingSession
+
+
+def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
+                   grace: timedelta) -> str | None:
+    """The reason the shopper owes money, or None.
+
+    Owed: a session at the staffed checkout whose payment failed (declined,
+    refused, hold not released), or one left unsettled for longer than ``grace``
+    since exit. Raises nothing; ``now`` is tz-aware UTC.
+    """
+    row, pay = ShoppingSession, Payment
+    with db() as s:
+        found = s.execute(
+            sa.select(row.id, row.total_minor, row.staffed_reason, row.exited_at, pay.state,
+                      pay.failure_reason)
+            .outerjoin(pay, pay.session_id == row.id)
+            .where(row.shopper_id == shopper_id, row.status == "staffed")
+            .order_by(row.exited_at)).all()
+    for session_id, total, reason, exited_at, state, failure in found:
+        failed = state in ("declined", "failed") or failure is not None
+        overdue = exited_at is not None and exited_at < now - grace
+        if failed or overdue:
+            owed = f" of {total} minor units" if total else ""
+            why = reason or "not settled"
+            return (f"unpaid balance{owed} from session {session_id} ({why}); "
+                    "please settle it at the staffed checkout")
+    return None

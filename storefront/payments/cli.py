@@ -1,0 +1,36 @@
+"""``storefront payments``: reconcile processor calls left in flight."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+payments_app = typer.Typer(help="Payments: reconcile with the processor.", no_args_is_help=True)
+
+
+@payments_app.command("reconcile")
+def reconcile_command(
+    older_than: Annotated[float | None, typer.Option(
+        min=0.0, help="Look up calls in flight for longer than this many seconds "
+                      "(default: STOREFRONT_PAYMENT_RECONCILE_AFTER_S).")] = None,
+) -> None:
+    """Ask the processor about calls a crash left in flight; release stray holds."""
+    from storefront.bootstrap import bootstrap
+    from storefront.payments.reconcile import reconcile
+    from storefront.settings import Settings
+
+    settings = Settings()
+    container = bootstrap(settings, reconcile_payments=False)
+    try:
+        after = settings.payment_reconcile_after_s if older_than is None else older_than
+        report = reconcile(payment=container.checkout.payment, read_model=container.read_model,
+                           clock=container.checkout.clock,
+                           older_than=timedelta(seconds=after),
+                           lease=timedelta(seconds=settings.exit_lease_s))
+        typer.echo(json.dumps(asdict(report)))
+    finally:
+        container.close()

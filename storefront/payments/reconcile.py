@@ -1,0 +1,126 @@
+"""Reconciliation: settle processor calls left in flight by a crash, by asking the processor.
+
+Run at start-up (``bootstrap``) and by ``storefront payments reconcile``. A call
+journaled ``in_flight`` for longer than ``older_than`` is presumed orphaned (its
+process died, or its answer was lost); the processor is asked what became of it
+(by idempotency key or by the authorization it acted on) and the answer is
+recorded as if it had arrived. Holds left behind are released: a hold placed for
+a session that never opened (the gate died between the hold and the session),
+and a hold superseded by a re-authorization.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.clock import Clock
+from storefront.db.models import Payment, PaymentOperation, ShoppingSession
+from storefront.errors import PaymentError
+from storefront.exit_payment import ExitPayment
+from storefront.payments.base import (
+    Operation,
+    OperationKind,
+    PaymentProcessor,
+    ProcessorUnavailable,
+)
+from storefront.payments.retry import call_with_retry
+from storefront.sessions import SessionReadModel
+
+
+@dataclass
+class ReconcileReport:
+    """Counts of one reconciliation run."""
+
+    looked_up: int = 0
+    completed: int = 0
+    not_applied: int = 0
+    still_unknown: int = 0
+    busy: int = 0
+    holds_released: int = 0
+
+
+def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Clock,
+              older_than: timedelta, lease: timedelta) -> ReconcileReport:
+    """Resolve orphaned in-flight calls and release stray holds; returns the counts.
+
+    A session whose exit is running elsewhere (live lease) is left alone
+    (``busy``); a call the processor cannot answer about now stays in flight
+    (``still_unknown``) for the next run or the next exit retry.
+    """
+    report = ReconcileReport()
+    journal, db = payment.journal, payment.journal.sessions
+    cutoff = clock() - older_than
+    with db() as s:
+        ops = s.execute(sa.select(PaymentOperation, Payment.session_id)
+                        .join(Payment, Payment.id == PaymentOperation.payment_id)
+                        .where(PaymentOperation.state == "in_flight",
+                               PaymentOperation.updated_at < cutoff)).all()
+    for op, session_id in ops:
+        token = uuid.uuid4().hex
+        claimed = _claim(journal.sessions, read_model, session_id, token, clock, lease)
+        if claimed is False:
+            report.busy += 1
+            continue
+        try:
+            report.looked_up += 1
+            lookup = _lookup_of(journal.processor, op)
+            found = call_with_retry(lookup, lookup=lookup, policy=journal.retry)
+        except ProcessorUnavailable:
+            report.still_unknown += 1
+            continue
+        finally:
+            if claimed:
+                read_model.release_exit(session_id, token)
+        journal.finish(op.id, found, not_applied=found is None)
+        report.completed += found is not None
+        report.not_applied += found is None
+    report.holds_released = _release_stray_holds(payment, cutoff)
+    return report
+
+
+def _claim(db: sessionmaker[Session], read_model: SessionReadModel, session_id: str,
+           token: str, clock: Clock, lease: timedelta) -> bool | None:
+    """True: exit lease taken; False: another process holds it; None: no exit to guard
+    (no such session, or it is already settled or at the staffed checkout)."""
+    with db() as s:
+        status = s.scalar(sa.select(ShoppingSession.status)
+                          .where(ShoppingSession.id == session_id))
+    if status is None or status in ("settled", "staffed"):
+        return None
+    return read_model.claim_exit(session_id, token, clock(), lease)
+
+
+def _lookup_of(processor: PaymentProcessor,
+               op: PaymentOperation) -> Callable[[], Operation | None]:
+    kind: OperationKind = op.kind  # type: ignore[assignment]
+
+    def lookup() -> Operation | None:
+        return processor.lookup(kind=kind, idempotency_key=op.idempotency_key,
+                                reference=op.reference)
+    return lookup
+
+
+def _release_stray_holds(payment: ExitPayment, cutoff: datetime) -> int:
+    """Void holds of sessions that never opened, and superseded holds; returns how many."""
+    db = payment.journal.sessions
+    with db() as s:
+        strays = s.scalars(
+            sa.select(Payment.session_id)
+            .outerjoin(ShoppingSession, ShoppingSession.id == Payment.session_id)
+            .where(sa.or_(
+                sa.and_(Payment.state == "authorized", ShoppingSession.id.is_(None),
+                        Payment.created_at < cutoff),
+                Payment.superseded_ref.is_not(None)))).all()
+    released = 0
+    for session_id in strays:
+        try:
+            released += payment.release_stray(session_id=session_id)
+        except PaymentError:
+            continue  # unknown or refused: the next run tries again
+    return released

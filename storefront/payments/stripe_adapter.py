@@ -1,0 +1,215 @@
+"""Stripe adapter: the ``PaymentProcessor`` port over the official ``stripe`` library.
+
+A hold is a PaymentIntent created with ``capture_method=manual`` and confirmed at
+once (Stripe docs, "Place a hold on a payment method"); capture takes
+``amount_to_capture`` <= the hold; void cancels the intent; a refund names the
+intent. Raising a hold uses incremental authorization when enabled (only some
+card networks and accounts allow it), otherwise the service re-authorizes.
+Each request carries the idempotency key as the ``Idempotency-Key`` header and
+in ``metadata["idempotency_key"]``, so a lost answer can be found again (Search
+API, or the newest 100 intents where search is unavailable, as on localstripe).
+Card data is only ever a PaymentMethod id (e.g. ``pm_card_visa``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import stripe
+
+from storefront.errors import PaymentError
+from storefront.payments.base import (
+    Authorization,
+    Capture,
+    Operation,
+    OperationKind,
+    ProcessorTimeout,
+    ProcessorUnavailable,
+    Refund,
+)
+
+T = TypeVar("T")
+_META = "idempotency_key"
+
+
+def _translate(call: Callable[[], T]) -> T:
+    """Run a Stripe call; transient failures -> ProcessorUnavailable, refusals -> PaymentError."""
+    try:
+        return call()
+    except stripe.APIConnectionError as exc:
+        raise ProcessorTimeout(f"Stripe unreachable: {exc.user_message or exc}") from exc
+    except (stripe.RateLimitError, stripe.APIError) as exc:
+        raise ProcessorUnavailable(f"Stripe answered {exc.http_status}") from exc
+    except stripe.StripeError as exc:
+        if exc.http_status is not None and exc.http_status >= 500:
+            raise ProcessorUnavailable(f"Stripe answered {exc.http_status}") from exc
+        raise PaymentError(f"Stripe refused: {exc.user_message or exc}") from exc
+
+
+class StripeProcessor:
+    """PaymentIntents with manual capture. ``api_base``: e.g. a localstripe URL;
+    ``timeout_s``: per request; retries are the service's (tenacity), not the library's."""
+
+    def __init__(self, *, api_key: str, api_base: str | None = None, timeout_s: float = 10.0,
+                 incremental_authorization: bool = False) -> None:
+        if not api_key:
+            raise ValueError("a Stripe API key is required")
+        bases: dict[str, str] = {"api": api_base} if api_base else {}
+        self._client = stripe.StripeClient(
+            api_key, base_addresses=bases,  # type: ignore[arg-type]
+            max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout_s))
+        self._incremental = incremental_authorization
+
+    @property
+    def supports_adjust(self) -> bool:
+        """True when incremental authorization is enabled for this account."""
+        return self._incremental
+
+    def authorize(self, *, token: str, amount_minor: int, currency: str,
+                  idempotency_key: str) -> Authorization:
+        """Create and confirm a manual-capture PaymentIntent; a card decline is a result."""
+        if amount_minor <= 0 or not token:
+            raise PaymentError("a hold needs a positive amount and a payment token")
+        params: dict[str, Any] = {
+            "amount": amount_minor, "currency": currency.lower(), "payment_method": token,
+            "capture_method": "manual", "confirm": True, "payment_method_types": ["card"],
+            "metadata": {_META: idempotency_key}}
+        if self._incremental:
+            params["payment_method_options"] = {
+                "card": {"request_incremental_authorization": "if_available"}}
+        try:
+            intent = _translate(lambda: self._client.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key}))
+        except PaymentError as exc:
+            card = exc.__cause__
+            if isinstance(card, stripe.CardError):
+                ref = _intent_of_error(card)
+                return Authorization(ref, "declined", amount_minor, currency,
+                                     card.user_message or "card declined")
+            raise
+        return _authorization(intent, currency)
+
+    def adjust(self, *, authorization_id: str, amount_minor: int,
+               idempotency_key: str) -> Authorization:
+        """Incremental authorization (raise only); PaymentError when not enabled."""
+        if not self._incremental:
+            raise PaymentError("incremental authorization is not enabled: re-authorize")
+        intent = _translate(lambda: self._client.v1.payment_intents.increment_authorization(
+            authorization_id, params={"amount": amount_minor},
+            options={"idempotency_key": idempotency_key}))
+        return _authorization(intent, str(intent.currency).upper())
+
+    def capture(self, *, authorization_id: str, amount_minor: int,
+                idempotency_key: str) -> Capture:
+        """Capture ``amount_minor`` of the intent (the rest of the hold is released)."""
+        self._require_capturable(authorization_id)
+        intent = _translate(lambda: self._client.v1.payment_intents.capture(
+            authorization_id, params={"amount_to_capture": amount_minor},
+            options={"idempotency_key": idempotency_key}))
+        if intent.status != "succeeded":
+            raise PaymentError(f"capture left the payment {intent.status}")
+        return Capture(intent.id, authorization_id, amount_minor)
+
+    def void(self, *, authorization_id: str, idempotency_key: str) -> None:
+        """Cancel the intent (release the hold); cancelling twice is harmless."""
+        intent = _translate(lambda: self._client.v1.payment_intents.retrieve(authorization_id))
+        if intent.status == "canceled":
+            return
+        if intent.status == "succeeded":
+            raise PaymentError(f"payment {authorization_id} was captured")
+        _translate(lambda: self._client.v1.payment_intents.cancel(
+            authorization_id, options={"idempotency_key": idempotency_key}))
+
+    def refund(self, *, capture_id: str, amount_minor: int, idempotency_key: str) -> Refund:
+        """Refund part or all of a captured intent."""
+        done = _translate(lambda: self._client.v1.refunds.create(
+            params={"payment_intent": capture_id, "amount": amount_minor,
+                    "metadata": {_META: idempotency_key}},
+            options={"idempotency_key": idempotency_key}))
+        return Refund(done.id, capture_id, int(done.amount))
+
+    def lookup(self, *, kind: OperationKind, idempotency_key: str,
+               reference: str | None) -> Operation | None:
+        """Find an earlier call by its key (holds, refunds) or its intent (the rest)."""
+        if kind == "authorize":
+            intent = self._find_intent(idempotency_key)
+            if intent is None:
+                return None
+            auth = _authorization(intent, str(intent.currency).upper())
+            if auth.status == "authorized":
+                return Operation("authorize", intent.id, "succeeded", auth.amount_minor)
+            return Operation("authorize", intent.id, "declined", auth.amount_minor,
+                             auth.decline_reason)
+        if kind == "refund":
+            return self._find_refund(idempotency_key, reference)
+        if reference is None:
+            return None
+        intent = _translate(lambda: self._client.v1.payment_intents.retrieve(reference))
+        if kind == "capture" and intent.status == "succeeded":
+            return Operation("capture", intent.id, "succeeded", self._captured(intent))
+        if kind == "void" and intent.status == "canceled":
+            return Operation("void", intent.id, "succeeded", 0)
+        if kind == "adjust" and intent.status == "requires_capture":
+            return Operation("adjust", intent.id, "succeeded", int(intent.amount))
+        return None
+
+    def _require_capturable(self, intent_id: str) -> None:
+        # Stripe refuses to capture a cancelled intent; localstripe does not, so check.
+        intent = _translate(lambda: self._client.v1.payment_intents.retrieve(intent_id))
+        if intent.status != "requires_capture":
+            raise PaymentError(f"payment {intent_id} cannot be captured ({intent.status})")
+
+    def _find_intent(self, key: str) -> Any:
+        query = f"metadata['{_META}']:'{key}'"
+        try:
+            found = _translate(lambda: self._client.v1.payment_intents.search(
+                params={"query": query}))
+            return found.data[0] if found.data else None
+        except PaymentError:  # no Search API here (localstripe): scan the newest intents
+            page = _translate(lambda: self._client.v1.payment_intents.list(
+                params={"limit": 100}))
+            hits = [i for i in page.data if _meta(i) == key]
+            return hits[0] if hits else None
+
+    def _find_refund(self, key: str, capture_id: str | None) -> Operation | None:
+        if capture_id is None:
+            return None
+        page = _translate(lambda: self._client.v1.refunds.list(
+            params={"payment_intent": capture_id, "limit": 100}))
+        for refund in page.data:
+            if _meta(refund) == key:
+                return Operation("refund", refund.id, "succeeded", int(refund.amount))
+        return None
+
+    def _captured(self, intent: Any) -> int:
+        received = intent.to_dict().get("amount_received")
+        if received is not None:
+            return int(received)
+        # localstripe keeps no amount_received: the charge less the uncaptured rest,
+        # which it books as a refund without our metadata.
+        page = _translate(lambda: self._client.v1.refunds.list(
+            params={"payment_intent": intent.id, "limit": 100}))
+        rest = sum(int(r.amount) for r in page.data if not _meta(r))
+        return int(intent.amount) - rest
+
+
+def _authorization(intent: Any, currency: str) -> Authorization:
+    if intent.status == "requires_capture":
+        return Authorization(intent.id, "authorized", int(intent.amount), currency)
+    error = intent.to_dict().get("last_payment_error") or {}
+    return Authorization(intent.id, "declined", int(intent.amount), currency,
+                         str(error.get("message") or f"payment {intent.status}"))
+
+
+def _intent_of_error(error: stripe.CardError) -> str:
+    body: dict[str, Any] = error.json_body if isinstance(error.json_body, dict) else {}
+    intent = (body.get("error") or {}).get("payment_intent") or {}
+    return str(intent.get("id") or "")
+
+
+def _meta(obj: Any) -> str | None:
+    """Our idempotency key from an object's metadata (None when absent)."""
+    value = (obj.to_dict().get("metadata") or {}).get(_META)
+    return None if value is None else str(value)
