@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from storefront.api.errors import install_error_handlers
 from storefront.api.routers import catalogue, gates, sessions, shoppers
+from storefront.api.routers import receipts as receipts_router
+from storefront.api.routers import staff as staff_router
 from storefront.bootstrap import Container, bootstrap
 from storefront.settings import Settings
 
@@ -33,6 +35,8 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     install_error_handlers(app)
     for module in (catalogue, shoppers, gates, sessions):
         app.include_router(module.router)
+    app.include_router(staff_router.router)
+    app.include_router(receipts_router.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -1,0 +1,483 @@
+"""The staffed checkout: where a person finishes every sale the exit could not.
+
+A session the exit flow sent to staff (status ``staffed``, with the reason) is
+worked by one staff member at a time: they claim it (the claim lapses after
+``CLAIM_TTL`` without activity; another member gets Conflict meanwhile), see the
+cart with its review flags, correct lines (a reason is required; every
+correction is stored with the staff id, the time and the quantity before and
+after), resolve flags, confirm the age check when the cart holds an
+age-restricted product, take tenders (``storefront.till``) and close: a receipt
+is issued and the session is settled in the cart's event log, which clears the
+shopper's unpaid balance.
+
+The cart is the event log's cart with the corrections applied on top, priced
+again on every request with ``storefront.pricing.price_cart`` (totals are
+recomputed, never taken from the client). Once a tender is taken the lines are
+locked, so what was paid is what is priced. Money is integer minor units.
+
+Staff identity: ``staff_id`` is a string the caller states. It is recorded for
+the audit but NOT authenticated (see the authentication issue).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cart.errors import SessionNotFound
+from cart.projections import CartContents, CartFlag
+from cart.service import SessionService
+from cart.session import SessionStatus
+from storefront.catalog import Catalogue
+from storefront.clock import Clock
+from storefront.db.models import AgeCheck, CartCorrection, FlagResolution, Receipt, StaffClaim
+from storefront.errors import Conflict, InvalidInput, NotFound, StorefrontError
+from storefront.pricing import PricedCart, TaxPolicy, price_cart
+from storefront.sessions import SessionReadModel, SessionView
+from storefront.shoppers import ShopperService, looks_like_card_number
+from storefront.till import PAID_STATES, PENDING_STATES, TenderKind, TenderRequest, TenderView, Till
+
+CLAIM_TTL = timedelta(minutes=10)
+"""A claim with no activity for this long lapses and another staff member may take over."""
+MAX_QUANTITY = 1_000_000  # units, or grams for goods sold by weight
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """Who works the session and until when (UTC) the claim holds without activity."""
+
+    session_id: str
+    staff_id: str
+    claimed_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class FlagView:
+    """A review flag of the cart and, once resolved, by whom, when and how."""
+
+    reason: str
+    product_code: str | None
+    device_id: str
+    device_seq: int
+    detail: str
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class CorrectionView:
+    """One audited correction: ``quantity_before`` -> ``quantity_after`` (units or grams)."""
+
+    id: str
+    product_code: str
+    quantity_before: int
+    quantity_after: int
+    reason: str
+    staff_id: str
+    corrected_at: datetime
+
+
+@dataclass(frozen=True)
+class StaffedCart:
+    """Everything staff need to finish a sale; ``blockers`` say what still prevents closing.
+
+    ``lines`` are priced lines (``storefront.pricing.PricedLine`` as dicts);
+    ``total_minor`` is None while the cart cannot be priced (see ``issues``).
+    """
+
+    session_id: str
+    shopper_id: str
+    status: str
+    reason: str | None
+    currency: str
+    claim: ClaimView | None
+    lines: tuple[dict[str, object], ...]
+    total_minor: int | None
+    paid_minor: int
+    balance_due_minor: int | None
+    flags: tuple[FlagView, ...]
+    corrections: tuple[CorrectionView, ...]
+    issues: tuple[str, ...]
+    age_check_required: bool
+    age_checked_by: str | None
+    age_checked_at: datetime | None
+    tenders: tuple[TenderView, ...]
+    blockers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    """A closed staffed sale: the receipt, what was paid and the change given (minor units)."""
+
+    session_id: str
+    receipt_id: str
+    total_minor: int
+    currency: str
+    paid_minor: int
+    change_minor: int
+
+
+@dataclass
+class _State:
+    contents: CartContents
+    quantities: dict[str, int]
+    issues: dict[str, str] = field(default_factory=dict)
+    priced: PricedCart | None = None
+    age_restricted: bool = False
+
+
+class StaffedCheckout:
+    """The staffed-checkout service: queue, claims, corrections, age checks, tenders, close."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], carts: SessionService,
+                 catalogue: Catalogue, read_model: SessionReadModel, shoppers: ShopperService,
+                 till: Till, currency: str, tax: TaxPolicy, clock: Clock,
+                 claim_ttl: timedelta = CLAIM_TTL) -> None:
+        self._db = sessions
+        self._carts = carts
+        self._catalogue = catalogue
+        self._read_model = read_model
+        self._shoppers = shoppers
+        self._till = till
+        self._currency = currency
+        self._tax = tax
+        self._clock = clock
+        self._ttl = claim_ttl
+
+    # --- queue and claims --------------------------------------------------------------
+
+    def queue(self) -> list[tuple[SessionView, ClaimView | None]]:
+        """Sessions waiting for staff, oldest exit first, each with its live claim (or None)."""
+        views = self._read_model.with_status("staffed")
+        now = self._clock()
+        with self._db() as db:
+            claims = {c.session_id: _claim_view(c) for c in db.scalars(
+                sa.select(StaffClaim).where(StaffClaim.expires_at > now))}
+        return [(view, claims.get(view.id)) for view in views]
+
+    def claim(self, *, session_id: str, staff_id: str) -> ClaimView:
+        """Claim the session for ``staff_id`` (renews an own claim).
+
+        Raises NotFound, Conflict (not at the staffed checkout, or claimed by
+        another staff member whose claim has not lapsed).
+        """
+        self._staffed(session_id)
+        now = self._clock()
+        row = StaffClaim
+        with self._db.begin() as db:
+            taken = db.execute(sa.update(row).where(
+                row.session_id == session_id,
+                sa.or_(row.staff_id == staff_id, row.expires_at <= now))
+                .values(staff_id=staff_id, claimed_at=now, expires_at=now + self._ttl))
+            if int(taken.rowcount or 0) == 1:  # type: ignore[attr-defined]
+                return _claim_view(db.get_one(row, session_id))
+        try:
+            with self._db.begin() as db:
+                claim = row(session_id=session_id, staff_id=staff_id, claimed_at=now,
+                            expires_at=now + self._ttl)
+                db.add(claim)
+            return _claim_view(claim)
+        except IntegrityError:
+            with self._db() as db:
+                holder = db.get(row, session_id)
+            raise Conflict(_claimed_by(session_id, holder)) from None
+
+    def release(self, *, session_id: str, staff_id: str) -> None:
+        """Give the claim up. Raises Conflict when ``staff_id`` does not hold it."""
+        with self._db.begin() as db:
+            self._guard(session_id, staff_id)(db)
+            db.execute(sa.delete(StaffClaim).where(StaffClaim.session_id == session_id))
+
+    # --- the cart ------------------------------------------------------------------------
+
+    def cart(self, session_id: str) -> StaffedCart:
+        """The session's cart as staff see it. Raises NotFound."""
+        view = self._read_model.get(session_id)
+        state = self._state(session_id)
+        with self._db() as db:
+            claim = db.get(StaffClaim, session_id)
+            live = _claim_view(claim) if claim and claim.expires_at > self._clock() else None
+            age = db.get(AgeCheck, session_id)
+            corrections = tuple(_correction_view(c) for c in _corrections(db, session_id))
+            flags = tuple(_flag_views(db, session_id, state.contents.flags))
+        tenders = tuple(self._till.tenders(session_id))
+        paid = sum(t.amount_minor for t in tenders if t.state in PAID_STATES)
+        total = state.priced.total_minor if state.priced is not None else None
+        blockers = _blockers(state, flags, age is not None, tenders, paid)
+        return StaffedCart(
+            session_id, view.shopper_id, view.status, view.staffed_reason, self._currency, live,
+            tuple(asdict(line) for line in state.priced.lines) if state.priced else (),
+            total, paid, None if total is None else total - paid, flags, corrections,
+            tuple(state.issues.values()), state.age_restricted,
+            age.staff_id if age else None, age.checked_at if age else None, tenders, blockers)
+
+    def correct(self, *, session_id: str, staff_id: str, product_code: str, quantity: int,
+                reason: str) -> CorrectionView:
+        """Set the quantity of ``product_code`` (0 removes it, a new code adds it), audited.
+
+        ``quantity`` is units, or grams for goods sold by weight. Raises
+        InvalidInput (no reason, quantity out of range or unchanged),
+        UnknownProduct, NotFound, Conflict (no claim, tenders already taken).
+        """
+        reason = _text("reason", reason)
+        if isinstance(quantity, bool) or not isinstance(quantity, int) \
+                or not 0 <= quantity <= MAX_QUANTITY:
+            raise InvalidInput(f"quantity must be an integer from 0 to {MAX_QUANTITY}")
+        self._staffed(session_id)
+        self._catalogue.get(product_code)
+        state = self._state(session_id)
+        before = state.quantities.get(product_code, 0)
+        if before == quantity and product_code not in state.issues:
+            raise InvalidInput(f"{product_code} already has quantity {quantity}")
+        row = CartCorrection(id=f"cor_{uuid.uuid4().hex}", session_id=session_id,
+                             staff_id=staff_id, product_code=product_code,
+                             quantity_before=before, quantity_after=quantity, reason=reason,
+                             corrected_at=self._clock())
+        with self._db.begin() as db:
+            self._guard(session_id, staff_id)(db)
+            if self._till.has_tenders(db, session_id, PAID_STATES + PENDING_STATES):
+                raise Conflict("tenders have been taken: the lines are locked")
+            db.add(row)
+        return _correction_view(row)
+
+    def resolve_flag(self, *, session_id: str, staff_id: str, device_id: str, device_seq: int,
+                     note: str) -> list[FlagView]:
+        """Resolve the review flags of one device event (idempotent); returns all flags.
+
+        Raises InvalidInput (no note), NotFound (no such session or flag), Conflict (no claim).
+        """
+        note = _text("note", note)
+        self._staffed(session_id)
+        flags = [f for f in self._state(session_id).contents.flags
+                 if (f.device_id, f.device_seq) == (device_id, device_seq)]
+        if not flags:
+            raise NotFound(f"no review flag for device event {device_id}#{device_seq}")
+        with self._db.begin() as db:
+            self._guard(session_id, staff_id)(db)
+            for flag in flags:
+                key = (session_id, device_id, device_seq, str(flag.reason))
+                if db.get(FlagResolution, key) is None:
+                    db.add(FlagResolution(session_id=session_id, device_id=device_id,
+                                          device_seq=device_seq, reason=str(flag.reason),
+                                          staff_id=staff_id, note=note,
+                                          resolved_at=self._clock()))
+        return list(self.cart(session_id).flags)
+
+    def confirm_age(self, *, session_id: str, staff_id: str) -> tuple[str, datetime]:
+        """Record that ``staff_id`` checked the shopper's age now; the first check is kept.
+
+        Returns (staff id, time) of the recorded check. Raises NotFound, Conflict (no claim).
+        """
+        self._staffed(session_id)
+        with self._db.begin() as db:
+            self._guard(session_id, staff_id)(db)
+            row = db.get(AgeCheck, session_id)
+            if row is None:
+                row = AgeCheck(session_id=session_id, staff_id=staff_id,
+                               checked_at=self._clock())
+                db.add(row)
+            return row.staff_id, row.checked_at
+
+    # --- payment and close ---------------------------------------------------------------
+
+    def take_tender(self, *, session_id: str, staff_id: str, kind: TenderKind, key: str,
+                    till_id: str, amount_minor: int,
+                    payment_token: str | None = None) -> tuple[TenderView, int]:
+        """Take one tender (see ``Till.take``); returns it and the balance still due.
+
+        A card without ``payment_token`` is the shopper's card on file. Raises
+        InvalidInput (bad amount, card above the balance, a card number as token),
+        NotFound, Conflict (no claim, cart not ready: flags, issues, age check).
+        """
+        view = self._staffed(session_id)
+        if payment_token is not None and looks_like_card_number(payment_token):
+            raise InvalidInput("payment token must be a processor token, not a card number")
+        if kind == "card" and payment_token is None:
+            payment_token = self._shoppers.payment_token(view.shopper_id)
+        cart = self.cart(session_id)
+        cart_blockers = [b for b in cart.blockers if not b.startswith(_BALANCE)]
+        if cart.total_minor is None or cart_blockers:
+            raise Conflict("the cart is not ready for payment: " + "; ".join(cart_blockers))
+        request = TenderRequest(session_id, staff_id, kind, key, till_id, amount_minor,
+                                self._currency, payment_token)
+        return self._till.take(request, total_minor=cart.total_minor,
+                               guard=self._guard(session_id, staff_id))
+
+    def close(self, *, session_id: str, staff_id: str) -> CloseResult:
+        """Issue the receipt and settle the session; a retry after closing returns the result.
+
+        Raises NotFound, Conflict (no claim, or ``blockers``: balance due,
+        unresolved flags, missing age check, pending card tender).
+        """
+        view = self._read_model.get(session_id)
+        if view.status == "settled":
+            return self._closed(view)
+        cart = self.cart(session_id)
+        if view.status != "staffed":
+            raise Conflict(f"session {session_id} is {view.status}, not at the staffed checkout")
+        if cart.blockers or cart.total_minor is None:
+            raise Conflict("cannot close: " + "; ".join(cart.blockers))
+        with self._db.begin() as db:
+            self._guard(session_id, staff_id)(db)
+            receipt = db.scalars(sa.select(Receipt)
+                                 .where(Receipt.session_id == session_id)).one_or_none()
+            if receipt is None:
+                receipt = Receipt(id=f"rct_{uuid.uuid4().hex}", session_id=session_id,
+                                  shopper_id=view.shopper_id, total_minor=cart.total_minor,
+                                  currency=self._currency, lines=list(cart.lines),
+                                  issued_at=self._clock())
+                db.add(receipt)
+            receipt_id, total = receipt.id, receipt.total_minor
+        if self._carts.state(session_id).status != SessionStatus.SETTLED:
+            self._carts.settle(session_id, receipt_id, total)
+        self._read_model.update(session_id, status="settled", total_minor=total)
+        with self._db.begin() as db:
+            db.execute(sa.delete(StaffClaim).where(StaffClaim.session_id == session_id))
+        return self._closed(self._read_model.get(session_id))
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _closed(self, view: SessionView) -> CloseResult:
+        with self._db() as db:
+            receipt = db.scalars(sa.select(Receipt).where(Receipt.session_id == view.id)).one()
+        tenders = [t for t in self._till.tenders(view.id) if t.state in PAID_STATES]
+        return CloseResult(view.id, receipt.id, receipt.total_minor, receipt.currency,
+                           sum(t.amount_minor for t in tenders),
+                           sum(t.change_minor for t in tenders))
+
+    def _staffed(self, session_id: str) -> SessionView:
+        view = self._read_model.get(session_id)
+        if view.status != "staffed":
+            raise Conflict(f"session {session_id} is {view.status}, not at the staffed checkout")
+        return view
+
+    def _guard(self, session_id: str, staff_id: str) -> Callable[[Session], None]:
+        """A check, run inside a write transaction, that ``staff_id`` holds a live claim.
+
+        It renews the claim with an UPDATE, which also locks the claim row, so
+        writes of one session are serialised.
+        """
+        def guard(db: Session) -> None:
+            now = self._clock()
+            row = StaffClaim
+            renewed = db.execute(sa.update(row).where(
+                row.session_id == session_id, row.staff_id == staff_id, row.expires_at > now)
+                .values(expires_at=now + self._ttl))
+            if int(renewed.rowcount or 0) != 1:  # type: ignore[attr-defined]
+                holder = db.get(row, session_id)
+                if holder is not None and holder.expires_at > now:
+                    raise Conflict(_claimed_by(session_id, holder))
+                raise Conflict(f"staff {staff_id} must claim session {session_id} first")
+        return guard
+
+    def _state(self, session_id: str) -> _State:
+        try:
+            contents = self._carts.cart(session_id)
+        except SessionNotFound as exc:
+            raise NotFound(f"shopping session {session_id!r} does not exist") from exc
+        state = _State(contents, dict(contents.lines))
+        self._weighed(state)
+        with self._db() as db:
+            for correction in _corrections(db, session_id):
+                code = correction.product_code
+                state.quantities[code] = correction.quantity_after
+                state.issues.pop(code, None)
+        state.quantities = {c: q for c, q in state.quantities.items() if q > 0}
+        if state.issues:
+            return state
+        try:
+            items = self._catalogue.get_many(state.quantities)
+            state.age_restricted = any(getattr(i, "age_restricted", False) for i in items.values())
+            state.priced = price_cart(state.quantities, self._catalogue, self._currency,
+                                      tax=self._tax, on=self._clock().date()) \
+                if state.quantities else PricedCart((), 0, self._currency)
+        except StorefrontError as exc:
+            state.issues["*"] = f"cart cannot be priced: {exc.reason}"
+        return state
+
+    def _weighed(self, state: _State) -> None:
+        """Weighed goods priced per kg join the quantities; others need a correction."""
+        weighed = state.contents.weighed
+        if not weighed:
+            return
+        try:
+            items = self._catalogue.get_many(weighed)
+        except StorefrontError:
+            items = {}
+        for code, line in weighed.items():
+            item = items.get(code)
+            if item is None or line.label_price_minor is not None or not item.sold_by_weight \
+                    or code in state.quantities:
+                state.issues[code] = (f"weighed item {code} ({line.grams} g) needs a "
+                                      f"correction with its quantity")
+            else:
+                state.quantities[code] = line.grams
+
+
+_BALANCE = "balance due"
+
+
+def _blockers(state: _State, flags: tuple[FlagView, ...], age_checked: bool,
+              tenders: tuple[TenderView, ...], paid: int) -> tuple[str, ...]:
+    out = list(state.issues.values())
+    out += [f"unresolved flag {f.reason} on {f.device_id}#{f.device_seq}"
+            for f in flags if f.resolved_by is None]
+    if state.age_restricted and not age_checked:
+        out.append("age check required: the cart holds an age-restricted product")
+    out += [f"card tender {t.id} is pending" for t in tenders if t.state in PENDING_STATES]
+    if state.priced is not None:
+        due = state.priced.total_minor - paid
+        if due > 0:
+            out.append(f"{_BALANCE} {due} minor units")
+        elif due < 0:
+            out.append(f"overpaid by {-due} minor units: the cart changed after payment")
+    return tuple(out)
+
+
+def _text(what: str, value: str) -> str:
+    text = (value or "").strip()
+    if not 1 <= len(text) <= 300:
+        raise InvalidInput(f"a {what} is required (1-300 characters)")
+    return text
+
+
+def _claimed_by(session_id: str, holder: StaffClaim | None) -> str:
+    if holder is None:
+        return f"session {session_id} is being claimed by someone else; retry"
+    return (f"session {session_id} is claimed by staff {holder.staff_id} until "
+            f"{holder.expires_at.isoformat()}")
+
+
+def _claim_view(row: StaffClaim) -> ClaimView:
+    return ClaimView(row.session_id, row.staff_id, row.claimed_at, row.expires_at)
+
+
+def _corrections(db: Session, session_id: str) -> list[CartCorrection]:
+    return list(db.scalars(sa.select(CartCorrection)
+                           .where(CartCorrection.session_id == session_id)
+                           .order_by(CartCorrection.corrected_at, CartCorrection.id)))
+
+
+def _correction_view(row: CartCorrection) -> CorrectionView:
+    return CorrectionView(row.id, row.product_code, row.quantity_before, row.quantity_after,
+                          row.reason, row.staff_id, row.corrected_at)
+
+
+def _flag_views(db: Session, session_id: str, flags: list[CartFlag]) -> list[FlagView]:
+    resolved = {(r.device_id, r.device_seq, r.reason): r for r in db.scalars(
+        sa.select(FlagResolution).where(FlagResolution.session_id == session_id))}
+    out = []
+    for flag in flags:
+        r = resolved.get((flag.device_id, flag.device_seq, str(flag.reason)))
+        out.append(FlagView(str(flag.reason), flag.product_code, flag.device_id,
+                            flag.device_seq, flag.detail, r.staff_id if r else None,
+                            r.resolved_at if r else None, r.note if r else None))
+    return out

@@ -1,0 +1,363 @@
+"""The till of the staffed checkout: cash drawers with X and Z reports, and tenders.
+
+A cash drawer is opened with a float; cash tenders go into the drawer open at
+their till. The X report shows the running totals and leaves the drawer open;
+the Z report closes it with the final totals and compares the cash expected
+(float + cash sales - cash refunds) with the cash counted.
+
+Tenders pay a staffed-checkout sale: cash (the change is computed) or card
+through the payment processor (authorize then capture, each call with an
+idempotency key derived from the tender, the state written before and after
+each call, as in ``storefront.exit_payment``). A tender request carries the
+client's own key: a retried request returns the stored tender, and a card
+tender interrupted mid-call resumes where it stopped. Card tenders are never
+larger than the balance due, so a card is never over-collected. Money is
+integer minor units; times UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.clock import Clock
+from storefront.db.models import CashDrawer, Dispute, Tender
+from storefront.errors import Conflict, InvalidInput, NotFound, PaymentError, StorefrontError
+from storefront.payments import PaymentProcessor
+
+TenderKind = Literal["cash", "card"]
+PAID_STATES = ("taken", "captured")
+"""Tender states that paid their amount (cash taken, card captured)."""
+PENDING_STATES = ("authorizing", "authorized")
+"""Card tenders between processor calls: their amount is reserved, not yet paid."""
+MAX_AMOUNT_MINOR = 10**9
+
+
+@dataclass(frozen=True)
+class DrawerReport:
+    """An X (running) or Z (final) report of one cash drawer; money in minor units.
+
+    ``expected_cash_minor = float_minor + cash_sales_minor - cash_refunds_minor``;
+    ``difference_minor = counted_minor - expected_cash_minor`` (Z only: negative
+    means cash is missing).
+    """
+
+    kind: Literal["X", "Z"]
+    drawer_id: str
+    till_id: str
+    currency: str
+    opened_by: str
+    opened_at: str
+    float_minor: int
+    cash_sales_minor: int
+    cash_tendered_minor: int
+    change_given_minor: int
+    cash_refunds_minor: int
+    card_sales_minor: int
+    tenders: int
+    expected_cash_minor: int
+    closed_by: str | None = None
+    closed_at: str | None = None
+    counted_minor: int | None = None
+    difference_minor: int | None = None
+
+
+@dataclass(frozen=True)
+class TenderRequest:
+    """One tender offered at the staffed checkout.
+
+    ``amount_minor``: cash handed over (change is given back), or the amount to
+    charge on the card. ``key``: the client's idempotency key of this tender.
+    ``payment_token``: processor token of the card (card only).
+    """
+
+    session_id: str
+    staff_id: str
+    kind: TenderKind
+    key: str
+    till_id: str
+    amount_minor: int
+    currency: str
+    payment_token: str | None = None
+
+
+@dataclass(frozen=True)
+class TenderView:
+    """A stored tender. ``amount_minor`` is what it pays of the sale."""
+
+    id: str
+    session_id: str
+    kind: str
+    state: str
+    amount_minor: int
+    tendered_minor: int
+    change_minor: int
+    till_id: str
+    drawer_id: str | None
+    staff_id: str
+    capture_id: str | None
+    reason: str | None
+    created_at: str
+
+
+def tender_view(row: Tender) -> TenderView:
+    """The public view of a ``tenders`` row."""
+    return TenderView(row.id, row.session_id, row.kind, row.state, row.amount_minor,
+                      row.tendered_minor, row.change_minor, row.till_id, row.drawer_id,
+                      row.staff_id, row.capture_id, row.failure_reason,
+                      row.created_at.isoformat())
+
+
+def lock_open_drawer(db: Session, till_id: str) -> CashDrawer | None:
+    """The drawer open at ``till_id``, row-locked for this transaction (None if none).
+
+    The no-op UPDATE takes the row lock on PostgreSQL and the write lock on
+    SQLite, so a tender and a Z report of the same drawer cannot interleave.
+    """
+    db.execute(sa.update(CashDrawer).where(CashDrawer.open_till == till_id)
+               .values(open_till=till_id))
+    return db.scalars(sa.select(CashDrawer).where(CashDrawer.open_till == till_id)).first()
+
+
+class Till:
+    """Cash drawers and tenders over the database and the payment processor."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], processor: PaymentProcessor,
+                 currency: str, clock: Clock) -> None:
+        self._db = sessions
+        self._processor = processor
+        self._currency = currency
+        self._clock = clock
+
+    # --- drawers ---------------------------------------------------------------------
+
+    def open_drawer(self, *, till_id: str, staff_id: str, float_minor: int) -> DrawerReport:
+        """Open a drawer at ``till_id`` with ``float_minor`` of change in it.
+
+        Raises InvalidInput (negative or non-integer float), Conflict (a drawer is
+        already open at this till).
+        """
+        _check_amount("float", float_minor, allow_zero=True)
+        now = self._clock()
+        drawer = CashDrawer(id=f"drw_{uuid.uuid4().hex}", till_id=till_id, open_till=till_id,
+                            currency=self._currency, float_minor=float_minor,
+                            opened_by=staff_id, opened_at=now)
+        try:
+            with self._db.begin() as db:
+                db.add(drawer)
+        except IntegrityError as exc:
+            raise Conflict(f"a cash drawer is already open at till {till_id}") from exc
+        return self.x_report(till_id=till_id)
+
+    def x_report(self, *, till_id: str) -> DrawerReport:
+        """Running totals of the drawer open at ``till_id``; it stays open.
+
+        Raises NotFound when no drawer is open there.
+        """
+        with self._db() as db:
+            drawer = db.scalars(sa.select(CashDrawer)
+                                .where(CashDrawer.open_till == till_id)).first()
+            if drawer is None:
+                raise NotFound(f"no cash drawer is open at till {till_id}")
+            return _report(db, drawer, "X")
+
+    def close_drawer(self, *, till_id: str, staff_id: str, counted_minor: int) -> DrawerReport:
+        """Z report: final totals, close the drawer, compare expected and counted cash.
+
+        Raises InvalidInput (negative count), NotFound (no drawer open there).
+        """
+        _check_amount("counted cash", counted_minor, allow_zero=True)
+        with self._db.begin() as db:
+            drawer = lock_open_drawer(db, till_id)
+            if drawer is None:
+                raise NotFound(f"no cash drawer is open at till {till_id}")
+            drawer.closed_by, drawer.closed_at = staff_id, self._clock()
+            drawer.counted_minor, drawer.open_till = counted_minor, None
+            report = _report(db, drawer, "Z")
+            drawer.expected_minor = report.expected_cash_minor
+            return report
+
+    # --- tenders ---------------------------------------------------------------------
+
+    def take(self, request: TenderRequest, *, total_minor: int,
+             guard: Callable[[Session], None]) -> tuple[TenderView, int]:
+        """Take (or replay) one tender against a sale of ``total_minor``.
+
+        ``guard(db)`` runs first in the same transaction (the staffed checkout
+        checks the staff claim there, which also serialises tenders of a session).
+        Returns the tender and the balance still due. A card decline or processor
+        failure is a result (state ``declined``/``failed``/``voided`` and a reason).
+
+        Raises:
+            InvalidInput: amount not a positive integer, card amount above the balance due.
+            Conflict: nothing is due, no drawer open for cash, the key reused with
+                other content.
+        """
+        _check_amount("tender amount", request.amount_minor, allow_zero=False)
+        key = f"{request.session_id}:{request.key}"
+        try:
+            with self._db.begin() as db:
+                guard(db)
+                row = db.scalars(sa.select(Tender).where(Tender.idempotency_key == key)).first()
+                if row is None:
+                    row = self._new_tender(db, request, key, total_minor)
+                else:
+                    _check_replay(row, request)
+        except IntegrityError as exc:
+            raise Conflict("this tender is being taken by another request; retry") from exc
+        if row.kind == "card" and row.state in PENDING_STATES:
+            self._run_card(row, request.payment_token or "")
+        return tender_view(row), total_minor - self.paid_minor(request.session_id)
+
+    def _new_tender(self, db: Session, request: TenderRequest, key: str,
+                    total_minor: int) -> Tender:
+        balance = total_minor - _reserved(db, request.session_id)
+        if balance <= 0:
+            raise Conflict(f"nothing is due on session {request.session_id}")
+        amount, change, drawer_id = request.amount_minor, 0, None
+        drawer = lock_open_drawer(db, request.till_id)
+        if request.kind == "cash":
+            if drawer is None:
+                raise Conflict(f"no cash drawer is open at till {request.till_id}")
+            amount, change = min(request.amount_minor, balance), max(0, request.amount_minor
+                                                                    - balance)
+        elif request.amount_minor > balance:
+            raise InvalidInput(f"card amount {request.amount_minor} is more than the balance "
+                               f"due {balance}: a card is never charged more than is due")
+        now = self._clock()
+        row = Tender(id=f"tnd_{uuid.uuid4().hex}", session_id=request.session_id,
+                     idempotency_key=key, kind=request.kind,
+                     state="taken" if request.kind == "cash" else "authorizing",
+                     amount_minor=amount, tendered_minor=request.amount_minor,
+                     change_minor=change, currency=request.currency, till_id=request.till_id,
+                     drawer_id=drawer.id if drawer is not None else drawer_id,
+                     staff_id=request.staff_id, created_at=now, updated_at=now)
+        db.add(row)
+        db.flush()
+        return row
+
+    def _run_card(self, row: Tender, token: str) -> None:
+        if row.state == "authorizing":
+            try:
+                auth = self._processor.authorize(token=token, amount_minor=row.amount_minor,
+                                                 currency=row.currency,
+                                                 idempotency_key=f"tender:{row.id}:authorize")
+            except PaymentError as exc:
+                self._record(row, "failed", failure=f"payment failed: {exc.reason}")
+                return
+            if auth.status != "authorized":
+                self._record(row, "declined", auth=auth.authorization_id,
+                             failure=f"payment declined: {auth.decline_reason}")
+                return
+            self._record(row, "authorized", auth=auth.authorization_id)
+        auth_id = row.authorization_id or ""
+        try:
+            capture = self._processor.capture(authorization_id=auth_id,
+                                              amount_minor=row.amount_minor,
+                                              idempotency_key=f"tender:{row.id}:capture")
+        except PaymentError as exc:
+            self._release(row, auth_id, f"payment failed: {exc.reason}")
+            return
+        self._record(row, "captured", capture=capture.capture_id)
+
+    def _release(self, row: Tender, auth_id: str, reason: str) -> None:
+        """Void the hold after a failed capture; if that fails the tender stays pending."""
+        try:
+            self._processor.void(authorization_id=auth_id,
+                                 idempotency_key=f"tender:{row.id}:void")
+        except PaymentError as exc:
+            # The capture may have gone through after all: keep the amount reserved;
+            # retrying the tender with its key captures again under the same key.
+            self._record(row, "authorized", failure=f"{reason}; hold not released: "
+                                                    f"{exc.reason}; retry the tender")
+            return
+        self._record(row, "voided", failure=f"{reason}; hold released")
+
+    def _record(self, row: Tender, state: str, *, auth: str | None = None,
+                capture: str | None = None, failure: str | None = None) -> None:
+        with self._db.begin() as db:
+            stored = db.get(Tender, row.id)
+            if stored is None:
+                raise StorefrontError(f"tender {row.id} vanished")
+            stored.state, stored.updated_at = state, self._clock()
+            stored.authorization_id = auth or stored.authorization_id
+            stored.capture_id = capture or stored.capture_id
+            stored.failure_reason = failure
+        row.state, row.failure_reason = state, failure
+        row.authorization_id = auth or row.authorization_id
+        row.capture_id = capture or row.capture_id
+
+    # --- queries ---------------------------------------------------------------------
+
+    def tenders(self, session_id: str) -> list[TenderView]:
+        """All tenders of a session, oldest first."""
+        with self._db() as db:
+            rows = db.scalars(sa.select(Tender).where(Tender.session_id == session_id)
+                              .order_by(Tender.created_at, Tender.id)).all()
+            return [tender_view(row) for row in rows]
+
+    @staticmethod
+    def has_tenders(db: Session, session_id: str, states: tuple[str, ...]) -> bool:
+        """True when the session has a tender in one of ``states`` (inside ``db``'s transaction)."""
+        return db.scalars(sa.select(Tender.id).where(Tender.session_id == session_id,
+                                                     Tender.state.in_(states))).first() is not None
+
+    def paid_minor(self, session_id: str) -> int:
+        """What the session's tenders paid (cash taken, cards captured)."""
+        with self._db() as db:
+            return _sum(db, Tender.amount_minor, Tender.session_id == session_id,
+                        Tender.state.in_(PAID_STATES))
+
+
+def _reserved(db: Session, session_id: str) -> int:
+    return _sum(db, Tender.amount_minor, Tender.session_id == session_id,
+                Tender.state.in_(PAID_STATES + PENDING_STATES))
+
+
+def _sum(db: Session, column: Any, *where: sa.ColumnElement[bool]) -> int:
+    return int(db.scalar(sa.select(sa.func.coalesce(sa.func.sum(column), 0)).where(*where))
+               or 0)
+
+
+def _check_amount(what: str, amount: int, *, allow_zero: bool) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidInput(f"{what} must be an integer of minor units")
+    if amount < (0 if allow_zero else 1) or amount > MAX_AMOUNT_MINOR:
+        low = "0" if allow_zero else "1"
+        raise InvalidInput(f"{what} must be between {low} and {MAX_AMOUNT_MINOR} minor units, "
+                           f"got {amount}")
+
+
+def _check_replay(row: Tender, request: TenderRequest) -> None:
+    if (row.kind, row.tendered_minor, row.till_id) != (request.kind, request.amount_minor,
+                                                       request.till_id):
+        raise Conflict(f"tender key {request.key!r} was already used for another tender")
+
+
+def _report(db: Session, drawer: CashDrawer, kind: Literal["X", "Z"]) -> DrawerReport:
+    mine = Tender.drawer_id == drawer.id
+    cash = (mine, Tender.kind == "cash", Tender.state == "taken")
+    sales = _sum(db, Tender.amount_minor, *cash)
+    refunds = _sum(db, Dispute.cash_refund_minor, Dispute.drawer_id == drawer.id)
+    expected = drawer.float_minor + sales - refunds
+    count = int(db.scalar(sa.select(sa.func.count()).select_from(Tender)
+                          .where(mine, Tender.state.in_(PAID_STATES))) or 0)
+    counted = drawer.counted_minor if kind == "Z" else None
+    return DrawerReport(
+        kind=kind, drawer_id=drawer.id, till_id=drawer.till_id, currency=drawer.currency,
+        opened_by=drawer.opened_by, opened_at=drawer.opened_at.isoformat(),
+        float_minor=drawer.float_minor, cash_sales_minor=sales,
+        cash_tendered_minor=_sum(db, Tender.tendered_minor, *cash),
+        change_given_minor=_sum(db, Tender.change_minor, *cash), cash_refunds_minor=refunds,
+        card_sales_minor=_sum(db, Tender.amount_minor, mine, Tender.kind == "card",
+                              Tender.state == "captured"),
+        tenders=count, expected_cash_minor=expected,
+        closed_by=drawer.closed_by if kind == "Z" else None,
+        closed_at=drawer.closed_at.isoformat() if kind == "Z" and drawer.closed_at else None,
+        counted_minor=counted, difference_minor=None if counted is None else counted - expected)
