@@ -24,3 +24,24 @@ class InvalidMessage(HardwareError):
     """
 
     code = "invalid_message"
+
+
+class AuthenticationFailed(HardwareError):
+    """A signed frame failed authentication: its HMAC does not match the device's key.
+
+    The message may be forged, altered in transit, or sent to another device's topic.
+    """
+
+    code = "bad_signature"
+
+
+class StaleMessage(HardwareError):
+    """A signed frame's timestamp lies outside the replay window around the receiver's clock."""
+
+    code = "outside_replay_window"
+
+
+class ReplayedMessage(HardwareError):
+    """A signed frame's nonce was already seen inside the replay window (a replay or a resend)."""
+
+    code = "replayed_nonce"

@@ -154,12 +154,35 @@ class HeartbeatMessage(_Envelope):
     uptime_s: int = Field(ge=0)
 
 
-Message = ItemEventMessage | PalmCaptureMessage | HeartbeatMessage
+class GateEventMessage(_Envelope):
+    """What a gate's barrier did: opened, closed, a person passed, forced open or held open."""
+
+    type: Literal["gate_event"] = "gate_event"
+    gate_id: Identifier
+    event: Literal["opened", "closed", "passed", "forced", "held_open"]
+    session_id: Identifier | None = None
+
+
+class PlateReadingMessage(_Envelope):
+    """A shelf weight plate's stable reading, in whole grams (0 to 1,000,000 g).
+
+    ``plate_id`` names the plate (a product-code-like id, mapped to products by
+    the store's planogram).
+    """
+
+    type: Literal["plate_reading"] = "plate_reading"
+    plate_id: ProductCode
+    grams: int = Field(ge=0, le=1_000_000)
+    stable: bool
+
+
+Message = (ItemEventMessage | PalmCaptureMessage | HeartbeatMessage | GateEventMessage
+           | PlateReadingMessage)
 
 _ADAPTER: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
 
 
-def _reason(exc: ValidationError) -> str:
+def validation_reason(exc: ValidationError) -> str:
     """Turn pydantic's errors into one short, loggable sentence."""
     errors = exc.errors(include_url=False)
     for err in errors:
@@ -194,7 +217,7 @@ def parse_message(raw: bytes) -> Message:
     try:
         return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
-        raise InvalidMessage(_reason(exc)) from exc
+        raise InvalidMessage(validation_reason(exc)) from exc
 
 
 def encode_message(msg: Message) -> bytes:

@@ -90,3 +90,22 @@ def parse_topic(topic: str) -> TopicParts:
     if channel == "commands":
         return TopicParts(store, device, "commands")
     raise InvalidMessage(f"unknown channel {channel[:80]!r}; expected one of {CHANNELS}")
+
+
+def dead_letter_topic(store: str) -> str:
+    """Where the gateway of ``store`` publishes payloads it could not accept, with the reason.
+
+    Raises :class:`~hardware.errors.InvalidMessage` if ``store`` is not a valid identifier.
+    """
+    _check_segment("store", store)
+    return f"stores/{store}/gateway/dead-letter"
+
+
+def device_acl_pattern(store: str, device: str) -> str:
+    """The topic filter a device's broker ACL grants it: ``stores/{store}/devices/{device}/#``.
+
+    Raises :class:`~hardware.errors.InvalidMessage` on invalid identifiers.
+    """
+    _check_segment("store", store)
+    _check_segment("device", device)
+    return f"stores/{store}/devices/{device}/#"

@@ -8,6 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import storefront.devices.models  # noqa: F401  (the device tables live on the same Base)
 from cart.sql_event_store import metadata as cart_metadata
 from storefront.db.engine import make_engine
 from storefront.db.migrate import current_revision, head_revision, upgrade

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+import storefront.devices.models  # noqa: F401  (registers the device tables on Base)
 from cart.sql_event_store import metadata as cart_metadata
 from storefront.db.models import Base
 

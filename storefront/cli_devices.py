@@ -1,0 +1,105 @@
+"""``storefront devices``: register and list store devices, run the MQTT gateway."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+devices_app = typer.Typer(help="Store devices over MQTT (gates, carts, shelf plates).",
+                          no_args_is_help=True)
+console = Console()
+
+
+@devices_app.command("add")
+def add(
+    device_id: Annotated[str, typer.Argument(help="Device id ([A-Za-z0-9._-], 1-64).")],
+    kind: Annotated[str, typer.Option(help="gate, cart, plate or scanner.")] = "cart",
+    password_file: Annotated[Path | None, typer.Option(
+        help="Mosquitto password file to add the device's broker user to.")] = None,
+    acl_file: Annotated[Path | None, typer.Option(
+        help="Mosquitto ACL file to rewrite for every device of this store.")] = None,
+    gateway_user: Annotated[str, typer.Option(help="Broker user of the gateway (ACL).")]
+    = "storefront-gateway",
+) -> None:
+    """Register a device; prints its HMAC key and broker password once (not stored in clear)."""
+    from storefront.bootstrap import bootstrap
+    from storefront.devices.mosquitto import acl_text, add_password
+    from storefront.devices.service import device_registry
+    from storefront.errors import StorefrontError
+
+    container = bootstrap()
+    try:
+        registry = device_registry(container)
+        store = container.settings.store_id
+        key = registry.add(store_id=store, device_id=device_id, kind=kind)
+        password = secrets.token_urlsafe(24)
+        if password_file is not None:
+            add_password(password_file, device_id, password)
+        if acl_file is not None:
+            acl_file.write_text(acl_text(store, [d.id for d in registry.list(store)],
+                                         gateway_user), encoding="utf-8")
+    except StorefrontError as exc:
+        console.print(f"[red]error:[/red] {exc.reason}")
+        raise typer.Exit(2) from exc
+    finally:
+        container.close()
+    console.print(f"device {device_id} ({kind}) registered in store {store}")
+    console.print(f"hmac key (base64): {base64.b64encode(key).decode()}")
+    console.print(f"broker user: {device_id}  password: {password}"
+                  + ("" if password_file else "  (add it to the broker's password file)"))
+
+
+@devices_app.command("list")
+def list_devices() -> None:
+    """List the registered devices of this store (never their keys)."""
+    from storefront.bootstrap import bootstrap
+    from storefront.devices.service import device_registry
+
+    container = bootstrap()
+    try:
+        rows = device_registry(container).list(container.settings.store_id)
+    finally:
+        container.close()
+    table = Table(title=f"devices of store {container.settings.store_id}")
+    for column in ("id", "kind", "created", "last seen", "clock offset ms", "revoked"):
+        table.add_column(column)
+    for d in rows:
+        table.add_row(d.id, d.kind, d.created_at.isoformat(timespec="seconds"),
+                      d.last_seen_at.isoformat(timespec="seconds") if d.last_seen_at else "-",
+                      str(d.clock_offset_ms) if d.clock_offset_ms is not None else "-",
+                      "yes" if d.revoked_at else "no")
+    console.print(table)
+
+
+@devices_app.command("run")
+def run(
+    broker: Annotated[str | None, typer.Option(
+        help="Broker URL mqtt://host:port (default STOREFRONT_MQTT_URL).")] = None,
+    report_every: Annotated[float, typer.Option(min=0.5, help="Seconds between counter logs.")]
+    = 10.0,
+) -> None:
+    """Run the gateway until SIGINT/SIGTERM: subscribe, authenticate, route, answer."""
+    from hardware.settings import MqttSettings
+    from storefront.bootstrap import bootstrap
+    from storefront.devices.service import run_gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    mqtt = MqttSettings() if broker is None else MqttSettings(url=broker)
+    container = bootstrap()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        counts = run_gateway(container, mqtt, stop, report_every_s=report_every)
+    finally:
+        container.close()
+    console.print(f"gateway stopped: {counts}")

@@ -1,0 +1,1 @@
+"""Store devices over MQTT: the device registry, the gateway and the broker configuration."""

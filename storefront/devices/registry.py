@@ -1,0 +1,122 @@
+"""The device registry (table ``devices``): who may talk to the gateway, with which key."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, get_args
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from hardware.auth import new_device_key
+from storefront.clock import Clock
+from storefront.devices.keys import DeviceKeyCipher
+from storefront.devices.models import Device
+from storefront.errors import Conflict, InvalidInput
+
+DeviceKind = Literal["gate", "cart", "plate", "scanner"]
+DEVICE_KINDS: tuple[str, ...] = get_args(DeviceKind)
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class RegisteredDevice:
+    """A device as the gateway needs it: store, kind, key (32 bytes) and revocation."""
+
+    id: str
+    store_id: str
+    kind: str
+    key: bytes
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """A device as listed (no key)."""
+
+    id: str
+    store_id: str
+    kind: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_seen_at: datetime | None
+    clock_offset_ms: int | None
+
+
+class DeviceRegistry:
+    """Adds, lists and looks up devices; keys sealed with ``cipher``.
+
+    Lookups are cached for ``cache_ttl_s`` seconds, so a revocation takes effect
+    within that time in a running gateway.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], cipher: DeviceKeyCipher, clock: Clock,
+                 cache_ttl_s: float = 30.0) -> None:
+        self._sessions = sessions
+        self._cipher = cipher
+        self._clock = clock
+        self._ttl = cache_ttl_s
+        self._cache: dict[str, tuple[float, RegisteredDevice]] = {}
+
+    def add(self, *, store_id: str, device_id: str, kind: str) -> bytes:
+        """Register a device; returns its new 32-byte key (shown once, stored sealed).
+
+        Raises InvalidInput for a bad id or kind and Conflict if the id is taken.
+        """
+        for what, value in (("store id", store_id), ("device id", device_id)):
+            if not _ID.fullmatch(value):
+                raise InvalidInput(f"{what} {value[:80]!r} is not 1-64 characters of "
+                                   "[A-Za-z0-9._-]")
+        if kind not in DEVICE_KINDS:
+            raise InvalidInput(f"device kind {kind!r} is not one of {', '.join(DEVICE_KINDS)}")
+        key = new_device_key()
+        with self._sessions.begin() as db:
+            if db.get(Device, device_id) is not None:
+                raise Conflict(f"device {device_id!r} is already registered")
+            db.add(Device(id=device_id, store_id=store_id, kind=kind,
+                          key_ciphertext=self._cipher.seal(store_id, device_id, key),
+                          kek_id=self._cipher.kek_id, created_at=self._clock()))
+        return key
+
+    def revoke(self, device_id: str) -> None:
+        """Refuse the device's messages from now on (after the cache TTL in other processes)."""
+        with self._sessions.begin() as db:
+            db.execute(sa.update(Device).where(Device.id == device_id)
+                       .values(revoked_at=self._clock()))
+        self._cache.pop(device_id, None)
+
+    def lookup(self, device_id: str) -> RegisteredDevice | None:
+        """The device with its key, or None when unknown. Raises InvalidInput on a bad seal."""
+        cached = self._cache.get(device_id)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        with self._sessions() as db:
+            row = db.get(Device, device_id)
+            if row is None:
+                return None
+            device = RegisteredDevice(row.id, row.store_id, row.kind,
+                                      self._cipher.open(row.store_id, row.id, row.key_ciphertext),
+                                      row.revoked_at is not None)
+        self._cache[device_id] = (time.monotonic(), device)
+        return device
+
+    def list(self, store_id: str | None = None) -> list[DeviceView]:
+        """Every device (of ``store_id`` when given), by id."""
+        query = sa.select(Device).order_by(Device.id)
+        if store_id is not None:
+            query = query.where(Device.store_id == store_id)
+        with self._sessions() as db:
+            return [DeviceView(r.id, r.store_id, r.kind, r.created_at, r.revoked_at,
+                               r.last_seen_at, r.clock_offset_ms) for r in db.scalars(query)]
+
+    def record_clocks(self, seen: dict[str, tuple[datetime, int]]) -> None:
+        """Store each device's last-seen time and clock offset (ms), ``{id: (at, offset)}``."""
+        if not seen:
+            return
+        with self._sessions.begin() as db:
+            for device_id, (at, offset) in seen.items():
+                db.execute(sa.update(Device).where(Device.id == device_id)
+                           .values(last_seen_at=at, clock_offset_ms=offset))

@@ -1,0 +1,139 @@
+"""Route authenticated device messages into the service layer the HTTP API uses.
+
+Item events go to ``ItemIngest.record`` (idempotent on device id + sequence), entry
+palm captures to ``GateService.enter_by_palm``; gate events, plate readings and
+heartbeats are recorded in the inbox. Each route returns the commands to send back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from cart.errors import DuplicateDeviceEvent, InvalidCommand, SessionClosed
+from hardware.commands import (
+    Command,
+    OpenGateCommand,
+    RefuseCommand,
+    ShowMessageCommand,
+    shorten,
+)
+from hardware.messages import ItemEventMessage, Message, PalmCaptureMessage
+from identity.errors import IdentityError
+from storefront.clock import Clock
+from storefront.devices.journal import GatewayJournal
+from storefront.errors import NotFound, UnknownProduct
+from storefront.gates import GateService
+from storefront.sessions import ItemIngest
+
+ALTERNATIVES = "Please try again, scan the app's QR code, or ask staff for help."
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """What became of one message.
+
+    ``outcome``: ``applied`` (stored), ``duplicate`` (already stored: acknowledged,
+    not counted again), ``rejected`` (the service refused it; ``reason_code`` says why)
+    or ``recorded`` (kept in the inbox). ``detail`` is the service's answer (a
+    ``StoredEvent`` or ``EntryDecision``), for observers such as the demo.
+    """
+
+    outcome: str
+    commands: list[Command] = field(default_factory=list)
+    reason_code: str | None = None
+    detail: Any = None
+
+
+class Router:
+    """Turns one validated message into service calls and reply commands."""
+
+    def __init__(self, *, ingest: ItemIngest, gates: GateService, journal: GatewayJournal,
+                 clock: Clock) -> None:
+        self._ingest = ingest
+        self._gates = gates
+        self._journal = journal
+        self._clock = clock
+
+    def route(self, message: Message) -> RouteResult:
+        """Dispatch on the message type. Transient database errors propagate (retry)."""
+        if isinstance(message, ItemEventMessage):
+            return self._item(message)
+        if isinstance(message, PalmCaptureMessage):
+            return self._capture(message)
+        body = message.model_dump(mode="json")
+        earlier = self._journal.claim(device_id=message.device_id, device_seq=message.device_seq,
+                                      type_=message.type, device_time=message.device_time,
+                                      body=body)
+        if earlier is not None:
+            return RouteResult("duplicate")
+        self._journal.settle(device_id=message.device_id, device_seq=message.device_seq,
+                             outcome="recorded", reply=[])
+        return RouteResult("recorded")
+
+    def _refuse(self, message: Message, code: str, reason: str) -> RouteResult:
+        command = RefuseCommand(command_id=uuid.uuid4().hex, device_id=message.device_id,
+                                issued_at=self._clock(), in_reply_to=message.device_seq,
+                                reason_code=code, reason=shorten(reason))
+        return RouteResult("rejected", [command], code)
+
+    def _item(self, m: ItemEventMessage) -> RouteResult:
+        try:
+            stored = self._ingest.record(
+                session_id=m.session_id, kind=m.kind, product_code=m.product_code,
+                quantity=m.quantity, device_id=m.device_id, device_seq=m.device_seq,
+                sensor_time=m.device_time, confidence=m.confidence)
+        except DuplicateDeviceEvent as exc:
+            if exc.same_payload:
+                return RouteResult("duplicate")
+            return self._refuse(m, "conflicting_duplicate", exc.reason)
+        except (UnknownProduct, NotFound) as exc:
+            return self._refuse(m, exc.code, exc.reason)
+        except (SessionClosed, InvalidCommand) as exc:
+            return self._refuse(m, exc.code, exc.reason)
+        return RouteResult("applied", detail=stored)
+
+    def _capture(self, m: PalmCaptureMessage) -> RouteResult:
+        """Entry captures open a session at most once per (device, seq), even if redelivered."""
+        if m.direction != "entry":
+            return self._refuse(m, "exit_by_palm_unsupported",
+                                "exit gates close sessions through the exit API")
+        earlier = self._journal.claim(device_id=m.device_id, device_seq=m.device_seq,
+                                      type_=m.type, device_time=m.device_time, body=None)
+        if earlier is not None:
+            return RouteResult("duplicate", _replay(earlier.reply))
+        try:
+            decision = self._gates.enter_by_palm(image=m.image)
+        except IdentityError as exc:
+            result = self._refuse(m, "unusable_capture", str(exc))
+        else:
+            if decision.admitted and decision.session_id is not None:
+                commands: list[Command] = [
+                    OpenGateCommand(command_id=uuid.uuid4().hex, device_id=m.device_id,
+                                    issued_at=self._clock(), in_reply_to=m.device_seq,
+                                    gate_id=m.gate_id, session_id=decision.session_id),
+                    self._show(m, "Welcome", "info")]
+                result = RouteResult("applied", commands, detail=decision)
+            else:
+                refused = self._refuse(m, decision.outcome, decision.reason)
+                result = RouteResult("rejected", [*refused.commands,
+                                                  self._show(m, ALTERNATIVES, "warning")],
+                                     decision.outcome, decision)
+        self._journal.settle(device_id=m.device_id, device_seq=m.device_seq,
+                             outcome=result.outcome,
+                             reply=[c.model_dump(mode="json") for c in result.commands])
+        return result
+
+    def _show(self, m: Message, text: str, level: str) -> ShowMessageCommand:
+        return ShowMessageCommand(command_id=uuid.uuid4().hex, device_id=m.device_id,
+                                  issued_at=self._clock(), in_reply_to=m.device_seq,
+                                  text=text, level=level)  # type: ignore[arg-type]
+
+
+def _replay(reply: list[dict[str, Any]] | None) -> list[Command]:
+    """The commands stored for a capture, to answer its redelivery identically."""
+    from hardware.auth import canonical_json
+    from hardware.commands import parse_command
+
+    return [parse_command(canonical_json(c)) for c in reply or []]
