@@ -95,6 +95,12 @@ ROI_KEY_MAX_TURN_DEG = 45.0
 # ROI square from the palm's inscribed circle (roi_keypoints.circle_frame): side
 # ROI_CIRCLE_SIDE x radius, centre ROI_CIRCLE_SHIFT x radius towards the fingers.
 ROI_CIRCLE_SIDE = 1.4
+# Fingers (roi_keypoints.finger_direction): parts removed by an opening with a disc of
+# ROI_FINGER_OPENING x palm radius, farther than ROI_FINGER_MIN_DISTANCE x radius from
+# the centre, at least ROI_MIN_FINGER_AREA x radius^2 px in all.
+ROI_FINGER_OPENING = 0.7
+ROI_FINGER_MIN_DISTANCE = 1.1
+ROI_MIN_FINGER_AREA = 0.1
 ROI_CIRCLE_SHIFT = 0.0
 # Tangent refinement: gap contour points within this x d of each valley bottom.
 ROI_KEY_TANGENT_REACH = 0.3
@@ -166,6 +172,16 @@ AMBIGUITY_MARGIN = 0.02
 # FAISS shortlist size (templates) that is re-scored exactly.
 SHORTLIST_SIZE = 50
 MIN_ENROLMENT_CAPTURES = 1
+# Duplicate-enrolment check (1:N before storing): at most this many of the new
+# captures are searched. One 1:N search costs as much as an identification; with
+# rank-1 identification ~100% on Tongji, one already-enrolled capture in three is
+# missed with probability ~FNIR^3, while searching all ten costs 10 searches.
+DUPLICATE_CHECK_CAPTURES = 3
+# FAISS OpenMP threads. One query over a few thousand templates is too small to share:
+# measured (200 Tongji palms x 10 templates, load average 2 on 2 cores) identify p50
+# 20 ms with 1 thread against 52 ms with 2 (OpenMP threads spin while waiting).
+# Concurrent API requests run in parallel threads of their own instead.
+FAISS_THREADS = 1
 # The FAISS shortlist is the union of the SHORTLIST_SIZE nearest templates (plain Hamming)
 # to the probe translated by each (dy, dx) in SHORTLIST_QUERY_SHIFTS^2 cells. Measured
 # (200 Tongji palms x 10 session-1 templates, first session-2 probe each): the best genuine

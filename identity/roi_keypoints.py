@@ -293,35 +293,6 @@ def rank_key_pairs(valleys: list[Valley], hand: Hand) -> list[tuple[Valley, Vall
     return [(a, b) for _, a, b in ranked[: P.ROI_KEY_MAX_PAIRS_TRIED]]
 
 
-def valley_frame(valleys: list[Valley], hand: Hand) -> PalmFrame | None:
-    """Fallback palm frame when no valley pair fits (fingers cut by the frame or touching).
-
-    The y axis points from the largest group of valleys (mutually within
-    ``ROI_VALLEY_GROUP_DEG`` as seen from the palm centre, weighted by depth) to the
-    palm centre; the key distance is taken as ``ROI_KEY_DISTANCE`` x palm radius and
-    the origin lies ``ROI_KEY_CENTRE_DEPTH`` key distances before the centre, i.e.
-    where a fitting pair would have put it. None without any valley.
-    """
-    if not valleys:
-        return None
-    centre = np.array(hand.centre)
-    offsets = np.array([valley.bottom for valley in valleys]) - centre
-    units = offsets / np.maximum(np.hypot(*offsets.T), 1e-9)[:, None]
-    near = (units @ units.T) >= math.cos(math.radians(P.ROI_VALLEY_GROUP_DEG))
-    depths = np.array([valley.depth for valley in valleys])
-    group = near[int(np.argmax(near.astype(np.float64) @ depths))]
-    towards = (units[group] * depths[group, None]).sum(axis=0)
-    norm = float(np.hypot(*towards))
-    if norm < 1e-9:
-        return None
-    y_axis = -towards / norm
-    x_axis = np.array([y_axis[1], -y_axis[0]])
-    spacing = P.ROI_KEY_DISTANCE * hand.radius
-    origin = centre - y_axis * P.ROI_KEY_CENTRE_DEPTH * spacing
-    half = x_axis * spacing / 2.0
-    return PalmFrame(origin - half, origin + half, origin, x_axis, y_axis, spacing)
-
-
 def _gap_points(contour: Contour, valley: Valley, reach: float) -> NDArray[np.float64]:
     """Contour points within ``reach`` px of the valley bottom, along the contour."""
     points = contour[:, 0, :].astype(np.float64)
@@ -414,3 +385,28 @@ def circle_frame(hand: Hand, fingers: Point, keys: tuple[Point, Point] | None) -
         return PalmFrame(origin - half, origin + half, origin, x_axis, y_axis, spacing)
     first, second = keys if float((keys[1] - keys[0]) @ x_axis) >= 0 else keys[::-1]
     return PalmFrame(first, second, origin, x_axis, y_axis, spacing)
+
+
+def finger_direction(hand: Hand) -> Point | None:
+    """Direction from the palm centre to the fingers (unit vector), None without fingers.
+
+    Fingers are the hand parts that a morphological opening with a disc of
+    ``ROI_FINGER_OPENING`` x radius removes (thin protrusions; outside the image counts
+    as background, so fingers cut by the border are removed too), farther than
+    ``ROI_FINGER_MIN_DISTANCE`` x radius from the palm centre; at least
+    ``ROI_MIN_FINGER_AREA`` x radius^2 px of them are needed. The direction is the mean
+    of the unit vectors from the centre to their pixels.
+    """
+    size = max(3, round(P.ROI_FINGER_OPENING * hand.radius) | 1)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    opened = cv2.morphologyEx(hand.mask, cv2.MORPH_OPEN, disc, borderValue=0)
+    ys, xs = np.nonzero((hand.mask > 0) & (opened == 0))
+    offsets = np.stack([xs - hand.centre[0], ys - hand.centre[1]], axis=1).astype(np.float64)
+    norms = np.hypot(*offsets.T)
+    far = norms > P.ROI_FINGER_MIN_DISTANCE * hand.radius
+    if float(far.sum()) < P.ROI_MIN_FINGER_AREA * hand.radius**2:
+        return None
+    mean = (offsets[far] / norms[far, None]).sum(axis=0)
+    norm = float(np.hypot(*mean))
+    direction: Point | None = mean / norm if norm > 1e-9 else None
+    return direction

@@ -13,14 +13,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal
 
+import faiss
+
+from identity import params
 from identity.errors import (
     AcquisitionError,
-    DuplicateTemplateError,
     EnrolmentError,
     InvalidImageError,
 )
@@ -28,71 +30,16 @@ from identity.features import extract_features
 from identity.imageio import decode_image
 from identity.index import Candidate, PalmIndex
 from identity.protection import TemplateCipher
+from identity.repository import (
+    TemplateChanges,
+    TemplateRecord,
+    TemplateRepository,
+)
 from identity.roi import extract_roi
 from identity.settings import IdentitySettings
 from identity.template import Template
 
 Outcome = Literal["identified", "not_identified", "ambiguous"]
-
-
-@dataclass(frozen=True)
-class TemplateRecord:
-    """One stored template: encrypted bytes of a subject, created at a tz-aware UTC time."""
-
-    template_id: str
-    subject_id: str
-    ciphertext: bytes = field(repr=False)
-    created_at: datetime
-
-    def __post_init__(self) -> None:
-        if self.created_at.utcoffset() is None:
-            raise ValueError("created_at must be timezone-aware")
-
-
-class TemplateRepository(Protocol):
-    """Port to the encrypted template table."""
-
-    def add(self, records: Sequence[TemplateRecord]) -> None:
-        """Store all ``records`` or none; raises DuplicateTemplateError on a known id."""
-        ...
-
-    def all(self) -> Iterator[TemplateRecord]:
-        """Every stored record."""
-        ...
-
-    def delete_subject(self, subject_id: str) -> int:
-        """Delete every record of ``subject_id``; returns how many were deleted."""
-        ...
-
-
-class InMemoryTemplateRepository:
-    """A thread-safe :class:`TemplateRepository` held in a dict (tests, development)."""
-
-    def __init__(self) -> None:
-        self._records: dict[str, TemplateRecord] = {}
-        self._lock = threading.Lock()
-
-    def add(self, records: Sequence[TemplateRecord]) -> None:
-        """Store all ``records`` or none; raises DuplicateTemplateError on a known id."""
-        with self._lock:
-            ids = [r.template_id for r in records]
-            if len(set(ids)) != len(ids) or any(i in self._records for i in ids):
-                raise DuplicateTemplateError("a template id is already stored")
-            self._records.update((r.template_id, r) for r in records)
-
-    def all(self) -> Iterator[TemplateRecord]:
-        """A snapshot of every stored record."""
-        with self._lock:
-            snapshot = list(self._records.values())
-        return iter(snapshot)
-
-    def delete_subject(self, subject_id: str) -> int:
-        """Delete every record of ``subject_id``; returns how many were deleted."""
-        with self._lock:
-            doomed = [k for k, r in self._records.items() if r.subject_id == subject_id]
-            for k in doomed:
-                del self._records[k]
-            return len(doomed)
 
 
 @dataclass(frozen=True)
@@ -174,19 +121,46 @@ class IdentityService:
         self._settings = settings
         self._index = PalmIndex()
         self._lock = threading.RLock()
+        self._cursor = 0
+        faiss.omp_set_num_threads(settings.faiss_threads)  # process-wide; see params
 
     def load(self) -> int:
         """(Re)build the in-memory index from the repository; returns the template count.
 
         Raises TemplateDecryptionError / TemplateFormatError on a bad stored record.
         """
+        cursor = self._repository.head()  # taken first: later changes are replayed
         index = PalmIndex()
         for record in self._repository.all():
-            plain = self._cipher.decrypt(record.subject_id, record.ciphertext)
-            index.add(record.template_id, record.subject_id, Template.from_bytes(plain))
+            index.add(record.template_id, record.subject_id, self._decrypt(record))
         with self._lock:
-            self._index = index
+            self._index, self._cursor = index, cursor
+        self.refresh()
         return len(index)
+
+    def refresh(self) -> int:
+        """Apply templates added or deleted by other processes since the last look.
+
+        The index is a per-process cache of the repository (the system of record);
+        every identification and enrolment first replays the repository's change
+        log, so a palm enrolled or deleted through another API worker is seen at
+        once. Returns the number of changes applied.
+        """
+        with self._lock:
+            changes = self._repository.changes_since(self._cursor)
+            self._apply(changes)
+            self._cursor = max(self._cursor, changes.cursor)
+            return len(changes.added) + len(changes.removed_subjects)
+
+    def _apply(self, changes: TemplateChanges) -> None:
+        for subject_id in changes.removed_subjects:
+            self._index.remove_subject(subject_id)
+        for record in changes.added:
+            if record.template_id not in self._index:
+                self._index.add(record.template_id, record.subject_id, self._decrypt(record))
+
+    def _decrypt(self, record: TemplateRecord) -> Template:
+        return Template.from_bytes(self._cipher.decrypt(record.subject_id, record.ciphertext))
 
     def enrol(self, *, subject_id: str, images: Sequence[bytes]) -> Enrolment:
         """Enrol the usable captures in ``images`` for ``subject_id``.
@@ -206,6 +180,7 @@ class IdentityService:
                 f"{len(templates)} usable capture(s), {self._settings.min_enrolment_captures}"
                 f" needed; " + "; ".join(o.reason for o in outcomes if not o.accepted)
             )
+        self.refresh()
         self._refuse_other_subject(subject_id, [t for _, t in templates])
         now = datetime.now(UTC)
         records = [
@@ -215,7 +190,8 @@ class IdentityService:
         self._repository.add(records)
         with self._lock:
             for tid, t in templates:
-                self._index.add(tid, subject_id, t)
+                if tid not in self._index:  # a concurrent refresh may have added it
+                    self._index.add(tid, subject_id, t)
         return Enrolment(subject_id, tuple(tid for tid, _ in templates), tuple(outcomes))
 
     def _acquire(
@@ -238,8 +214,11 @@ class IdentityService:
         return outcomes, templates, errors
 
     def _refuse_other_subject(self, subject_id: str, templates: Sequence[Template]) -> None:
-        """1:N duplicate check: a palm may belong to one subject only."""
-        for t in templates:
+        """1:N duplicate check: a palm may belong to one subject only.
+
+        Searches the first ``params.DUPLICATE_CHECK_CAPTURES`` captures (see there).
+        """
+        for t in templates[: params.DUPLICATE_CHECK_CAPTURES]:
             for c in self._index.search(t, self._settings.shortlist_size):
                 if c.subject_id != subject_id and c.score >= self._settings.identify_threshold:
                     raise EnrolmentError("this palm is already enrolled for another account")
@@ -251,6 +230,7 @@ class IdentityService:
         """
         start = time.perf_counter()
         template = template_from_image(image)
+        self.refresh()
         candidates = self._index.search(template, self._settings.shortlist_size)
         outcome, subject, score, runner, reason = decide(candidates, self._settings)
         elapsed = (time.perf_counter() - start) * 1000.0

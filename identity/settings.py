@@ -16,7 +16,8 @@ class IdentitySettings(BaseSettings):
     """Decision thresholds and limits of :class:`identity.service.IdentityService`.
 
     ``identify_threshold`` and ``ambiguity_margin`` are matcher scores in [0, 1];
-    ``shortlist_size`` is in templates; ``min_enrolment_captures`` in usable captures.
+    ``shortlist_size`` is in templates; ``min_enrolment_captures`` in usable captures;
+    ``faiss_threads`` is FAISS's OpenMP thread count (process-wide, set by the service).
     """
 
     model_config = SettingsConfigDict(env_prefix="STOREFRONT_IDENTITY_", frozen=True)
@@ -26,3 +27,4 @@ class IdentitySettings(BaseSettings):
     shortlist_size: int = Field(default=params.SHORTLIST_SIZE, ge=1, le=100_000)
     min_enrolment_captures: int = Field(default=params.MIN_ENROLMENT_CAPTURES, ge=1, le=100)
     max_enrolment_captures: int = Field(default=20, ge=1, le=100)
+    faiss_threads: int = Field(default=params.FAISS_THREADS, ge=1, le=256)

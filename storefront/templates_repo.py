@@ -1,14 +1,26 @@
-"""SQL implementation of identity's TemplateRepository port (table ``palm_templates``)."""
+"""SQL implementation of identity's TemplateRepository port.
+
+Tables ``palm_templates`` (encrypted templates) and ``palm_template_changes``
+(their change log, replayed by every API worker into its in-memory index).
+Template writes take a transaction-scoped advisory lock on PostgreSQL so that
+change-log positions become visible in increasing order: a reader can never
+pass position 8 while 7 is still uncommitted and then miss it. SQLite
+serialises writers by itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from identity.service import TemplateRecord
 from sqlalchemy.orm import Session, sessionmaker
 
-from storefront.db.models import PalmTemplate
+from identity.repository import TemplateChanges, TemplateRecord
+from storefront.db.models import PalmTemplate, PalmTemplateChange
+
+_LOCK_KEY = 0x7A1A7E5  # arbitrary advisory-lock key of template writes
+_CHANGES_PER_CALL = 5000
 
 
 class SqlTemplateRepository:
@@ -18,10 +30,14 @@ class SqlTemplateRepository:
         self._sessions = sessions
 
     def add(self, records: Sequence[TemplateRecord]) -> None:
-        """Store ``records`` atomically (all or nothing)."""
+        """Store ``records`` and their change-log rows atomically (all or nothing)."""
         with self._sessions.begin() as db:
+            _serialise_writers(db)
             db.add_all(PalmTemplate(template_id=r.template_id, shopper_id=r.subject_id,
                                     ciphertext=r.ciphertext, created_at=r.created_at)
+                       for r in records)
+            db.add_all(PalmTemplateChange(kind="added", shopper_id=r.subject_id,
+                                          template_id=r.template_id, at=r.created_at)
                        for r in records)
 
     def all(self) -> Iterator[TemplateRecord]:
@@ -30,12 +46,44 @@ class SqlTemplateRepository:
             rows = db.execute(sa.select(PalmTemplate).order_by(PalmTemplate.template_id)
                               .execution_options(yield_per=1000)).scalars()
             for row in rows:
-                yield TemplateRecord(template_id=row.template_id, subject_id=row.shopper_id,
-                                     ciphertext=row.ciphertext, created_at=row.created_at)
+                yield _record(row)
 
     def delete_subject(self, subject_id: str) -> int:
-        """Delete every template of ``subject_id``; returns how many rows went."""
+        """Delete every template of ``subject_id`` and log it; returns how many rows went."""
         with self._sessions.begin() as db:
+            _serialise_writers(db)
             result = db.execute(sa.delete(PalmTemplate)
                                 .where(PalmTemplate.shopper_id == subject_id))
+            db.add(PalmTemplateChange(kind="removed", shopper_id=subject_id, template_id=None,
+                                      at=datetime.now(UTC)))
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def head(self) -> int:
+        """The newest change-log position (0 when empty)."""
+        with self._sessions() as db:
+            return int(db.scalar(sa.select(sa.func.max(PalmTemplateChange.seq))) or 0)
+
+    def changes_since(self, cursor: int) -> TemplateChanges:
+        """Up to 5,000 changes after ``cursor``, with the templates still stored."""
+        with self._sessions() as db:
+            changes = db.scalars(sa.select(PalmTemplateChange)
+                                 .where(PalmTemplateChange.seq > cursor)
+                                 .order_by(PalmTemplateChange.seq)
+                                 .limit(_CHANGES_PER_CALL)).all()
+            if not changes:
+                return TemplateChanges((), (), cursor)
+            wanted = [c.template_id for c in changes if c.kind == "added" and c.template_id]
+            rows = db.scalars(sa.select(PalmTemplate)
+                              .where(PalmTemplate.template_id.in_(wanted))).all() if wanted else []
+            removed = tuple(c.shopper_id for c in changes if c.kind == "removed")
+            return TemplateChanges(tuple(_record(r) for r in rows), removed, changes[-1].seq)
+
+
+def _record(row: PalmTemplate) -> TemplateRecord:
+    return TemplateRecord(template_id=row.template_id, subject_id=row.shopper_id,
+                          ciphertext=row.ciphertext, created_at=row.created_at)
+
+
+def _serialise_writers(db: Session) -> None:
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from identity.protection import TemplateCipher
-from identity.service import IdentityService, InMemoryTemplateRepository
+from identity.repository import InMemoryTemplateRepository
+from identity.service import IdentityService
 from identity.settings import IdentitySettings
 
 pytestmark = pytest.mark.realdata
