@@ -6,6 +6,7 @@ import json
 import random
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from storefront.baskets import Basket, load_baskets
 from storefront.bootstrap import bootstrap
 from storefront.builtin_catalog import builtin_items, synthetic_baskets
 from storefront.catalog import CatalogueItem
+from storefront.demo.clock import DemoClock, day_start
 from storefront.demo.palms import PalmPerson, manifest_people, synthetic_people
 from storefront.demo.runner import DayPlan, run_day
 from storefront.errors import InvalidInput
@@ -49,8 +51,13 @@ def _people(palms: Path | None, count: int, seed: int) -> list[PalmPerson]:
 
 def run_demo(*, palms: Path | None, baskets: Path | None, shoppers: int, seed: int,
              report_path: Path | None, data_dir: Path | None, decline_rate: float,
-             console: Console) -> dict[str, Any]:
-    """Run the store day and return the report (also written to ``report_path``)."""
+             console: Console, broker: str | None = None) -> dict[str, Any]:
+    """Run the store day and return the report (also written to ``report_path``).
+
+    ``broker`` (``mqtt://host:port``): the gate and carts talk through that MQTT
+    broker to a gateway in this process. Raises InvalidInput for a bad URL or an
+    unreachable broker.
+    """
     started = time.perf_counter()
     extra: dict[str, Any] = {"palms": str(palms or "synthetic"),
                              "baskets": str(baskets or "built-in catalogue"), "seed": seed}
@@ -59,15 +66,27 @@ def run_demo(*, palms: Path | None, baskets: Path | None, shoppers: int, seed: i
     with tempfile.TemporaryDirectory(prefix="storefront-demo-") as tmp:
         settings = Settings(data_dir=data_dir or Path(tmp), database_url=None,
                             payment_decline_rate=decline_rate, payment_seed=seed)
-        container = bootstrap(settings, processor=SimulatedProcessor(
+        if broker:  # a store id of its own, so runs on a shared broker never mix
+            settings = settings.model_copy(update={"store_id": f"demo-{uuid.uuid4().hex[:8]}"})
+        start = day_start(len(people))
+        clock = DemoClock(start)
+        container = bootstrap(settings, clock=clock, processor=SimulatedProcessor(
             seed=seed, decline_rate=decline_rate))
         try:
             container.catalogue.upsert(items)
-            plan = DayPlan(people=people, baskets=chosen, seed=seed)
-            report = _run_with_progress(container, plan, console)
+            plan = DayPlan(people=people, baskets=chosen, seed=seed, clock=clock,
+                           day_start=start)
+            devices = _broker_devices(container, broker, Path(tmp)) if broker else None
+            try:
+                report = _run_with_progress(container, plan, console, devices)
+            finally:
+                if devices is not None:
+                    devices.close()
         finally:
             container.close()
     report.extra.update(extra)
+    if broker:
+        report.extra["broker"] = broker
     report.extra["duration_s"] = round(time.perf_counter() - started, 2)
     result: dict[str, Any] = report.as_dict()
     if report_path is not None:
@@ -76,7 +95,19 @@ def run_demo(*, palms: Path | None, baskets: Path | None, shoppers: int, seed: i
     return result
 
 
-def _run_with_progress(container: Any, plan: DayPlan, console: Console) -> Any:
+def _broker_devices(container: Any, broker: str, folder: Path) -> Any:
+    from hardware.settings import parse_broker_url
+    from storefront.demo.broker import BrokerDevices
+
+    try:
+        parse_broker_url(broker)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    return BrokerDevices(container, broker, folder / "device-buffers")
+
+
+def _run_with_progress(container: Any, plan: DayPlan, console: Console,
+                       devices: Any = None) -> Any:
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -86,7 +117,7 @@ def _run_with_progress(container: Any, plan: DayPlan, console: Console) -> Any:
         def step(kind: str) -> None:
             progress.advance(enrol if kind == "enrol" else shop)
 
-        return run_day(container, plan, step)
+        return run_day(container, plan, step, devices)
 
 
 def summary_table(report: dict[str, Any]) -> Table:

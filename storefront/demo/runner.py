@@ -11,7 +11,8 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cart.errors import DuplicateDeviceEvent
 from hardware.messages import ItemEventMessage
@@ -19,9 +20,14 @@ from hardware.simulators import LossyNetwork, SmartCartSimulator
 from identity.errors import IdentityError
 from storefront.baskets import Basket
 from storefront.bootstrap import Container
+from storefront.demo.clock import ENTRY_SPACING, DemoClock
 from storefront.demo.palms import PalmPerson
 from storefront.demo.report import DayReport
 from storefront.errors import StorefrontError
+from storefront.gates import EntryDecision
+
+if TYPE_CHECKING:
+    from storefront.demo.broker import BrokerDevices
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class DayPlan:
     people: Sequence[PalmPerson]
     baskets: Sequence[Basket]
     seed: int
+    clock: DemoClock
+    day_start: datetime
     duplicate_rate: float = 0.1
     reorder_rate: float = 0.1
     put_back_rate: float = 0.3
@@ -56,10 +64,17 @@ def enrol_all(c: Container, plan: DayPlan, report: DayReport, step: Progress) ->
     return ids
 
 
-def _enter(c: Container, person: PalmPerson, shopper_id: str, report: DayReport) -> str | None:
+def _enter(c: Container, person: PalmPerson, shopper_id: str, report: DayReport,
+           devices: BrokerDevices | None) -> str | None:
+    decision: EntryDecision | None
     try:
-        decision = c.gates.enter_by_palm(image=person.probe())
+        if devices is not None:  # through the broker: the gateway calls enter_by_palm
+            decision = devices.enter(person.probe())
+        else:
+            decision = c.gates.enter_by_palm(image=person.probe())
     except IdentityError:
+        decision = None
+    if decision is None:
         report.not_identified += 1
         return None
     report.identify_ms.append(decision.identify_ms)
@@ -110,24 +125,46 @@ def _exit(c: Container, session_id: str, basket: Basket, report: DayReport) -> N
         report.staffed_carts_matching_expected += int(matches)
 
 
-def run_day(c: Container, plan: DayPlan, step: Progress) -> DayReport:
-    """Enrol everyone, then run each shopper's trip; returns the report."""
+def _shop_via_broker(devices: BrokerDevices, device_id: str,
+                     messages: list[ItemEventMessage], report: DayReport) -> None:
+    outcomes = devices.shop(device_id, messages)
+    report.events_sent += len(messages)
+    report.events_ingested += outcomes["applied"]
+    report.duplicate_events_ignored += outcomes["duplicate"]
+
+
+def run_day(c: Container, plan: DayPlan, step: Progress,
+            devices: BrokerDevices | None = None) -> DayReport:
+    """Enrol everyone, then run each shopper's trip; returns the report.
+
+    With ``devices`` the gate and carts talk through an MQTT broker to the gateway;
+    otherwise the service layer is called directly. Same plan, same report.
+    """
     report = DayReport(shoppers=len(plan.people))
     shopper_ids = enrol_all(c, plan, report, step)
     network = LossyNetwork(seed=plan.seed, duplicate_rate=plan.duplicate_rate,
                            reorder_rate=plan.reorder_rate)
     codes = sorted({code for basket in plan.baskets for code, _ in basket.lines})
     rng = random.Random(plan.seed)
-    start = datetime.now(UTC)
     for number, (person, shopper_id) in enumerate(zip(plan.people, shopper_ids, strict=True)):
         basket = plan.baskets[number]
-        session_id = _enter(c, person, shopper_id, report) if shopper_id else None
+        entered_at = plan.day_start + number * ENTRY_SPACING
+        plan.clock.set(entered_at)
+        session_id = _enter(c, person, shopper_id, report, devices) if shopper_id else None
         if session_id is not None:
             cart = SmartCartSimulator(device_id=f"cart-{number:04d}",
-                                      seed=rng.randrange(2**31), clock_start=start)
+                                      seed=rng.randrange(2**31),
+                                      clock_start=entered_at + timedelta(seconds=5))
             sent = cart.trip(session_id, basket.lines, put_back_rate=plan.put_back_rate,
                              catalogue_codes=codes)
-            _shop(c, session_id, list(network.deliver(sent).messages), report)
+            delivered = list(network.deliver(sent).messages)
+            last = max((m.device_time for m in sent), default=entered_at)
+            plan.clock.set(last + timedelta(seconds=1))  # events reach the service late
+            if devices is not None:
+                _shop_via_broker(devices, cart.device_id, delivered, report)
+            else:
+                _shop(c, session_id, delivered, report)
+            plan.clock.set(last + timedelta(seconds=30))
             _exit(c, session_id, basket, report)
         step("shop")
     return report
