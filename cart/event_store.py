@@ -51,6 +51,16 @@ class AppendResult:
     duplicates: list[DuplicateDeviceEvent]
 
 
+@dataclass(frozen=True)
+class SessionBatch:
+    """One session's part of :meth:`EventStore.append_many`: ``events`` to store after
+    version ``expected_version`` (0: new session) of ``session_id``."""
+
+    session_id: str
+    events: Sequence[Event]
+    expected_version: int
+
+
 TERMINAL_EVENT_TYPES = (SessionExited, SessionSettled, SessionSentToStaffed, SessionAbandoned)
 """Events after which a session is no longer active (not a candidate for abandonment)."""
 
@@ -80,6 +90,18 @@ class EventStore(Protocol):
         of failing the batch. The others get consecutive versions after
         ``expected_version``. Raises ConcurrencyConflict (also when a concurrent writer
         stored one of the device keys first: retry) and InvalidCommand as :meth:`append`.
+        """
+        ...
+
+    def append_many(self, batches: Sequence[SessionBatch]) -> list[AppendResult]:
+        """:meth:`append_batch` for several sessions in one transaction (a gateway flush).
+
+        Returns one result per batch, in order. All or nothing: raises
+        ConcurrencyConflict when any session is not at its ``expected_version``
+        (``actual_version`` None when a unique constraint refused the insert, so the
+        stale session is unknown: reload them all), InvalidCommand as :meth:`append`
+        and when a session id appears twice. A device key stored by an earlier batch
+        of the same call is a duplicate in the later one.
         """
         ...
 
@@ -138,6 +160,26 @@ def split_duplicates(
             known[event.device_key] = event
         keep.append(event)
     return keep, duplicates
+
+
+def split_many(
+    batches: Sequence[SessionBatch], known: dict[DeviceKey, Event]
+) -> list[tuple[list[Event], list[DuplicateDeviceEvent]]]:
+    """:func:`split_duplicates` over several batches in order; ``known`` holds the stored
+    event per device key and learns every kept device event (so a key kept in one
+    batch is a duplicate in a later one)."""
+    return [split_duplicates(b.events, lambda _: known) for b in batches]
+
+
+def check_many(batches: Sequence[SessionBatch]) -> None:
+    """:func:`check_batch` (repeats allowed) for each batch; raises InvalidCommand also
+    when a session id appears in two batches."""
+    seen: set[str] = set()
+    for batch in batches:
+        check_batch(batch.session_id, batch.events, batch.expected_version, allow_repeats=True)
+        if batch.session_id in seen:
+            raise InvalidCommand(f"session {batch.session_id!r} appears twice in one append_many")
+        seen.add(batch.session_id)
 
 
 def check_batch(
@@ -220,15 +262,25 @@ class InMemoryEventStore:
         self, session_id: str, events: Sequence[Event], *, expected_version: int
     ) -> AppendResult:
         """See :meth:`EventStore.append_batch`."""
-        check_batch(session_id, events, expected_version, allow_repeats=True)
-        with self._lock:
-            keep, duplicates = split_duplicates(events, self._known)
-            return AppendResult(self.append(session_id, keep, expected_version=expected_version),
-                                duplicates)
+        return self.append_many([SessionBatch(session_id, events, expected_version)])[0]
 
-    def _known(self, events: list[DeviceEvent]) -> dict[tuple[str, int], Event]:
-        return {e.device_key: self._devices[e.device_key] for e in events
-                if e.device_key in self._devices}
+    def append_many(self, batches: Sequence[SessionBatch]) -> list[AppendResult]:
+        """See :meth:`EventStore.append_many`."""
+        check_many(batches)
+        with self._lock:
+            for batch in batches:
+                current = len(self._sessions.get(batch.session_id, []))
+                if current != batch.expected_version:
+                    raise ConcurrencyConflict(batch.session_id, batch.expected_version, current)
+            keys = [e.device_key for b in batches for e in device_events(b.events)]
+            known = {k: self._devices[k] for k in keys if k in self._devices}
+            split = split_many(batches, known)
+            # Every check passed: the appends below cannot fail, so the call is atomic.
+            return [
+                AppendResult(self.append(b.session_id, keep, expected_version=b.expected_version),
+                             duplicates)
+                for b, (keep, duplicates) in zip(batches, split, strict=True)
+            ]
 
     def load_control(self, session_id: str) -> tuple[int, list[StoredEvent]]:
         """See :meth:`EventStore.load_control`."""

@@ -118,16 +118,24 @@ def _order_key(op: CartOp) -> tuple[object, ...]:
 
 def _unique_device_events(events: Iterable[Event]) -> tuple[list[DeviceEvent], list[CartFlag]]:
     """Each device key once (the smallest content wins), plus flags for conflicting reuse."""
-    by_key: dict[tuple[str, int], set[DeviceEvent]] = {}
+    first: dict[tuple[str, int], DeviceEvent] = {}
+    # Only keys reused with other content get a set of variants (rare: a device bug).
+    variants: dict[tuple[str, int], set[DeviceEvent]] = {}
     for event in events:
         if isinstance(event, DEVICE_EVENT_TYPES):
-            by_key.setdefault(event.device_key, set()).add(event)
+            key = event.device_key
+            seen = first.setdefault(key, event)
+            if seen is not event and seen != event:
+                variants.setdefault(key, {seen}).add(event)
     unique: list[DeviceEvent] = []
     flags: list[CartFlag] = []
-    for key in sorted(by_key):
-        variants = sorted(by_key[key], key=repr)
-        unique.append(variants[0])
-        for other in variants[1:]:
+    for key in sorted(first):
+        if key not in variants:
+            unique.append(first[key])
+            continue
+        ordered = sorted(variants[key], key=repr)
+        unique.append(ordered[0])
+        for other in ordered[1:]:
             code = getattr(other, "product_code", getattr(other, "code", None))
             flags.append(CartFlag(FlagReason.CONFLICTING_DUPLICATE, code, *key))
     return unique, flags

@@ -7,7 +7,8 @@ bounded number of times. DuplicateDeviceEvent is never retried: it is the answer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -17,9 +18,10 @@ from cart.errors import (
     ConcurrencyConflict,
     DuplicateDeviceEvent,
     InvalidCommand,
+    SessionClosed,
     SessionNotFound,
 )
-from cart.event_store import EventStore, StoredEvent
+from cart.event_store import EventStore, SessionBatch, StoredEvent
 from cart.events import DeviceEvent, Event
 from cart.projections import CartContents, cart_contents
 from cart.session import (
@@ -40,6 +42,16 @@ from cart.session import (
     fold,
     fold_control,
 )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One session's part of an ingest attempt: its head and the decided items."""
+
+    session_id: str
+    state: SessionState
+    rejected: dict[int, ItemResult]
+    accepted: list[tuple[int, Event]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class SessionService:
         self._max_attempts = max_attempts
         self._min_confidence = min_confidence
         self._heads: dict[str, SessionState] = {}
+        self._heads_lock = threading.Lock()  # one service may serve several threads
         self._max_cached = max_cached_sessions
 
     def open(
@@ -115,46 +128,100 @@ class SessionService:
         SessionClosed (session not active: nothing stored) and ConcurrencyConflict once
         the attempts are used up.
         """
+        outcome = self._record({session_id: items})[session_id]
+        if isinstance(outcome, CartError):
+            raise outcome
+        return outcome
+
+    def record_many(
+        self, batches: Mapping[str, Sequence[RecordItem | DeviceEvent]]
+    ) -> dict[str, list[ItemResult]]:
+        """:meth:`record_items` for several sessions in one transaction (a gateway flush
+        of what its devices sent); returns each session's results, per item in order.
+
+        A session that is unknown or no longer active gets every item rejected with that
+        reason (nothing stored for it) instead of failing the others. Raises
+        ConcurrencyConflict once the attempts are used up (nothing stored).
+        """
+        results: dict[str, list[ItemResult]] = {}
+        for session_id, outcome in self._record(batches).items():
+            if isinstance(outcome, CartError):
+                outcome = [ItemResult(i, "rejected", reason=outcome.reason)
+                           for i in range(len(batches[session_id]))]
+            results[session_id] = outcome
+        return results
+
+    def _record(
+        self, batches: Mapping[str, Sequence[RecordItem | DeviceEvent]]
+    ) -> dict[str, list[ItemResult] | CartError]:
+        """Decide and append ``batches`` in one ``append_many``, retried on conflict with
+        the stale heads reloaded; a session that cannot take items maps to its error."""
+        with self._heads_lock:
+            cached = {sid: self._heads.pop(sid, None) for sid in batches}
+        heads = {sid: state for sid, state in cached.items() if state is not None}
         for attempt in range(1, self._max_attempts + 1):
-            state = self._heads.pop(session_id, None) if attempt == 1 else None
-            if state is None:
-                version, control = self._store.load_control(session_id)
-                state = fold_control((s.event for s in control), version)
-            if state is None:
-                raise SessionNotFound(session_id)
-            version = state.version
             now = self._clock()
-            results: dict[int, ItemResult] = {}
-            accepted: list[tuple[int, Event]] = []
-            for index, item in enumerate(items):
+            results: dict[str, list[ItemResult] | CartError] = {}
+            plans: list[_Plan] = []
+            for session_id, items in batches.items():
                 try:
-                    accepted.append((index, self._decide_item(state, item, now)))
-                except InvalidCommand as exc:
-                    results[index] = ItemResult(index, "rejected", reason=exc.reason)
+                    state = heads.get(session_id) or self._load_head(session_id)
+                    heads[session_id] = state
+                    plans.append(_Plan(session_id, state, *self._decide_items(state, items, now)))
+                except (SessionNotFound, SessionClosed) as exc:
+                    results[session_id] = exc
             try:
-                outcome = self._store.append_batch(
-                    session_id, [e for _, e in accepted], expected_version=version
-                )
-            except ConcurrencyConflict:
+                outcomes = self._store.append_many([
+                    SessionBatch(p.session_id, [e for _, e in p.accepted], p.state.version)
+                    for p in plans])
+            except ConcurrencyConflict as exc:
                 if attempt == self._max_attempts:
                     raise
+                stale = exc.session_id if exc.actual_version is not None else None
+                heads = {} if stale is None else {k: v for k, v in heads.items() if k != stale}
                 continue
-            if outcome.stored:
-                state = replace(apply_device_events(state, len(outcome.stored)),
-                                version=version + len(outcome.stored))
-            self._remember(session_id, state)
-            return _item_results(results, accepted, outcome.stored, outcome.duplicates)
+            for plan, outcome in zip(plans, outcomes, strict=True):
+                self._remember(plan.session_id, plan.state, len(outcome.stored))
+                results[plan.session_id] = _item_results(
+                    plan.rejected, plan.accepted, outcome.stored, outcome.duplicates)
+            return results
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _remember(self, session_id: str, state: SessionState) -> None:
-        """Keep the head of a recently written session (most recent last, bounded).
+    def _load_head(self, session_id: str) -> SessionState:
+        version, control = self._store.load_control(session_id)
+        state = fold_control((s.event for s in control), version)
+        if state is None:
+            raise SessionNotFound(session_id)
+        return state
+
+    def _decide_items(
+        self, state: SessionState, items: Sequence[RecordItem | DeviceEvent], now: datetime
+    ) -> tuple[dict[int, ItemResult], list[tuple[int, Event]]]:
+        """(rejected items' results by index, accepted (index, event) pairs); raises
+        SessionClosed when the session takes no more items."""
+        rejected: dict[int, ItemResult] = {}
+        accepted: list[tuple[int, Event]] = []
+        for index, item in enumerate(items):
+            try:
+                accepted.append((index, self._decide_item(state, item, now)))
+            except InvalidCommand as exc:
+                rejected[index] = ItemResult(index, "rejected", reason=exc.reason)
+        return rejected, accepted
+
+    def _remember(self, session_id: str, state: SessionState, appended: int) -> None:
+        """Keep the head of a recently written session, ``state`` after ``appended``
+        device events (most recent last, bounded).
 
         A stale head is harmless: the append expecting its version fails with
         ConcurrencyConflict and the next attempt reloads from the store.
         """
-        self._heads[session_id] = state
-        if len(self._heads) > self._max_cached:
-            del self._heads[next(iter(self._heads))]
+        if appended:
+            state = replace(apply_device_events(state, appended), version=state.version + appended)
+        with self._heads_lock:
+            self._heads.pop(session_id, None)  # re-inserted: most recent last
+            self._heads[session_id] = state
+            if len(self._heads) > self._max_cached:
+                del self._heads[next(iter(self._heads))]
 
     @staticmethod
     def _decide_item(
@@ -276,6 +343,7 @@ class SessionService:
             for event in new:
                 state = apply(state, event)
             assert state is not None  # decide always returns at least one event
+            self._remember(session_id, state, 0)  # the next item batch needs no read
             return state, history + new, stored
         raise AssertionError("unreachable: the last attempt returns or raises")
 

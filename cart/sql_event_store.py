@@ -14,23 +14,26 @@ that ever becomes the bottleneck.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from cart.errors import ConcurrencyConflict, DuplicateDeviceEvent
+from cart.errors import ConcurrencyConflict, DuplicateDeviceEvent, InvalidCommand
 from cart.event_store import (
     TERMINAL_EVENT_TYPES,
     AppendResult,
     DeviceKey,
+    SessionBatch,
     StoredEvent,
     check_batch,
     check_feed_args,
+    check_many,
     check_recorded_at,
     device_events,
-    split_duplicates,
+    split_many,
     utc_now,
 )
 from cart.events import (
@@ -107,9 +110,7 @@ def _violated_constraint(exc: sa.exc.IntegrityError) -> str | None:
 
 def event_row(session_id: str, version: int, event: Event, recorded_at: datetime) -> dict[str, Any]:
     """The ``cart_events`` row of ``event`` at ``version`` (also used by benchmarks)."""
-    device_id, device_seq = (
-        event.device_key if isinstance(event, DEVICE_EVENT_TYPES) else (None, None)
-    )
+    device_id, device_seq = _device_key(event)
     return {
         "session_id": session_id,
         "version": version,
@@ -121,7 +122,75 @@ def event_row(session_id: str, version: int, event: Event, recorded_at: datetime
     }
 
 
-_INSERT = sa.insert(cart_events).returning(cart_events.c.position, sort_by_parameter_order=True)
+# Constant statement texts whose rows travel as one JSON document (PostgreSQL: one
+# round trip each whatever the batch size, cached and prepared by psycopg) instead of
+# a VALUES list that grows, and has to be compiled and parsed again, with each batch.
+# Each row is [session_id, version, type, device_id, device_seq, payload]; both
+# engines hand the payload's text on unchanged (exact numbers).
+_PG_HEADS = sa.text(
+    "SELECT pg_advisory_xact_lock(:key),"
+    " (SELECT json_object_agg(s.id, v.version) FROM json_array_elements_text("
+    "  CAST(:sessions AS json)) AS s(id) CROSS JOIN LATERAL (SELECT max(e.version) AS version"
+    "  FROM cart_events e WHERE e.session_id = s.id) AS v WHERE v.version IS NOT NULL),"
+    " (SELECT json_agg(e.payload) FROM json_array_elements(CAST(:devices AS json)) AS k(key)"
+    "  JOIN cart_events e"
+    "  ON e.device_id = k.key->>0 AND e.device_seq = CAST(k.key->>1 AS bigint))"
+)
+_SQLITE_VERSIONS = sa.text(
+    "SELECT s.value, (SELECT max(e.version) FROM cart_events e WHERE e.session_id = s.value)"
+    " FROM json_each(:sessions) AS s"
+)
+_SQLITE_KNOWN = sa.text(
+    "SELECT e.payload FROM json_each(:devices) AS k JOIN cart_events e"
+    " ON e.device_id = json_extract(k.value, '$[0]')"
+    " AND e.device_seq = json_extract(k.value, '$[1]')"
+)
+_RECORDED_AT = sa.bindparam("recorded_at", type_=cart_events.c.recorded_at.type)
+_INSERT_ROWS = {
+    "postgresql": sa.text(
+        "INSERT INTO cart_events"
+        " (session_id, version, type, device_id, device_seq, payload, recorded_at)"
+        " SELECT r.row->>0, CAST(r.row->>1 AS integer), r.row->>2, r.row->>3,"
+        "  CAST(r.row->>4 AS bigint), r.row->5, :recorded_at"
+        " FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS r(row, n)"
+        " ORDER BY r.n RETURNING position, session_id, version"
+    ).bindparams(_RECORDED_AT),
+    "sqlite": sa.text(
+        "INSERT INTO cart_events"
+        " (session_id, version, type, device_id, device_seq, payload, recorded_at)"
+        " SELECT json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]'),"
+        "  json_extract(r.value, '$[2]'), json_extract(r.value, '$[3]'),"
+        "  json_extract(r.value, '$[4]'), json_extract(r.value, '$[5]'), :recorded_at"
+        " FROM json_each(:rows) AS r ORDER BY r.key RETURNING position, session_id, version"
+    ).bindparams(_RECORDED_AT),
+}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _insert_rows(
+    conn: sa.Connection, entries: list[tuple[str, int, Event]], recorded_at: datetime
+) -> dict[tuple[str, int], int]:
+    """Insert the (session id, version, event) ``entries`` in one statement, positions
+    in entry order; returns the position per (session id, version)."""
+    statement = _INSERT_ROWS[conn.dialect.name]
+    document = _dumps([[sid, version, event_type(event), *_device_key(event), to_dict(event)]
+                       for sid, version, event in entries])
+    result = conn.execute(statement, {"recorded_at": recorded_at, "rows": document})
+    return {(sid, version): position for position, sid, version in result}
+
+
+def _device_key(event: Event) -> tuple[str | None, int | None]:
+    return event.device_key if isinstance(event, DEVICE_EVENT_TYPES) else (None, None)
+
+
+def _check_versions(batches: Sequence[SessionBatch], versions: dict[str, int]) -> None:
+    for batch in batches:
+        current = versions.get(batch.session_id, 0)
+        if current != batch.expected_version:
+            raise ConcurrencyConflict(batch.session_id, batch.expected_version, current)
 
 
 def _by_key(payloads: Iterable[Any]) -> dict[DeviceKey, Event]:
@@ -130,14 +199,19 @@ def _by_key(payloads: Iterable[Any]) -> dict[DeviceKey, Event]:
 
 
 class SqlEventStore:
-    """An :class:`cart.event_store.EventStore` on a SQLAlchemy engine.
+    """An :class:`cart.event_store.EventStore` on a SQLAlchemy engine for PostgreSQL or
+    SQLite (InvalidCommand for another dialect).
 
     ``clock`` supplies ``recorded_at`` (timezone-aware; defaults to the system clock).
     The table must exist (Alembic migration, or :func:`create_schema` in tests).
-    A batch is one transaction and one multi-row INSERT (``executemany``).
+    A call is one transaction: on PostgreSQL one statement reading versions and known
+    device keys (under the advisory lock) and one INSERT of every row, whatever the
+    number of sessions (:meth:`append_many`); SQLite adds one read.
     """
 
     def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+        if engine.dialect.name not in _INSERT_ROWS:
+            raise InvalidCommand(f"no cart event store for {engine.dialect.name!r} databases")
         self._engine = engine
         self._clock = clock
 
@@ -148,8 +222,9 @@ class SqlEventStore:
         check_batch(session_id, events, expected_version)
         try:
             with self._engine.begin() as conn:
-                self._check_version(conn, session_id, expected_version)
-                return self._insert(conn, session_id, events, expected_version)
+                versions, _ = self._heads(conn, [session_id], [])
+                _check_versions([SessionBatch(session_id, events, expected_version)], versions)
+                return self._insert(conn, [(session_id, expected_version, events)])[0]
         except sa.exc.IntegrityError as exc:
             constraint = _violated_constraint(exc)
             duplicate = self._find_duplicate(events) if constraint == DEVICE_CONSTRAINT else None
@@ -163,74 +238,78 @@ class SqlEventStore:
     def append_batch(
         self, session_id: str, events: Sequence[Event], *, expected_version: int
     ) -> AppendResult:
-        """See :meth:`cart.event_store.EventStore.append_batch`.
+        """See :meth:`cart.event_store.EventStore.append_batch` and :meth:`append_many`."""
+        return self.append_many([SessionBatch(session_id, events, expected_version)])[0]
 
-        Known device keys are looked up in the same transaction; a concurrent writer
-        that stores one of them first makes the insert fail, reported as
-        ConcurrencyConflict (``actual_version`` None) so the caller retries.
+    def append_many(self, batches: Sequence[SessionBatch]) -> list[AppendResult]:
+        """See :meth:`cart.event_store.EventStore.append_many`: one transaction and, on
+        PostgreSQL, two statements whatever the number of sessions and events.
+
+        Versions and known device keys are read in the same transaction; a concurrent
+        writer that lands first makes the insert fail on a unique constraint, reported
+        as ConcurrencyConflict (``actual_version`` None) so the caller retries.
         """
-        check_batch(session_id, events, expected_version, allow_repeats=True)
+        check_many(batches)
+        if not batches:
+            return []
+        devices = [e for b in batches for e in device_events(b.events)]
         try:
             with self._engine.begin() as conn:
-                known = self._check_version(
-                    conn, session_id, expected_version, device_events(events)
-                )
-                keep, duplicates = split_duplicates(events, lambda _: known)
-                stored = self._insert(conn, session_id, keep, expected_version)
-                return AppendResult(stored, duplicates)
+                versions, known = self._heads(conn, [b.session_id for b in batches], devices)
+                _check_versions(batches, versions)
+                split = split_many(batches, known)
+                plan = [(b.session_id, b.expected_version, keep)
+                        for b, (keep, _) in zip(batches, split, strict=True)]
+                stored = self._insert(conn, plan)
         except sa.exc.IntegrityError as exc:
-            raise ConcurrencyConflict(session_id, expected_version, None) from exc
+            first = batches[0]
+            raise ConcurrencyConflict(first.session_id, first.expected_version, None) from exc
+        return [AppendResult(rows, dups) for rows, (_, dups) in zip(stored, split, strict=True)]
 
-    def _check_version(
-        self,
-        conn: sa.Connection,
-        session_id: str,
-        expected: int,
-        devices: list[DeviceEvent] | None = None,
-    ) -> dict[DeviceKey, Event]:
-        """Raise ConcurrencyConflict unless the session is at ``expected``; returns the
-        stored events among ``devices``' keys.
+    def _heads(
+        self, conn: sa.Connection, session_ids: list[str], devices: list[DeviceEvent]
+    ) -> tuple[dict[str, int], dict[DeviceKey, Event]]:
+        """(current version per session with events, stored event per known device key).
 
-        On PostgreSQL this is one round trip: the advisory lock, the version and the
-        known device keys. Its snapshot may predate the lock; UNIQUE(session_id,
-        version) and UNIQUE(device_id, device_seq) still refuse a stale writer, and
-        the caller reports that as ConcurrencyConflict.
+        On PostgreSQL one round trip that also takes the advisory lock. Its snapshot
+        may predate the lock; UNIQUE(session_id, version) and UNIQUE(device_id,
+        device_seq) still refuse a stale writer, and the caller reports that as
+        ConcurrencyConflict.
         """
-        version = sa.select(sa.func.coalesce(sa.func.max(cart_events.c.version), 0)).where(
-            cart_events.c.session_id == session_id
-        )
-        if conn.dialect.name != "postgresql":
-            current = int(conn.execute(version).scalar_one())
-            known = self._stored_keys(conn, devices or []) if current == expected else {}
-        else:
-            lock = sa.func.pg_advisory_xact_lock(_ADVISORY_LOCK_KEY)
-            columns: list[Any] = [lock, version.scalar_subquery()]
-            if devices:
-                columns.append(self._known_query(devices, sa.func.json_agg).scalar_subquery())
-            row = conn.execute(sa.select(*columns)).one()
-            current = int(row[1])
-            known = _by_key(row[2] or []) if devices else {}
-        if current != expected:
-            raise ConcurrencyConflict(session_id, expected, current)
-        return known
+        if conn.dialect.name == "postgresql":
+            row = conn.execute(_PG_HEADS, {
+                "key": _ADVISORY_LOCK_KEY, "sessions": _dumps(session_ids),
+                "devices": _dumps([e.device_key for e in devices]),
+            }).one()
+            return dict(row[1] or {}), _by_key(row[2] or [])
+        found = conn.execute(_SQLITE_VERSIONS, {"sessions": _dumps(session_ids)})
+        current = {sid: int(v) for sid, v in found if v is not None}
+        if not devices:
+            return current, {}
+        keys = _dumps([e.device_key for e in devices])
+        payloads = conn.execute(_SQLITE_KNOWN, {"devices": keys}).scalars()
+        return current, _by_key(json.loads(payload) for payload in payloads)
 
     @staticmethod
-    def _known_query(devices: list[DeviceEvent], aggregate: Any = None) -> sa.Select[Any]:
+    def _known_query(devices: list[DeviceEvent]) -> sa.Select[Any]:
         key = sa.tuple_(cart_events.c.device_id, cart_events.c.device_seq)
-        column = cart_events.c.payload if aggregate is None else aggregate(cart_events.c.payload)
-        return sa.select(column).where(key.in_([e.device_key for e in devices]))
+        return sa.select(cart_events.c.payload).where(key.in_([e.device_key for e in devices]))
 
     def _insert(
-        self, conn: sa.Connection, session_id: str, events: Sequence[Event], current: int
-    ) -> list[StoredEvent]:
-        if not events:
-            return []
+        self, conn: sa.Connection, plan: Sequence[tuple[str, int, Sequence[Event]]]
+    ) -> list[list[StoredEvent]]:
+        """Store each (session id, current version, events) of ``plan`` with versions
+        after the current one, in one statement; returns the stored events per entry."""
         recorded_at = check_recorded_at(self._clock())
-        rows = [event_row(session_id, v, e, recorded_at) for v, e in enumerate(events, current + 1)]
-        positions = conn.execute(_INSERT, rows).scalars().all()
+        entries = [(sid, version, event) for sid, current, events in plan
+                   for version, event in enumerate(events, current + 1)]
+        if not entries:
+            return [[] for _ in plan]
+        positions = _insert_rows(conn, entries, recorded_at)
         return [
-            StoredEvent(session_id, row["version"], position, event, recorded_at)
-            for row, position, event in zip(rows, positions, events, strict=True)
+            [StoredEvent(sid, v, positions[sid, v], e, recorded_at)
+             for v, e in enumerate(events, current + 1)]
+            for sid, current, events in plan
         ]
 
     @classmethod

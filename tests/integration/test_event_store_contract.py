@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cart.errors import ConcurrencyConflict, DuplicateDeviceEvent, InvalidCommand
-from cart.event_store import EventStore, InMemoryEventStore, StoredEvent
+from cart.event_store import EventStore, InMemoryEventStore, SessionBatch, StoredEvent
 from cart.events import Event, ItemPicked, ItemPutBack, SessionExited, SessionOpened
 from cart.sql_event_store import SqlEventStore, create_schema, metadata
 
@@ -239,3 +239,88 @@ def test_two_threads_writing_one_session_lose_no_event(store: EventStore) -> Non
     assert [s.version for s in log] == list(range(1, 82))
     keys = {(e.device_id, e.device_seq) for e in events_of(log) if isinstance(e, ItemPicked)}
     assert keys == {(d, s) for d in ("cart-1", "cart-2") for s in range(40)}
+
+
+def test_append_many_stores_several_sessions_in_one_call(store: EventStore) -> None:
+    store.append("s-1", [opened("s-1")], expected_version=0)
+    start = store.since(0, 10)[-1].position
+    results = store.append_many([
+        SessionBatch("s-1", [picked(1, device="d-1"), picked(2, device="d-1")], 1),
+        SessionBatch("s-2", [opened("s-2"), picked(1, device="d-1"), picked(1, device="d-2")], 0),
+    ])
+    assert [events_of(r.stored) for r in results] == [
+        [picked(1, device="d-1"), picked(2, device="d-1")],
+        [opened("s-2"), picked(1, device="d-2")]]
+    dup = [(d.device_id, d.device_seq, d.same_payload) for r in results for d in r.duplicates]
+    assert dup == [("d-1", 1, True)] and results[0].duplicates == []
+    assert [s.version for r in results for s in r.stored] == [2, 3, 1, 2]
+    feed = store.since(start, 100)
+    assert feed == [s for r in results for s in r.stored]
+    positions = [s.position for s in feed]
+    assert positions == sorted(positions) and len(set(positions)) == 4
+    assert store.load("s-2") == results[1].stored
+    assert store.append_many([]) == []
+
+
+def test_append_many_is_all_or_nothing(store: EventStore) -> None:
+    store.append("s-1", [opened("s-1")], expected_version=0)
+    store.append("s-2", [opened("s-2")], expected_version=0)
+    before = store.since(0, 100)
+    with pytest.raises(ConcurrencyConflict) as stale:
+        store.append_many([SessionBatch("s-1", [picked(1)], 1),
+                           SessionBatch("s-2", [picked(2)], 0)])
+    assert (stale.value.session_id, stale.value.actual_version) == ("s-2", 1)
+    with pytest.raises(InvalidCommand):
+        store.append_many([SessionBatch("s-1", [picked(1)], 1),
+                           SessionBatch("s-1", [picked(2)], 1)])
+    with pytest.raises(InvalidCommand):
+        store.append_many([SessionBatch("s-1", [picked(1)], 1),
+                           SessionBatch("s-2", [opened("s-3")], 1)])
+    assert store.since(0, 100) == before
+    done = store.append_many([SessionBatch("s-1", [picked(1)], 1), SessionBatch("s-2", [], 1)])
+    assert [len(r.stored) for r in done] == [1, 0]
+
+
+def test_two_gateways_flushing_the_same_sessions_lose_no_event(store: EventStore) -> None:
+    from cart.service import SessionService
+
+    sessions = ["s-1", "s-2", "s-3"]
+    for session_id in sessions:
+        store.append(session_id, [opened(session_id)], expected_version=0)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def flush(gateway: str) -> None:
+        service = SessionService(store, lambda: T0 + timedelta(hours=1), max_attempts=50)
+        barrier.wait()
+        try:
+            for seq in range(0, 30, 3):
+                batches = {sid: [picked(s, device=f"{gateway}-{sid}") for s in range(seq, seq + 3)]
+                           for sid in sessions}
+                batches["s-2"].append(batches["s-2"][0])  # a re-sent observation
+                results = service.record_many(batches)
+                assert [r.outcome for r in results["s-2"]] == ["recorded"] * 3 + ["duplicate"]
+        except BaseException as exc:  # surfaced to the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flush, args=(g,)) for g in ("gw-1", "gw-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    for session_id in sessions:
+        log = store.load(session_id)
+        assert [s.version for s in log] == list(range(1, 62))
+        keys = {(e.device_id, e.device_seq) for e in events_of(log) if isinstance(e, ItemPicked)}
+        assert keys == {(f"{g}-{session_id}", s) for g in ("gw-1", "gw-2") for s in range(30)}
+    positions = [s.position for s in store.since(0, 1000)]
+    assert positions == sorted(positions) and len(positions) == 3 * 61
+
+
+def test_payload_numbers_round_trip_exactly(store: EventStore) -> None:
+    odd = [ItemPicked("0001", 1, "d-1", 2**53 + 1, T0, 0.1 + 0.2),
+           ItemPutBack("0001", 1, "d-1", 2, T0, 5e-324)]
+    store.append_many([SessionBatch("s-1", [opened("s-1"), *odd], 0)])
+    assert events_of(store.load("s-1"))[1:] == odd
+    assert events_of(store.since(0, 10))[1:] == odd

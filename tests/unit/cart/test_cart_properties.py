@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -152,3 +153,30 @@ def test_malformed_wire_events_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(InvalidCommand):
         from_dict(bad)
     assert from_dict(good) == WeighedItemAdded("4011", 250, "scale-1", 3, NOW, 1.0)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(noisy_stream(), noisy_stream(), st.integers(1, 7))
+def test_gateway_flushes_of_several_sessions_store_each_observation_once(
+    first: tuple[list[DeviceEvent], list[DeviceEvent]],
+    second: tuple[list[DeviceEvent], list[DeviceEvent]],
+    chunk: int,
+) -> None:
+    # Device keys are unique store-wide: the second session's devices are other devices.
+    def other(events: list[DeviceEvent]) -> list[DeviceEvent]:
+        return [replace(e, device_id=f"b-{e.device_id}") for e in events]
+
+    streams = {"s-1": first, "s-2": (other(second[0]), other(second[1]))}
+    service = SessionService(InMemoryEventStore(lambda: NOW), lambda: NOW)
+    for session_id in streams:
+        service.open(session_id, f"payer-{session_id}", "store-1", "palm")
+    outcomes: dict[str, list[str]] = {sid: [] for sid in streams}
+    longest = max(len(delivered) for _, delivered in streams.values())
+    for i in range(0, longest, chunk):
+        flush = {sid: delivered[i : i + chunk] for sid, (_, delivered) in streams.items()}
+        for session_id, results in service.record_many(flush).items():
+            outcomes[session_id] += [r.outcome for r in results]
+    for session_id, (events, delivered) in streams.items():
+        assert outcomes[session_id].count("recorded") == len(events)
+        assert outcomes[session_id].count("duplicate") == len(delivered) - len(events)
+        assert service.cart(session_id) == cart_contents(events)

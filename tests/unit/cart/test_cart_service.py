@@ -144,3 +144,44 @@ def test_retries_are_bounded() -> None:
     assert [s.event.product_code for s in store.load("s-1")[1:]] == ["rival", "rival"]  # type: ignore[union-attr]
     with pytest.raises(InvalidCommand):
         SessionService(store, StepClock(), max_attempts=0)
+
+
+def test_record_many_stores_each_session_and_rejects_what_cannot_take_items() -> None:
+    store = InMemoryEventStore()
+    service = opened(store)
+    service.open("s-2", "shopper-2", "store-1", "palm")
+    service.open("s-3", "shopper-3", "store-1", "palm")
+    service.exit("s-3")
+    before = {sid: len(store.load(sid)) for sid in ("s-1", "s-2", "s-3")}
+    results = service.record_many({
+        "s-1": [item(1), item(1), item(2, qty=0)],
+        "s-2": [item(3)],
+        "s-3": [item(4)],
+        "nope": [item(5), item(6)],
+    })
+    assert [r.outcome for r in results["s-1"]] == ["recorded", "duplicate", "rejected"]
+    assert "quantity" in (results["s-1"][2].reason or "")
+    # s-2 uses the same device as s-1: its key (plate-1, 3) is new, so it is stored.
+    assert [r.outcome for r in results["s-2"]] == ["recorded"]
+    assert [(r.outcome, r.index) for r in results["nope"]] == [("rejected", 0), ("rejected", 1)]
+    assert "nope" in (results["nope"][0].reason or "")
+    assert results["s-3"][0].outcome == "rejected" and results["s-3"][0].stored is None
+    after = {sid: len(store.load(sid)) for sid in ("s-1", "s-2", "s-3")}
+    assert after == {"s-1": before["s-1"] + 1, "s-2": before["s-2"] + 1, "s-3": before["s-3"]}
+    assert service.cart("s-1").lines == {"0001": 1} and service.cart("s-2").lines == {"0001": 1}
+    assert service.record_many({}) == {}
+
+
+def test_record_many_retries_on_a_stale_head_and_loses_nothing() -> None:
+    store = InMemoryEventStore()
+    writer, other = opened(store), SessionService(store, StepClock())
+    writer.open("s-2", "shopper-2", "store-1", "palm")
+    writer.record_many({"s-1": [item(1)], "s-2": [item(2)]})  # caches both heads
+    other.record_item("s-2", item(3))  # s-2's cached head is now stale
+    results = writer.record_many({"s-1": [item(4)], "s-2": [item(5)]})
+    assert [r.stored.version for r in results["s-1"] + results["s-2"] if r.stored] == [3, 4]
+    assert writer.cart("s-2").lines == {"0001": 3}
+    other.exit("s-2")
+    results = writer.record_many({"s-1": [item(6)], "s-2": [item(7)]})
+    assert results["s-1"][0].outcome == "recorded"
+    assert results["s-2"][0].outcome == "rejected" and "exited" in (results["s-2"][0].reason or "")
