@@ -15,6 +15,9 @@ from identity.service import Enrolment, IdentityService
 from storefront.clock import Clock
 from storefront.db.models import Shopper
 from storefront.errors import InvalidInput, NotFound
+from storefront.privacy.consent import ConsentRequired, give_palm_consent, has_consent
+from storefront.privacy.palms import mark_palm_used, record_enrolment
+from storefront.security.audit import Audit
 
 
 def looks_like_card_number(text: str) -> bool:
@@ -43,8 +46,9 @@ class ShopperService:
     """Register shoppers and enrol their palms."""
 
     def __init__(self, *, sessions: sessionmaker[Session], identity: IdentityService,
-                 clock: Clock) -> None:
+                 clock: Clock, audit: Audit | None = None) -> None:
         self._sessions = sessions
+        self._audit = audit
         self._identity = identity
         self._clock = clock
 
@@ -77,13 +81,38 @@ class ShopperService:
                 raise NotFound(f"shopper {shopper_id!r} does not exist")
             return row.payment_token
 
-    def enrol_palm(self, *, shopper_id: str, images: Sequence[bytes]) -> Enrolment:
+    def enrol_palm(self, *, shopper_id: str, images: Sequence[bytes],
+                   store_id: str | None = None,
+                   consent_text_version: str | None = None,
+                   actor: str = "system") -> Enrolment:
         """Enrol palm captures (encoded image bytes) for an existing shopper.
 
-        Raises NotFound, InvalidInput (no images), and identity's InvalidImageError,
-        AcquisitionError or EnrolmentError with the reason.
+        The shopper must have given consent (``storefront.privacy.consent``);
+        ``consent_text_version`` records it first (ticked at an enrolment kiosk).
+        The enrolment is written to the audit log as done by ``actor``.
+        Raises NotFound, ConsentRequired, InvalidInput (no images), and identity's
+        InvalidImageError, AcquisitionError or EnrolmentError with the reason.
         """
         self.get(shopper_id)
         if not images:
             raise InvalidInput("at least one palm image is required")
-        return self._identity.enrol(subject_id=shopper_id, images=images)
+        if consent_text_version is not None:
+            give_palm_consent(self._sessions, shopper_id=shopper_id, at=self._clock(),
+                              text_version=consent_text_version)
+        with self._sessions() as db:
+            if not has_consent(db, shopper_id):
+                raise ConsentRequired("no consent to palm identification is recorded; "
+                                      "record it (POST /me/consents) before enrolling")
+        result = self._identity.enrol(subject_id=shopper_id, images=images)
+        if self._audit is not None:
+            self._audit.record(actor=actor, action="enrol", subject=f"shopper:{shopper_id}",
+                               details={"templates": len(result.template_ids),
+                                        "captures": len(images), "store_id": store_id})
+        record_enrolment(self._sessions, shopper_id=shopper_id, template_ids=result.template_ids,
+                         store_id=store_id, at=self._clock())
+        return result
+
+    def palm_used(self, *, shopper_id: str, store_id: str) -> None:
+        """Record that the shopper's palm was identified at ``store_id`` now (for retention)."""
+        mark_palm_used(self._sessions, shopper_id=shopper_id, store_id=store_id,
+                       at=self._clock())

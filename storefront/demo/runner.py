@@ -25,6 +25,7 @@ from storefront.demo.palms import PalmPerson
 from storefront.demo.report import DayReport
 from storefront.errors import StorefrontError
 from storefront.gates import EntryDecision
+from storefront.privacy.consent import CURRENT_TEXT_VERSION
 
 if TYPE_CHECKING:
     from storefront.demo.broker import BrokerDevices
@@ -54,7 +55,8 @@ def enrol_all(c: Container, plan: DayPlan, report: DayReport, step: Progress) ->
         shopper = c.shoppers.register(display_name=f"Shopper {number + 1}",
                                       payment_token=f"tok_demo_{number:05d}")
         try:
-            c.shoppers.enrol_palm(shopper_id=shopper.id, images=[s() for s in person.enrol])
+            c.shoppers.enrol_palm(shopper_id=shopper.id, images=[s() for s in person.enrol],
+                                  consent_text_version=CURRENT_TEXT_VERSION)
             report.enrolled += 1
             ids.append(shopper.id)
         except (IdentityError, StorefrontError):

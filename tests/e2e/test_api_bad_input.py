@@ -50,12 +50,14 @@ def test_uploads_that_are_not_images(shop: dict[str, Any]) -> None:
     enrol = f"/shoppers/{shopper}/palms"
 
     # Not an image (enrol and gate).
-    store.error_of(c.post(enrol, files=[("images", ("doc.pdf", NOT_AN_IMAGE, "image/png"))]),
+    store.error_of(c.post(enrol, data={"consent_text_version": "2026-11"},
+                          files=[("images", ("doc.pdf", NOT_AN_IMAGE, "image/png"))]),
                    422)
     store.error_of(c.post("/gates/entry", files={"image": ("doc.pdf", NOT_AN_IMAGE,
                                                            "image/png")}), 422)
     # Empty uploads.
-    body = store.error_of(c.post(enrol, files=[("images", ("empty.png", b"", "image/png"))]), 422)
+    body = store.error_of(c.post(enrol, data={"consent_text_version": "2026-11"},
+                                 files=[("images", ("empty.png", b"", "image/png"))]), 422)
     assert "empty" in body["reason"]
     body = store.error_of(c.post("/gates/entry", files={"image": ("e.png", b"", "image/png")}),
                           422)
@@ -82,7 +84,8 @@ def test_mixed_batch_reports_each_capture(make_store: Any) -> None:
     mixed = [("images", ("ok0.png", store.palm_png(9, 0), "image/png")),
              ("images", ("bad.png", NOT_AN_IMAGE, "image/png")),
              ("images", ("ok1.png", store.palm_png(9, 1), "image/png"))]
-    r = store.client.post(f"/shoppers/{shopper}/palms", files=mixed)
+    r = store.client.post(f"/shoppers/{shopper}/palms", files=mixed,
+                          data={"consent_text_version": "2026-11"})
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["templates"] == 2
@@ -99,7 +102,8 @@ def test_palm_of_another_shopper_and_oversized_upload(shop: dict[str, Any]) -> N
     # Eve's palm cannot be enrolled again for someone else.
     mallory = store.register("Mallory")
     files = [("images", (f"{i}.png", store.palm_png(3, i), "image/png")) for i in range(5)]
-    store.error_of(c.post(f"/shoppers/{mallory}/palms", files=files), 422)
+    store.error_of(c.post(f"/shoppers/{mallory}/palms", files=files,
+                          data={"consent_text_version": "2026-11"}), 422)
     entry = store.enter(store.palm_png(3, store.PROBE_CAPTURE))
     assert entry["admitted"] and entry["shopper_id"] == shopper
     # More than 10 MiB in one file.
@@ -197,7 +201,8 @@ def test_intact_after_everything(shop: dict[str, Any]) -> None:
     """A batch of every kind of bad request, then the state check."""
     store, shopper, session_id = shop["store"], shop["shopper"], shop["session"]
     c = store.client
-    c.post(f"/shoppers/{shopper}/palms", files=[("images", ("x.png", b"junk", "image/png"))])
+    c.post(f"/shoppers/{shopper}/palms", files=[("images", ("x.png", b"junk", "image/png"))],
+           data={"consent_text_version": "2026-11"})
     c.post("/gates/entry", files={"image": ("x.png", b"junk", "image/png")})
     store.send(session_id, shop["first"])
     store.send(session_id, dict(shop["first"], device_seq=99, product_code="NOPE"))

@@ -40,7 +40,8 @@ def test_enrolment_on_one_worker_is_identified_on_the_other(
         workers: tuple[Container, Container]) -> None:
     a, b = workers
     bob = a.shoppers.register(display_name="Bob", payment_token="tok_bob")
-    a.shoppers.enrol_palm(shopper_id=bob.id, images=[_png(0, c) for c in range(3)])
+    a.shoppers.enrol_palm(shopper_id=bob.id, images=[_png(0, c) for c in range(3)],
+        consent_text_version="2026-11")
     decision = b.gates.enter_by_palm(image=_png(0, 5))
     assert decision.admitted and decision.shopper_id == bob.id
 
@@ -49,17 +50,20 @@ def test_the_same_palm_cannot_be_enrolled_twice_through_two_workers(
         workers: tuple[Container, Container]) -> None:
     a, b = workers
     bob = a.shoppers.register(display_name="Bob", payment_token="tok_bob")
-    a.shoppers.enrol_palm(shopper_id=bob.id, images=[_png(1, c) for c in range(3)])
+    a.shoppers.enrol_palm(shopper_id=bob.id, images=[_png(1, c) for c in range(3)],
+        consent_text_version="2026-11")
     eve = b.shoppers.register(display_name="Eve", payment_token="tok_eve")
     with pytest.raises(EnrolmentError, match="already enrolled"):
-        b.shoppers.enrol_palm(shopper_id=eve.id, images=[_png(1, c) for c in range(3, 6)])
+        b.shoppers.enrol_palm(shopper_id=eve.id, images=[_png(1, c) for c in range(3, 6)],
+        consent_text_version="2026-11")
 
 
 def test_deletion_on_one_worker_is_honoured_by_the_other(
         workers: tuple[Container, Container]) -> None:
     a, b = workers
     bob = a.shoppers.register(display_name="Bob", payment_token="tok_bob")
-    a.shoppers.enrol_palm(shopper_id=bob.id, images=[_png(2, c) for c in range(3)])
+    a.shoppers.enrol_palm(shopper_id=bob.id, images=[_png(2, c) for c in range(3)],
+        consent_text_version="2026-11")
     assert b.gates.enter_by_palm(image=_png(2, 5)).admitted
     assert a.identity.delete(subject_id=bob.id) == 3
     decision = b.gates.enter_by_palm(image=_png(2, 6))

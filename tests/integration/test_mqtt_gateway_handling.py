@@ -93,7 +93,8 @@ def test_a_redelivered_palm_capture_opens_one_session(store) -> None:  # type: i
     palms = SyntheticPalms(4242)
     shopper = c.shoppers.register(display_name="P", payment_token="tok_p")
     c.shoppers.enrol_palm(shopper_id=shopper.id,
-                          images=[encode_png(palms.capture(0, k)) for k in range(5)])
+                          images=[encode_png(palms.capture(0, k)) for k in range(5)],
+                          consent_text_version="2026-11")
     capture = PalmCaptureMessage(device_id="gate-1", device_seq=0, device_time=datetime.now(UTC),
                                  gate_id="g1", direction="entry",
                                  image=encode_png(palms.capture(0, 5)))

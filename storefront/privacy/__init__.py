@@ -1,0 +1,1 @@
+"""The shopper privacy portal: transparency, export, deletion, retention and consent."""
