@@ -6,6 +6,7 @@ at import time.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,6 +32,8 @@ from storefront.payments.factory import build_processor
 from storefront.payments.reconcile import reconcile
 from storefront.pricing import tax_policy_from_settings
 from storefront.receipts import ReceiptStore
+from storefront.security.audit import Audit
+from storefront.security.service import Security, build_security
 from storefront.sessions import ItemIngest, SessionReadModel
 from storefront.settings import Settings
 from storefront.shoppers import ShopperService
@@ -59,9 +62,13 @@ class Container:
     staffed: StaffedCheckout
     receipts: ReceiptStore
     disputes: DisputeService
+    audit: Audit
+    security: Security
 
     def close(self) -> None:
-        """Release database connections."""
+        """Save the encrypted palm-index snapshot (best effort) and release connections."""
+        with contextlib.suppress(OSError):  # the next start rebuilds from the database
+            self.identity.save_snapshot()
         self.engine.dispose()
 
 
@@ -85,7 +92,8 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                                           create=settings.environment == "development")
     identity = IdentityService(repository=SqlTemplateRepository(db),
                                cipher=TemplateCipher(kek, key_id),
-                               settings=identity_settings or IdentitySettings())
+                               settings=identity_settings or IdentitySettings(),
+                               snapshot_path=settings.data_dir / "index" / "palm-index.snapshot")
     identity.load()
     processor = processor or build_processor(settings)
     payment = ExitPayment(sessions=db, processor=processor, clock=clock,
@@ -94,12 +102,14 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     carts = SessionService(SqlEventStore(engine), clock, max_attempts=20)
     catalogue = Catalogue(db)
     read_model = SessionReadModel(db)
-    shoppers = ShopperService(sessions=db, identity=identity, clock=clock)
+    audit = Audit(db, clock)
+    shoppers = ShopperService(sessions=db, identity=identity, clock=clock, audit=audit)
     gates = GateService(identity=identity, carts=carts, read_model=read_model, shoppers=shoppers,
                         store_id=settings.store_id, clock=clock, payment=payment,
                         policy=EntryPolicy(hold_minor=settings.entry_hold_minor,
                                            currency=settings.currency,
-                                           unpaid_grace=timedelta(seconds=settings.unpaid_grace_s)))
+                                           unpaid_grace=timedelta(seconds=settings.unpaid_grace_s)),
+                       audit=audit)
     checkout = CheckoutService(sessions=db, carts=carts, catalogue=catalogue, processor=processor,
                                shoppers=shoppers, read_model=read_model,
                                currency=settings.currency,
@@ -113,19 +123,23 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
                      gates, ItemIngest(carts=carts, catalogue=catalogue), checkout, processor,
                      **_staff_services(db, carts, catalogue, read_model, shoppers, processor,
-                                       settings, clock))
+                                       settings, clock, audit),
+                     audit=audit, security=build_security(db, kek=kek, kek_id=key_id,
+                                                          store_id=settings.store_id,
+                                                          audit=audit, clock=clock))
 
 
 def _staff_services(db: sessionmaker[Session], carts: SessionService, catalogue: Catalogue,
                     read_model: SessionReadModel, shoppers: ShopperService,
                     processor: PaymentProcessor, settings: Settings,
-                    clock: Clock) -> dict[str, Any]:
+                    clock: Clock, audit: Audit) -> dict[str, Any]:
     """The staffed checkout, till, receipts and disputes (Container fields by name)."""
     tax = tax_policy_from_settings(settings)
     till = Till(sessions=db, processor=processor, currency=settings.currency, clock=clock)
     receipts = ReceiptStore(sessions=db, tax=tax)
     staffed = StaffedCheckout(sessions=db, carts=carts, catalogue=catalogue,
                               read_model=read_model, shoppers=shoppers, till=till,
-                              currency=settings.currency, tax=tax, clock=clock)
-    disputes = DisputeService(sessions=db, processor=processor, receipts=receipts, clock=clock)
+                              currency=settings.currency, tax=tax, clock=clock, audit=audit)
+    disputes = DisputeService(sessions=db, processor=processor, receipts=receipts, clock=clock,
+                              audit=audit)
     return {"till": till, "staffed": staffed, "receipts": receipts, "disputes": disputes}

@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from storefront.cli_audit import audit_app
 from storefront.cli_catalog import catalog_app
 from storefront.cli_devices import devices_app
 from storefront.cli_identity import identity_app
+from storefront.cli_privacy import privacy_app
+from storefront.cli_staff import staff_app
 from storefront.errors import StorefrontError
 from storefront.payments.cli import payments_app
 
@@ -22,6 +25,9 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(payments_app, name="payments")
 app.add_typer(identity_app, name="identity")
 app.add_typer(devices_app, name="devices")
+app.add_typer(audit_app, name="audit")
+app.add_typer(staff_app, name="staff")
+app.add_typer(privacy_app, name="privacy")
 console = Console()
 
 

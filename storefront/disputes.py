@@ -34,6 +34,8 @@ from storefront.payments import PaymentProcessor
 from storefront.pricing.model import GRAMS_PER_KG, PricedLine
 from storefront.pricing.rounding import round_half_up
 from storefront.receipts import ReceiptStore, total_of
+from storefront.security.audit import Audit
+from storefront.security.errors import PermissionDenied
 from storefront.till import lock_open_drawer
 
 
@@ -61,14 +63,16 @@ class DisputeService:
     """Takes disputes of receipt lines, refunds them and issues amended receipts."""
 
     def __init__(self, *, sessions: sessionmaker[Session], processor: PaymentProcessor,
-                 receipts: ReceiptStore, clock: Clock) -> None:
+                 receipts: ReceiptStore, clock: Clock, audit: Audit | None = None) -> None:
         self._db = sessions
+        self._audit = audit
         self._processor = processor
         self._receipts = receipts
         self._clock = clock
 
     def dispute(self, *, receipt_id: str, dispute_key: str, product_code: str, quantity: int,
-                reason: str, till_id: str | None = None) -> DisputeResult:
+                reason: str, till_id: str | None = None, actor: str = "system",
+                max_refund_minor: int | None = None) -> DisputeResult:
         """Dispute ``quantity`` of ``product_code`` on a receipt (or any version of it).
 
         Raises:
@@ -78,6 +82,9 @@ class DisputeService:
             Conflict: the key reused for another dispute, no drawer open at the till,
                 another dispute of the receipt landed at the same moment (retry).
             PaymentError: a card refund failed (the dispute is kept; send it again).
+            PermissionDenied: the refund is over ``max_refund_minor`` (the role's limit).
+
+        The refund is written to the audit log as done by ``actor``.
         """
         reason = (reason or "").strip()
         if not 1 <= len(reason) <= 300:
@@ -86,9 +93,11 @@ class DisputeService:
             raise InvalidInput("quantity must be a positive integer (units, or grams)")
         original = self._receipts.get(receipt_id).original_receipt_id
         row = self._by_key(dispute_key)
+        done_before = row is not None and row.state == "refunded"
         if row is None:
             try:
-                row = self._open(original, dispute_key, product_code, quantity, reason, till_id)
+                row = self._open(original, dispute_key, product_code, quantity, reason, till_id,
+                                 max_refund_minor)
             except IntegrityError:
                 row = self._by_key(dispute_key)
                 if row is None:
@@ -99,6 +108,10 @@ class DisputeService:
             raise Conflict(f"dispute key {dispute_key!r} was already used for another dispute")
         if row.state != "refunded":
             row = self._refund(row)
+        if not done_before and self._audit is not None:
+            self._audit.record(actor=actor, action="refund", subject=f"receipt:{original}",
+                               details={"dispute_id": row.id, "product_code": product_code,
+                                        "quantity": quantity, "refund_minor": row.refund_minor})
         return _result(row)
 
     def _by_key(self, key: str) -> Dispute | None:
@@ -106,7 +119,7 @@ class DisputeService:
             return db.scalars(sa.select(Dispute).where(Dispute.dispute_key == key)).first()
 
     def _open(self, original_id: str, key: str, code: str, quantity: int, reason: str,
-              till_id: str | None) -> Dispute:
+              till_id: str | None, max_refund_minor: int | None) -> Dispute:
         policy = self._receipts.policy()
         now = self._clock()
         with self._db.begin() as db:
@@ -118,6 +131,9 @@ class DisputeService:
             before, _ = total_of(latest.lines, policy)
             after, _ = total_of(amended, policy)
             refund = max(0, before - after)
+            if max_refund_minor is not None and refund > max_refund_minor:
+                raise PermissionDenied(f"a refund of {refund} is over your limit of "
+                                       f"{max_refund_minor} minor units: ask a manager")
             parts = _allocate(refund, _refundable(db, latest.session_id, original_id))
             cash = refund - sum(p["amount_minor"] for p in parts)
             drawer_id = None

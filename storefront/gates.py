@@ -13,6 +13,7 @@ from identity.service import IdentityService
 from storefront.clock import Clock
 from storefront.errors import EntryRefused, PaymentError
 from storefront.exit_payment import ExitPayment
+from storefront.security.audit import Audit
 from storefront.sessions import SessionReadModel
 from storefront.shoppers import ShopperService
 
@@ -54,7 +55,8 @@ class GateService:
     def __init__(self, *, identity: IdentityService, carts: SessionService,
                  read_model: SessionReadModel, shoppers: ShopperService,
                  store_id: str, clock: Clock, payment: ExitPayment | None = None,
-                 policy: EntryPolicy | None = None) -> None:
+                 policy: EntryPolicy | None = None, audit: Audit | None = None) -> None:
+        self._audit = audit
         self._payment = payment
         self._policy = policy or EntryPolicy()
         self._identity = identity
@@ -64,19 +66,28 @@ class GateService:
         self._store_id = store_id
         self._clock = clock
 
-    def enter_by_palm(self, *, image: bytes) -> EntryDecision:
+    def enter_by_palm(self, *, image: bytes, actor: str = "gate") -> EntryDecision:
         """Identify the palm in ``image`` (encoded bytes) and open a session.
 
         Not identified or ambiguous -> refused with the reason (an ambiguous
         match is never guessed). Raises identity's InvalidImageError or
-        AcquisitionError for unusable captures.
+        AcquisitionError for unusable captures. Every identification is written to
+        the audit log as done by ``actor`` (the gate device).
         """
         result = self._identity.identify(image=image)
+        if self._audit is not None:
+            self._audit.record(actor=actor, action="identify",
+                               subject=f"shopper:{result.subject_id}" if result.subject_id
+                               else "unidentified",
+                               details={"outcome": result.outcome,
+                                        "score": round(float(result.score), 4),
+                                        "store_id": self._store_id})
         if result.outcome != "identified" or result.subject_id is None:
             return EntryDecision(False, result.outcome, result.reason, None, None,
                                  result.score, result.elapsed_ms)
         shopper_id = result.subject_id
         self._shoppers.get(shopper_id)
+        self._shoppers.palm_used(shopper_id=shopper_id, store_id=self._store_id)
         try:
             session_id = self.open_session(shopper_id=shopper_id, entry_method="palm")
         except EntryRefused as exc:

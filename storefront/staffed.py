@@ -39,6 +39,8 @@ from storefront.clock import Clock
 from storefront.db.models import AgeCheck, CartCorrection, FlagResolution, Receipt, StaffClaim
 from storefront.errors import Conflict, InvalidInput, NotFound, StorefrontError
 from storefront.pricing import PricedCart, TaxPolicy, price_cart
+from storefront.security.audit import Audit
+from storefront.security.errors import PermissionDenied
 from storefront.sessions import SessionReadModel, SessionView
 from storefront.shoppers import ShopperService, looks_like_card_number
 from storefront.till import PAID_STATES, PENDING_STATES, TenderKind, TenderRequest, TenderView, Till
@@ -140,8 +142,9 @@ class StaffedCheckout:
     def __init__(self, *, sessions: sessionmaker[Session], carts: SessionService,
                  catalogue: Catalogue, read_model: SessionReadModel, shoppers: ShopperService,
                  till: Till, currency: str, tax: TaxPolicy, clock: Clock,
-                 claim_ttl: timedelta = CLAIM_TTL) -> None:
+                 claim_ttl: timedelta = CLAIM_TTL, audit: Audit | None = None) -> None:
         self._db = sessions
+        self._audit = audit
         self._carts = carts
         self._catalogue = catalogue
         self._read_model = read_model
@@ -220,12 +223,13 @@ class StaffedCheckout:
             age.staff_id if age else None, age.checked_at if age else None, tenders, blockers)
 
     def correct(self, *, session_id: str, staff_id: str, product_code: str, quantity: int,
-                reason: str) -> CorrectionView:
+                reason: str, max_change: int | None = None) -> CorrectionView:
         """Set the quantity of ``product_code`` (0 removes it, a new code adds it), audited.
 
         ``quantity`` is units, or grams for goods sold by weight. Raises
         InvalidInput (no reason, quantity out of range or unchanged),
-        UnknownProduct, NotFound, Conflict (no claim, tenders already taken).
+        UnknownProduct, NotFound, Conflict (no claim, tenders already taken),
+        PermissionDenied (the change exceeds ``max_change``, the role's limit).
         """
         reason = _text("reason", reason)
         if isinstance(quantity, bool) or not isinstance(quantity, int) \
@@ -237,6 +241,9 @@ class StaffedCheckout:
         before = state.quantities.get(product_code, 0)
         if before == quantity and product_code not in state.issues:
             raise InvalidInput(f"{product_code} already has quantity {quantity}")
+        if max_change is not None and abs(quantity - before) > max_change:
+            raise PermissionDenied(f"a change of {abs(quantity - before)} is over your limit "
+                                   f"of {max_change}: ask a manager")
         row = CartCorrection(id=f"cor_{uuid.uuid4().hex}", session_id=session_id,
                              staff_id=staff_id, product_code=product_code,
                              quantity_before=before, quantity_after=quantity, reason=reason,
@@ -246,6 +253,11 @@ class StaffedCheckout:
             if self._till.has_tenders(db, session_id, PAID_STATES + PENDING_STATES):
                 raise Conflict("tenders have been taken: the lines are locked")
             db.add(row)
+        if self._audit is not None:
+            self._audit.record(actor=f"staff:{staff_id}", action="correction",
+                               subject=f"session:{session_id}",
+                               details={"correction_id": row.id, "product_code": product_code,
+                                        "before": before, "after": quantity, "reason": reason})
         return _correction_view(row)
 
     def resolve_flag(self, *, session_id: str, staff_id: str, device_id: str, device_seq: int,

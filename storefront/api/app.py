@@ -8,10 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from storefront.api.errors import install_error_handlers
+from storefront.api.routers import auth as auth_router
 from storefront.api.routers import catalogue, gates, sessions, shoppers
+from storefront.api.routers import entry_code as entry_code_router
+from storefront.api.routers import me as me_router
 from storefront.api.routers import receipts as receipts_router
 from storefront.api.routers import staff as staff_router
 from storefront.bootstrap import Container, bootstrap
+from storefront.security import routes as security_routes
+from storefront.security.devices_http import SignedBodyMiddleware
+from storefront.security.headers import SecurityHeadersMiddleware
 from storefront.settings import Settings
 
 
@@ -33,10 +39,16 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     if container is not None:
         app.state.container = container
     install_error_handlers(app)
+    app.add_middleware(SignedBodyMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.include_router(security_routes.router)
     for module in (catalogue, shoppers, gates, sessions):
         app.include_router(module.router)
     app.include_router(staff_router.router)
     app.include_router(receipts_router.router)
+    app.include_router(auth_router.router)
+    app.include_router(me_router.router)
+    app.include_router(entry_code_router.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

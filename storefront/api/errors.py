@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from cart import errors as cart_errors
 from identity import errors as identity_errors
 from storefront import errors as sf_errors
+from storefront.security import errors as sec_errors
 
 STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (identity_errors.InvalidImageError, 422),
@@ -25,6 +26,8 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (cart_errors.DuplicateDeviceEvent, 409),
     (cart_errors.ConcurrencyConflict, 503),  # transient: the client retries
     (cart_errors.InvalidCommand, 422),
+    (sec_errors.AuthenticationRequired, 401),
+    (sec_errors.PermissionDenied, 403),
     (sf_errors.NotFound, 404),
     (sf_errors.UnknownProduct, 422),
     (sf_errors.InvalidInput, 422),
@@ -53,6 +56,8 @@ async def _handle(_request: Request, exc: Exception) -> JSONResponse:
     reason = getattr(exc, "reason", str(exc))
     status = status_for(exc)
     headers = {"Retry-After": "1"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="storefront"'}
     return JSONResponse({"error": error_code(exc), "reason": reason}, status_code=status,
                         headers=headers)
 

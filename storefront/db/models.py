@@ -359,3 +359,150 @@ class PalmTemplateChange(Base):
     shopper_id: Mapped[str] = mapped_column(sa.String(64))
     template_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# --- Shopper accounts and the privacy portal (migration 0008) ---------------------------
+
+
+class ShopperAccount(Base):
+    """Login credentials of a shopper: an argon2id password hash and an optional TOTP secret."""
+
+    __tablename__ = "shopper_accounts"
+    shopper_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    totp_enabled: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ShopperAuthSession(Base):
+    """An opaque session token of a shopper, stored only as its SHA-256 hash."""
+
+    __tablename__ = "shopper_auth_sessions"
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    shopper_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BiometricConsent(Base):
+    """Consent to a purpose (e.g. palm enrolment): text version shown, when given, withdrawn."""
+
+    __tablename__ = "biometric_consents"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    shopper_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    purpose: Mapped[str] = mapped_column(sa.String(64))
+    text_version: Mapped[str] = mapped_column(sa.String(32))
+    given_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class PrivacyChoice(Base):
+    """A shopper's privacy choices: recommendation opt-out and retention periods in days."""
+
+    __tablename__ = "privacy_choices"
+    shopper_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    recommendations_opt_out: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    palm_retention_days: Mapped[int] = mapped_column(sa.Integer())
+    trip_retention_days: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PalmEnrolment(Base):
+    """One enrolled palm (its template ids), where and when enrolled, when last identified."""
+
+    __tablename__ = "palm_enrolments"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    shopper_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    template_ids: Mapped[list[str]] = mapped_column(sa.JSON())
+    store_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_used_store: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+
+
+class PrivacyExport(Base):
+    """A requested data export: ``state`` pending, running, ready or failed; the zip archive."""
+
+    __tablename__ = "privacy_exports"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    shopper_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    archive: Mapped[bytes | None] = mapped_column(sa.LargeBinary(), nullable=True)
+    error: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
+
+
+class StaffAccount(Base):
+    """A staff member: ``role`` cashier, manager, auditor or admin; argon2id password hash;
+    TOTP secret sealed under the KEK (AES-256-GCM), required for manager and admin."""
+
+    __tablename__ = "staff_accounts"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    totp_secret_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class StaffToken(Base):
+    """A staff bearer token, stored only as its SHA-256 (hex); valid until ``expires_at``."""
+
+    __tablename__ = "staff_tokens"
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class DeviceNonce(Base):
+    """A nonce of a signed device HTTP request, kept until ``expires_at`` to refuse replays."""
+
+    __tablename__ = "device_nonces"
+    device_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class AuditEntry(Base):
+    """One entry of the tamper-evident audit log (a SHA-256 hash chain, ``seq`` from 1).
+
+    ``details`` is the canonical JSON text that was hashed; ``hash`` covers every
+    other column and ``prev_hash`` (see :mod:`storefront.security.audit`).
+    """
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    action: Mapped[str] = mapped_column(sa.String(32), index=True)
+    subject: Mapped[str] = mapped_column(sa.String(100), index=True)
+    details: Mapped[str] = mapped_column(sa.Text())
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditHead(Base):
+    """The last audit entry's seq and hash (one row, ``id`` 1): removing the newest
+    entries without also rewriting this row is detected."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(sa.BigInteger())
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class EntryCode(Base):
+    """A short-lived, single-use app entry code (stored as its SHA-256) for a shopper."""
+
+    __tablename__ = "entry_codes"
+    code_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    shopper_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -21,6 +21,7 @@ from identity.synthetic import SyntheticPalms
 from storefront.api.app import create_app
 from storefront.bootstrap import Container, bootstrap
 from storefront.payments import SimulatedProcessor
+from storefront.security.client import authenticated
 from storefront.settings import Settings
 
 PALM_SEED = 4242
@@ -89,7 +90,8 @@ class Store:
     def enrol(self, shopper_id: str, palm: int) -> dict[str, Any]:
         files = [("images", (f"p{palm}_c{c}.png", palm_png(palm, c), "image/png"))
                  for c in ENROL_CAPTURES]
-        r = self.client.post(f"/shoppers/{shopper_id}/palms", files=files)
+        r = self.client.post(f"/shoppers/{shopper_id}/palms", files=files,
+                             data={"consent_text_version": "2026-11"})
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
         assert body["templates"] >= 1
@@ -129,7 +131,8 @@ def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
         processor = SimulatedProcessor(seed=seed, decline_rate=decline_rate)
         container = bootstrap(Settings(data_dir=folder, database_url=database_url),
                               processor=processor)
-        client = TestClient(create_app(container))
+        client = authenticated(TestClient(create_app(container)), container.security,
+                           container.settings.store_id)
         client.__enter__()
         stack.append((client, container))
         return Store(client, container, processor)

@@ -22,6 +22,7 @@ from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
 from storefront.errors import PaymentError
 from storefront.payments import SimulatedProcessor
+from storefront.security.client import authenticated
 from storefront.settings import Settings
 
 PRODUCTS = {"WATER": ("Sparkling water 1l", 95), "APPLE-1": ("Apple, each", 35),
@@ -113,7 +114,8 @@ def shop(tmp_path: Path) -> Iterator[Shop]:
                                 for code, (name, price) in PRODUCTS.items()])
     container.catalogue.upsert([make_item("WINE-75", "Red wine 75cl", 899, "GBP",
                                           age_restricted=True)])
-    with TestClient(create_app(container)) as client:
+    with authenticated(TestClient(create_app(container)), container.security,
+                           container.settings.store_id) as client:
         yield Shop(client, container, processor)
     container.close()
 

@@ -15,6 +15,7 @@ from storefront.api.app import create_app
 from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
 from storefront.payments import SimulatedProcessor
+from storefront.security.client import authenticated
 from storefront.settings import Settings
 
 HOSTILE = "<script>alert(1)</script> & co"
@@ -45,7 +46,8 @@ def paid(tmp_path: Path) -> Iterator[tuple[TestClient, Container, RefundLog, str
                           processor=processor)  # type: ignore[arg-type]
     container.catalogue.upsert([make_item("EVIL-1", HOSTILE, 250, "GBP"),
                                 make_item("MILK-3", HEBREW, 690, "GBP")])
-    with TestClient(create_app(container)) as client:
+    with authenticated(TestClient(create_app(container)), container.security,
+                           container.settings.store_id) as client:
         shopper = client.post("/shoppers", json={"display_name": "Noa",
                                                  "payment_token": "tok_noa"}).json()["id"]
         sid = container.gates.open_session(shopper_id=shopper, entry_method="palm")

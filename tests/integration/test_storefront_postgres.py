@@ -26,6 +26,7 @@ from storefront.api.app import create_app
 from storefront.bootstrap import Container, bootstrap
 from storefront.db.models import PalmTemplate, Receipt
 from storefront.payments import SimulatedProcessor
+from storefront.security.client import authenticated
 from storefront.settings import Settings
 
 WATER, COFFEE = "5000112637922", "COFFEE.250"
@@ -50,7 +51,8 @@ def _store(data_dir: Path, database_url: str | None,
     container = bootstrap(Settings(data_dir=data_dir, database_url=database_url),
                           processor=processor or SimulatedProcessor(seed=1, decline_rate=0.0))
     try:
-        with TestClient(create_app(container)) as client:
+        with authenticated(TestClient(create_app(container)), container.security,
+                           container.settings.store_id) as client:
             yield client, container
     finally:
         container.close()
@@ -75,7 +77,8 @@ def _core_flow(client: TestClient, container: Container) -> dict[str, Any]:
         assert r.status_code == 201, r.text
         shopper = r.json()["id"]
         files = [("images", (f"{c}.png", _palm(palm, c), "image/png")) for c in range(5)]
-        r = client.post(f"/shoppers/{shopper}/palms", files=files)
+        r = client.post(f"/shoppers/{shopper}/palms", files=files,
+                        data={"consent_text_version": "2026-11"})
         assert r.status_code == 201, r.text
         assert r.json()["templates"] == 5
         shoppers.append(shopper)

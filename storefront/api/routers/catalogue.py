@@ -8,6 +8,7 @@ from storefront.api.deps import ContainerDep
 from storefront.api.schemas import ProductCodePath, ProductIn, ProductOut
 from storefront.catalog import CatalogueItem, make_item
 from storefront.errors import InvalidInput, NotFound, UnknownProduct
+from storefront.security.api import Admin
 
 router = APIRouter(prefix="/products", tags=["catalogue"])
 
@@ -18,8 +19,9 @@ def _out(item: CatalogueItem) -> ProductOut:
 
 
 @router.put("/{code}", response_model=ProductOut)
-def put_product(code: ProductCodePath, body: ProductIn, c: ContainerDep) -> ProductOut:
-    """Create or replace a product (the path code must equal the body code)."""
+def put_product(code: ProductCodePath, body: ProductIn, c: ContainerDep, _who: Admin
+                ) -> ProductOut:
+    """Create or replace a product (the path code must equal the body code); admins only."""
     if code != body.code:
         raise InvalidInput("product code in the path and the body differ")
     item = make_item(body.code, body.name, body.unit_price_minor, c.settings.currency)

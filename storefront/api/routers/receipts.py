@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storefront.api.deps import ContainerDep
 from storefront.api.schemas import ID_PATTERN, StrictCount, Text
 from storefront.receipts import render_html, render_json, render_text
+from storefront.security.api import Checkout
 
 router = APIRouter(tags=["receipts"])
 
@@ -67,10 +68,10 @@ def negotiate(accept: str | None) -> Format | None:
 
 @router.get("/receipts/{receipt_id}", response_model=None,
             responses={200: {"content": {"text/plain": {}, "text/html": {}}}})
-def get_receipt(receipt_id: ReceiptIdPath, c: ContainerDep,
+def get_receipt(receipt_id: ReceiptIdPath, c: ContainerDep, _who: Checkout,
                 format: Annotated[Format | None, Query()] = None,  # noqa: A002 - API name
                 accept: Annotated[str | None, Header()] = None) -> Response:
-    """The receipt (or an amended receipt) as JSON, plain text or HTML."""
+    """The receipt (or an amended receipt) as JSON, plain text or HTML (checkout staff)."""
     chosen = format or negotiate(accept)
     if chosen is None:
         return JSONResponse({"error": "not_acceptable",
@@ -90,9 +91,17 @@ def _jsonable(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/receipts/{receipt_id}/disputes", status_code=201)
-def dispute(receipt_id: ReceiptIdPath, body: DisputeIn, c: ContainerDep) -> dict[str, Any]:
-    """Dispute a line: refund through the processor (once per key) and an amended receipt."""
+def dispute(receipt_id: ReceiptIdPath, body: DisputeIn, c: ContainerDep,
+            who: Checkout) -> dict[str, Any]:
+    """Dispute a line: refund through the processor (once per key) and an amended receipt.
+
+    Checkout staff, up to their role's refund limit (403 above it).
+    """
+    limits = c.security.settings
+    limit = (limits.manager_refund_limit_minor if who.role == "manager"
+             else limits.cashier_refund_limit_minor)
     result = c.disputes.dispute(receipt_id=receipt_id, dispute_key=body.dispute_key,
                                 product_code=body.product_code, quantity=body.quantity,
-                                reason=body.reason, till_id=body.till_id)
+                                reason=body.reason, till_id=body.till_id,
+                                actor=f"staff:{who.id}", max_refund_minor=limit)
     return asdict(result)

@@ -13,13 +13,21 @@ from storefront.api.schemas import (
     SessionIdPath,
     SessionOut,
 )
+from storefront.security.api import Cart, Checkout, Gate, StaffOrDevice
+from storefront.security.errors import PermissionDenied
 
 router = APIRouter(tags=["sessions"])
 
 
 @router.post("/sessions/{session_id}/events", response_model=ItemEventOut, status_code=201)
-def record_event(session_id: SessionIdPath, body: ItemEventIn, c: ContainerDep) -> ItemEventOut:
-    """Append an item event once; a replay of (device id, sequence) is 409."""
+def record_event(session_id: SessionIdPath, body: ItemEventIn, c: ContainerDep,
+                 device: Cart) -> ItemEventOut:
+    """Append an item event once; a replay of (device id, sequence) is 409.
+
+    Signed cart devices only, each for its own ``device_id`` (403 otherwise).
+    """
+    if body.device_id != device.id:
+        raise PermissionDenied(f"device {device.id} may not send events as {body.device_id}")
     stored = c.ingest.record(session_id=session_id, kind=body.kind,
                              product_code=body.product_code, quantity=body.quantity,
                              device_id=body.device_id, device_seq=body.device_seq,
@@ -28,8 +36,9 @@ def record_event(session_id: SessionIdPath, body: ItemEventIn, c: ContainerDep) 
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut)
-def get_session(session_id: SessionIdPath, c: ContainerDep) -> SessionOut:
-    """The session with its current cart (derived from the event log) and flags."""
+def get_session(session_id: SessionIdPath, c: ContainerDep, _who: StaffOrDevice) -> SessionOut:
+    """The session with its current cart (derived from the event log) and flags
+    (checkout staff or a signed device)."""
     view = c.read_model.get(session_id)
     contents = c.carts.cart(session_id)
     return SessionOut(
@@ -41,8 +50,9 @@ def get_session(session_id: SessionIdPath, c: ContainerDep) -> SessionOut:
 
 
 @router.post("/sessions/{session_id}/exit", response_model=ExitOut)
-def exit_session(session_id: SessionIdPath, c: ContainerDep) -> ExitOut:
-    """Close the session, price, charge, and return the receipt (or the staffed reason)."""
+def exit_session(session_id: SessionIdPath, c: ContainerDep, _gate: Gate) -> ExitOut:
+    """Close the session, price, charge, and return the receipt (or the staffed reason);
+    signed gate devices only."""
     result = c.checkout.exit(session_id)
     return ExitOut(session_id=result.session_id, status=result.status,
                    total_minor=result.total_minor, currency=result.currency,
@@ -50,6 +60,6 @@ def exit_session(session_id: SessionIdPath, c: ContainerDep) -> ExitOut:
 
 
 @router.get("/checkout/staffed")
-def staffed_queue(c: ContainerDep) -> list[dict[str, object]]:
-    """Sessions waiting at the staffed checkout, with the reason, oldest first."""
+def staffed_queue(c: ContainerDep, _who: Checkout) -> list[dict[str, object]]:
+    """Sessions waiting at the staffed checkout, with the reason, oldest first (staff)."""
     return c.checkout.staffed_queue()

@@ -1,0 +1,181 @@
+"""Tamper-evident audit log: a SHA-256 hash chain in table ``audit_log``.
+
+Each entry has ``seq`` (1, 2, ...), time, actor, action, subject, details (a JSON
+object) and the previous entry's hash (64 zeros for the first). Its hash is SHA-256
+(FIPS 180-4) over ``b"storefront-audit/v1\\x00"`` and the canonical JSON (sorted keys,
+no whitespace, as :func:`hardware.auth.canonical_json`) of
+``{"action", "actor", "at", "details", "prev", "seq", "subject"}``, ``at`` written as
+ISO 8601 UTC with microseconds. The hash chain is the construction of Haber and
+Stornetta, "How to time-stamp a digital document" (J. Cryptology 3, 1991), as used by
+RFC 6962 style logs: changing, removing or reordering any entry breaks every link
+after it; removing the newest entries is caught by the head row (``audit_head``),
+which :meth:`Audit.verify` also reports so it can be anchored outside the database.
+
+Writers serialise on the primary key: two writers that read the same last entry
+both try to insert ``seq + 1`` and the loser retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hardware.auth import canonical_json
+from storefront.clock import Clock
+from storefront.db.models import AuditEntry, AuditHead
+from storefront.errors import Conflict, InvalidInput
+
+GENESIS: Final = "0" * 64
+_LABEL: Final = b"storefront-audit/v1\x00"
+ACTIONS: Final = frozenset({"enrol", "identify", "verify", "delete", "export", "correction",
+                            "refund", "staff_added", "staff_login"})
+_ATTEMPTS: Final = 20
+
+
+def entry_hash(*, seq: int, at: datetime, actor: str, action: str, subject: str,
+               details: str, prev: str) -> str:
+    """The SHA-256 hex digest of one entry; ``details`` is its canonical JSON text."""
+    signed = canonical_json({"action": action, "actor": actor,
+                             "at": at.isoformat(timespec="microseconds"),
+                             "details": json.loads(details), "prev": prev, "seq": seq,
+                             "subject": subject})
+    return hashlib.sha256(_LABEL + signed).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit entry as read back (``details`` decoded)."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of a chain check: ``ok``; ``checked`` entries; the first bad ``seq``
+    (None when ok) with the ``reason``; the head ``(seq, hash)`` to anchor elsewhere."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    reason: str
+    head_seq: int
+    head_hash: str
+
+
+class Audit:
+    """Appends to and verifies the audit chain."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self._db = sessions
+        self._clock = clock
+
+    def record(self, *, actor: str, action: str, subject: str,
+               details: dict[str, Any] | None = None) -> AuditRecord:
+        """Append one entry; returns it. Never put secrets or templates in ``details``.
+
+        Raises InvalidInput for an unknown action, empty actor/subject or details that
+        are not JSON; Conflict if the chain stays contended after many retries.
+        """
+        if action not in ACTIONS:
+            raise InvalidInput(f"audit action {action!r} is not one of {sorted(ACTIONS)}")
+        if not actor or not subject:
+            raise InvalidInput("audit entries need an actor and a subject")
+        try:
+            text = canonical_json(details or {}).decode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"audit details are not JSON: {exc}") from None
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._append(actor[:100], action, subject[:100], text)
+            except IntegrityError:
+                continue
+        raise Conflict("the audit log stayed contended; retry")
+
+    def _append(self, actor: str, action: str, subject: str, details: str) -> AuditRecord:
+        with self._db.begin() as db:
+            last = db.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq.desc())
+                              .limit(1)).first()
+            seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+            at = self._clock().astimezone(UTC)
+            digest = entry_hash(seq=seq, at=at, actor=actor, action=action, subject=subject,
+                                details=details, prev=prev)
+            db.add(AuditEntry(seq=seq, at=at, actor=actor, action=action, subject=subject,
+                              details=details, prev_hash=prev, hash=digest))
+            db.flush()
+            head = db.get(AuditHead, 1)
+            if head is None:
+                db.add(AuditHead(id=1, seq=seq, hash=digest))
+            else:
+                head.seq, head.hash = seq, digest
+        return AuditRecord(seq, at, actor, action, subject, json.loads(details), prev, digest)
+
+    def entries(self, *, after_seq: int = 0, limit: int = 100,
+                subject: str | None = None) -> list[AuditRecord]:
+        """Entries with ``seq > after_seq``, oldest first (of ``subject`` when given)."""
+        query = sa.select(AuditEntry).where(AuditEntry.seq > after_seq)
+        if subject is not None:
+            query = query.where(AuditEntry.subject == subject)
+        with self._db() as db:
+            rows = db.scalars(query.order_by(AuditEntry.seq).limit(limit)).all()
+            return [AuditRecord(r.seq, r.at, r.actor, r.action, r.subject, json.loads(r.details),
+                                r.prev_hash, r.hash) for r in rows]
+
+    def verify(self, *, batch: int = 5000) -> VerifyReport:
+        """Walk the whole chain; report the first entry that was edited, removed or moved."""
+        expected_seq, prev, checked = 1, GENESIS, 0
+        with self._db() as db:
+            head = db.get(AuditHead, 1)
+            while True:
+                rows = db.scalars(sa.select(AuditEntry).where(AuditEntry.seq >= expected_seq)
+                                  .order_by(AuditEntry.seq).limit(batch)).all()
+                for row in rows:
+                    problem = _check(row, expected_seq, prev)
+                    if problem:
+                        return VerifyReport(False, checked, expected_seq, problem,
+                                            head.seq if head else 0,
+                                            head.hash if head else GENESIS)
+                    expected_seq, prev, checked = expected_seq + 1, row.hash, checked + 1
+                if len(rows) < batch:
+                    break
+        return _head_report(head, checked, prev)
+
+
+def _check(row: AuditEntry, seq: int, prev: str) -> str:
+    """Why ``row`` cannot be entry ``seq`` after hash ``prev`` ('' when it can)."""
+    if row.seq != seq:
+        return f"entry {seq} is missing (next entry is {row.seq})"
+    if row.prev_hash != prev:
+        return f"entry {seq} does not link to entry {seq - 1} (removed, reordered or edited)"
+    try:
+        digest = entry_hash(seq=row.seq, at=row.at, actor=row.actor, action=row.action,
+                            subject=row.subject, details=row.details, prev=row.prev_hash)
+    except (TypeError, ValueError):
+        return f"entry {seq} has details that are not JSON (edited)"
+    if digest != row.hash:
+        return f"entry {seq} does not match its hash (edited)"
+    return ""
+
+
+def _head_report(head: AuditHead | None, checked: int, last_hash: str) -> VerifyReport:
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    if (head_seq, head_hash) != (checked, last_hash):
+        bad = min(head_seq, checked) + 1
+        return VerifyReport(False, checked, bad,
+                            f"the chain ends at entry {checked} but the head records entry "
+                            f"{head_seq}: newest entries removed or the head edited",
+                            head_seq, head_hash)
+    return VerifyReport(True, checked, None, "chain intact", head_seq, head_hash)

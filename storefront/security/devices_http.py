@@ -1,0 +1,176 @@
+"""HMAC-signed HTTP requests from gates and carts.
+
+A device signs each request with its 32-byte key from the device registry
+(:mod:`storefront.devices.registry`), sending four headers:
+
+* ``X-Device-Id``: the registered device id;
+* ``X-Device-Timestamp``: milliseconds since the Unix epoch, device clock;
+* ``X-Device-Nonce``: 32 lowercase hex digits (16 random bytes), never reused;
+* ``X-Device-Signature``: 64 hex digits, HMAC-SHA256 (RFC 2104) over
+  ``b"storefront-device-http/v1\\x00"`` and the canonical JSON
+  (:func:`hardware.auth.canonical_json`) of ``{"body_sha256", "device", "method",
+  "nonce", "path", "query", "ts"}``: the upper-case method, the URL path, the raw
+  query string, and the SHA-256 hex of the exact body bytes.
+
+The label differs from the MQTT frame label, so a signed frame cannot be replayed as
+an HTTP request. The server refuses a timestamp more than the window from its clock
+and a nonce already seen (table ``device_nonces``, kept for twice the window), a
+revoked or unknown device, a device of another store, and a wrong signature. The
+HTTP analogue of the frame format in :mod:`hardware.auth` (same canonical signing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hardware.auth import canonical_json
+from storefront.clock import Clock
+from storefront.db.models import DeviceNonce
+from storefront.devices.registry import DeviceRegistry
+from storefront.security.errors import AuthenticationRequired
+
+LABEL: Final = b"storefront-device-http/v1\x00"
+H_ID, H_TS, H_NONCE, H_SIG = ("x-device-id", "x-device-timestamp", "x-device-nonce",
+                              "x-device-signature")
+_NONCE = re.compile(r"^[0-9a-f]{32}$")
+_SIG = re.compile(r"^[0-9a-f]{64}$")
+_TS = re.compile(r"^[0-9]{1,16}$")
+
+
+@dataclass(frozen=True)
+class DevicePrincipal:
+    """An authenticated device: id, kind (gate, cart, ...) and store."""
+
+    id: str
+    kind: str
+    store_id: str
+
+
+def signature(key: bytes, *, device_id: str, method: str, path: str, query: str,
+              body: bytes, ts_ms: int, nonce: str) -> str:
+    """The HMAC-SHA256 hex signature of one request (see the module docstring)."""
+    signed = canonical_json({"body_sha256": hashlib.sha256(body).hexdigest(),
+                             "device": device_id, "method": method.upper(), "nonce": nonce,
+                             "path": path, "query": query, "ts": ts_ms})
+    return hmac.new(key, LABEL + signed, hashlib.sha256).hexdigest()
+
+
+def sign_headers(key: bytes, *, device_id: str, method: str, path: str, query: str,
+                 body: bytes, ts_ms: int, nonce: str | None = None) -> dict[str, str]:
+    """The four headers a device sends with a request (a fresh random nonce by default)."""
+    nonce = nonce or os.urandom(16).hex()
+    return {H_ID: device_id, H_TS: str(ts_ms), H_NONCE: nonce,
+            H_SIG: signature(key, device_id=device_id, method=method, path=path, query=query,
+                             body=body, ts_ms=ts_ms, nonce=nonce)}
+
+
+class DeviceRequestVerifier:
+    """Checks signed device requests against the registry; remembers nonces in the database.
+
+    ``window_s``: largest accepted clock distance, seconds.
+    """
+
+    def __init__(self, *, registry: DeviceRegistry, sessions: sessionmaker[Session],
+                 clock: Clock, store_id: str, window_s: int) -> None:
+        self._registry = registry
+        self._db = sessions
+        self._clock = clock
+        self._store_id = store_id
+        self._window = timedelta(seconds=window_s)
+
+    def verify(self, *, method: str, path: str, query: str, body: bytes,
+               headers: Mapping[str, str]) -> DevicePrincipal:
+        """The device that signed this request, or AuthenticationRequired with the reason
+        (missing headers, unknown or revoked device, stale timestamp, replayed nonce,
+        wrong signature). The nonce is spent only by a request that verifies."""
+        device_id, ts, nonce, sig = (headers.get(h, "") for h in (H_ID, H_TS, H_NONCE, H_SIG))
+        if not (device_id and _TS.fullmatch(ts) and _NONCE.fullmatch(nonce)
+                and _SIG.fullmatch(sig)):
+            raise AuthenticationRequired("device requests must be signed: X-Device-Id, "
+                                         "X-Device-Timestamp, X-Device-Nonce and "
+                                         "X-Device-Signature")
+        device = self._registry.lookup(device_id) if len(device_id) <= 64 else None
+        if device is None or device.revoked or device.store_id != self._store_id:
+            raise AuthenticationRequired("unknown or revoked device")
+        now = self._clock()
+        offset_ms = int(ts) - int(now.timestamp() * 1000)
+        if abs(offset_ms) > self._window.total_seconds() * 1000:
+            raise AuthenticationRequired(f"request timestamp is {offset_ms / 1000:+.0f} s from "
+                                         f"the server clock (stale or skewed)")
+        expected = signature(device.key, device_id=device_id, method=method, path=path,
+                             query=query, body=body, ts_ms=int(ts), nonce=nonce)
+        if not hmac.compare_digest(expected, sig):
+            raise AuthenticationRequired("device signature does not match")
+        self._spend(device_id, nonce)
+        return DevicePrincipal(device.id, device.kind, device.store_id)
+
+    def _spend(self, device_id: str, nonce: str) -> None:
+        now = self._clock()
+        try:
+            with self._db.begin() as db:
+                db.execute(sa.delete(DeviceNonce).where(DeviceNonce.expires_at < now))
+                db.add(DeviceNonce(device_id=device_id, nonce=nonce,
+                                   expires_at=now + 2 * self._window))
+        except IntegrityError:
+            raise AuthenticationRequired("replayed request: nonce already used") from None
+
+
+MAX_SIGNED_BODY: Final = 32 * 1024 * 1024
+
+
+class SignedBodyMiddleware:
+    """Buffers the body of requests carrying ``X-Device-Signature`` (at most 32 MiB,
+    else 413) into ``scope["state"]["signed_body"]`` and replays it to the app, so the
+    signature is checked over the exact bytes the route then parses."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(k.lower() == H_SIG.encode()
+                                              for k, _ in scope.get("headers", [])):
+            await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_SIGNED_BODY:
+                await _too_large(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        scope.setdefault("state", {})["signed_body"] = body
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body",
+                "body": b'{"error":"too_large","reason":"signed body over 32 MiB"}'})

@@ -1,0 +1,38 @@
+"""The security services of one process, wired (built by :func:`storefront.bootstrap`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.clock import Clock, utc_now
+from storefront.devices.keys import DeviceKeyCipher
+from storefront.devices.registry import DeviceRegistry
+from storefront.security.audit import Audit
+from storefront.security.devices_http import DeviceRequestVerifier
+from storefront.security.settings import SecuritySettings
+from storefront.security.staff import StaffService
+
+
+@dataclass
+class Security:
+    """Staff accounts, the device registry and request verifier, the audit log, limits."""
+
+    settings: SecuritySettings
+    staff: StaffService
+    registry: DeviceRegistry
+    devices: DeviceRequestVerifier
+    audit: Audit
+
+
+def build_security(db: sessionmaker[Session], *, kek: bytes, kek_id: str, store_id: str,
+                   audit: Audit, settings: SecuritySettings | None = None,
+                   clock: Clock = utc_now) -> Security:
+    """Wire the services; device request times are checked against ``clock``."""
+    settings = settings or SecuritySettings()
+    registry = DeviceRegistry(db, DeviceKeyCipher(kek, kek_id), clock)
+    verifier = DeviceRequestVerifier(registry=registry, sessions=db, clock=clock,
+                                     store_id=store_id, window_s=settings.device_window_s)
+    staff = StaffService(db, kek, clock, token_ttl_s=settings.token_ttl_s)
+    return Security(settings, staff, registry, verifier, audit)

@@ -1,0 +1,189 @@
+"""Staff accounts, roles, passwords, TOTP and expiring bearer tokens.
+
+Roles (least privilege; see :data:`PERMISSIONS`):
+
+* ``cashier``: staffed-checkout queue, claims, corrections up to a quantity limit,
+  flags, age checks, tenders, close, X report, refunds up to a small limit;
+* ``manager``: everything a cashier does without the correction limit, larger
+  refunds, the till's Z report (closing a drawer);
+* ``auditor``: reads and verifies the audit log, nothing else;
+* ``admin``: catalogue changes and staff accounts, no checkout or money.
+
+Passwords are hashed with argon2id (RFC 9106, ``argon2-cffi`` defaults); an unknown
+staff id is checked against a dummy hash so that both failures take the same time.
+TOTP (RFC 6238, 30 s steps, 6 digits, one step of drift allowed, ``pyotp``) is
+required for managers and admins; the secret is sealed with AES-256-GCM under the
+template KEK. Tokens are 256-bit random strings; only their SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final, Literal, get_args
+
+import pyotp
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.clock import Clock
+from storefront.db.models import StaffAccount, StaffToken
+from storefront.errors import Conflict, InvalidInput
+from storefront.security.errors import AuthenticationRequired
+
+Role = Literal["cashier", "manager", "auditor", "admin"]
+ROLES: Final[tuple[str, ...]] = get_args(Role)
+MFA_ROLES: Final = frozenset({"manager", "admin"})
+Permission = Literal["checkout", "till_close", "refund", "audit_read", "catalogue_write",
+                     "staff_admin", "shopper_read", "enrol"]
+PERMISSIONS: Final[dict[str, frozenset[str]]] = {
+    "cashier": frozenset({"checkout", "refund", "shopper_read", "enrol"}),
+    "manager": frozenset({"checkout", "till_close", "refund", "shopper_read", "enrol"}),
+    "auditor": frozenset({"audit_read"}),
+    "admin": frozenset({"catalogue_write", "staff_admin"}),
+}
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LABEL = b"storefront/staff-totp/v1\x00"
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("storefront-dummy-password")
+
+
+@dataclass(frozen=True)
+class StaffPrincipal:
+    """An authenticated staff member."""
+
+    id: str
+    role: str
+
+    def can(self, permission: str) -> bool:
+        """True when the role grants ``permission``."""
+        return permission in PERMISSIONS.get(self.role, frozenset())
+
+
+@dataclass(frozen=True)
+class NewStaff:
+    """A created account: the TOTP secret and its ``otpauth://`` URI are shown once."""
+
+    id: str
+    role: str
+    totp_secret: str | None
+    totp_uri: str | None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A bearer token (shown once) and when it expires (UTC)."""
+
+    token: str
+    staff_id: str
+    role: str
+    expires_in_s: int
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 hex of a bearer token (what is stored and looked up)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class StaffService:
+    """Creates staff accounts, logs them in and authenticates their bearer tokens."""
+
+    def __init__(self, sessions: sessionmaker[Session], kek: bytes, clock: Clock, *,
+                 token_ttl_s: int, issuer: str = "storefront") -> None:
+        self._db = sessions
+        self._aead = AESGCM(kek)
+        self._clock = clock
+        self._ttl = timedelta(seconds=token_ttl_s)
+        self._issuer = issuer
+
+    def add(self, *, staff_id: str, role: str, password: str) -> NewStaff:
+        """Create an account; managers and admins get a TOTP secret (returned once).
+
+        Raises InvalidInput (bad id, role, or a password under 12 characters) and
+        Conflict (the id is taken).
+        """
+        if not _ID.fullmatch(staff_id):
+            raise InvalidInput("staff id must be 1-64 characters of [A-Za-z0-9._-]")
+        if role not in ROLES:
+            raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if not 12 <= len(password) <= 1024:
+            raise InvalidInput("passwords are 12 to 1024 characters")
+        secret = pyotp.random_base32() if role in MFA_ROLES else None
+        with self._db.begin() as db:
+            if db.get(StaffAccount, staff_id) is not None:
+                raise Conflict(f"staff id {staff_id!r} is taken")
+            db.add(StaffAccount(id=staff_id, role=role, password_hash=_HASHER.hash(password),
+                                totp_secret_sealed=self._seal(staff_id, secret)
+                                if secret else None, created_at=self._clock()))
+        uri = pyotp.TOTP(secret).provisioning_uri(name=staff_id, issuer_name=self._issuer) \
+            if secret else None
+        return NewStaff(staff_id, role, secret, uri)
+
+    def login(self, *, staff_id: str, password: str, totp: str | None = None) -> IssuedToken:
+        """Check the password (and TOTP code for managers and admins); issue a token.
+
+        Raises AuthenticationRequired with one message for every failure (unknown id,
+        wrong password, missing or wrong code, disabled account).
+        """
+        with self._db() as db:
+            row = db.get(StaffAccount, staff_id) if _ID.fullmatch(staff_id) else None
+            stored = row.password_hash if row is not None else _DUMMY_HASH
+            role, sealed = (row.role, row.totp_secret_sealed) if row else ("", None)
+            disabled = row is None or row.disabled_at is not None
+        password_ok = _verify_password(stored, password)
+        totp_ok = role not in MFA_ROLES or (
+            sealed is not None and totp is not None
+            and pyotp.TOTP(self._open(staff_id, sealed)).verify(totp, valid_window=1))
+        if disabled or not password_ok or not totp_ok:
+            raise AuthenticationRequired("staff id, password or one-time code is not valid")
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        with self._db.begin() as db:
+            db.execute(sa.delete(StaffToken).where(StaffToken.expires_at < now))
+            db.add(StaffToken(token_hash=token_hash(token), staff_id=staff_id, issued_at=now,
+                              expires_at=now + self._ttl))
+        return IssuedToken(token, staff_id, role, int(self._ttl.total_seconds()))
+
+    def authenticate(self, token: str) -> StaffPrincipal:
+        """The staff member holding ``token``; raises AuthenticationRequired when it is
+        unknown, expired, revoked, or the account is disabled."""
+        now = self._clock()
+        with self._db() as db:
+            row = db.get(StaffToken, token_hash(token))
+            account = db.get(StaffAccount, row.staff_id) if row is not None else None
+            if row is None or account is None or row.revoked_at is not None \
+                    or row.expires_at <= now or account.disabled_at is not None:
+                raise AuthenticationRequired("the bearer token is not valid or has expired")
+            return StaffPrincipal(account.id, account.role)
+
+    def logout(self, token: str) -> None:
+        """Revoke ``token`` (no effect when unknown)."""
+        with self._db.begin() as db:
+            db.execute(sa.update(StaffToken).where(StaffToken.token_hash == token_hash(token))
+                       .values(revoked_at=self._clock()))
+
+    def _seal(self, staff_id: str, secret: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, secret.encode(), _LABEL + staff_id.encode())
+
+    def _open(self, staff_id: str, blob: bytes) -> str:
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], _LABEL + staff_id.encode()).decode()
+        except (InvalidTag, ValueError):
+            raise AuthenticationRequired("staff id, password or one-time code is not "
+                                         "valid") from None
+
+
+def _verify_password(stored: str, password: str) -> bool:
+    try:
+        return bool(_HASHER.verify(stored, password))
+    except (VerificationError, InvalidHashError):
+        return False
