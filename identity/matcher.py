@@ -18,7 +18,7 @@ Speed: :class:`PreparedProbe` shifts and packs the probe once; scoring against
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,11 +105,15 @@ class PreparedProbe:
         *,
         max_shift: int = params.MATCH_MAX_SHIFT,
         min_overlap: float = params.MATCH_MIN_OVERLAP,
+        transform: Callable[[npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
+                            tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] | None = None,
     ) -> None:
         """Precompute ``(2 * max_shift + 1) ** 2`` translations of each variant of ``probe``.
 
         ``min_overlap`` is the fraction of all code bits that must be valid in both
-        templates for a translation to count.
+        templates for a translation to count. ``transform`` (e.g.
+        :meth:`identity.revocable.RevocableTransform.bits`) maps each translated
+        (3, H, W) code and (H, W) mask, for references stored transformed.
         """
         if max_shift < 0 or not 0.0 < min_overlap <= 1.0:
             raise ValueError("max_shift must be >= 0 and min_overlap in (0, 1]")
@@ -122,6 +126,8 @@ class PreparedProbe:
             for dy in shifts:
                 for dx in shifts:
                     c, m = _translate(code, mask, dy, dx)
+                    if transform is not None:
+                        c, m = transform(c, m)
                     codes.append(c.ravel())
                     masks.append(_plane_mask(m).ravel())
         self._codes = _pack_words(np.stack(codes))[:, None, :]  # (S, 1, words)

@@ -188,3 +188,33 @@ FAISS_THREADS = 1
 # template was missed by the unshifted query alone in 11/200 probes at size 100, and by
 # the 9 translated queries in 0/200 at sizes 50, 100 and 200.
 SHORTLIST_QUERY_SHIFTS = (-2, 0, 2)
+# Large galleries (identity/index.py): from INDEX_COARSE_FROM templates on, FAISS scans a
+# pooled code (majority of each bit plane over INDEX_COARSE_POOL cells: 3 x 16 x 16 =
+# 768 bits, 96 bytes) instead of the 3072-bit code. Measured (150 Tongji palms, 1 session-1
+# template each, + 100,000 filler templates of identity/scale_bench.py, 2 session-2 probes
+# per palm, 9 translated queries): the mated template was within the 100 nearest of some
+# query for 98.7 % of probes with pooled 2x2 codes (99.3 % with the full code, 96.0 % with
+# 2x4 pools, 86.7 % with 4x4); one 1M-row scan of 9 queries costs ~25 ms with 96-byte codes,
+# ~10 ms with 32 bytes and ~180 ms with the full 384 bytes (FAISS, 1 thread).
+INDEX_COARSE_FROM = 50_000
+INDEX_COARSE_POOL = (2, 2)
+# Pooled codes rank the mated template less well: each query takes the
+# shortlist x INDEX_COARSE_DEPTH[0] nearest rows, and the shortlist x INDEX_COARSE_DEPTH[1]
+# nearest of their union are re-scored exactly (`storefront identity bench`, 150 real
+# palms, 300 probes, shortlist 50; without widening 0.951 at 100k). Measured with (8, 4):
+# shortlist recall 0.986 at 100k, 0.929 at 1M (identify p50 11 / 33 ms): short of the
+# 0.999 / 20 ms target. Measured alternatives (100k, rank of the mated template among the
+# merged candidates, 283 identifiable probes): adding the 3 rotation variants to the
+# queries (27 queries) -> 0.993 within 100 but 3x the scan; 25 shifts (-2..2) of variant 0
+# -> 0.993 within 50, 2.7x the scan; 4x4 pools (256 bits) -> 0.82 within 100.
+INDEX_COARSE_DEPTH = (8, 4)
+# Decision at scale (identity/decision.py): log-linear fit of the per-comparison FMR tail,
+# log10 FMR(t) = slope * t + intercept, on Tongji (all 300 palms, first session-2 capture
+# of each x all 3000 session-1 captures: 897,000 impostor comparisons; fit where
+# 3e-6 <= FMR <= 1e-2). With T = 10 templates per subject the threshold for FPIR 0.3 %
+# at N = 1M is 0.309, where FNIR (best of 10, 300 probes) is between 2.0 % (0.30) and
+# 3.3 % (0.32): FPIR <= 0.3 % and FNIR <= 2 % do not both hold at 1M with this coder.
+FMR_TAIL_SLOPE = -48.14
+FMR_TAIL_INTERCEPT = 5.357
+# The NIST 1:N reporting point (NIST IR 8271) for the target FPIR.
+TARGET_FPIR = 0.003

@@ -22,7 +22,9 @@ import hashlib
 import os
 import stat
 import struct
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,6 +38,33 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 _WRAPPED_BYTES = KEY_BYTES + TAG_BYTES
 _AAD_LABEL = b"storefront/palm-template/v1\x00"
+
+
+class TemplateProtector(Protocol):
+    """What :class:`identity.service.IdentityService` needs to protect templates at rest:
+    :class:`TemplateCipher` (a data key per blob) or :class:`identity.keyring.Keyring`
+    (a data key per person)."""
+
+    @property
+    def key_id(self) -> str:
+        """Id of the current KEK."""
+        ...
+
+    def encrypt(self, subject_id: str, template_bytes: bytes) -> bytes:
+        """Encrypt serialised template bytes of ``subject_id``."""
+        ...
+
+    def decrypt(self, subject_id: str, blob: bytes) -> bytes:
+        """Decrypt a blob of ``subject_id``; raises TemplateDecryptionError."""
+        ...
+
+    def derive_key(self, info: bytes) -> bytes:
+        """A 32-byte key derived from the current KEK for ``info``."""
+        ...
+
+    def shred(self, subject_id: str) -> bool:
+        """Destroy key material of ``subject_id``; True if any was destroyed."""
+        ...
 
 
 class TemplateCipher:
@@ -53,8 +82,19 @@ class TemplateCipher:
         if not 0 < len(encoded) <= 255:
             raise ValueError("key id must be 1..255 bytes of UTF-8")
         self._kek = AESGCM(kek)
+        self._kek_bytes = kek
         self.key_id = key_id
         self._key_id_bytes = encoded
+
+    def derive_key(self, info: bytes) -> bytes:
+        """A 32-byte key for another purpose (``info`` label), HKDF-SHA256 of the KEK (RFC 5869)."""
+        from identity.snapshot import derive_key
+
+        return derive_key(self._kek_bytes, info)
+
+    def shred(self, subject_id: str) -> bool:
+        """Nothing to destroy: each blob carries its own wrapped key, deleted with it."""
+        return False
 
     def encrypt(self, subject_id: str, template_bytes: bytes) -> bytes:
         """Encrypt serialised template bytes for ``subject_id``; returns a self-describing blob.
@@ -149,3 +189,43 @@ def _create_key_file(path: Path) -> None:
         os.write(fd, AESGCM.generate_key(bit_length=256))
     finally:
         os.close(fd)
+
+
+def is_placeholder_key(kek: bytes) -> bool:
+    """True for a key that was typed, not drawn: one repeated byte, or printable ASCII only.
+
+    32 random bytes are all printable with probability (95/256)^32 ~ 1.6e-14.
+    """
+    return len(set(kek)) <= 1 or all(0x20 <= b < 0x7F for b in kek)
+
+
+class KeyFileProvider:
+    """:class:`identity.keyring.KeyProvider` over local key files (32 raw bytes, mode 0600).
+
+    ``paths[0]`` is the current KEK, the others are retained older KEKs (readable until
+    a rotation has re-wrapped every data key). Raises KeyFileError on a missing or
+    unsafe file (see :func:`load_or_create_key_file`), and outside ``development`` on a
+    placeholder key (:func:`is_placeholder_key`).
+    """
+
+    def __init__(self, paths: Sequence[Path], *, development: bool) -> None:
+        if not paths:
+            raise KeyFileError("at least one key file is needed")
+        keys = [load_or_create_key_file(p, create=development and i == 0)
+                for i, p in enumerate(paths)]
+        for path, (kek, _) in zip(paths, keys, strict=True):
+            if not development and is_placeholder_key(kek):
+                raise KeyFileError(f"key file {path} holds a placeholder key, not random bytes")
+        self._current = keys[0][1], keys[0][0]
+        self._by_id = {kid: kek for kek, kid in keys}
+
+    def current(self) -> tuple[str, bytes]:
+        """(key id, KEK) of ``paths[0]``."""
+        return self._current
+
+    def get(self, key_id: str) -> bytes:
+        """The KEK of ``key_id``; raises KeyFileError if none of the files holds it."""
+        try:
+            return self._by_id[key_id]
+        except KeyError:
+            raise KeyFileError(f"no key file holds KEK {key_id!r}") from None

@@ -3,19 +3,23 @@
 Pipeline per capture: :func:`identity.imageio.decode_image` ->
 :func:`identity.roi.extract_roi` -> :func:`identity.features.extract_features`
 -> :class:`identity.template.Template`. Templates are stored only encrypted
-(:class:`identity.protection.TemplateCipher`); the plaintext lives in the
+(:class:`identity.protection.TemplateCipher`, a data key per blob, or
+:class:`identity.keyring.Keyring`, a data key per person); the plaintext lives in the
 in-memory :class:`identity.index.PalmIndex`, which is a cache rebuilt by
-:meth:`IdentityService.load` from the repository (the system of record).
+:meth:`IdentityService.load` from the encrypted snapshot (:mod:`identity.snapshot`)
+plus the change log, or from the repository (the system of record).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 import faiss
@@ -29,7 +33,7 @@ from identity.errors import (
 from identity.features import extract_features
 from identity.imageio import decode_image
 from identity.index import Candidate, PalmIndex
-from identity.protection import TemplateCipher
+from identity.protection import TemplateProtector
 from identity.repository import (
     TemplateChanges,
     TemplateRecord,
@@ -37,7 +41,16 @@ from identity.repository import (
 )
 from identity.roi import extract_roi
 from identity.settings import IdentitySettings
+from identity.snapshot import (
+    SNAPSHOT_INFO,
+    SnapshotError,
+    SnapshotRows,
+    read_snapshot,
+    write_snapshot,
+)
 from identity.template import Template
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["identified", "not_identified", "ambiguous"]
 
@@ -114,10 +127,14 @@ class IdentityService:
     """Enrol, identify and delete palms (keyword-only methods)."""
 
     def __init__(
-        self, *, repository: TemplateRepository, cipher: TemplateCipher, settings: IdentitySettings
+        self, *, repository: TemplateRepository, cipher: TemplateProtector,
+        settings: IdentitySettings, snapshot_path: Path | None = None,
     ) -> None:
+        """``snapshot_path``: where :meth:`save_snapshot` writes the encrypted index
+        snapshot that :meth:`load` tries first (None: always rebuild from the repository)."""
         self._repository = repository
         self._cipher = cipher
+        self._snapshot_path = snapshot_path
         self._settings = settings
         self._index = PalmIndex()
         self._lock = threading.RLock()
@@ -125,18 +142,67 @@ class IdentityService:
         faiss.omp_set_num_threads(settings.faiss_threads)  # process-wide; see params
 
     def load(self) -> int:
-        """(Re)build the in-memory index from the repository; returns the template count.
+        """(Re)build the in-memory index; returns the template count.
 
+        From the snapshot when one is configured and usable (then the change log is
+        replayed from its cursor); otherwise - missing, stale, corrupt, another KEK -
+        from the repository, after which a fresh snapshot is written.
         Raises TemplateDecryptionError / TemplateFormatError on a bad stored record.
         """
+        if self._snapshot_path is not None:
+            try:
+                return self._load_snapshot(self._snapshot_path)
+            except SnapshotError as exc:
+                log.warning("index snapshot not used, rebuilding from the database: %s",
+                            exc.reason)
         cursor = self._repository.head()  # taken first: later changes are replayed
         index = PalmIndex()
         for record in self._repository.all():
             index.add(record.template_id, record.subject_id, self._decrypt(record))
         with self._lock:
             self._index, self._cursor = index, cursor
-        self.refresh()
-        return len(index)
+        self._catch_up()
+        if self._snapshot_path is not None:
+            self.save_snapshot()
+        return len(self._index)
+
+    def _load_snapshot(self, path: Path) -> int:
+        key = self._cipher.derive_key(SNAPSHOT_INFO)
+        rows, cursor = read_snapshot(path, key=key, key_id=self._cipher.key_id)
+        if cursor > self._repository.head():
+            raise SnapshotError("snapshot is ahead of the database (stale or another database)")
+        index = PalmIndex()
+        if rows.grid != index.grid:
+            raise SnapshotError(f"snapshot grid {rows.grid} != index grid {index.grid}")
+        index.add_packed(rows.template_ids, rows.subject_ids, rows.codes, rows.masks)
+        with self._lock:
+            self._index, self._cursor = index, cursor
+        self._catch_up()
+        return len(self._index)
+
+    def save_snapshot(self) -> int:
+        """Write the encrypted index snapshot (atomically); returns its size in bytes.
+
+        Raises ValueError when no snapshot path is configured, OSError on a write error.
+        """
+        if self._snapshot_path is None:
+            raise ValueError("no snapshot path configured")
+        self._catch_up()  # deletions made through other workers never reach the disk
+        with self._lock:
+            tids, sids, codes, masks = self._index.export()
+            cursor = self._cursor
+        rows = SnapshotRows(self._index.grid, tids, sids, codes, masks)
+        return write_snapshot(self._snapshot_path, rows, cursor=cursor,
+                              key=self._cipher.derive_key(SNAPSHOT_INFO),
+                              key_id=self._cipher.key_id)
+
+    def _catch_up(self) -> None:
+        """Replay the change log until the cursor stops moving (it is paged)."""
+        while True:
+            before = self._cursor
+            self.refresh()
+            if self._cursor == before:
+                return
 
     def refresh(self) -> int:
         """Apply templates added or deleted by other processes since the last look.
@@ -239,6 +305,9 @@ class IdentityService:
     def delete(self, *, subject_id: str) -> int:
         """Delete every template of ``subject_id``; returns how many stored ones were deleted."""
         deleted = self._repository.delete_subject(subject_id)
+        self._cipher.shred(subject_id)  # per-person data key: every copy becomes unreadable
         with self._lock:
             self._index.remove_subject(subject_id)
+            if self._snapshot_path is not None:  # it may hold this palm: never keep it on disk
+                self._snapshot_path.unlink(missing_ok=True)
         return deleted

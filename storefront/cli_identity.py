@@ -83,3 +83,29 @@ def _summary(report: dict[str, Any]) -> None:
     console.print(table)
     for failure in report["failures"][:10]:
         console.print(f"FTA {failure['path']}: {failure['reason']}")
+
+
+@identity_app.command()
+def bench(
+    gallery: Annotated[int, typer.Option(min=1000, max=10_000_000,
+                                         help="Gallery size in templates.")],
+    palms: Annotated[Path, typer.Option(help="Tongji-style folder with manifest.csv.")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")]
+    = None,
+    real_palms: Annotated[int, typer.Option(min=2, help="Probed real palms.")] = 150,
+    seed: Annotated[int, typer.Option(help="Seed of the filler templates.")] = 2026,
+) -> None:
+    """1:N search at scale: real palms + filler templates; identify time, recall, bytes."""
+    from identity.scale_bench import load_data, run
+
+    try:
+        data = load_data(palms, real_palms=real_palms)
+        report = run(data, gallery, seed=seed)
+    except (IdentityError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    text = json.dumps(report, indent=2)
+    console.print(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n", encoding="utf-8")
