@@ -149,7 +149,7 @@ class IdentityService:
         from the repository, after which a fresh snapshot is written.
         Raises TemplateDecryptionError / TemplateFormatError on a bad stored record.
         """
-        if self._snapshot_path is not None:
+        if self._snapshot_path is not None and self._snapshot_path.exists():
             try:
                 return self._load_snapshot(self._snapshot_path)
             except SnapshotError as exc:

@@ -99,7 +99,9 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     payment = ExitPayment(sessions=db, processor=processor, clock=clock,
                           retry=RetryPolicy(attempts=settings.payment_retry_attempts))
     # Many devices append to one session at once: retry version conflicts generously.
-    carts = SessionService(SqlEventStore(engine), clock, max_attempts=20)
+    # Events below min_event_confidence are flagged, and a flagged cart goes to staff.
+    carts = SessionService(SqlEventStore(engine), clock, max_attempts=20,
+                           min_confidence=settings.min_event_confidence)
     catalogue = Catalogue(db)
     read_model = SessionReadModel(db)
     audit = Audit(db, clock)

@@ -32,5 +32,5 @@ def add(staff_id: Annotated[str, typer.Argument(help="Staff id.")],
     console.print(f"staff {made.id} added as {made.role}")
     if made.totp_uri:
         console.print("TOTP secret (shown once; add it to an authenticator app):")
-        console.print(made.totp_secret or "")
-        console.print(made.totp_uri)
+        console.print(made.totp_secret or "", soft_wrap=True)
+        console.print(made.totp_uri, soft_wrap=True)  # one line, so it can be pasted

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     entry_hold_minor: int = Field(default=0, ge=0, le=10_000_000)
     unpaid_grace_s: float = Field(default=900.0, ge=0.0)
     exit_lease_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    min_event_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the server a device clock may be
 EARLIEST_SENSOR_TIME = datetime(2000, 1, 1, tzinfo=UTC)
@@ -33,7 +34,18 @@ def _plausible_time(value: datetime) -> datetime:
 
 Text = Annotated[str, AfterValidator(_printable)]
 StrictCount = Annotated[int, Field(strict=True)]
-SensorTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+def _iso_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("time must be ISO 8601 text with an offset, e.g. 2026-05-04T10:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]")
+# Strict: ISO 8601 text with an offset; numbers or numeric text (Unix times) are refused.
+SensorTime = Annotated[AwareDatetime, BeforeValidator(_iso_text),
+                       AfterValidator(_plausible_time)]
 SessionIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 ShopperIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 ProductCodePath = Annotated[str, Path(min_length=1, max_length=32, pattern=ID_PATTERN)]

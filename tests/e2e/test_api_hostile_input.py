@@ -86,3 +86,27 @@ def test_version_conflicts_are_transient_503_not_409() -> None:
 def test_unknown_routes_and_methods_use_the_error_shape(store: Any) -> None:
     store.error_of(store.client.get("/no/such/route"), 404)
     store.error_of(store.client.delete("/checkout/staffed"), 405)
+
+
+@pytest.mark.parametrize("stamp", [1700000000, "1700000000", "2026-03-02T09:00:00"])
+def test_sensor_time_must_be_iso_text_with_an_offset(store: Any, stamp: object) -> None:
+    session_id = _open_session(store)
+    body = store.event("picked", "APPLE-1", 1, "cart-9", 1, 1)
+    body["sensor_time"] = stamp
+    store.error_of(store.send(session_id, body), 422)
+    assert store.cart(session_id) == {}
+
+
+def test_low_confidence_event_goes_to_review_not_to_the_bill(store: Any) -> None:
+    session_id = _open_session(store)
+    assert store.send(session_id, store.event("picked", "APPLE-1", 3, "cart-9", 1, 1,
+                                              confidence=0.1)).status_code == 201
+    result = store.client.post(f"/sessions/{session_id}/exit").json()
+    assert result["status"] == "staffed" and "low_confidence" in result["reason"]
+    assert store.processor.captured_total() == 0
+
+
+def test_creating_shoppers_needs_staff(store: Any) -> None:
+    r = store.client.post("/shoppers", json={"display_name": "Mallory",
+                                             "payment_token": "tok_m"}, auth=None)
+    store.error_of(r, 401)

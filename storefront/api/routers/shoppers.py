@@ -22,8 +22,9 @@ router = APIRouter(prefix="/shoppers", tags=["shoppers"])
 
 
 @router.post("", response_model=ShopperOut, status_code=201)
-def register(body: ShopperIn, c: ContainerDep) -> ShopperOut:
-    """Create a shopper account."""
+def register(body: ShopperIn, c: ContainerDep, _who: Checkout) -> ShopperOut:
+    """Create a shopper account at the store (checkout staff; shoppers sign up themselves
+    at ``/auth/signup``). Open to anyone, it would let strangers fill the table."""
     view = c.shoppers.register(display_name=body.display_name, payment_token=body.payment_token)
     return ShopperOut(id=view.id, display_name=view.display_name, created_at=view.created_at)
 
