@@ -153,6 +153,15 @@ def import_israeli_catalogue(catalogue: Catalogue, *, prices: Path, promos: Path
     return report
 
 
+def _this_store(row: dict[str, str] | None, report: ImportReport) -> dict[str, str]:
+    """The row if it is well-formed and of the store being imported; raises Rejected."""
+    if row is None:
+        raise Rejected("wrong number of fields")
+    if (row["chain"].strip(), row["store"].strip()) != (report.chain_id, report.store_id):
+        raise Rejected(OTHER_STORE)
+    return row
+
+
 def _read_products(path: Path, report: ImportReport,
                    progress: Progress | None) -> dict[str, CatalogueItem]:
     items: dict[str, CatalogueItem] = {}
@@ -161,11 +170,7 @@ def _read_products(path: Path, report: ImportReport,
         if progress is not None:
             progress(1)
         try:
-            if row is None:
-                raise Rejected("wrong number of fields")
-            if (row["chain"].strip(), row["store"].strip()) != (report.chain_id, report.store_id):
-                raise Rejected(OTHER_STORE)
-            item = parse_product(row)
+            item = parse_product(_this_store(row, report))
             if item.code in items:
                 raise Rejected("duplicate barcode")
             items[item.code] = item
@@ -184,11 +189,8 @@ def _read_promotions(path: Path, items: dict[str, CatalogueItem], report: Import
         if progress is not None:
             progress(1)
         try:
-            if row is None:
-                raise Rejected("wrong number of fields")
-            if (row["chain"].strip(), row["store"].strip()) != (report.chain_id, report.store_id):
-                raise Rejected(OTHER_STORE)
-            parsed = parse_promotion_row(row, items, prefix=prefix, as_of=as_of)
+            parsed = parse_promotion_row(_this_store(row, report), items, prefix=prefix,
+                                         as_of=as_of)
             if (parsed.promo_id, parsed.code) in seen:
                 raise Rejected("duplicate promotion row")
             seen.add((parsed.promo_id, parsed.code))
