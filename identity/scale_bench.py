@@ -175,7 +175,7 @@ def _snapshot_restart(index: PalmIndex) -> dict[str, Any]:
         restored = PalmIndex()
         restored.add_packed(rows.template_ids, rows.subject_ids, rows.codes, rows.masks)
         elapsed = time.perf_counter() - start
-    return {"restart_s_snapshot": round(elapsed, 2),
+    return {"restart_s_snapshot": round(elapsed, 4),
             "snapshot_bytes_per_palm": round(size / max(1, len(restored)), 1)}
 
 

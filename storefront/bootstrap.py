@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cart.service import SessionService
 from cart.sql_event_store import SqlEventStore
-from identity.protection import TemplateCipher, load_or_create_key_file
 from identity.service import IdentityService
 from identity.settings import IdentitySettings
 from storefront.catalog import Catalogue
@@ -38,6 +37,12 @@ from storefront.sessions import ItemIngest, SessionReadModel
 from storefront.settings import Settings
 from storefront.shoppers import ShopperService
 from storefront.staffed import StaffedCheckout
+from storefront.subject_keys import (
+    KekFiles,
+    ReloadingKeyProvider,
+    SqlSubjectKeyStore,
+    StoreKeyring,
+)
 from storefront.templates_repo import SqlTemplateRepository
 from storefront.till import Till
 
@@ -88,10 +93,11 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     if migrate:
         upgrade(engine)
     db = sessionmaker(engine, expire_on_commit=False)
-    kek, key_id = load_or_create_key_file(settings.resolved_key_file(),
-                                          create=settings.environment == "development")
-    identity = IdentityService(repository=SqlTemplateRepository(db),
-                               cipher=TemplateCipher(kek, key_id),
+    provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
+                                    development=settings.environment == "development")
+    key_id, kek = provider.current()
+    identity = IdentityService(repository=SqlTemplateRepository(db),  # a data key per person
+                               cipher=StoreKeyring(provider, SqlSubjectKeyStore(db)),
                                settings=identity_settings or IdentitySettings(),
                                snapshot_path=settings.data_dir / "index" / "palm-index.snapshot")
     identity.load()

@@ -12,6 +12,7 @@ from storefront.cli_audit import audit_app
 from storefront.cli_catalog import catalog_app
 from storefront.cli_devices import devices_app
 from storefront.cli_identity import identity_app
+from storefront.cli_keys import keys_app
 from storefront.cli_privacy import privacy_app
 from storefront.cli_staff import staff_app
 from storefront.errors import StorefrontError
@@ -28,6 +29,7 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(audit_app, name="audit")
 app.add_typer(staff_app, name="staff")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 

@@ -506,3 +506,20 @@ class EntryCode(Base):
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class SubjectKey(Base):
+    """A shopper's template data key (DEK), wrapped (AES-256-GCM) under KEK ``kek_id``.
+
+    Deleting the row crypto-shreds every copy of the shopper's templates
+    (:class:`identity.keyring.Keyring`); ``rotated_at`` is the last re-wrap.
+    """
+
+    __tablename__ = "subject_keys"
+    subject_id: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("shoppers.id", ondelete="CASCADE"), primary_key=True
+    )
+    kek_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    wrapped: Mapped[bytes] = mapped_column(sa.LargeBinary())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

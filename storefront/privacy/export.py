@@ -70,8 +70,10 @@ HIDDEN_COLUMNS: dict[str, frozenset[str]] = {
     "entry_codes": frozenset({"code_hash"}),
 }
 # Tables holding a shopper id column that are deliberately not exported, with the reason.
-# Empty today: every such table is exported (with HIDDEN_COLUMNS removed).
-EXCLUDED: dict[str, str] = {}
+EXCLUDED: dict[str, str] = {
+    "subject_keys": "wrapped data key of the palm templates: key material, never handed out;"
+                    " destroyed with the palm data",
+}
 SYNC_ROW_LIMIT = 2000  # above this many rows the archive is built in the background
 
 

@@ -17,4 +17,4 @@ def test_bench_on_a_small_gallery(tongji_dir: Path) -> None:
     assert report["probes_identifiable_exhaustive"] >= 10
     assert 0 < report["identify_ms_p50"] <= report["identify_ms_p99"]
     assert 380 < report["bytes_per_palm_arrays"] < 1000
-    assert report["restart_s_snapshot"] > 0 and report["snapshot_bytes_per_palm"] > 384
+    assert report["restart_s_snapshot"] >= 0 and report["snapshot_bytes_per_palm"] > 384
