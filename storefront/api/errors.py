@@ -72,7 +72,13 @@ async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:
 async def _handle_http(_request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
-    return JSONResponse({"error": "http_error", "reason": str(detail)}, status_code=status)
+    return JSONResponse({"error": _HTTP_CODES.get(status, "http_error"), "reason": str(detail)},
+                        status_code=status, headers=getattr(exc, "headers", None))
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden",
+               404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
+               413: "too_large", 429: "rate_limited"}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -110,3 +110,9 @@ def test_creating_shoppers_needs_staff(store: Any) -> None:
     r = store.client.post("/shoppers", json={"display_name": "Mallory",
                                              "payment_token": "tok_m"}, auth=None)
     store.error_of(r, 401)
+
+
+def test_http_errors_carry_specific_codes(store: Any) -> None:
+    assert store.error_of(store.client.get("/no/such/route"), 404)["error"] == "not_found"
+    r = store.client.get("/checkout/staffed", auth=None)
+    assert store.error_of(r, 401)["error"] == "unauthenticated"

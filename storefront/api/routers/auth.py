@@ -126,8 +126,9 @@ def login(body: LoginIn, request: Request, p: PrivacyDep) -> TokenOut | JSONResp
         with auth_errors():
             issued = p.accounts.login(email=body.email, password=body.password, client_ip=ip,
                                       totp_code=body.totp_code)
-    except HTTPException as exc:  # the shared HTTP error handler drops headers: keep them
-        return JSONResponse({"error": "http_error", "reason": str(exc.detail)},
+    except HTTPException as exc:  # keep Retry-After and WWW-Authenticate
+        code = "rate_limited" if exc.status_code == 429 else "unauthenticated"
+        return JSONResponse({"error": code, "reason": str(exc.detail)},
                             status_code=exc.status_code, headers=exc.headers)
     return TokenOut(token=issued.token, shopper_id=issued.shopper_id,
                     expires_at=issued.expires_at)

@@ -52,6 +52,7 @@ async def enrol(shopper_id: ShopperIdPath, c: ContainerDep, who: Checkout,
     # Image work is CPU-bound: keep it off the event loop.
     result = await run_in_threadpool(c.shoppers.enrol_palm, shopper_id=shopper_id, images=data,
                                      actor=f"staff:{who.id}",
+                                     store_id=c.settings.store_id,
                                      consent_text_version=consent_text_version)
     return EnrolmentOut(
         shopper_id=shopper_id, templates=len(result.template_ids),
