@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cart.sql_event_store import cart_events
+from storefront.clock import as_utc
 from storefront.db.models import Receipt, Shopper, ShopperAccount, ShoppingSession
 from storefront.errors import NotFound
 from storefront.privacy.consent import choices_of
@@ -101,7 +102,7 @@ class Portal:
                        cart_events.c.device_id.is_not(None))
                 .group_by(cart_events.c.device_id)
                 .order_by(sa.func.count().desc(), cart_events.c.device_id)).all()
-            return [DeviceUse(d, int(n), _utc(last)) for d, n, last in rows]
+            return [DeviceUse(d, int(n), as_utc(last)) for d, n, last in rows]
 
     def choices(self, shopper_id: str) -> dict[str, Any]:
         """Recommendation opt-out and retention periods (days; None = kept while needed)."""
@@ -111,9 +112,3 @@ class Portal:
                     "palm_retention_days": row.palm_retention_days,
                     "trip_retention_days": row.trip_retention_days}
 
-
-def _utc(value: Any) -> datetime:
-    from datetime import UTC
-
-    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from storefront.clock import Clock
+from storefront.clock import Clock, as_utc
 from storefront.db.models import PalmEnrolment, PalmTemplate, PrivacyChoice, ShoppingSession
 from storefront.errors import InvalidInput
 from storefront.privacy.consent import DEFAULT_PALM_RETENTION_DAYS, choices_of
@@ -97,16 +97,10 @@ class RetentionService:
                     last = db.scalar(sa.select(sa.func.max(PalmTemplate.created_at))
                                      .where(PalmTemplate.shopper_id == shopper_id))
                 days = choices_of(db, shopper_id).palm_retention_days
-                if last is not None and _utc(last) <= now - timedelta(days=days):
+                if last is not None and as_utc(last) <= now - timedelta(days=days):
                     stale.append(shopper_id)
             return stale
 
-
-def _utc(value: object) -> datetime:
-    from datetime import UTC
-
-    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 __all__ = ["DEFAULT_PALM_RETENTION_DAYS", "RetentionService", "SweepReport"]

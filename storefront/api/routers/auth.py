@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,17 +118,12 @@ def sign_up(body: SignUpIn, p: PrivacyDep) -> dict[str, str]:
 @router.post("/login", response_model=TokenOut,
              responses={401: {"description": "wrong credentials"},
                         429: {"description": "too many failed logins (Retry-After)"}})
-def login(body: LoginIn, request: Request, p: PrivacyDep) -> TokenOut | JSONResponse:
+def login(body: LoginIn, request: Request, p: PrivacyDep) -> TokenOut:
     """Exchange credentials for an expiring session token (rate-limited; 401 / 429)."""
     ip = request.client.host if request.client else "unknown"
-    try:
-        with auth_errors():
-            issued = p.accounts.login(email=body.email, password=body.password, client_ip=ip,
-                                      totp_code=body.totp_code)
-    except HTTPException as exc:  # keep Retry-After and WWW-Authenticate
-        code = "rate_limited" if exc.status_code == 429 else "unauthenticated"
-        return JSONResponse({"error": code, "reason": str(exc.detail)},
-                            status_code=exc.status_code, headers=exc.headers)
+    with auth_errors():  # 401 / 429 with WWW-Authenticate / Retry-After (api/errors.py)
+        issued = p.accounts.login(email=body.email, password=body.password, client_ip=ip,
+                                  totp_code=body.totp_code)
     return TokenOut(token=issued.token, shopper_id=issued.shopper_id,
                     expires_at=issued.expires_at)
 
