@@ -19,6 +19,7 @@ from storefront.security import routes as security_routes
 from storefront.security.devices_http import SignedBodyMiddleware
 from storefront.security.headers import SecurityHeadersMiddleware
 from storefront.settings import Settings
+from storefront.web import install_web
 
 
 def create_app(container: Container | None = None, settings: Settings | None = None) -> FastAPI:
@@ -49,6 +50,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     app.include_router(auth_router.router)
     app.include_router(me_router.router)
     app.include_router(entry_code_router.router)
+    install_web(app)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -5,9 +5,11 @@ Every error answer is JSON ``{"error": <code>, "reason": <sentence>}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from cart import errors as cart_errors
@@ -52,28 +54,33 @@ def error_code(exc: Exception) -> str:
     return str(getattr(exc, "code", type(exc).__name__))
 
 
-async def _handle(_request: Request, exc: Exception) -> JSONResponse:
-    reason = getattr(exc, "reason", str(exc))
+def describe(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
+    """Status, code, reason and extra headers of any error the handlers answer."""
+    if isinstance(exc, RequestValidationError):
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+                 for e in exc.errors()]
+        return 422, "invalid_request", "; ".join(parts) or str(exc), None
+    if isinstance(exc, HTTPException):
+        return (exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"),
+                str(exc.detail), getattr(exc, "headers", None))
     status = status_for(exc)
     headers = {"Retry-After": "1"} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="storefront"'}
-    return JSONResponse({"error": error_code(exc), "reason": reason}, status_code=status,
-                        headers=headers)
+    return status, error_code(exc), str(getattr(exc, "reason", str(exc))), headers
 
 
-async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors]
-    return JSONResponse({"error": "invalid_request", "reason": "; ".join(parts) or str(exc)},
-                        status_code=422)
+ErrorRenderer = Callable[[Request, Exception, int, str, str], Response | None]
 
 
-async def _handle_http(_request: Request, exc: Exception) -> JSONResponse:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
-    return JSONResponse({"error": _HTTP_CODES.get(status, "http_error"), "reason": str(detail)},
-                        status_code=status, headers=getattr(exc, "headers", None))
+async def _handle(request: Request, exc: Exception) -> Response:
+    status, code, reason, headers = describe(exc)
+    renderer: ErrorRenderer | None = getattr(request.app.state, "error_renderer", None)
+    if renderer is not None:
+        page = renderer(request, exc, status, code, reason)
+        if page is not None:
+            return page
+    return JSONResponse({"error": code, "reason": reason}, status_code=status, headers=headers)
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden",
@@ -82,8 +89,10 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden",
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the mapping on ``app`` for every service error family."""
-    for family in _HANDLED:
+    """Register the mapping on ``app`` for every service error family.
+
+    ``app.state.error_renderer`` (set by ``storefront.web``) may answer an error with a
+    page instead of JSON; it returns None for requests that are not for a page.
+    """
+    for family in (*_HANDLED, RequestValidationError, HTTPException):
         app.add_exception_handler(family, _handle)
-    app.add_exception_handler(RequestValidationError, _handle_validation)
-    app.add_exception_handler(HTTPException, _handle_http)

@@ -3,6 +3,8 @@
 * ``X-Content-Type-Options: nosniff``; ``X-Frame-Options: DENY`` and CSP
   ``frame-ancestors 'none'`` (no framing: clickjacking);
 * ``Content-Security-Policy``: nothing may load except inline styles (HTML receipts);
+  the pages (``/``, ``/console``, ``/portal``, ``/kiosk``) may load this site's own
+  stylesheet and script and post forms to this site only (no inline script);
   the interactive docs (``/docs``, ``/redoc``) keep only the framing rule, as they load
   their scripts from a CDN;
 * ``Referrer-Policy: no-referrer``;
@@ -22,8 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 STRICT_CSP: Final = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                      "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 DOCS_CSP: Final = "frame-ancestors 'none'"
+PAGE_CSP: Final = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+                   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_PAGES: Final = ("/console", "/portal", "/kiosk", "/static/")
 _DOCS: Final = ("/docs", "/redoc", "/openapi.json")
-_CACHEABLE: Final = ("/health", "/products/", *_DOCS)
+_CACHEABLE: Final = ("/health", "/products/", "/static/", *_DOCS)
 
 
 class SecurityHeadersMiddleware:
@@ -51,10 +56,11 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     def _headers(self, path: str, https: bool) -> list[tuple[bytes, bytes]]:
-        docs = path.startswith(_DOCS)
+        csp = (DOCS_CSP if path.startswith(_DOCS)
+               else PAGE_CSP if path == "/" or path.startswith(_PAGES) else STRICT_CSP)
         out = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                (b"referrer-policy", b"no-referrer"),
-               (b"content-security-policy", (DOCS_CSP if docs else STRICT_CSP).encode())]
+               (b"content-security-policy", csp.encode())]
         if not path.startswith(_CACHEABLE):
             out.append((b"cache-control", b"no-store"))
         if https:
