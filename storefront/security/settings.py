@@ -20,6 +20,9 @@ class SecuritySettings(BaseSettings):
             dispute may pay out, per role, minor units.
         cashier_correction_limit: largest change of a line's quantity (units, or grams)
             a cashier may make in one correction; managers have no limit.
+        shopper_dispute_limit_minor: largest refund a shopper may claim themselves by
+            disputing one receipt line in the portal, minor units; above it the
+            shopper is asked to go to the store's staffed checkout.
         hsts_max_age_s: ``Strict-Transport-Security`` max-age sent on HTTPS responses.
     """
 
@@ -31,4 +34,5 @@ class SecuritySettings(BaseSettings):
     cashier_refund_limit_minor: int = Field(default=2000, ge=0)
     manager_refund_limit_minor: int = Field(default=100_000, ge=0)
     cashier_correction_limit: int = Field(default=20, ge=0)
+    shopper_dispute_limit_minor: int = Field(default=2000, ge=0)
     hsts_max_age_s: int = Field(default=31_536_000, ge=0)
