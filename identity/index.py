@@ -13,10 +13,32 @@ cells, 768 bits), which is 4x cheaper to scan. Either way the probe is translate
 ``params.SHORTLIST_QUERY_SHIFTS`` cells before coding (pooling after translation
 commutes with the matcher's cell shifts), and the union of the nearest rows is
 re-scored exactly. FAISS ids are internal: callers see only their own string ids.
+
+Revocable codes: the index never holds a clear code. Every index has a
+:class:`identity.revocable.RevocableTransform` (a random one for its lifetime when
+none is given); callers add *clear* templates or packed rows, and the index keeps
+
+* the full code and mask under the transform (secret cell permutation + XOR), as
+  rows for re-scoring and, below the coarse size, in FAISS;
+* the pooled code, computed from the clear code at insertion (the only moment it is
+  in hand, since pooling does not commute with a cell permutation) and protected by
+  the transform's second keyed permutation + XOR of the 768 pooled bits
+  (:meth:`~identity.revocable.RevocableTransform.pooled`). FAISS compares pooled
+  codes unshifted, by plain Hamming distance (the probe's translations are made in
+  the clear, then pooled, then protected), so this bijection preserves every coarse
+  distance: the shortlist is the one clear codes would give. Below the coarse size
+  the protected pooled codes wait in a column (96 bytes a row) for the switch; from
+  it on FAISS holds their only copy.
+
+A probe is prepared with the same transform (:class:`identity.matcher.PreparedProbe`
+``transform=``), so every score equals the clear score; probes and codes of two keys
+do not match. :meth:`PalmIndex.export_rows` / :meth:`PalmIndex.add_rows` move the
+protected rows (with the key id) to and from the snapshot of :mod:`identity.snapshot`.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +50,7 @@ import numpy.typing as npt
 from identity import params
 from identity.errors import DuplicateTemplateError, TemplateFormatError
 from identity.matcher import PreparedProbe, ReferenceSet, translate
+from identity.revocable import RevocableTransform
 from identity.template import BITS_PER_CELL, Template, code_nbytes, mask_nbytes
 
 U8 = npt.NDArray[np.uint8]
@@ -79,13 +102,32 @@ def _pool_2x2(codes: U8, h: int, w: int) -> U8:
     return np.ascontiguousarray(out.reshape(len(codes), -1))
 
 
+@dataclass(frozen=True)
+class IndexRows:
+    """Protected rows of a :class:`PalmIndex` under the transform ``key_id``.
+
+    ``codes`` (n, code bytes), ``masks`` (n, mask bytes) and ``pooled`` (n, pooled
+    bytes) are uint8: transformed variant-0 codes, permuted cell masks and protected
+    pooled codes (see module).
+    """
+
+    key_id: str
+    template_ids: list[str]
+    subject_ids: list[str]
+    codes: U8
+    masks: U8
+    pooled: U8
+
+
 class PalmIndex:
     """Thread-safe in-memory 1:N index of palm templates, keyed by caller-chosen string ids.
 
     Mutations hold an ``RLock``; a search holds it only while querying FAISS and
     copying the shortlisted rows, so exact re-scoring of concurrent searches runs in
     parallel (numpy releases the GIL). ``coarse_from``: gallery size (templates) from
-    which the pooled coarse code replaces the full code in FAISS.
+    which the pooled coarse code replaces the full code in FAISS. ``transform``: the
+    revocable transform of every stored code (None: a random key for this index's
+    lifetime); see the module docstring.
     """
 
     def __init__(
@@ -94,20 +136,30 @@ class PalmIndex:
         *,
         coarse_from: int = params.INDEX_COARSE_FROM,
         coarse_pool: tuple[int, int] = params.INDEX_COARSE_POOL,
+        transform: RevocableTransform | None = None,
     ) -> None:
-        """Create an empty index for templates of ``grid`` = (H, W) cells."""
+        """Create an empty index for templates of ``grid`` = (H, W) cells.
+
+        Raises ValueError on a code length that is not whole 64-bit words, a pool that
+        does not tile the grid, or a transform of another grid.
+        """
         self.grid = grid
         bits = BITS_PER_CELL * grid[0] * grid[1]
         if bits % 64:
             raise ValueError(f"the code length must be a multiple of 64 bits, grid gives {bits}")
+        self._transform = transform or RevocableTransform(os.urandom(32), grid)
+        if self._transform.grid != grid:
+            raise ValueError(f"transform grid {self._transform.grid} != index grid {grid}")
+        self._pooled_bits = BITS_PER_CELL * (grid[0] // coarse_pool[0]) * (
+            grid[1] // coarse_pool[1])
         pool_codes(np.zeros((1, code_nbytes(grid)), np.uint8), grid, coarse_pool)  # validate
         self._coarse_from, self._pool = coarse_from, coarse_pool
         self._lock = threading.RLock()
-        self._rows = _Rows(grid)
+        self._rows = _Rows(grid, (self._pooled_bits + 7) // 8)
         self._ids: dict[str, int] = {}
         self._subjects: dict[str, list[int]] = {}
         self._coarse = False
-        self._faiss = self._new_faiss()
+        self._faiss, self._flat = self._new_faiss()
 
     def __len__(self) -> int:
         with self._lock:
@@ -122,6 +174,11 @@ class PalmIndex:
         """True when FAISS holds pooled codes (large gallery), False for full codes."""
         return self._coarse
 
+    @property
+    def key_id(self) -> str:
+        """Id of the revocable transform every stored code is made under."""
+        return self._transform.key_id
+
     def subject_ids(self) -> frozenset[str]:
         """The subjects with at least one template in the index."""
         with self._lock:
@@ -134,7 +191,7 @@ class PalmIndex:
             return self._rows.nbytes() + per_row * int(self._faiss.ntotal)
 
     def add(self, template_id: str, subject_id: str, template: Template) -> None:
-        """Add one template.
+        """Add one (clear) template; the index keeps only its protected codes.
 
         Raises DuplicateTemplateError if ``template_id`` is present and
         TemplateFormatError if ``template.grid`` differs from the index grid.
@@ -148,52 +205,104 @@ class PalmIndex:
     def add_packed(
         self, template_ids: Sequence[str], subject_ids: Sequence[str], codes: U8, masks: U8
     ) -> None:
-        """Add many templates given as packed variant-0 rows (all or none).
+        """Add many templates given as packed *clear* variant-0 rows (all or none).
 
         ``codes``: (n, code_nbytes(grid)) uint8; ``masks``: (n, mask_nbytes(grid))
-        uint8 (layout of :mod:`identity.template`). Raises DuplicateTemplateError on a
-        known or repeated id and TemplateFormatError on wrong shapes.
+        uint8 (layout of :mod:`identity.template`). They are pooled, then transformed;
+        the clear arrays are not kept. Raises DuplicateTemplateError on a known or
+        repeated id and TemplateFormatError on wrong shapes.
         """
         n = len(template_ids)
         if codes.shape != (n, code_nbytes(self.grid)) or masks.shape != (
             n, mask_nbytes(self.grid)
         ) or len(subject_ids) != n:
             raise TemplateFormatError(f"bad packed shapes {codes.shape}, {masks.shape} for {n}")
+        pooled = self._protect_pooled(codes)
+        self._insert(template_ids, subject_ids, self._transform.codes(codes),
+                     self._transform.masks(masks), pooled)
+
+    def add_rows(self, rows: IndexRows) -> None:
+        """Add rows exported by an index of the same transform (all or none).
+
+        Raises ValueError when ``rows.key_id`` is another transform's (its codes would
+        never match), TemplateFormatError on wrong shapes, DuplicateTemplateError on
+        a known or repeated id.
+        """
+        if rows.key_id != self.key_id:
+            raise ValueError(f"rows made under transform {rows.key_id!r}, index uses "
+                             f"{self.key_id!r}")
+        n = len(rows.template_ids)
+        if rows.codes.shape != (n, code_nbytes(self.grid)) or rows.masks.shape != (
+            n, mask_nbytes(self.grid)
+        ) or rows.pooled.shape != (n, self._rows.pooled_bytes) or len(rows.subject_ids) != n:
+            raise TemplateFormatError(f"bad row shapes {rows.codes.shape}, {rows.masks.shape},"
+                                      f" {rows.pooled.shape} for {n}")
+        self._insert(rows.template_ids, rows.subject_ids, rows.codes, rows.masks, rows.pooled)
+
+    def _protect_pooled(self, codes: U8) -> U8:
+        step = 65536  # bounds the unpacked temporary of pool_codes
+        parts = [pool_codes(codes[i : i + step], self.grid, self._pool)
+                 for i in range(0, max(1, len(codes)), step)]
+        return self._transform.pooled(np.concatenate(parts), self._pooled_bits)
+
+    def _insert(self, template_ids: Sequence[str], subject_ids: Sequence[str], codes: U8,
+                masks: U8, pooled: U8) -> None:
+        """Store protected rows; FAISS gets full codes, or pooled ones once coarse."""
+        n = len(template_ids)
         with self._lock:
             if len(set(template_ids)) != n or any(t in self._ids for t in template_ids):
                 raise DuplicateTemplateError("a template id is already indexed")
-            rows = self._rows.append(codes, masks, template_ids, subject_ids)
+            rows = self._rows.append(codes, masks, template_ids, subject_ids,
+                                     None if self._coarse else pooled)
             for tid, sid, row in zip(template_ids, subject_ids, rows.tolist(), strict=True):
                 self._ids[tid] = row
                 self._subjects.setdefault(sid, []).append(row)
-            if not self._coarse and len(self._ids) >= self._coarse_from:
+            if self._coarse:
+                self._faiss_add(rows, pooled)
+            elif len(self._ids) >= self._coarse_from:
                 self._coarse = True
-                self._faiss = self._new_faiss()
-                rows = np.fromiter(self._ids.values(), np.int64, len(self._ids))
-            self._faiss_add(rows)
+                self._faiss, self._flat = self._new_faiss()
+                live = self._live_rows()
+                self._faiss_add(live, self._rows.pooled_u8(live))
+                self._rows.drop_pooled()  # FAISS now holds the only copy
+            else:
+                self._faiss_add(rows, codes)
 
-    def _new_faiss(self) -> faiss.IndexBinaryIDMap:
-        sample = self._coarse_code(np.zeros((1, code_nbytes(self.grid)), np.uint8))
-        return faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(8 * sample.shape[1]))
+    def _new_faiss(self) -> tuple[faiss.IndexBinaryIDMap, faiss.IndexBinaryFlat]:
+        nbytes = self._rows.pooled_bytes if self._coarse else code_nbytes(self.grid)
+        flat = faiss.IndexBinaryFlat(8 * nbytes)
+        return faiss.IndexBinaryIDMap(flat), flat
 
-    def _coarse_code(self, codes: U8) -> U8:
-        return pool_codes(codes, self.grid, self._pool) if self._coarse else codes
+    def _live_rows(self) -> npt.NDArray[np.int64]:
+        return np.fromiter(self._ids.values(), np.int64, len(self._ids))
 
-    def _faiss_add(self, rows: npt.NDArray[np.int64]) -> None:
-        step = 65536  # bounds the unpacked temporary of pool_codes
-        for start in range(0, len(rows), step):
-            part = rows[start : start + step]
-            codes = self._coarse_code(self._rows.codes_u8(part))
-            self._faiss.add_with_ids(codes, part.astype(np.int64))
+    def _faiss_add(self, rows: npt.NDArray[np.int64], codes: U8) -> None:
+        self._faiss.add_with_ids(np.ascontiguousarray(codes), rows.astype(np.int64))
 
-    def export(self) -> tuple[list[str], list[str], U8, U8]:
-        """Live rows as (template ids, subject ids, codes (n, code bytes), masks (n, mask
-        bytes)) uint8, ready for :meth:`add_packed` (used by :mod:`identity.snapshot`)."""
+    def _faiss_codes(self, rows: npt.NDArray[np.int64]) -> U8:
+        """The codes FAISS holds for ``rows`` (live rows), read back from its storage."""
+        labels = faiss.vector_to_array(self._faiss.id_map)
+        stored = self._flat.reconstruct_n(0, int(self._flat.ntotal))
+        position = np.full(len(self._rows), -1, np.int64)
+        position[labels] = np.arange(len(labels))
+        return np.asarray(stored[position[rows]], dtype=np.uint8)
+
+    def export_rows(self) -> IndexRows:
+        """Every live row, protected, with the transform's key id (for a snapshot)."""
         with self._lock:
-            rows = np.fromiter(self._ids.values(), np.int64, len(self._ids))
+            rows = self._live_rows()
             owners = self._rows.owners(rows)
             codes, masks = self._rows.codes_u8(rows), self._rows.masks_u8(rows)
-        return [o[0] for o in owners], [o[1] for o in owners], codes, masks
+            pooled = self._faiss_codes(rows) if self._coarse else self._rows.pooled_u8(rows)
+        return IndexRows(self.key_id, [o[0] for o in owners], [o[1] for o in owners],
+                         codes, masks, pooled)
+
+    def export(self) -> tuple[list[str], list[str], U8, U8]:
+        """Live rows as (template ids, subject ids, codes, masks) uint8: the codes and masks
+        are *protected* (transformed under this index's key), not clear, so they are not
+        input for :meth:`add_packed`; use :meth:`export_rows` and :meth:`add_rows`."""
+        rows = self.export_rows()
+        return rows.template_ids, rows.subject_ids, rows.codes, rows.masks
 
     def remove_subject(self, subject_id: str) -> int:
         """Remove every template of ``subject_id``; returns how many were removed."""
@@ -208,11 +317,13 @@ class PalmIndex:
             return len(rows)
 
     def search(self, probe: Template, shortlist: int) -> list[Candidate]:
-        """Subjects whose templates are near ``probe``, best first (one entry per subject).
+        """Subjects whose templates are near ``probe`` (clear), best first (one entry per
+        subject).
 
         The ``shortlist`` templates nearest to any translated query (FAISS, Hamming on
-        full codes; on pooled codes ``params.INDEX_COARSE_DEPTH`` widens both) are
-        re-scored with the shift-tolerant matcher; each subject gets its best score.
+        protected full codes; on protected pooled codes ``params.INDEX_COARSE_DEPTH``
+        widens both) are re-scored with the shift-tolerant matcher, the probe prepared
+        under the index's transform; each subject gets its best score.
         Returns an empty list for an empty index.
         Raises ValueError if ``shortlist < 1`` and TemplateFormatError on a grid mismatch.
         """
@@ -220,17 +331,18 @@ class PalmIndex:
             raise ValueError("shortlist must be >= 1")
         if probe.grid != self.grid:
             raise TemplateFormatError(f"probe grid {probe.grid} != index grid {self.grid}")
-        prepared = PreparedProbe(probe)
+        prepared = PreparedProbe(probe, transform=self._transform.bits)
         shifts = params.SHORTLIST_QUERY_SHIFTS
         moved = [translate(probe, dy, dx) for dy in shifts for dx in shifts]
         query = np.stack([np.frombuffer(t.reference_code, np.uint8) for t in moved])
+        full = self._transform.codes(query)
         with self._lock:
             total = int(self._faiss.ntotal)
             if total == 0:
                 return []
             deep = params.INDEX_COARSE_DEPTH if self._coarse else (1, 1)
-            dist, labels = self._faiss.search(self._coarse_code(query),
-                                              min(total, shortlist * deep[0]))
+            coded = self._protect_pooled(query) if self._coarse else full
+            dist, labels = self._faiss.search(coded, min(total, shortlist * deep[0]))
             rows = _nearest_rows(dist, labels, shortlist * deep[1])
             refs = ReferenceSet(self.grid, *self._rows.reference_words(rows))
             owners = self._rows.owners(rows)
@@ -238,34 +350,55 @@ class PalmIndex:
 
 
 class _Rows:
-    """Growable columnar storage: code words, mask ids, owners (not thread-safe itself)."""
+    """Growable columnar storage: code words, mask ids, owners and, until the index turns
+    coarse, protected pooled codes (not thread-safe itself)."""
 
-    def __init__(self, grid: tuple[int, int]) -> None:
+    def __init__(self, grid: tuple[int, int], pooled_bytes: int) -> None:
         self._words = code_nbytes(grid) // 8
         self._mask_bytes = mask_nbytes(grid)
+        self.pooled_bytes = pooled_bytes
         self._codes = np.zeros((0, self._words), np.uint64)
         self._mask_ids = np.zeros(0, np.uint32)
+        self._pooled: U8 | None = np.zeros((0, pooled_bytes), np.uint8)
         self._mask_table = np.zeros((0, self._mask_bytes), np.uint8)  # distinct cell masks
         self._n_masks = 0
         self._mask_lookup: dict[bytes, int] = {}
         self._owner: list[tuple[str, str] | None] = []  # (template id, subject id)
 
+    def __len__(self) -> int:
+        return len(self._owner)
+
     def nbytes(self) -> int:
         n = len(self._owner)
-        return n * (8 * self._words + 4) + self._n_masks * self._mask_bytes
+        pooled = 0 if self._pooled is None else self.pooled_bytes
+        return n * (8 * self._words + 4 + pooled) + self._n_masks * self._mask_bytes
 
     def append(
-        self, codes: U8, masks: U8, tids: Sequence[str], sids: Sequence[str]
+        self, codes: U8, masks: U8, tids: Sequence[str], sids: Sequence[str],
+        pooled: U8 | None,
     ) -> npt.NDArray[np.int64]:
         start, n = len(self._owner), len(tids)
         if start + n > len(self._codes):
             cap = max(start + n, 2 * len(self._codes), 64)
             self._codes = np.resize(self._codes, (cap, self._words))
             self._mask_ids = np.resize(self._mask_ids, cap)
+            if self._pooled is not None:
+                self._pooled = np.resize(self._pooled, (cap, self.pooled_bytes))
         self._codes[start : start + n] = np.ascontiguousarray(codes).view(np.uint64)
         self._mask_ids[start : start + n] = self._mask_ids_of(masks)
+        if self._pooled is not None and pooled is not None:
+            self._pooled[start : start + n] = pooled
         self._owner.extend(zip(tids, sids, strict=True))
         return np.arange(start, start + n, dtype=np.int64)
+
+    def pooled_u8(self, rows: npt.NDArray[np.int64]) -> U8:
+        """Protected pooled codes of ``rows`` (only before :meth:`drop_pooled`)."""
+        if self._pooled is None:
+            raise RuntimeError("pooled codes are held by FAISS once the index is coarse")
+        return self._pooled[rows]
+
+    def drop_pooled(self) -> None:
+        self._pooled = None
 
     def _mask_ids_of(self, masks: U8) -> npt.NDArray[np.uint32]:
         """Mask-table ids of ``masks`` rows: grouped by a 64-bit hash (fast), then checked

@@ -112,8 +112,9 @@ class PreparedProbe:
 
         ``min_overlap`` is the fraction of all code bits that must be valid in both
         templates for a translation to count. ``transform`` (e.g.
-        :meth:`identity.revocable.RevocableTransform.bits`) maps each translated
-        (3, H, W) code and (H, W) mask, for references stored transformed.
+        :meth:`identity.revocable.RevocableTransform.bits`), for references stored
+        transformed, maps the translated codes and masks in one batch: (S, 3, H, W)
+        and (S, H, W) bool arrays, translations being made in the clear first.
         """
         if max_shift < 0 or not 0.0 < min_overlap <= 1.0:
             raise ValueError("max_shift must be >= 0 and min_overlap in (0, 1]")
@@ -126,12 +127,15 @@ class PreparedProbe:
             for dy in shifts:
                 for dx in shifts:
                     c, m = _translate(code, mask, dy, dx)
-                    if transform is not None:
-                        c, m = transform(c, m)
-                    codes.append(c.ravel())
-                    masks.append(_plane_mask(m).ravel())
-        self._codes = _pack_words(np.stack(codes))[:, None, :]  # (S, 1, words)
-        self._masks = _pack_words(np.stack(masks))[:, None, :]
+                    codes.append(c)
+                    masks.append(m)
+        code_arr, mask_arr = np.stack(codes), np.stack(masks)
+        if transform is not None:
+            code_arr, mask_arr = transform(code_arr, mask_arr)
+        n = len(code_arr)
+        planes = np.broadcast_to(mask_arr[:, None], code_arr.shape)  # (S, 3, H, W)
+        self._codes = _pack_words(code_arr.reshape(n, -1))[:, None, :]  # (S, 1, words)
+        self._masks = _pack_words(planes.reshape(n, -1))[:, None, :]
 
     def distances(self, refs: ReferenceSet) -> F64:
         """Best normalised Hamming distance to each reference: (M,) float64 in [0, 1].

@@ -2,12 +2,18 @@
 
 Pipeline per capture: :func:`identity.imageio.decode_image` ->
 :func:`identity.roi.extract_roi` -> :func:`identity.features.extract_features`
--> :class:`identity.template.Template`. Templates are stored only encrypted
-(:class:`identity.protection.TemplateCipher`, a data key per blob, or
-:class:`identity.keyring.Keyring`, a data key per person); the plaintext lives in the
-in-memory :class:`identity.index.PalmIndex`, which is a cache rebuilt by
-:meth:`IdentityService.load` from the encrypted snapshot (:mod:`identity.snapshot`)
-plus the change log, or from the repository (the system of record).
+-> :class:`identity.template.Template`. Templates are stored only encrypted, as clear
+templates (:class:`identity.protection.TemplateCipher`, a data key per blob, or
+:class:`identity.keyring.Keyring`, a data key per person). The in-memory
+:class:`identity.index.PalmIndex` holds only *revocable* codes: every code it keeps
+is transformed under the current key of a :class:`identity.revocable.TransformSource`
+(:mod:`identity.revocable`), and probes are prepared under the same key. The index is
+a cache rebuilt by :meth:`IdentityService.load` from the encrypted snapshot
+(:mod:`identity.snapshot`, valid only for the same KEK and transform key) plus the
+change log, or from the repository (the system of record). Because the stored
+templates are clear-domain, the transform key can be replaced at any time
+(``storefront identity rotate-transform``): the index is re-derived from the
+repository, and codes of the old key match nothing any more.
 """
 
 from __future__ import annotations
@@ -16,29 +22,32 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import faiss
+import numpy as np
 
 from identity import params
 from identity.errors import (
     AcquisitionError,
     EnrolmentError,
     InvalidImageError,
+    TemplateFormatError,
 )
 from identity.features import extract_features
 from identity.imageio import decode_image
-from identity.index import Candidate, PalmIndex
+from identity.index import Candidate, IndexRows, PalmIndex
 from identity.protection import TemplateProtector
 from identity.repository import (
     TemplateChanges,
     TemplateRecord,
     TemplateRepository,
 )
+from identity.revocable import FixedTransform, RevocableTransform, TransformSource
 from identity.roi import extract_roi
 from identity.settings import IdentitySettings
 from identity.snapshot import (
@@ -48,9 +57,12 @@ from identity.snapshot import (
     read_snapshot,
     write_snapshot,
 )
-from identity.template import Template
+from identity.template import Template, mask_nbytes
 
 log = logging.getLogger(__name__)
+
+TRANSFORM_INFO = b"storefront/revocable-transform/v1"
+_REBUILD_BATCH = 1024
 
 Outcome = Literal["identified", "not_identified", "ambiguous"]
 
@@ -114,6 +126,21 @@ def decide(candidates: Sequence[Candidate], settings: IdentitySettings) -> tuple
     return "identified", best.subject_id, best.score, runner, why
 
 
+def _add_batch(index: PalmIndex, batch: list[tuple[str, str, Template]]) -> int:
+    """Add clear templates to ``index`` in one packed call (then empties ``batch``);
+    returns how many were added. Raises TemplateFormatError on a grid mismatch."""
+    if not batch:
+        return 0
+    if any(t.grid != index.grid for _, _, t in batch):
+        raise TemplateFormatError(f"a stored template is not of the index grid {index.grid}")
+    n, mask_bytes = len(batch), mask_nbytes(index.grid)
+    codes = np.stack([np.frombuffer(t.reference_code, np.uint8) for _, _, t in batch])
+    masks = np.stack([np.frombuffer(t.mask[:mask_bytes], np.uint8) for _, _, t in batch])
+    index.add_packed([b[0] for b in batch], [b[1] for b in batch], codes, masks)
+    batch.clear()
+    return n
+
+
 def template_from_image(image: bytes) -> Template:
     """Decode, extract the ROI and encode one capture.
 
@@ -129,36 +156,83 @@ class IdentityService:
     def __init__(
         self, *, repository: TemplateRepository, cipher: TemplateProtector,
         settings: IdentitySettings, snapshot_path: Path | None = None,
+        transform: RevocableTransform | TransformSource | None = None,
     ) -> None:
         """``snapshot_path``: where :meth:`save_snapshot` writes the encrypted index
-        snapshot that :meth:`load` tries first (None: always rebuild from the repository)."""
+        snapshot that :meth:`load` tries first (None: always rebuild from the repository).
+
+        ``transform``: the revocable transform of index codes, fixed or from a source
+        that may change (e.g. :class:`identity.revocable.KeyFileTransform`: the index is
+        then re-derived under the new key at the next call). None: a transform keyed
+        by HKDF of the current KEK (``TRANSFORM_INFO``), fixed for this service, so the
+        index still holds no clear code but its key changes only with the KEK.
+        """
         self._repository = repository
         self._cipher = cipher
         self._snapshot_path = snapshot_path
         self._settings = settings
-        self._index = PalmIndex()
+        if transform is None:
+            transform = RevocableTransform(cipher.derive_key(TRANSFORM_INFO))
+        self._transforms: TransformSource = (
+            FixedTransform(transform) if isinstance(transform, RevocableTransform) else transform)
+        self._index = self._new_index(self._transforms.current())
         self._lock = threading.RLock()
         self._cursor = 0
         faiss.omp_set_num_threads(settings.faiss_threads)  # process-wide; see params
 
+    def _new_index(self, transform: RevocableTransform) -> PalmIndex:
+        return PalmIndex(coarse_from=self._settings.index_coarse_from, transform=transform)
+
+    @property
+    def transform_id(self) -> str:
+        """Id of the revocable key the in-memory index codes are made under."""
+        return self._index.key_id
+
     def load(self) -> int:
-        """(Re)build the in-memory index; returns the template count.
+        """(Re)build the in-memory index under the current transform; returns the
+        template count.
 
         From the snapshot when one is configured and usable (then the change log is
-        replayed from its cursor); otherwise - missing, stale, corrupt, another KEK -
-        from the repository, after which a fresh snapshot is written.
-        Raises TemplateDecryptionError / TemplateFormatError on a bad stored record.
+        replayed from its cursor); otherwise - missing, stale, corrupt, another KEK or
+        transform key - from the repository (:meth:`rebuild`), which writes a fresh
+        snapshot. Raises TemplateDecryptionError / TemplateFormatError on a bad stored
+        record.
         """
+        transform = self._transforms.current()
         if self._snapshot_path is not None and self._snapshot_path.exists():
             try:
-                return self._load_snapshot(self._snapshot_path)
+                return self._load_snapshot(self._snapshot_path, transform)
             except SnapshotError as exc:
                 log.warning("index snapshot not used, rebuilding from the database: %s",
                             exc.reason)
+        return self._rebuild(transform, None)
+
+    def rebuild(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Re-derive every index code from the repository under the current transform,
+        ignoring any snapshot, then write a fresh snapshot (when configured); returns
+        the template count. ``progress`` is called with the number of templates done so
+        far, every 1,024 templates and at the end.
+
+        Raises TemplateDecryptionError / TemplateFormatError on a bad stored record and
+        OSError when the snapshot cannot be written.
+        """
+        return self._rebuild(self._transforms.current(), progress)
+
+    def _rebuild(self, transform: RevocableTransform,
+                 progress: Callable[[int], None] | None) -> int:
         cursor = self._repository.head()  # taken first: later changes are replayed
-        index = PalmIndex()
+        index = self._new_index(transform)
+        batch: list[tuple[str, str, Template]] = []
+        done = 0
         for record in self._repository.all():
-            index.add(record.template_id, record.subject_id, self._decrypt(record))
+            batch.append((record.template_id, record.subject_id, self._decrypt(record)))
+            if len(batch) == _REBUILD_BATCH:
+                done += _add_batch(index, batch)
+                if progress is not None:
+                    progress(done)
+        done += _add_batch(index, batch)
+        if progress is not None:
+            progress(done)
         with self._lock:
             self._index, self._cursor = index, cursor
         self._catch_up()
@@ -166,15 +240,20 @@ class IdentityService:
             self.save_snapshot()
         return len(self._index)
 
-    def _load_snapshot(self, path: Path) -> int:
+    def _load_snapshot(self, path: Path, transform: RevocableTransform) -> int:
         key = self._cipher.derive_key(SNAPSHOT_INFO)
-        rows, cursor = read_snapshot(path, key=key, key_id=self._cipher.key_id)
+        rows, cursor = read_snapshot(path, key=key, key_id=self._cipher.key_id,
+                                     transform_id=transform.key_id)
         if cursor > self._repository.head():
             raise SnapshotError("snapshot is ahead of the database (stale or another database)")
-        index = PalmIndex()
-        if rows.grid != index.grid:
-            raise SnapshotError(f"snapshot grid {rows.grid} != index grid {index.grid}")
-        index.add_packed(rows.template_ids, rows.subject_ids, rows.codes, rows.masks)
+        index = self._new_index(transform)
+        if rows.grid != index.grid or rows.pooled is None:
+            raise SnapshotError(f"snapshot grid {rows.grid} or coarse codes do not fit the index")
+        try:
+            index.add_rows(IndexRows(rows.transform_id, rows.template_ids, rows.subject_ids,
+                                     rows.codes, rows.masks, rows.pooled))
+        except (ValueError, TemplateFormatError) as exc:
+            raise SnapshotError(f"snapshot rows do not fit the index: {exc}") from None
         with self._lock:
             self._index, self._cursor = index, cursor
         self._catch_up()
@@ -183,16 +262,19 @@ class IdentityService:
     def save_snapshot(self) -> int:
         """Write the encrypted index snapshot (atomically); returns its size in bytes.
 
+        The index is first brought up to date, including a change of transform key,
+        so a snapshot never holds codes of a revoked key.
         Raises ValueError when no snapshot path is configured, OSError on a write error.
         """
         if self._snapshot_path is None:
             raise ValueError("no snapshot path configured")
         self._catch_up()  # deletions made through other workers never reach the disk
         with self._lock:
-            tids, sids, codes, masks = self._index.export()
+            rows = self._index.export_rows()
             cursor = self._cursor
-        rows = SnapshotRows(self._index.grid, tids, sids, codes, masks)
-        return write_snapshot(self._snapshot_path, rows, cursor=cursor,
+        snap = SnapshotRows(self._index.grid, rows.template_ids, rows.subject_ids, rows.codes,
+                            rows.masks, rows.pooled, rows.key_id)
+        return write_snapshot(self._snapshot_path, snap, cursor=cursor,
                               key=self._cipher.derive_key(SNAPSHOT_INFO),
                               key_id=self._cipher.key_id)
 
@@ -210,9 +292,16 @@ class IdentityService:
         The index is a per-process cache of the repository (the system of record);
         every identification and enrolment first replays the repository's change
         log, so a palm enrolled or deleted through another API worker is seen at
-        once. Returns the number of changes applied.
+        once. When the transform source has a new key (a rotation), the index is first
+        re-derived under it (from the snapshot the rotation wrote, or the repository):
+        that call waits for the rebuild. Returns the number of changes applied.
         """
         with self._lock:
+            transform = self._transforms.current()
+            if transform.key_id != self._index.key_id:
+                log.info("revocable key changed (%s -> %s): re-deriving the palm index",
+                         self._index.key_id, transform.key_id)
+                self.load()
             changes = self._repository.changes_since(self._cursor)
             self._apply(changes)
             self._cursor = max(self._cursor, changes.cursor)

@@ -17,7 +17,9 @@ class IdentitySettings(BaseSettings):
 
     ``identify_threshold`` and ``ambiguity_margin`` are matcher scores in [0, 1];
     ``shortlist_size`` is in templates; ``min_enrolment_captures`` in usable captures;
-    ``faiss_threads`` is FAISS's OpenMP thread count (process-wide, set by the service).
+    ``faiss_threads`` is FAISS's OpenMP thread count (process-wide, set by the service);
+    ``index_coarse_from`` is the gallery size (templates) from which the index's FAISS
+    stage scans pooled codes (:mod:`identity.index`).
     """
 
     model_config = SettingsConfigDict(env_prefix="STOREFRONT_IDENTITY_", frozen=True)
@@ -28,3 +30,4 @@ class IdentitySettings(BaseSettings):
     min_enrolment_captures: int = Field(default=params.MIN_ENROLMENT_CAPTURES, ge=1, le=100)
     max_enrolment_captures: int = Field(default=20, ge=1, le=100)
     faiss_threads: int = Field(default=params.FAISS_THREADS, ge=1, le=256)
+    index_coarse_from: int = Field(default=params.INDEX_COARSE_FROM, ge=1)

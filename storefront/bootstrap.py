@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cart.service import SessionService
 from cart.sql_event_store import SqlEventStore
+from identity.revocable import KeyFileTransform
 from identity.service import IdentityService
 from identity.settings import IdentitySettings
 from storefront.catalog import Catalogue
@@ -84,8 +86,8 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     """Build the services: migrate the database, load the key, rebuild the palm index,
     reconcile payment calls left in flight (``reconcile_payments``).
 
-    Raises identity errors when the key file is missing or unsafe outside
-    development mode.
+    Raises identity errors when a key file (the KEK, the revocable-transform key) is
+    missing or unsafe outside development mode.
     """
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,10 +98,13 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
                                     development=settings.environment == "development")
     key_id, kek = provider.current()
+    transform = KeyFileTransform(revocable_key_path(settings),  # followed across rotations
+                                 development=settings.environment == "development")
     identity = IdentityService(repository=SqlTemplateRepository(db),  # a data key per person
                                cipher=StoreKeyring(provider, SqlSubjectKeyStore(db)),
                                settings=identity_settings or IdentitySettings(),
-                               snapshot_path=settings.data_dir / "index" / "palm-index.snapshot")
+                               snapshot_path=palm_index_snapshot_path(settings),
+                               transform=transform)
     identity.load()
     processor = processor or build_processor(settings)
     payment = ExitPayment(sessions=db, processor=processor, clock=clock,
@@ -135,6 +140,17 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                      audit=audit, security=build_security(db, kek=kek, kek_id=key_id,
                                                           store_id=settings.store_id,
                                                           audit=audit, clock=clock))
+
+
+def revocable_key_path(settings: Settings) -> Path:
+    """The revocable-transform key file: ``revocable_key_file`` or
+    ``<data_dir>/keys/revocable.key`` (next to the KEK's default)."""
+    return settings.revocable_key_file or settings.data_dir / "keys" / "revocable.key"
+
+
+def palm_index_snapshot_path(settings: Settings) -> Path:
+    """Where the encrypted palm-index snapshot lives: ``<data_dir>/index/palm-index.snapshot``."""
+    return settings.data_dir / "index" / "palm-index.snapshot"
 
 
 def _staff_services(db: sessionmaker[Session], carts: SessionService, catalogue: Catalogue,

@@ -1,4 +1,5 @@
-"""``storefront identity ...``: measure palm recognition on a manifest folder."""
+"""``storefront identity ...``: measure palm recognition on a manifest folder, benchmark
+1:N search at scale, and replace the revocable-transform key of the palm index."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from rich.table import Table
 
 from identity.errors import IdentityError
 
-identity_app = typer.Typer(help="Palm recognition: evaluation.", no_args_is_help=True)
+identity_app = typer.Typer(help="Palm recognition: evaluation, benchmark, revocable key.",
+                           no_args_is_help=True)
 console = Console()
 
 
@@ -109,3 +111,84 @@ def bench(
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(text + "\n", encoding="utf-8")
+
+
+@identity_app.command("rotate-transform")
+def rotate_transform() -> None:
+    """New revocable-transform key: every palm-index code is re-derived from the database.
+
+    Writes a new random key to <key file>.next (mode 0600), decrypts every stored
+    template (they are kept clear-domain, envelope-encrypted) and transforms it under
+    the new key, writes the encrypted index snapshot under the new key (the old
+    snapshot is replaced: it can never be loaded again), then makes the new key the
+    key file (STOREFRONT_REVOCABLE_KEY_FILE, default <data dir>/keys/revocable.key).
+    The old key is destroyed: codes made under it match no probe any more.
+
+    Running API workers need no restart: each watches the key file and re-derives its
+    index under the new key (from the new snapshot) at its next identification or
+    enrolment, which waits for that rebuild. Interrupted runs are safe to repeat.
+    """
+    try:
+        report = _rotate_transform()
+    except (IdentityError, OSError) as exc:
+        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
+        raise typer.Exit(2) from exc
+    console.print(f"revocable key {report['old']} revoked; current key {report['new']}; "
+                  f"{report['templates']} index code(s) re-derived; snapshot "
+                  f"{report['snapshot_bytes']} bytes")
+
+
+def _rotate_transform() -> dict[str, Any]:
+    """The steps of :func:`rotate_transform`; returns what was done. Raises IdentityError
+    (key files, undecryptable template) or OSError (writing the key or snapshot)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from identity.revocable import KeyFileTransform, prepare_next_key, promote_next_key
+    from identity.service import IdentityService
+    from identity.settings import IdentitySettings
+    from storefront.bootstrap import palm_index_snapshot_path, revocable_key_path
+    from storefront.db.engine import make_engine
+    from storefront.db.migrate import upgrade
+    from storefront.settings import Settings
+    from storefront.subject_keys import (
+        KekFiles,
+        ReloadingKeyProvider,
+        SqlSubjectKeyStore,
+        StoreKeyring,
+    )
+    from storefront.templates_repo import SqlTemplateRepository
+
+    settings = Settings()
+    development = settings.environment == "development"
+    path = revocable_key_path(settings)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        upgrade(engine)
+        db = sessionmaker(engine, expire_on_commit=False)
+        old = KeyFileTransform(path, development=development).current()
+        provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
+                                        development=development)
+        new = prepare_next_key(path)
+        service = IdentityService(repository=SqlTemplateRepository(db),
+                                  cipher=StoreKeyring(provider, SqlSubjectKeyStore(db)),
+                                  settings=IdentitySettings(),
+                                  snapshot_path=palm_index_snapshot_path(settings),
+                                  transform=new)
+        with _progress() as bar:
+            task = bar.add_task("re-deriving palm-index codes", total=_template_count(db))
+            count = service.rebuild(progress=lambda done: bar.update(task, completed=done))
+        size = palm_index_snapshot_path(settings).stat().st_size
+        promote_next_key(path)
+    finally:
+        engine.dispose()
+    return {"old": old.key_id, "new": new.key_id, "templates": count, "snapshot_bytes": size}
+
+
+def _template_count(db: Any) -> int:
+    """Stored palm templates (the progress bar's total)."""
+    import sqlalchemy as sa
+
+    from storefront.db.models import PalmTemplate
+
+    with db() as s:
+        return int(s.scalar(sa.select(sa.func.count()).select_from(PalmTemplate)) or 0)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL; default is a SQLite file under ``data_dir``.
             PostgreSQL: ``postgresql+psycopg://user@host:5432/db``.
         key_file: template key-encryption key (32 random bytes, mode 0600).
+        revocable_key_file: key of the revocable transform of palm-index codes (32
+            random bytes, mode 0600; default ``<data_dir>/keys/revocable.key``; same
+            rules as ``key_file``); replaced by ``storefront identity rotate-transform``.
         store_id: the store this process serves.
         currency: ISO 4217 code of all prices (minor units everywhere).
         prices_include_tax: shelf prices include tax (True, as in Israel and the UK) or
@@ -58,6 +61,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".storefront")
     database_url: str | None = None
     key_file: Path | None = None
+    revocable_key_file: Path | None = None
     store_id: str = "store-1"
     currency: str = "GBP"
     prices_include_tax: bool = True
