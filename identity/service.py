@@ -329,7 +329,7 @@ class IdentityService:
             )
         outcomes, templates, errors = self._acquire(images)
         if len(templates) < self._settings.min_enrolment_captures:
-            if errors and all(isinstance(e, InvalidImageError) for e in errors):
+            if errors and len(errors) == len(images):
                 raise InvalidImageError(f"no capture could be decoded: {errors[0].reason}")
             raise EnrolmentError(
                 f"{len(templates)} usable capture(s), {self._settings.min_enrolment_captures}"

@@ -126,3 +126,14 @@ def test_delete_removes_stored_and_indexed_templates() -> None:
     assert {r.subject_id for r in repo.all()} == {"b"}
     assert svc.identify(image=_png(4, 5)).outcome == "not_identified"
     assert svc.identify(image=_png(5, 5)).subject_id == "b"
+
+
+def test_mixed_undecodable_and_unusable_captures_report_every_reason() -> None:
+    """One capture not an image, one a blank frame: the refusal names both reasons (an
+    EnrolmentError), not "no capture could be decoded"."""
+    svc = _service()
+    blank = encode_png(np.full((128, 128), 128, dtype=np.uint8))
+    with pytest.raises(EnrolmentError) as refused:
+        svc.enrol(subject_id="a", images=[b"garbage", blank])
+    assert "invalid_image" in refused.value.reason
+    assert "0 usable capture(s)" in refused.value.reason
