@@ -12,8 +12,17 @@ from the templates of *other* Tongji palms (never the probed ones), vectorised:
 * mask: the whole validity mask of one random source template (real masked-cell
   statistics; masks are shared, as in the index's mask table).
 
+Everything is measured on what the live :class:`identity.service.IdentityService`
+holds and runs: an index whose codes, masks and pooled first stage are protected by
+one revocable transform (:mod:`identity.revocable`), searched with the probe
+prepared under that transform; templates at rest in per-person envelope encryption
+(:class:`identity.keyring.Keyring`); the database restart is the service's own
+:meth:`~identity.service.IdentityService.rebuild` (batched packed adds) and the
+snapshot restart reads the protected rows back with the same transform key, as
+:meth:`~identity.service.IdentityService.load` does.
+
 Measures (ISO/IEC 19795-1 terms): identify time of one query on one thread, shortlist
-recall, bytes per template, enrolment rate and the time to rebuild from the database.
+recall, bytes per template, enrolment rate and the restart times (snapshot, database).
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ from __future__ import annotations
 import gc
 import os
 import resource
+import tempfile
 import time
-import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -31,14 +42,26 @@ import numpy as np
 import numpy.typing as npt
 
 from identity import params
-from identity.index import PalmIndex
+from identity.errors import KeyFileError
+from identity.index import Candidate, IndexRows, PalmIndex
+from identity.keyring import InMemorySubjectKeyStore, Keyring
 from identity.matcher import PreparedProbe, ReferenceSet
-from identity.protection import TemplateCipher
 from identity.repository import InMemoryTemplateRepository, TemplateRecord
+from identity.revocable import RevocableTransform
+from identity.service import IdentityService
+from identity.settings import IdentitySettings
+from identity.snapshot import (
+    SNAPSHOT_INFO,
+    SnapshotError,
+    SnapshotRows,
+    read_snapshot,
+    write_snapshot,
+)
 from identity.template import Template, code_nbytes, mask_nbytes
 
 U8 = npt.NDArray[np.uint8]
 BANDS = 8
+SNAPSHOT_CHECK_PROBES = 20  # probes searched in the original and the restored index
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,45 @@ class BenchData:
     gallery: list[Template]
     probes: list[tuple[int, Template]]
     sources: list[Template]
+
+
+class _OneKek:
+    """A :class:`identity.keyring.KeyProvider` holding one random 32-byte KEK in memory."""
+
+    def __init__(self) -> None:
+        self._kek, self.key_id = os.urandom(32), "bench-kek"
+
+    def current(self) -> tuple[str, bytes]:
+        """(key id, KEK)."""
+        return self.key_id, self._kek
+
+    def get(self, key_id: str) -> bytes:
+        """The KEK of ``key_id``; raises KeyFileError for any other id."""
+        if key_id != self.key_id:
+            raise KeyFileError(f"no KEK {key_id!r} in the bench")
+        return self._kek
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """The keys of one bench run: per-person envelope encryption (as the live service
+    stores templates) and the revocable transform of every index code."""
+
+    keys: InMemorySubjectKeyStore
+    cipher: Keyring
+    transform: RevocableTransform
+    settings: IdentitySettings
+
+    @classmethod
+    def new(cls, shortlist: int, threshold: float) -> _Setup:
+        keys = InMemorySubjectKeyStore()
+        settings = IdentitySettings(shortlist_size=shortlist, identify_threshold=threshold,
+                                    faiss_threads=1, index_coarse_from=params.INDEX_COARSE_FROM)
+        return cls(keys, Keyring(_OneKek(), keys), RevocableTransform(os.urandom(32)), settings)
+
+    def index(self) -> PalmIndex:
+        """An empty index as the service makes it (same transform, same coarse size)."""
+        return PalmIndex(coarse_from=self.settings.index_coarse_from, transform=self.transform)
 
 
 def filler_codes(sources: list[Template], n: int, seed: int) -> tuple[U8, U8]:
@@ -74,22 +136,18 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _timed_enrol(index: PalmIndex, data: BenchData, cipher: TemplateCipher,
+def _timed_enrol(index: PalmIndex, data: BenchData, setup: _Setup,
                  repo: InMemoryTemplateRepository) -> float:
-    """Encrypt, store and index every real gallery template; returns templates per second."""
+    """Encrypt (a new data key per person), store and index every real gallery template,
+    one at a time as :meth:`IdentityService.enrol` does after its checks; returns
+    templates per second."""
     start = time.perf_counter()
     for i, t in enumerate(data.gallery):
         subject, tid = f"real-{i}", f"real-t-{i}"
-        blob = cipher.encrypt(subject, t.to_bytes())
-        repo.add([TemplateRecord(tid, subject, blob, _now())])
+        blob = setup.cipher.encrypt(subject, t.to_bytes())
+        repo.add([TemplateRecord(tid, subject, blob, datetime.now(UTC))])
         index.add(tid, subject, t)
     return len(data.gallery) / (time.perf_counter() - start)
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 def _add_fillers(index: PalmIndex, data: BenchData, n: int, seed: int) -> None:
@@ -101,19 +159,23 @@ def _add_fillers(index: PalmIndex, data: BenchData, n: int, seed: int) -> None:
         index.add_packed(ids, ids, codes, masks)
 
 
-def _restart_rate(data: BenchData, cipher: TemplateCipher, records: int) -> float:
-    """Templates per second of a rebuild from the database (decrypt + parse + index)."""
+def _restart_rate(data: BenchData, setup: _Setup, records: int) -> float:
+    """Templates per second of :meth:`IdentityService.rebuild` over ``records`` stored
+    templates (one person each: decrypt with the person's data key, parse, transform,
+    index in packed batches). Raises RuntimeError if the rebuild loses templates."""
     repo = InMemoryTemplateRepository()
-    blobs = [(t, f"s{j}") for j, t in enumerate(data.gallery)]
-    now = _now()
-    repo.add([TemplateRecord(uuid.uuid4().hex, s, cipher.encrypt(s, blobs[j % len(blobs)][0]
-                             .to_bytes()), now) for j, s in ((j, f"r{j}") for j in range(records))])
+    now, n = datetime.now(UTC), len(data.gallery)
+    repo.add([TemplateRecord(f"r-t-{j}", f"r{j}", setup.cipher.encrypt(
+        f"r{j}", data.gallery[j % n].to_bytes()), now) for j in range(records)])
+    service = IdentityService(repository=repo, cipher=setup.cipher, settings=setup.settings,
+                              transform=setup.transform)
+    gc.collect()
     start = time.perf_counter()
-    index = PalmIndex()
-    for r in repo.all():
-        index.add(r.template_id, r.subject_id, Template.from_bytes(
-            cipher.decrypt(r.subject_id, r.ciphertext)))
-    return records / (time.perf_counter() - start)
+    count = service.rebuild()
+    elapsed = time.perf_counter() - start
+    if count != records:
+        raise RuntimeError(f"rebuild indexed {count} of {records} templates")
+    return records / elapsed
 
 
 def run(data: BenchData, gallery: int, *, seed: int = 2026,
@@ -126,9 +188,9 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
     if gallery < len(data.gallery):
         raise ValueError(f"gallery {gallery} < {len(data.gallery)} real palms")
     faiss.omp_set_num_threads(1)
-    cipher = TemplateCipher(os.urandom(32), "bench-kek")
-    index = PalmIndex()
-    enrol_per_s = _timed_enrol(index, data, cipher, InMemoryTemplateRepository())
+    setup = _Setup.new(shortlist, threshold)
+    index = setup.index()
+    enrol_per_s = _timed_enrol(index, data, setup, InMemoryTemplateRepository())
     gc.collect()
     rss0 = _rss_bytes()
     build = time.perf_counter()
@@ -139,62 +201,98 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
     report: dict[str, Any] = {
         "gallery": gallery, "real_palms": len(data.gallery), "probes": len(data.probes),
         "coarse_stage": "pooled" if index.coarse else "full", "shortlist_size": shortlist,
+        "index_codes": "revocable (keyed cell permutation + XOR; pooled codes protected)",
         "filler_build_s": round(build_s, 2),
         "bytes_per_palm_ram": round((_rss_bytes() - rss0) / n_fill, 1),
         "bytes_per_palm_arrays": round(index.nbytes() / len(index), 1),
-        "bytes_per_palm_disk": len(cipher.encrypt("x" * 36, data.gallery[0].to_bytes())),
+        **_disk_bytes(data, setup),
         "enrol_per_s": round(enrol_per_s, 1),
-        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
     report.update(_search_measures(index, data, shortlist, threshold))
-    rate = _restart_rate(data, cipher, min(gallery, 20_000))
+    rate = _restart_rate(data, setup, min(gallery, 20_000))
     report["restart_s_database"] = round(gallery / rate, 1)
     report["restart_s_database_method"] = (
-        "decrypt+parse+index rate on min(gallery, 20000) stored records, times the gallery")
-    report.update(_snapshot_restart(index))
+        "IdentityService.rebuild rate (decrypt with the person's data key, parse, transform, "
+        "batched add) on min(gallery, 20000) in-memory records, times the gallery")
+    report.update(_snapshot_restart(index, data, setup))
+    report["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     return report
 
 
-def _snapshot_restart(index: PalmIndex) -> dict[str, Any]:
-    """Write the encrypted snapshot to a temporary folder; time reading it into a new index."""
-    import tempfile
-    from pathlib import Path
+def _disk_bytes(data: BenchData, setup: _Setup) -> dict[str, int]:
+    """Stored bytes: one template blob under its person's data key, and the person's
+    wrapped data key (one row per person, whatever their template count)."""
+    subject = "x" * 36
+    blob = setup.cipher.encrypt(subject, data.gallery[0].to_bytes())
+    wrapped = setup.keys.get(subject)
+    setup.cipher.shred(subject)
+    return {"bytes_per_palm_disk": len(blob),
+            "bytes_per_person_key": 0 if wrapped is None else len(wrapped.wrapped)}
 
-    from identity.snapshot import SnapshotRows, read_snapshot, write_snapshot
 
-    key = os.urandom(32)
+def _snapshot_restart(index: PalmIndex, data: BenchData, setup: _Setup) -> dict[str, Any]:
+    """Write the encrypted snapshot of the protected rows (as
+    :meth:`IdentityService.save_snapshot`) to a temporary folder; time reading it into
+    a new index of the same transform (as :meth:`IdentityService.load`). Then the first
+    probes are searched in both indexes: the restored one must answer the same."""
+    key = setup.cipher.derive_key(SNAPSHOT_INFO)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "index.snapshot"
-        tids, sids, codes, masks = index.export()
-        size = write_snapshot(path, SnapshotRows(index.grid, tids, sids, codes, masks),
-                              key=key, key_id="bench", cursor=1)
-        del tids, sids, codes, masks
+        path = Path(tmp) / "palm-index.snapshot"
+        rows = index.export_rows()
+        size = write_snapshot(path, SnapshotRows(
+            index.grid, rows.template_ids, rows.subject_ids, rows.codes, rows.masks,
+            rows.pooled, rows.key_id), key=key, key_id=setup.cipher.key_id, cursor=0)
+        del rows
         gc.collect()
         start = time.perf_counter()
-        rows, _ = read_snapshot(path, key=key, key_id="bench")
-        restored = PalmIndex()
-        restored.add_packed(rows.template_ids, rows.subject_ids, rows.codes, rows.masks)
+        restored = _load_snapshot(path, setup)
         elapsed = time.perf_counter() - start
+    probes = [p for _, p in data.probes[:SNAPSHOT_CHECK_PROBES]]
+    same = all(_top(restored.search(p, 5)) == _top(index.search(p, 5)) for p in probes)
     return {"restart_s_snapshot": round(elapsed, 4),
-            "snapshot_bytes_per_palm": round(size / max(1, len(restored)), 1)}
+            "snapshot_bytes_per_palm": round(size / max(1, len(restored)), 1),
+            "snapshot_restored_templates": len(restored),
+            "snapshot_search_identical": same}
+
+
+def _load_snapshot(path: Path, setup: _Setup) -> PalmIndex:
+    """The index of a snapshot, as the service loads it (key derived from the KEK, the
+    transform id checked, protected rows added unchanged). Raises SnapshotError."""
+    rows, _ = read_snapshot(path, key=setup.cipher.derive_key(SNAPSHOT_INFO),
+                            key_id=setup.cipher.key_id, transform_id=setup.transform.key_id)
+    index = setup.index()
+    if rows.grid != index.grid or rows.pooled is None:
+        raise SnapshotError(f"snapshot grid {rows.grid} or coarse codes do not fit the index")
+    index.add_rows(IndexRows(rows.transform_id, rows.template_ids, rows.subject_ids,
+                             rows.codes, rows.masks, rows.pooled))
+    return index
+
+
+def _top(found: list[Candidate]) -> list[tuple[str, str, float]]:
+    return [(c.subject_id, c.template_id, c.score) for c in found]
 
 
 def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
                      threshold: float) -> dict[str, Any]:
-    """Identify time, and shortlist recall against an exhaustive exact search.
+    """Identify time, shortlist recall against an exhaustive exact search, and the
+    largest difference between a score of the protected index and the clear score.
 
-    Exhaustive = the exact matcher over every real gallery template (fillers are
-    impostors: their best exact score is reported, and must stay below the threshold).
-    A probe counts when the exhaustive search identifies its own palm (best score,
-    >= threshold); it is recalled when the indexed search returns that palm first.
+    Exhaustive = the exact matcher, in the clear, over every real gallery template
+    (fillers are impostors: a filler returned first at or above the threshold counts as
+    misidentified). A probe counts when the exhaustive search identifies its own palm
+    (best score, >= threshold); it is recalled when the indexed search returns that palm
+    first. Each real palm has one template, so every real candidate's score must equal
+    its clear exhaustive score (the probe is prepared under the index's transform).
     """
     refs = ReferenceSet.from_templates(data.gallery)
-    times, wanted, recalled, misidentified = [], 0, 0, 0
+    times, wanted, recalled, misidentified, error = [], 0, 0, 0, 0.0
     for owner, probe in data.probes:
         start = time.perf_counter()
         found = index.search(probe, shortlist)
         times.append((time.perf_counter() - start) * 1000.0)
         exact = PreparedProbe(probe).scores(refs)
+        error = max([error] + [abs(c.score - float(exact[int(c.subject_id[5:])]))
+                               for c in found if c.subject_id.startswith("real-")])
         best = int(np.argmax(exact))
         top = found[0] if found else None
         if top is not None and top.subject_id != f"real-{owner}" and top.score >= threshold:
@@ -209,6 +307,7 @@ def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
         "shortlist_recall": round(recalled / max(1, wanted), 4),
         "probes_identifiable_exhaustive": wanted,
         "misidentified_above_threshold": misidentified,
+        "rescore_max_abs_error_vs_clear": error,
     }
 
 
