@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storefront.clock import Clock
 from storefront.db.models import AmendedReceipt, Dispute, Payment, Receipt, Tender
 from storefront.errors import Conflict, InvalidInput, PaymentError, StorefrontError
+from storefront.money import format_minor
 from storefront.payments import PaymentProcessor
 from storefront.pricing.model import GRAMS_PER_KG, PricedLine
 from storefront.pricing.rounding import round_half_up
@@ -82,7 +83,9 @@ class DisputeService:
             Conflict: the key reused for another dispute, no drawer open at the till,
                 another dispute of the receipt landed at the same moment (retry).
             PaymentError: a card refund failed (the dispute is kept; send it again).
-            PermissionDenied: the refund is over ``max_refund_minor`` (the role's limit).
+            PermissionDenied: the refund, added to what earlier disputes of the receipt
+                refunded, is over ``max_refund_minor`` (the role's limit): splitting a
+                refund into several disputes does not get round the limit.
 
         The refund is written to the audit log as done by ``actor``.
         """
@@ -131,16 +134,15 @@ class DisputeService:
             before, _ = total_of(latest.lines, policy)
             after, _ = total_of(amended, policy)
             refund = max(0, before - after)
-            if max_refund_minor is not None and refund > max_refund_minor:
-                raise PermissionDenied(f"a refund of {refund} is over your limit of "
-                                       f"{max_refund_minor} minor units: ask a manager")
+            _check_limit(db, original_id, refund, max_refund_minor, latest.currency)
             parts = _allocate(refund, _refundable(db, latest.session_id, original_id))
             cash = refund - sum(p["amount_minor"] for p in parts)
             drawer_id = None
             if cash > 0:
                 if till_id is None:
-                    raise InvalidInput(f"{cash} minor units of the refund were paid in cash: "
-                                       f"give the till_id of an open cash drawer")
+                    raise InvalidInput(f"{format_minor(cash, latest.currency)} of the refund "
+                                       f"was paid in cash: it is paid out at a till with an "
+                                       f"open cash drawer (till_id)")
                 drawer = lock_open_drawer(db, till_id)
                 if drawer is None:
                     raise Conflict(f"no cash drawer is open at till {till_id}")
@@ -256,3 +258,17 @@ def _result(row: Dispute) -> DisputeResult:
                          row.refund_minor, row.refund_minor - row.cash_refund_minor,
                          row.cash_refund_minor, tuple(row.refund_parts), row.failure_reason)
 
+
+
+def _check_limit(db: Session, receipt_id: str, refund: int, limit: int | None,
+                 currency: str) -> None:
+    """PermissionDenied when ``refund`` plus the receipt's earlier refunds exceed ``limit``."""
+    if limit is None:
+        return
+    earlier = db.scalar(sa.select(sa.func.coalesce(sa.func.sum(Dispute.refund_minor), 0))
+                        .where(Dispute.receipt_id == receipt_id)) or 0
+    if refund + earlier > limit:
+        already = (f" (with {format_minor(earlier, currency)} refunded on this receipt "
+                   f"before)" if earlier else "")
+        raise PermissionDenied(f"a refund of {format_minor(refund, currency)}{already} is over "
+                               f"your limit of {format_minor(limit, currency)}: ask a manager")

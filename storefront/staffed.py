@@ -38,6 +38,7 @@ from storefront.catalog import Catalogue
 from storefront.clock import Clock
 from storefront.db.models import AgeCheck, CartCorrection, FlagResolution, Receipt, StaffClaim
 from storefront.errors import Conflict, InvalidInput, NotFound, StorefrontError
+from storefront.money import format_minor
 from storefront.pricing import PricedCart, TaxPolicy, price_cart
 from storefront.security.audit import Audit
 from storefront.security.errors import PermissionDenied
@@ -229,7 +230,9 @@ class StaffedCheckout:
         ``quantity`` is units, or grams for goods sold by weight. Raises
         InvalidInput (no reason, quantity out of range or unchanged),
         UnknownProduct, NotFound, Conflict (no claim, tenders already taken),
-        PermissionDenied (the change exceeds ``max_change``, the role's limit).
+        PermissionDenied (the change, added to the session's earlier corrections,
+        exceeds ``max_change``, the role's limit: splitting a change into several
+        corrections does not get round it).
         """
         reason = _text("reason", reason)
         if isinstance(quantity, bool) or not isinstance(quantity, int) \
@@ -241,9 +244,8 @@ class StaffedCheckout:
         before = state.quantities.get(product_code, 0)
         if before == quantity and product_code not in state.issues:
             raise InvalidInput(f"{product_code} already has quantity {quantity}")
-        if max_change is not None and abs(quantity - before) > max_change:
-            raise PermissionDenied(f"a change of {abs(quantity - before)} is over your limit "
-                                   f"of {max_change}: ask a manager")
+        if max_change is not None:
+            self._check_change_limit(session_id, abs(quantity - before), max_change)
         row = CartCorrection(id=f"cor_{uuid.uuid4().hex}", session_id=session_id,
                              staff_id=staff_id, product_code=product_code,
                              quantity_before=before, quantity_after=quantity, reason=reason,
@@ -259,6 +261,17 @@ class StaffedCheckout:
                                details={"correction_id": row.id, "product_code": product_code,
                                         "before": before, "after": quantity, "reason": reason})
         return _correction_view(row)
+
+    def _check_change_limit(self, session_id: str, change: int, limit: int) -> None:
+        with self._db() as db:
+            rows = db.execute(sa.select(CartCorrection.quantity_before,
+                                        CartCorrection.quantity_after)
+                              .where(CartCorrection.session_id == session_id)).all()
+        earlier = sum(abs(after - before) for before, after in rows)
+        if change + earlier > limit:
+            already = f" (with {earlier} corrected on this session before)" if earlier else ""
+            raise PermissionDenied(f"a change of {change}{already} is over your limit "
+                                   f"of {limit}: ask a manager")
 
     def resolve_flag(self, *, session_id: str, staff_id: str, device_id: str, device_seq: int,
                      note: str) -> list[FlagView]:
@@ -446,11 +459,12 @@ def _blockers(state: _State, flags: tuple[FlagView, ...], age_checked: bool,
         out.append("age check required: the cart holds an age-restricted product")
     out += [f"card tender {t.id} is pending" for t in tenders if t.state in PENDING_STATES]
     if state.priced is not None:
-        due = state.priced.total_minor - paid
+        due, currency = state.priced.total_minor - paid, state.priced.currency
         if due > 0:
-            out.append(f"{_BALANCE} {due} minor units")
+            out.append(f"{_BALANCE} {format_minor(due, currency)}")
         elif due < 0:
-            out.append(f"overpaid by {-due} minor units: the cart changed after payment")
+            out.append(f"overpaid by {format_minor(-due, currency)}: the cart changed after "
+                       f"payment")
     return tuple(out)
 
 

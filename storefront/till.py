@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storefront.clock import Clock
 from storefront.db.models import CashDrawer, Dispute, Tender
 from storefront.errors import Conflict, InvalidInput, NotFound, PaymentError, StorefrontError
+from storefront.money import format_minor
 from storefront.payments import PaymentProcessor
 
 TenderKind = Literal["cash", "card"]
@@ -228,8 +229,10 @@ class Till:
             amount, change = min(request.amount_minor, balance), max(0, request.amount_minor
                                                                     - balance)
         elif request.amount_minor > balance:
-            raise InvalidInput(f"card amount {request.amount_minor} is more than the balance "
-                               f"due {balance}: a card is never charged more than is due")
+            raise InvalidInput(f"card amount {format_minor(request.amount_minor, self._currency)}"
+                               f" is more than the balance due "
+                               f"{format_minor(balance, self._currency)}: a card is never "
+                               f"charged more than is due")
         now = self._clock()
         row = Tender(id=f"tnd_{uuid.uuid4().hex}", session_id=request.session_id,
                      idempotency_key=key, kind=request.kind,

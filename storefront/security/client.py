@@ -25,7 +25,8 @@ from storefront.security.devices_http import sign_headers
 from storefront.security.service import Security
 
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_GATE_ROUTES = (re.compile(r"^/gates/entry$"), re.compile(r"^/sessions/[^/]+/exit$"))
+_GATE_ROUTES = (re.compile(r"^/gates/entry$"), re.compile(r"^/gates/entry/code$"),
+                re.compile(r"^/sessions/[^/]+/exit$"))
 _CART_ROUTE = re.compile(r"^/sessions/[^/]+/events$")
 
 

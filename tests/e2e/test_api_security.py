@@ -144,6 +144,34 @@ def test_refund_limits_and_audit_chain(make_store: Any) -> None:
     assert audit.verify().first_bad_seq == 2
 
 
+def test_refund_limit_covers_the_receipt_so_splitting_does_not_get_round_it(
+        make_store: Any) -> None:
+    """A cashier (limit 20.00) refunds 4 x 4.25 = 17.00, then 1 more (4.25) is refused:
+    the limit covers every refund of the receipt; a manager may still refund it."""
+    store = make_store()
+    store.add_products()
+    store.client.auth.roles.update({"cal": "cashier"})
+    shopper = store.register("Ann")
+    store.enrol(shopper, 1)
+    sid = store.enter(store.palm_png(1, store.PROBE_CAPTURE))["session_id"]
+    for seq in range(6):
+        assert store.send(sid, store.event("picked", "COFFEE.250", 1, "cart-1", seq,
+                                           seq)).status_code == 201
+    receipt = store.client.post(f"/sessions/{sid}/exit").json()["receipt_id"]
+    cashier = {"Authorization": f"Bearer {store.client.auth.token('cal')}"}
+
+    def dispute(key: str, quantity: int, headers: dict[str, str] | None = None) -> Any:
+        return store.client.post(f"/receipts/{receipt}/disputes", headers=headers, json={
+            "dispute_key": key, "product_code": "COFFEE.250", "quantity": quantity,
+            "reason": "damaged"})
+
+    assert dispute("c1", 4, cashier).status_code == 201
+    refused = store.error_of(dispute("c2", 1, cashier), 403)["reason"]
+    assert "17.00 GBP refunded on this receipt before" in refused
+    assert "over your limit of 20.00 GBP" in refused
+    assert dispute("m1", 1).status_code == 201  # the manager's limit is higher
+
+
 def test_audit_reorder_and_tail_removal_detected(make_store: Any) -> None:
     store = make_store()
     audit, db = store.container.audit, store.container.db

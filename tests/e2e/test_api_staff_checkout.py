@@ -135,7 +135,7 @@ def test_declined_session_settled_by_cash_with_change(shop: Shop) -> None:
     shop.post(f"/staff/sessions/{sid}/claim", {"staff_id": "ann"}, 200)
     cart = shop.cart(sid)
     assert cart["total_minor"] == 2 * 95 + 35 and cart["balance_due_minor"] == 225
-    assert cart["blockers"] == ["balance due 225 minor units"] and not cart["can_close"]
+    assert cart["blockers"] == ["balance due 2.25 GBP"] and not cart["can_close"]
     got = shop.post(f"/staff/sessions/{sid}/tenders", {
         "staff_id": "ann", "kind": "cash", "key": "t1", "till_id": "till-1",
         "amount_minor": 500}, 201)
@@ -173,7 +173,7 @@ def test_split_tender_cash_then_card_never_over_collects(shop: Shop) -> None:
     before = shop.cart(sid)
     reason = error(shop.client.post(f"/staff/sessions/{sid}/tenders",
                                     json=card | {"amount_minor": 321}), 422)
-    assert "more than the balance due 320" in reason
+    assert "more than the balance due 3.20 GBP" in reason
     assert shop.cart(sid) == before  # nothing changed
     got = shop.post(f"/staff/sessions/{sid}/tenders", card | {"amount_minor": 320}, 201)
     assert got["tender"]["state"] == "captured" and got["balance_due_minor"] == 0
@@ -293,7 +293,7 @@ def test_malformed_input_is_refused_and_changes_nothing(shop: Shop) -> None:
     for path, body, status in bad:
         error(shop.client.post(path, json=body), status)
     error(shop.client.get("/staff/sessions/ses_unknown"), 404)
-    assert "balance due 95" in error(shop.client.post(f"/staff/sessions/{sid}/close",
+    assert "balance due 0.95 GBP" in error(shop.client.post(f"/staff/sessions/{sid}/close",
                                                       json={"staff_id": "ann"}), 409)
     assert shop.cart(sid) == before
     assert shop.client.get("/staff/tills/till-1/x-report").json() == x_before

@@ -379,7 +379,7 @@ def test_cashier_settles_a_staffed_session_over_forms(store: Store) -> None:
     assert "Corrected WATER: 3 -> 2" in page.flash
     blockers = " ".join(li.text() for li in page.root.all("ul", **{"aria-labelledby":
                                                                    "h-blockers"})[0].all("li"))
-    assert "age check required" in blockers and "balance due 1779" in blockers
+    assert "age check required" in blockers and "balance due 17.79 GBP" in blockers
     page = ann.submit(page, "Confirm age checked")
     assert not page.has_button("Confirm age checked")
     assert dict(zip(*[[n.text() for n in page.root.all(t)] for t in ("dt", "dd")],
@@ -425,7 +425,7 @@ def test_card_tender_pays_with_the_card_on_file(store: Store) -> None:
     page = mgr.submit(mgr.get(f"/console/checkout/{sid}"), "Claim session")
     page = mgr.submit(page, "Confirm age checked")
     page = mgr.submit(page, "Take tender", {"Card": "", "Amount": "9.70"})
-    assert "more than the balance due 969" in page.flash and tenders(store, sid) == 0
+    assert "more than the balance due 9.69 GBP" in page.flash and tenders(store, sid) == 0
     page = mgr.submit(page, "Take tender", {"Card": "", "Amount": "9.69"})
     assert "Card payment of 9.69 GBP captured" in page.flash
     assert store.processor.captured_total() == 969
@@ -516,7 +516,7 @@ def test_refunds_within_and_over_the_cashier_limit(store: Store) -> None:
     assert any(n.attrs.get("dir") == "auto" and n.text() == HEBREW for n in page.root.iter())
     over = dan.submit(page, "Refund", {"Product": "TV-1", "Quantity": "1",
                                        "Reason": "broken screen"})
-    assert "over your limit of 2000" in over.flash
+    assert "over your limit of 20.00 GBP" in over.flash
     assert store.processor.refunds == [] and store.c.receipts.get(receipt_id).amended_by is None
     done = dan.submit(page, "Refund", {"Product": "WATER", "Quantity": "1",
                                        "Reason": "flat water"})
@@ -616,7 +616,7 @@ def test_malformed_input_is_explained_and_changes_nothing(store: Store) -> None:
         ("Correct line", {"New quantity": "1", "Reason": "x"}, "choose a product"),
         ("Correct line", {"Product": "WATER", "New quantity": "30", "Reason": "x"},
          "over your limit of 20"),
-        ("Close sale", {}, "balance due 95"),
+        ("Close sale", {}, "balance due 0.95 GBP"),
     ]
     for button, labels, message in cases:
         answer = gus.submit(page, button, labels)

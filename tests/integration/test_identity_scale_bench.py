@@ -3,18 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from identity.scale_bench import load_data, run
+import pytest
+
+from identity.scale_bench import BenchData, load_data, run
 
 
-def test_bench_on_a_small_gallery(tongji_dir: Path) -> None:
-    data = load_data(tongji_dir, real_palms=12, probes_per_palm=1, source_palms=8)
+@pytest.fixture(scope="module")
+def data(tongji_dir: Path) -> BenchData:
+    return load_data(tongji_dir, real_palms=12, probes_per_palm=1, source_palms=8)
+
+
+def _same_as_live_service(report: dict[str, Any]) -> None:
+    """What holds whichever first stage: scores of the protected index equal the clear
+    scores, and the snapshot restores protected rows that answer like the original."""
+    assert report["rescore_max_abs_error_vs_clear"] == pytest.approx(0.0, abs=1e-9)
+    assert report["snapshot_search_identical"] is True
+    assert report["snapshot_restored_templates"] == report["gallery"]
+    assert report["misidentified_above_threshold"] == 0
+    assert report["bytes_per_person_key"] == 60  # 12-byte nonce + 32-byte key + 16-byte tag
+    assert 0 < report["identify_ms_p50"] <= report["identify_ms_p99"]
+    assert report["restart_s_snapshot"] >= 0 and report["restart_s_database"] >= 0
+
+
+def test_bench_on_a_small_gallery(data: BenchData) -> None:
     assert len(data.gallery) == 12 and len(data.probes) == 12 and len(data.sources) == 160
     report = run(data, 3000, seed=1)
     assert report["gallery"] == 3000 and report["coarse_stage"] == "full"
-    assert report["misidentified_above_threshold"] == 0
     assert report["shortlist_recall"] == 1.0
     assert report["probes_identifiable_exhaustive"] >= 10
-    assert 0 < report["identify_ms_p50"] <= report["identify_ms_p99"]
-    assert 380 < report["bytes_per_palm_arrays"] < 1000
-    assert report["restart_s_snapshot"] >= 0 and report["snapshot_bytes_per_palm"] > 384
+    _same_as_live_service(report)
+    # full codes in FAISS and in the rows, plus the protected pooled column (96 bytes)
+    assert 384 + 384 + 96 < report["bytes_per_palm_arrays"] < 1000
+    # protected code + mask + pooled code per palm, then the ids
+    assert report["snapshot_bytes_per_palm"] > 384 + 128 + 96
+
+
+def test_bench_with_the_pooled_first_stage(data: BenchData) -> None:
+    report = run(data, 3000, seed=1, coarse_from=1000)
+    assert report["coarse_stage"] == "pooled"
+    assert report["shortlist_recall"] >= 0.9
+    _same_as_live_service(report)
+    # pooled codes live only in FAISS once coarse: code rows + pooled FAISS codes
+    assert 384 + 96 < report["bytes_per_palm_arrays"] < 384 + 384
+    assert report["snapshot_bytes_per_palm"] > 384 + 128 + 96

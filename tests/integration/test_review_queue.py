@@ -171,3 +171,19 @@ def test_refusals_change_nothing(c: Container) -> None:
                                    "staff_id": "gus"}))
     assert done.correction is None
     assert [f.resolved_by for f in done.flags if f.device_seq == 7] == ["gus"]
+
+
+def test_the_correction_limit_covers_the_session_so_splitting_does_not_get_round_it(
+        c: Container) -> None:
+    """A cashier's limit of 20 counts every correction of the session: 15 then 6 is refused."""
+    sid = session(c, "d1", [("picked", "WATER", 1, 1.0, 0), ("picked", "APPLE-1", 1, 0.1, 1)])
+    c.staffed.claim(session_id=sid, staff_id="fay")  # staffed: the low-confidence pick
+    c.staffed.correct(session_id=sid, staff_id="fay", product_code="WATER", quantity=16,
+                      reason="a crate", max_change=20)
+    with pytest.raises(PermissionDenied, match="with 15 corrected on this session before"):
+        c.staffed.correct(session_id=sid, staff_id="fay", product_code="WATER", quantity=22,
+                          reason="another crate", max_change=20)
+    assert quantities(c, sid)["WATER"] == 16
+    c.staffed.correct(session_id=sid, staff_id="fay", product_code="WATER", quantity=22,
+                      reason="checked by the manager")  # no limit
+    assert quantities(c, sid)["WATER"] == 22
