@@ -317,11 +317,17 @@ class IdentityService:
     def _decrypt(self, record: TemplateRecord) -> Template:
         return Template.from_bytes(self._cipher.decrypt(record.subject_id, record.ciphertext))
 
-    def enrol(self, *, subject_id: str, images: Sequence[bytes]) -> Enrolment:
+    def enrol(self, *, subject_id: str, images: Sequence[bytes],
+              add_to_own: bool = True) -> Enrolment:
         """Enrol the usable captures in ``images`` for ``subject_id``.
 
-        Raises EnrolmentError (too few/many usable captures, or the palm is already
-        enrolled for another subject) or InvalidImageError (no capture decoded).
+        ``add_to_own`` False refuses captures of a palm this subject already enrolled
+        (a new palm only: a form sent twice does not enrol the palm twice); True adds
+        them as further templates of the subject.
+
+        Raises EnrolmentError (too few/many usable captures, the palm is already
+        enrolled for another subject, or for this one when ``add_to_own`` is False) or
+        InvalidImageError (no capture decoded).
         """
         if not 0 < len(images) <= self._settings.max_enrolment_captures:
             raise EnrolmentError(
@@ -336,7 +342,7 @@ class IdentityService:
                 f" needed; " + "; ".join(o.reason for o in outcomes if not o.accepted)
             )
         self.refresh()
-        self._refuse_other_subject(subject_id, [t for _, t in templates])
+        self._refuse_duplicates(subject_id, [t for _, t in templates], allow_own=add_to_own)
         now = datetime.now(UTC)
         records = [
             TemplateRecord(tid, subject_id, self._cipher.encrypt(subject_id, t.to_bytes()), now)
@@ -368,15 +374,25 @@ class IdentityService:
             outcomes.append(CaptureOutcome(i, True, tid, "accepted"))
         return outcomes, templates, errors
 
-    def _refuse_other_subject(self, subject_id: str, templates: Sequence[Template]) -> None:
-        """1:N duplicate check: a palm may belong to one subject only.
+    def _refuse_duplicates(self, subject_id: str, templates: Sequence[Template], *,
+                           allow_own: bool) -> None:
+        """1:N duplicate check: a palm belongs to one subject only.
 
         Searches the first ``params.DUPLICATE_CHECK_CAPTURES`` captures (see there).
+        Raises EnrolmentError when one matches another subject's palm, or (unless
+        ``allow_own``) a palm this subject already enrolled.
         """
+        own = False
         for t in templates[: params.DUPLICATE_CHECK_CAPTURES]:
             for c in self._index.search(t, self._settings.shortlist_size):
-                if c.subject_id != subject_id and c.score >= self._settings.identify_threshold:
+                if c.score < self._settings.identify_threshold:
+                    continue
+                if c.subject_id != subject_id:
                     raise EnrolmentError("this palm is already enrolled for another account")
+                own = True
+        if own and not allow_own:
+            raise EnrolmentError("this palm is already enrolled on this account (to enrol it "
+                                 "again, delete it first)")
 
     def identify(self, *, image: bytes) -> Identification:
         """1:N identification of one capture against every enrolled palm.

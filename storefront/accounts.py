@@ -48,7 +48,7 @@ class AuthenticationFailed(StorefrontError):
 class TooManyAttempts(StorefrontError):
     """Too many failed logins for this account or address; ``retry_after_s`` seconds (429)."""
 
-    code = "too_many_attempts"
+    code = "rate_limited"
 
     def __init__(self, reason: str, retry_after_s: int) -> None:
         super().__init__(reason)
@@ -164,6 +164,8 @@ class AccountService:
         address = email.strip().lower()
         keys = (f"acct:{address}", f"ip:{client_ip}")
         self._refuse_when_limited(keys)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
+            return self._fail(keys, "wrong e-mail or password")  # no such address exists
         with self._sessions() as db:
             account = db.scalar(sa.select(ShopperAccount).where(ShopperAccount.email == address))
         ok = self._verify(account.password_hash if account else self._dummy_hash, password)

@@ -78,8 +78,9 @@ class DisputeService:
 
         Raises:
             NotFound: no such receipt.
-            InvalidInput: no reason, quantity not a positive integer or more than is
-                left on the receipt, product not on it, a cash part without a till.
+            InvalidInput: no reason (or one with control characters), quantity not a
+                positive integer or more than is left on the receipt, product not on it,
+                a cash part without a till.
             Conflict: the key reused for another dispute, no drawer open at the till,
                 another dispute of the receipt landed at the same moment (retry).
             PaymentError: a card refund failed (the dispute is kept; send it again).
@@ -92,6 +93,8 @@ class DisputeService:
         reason = (reason or "").strip()
         if not 1 <= len(reason) <= 300:
             raise InvalidInput("a reason is required (1-300 characters)")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
+            raise InvalidInput("the reason may not contain control characters")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
             raise InvalidInput("quantity must be a positive integer (units, or grams)")
         original = self._receipts.get(receipt_id).original_receipt_id

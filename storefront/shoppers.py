@@ -103,7 +103,9 @@ class ShopperService:
             if not has_consent(db, shopper_id):
                 raise ConsentRequired("no consent to palm identification is recorded; "
                                       "record it (POST /me/consents) before enrolling")
-        result = self._identity.enrol(subject_id=shopper_id, images=images)
+        # Each enrolment is one palm the shopper sees and can delete: captures of a palm
+        # already enrolled are refused rather than listed twice.
+        result = self._identity.enrol(subject_id=shopper_id, images=images, add_to_own=False)
         if self._audit is not None:
             self._audit.record(actor=actor, action="enrol", subject=f"shopper:{shopper_id}",
                                details={"templates": len(result.template_ids),

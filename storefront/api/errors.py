@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from cart import errors as cart_errors
 from identity import errors as identity_errors
 from storefront import errors as sf_errors
+from storefront.accounts import TooManyAttempts
 from storefront.security import errors as sec_errors
 
 STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
@@ -36,6 +37,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (sf_errors.Conflict, 409),
     (sf_errors.EntryRefused, 403),
     (sf_errors.PaymentError, 502),
+    (TooManyAttempts, 429),
 )
 
 _HANDLED = (identity_errors.IdentityError, cart_errors.CartError, sf_errors.StorefrontError)
@@ -67,6 +69,8 @@ def describe(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
     headers = {"Retry-After": "1"} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="storefront"'}
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return status, error_code(exc), str(getattr(exc, "reason", str(exc))), headers
 
 

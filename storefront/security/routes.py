@@ -40,9 +40,11 @@ class StaffAccountIn(BaseModel):
 
 @router.post("/staff/login")
 def login(body: LoginIn, request: Request) -> dict[str, Any]:
-    """Exchange credentials for a bearer token (401 with one message for every failure)."""
-    issued = security_of(request).staff.login(staff_id=body.staff_id, password=body.password,
-                                              totp=body.totp)
+    """Exchange credentials for a bearer token (401 with one message for every failure;
+    429 with ``Retry-After`` after too many failures for the id or the address)."""
+    issued = security_of(request).staff.login(
+        staff_id=body.staff_id, password=body.password, totp=body.totp,
+        client_ip=request.client.host if request.client else "unknown")
     return {"token": issued.token, "token_type": "bearer", "staff_id": issued.staff_id,
             "role": issued.role, "expires_in_s": issued.expires_in_s}
 

@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session, sessionmaker
 
+from storefront.accounts import FailureWindow, LoginPolicy, TooManyAttempts
 from storefront.clock import Clock
 from storefront.db.models import StaffAccount, StaffToken
 from storefront.errors import Conflict, InvalidInput
@@ -97,12 +98,15 @@ class StaffService:
     """Creates staff accounts, logs them in and authenticates their bearer tokens."""
 
     def __init__(self, sessions: sessionmaker[Session], kek: bytes, clock: Clock, *,
-                 token_ttl_s: int, issuer: str = "storefront") -> None:
+                 token_ttl_s: int, issuer: str = "storefront",
+                 limits: LoginPolicy | None = None) -> None:
         self._db = sessions
         self._aead = AESGCM(kek)
         self._clock = clock
         self._ttl = timedelta(seconds=token_ttl_s)
         self._issuer = issuer
+        self._limits = limits or LoginPolicy()
+        self._failures = FailureWindow(self._limits.window_s)
 
     def add(self, *, staff_id: str, role: str, password: str) -> NewStaff:
         """Create an account; managers and admins get a TOTP secret (returned once).
@@ -127,12 +131,18 @@ class StaffService:
             if secret else None
         return NewStaff(staff_id, role, secret, uri)
 
-    def login(self, *, staff_id: str, password: str, totp: str | None = None) -> IssuedToken:
+    def login(self, *, staff_id: str, password: str, totp: str | None = None,
+              client_ip: str = "unknown") -> IssuedToken:
         """Check the password (and TOTP code for managers and admins); issue a token.
 
         Raises AuthenticationRequired with one message for every failure (unknown id,
-        wrong password, missing or wrong code, disabled account).
+        wrong password, missing or wrong code, disabled account), and TooManyAttempts
+        (before any check) once the staff id or the client address has had too many
+        failures in the window (``storefront.accounts.LoginPolicy``: 5 per id, 20 per
+        address, 15 minutes; counted in this process's memory).
         """
+        keys = (f"staff:{staff_id}", f"ip:{client_ip}")
+        self._refuse_when_limited(keys)
         with self._db() as db:
             row = db.get(StaffAccount, staff_id) if _ID.fullmatch(staff_id) else None
             stored = row.password_hash if row is not None else _DUMMY_HASH
@@ -143,6 +153,8 @@ class StaffService:
             sealed is not None and totp is not None
             and pyotp.TOTP(self._open(staff_id, sealed)).verify(totp, valid_window=1))
         if disabled or not password_ok or not totp_ok:
+            for key in keys:
+                self._failures.add(key)
             raise AuthenticationRequired("staff id, password or one-time code is not valid")
         token = secrets.token_urlsafe(32)
         now = self._clock()
@@ -151,6 +163,14 @@ class StaffService:
             db.add(StaffToken(token_hash=token_hash(token), staff_id=staff_id, issued_at=now,
                               expires_at=now + self._ttl))
         return IssuedToken(token, staff_id, role, int(self._ttl.total_seconds()))
+
+    def _refuse_when_limited(self, keys: tuple[str, str]) -> None:
+        limits = (self._limits.per_account, self._limits.per_ip)
+        for key, limit in zip(keys, limits, strict=True):
+            count, wait = self._failures.count(key)
+            if count >= limit:
+                raise TooManyAttempts("too many failed sign-ins; try again later",
+                                      retry_after_s=max(1, int(wait) + 1))
 
     def authenticate(self, token: str) -> StaffPrincipal:
         """The staff member holding ``token``; raises AuthenticationRequired when it is

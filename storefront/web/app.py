@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from storefront.web import login as login_pages
-from storefront.web.auth import LoginRequired
+from storefront.web.auth import LoginRequired, signed_in_user
 from storefront.web.render import STATIC_DIR, render
 
 WEB_PREFIXES = ("/console", "/portal", "/kiosk")
@@ -31,8 +31,13 @@ def error_page(request: Request, exc: Exception, status: int, code: str,
     if isinstance(exc, LoginRequired):
         return RedirectResponse(exc.login_url, status_code=303)
     area = next(p for p in WEB_PREFIXES if request.url.path.startswith(p))
+    user = signed_in_user(request)
+    layout = {"/console": "console/layout.html", "/portal": "portal/layout.html",
+              "/kiosk": "kiosk/layout.html"}.get(
+        area, "base.html")
     return render(request, "error.html", {"status": status, "code": code, "reason": reason,
-                                          "home": area}, status_code=status)
+                                          "home": area, "layout": layout},
+                  user=user, status_code=status)
 
 
 def install_web(app: FastAPI) -> None:

@@ -28,7 +28,7 @@ from starlette.responses import Response
 
 from storefront.accounts import AuthenticationFailed
 from storefront.api.routers.auth import get_privacy
-from storefront.errors import StorefrontError
+from storefront.errors import InvalidInput, StorefrontError
 from storefront.security.api import security_of
 from storefront.security.errors import AuthenticationRequired, PermissionDenied
 from storefront.security.staff import StaffPrincipal
@@ -56,8 +56,10 @@ def csrf_token(session_token: str) -> str:
 
 
 def safe_next(target: str | None, default: str) -> str:
-    """``target`` when it is a path on this site (``/...``, not ``//host``); else ``default``."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` when it is a path on this site (``/...``, not ``//host``, at most 500
+    characters); else ``default``."""
+    if (not target or len(target) > 500 or not target.startswith("/")
+            or target.startswith("//") or "\\" in target):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
@@ -88,21 +90,31 @@ def clear_session_cookie(response: Response, *, name: str, path: str) -> None:
 
 
 def check_origin(request: Request) -> None:
-    """Refuse (PermissionDenied) a form post whose ``Origin`` is not this site."""
+    """Refuse (PermissionDenied) a form post whose ``Origin`` is not this site.
+
+    The origin must match scheme, host and port; the opaque origin ``null`` (sandboxed
+    frames, some redirects) is refused. A request without ``Origin`` (not a browser
+    form post) is let through: the cookies are SameSite=Strict and the CSRF token
+    still applies.
+    """
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
+    if origin is None:
         return
-    if urlsplit(origin).netloc != request.url.netloc:
+    sent = urlsplit(origin)
+    if (sent.scheme, sent.netloc) != (request.url.scheme, request.url.netloc):
         raise PermissionDenied("this form was sent from another site")
 
 
 async def checked_form(request: Request, session_token: str | None) -> FormData:
     """The posted form once its origin and (for a signed-in user) CSRF token are right.
 
-    Raises PermissionDenied with the reason otherwise.
+    Raises PermissionDenied with the reason otherwise, and InvalidInput for a field
+    holding a NUL character (which PostgreSQL text cannot store).
     """
     check_origin(request)
     form = await request.form()
+    if any(isinstance(v, str) and "\x00" in v for _, v in form.multi_items()):
+        raise InvalidInput("a form field holds a NUL character")
     if session_token is not None:
         sent = form.get("csrf")
         if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(session_token)):
@@ -186,6 +198,17 @@ def _shopper_from_cookie(request: Request) -> ShopperUser:
     except AuthenticationFailed as exc:
         raise LoginRequired(login_redirect_url(request, login)) from exc
     return ShopperUser(shopper_id=shopper_id, token=token, csrf=csrf_token(token))
+
+
+def signed_in_user(request: Request) -> StaffUser | ShopperUser | None:
+    """The user signed in for the area of ``request`` (console: staff, else shopper),
+    or None; never raises (used to show "Sign out" on error pages)."""
+    try:
+        if request.url.path.startswith(STAFF_PATH):
+            return _staff_from_cookie(request)
+        return _shopper_from_cookie(request)
+    except StorefrontError:
+        return None
 
 
 def shopper_page(request: Request) -> ShopperUser:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_AMOUNT_MINOR = 10**9
-_AMOUNT_RE = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
-_COUNT_RE = re.compile(r"^\d{1,7}$")
+_AMOUNT_RE = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")  # ASCII digits only
+_COUNT_RE = re.compile(r"^[0-9]{1,7}$")
 
 
 def text(form: FormData, name: str, limit: int = 300) -> str:

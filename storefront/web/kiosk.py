@@ -5,8 +5,10 @@ checkbox and a file input for at least ``MIN_CAPTURES`` photos of the same palm.
 post calls ``ShopperService.enrol_palm`` (as the JSON API does, off the event loop)
 with the consent version when ticked; the result page lists every capture as accepted
 or refused with the reason, and whether the palm was enrolled (200) or why not
-(422). Fewer than ``MIN_CAPTURES`` files, an empty or oversized file, or no consent
-(none ticked and none recorded) store nothing and show the form again with the reason.
+(422). A kiosk is shared: after a successful enrolment the shopper is signed out.
+Fewer than ``MIN_CAPTURES`` files, an empty or oversized file, or no consent (none
+ticked and none recorded) store nothing and show the form again with the reason.
+A form sent twice is refused the second time (the palm is already enrolled).
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ from storefront.api.errors import error_code, status_for
 from storefront.api.uploads import MAX_IMAGE_BYTES
 from storefront.errors import InvalidInput, StorefrontError
 from storefront.privacy.consent import CONSENT_TEXTS, CURRENT_TEXT_VERSION
-from storefront.web.auth import ShopperAction, ShopperPage, ShopperUser
-from storefront.web.portal_common import container_of, form_text
+from storefront.web.auth import (
+    SHOPPER_COOKIE,
+    SHOPPER_PATH,
+    ShopperAction,
+    ShopperPage,
+    ShopperUser,
+    clear_session_cookie,
+)
+from storefront.web.portal_common import container_of, form_text, privacy_of
 from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -127,21 +136,30 @@ async def enrol(request: Request, user: ShopperAction) -> Response:
         reason = exc.reason if any(ok for ok, _ in verdicts) else (
             f"none of the {len(images)} captures shows a usable palm; the reason for each "
             "is below")
-        return _result(request, user, captures, refused=(exc.code, reason), templates=0)
+        return _result(request, user, captures, refused=(exc.code, reason), templates=0,
+                       consent_recorded=consent)
     except (IdentityError, StorefrontError) as exc:
         return _form(request, user, status_code=status_for(exc), code=error_code(exc),
                      error=exc.reason)
     captures = [CaptureView(n, o.accepted, _readable(o.reason))
                 for n, o in zip(names, result.captures, strict=True)]
-    return _result(request, user, captures, refused=None, templates=len(result.template_ids))
+    # A kiosk is shared: once the palm is enrolled, the shopper is signed out of it.
+    privacy_of(request).accounts.logout(user.token)
+    response = _result(request, None, captures, refused=None,
+                       templates=len(result.template_ids), consent_recorded=True)
+    clear_session_cookie(response, name=SHOPPER_COOKIE, path=SHOPPER_PATH)
+    return response
 
 
-def _result(request: Request, user: ShopperUser, captures: list[CaptureView], *,
-            refused: tuple[str, str] | None, templates: int) -> Response:
-    """The result page: 200 when enrolled, 422 with ``refused`` = (error code, reason)."""
+def _result(request: Request, user: ShopperUser | None, captures: list[CaptureView], *,
+            refused: tuple[str, str] | None, templates: int,
+            consent_recorded: bool) -> Response:
+    """The result page: 200 when enrolled (``user`` None: signed out), 422 with
+    ``refused`` = (error code, reason)."""
     context: dict[str, Any] = {"nav": "enrol", "captures": captures,
                                "enrolled": refused is None, "templates": templates,
                                "code": refused[0] if refused else None,
-                               "reason": refused[1] if refused else None}
+                               "reason": refused[1] if refused else None,
+                               "consent_recorded": consent_recorded}
     return render(request, "kiosk/result.html", context, user=user,
                   status_code=200 if refused is None else 422)

@@ -36,7 +36,7 @@ from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
 Form = Annotated[FormData, Depends(anonymous_action)]
-Next = Annotated[str | None, Query(max_length=500)]
+Next = Annotated[str | None, Query()]  # an over-long or foreign target is ignored
 
 
 def _text(form: FormData, name: str, limit: int = 1024) -> str:
@@ -60,11 +60,13 @@ def staff_login(request: Request, form: Form) -> Response:
     try:
         issued = security_of(request).staff.login(
             staff_id=staff_id, password=_text(form, "password"),
-            totp=code if code and code.isdigit() else None)
-    except AuthenticationRequired as exc:
+            totp=code if code and code.isdigit() else None,
+            client_ip=request.client.host if request.client else "unknown")
+    except (AuthenticationRequired, TooManyAttempts) as exc:
+        status = 429 if isinstance(exc, TooManyAttempts) else 401
         return render(request, "console/login.html",
                       {"next": target, "error": exc.reason, "staff_id": staff_id},
-                      status_code=401)
+                      status_code=status)
     response = redirect(request, target, message=f"Signed in as {issued.staff_id} "
                                                  f"({issued.role}).")
     set_session_cookie(response, request, name=STAFF_COOKIE, token=issued.token,

@@ -199,7 +199,7 @@ def test_no_usable_capture_or_a_palm_of_another_account_is_refused(
     status, page = ann.enrol([("a.png", BLANK), ("b.png", GARBAGE), ("c.png", BLANK)])
     assert status == 422 and page.h1 == "Palm not enrolled"
     assert "none of the 3 captures shows a usable palm" in page.text
-    assert "Nothing was stored" in page.text
+    assert "No palm data was stored" in page.text
     assert all(row[1].startswith("Refused: ") for row in page.rows)
     assert ann.stored()[0] == 0
     assert ann.enrol(good(store, 5, range(3)))[0] == 200
@@ -242,3 +242,28 @@ def test_a_missing_csrf_token_is_refused_and_stores_nothing(kiosk: tuple[Any, An
     status, page = ann.enrol(good(store, 8, range(3)), csrf=False)
     assert status == 403 and page.h1 == "Not allowed"
     assert ann.stored() == (0, 0)
+
+
+def test_after_enrolling_the_shopper_is_signed_out_and_a_resent_form_stores_nothing(
+        kiosk: tuple[Any, Any]) -> None:
+    """The kiosk is shared: success signs the shopper out. The same form sent again (a
+    double click, or the next person pressing Back) is sent to sign-in; signed in again,
+    the same palm is refused as already enrolled on the account."""
+    store, shopper = kiosk
+    ann = shopper("ann")
+    csrf, token = ann.csrf(), ann.client.cookies.get("sf_shopper")
+    parts = [("captures", (n, b, "image/png")) for n, b in good(store, 9, range(3))]
+    first = ann.client.post("/kiosk/enrol", data={"csrf": csrf, "consent": "yes"}, files=parts)
+    assert first.status_code == 200 and "signed out of this kiosk" in parse(first.text).text
+    assert ann.client.get("/portal", follow_redirects=False).status_code == 303
+    again = TestClient(store.client.app, cookies={"sf_shopper": token or ""})
+    resent = again.post("/kiosk/enrol", data={"csrf": csrf, "consent": "yes"}, files=parts,
+                        follow_redirects=False)
+    assert resent.status_code == 303 and "/portal/login" in resent.headers["location"]
+    assert ann.stored() == (1, 1)
+    r = ann.client.post("/portal/login", data={"email": "ann@example.org",
+                                               "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303
+    status, page = ann.enrol(good(store, 9, range(3, 6)))
+    assert status == 422 and "already enrolled on this account" in page.text
+    assert "No palm data was stored" in page.text and ann.stored()[0] == 1

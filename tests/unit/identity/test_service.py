@@ -114,6 +114,9 @@ def test_same_palm_cannot_be_enrolled_for_two_subjects() -> None:
     with pytest.raises(EnrolmentError, match="already enrolled"):
         svc.enrol(subject_id="b", images=[_png(3, 2)])
     svc.enrol(subject_id="a", images=[_png(3, 3)])  # more captures for the same subject: fine
+    with pytest.raises(EnrolmentError, match="already enrolled on this account"):
+        svc.enrol(subject_id="a", images=[_png(3, 4)], add_to_own=False)  # a new palm only
+    svc.enrol(subject_id="a", images=[_png(6, 0)], add_to_own=False)  # another palm: fine
 
 
 def test_delete_removes_stored_and_indexed_templates() -> None:
