@@ -102,10 +102,10 @@ class _Setup:
     settings: IdentitySettings
 
     @classmethod
-    def new(cls, shortlist: int, threshold: float) -> _Setup:
+    def new(cls, shortlist: int, threshold: float, coarse_from: int) -> _Setup:
         keys = InMemorySubjectKeyStore()
         settings = IdentitySettings(shortlist_size=shortlist, identify_threshold=threshold,
-                                    faiss_threads=1, index_coarse_from=params.INDEX_COARSE_FROM)
+                                    faiss_threads=1, index_coarse_from=coarse_from)
         return cls(keys, Keyring(_OneKek(), keys), RevocableTransform(os.urandom(32)), settings)
 
     def index(self) -> PalmIndex:
@@ -180,15 +180,18 @@ def _restart_rate(data: BenchData, setup: _Setup, records: int) -> float:
 
 def run(data: BenchData, gallery: int, *, seed: int = 2026,
         shortlist: int = params.SHORTLIST_SIZE,
-        threshold: float = params.IDENTIFY_THRESHOLD) -> dict[str, Any]:
+        threshold: float = params.IDENTIFY_THRESHOLD,
+        coarse_from: int = params.INDEX_COARSE_FROM) -> dict[str, Any]:
     """Build a gallery of ``gallery`` templates and measure; returns the JSON-able report.
 
+    ``coarse_from``: gallery size (templates) from which the first stage scans pooled
+    codes, as the service's ``index_coarse_from`` setting.
     Raises ValueError if ``gallery`` is smaller than the real palm count.
     """
     if gallery < len(data.gallery):
         raise ValueError(f"gallery {gallery} < {len(data.gallery)} real palms")
     faiss.omp_set_num_threads(1)
-    setup = _Setup.new(shortlist, threshold)
+    setup = _Setup.new(shortlist, threshold, coarse_from)
     index = setup.index()
     enrol_per_s = _timed_enrol(index, data, setup, InMemoryTemplateRepository())
     gc.collect()
@@ -207,6 +210,7 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
         "bytes_per_palm_arrays": round(index.nbytes() / len(index), 1),
         **_disk_bytes(data, setup),
         "enrol_per_s": round(enrol_per_s, 1),
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
     report.update(_search_measures(index, data, shortlist, threshold))
     rate = _restart_rate(data, setup, min(gallery, 20_000))
@@ -215,7 +219,6 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
         "IdentityService.rebuild rate (decrypt with the person's data key, parse, transform, "
         "batched add) on min(gallery, 20000) in-memory records, times the gallery")
     report.update(_snapshot_restart(index, data, setup))
-    report["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     return report
 
 
