@@ -321,9 +321,13 @@ class PalmIndex:
         subject).
 
         The ``shortlist`` templates nearest to any translated query (FAISS, Hamming on
-        protected full codes; on protected pooled codes ``params.INDEX_COARSE_DEPTH``
-        widens both) are re-scored with the shift-tolerant matcher, the probe prepared
-        under the index's transform; each subject gets its best score.
+        protected full codes) are re-scored with the shift-tolerant matcher, the probe
+        prepared under the index's transform; each subject gets its best score. On
+        pooled codes (large galleries) the cascade is three stages: FAISS keeps the
+        ``shortlist x INDEX_COARSE_DEPTH[0]`` nearest pooled codes of each translated
+        query, their union is ranked by plain Hamming distance of the full codes to the
+        translated queries (:meth:`_Rows.nearest_full`), and the
+        ``shortlist x INDEX_COARSE_DEPTH[1]`` nearest are re-scored.
         Returns an empty list for an empty index.
         Raises ValueError if ``shortlist < 1`` and TemplateFormatError on a grid mismatch.
         """
@@ -340,10 +344,15 @@ class PalmIndex:
             total = int(self._faiss.ntotal)
             if total == 0:
                 return []
-            deep = params.INDEX_COARSE_DEPTH if self._coarse else (1, 1)
-            coded = self._protect_pooled(query) if self._coarse else full
-            dist, labels = self._faiss.search(coded, min(total, shortlist * deep[0]))
-            rows = _nearest_rows(dist, labels, shortlist * deep[1])
+            if self._coarse:
+                depth, keep = params.INDEX_COARSE_DEPTH
+                dist, labels = self._faiss.search(self._protect_pooled(query),
+                                                  min(total, shortlist * depth))
+                rows = self._rows.nearest_full(np.unique(labels[labels >= 0]), full,
+                                               shortlist * keep)
+            else:
+                dist, labels = self._faiss.search(full, min(total, shortlist))
+                rows = _nearest_rows(dist, labels, shortlist)
             refs = ReferenceSet(self.grid, *self._rows.reference_words(rows))
             owners = self._rows.owners(rows)
         return _best_per_subject(owners, prepared.scores(refs))
@@ -439,6 +448,17 @@ class _Rows:
 
     def masks_u8(self, rows: npt.NDArray[np.int64]) -> U8:
         return self._mask_table[self._mask_ids[rows]]
+
+    def nearest_full(self, rows: npt.NDArray[np.int64], queries: U8,
+                     k: int) -> npt.NDArray[np.int64]:
+        """The ``k`` of ``rows`` nearest (plain Hamming on the full protected codes) to any
+        of ``queries`` ((Q, code bytes) uint8, protected like the rows), nearest first."""
+        if len(rows) == 0:
+            return rows
+        words = np.ascontiguousarray(queries).view(np.uint64)  # (Q, words)
+        dist = np.bitwise_count(self._codes[rows][None, :, :] ^ words[:, None, :]).sum(
+            axis=-1, dtype=np.int32).min(axis=0)
+        return np.asarray(rows[np.argsort(dist, kind="stable")[:k]], dtype=np.int64)
 
     def reference_words(
         self, rows: npt.NDArray[np.int64]

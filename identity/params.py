@@ -207,7 +207,15 @@ INDEX_COARSE_POOL = (2, 2)
 # merged candidates, 283 identifiable probes): adding the 3 rotation variants to the
 # queries (27 queries) -> 0.993 within 100 but 3x the scan; 25 shifts (-2..2) of variant 0
 # -> 0.993 within 50, 2.7x the scan; 4x4 pools (256 bits) -> 0.82 within 100.
-INDEX_COARSE_DEPTH = (8, 4)
+# Since 2026-11-30 a middle stage ranks the union of the pooled candidates by plain
+# Hamming distance of the full codes to the 9 translated queries (as the small-gallery
+# first stage does, ~2.5 ms for 3,600 rows at 1M) before the exact re-scoring:
+# shortlist recall 0.929 -> 0.993 at 1M and 0.986 -> 0.997 at 100k (`storefront identity
+# bench`, same probes), identify p50 33 / 11 ms at load average 2: still short of the
+# 0.999 / 20 ms target at 1M; the 9 pooled scans of 1M rows take ~25 ms of it (one scan
+# ~2.8 ms; FAISS does not share the pass between queries). Depth (8, 2): 400 pooled
+# candidates per query, 100 re-scored exactly.
+INDEX_COARSE_DEPTH = (8, 2)
 # Decision at scale (identity/decision.py): log-linear fit of the per-comparison FMR tail,
 # log10 FMR(t) = slope * t + intercept, on Tongji (all 300 palms, first session-2 capture
 # of each x all 3000 session-1 captures: 897,000 impostor comparisons; fit where
