@@ -7,7 +7,7 @@
   stylesheet and script and post forms to this site only (no inline script);
   the interactive docs (``/docs``, ``/redoc``) keep only the framing rule, as they load
   their scripts from a CDN;
-* ``Referrer-Policy: no-referrer``;
+* ``Referrer-Policy: no-referrer`` (``same-origin`` on the pages: see ``_headers``);
 * ``Strict-Transport-Security`` (RFC 6797) only on HTTPS requests: the ASGI scheme,
   which uvicorn sets from ``X-Forwarded-Proto`` behind a trusted proxy
   (``--proxy-headers --forwarded-allow-ips``);
@@ -56,10 +56,14 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     def _headers(self, path: str, https: bool) -> list[tuple[bytes, bytes]]:
-        csp = (DOCS_CSP if path.startswith(_DOCS)
-               else PAGE_CSP if path == "/" or path.startswith(_PAGES) else STRICT_CSP)
+        page = path == "/" or path.startswith(_PAGES)
+        csp = DOCS_CSP if path.startswith(_DOCS) else PAGE_CSP if page else STRICT_CSP
+        # Pages: "same-origin", so that a browser posting one of our forms sends our
+        # Origin (under "no-referrer" it sends "Origin: null", which the pages refuse as
+        # it is also what a sandboxed frame of another site sends).
+        referrer = b"same-origin" if page else b"no-referrer"
         out = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-               (b"referrer-policy", b"no-referrer"),
+               (b"referrer-policy", referrer),
                (b"content-security-policy", csp.encode())]
         if not path.startswith(_CACHEABLE):
             out.append((b"cache-control", b"no-store"))
