@@ -98,6 +98,14 @@ class FailureWindow:
         with self._lock:
             self._hits[key].append(time.monotonic())
 
+    def refuse_when_over(self, limits: dict[str, int], reason: str) -> None:
+        """Raise TooManyAttempts(``reason``) when a key has ``limits[key]`` failures or more
+        in the window (Retry-After: until its oldest failure leaves the window)."""
+        for key, limit in limits.items():
+            count, wait = self.count(key)
+            if count >= limit:
+                raise TooManyAttempts(reason, retry_after_s=max(1, int(wait) + 1))
+
 
 def token_digest(token: str) -> str:
     """SHA-256 hex digest of a session token (what the database stores)."""
@@ -176,12 +184,9 @@ class AccountService:
         return self._issue(account.shopper_id)
 
     def _refuse_when_limited(self, keys: tuple[str, str]) -> None:
-        limits = (self._policy.per_account, self._policy.per_ip)
-        for key, limit in zip(keys, limits, strict=True):
-            count, wait = self._failures.count(key)
-            if count >= limit:
-                raise TooManyAttempts("too many failed logins; try again later",
-                                      retry_after_s=max(1, int(wait) + 1))
+        self._failures.refuse_when_over(
+            {keys[0]: self._policy.per_account, keys[1]: self._policy.per_ip},
+            "too many failed logins; try again later")
 
     def _fail(self, keys: tuple[str, str], reason: str) -> IssuedToken:
         for key in keys:

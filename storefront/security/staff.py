@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session, sessionmaker
 
-from storefront.accounts import FailureWindow, LoginPolicy, TooManyAttempts
+from storefront.accounts import FailureWindow, LoginPolicy
 from storefront.clock import Clock
 from storefront.db.models import StaffAccount, StaffToken
 from storefront.errors import Conflict, InvalidInput
@@ -165,12 +165,9 @@ class StaffService:
         return IssuedToken(token, staff_id, role, int(self._ttl.total_seconds()))
 
     def _refuse_when_limited(self, keys: tuple[str, str]) -> None:
-        limits = (self._limits.per_account, self._limits.per_ip)
-        for key, limit in zip(keys, limits, strict=True):
-            count, wait = self._failures.count(key)
-            if count >= limit:
-                raise TooManyAttempts("too many failed sign-ins; try again later",
-                                      retry_after_s=max(1, int(wait) + 1))
+        self._failures.refuse_when_over(
+            {keys[0]: self._limits.per_account, keys[1]: self._limits.per_ip},
+            "too many failed sign-ins; try again later")
 
     def authenticate(self, token: str) -> StaffPrincipal:
         """The staff member holding ``token``; raises AuthenticationRequired when it is
