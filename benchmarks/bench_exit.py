@@ -28,16 +28,24 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos_checkout import Service, free_port, service_env, set_up_sessions  # noqa: E402
+from chaos_checkout import (  # noqa: E402
+    GateSigner,
+    Service,
+    free_port,
+    service_env,
+    set_up_sessions,
+)
 
 
-async def _round(base: str, sessions: list[str]) -> tuple[list[float], int]:
-    """Exit every session at once; returns per-exit milliseconds and non-200 answers."""
+async def _round(base: str, sessions: list[str], gate: GateSigner) -> tuple[list[float], int]:
+    """Exit every session at once (signed by the gate); returns per-exit milliseconds and
+    non-200 answers."""
     limits = httpx.Limits(max_connections=len(sessions), max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         async def one(session_id: str) -> tuple[float, int]:
+            headers = gate.exit_headers(session_id)
             started = time.perf_counter()
-            answer = await client.post(f"{base}/sessions/{session_id}/exit")
+            answer = await client.post(f"{base}/sessions/{session_id}/exit", headers=headers)
             return (time.perf_counter() - started) * 1000.0, answer.status_code
 
         results = await asyncio.gather(*(one(s) for s in sessions))
@@ -52,19 +60,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env = service_env(folder, fault_rate=0.0, seed=args.seed, hold=args.hold,
                           latency_ms=args.processor_latency_ms)
         env["STOREFRONT_PAYMENT_DECLINE_RATE"] = "0"
-        sessions, _refused = set_up_sessions(env, args.concurrent * (args.rounds + 1), rng,
-                                             args.hold)
+        sessions, _refused, gate = set_up_sessions(env, args.concurrent * (args.rounds + 1),
+                                                   rng, args.hold)
         service = Service(env, free_port(), folder / "service.log")
         service.start()
         base = f"http://127.0.0.1:{service.port}"
         try:
             load_before = os.getloadavg()
-            asyncio.run(_round(base, sessions[:args.concurrent]))  # warm-up, not counted
+            asyncio.run(_round(base, sessions[:args.concurrent], gate))  # warm-up, not counted
             timings: list[float] = []
             failures = 0
             for r in range(1, args.rounds + 1):
                 batch = sessions[r * args.concurrent:(r + 1) * args.concurrent]
-                ms, bad = asyncio.run(_round(base, batch))
+                ms, bad = asyncio.run(_round(base, batch, gate))
                 timings += ms
                 failures += bad
             load_after = os.getloadavg()
@@ -96,6 +104,7 @@ def main() -> None:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
+    sys.exit(1 if report["non_200"] else 0)  # a failed exit is not a latency
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from storefront.catalog import make_item
 from storefront.db.models import Payment, Receipt, ShoppingSession
 from storefront.errors import EntryRefused
 from storefront.payments import SimulatedProcessor
+from storefront.security.devices_http import sign_headers
 from storefront.settings import Settings
 
 CLI = Path(sys.executable).parent / "storefront"
@@ -91,10 +93,28 @@ def settings_from(env: dict[str, str]) -> Settings:
         os.environ.update(saved)
 
 
+@dataclass(frozen=True)
+class GateSigner:
+    """Signs exit requests as the bench's exit gate (a registered device, as in a store:
+    ``POST /sessions/{id}/exit`` takes signed gate requests only)."""
+
+    device_id: str
+    key: bytes
+
+    def exit_headers(self, session_id: str) -> dict[str, str]:
+        """Fresh signature headers (new nonce, current time) for one exit request."""
+        return sign_headers(self.key, device_id=self.device_id, method="POST",
+                            path=f"/sessions/{session_id}/exit", query="", body=b"",
+                            ts_ms=int(time.time() * 1000))
+
+
 def set_up_sessions(env: dict[str, str], count: int, rng: random.Random,
-                    hold: int) -> tuple[list[str], int]:
-    """Open ``count`` sessions with baskets; returns their ids and entries refused."""
+                    hold: int) -> tuple[list[str], int, GateSigner]:
+    """Open ``count`` sessions with baskets and register the exit gate; returns the
+    session ids, the entries refused and the gate's signer."""
     c = bootstrap(settings_from(env))
+    key = c.security.registry.add(store_id=c.settings.store_id, device_id="bench-exit-gate",
+                                  kind="gate")
     items = builtin_items()
     c.catalogue.upsert([*items, AGE_ITEM])
     sessions, refused, now = [], 0, datetime.now(UTC)
@@ -113,7 +133,7 @@ def set_up_sessions(env: dict[str, str], count: int, rng: random.Random,
                             device_seq=seq, sensor_time=now)
         sessions.append(session_id)
     c.close()
-    return sessions, refused
+    return sessions, refused, GateSigner("bench-exit-gate", key)
 
 
 def _basket(rng: random.Random, items: list[Any], hold: int) -> list[tuple[str, int]]:
@@ -165,12 +185,15 @@ class Service:
             self.start()
 
 
-def exit_until_resolved(base: str, session_id: str, deadline: float) -> dict[str, Any] | None:
-    """POST the exit until a final answer (200); None when the deadline passes first."""
+def exit_until_resolved(base: str, session_id: str, deadline: float,
+                        gate: GateSigner) -> dict[str, Any] | None:
+    """POST the exit (signed by the gate) until a final answer (200); None when the
+    deadline passes first. Raises RuntimeError on any other 4xx (a broken bench)."""
     with httpx.Client(timeout=30) as client:
         while time.monotonic() < deadline:
             try:
-                answer = client.post(f"{base}/sessions/{session_id}/exit")
+                answer = client.post(f"{base}/sessions/{session_id}/exit",
+                                     headers=gate.exit_headers(session_id))
             except httpx.TransportError:
                 time.sleep(0.2)
                 continue
@@ -227,7 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="chaos-checkout-") as tmp:
         folder = Path(tmp)
         env = service_env(folder, fault_rate=args.fault_rate, seed=args.seed, hold=args.hold)
-        sessions, refused = set_up_sessions(env, args.exits, rng, args.hold)
+        sessions, refused, gate = set_up_sessions(env, args.exits, rng, args.hold)
         service = Service(env, free_port(), folder / "service.log")
         service.start()
         stop = threading.Event()
@@ -237,7 +260,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         killer.start()
         base, deadline = f"http://127.0.0.1:{service.port}", started + args.timeout_s
         with ThreadPoolExecutor(args.clients) as pool:
-            answers = list(pool.map(lambda s: exit_until_resolved(base, s, deadline), sessions))
+            answers = list(pool.map(lambda s: exit_until_resolved(base, s, deadline, gate),
+                                    sessions))
         stop.set()
         killer.join()
         elapsed = time.monotonic() - started
