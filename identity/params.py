@@ -37,6 +37,16 @@ ROI_MIN_SHARPNESS = 4.0
 # Hand segmentation (Otsu on a Gaussian blur) runs on a copy whose longer side is this (px).
 ROI_SEGMENT_MAX_SIDE = 320
 ROI_SEGMENT_BLUR_SIGMA = 2.0  # px at ROI_SEGMENT_MAX_SIDE
+# Finger valleys are looked for on the hand outline at a lower level
+# (roi_segment.outline_hand): this fraction of the way from the background class mean
+# up to Otsu's level. Measured on the tuning halves (EER polyu-ms-nir-hand / nir-
+# contactless-hand): 0.5 -> 2.0 / 4.4 %, 0.4 -> 0.84 / 5.0 %, 0.35 -> 0.56 / 8.3 %,
+# 0.3 -> 1.8 / 5.0 % (coep and phone unchanged); at 0.5 the dim finger roots next to a
+# scanner's peg come loose from the palm and the ring-little gap is lost.
+ROI_OUTLINE_LEVEL = 0.4
+# Thin bright structures (the rims of a scanner's pegs) are removed from the outline by
+# an opening with a disc of this fraction of the shorter image side.
+ROI_OUTLINE_OPENING = 0.03
 # "No hand found": largest bright region below this fraction of the image, or palm
 # inscribed-circle radius below this fraction of the shorter image side.
 ROI_MIN_HAND_AREA_FRACTION = 0.05
@@ -47,51 +57,71 @@ ROI_CENTRE_TIE_FRACTION = 0.98
 # "Palm out of frame": the ROI square would stick out of the image by more than this
 # fraction of its side (smaller overflows shift the square inside the frame).
 ROI_MAX_OUT_OF_FRAME = 0.15
-# Finger valleys (identity/roi_keypoints.py): convexity defects of the hand contour
-# deeper than ROI_VALLEY_MIN_DEPTH x palm radius, at most ROI_VALLEY_MAX_DISTANCE x
+# Finger valleys (identity/roi_keypoints.find_valleys): minima of the contour's distance
+# from the palm centre (smoothed over ROI_VALLEY_SMOOTH x radius contour steps) whose dip
+# is at least ROI_VALLEY_MIN_DEPTH x palm radius deep, at most ROI_VALLEY_MAX_DISTANCE x
 # radius from the palm centre.
+ROI_VALLEY_SMOOTH = 0.05
 ROI_VALLEY_MIN_DEPTH = 0.15
 ROI_VALLEY_MAX_DISTANCE = 2.0
 # Gap opening direction: contour points this many palm radii (in contour steps) either side.
 ROI_VALLEY_ARM = 0.3
-# Key pair (index-middle, ring-little gaps), identity/roi_keypoints._pair_cost. Hard
-# limits: both gaps open within ROI_KEY_MAX_OPENING_DEG of the finger direction (the key
-# line's normal away from the palm centre) and lie at least ROI_KEY_MIN_HEIGHT x d on
-# the finger side of the palm centre (rejects wrist notches and the thumb gap); key
-# distance d = ROI_KEY_DISTANCE x palm radius within a factor exp(+-LOG_TOLERANCE);
-# palm centre ROI_KEY_CENTRE_DEPTH x d (+- tolerance) below the key line and at most
-# ROI_KEY_MAX_LATERAL x d from its bisector. The middle-ring gap is expected within
-# ROI_KEY_MIDDLE_ALONG x d of the midpoint along the line and between the two
-# ROI_KEY_MIDDLE_ACROSS x d across it (positive = finger side); without it a pair
-# costs ROI_KEY_NO_MIDDLE_COST more.
-# Measured on contactless-phone-hand (86 hands, key pair = outer two of the three
-# top valleys): d/r 0.89..1.17, depth 0.83..1.53, lateral <= 0.29 x d; on polyu-ms-nir-
-# hand (fingers cut by the frame) d/r ~1.3 and depth ~0.7.
-ROI_KEY_MAX_OPENING_DEG = 60.0
+# Key pair (index-middle, ring-little gaps), identity/roi_pairs.pair_cost. Hard limits
+# (a pair breaking one is not plausible; each deviation / its limit adds to the cost):
+# both gaps open within ROI_KEY_MAX_OPENING_DEG of the key line's normal away from the
+# palm centre, their spread is at most ROI_KEY_MAX_SPREAD_DEG, that normal lies within
+# ROI_KEY_MAX_SKEW_DEG of the gaps' mean opening and within ROI_KEY_MAX_TURN_DEG of the
+# finger direction; both gaps lie at least ROI_KEY_MIN_HEIGHT x d on the finger side of
+# the palm centre; key distance d = ROI_KEY_DISTANCE x palm radius within a factor
+# exp(+-LOG_TOLERANCE); palm centre ROI_KEY_CENTRE_DEPTH x d (+- tolerance) below the key
+# line and at most ROI_KEY_MAX_LATERAL x d from its bisector. A third valley (middle-ring
+# gap, or the peg of a contact scanner) is required within ROI_KEY_MIDDLE_ALONG x d of
+# the midpoint along the line and between the two ROI_KEY_MIDDLE_ACROSS x d across it
+# (positive = finger side); its misfit adds to the cost (ROI_KEY_NO_MIDDLE_COST = none
+# found: the pair is dropped). A pair with two gaps between it, or one beyond
+# ROI_KEY_MIDDLE_ACROSS[1] x d, skips a finger gap and is dropped (thumb web pairs).
+# Measured on the tuning halves with the chosen pairs (10th / 50th / 90th percentile):
+# d/r 1.04 / 1.10 / 1.16 (PolyU), 1.00 / 1.03 / 1.12 (phone), 1.04 / 1.08 / 1.14 (NIR);
+# depth 0.77 / 0.83 / 0.89, 1.06 / 1.15 / 1.27, 0.82 / 0.88 / 1.11; lateral within
+# +-0.23 x d. Tighter limits (depth 1.0 +- 0.35, d/r log 0.2, lateral 0.35) raised the
+# EER on the tuning halves (PolyU 4.2 -> 5.0 %, NIR 4.4 -> 10.3 %): kept loose. The
+# PolyU gaps are wedges that fan out, so their openings differ by up to ~110 degrees:
+# ROI_KEY_MAX_OPENING_DEG 60 -> 80 and ROI_KEY_MAX_TURN_DEG 45 -> 60 took the PolyU
+# tuning-half EER from 10.1 % to 4.2 % (the finger direction of a frame-filling palm
+# is poor); gating the key frame on the finger direction (15 or 25 degrees) mixed key
+# and fallback frames within a palm and raised every EER (PolyU 17-28 %).
+ROI_KEY_MAX_OPENING_DEG = 80.0
+ROI_KEY_MAX_SPREAD_DEG = 115.0
+ROI_KEY_MAX_SKEW_DEG = 30.0
+ROI_KEY_MAX_TURN_DEG = 60.0
 ROI_KEY_MIN_HEIGHT = 0.2
 ROI_KEY_DISTANCE = 1.1
-ROI_KEY_DISTANCE_LOG_TOLERANCE = 0.7
+ROI_KEY_DISTANCE_LOG_TOLERANCE = 0.45
 ROI_KEY_CENTRE_DEPTH = 1.05
 ROI_KEY_CENTRE_DEPTH_TOLERANCE = 0.65
-ROI_KEY_MAX_LATERAL = 0.45
+ROI_KEY_MAX_LATERAL = 0.7
 ROI_KEY_MIDDLE_ALONG = 0.25
-ROI_KEY_MIDDLE_ACROSS = (-0.2, 0.9)
+ROI_KEY_MIDDLE_ACROSS = (-0.2, 0.6)
 ROI_KEY_NO_MIDDLE_COST = 2.5
+# A whole hand (roi._whole_hand: at least this many fingers seen whole on the Otsu mask,
+# roi_keypoints.fingers_in_view, and no more cut by the border on the outline) places
+# the ROI on the inscribed circle of the Otsu mask, not on the key points (which are
+# only reported). Measured on the tuning halves: key frames on every whole hand gave
+# coep-hand 18-27 % EER (fingers pressed against pegs close the index-middle or middle-
+# ring gap in some captures, so key and fallback frames mix within a palm) against
+# 2.7 % with the circle, contactless-phone-hand 2.9 % against 2.3 %. Counting the fingers
+# on the outline alone mixed the regimes within nir-contactless-hand palms (EER 33 %).
+ROI_WHOLE_HAND_FINGERS = 5
 # The shallower key gap's depth (relative to the deepest valley) lowers the cost with
 # this weight: finger gaps are deeper than thumb-web and border notches.
 ROI_KEY_DEPTH_WEIGHT = 2.0
 # Pairs are tried best fit first; the first whose ROI square lies in the frame and on
 # the hand is used (at most this many, then the fallback frame below).
 ROI_KEY_MAX_PAIRS_TRIED = 4
-# Fallback frame (no pair fits): the largest group of valleys within this angle of
-# each other (seen from the palm centre) gives the finger direction.
-ROI_VALLEY_GROUP_DEG = 45.0
-# Finger direction from the valley openings (roi_keypoints.opening_direction): valleys
-# whose openings lie within ROI_OPENING_GROUP_DEG of each other form a group; a key pair
-# gives the direction only when its key line's normal lies within
-# ROI_KEY_MAX_TURN_DEG of that group's direction.
+# Finger direction from the valley openings (roi_keypoints.opening_direction, when no
+# finger pixels show): valleys whose openings lie within ROI_OPENING_GROUP_DEG of each
+# other form a group; the deepest group's mean opening is the direction.
 ROI_OPENING_GROUP_DEG = 45.0
-ROI_KEY_MAX_TURN_DEG = 45.0
 # ROI square from the palm's inscribed circle (roi_keypoints.circle_frame): side
 # ROI_CIRCLE_SIDE x radius, centre ROI_CIRCLE_SHIFT x radius towards the fingers.
 ROI_CIRCLE_SIDE = 1.4
@@ -105,14 +135,15 @@ ROI_CIRCLE_SHIFT = 0.0
 # Tangent refinement: gap contour points within this x d of each valley bottom.
 ROI_KEY_TANGENT_REACH = 0.3
 # ROI square in the palm frame: side ROI_KEY_SIDE x d, its top edge ROI_KEY_OFFSET x d
-# below the key line, centred on the origin along the line. The official PolyU-MS ROIs
-# (polyu-ms-roi-bands, palms 1-10, located in the raw polyu-ms-nir-hand frames by
-# template matching, NCC 0.65..0.97) measure side 0.83 x d (IQR 0.78..0.89) and centre
-# 0.59 x d below our key line; with 0.83 / 0.175 the EER was 7.2 % on
-# nir-contactless-hand and 21.0 % on coep-hand, against 2.4 % and 19.4 % with 1.0 / 0.2
-# (PolyU within noise), so the larger square is kept.
-ROI_KEY_SIDE = 1.0
-ROI_KEY_OFFSET = 0.2
+# below the key line, centred on the origin along the line. Measured against the
+# official PolyU-MS ROIs (polyu-ms-roi-bands, palms 1-10, located in the raw
+# polyu-ms-nir-hand frames by template matching; benchmarks/roi_placement.py) in the
+# frame of our tangent key points (111 of 120 frames keyed): centre 0.560 x d below the
+# key line (IQR 0.544..0.584), -0.009 x d along it (IQR -0.025..0.004), side 0.765 x d
+# (IQR 0.746..0.794), angle within 2.3 degrees (median): the official ROI is this
+# square (side 0.765, top edge 0.560 - 0.765 / 2 = 0.178).
+ROI_KEY_SIDE = 0.765
+ROI_KEY_OFFSET = 0.178
 # "No palm found": under this fraction of the ROI square lies on the hand mask.
 ROI_MIN_ON_HAND = 0.9
 # The image is pre-shrunk (area) to this multiple of the final ROI scale before warping.

@@ -7,18 +7,19 @@ Two kinds of input reach :func:`extract_roi`:
   passed through, resized to ``ROI_SIZE``;
 * a whole-hand image (bright hand on a darker background, contact or contactless,
   left or right, any in-plane rotation): the hand is segmented
-  (:mod:`identity.roi_segment`); the palm centre is the centre of the hand's largest
-  inscribed circle (distance transform); the finger direction comes from the finger
-  pixels (a morphological opening removes the fingers from the hand mask), or, with
-  no finger visible, from the openings of the finger valleys on the hand contour
-  (:mod:`identity.roi_keypoints`). The ROI is the square of side
-  ``ROI_CIRCLE_SIDE`` x radius on the inscribed circle, fingers up, scaled to
-  ``ROI_SIZE`` x ``ROI_SIZE``. The finger-valley key points (index-middle and
-  ring-little gaps, refined to the tangent points of Zhang et al., "Online palmprint
-  identification", IEEE TPAMI 2003) are found and reported, but do not steer the
-  square: measured, they made the placement worse on contact hands with pegs
-  (see ``identity/params.py``). A left hand gives the mirror image of what the same
-  palm would give as a right hand.
+  (:mod:`identity.roi_segment`, Otsu mask and a lower-level outline for the valleys),
+  the finger valleys are found on the outline (:mod:`identity.roi_keypoints`) and the
+  index-middle / ring-little pair is chosen (:mod:`identity.roi_pairs`). When the
+  fingers are cut by the frame or faded (a contact scanner), the ROI is the square
+  of the palm coordinate system of Zhang, Kong, You and Wong, "Online palmprint
+  identification", IEEE TPAMI 25(9), 2003: the common tangent of the two gaps is the
+  x axis, the square (side ``ROI_KEY_SIDE`` x d, d = key-point distance) hangs
+  ``ROI_KEY_OFFSET`` x d below it, centred on the perpendicular through the midpoint.
+  When all fingers are seen whole, or no plausible pair is found, the square sits on
+  the palm's largest inscribed circle (side ``ROI_CIRCLE_SIDE`` x radius), fingers up
+  along the finger pixels' direction (see :func:`_candidate_frames`). The square is
+  rotated and scaled to ``ROI_SIZE`` x ``ROI_SIZE``. A left hand gives the mirror
+  image of what the same palm would give as a right hand.
 
 The quality gate (:mod:`identity.roi_quality` and the checks here) raises
 :class:`AcquisitionError` (failure to acquire) with a reason: "no hand found",
@@ -28,7 +29,6 @@ image makes this module crash.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -43,10 +43,12 @@ from identity.roi_keypoints import (
     circle_frame,
     find_valleys,
     finger_direction,
+    finger_pixels,
+    fingers_in_view,
     opening_direction,
     palm_frame,
-    rank_key_pairs,
 )
+from identity.roi_pairs import rank_key_pairs
 from identity.roi_quality import (
     DebugHook,
     GrayImage,
@@ -144,39 +146,72 @@ def looks_like_roi(gray: GrayImage) -> bool:
     return small is not None and _frame_is_palm(small) and _texture_fills_frame(small)
 
 
-def _candidate_frames(hand: Hand) -> tuple[list[PalmFrame], int, list[Valley]]:
-    """The palm frame: finger direction, inscribed circle, and the key points if any.
+def _whole_hand(
+    hand: Hand, outline: Hand, pixels: NDArray[np.bool_], outline_pixels: NDArray[np.bool_]
+) -> bool:
+    """Whether all fingers are in the frame.
 
-    The finger direction comes from the fingers (``finger_direction``), or, when no
-    fingers show, from the valley openings (``opening_direction``). The ROI square is
-    placed on the palm's inscribed circle (``circle_frame``). The best fitting key pair
-    whose key-line normal lies within ``ROI_KEY_MAX_TURN_DEG`` of the finger direction
-    is reported as the key points; it does not steer the frame (measured: turning the
-    frame to the key line raised the EER on coep-hand from 1.8 % to 20 %, see params).
+    At least ``ROI_WHOLE_HAND_FINGERS`` fingers are seen whole on the Otsu mask, and no
+    more are cut by the image border on the outline than on the mask (the faint finger
+    tips of a contactless NIR camera reach the border only at the outline's lower level).
     """
-    valleys = find_valleys(hand)
-    fingers = finger_direction(hand)
+    whole, cut = fingers_in_view(hand, pixels)
+    _, outline_cut = fingers_in_view(outline, outline_pixels)
+    return whole >= P.ROI_WHOLE_HAND_FINGERS and outline_cut <= cut
+
+
+def _candidate_frames(hand: Hand) -> tuple[list[PalmFrame], int, list[Valley]]:
+    """Palm frames to try in order, how many of them are key-point frames, the valleys.
+
+    The valleys are looked for on the hand's outline (``Hand.outline``, the hand at a
+    lower grey level). Two regimes:
+
+    * a whole hand (all fingers in the frame, :func:`_whole_hand`): the inscribed-circle
+      frame of the Otsu mask (``circle_frame``), the finger direction from the finger
+      pixels (``finger_direction``); the best key pair is only reported. Measured on the
+      tuning halves, this beat the key frame on whole hands held against pegs
+      (coep-hand: EER 2.7 % against 18-27 %) and equalled it on phone photos;
+    * otherwise (fingers cut by the frame of a contact scanner, or faded): each
+      plausible key pair (:func:`rank_key_pairs`) gives a frame on its two tangent
+      points (``palm_frame``), best first; the outline's inscribed-circle frame comes
+      last, the fallback when no pair is plausible or none fits in the frame.
+
+    The finger direction falls back on the valley openings (``opening_direction``).
+    """
+    outline = hand.outline or hand
+    valleys = find_valleys(outline)
+    pixels, outline_pixels = finger_pixels(hand), finger_pixels(outline)
+    whole = _whole_hand(hand, outline, pixels, outline_pixels)
+    base, base_pixels = (hand, pixels) if whole else (outline, outline_pixels)
+    fingers = finger_direction(base, base_pixels)
     if fingers is None:
         fingers = opening_direction(valleys)
     if fingers is None:
         raise AcquisitionError("fingers closed (no finger valley on the hand contour)")
-    min_cos = math.cos(math.radians(P.ROI_KEY_MAX_TURN_DEG))
-    for pair in rank_key_pairs(valleys, hand):
-        keyed = palm_frame(hand, pair)
-        if float(-keyed.y_axis @ fingers) >= min_cos:
-            return [circle_frame(hand, fingers, (keyed.first, keyed.second))], 1, valleys
-    return [circle_frame(hand, fingers, None)], 0, valleys
+    outline_fingers = finger_direction(outline, outline_pixels) if whole else fingers
+    keyed = [
+        palm_frame(outline, (a, b))
+        for _, a, b in rank_key_pairs(valleys, outline, outline_fingers)
+    ]
+    circle = circle_frame(base, fingers, None)
+    if whole:
+        reported = [circle_frame(base, fingers, (k.first, k.second)) for k in keyed[:1]]
+        return [*reported, circle], len(reported), valleys
+    return [*keyed, circle], len(keyed), valleys
 
 
-def _locate_frame(work: GrayImage, debug: DebugHook | None) -> tuple[Hand, PalmFrame, bool]:
-    """Segment the hand and choose its palm frame (working px); True for a key-point pair.
+def _placeable_frames(
+    work: GrayImage, debug: DebugHook | None
+) -> tuple[Hand, list[tuple[PalmFrame, bool]]]:
+    """Segment the hand; its candidate palm frames (working px) whose ROI square passes
+    :func:`_check_in_frame`, in order, each with True for a key-point pair.
 
-    The first candidate frame whose ROI square passes :func:`_check_in_frame` wins;
-    when none does, the best candidate's failure is raised.
+    Raises the best candidate's failure when no frame fits.
     """
     hand = segment_hand(work, debug)
     check_exposure(work[hand.mask > 0], "hand")
     frames, paired, valleys = _candidate_frames(hand)
+    placeable: list[tuple[PalmFrame, bool]] = []
     first_error: AcquisitionError | None = None
     for number, frame in enumerate(frames):
         try:
@@ -184,13 +219,14 @@ def _locate_frame(work: GrayImage, debug: DebugHook | None) -> tuple[Hand, PalmF
         except AcquisitionError as error:
             first_error = first_error or error
             continue
-        if debug is not None:
-            emit(debug, "keypoints", _overlay(work, hand, frame, valleys))
-        return hand, frame, number < paired
+        placeable.append((frame, number < paired))
     if debug is not None:
-        emit(debug, "keypoints", _overlay(work, hand, frames[0], valleys))
-    assert first_error is not None
-    raise first_error
+        emit(debug, "keypoints", _overlay(work, hand, (placeable[0][0] if placeable
+                                                       else frames[0]), valleys))
+    if not placeable:
+        assert first_error is not None
+        raise first_error
+    return hand, placeable
 
 
 def _square_corners(frame: PalmFrame) -> NDArray[np.float64]:
@@ -211,7 +247,7 @@ def _square_corners(frame: PalmFrame) -> NDArray[np.float64]:
 def _overlay(work: GrayImage, hand: Hand, frame: PalmFrame, valleys: list[Valley]) -> GrayImage:
     """Debug picture: contour, valleys, key points and the ROI square on the work image."""
     picture = (work // 2).astype(np.uint8)
-    cv2.drawContours(picture, [hand.contour], -1, 255, 1)
+    cv2.drawContours(picture, [(hand.outline or hand).contour], -1, 255, 1)
     for valley in valleys:
         tip = valley.bottom + valley.outward * 3.0 * valley.depth**0.5
         cv2.circle(picture, (round(valley.bottom[0]), round(valley.bottom[1])), 4, 160, 1)
@@ -281,10 +317,26 @@ def _crop(gray: GrayImage, frame: PalmFrame, scale: float) -> GrayImage:
 
 
 def _from_whole_hand(image: GrayImage, debug: DebugHook | None) -> RoiResult:
+    """The ROI of the first placeable frame whose crop passes the quality gate
+    (:func:`identity.roi_quality.finish_roi`); the first frame's quality failure when
+    none does (e.g. the key-point square lands on a glare the circle square avoids)."""
     work, scale = _resize_to_max_side(image, P.ROI_SEGMENT_MAX_SIDE)
-    hand, frame, paired = _locate_frame(work, debug)
+    hand, placeable = _placeable_frames(work, debug)
+    failure: AcquisitionError | None = None
+    for frame, paired in placeable:
+        try:
+            roi, sharpness, brightness = finish_roi(_crop(image, frame, scale), debug)
+        except AcquisitionError as error:
+            failure = failure or error
+            continue
+        return _result(roi, sharpness, brightness, hand, frame, paired, scale)
+    assert failure is not None
+    raise failure
+
+
+def _result(roi: GrayImage, sharpness: float, brightness: float, hand: Hand,
+            frame: PalmFrame, paired: bool, scale: float) -> RoiResult:
     corners = _square_corners(frame)
-    roi, sharpness, brightness = finish_roi(_crop(image, frame, scale), debug)
     centre = corners.mean(axis=0) / scale
     angle = -float(np.degrees(np.arctan2(-frame.x_axis[1], frame.x_axis[0])))
     first, second = frame.first / scale, frame.second / scale

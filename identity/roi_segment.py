@@ -32,25 +32,39 @@ class Hand:
         contour: outer contour of ``mask`` (every boundary pixel, in order).
         centre: palm centre (x, y) px, the centre of the maximum inscribed circle.
         radius: radius of that circle (px).
+        outline: the hand seen at a lower grey level, for the finger valleys (see
+            :func:`outline_hand`); ``None`` where not computed.
     """
 
     mask: NDArray[np.uint8]
     contour: Contour
     centre: tuple[float, float]
     radius: float
+    outline: Hand | None = None
 
 
-def _hand_mask(work: GrayImage, debug: DebugHook | None) -> tuple[NDArray[np.uint8], Contour]:
-    """Largest bright Otsu component of ``work``, filled; raises "no hand found"."""
-    blurred = cv2.GaussianBlur(work, (0, 0), P.ROI_SEGMENT_BLUR_SIGMA)
-    emit(debug, "blurred", blurred)
-    _, binary = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+def _largest_region(binary: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], Contour]:
+    """Filled largest external component of a 0/1 image and its contour; raises if none."""
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    mask = np.zeros_like(work)
     if not contours:
         raise AcquisitionError("no hand found (no bright region)")
     largest = max(contours, key=cv2.contourArea)
+    mask = np.zeros_like(binary)
     cv2.drawContours(mask, [largest], -1, 1, thickness=cv2.FILLED)
+    return mask, largest.astype(np.int32)
+
+
+def _hand_mask(
+    work: GrayImage, debug: DebugHook | None
+) -> tuple[NDArray[np.uint8], Contour, float, GrayImage]:
+    """Largest bright Otsu component of ``work``, filled; its Otsu level and the blurred copy.
+
+    Raises "no hand found" without a bright region, background, or enough area.
+    """
+    blurred: GrayImage = cv2.GaussianBlur(work, (0, 0), P.ROI_SEGMENT_BLUR_SIGMA).astype(np.uint8)
+    emit(debug, "blurred", blurred)
+    level, binary = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask, largest = _largest_region(binary.astype(np.uint8))
     emit(debug, "mask", mask * 255)
     if mask.all():
         raise AcquisitionError("no hand found (no dark background around a hand)")
@@ -59,28 +73,35 @@ def _hand_mask(work: GrayImage, debug: DebugHook | None) -> tuple[NDArray[np.uin
             f"no hand found (largest bright region {float(mask.mean()):.1%} of the image, "
             f"needs {P.ROI_MIN_HAND_AREA_FRACTION:.0%})"
         )
-    return mask, largest.astype(np.int32)
+    return mask, largest, float(level), blurred
 
 
-def _palm_circle(mask: NDArray[np.uint8], debug: DebugHook | None) -> tuple[float, float, float]:
-    """Maximum inscribed circle (x, y, radius px) of the hand mask.
+def _inscribed_circle(mask: NDArray[np.uint8]) -> tuple[float, float, float, NDArray[np.float32]]:
+    """Maximum inscribed circle (x, y, radius px) of ``mask`` and its distance transform.
 
     OpenCV's distance transform treats the space outside the image as foreground, so a
     palm cut by the image border keeps its true radius. Ties along a ridge (a palm
-    spanning the whole frame) resolve to the middle of the near-maximal ridge.
+    spanning the whole frame) resolve to the middle of the near-maximal ridge
+    (``ROI_CENTRE_TIE_FRACTION``).
     """
-    distance = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
-    emit(debug, "distance", distance)
+    distance: NDArray[np.float32] = cv2.distanceTransform(mask, cv2.DIST_L2, 5).astype(np.float32)
     _, radius, _, (x, y) = cv2.minMaxLoc(distance)
+    ridge = (distance >= P.ROI_CENTRE_TIE_FRACTION * radius).astype(np.uint8)
+    _, labels = cv2.connectedComponents(ridge)
+    ys, xs = np.nonzero(labels == labels[y, x])
+    return float(xs.mean()), float(ys.mean()), float(radius), distance
+
+
+def _palm_circle(mask: NDArray[np.uint8], debug: DebugHook | None) -> tuple[float, float, float]:
+    """Maximum inscribed circle (x, y, radius px) of the hand; "no hand found" if too small."""
+    x, y, radius, distance = _inscribed_circle(mask)
+    emit(debug, "distance", distance)
     if radius < P.ROI_MIN_PALM_RADIUS_FRACTION * min(mask.shape):
         raise AcquisitionError(
             f"no hand found (palm radius {radius:.0f} px < "
             f"{P.ROI_MIN_PALM_RADIUS_FRACTION:.0%} of the image side)"
         )
-    ridge = (distance >= P.ROI_CENTRE_TIE_FRACTION * radius).astype(np.uint8)
-    _, labels = cv2.connectedComponents(ridge)
-    ys, xs = np.nonzero(labels == labels[y, x])
-    return float(xs.mean()), float(ys.mean()), float(radius)
+    return x, y, radius
 
 
 def segment_hand(work: GrayImage, debug: DebugHook | None = None) -> Hand:
@@ -97,6 +118,44 @@ def segment_hand(work: GrayImage, debug: DebugHook | None = None) -> Hand:
         AcquisitionError: "no hand found" (no bright region, no background, or a
             region or palm too small).
     """
-    mask, contour = _hand_mask(work, debug)
+    mask, contour, level, blurred = _hand_mask(work, debug)
     x, y, radius = _palm_circle(mask, debug)
-    return Hand(mask=mask, contour=contour, centre=(x, y), radius=radius)
+    return Hand(
+        mask=mask,
+        contour=contour,
+        centre=(x, y),
+        radius=radius,
+        outline=outline_hand(blurred, level, (x, y), radius),
+    )
+
+
+def outline_hand(
+    blurred: GrayImage, level: float, centre: tuple[float, float], radius: float
+) -> Hand | None:
+    """The hand at a lower grey level, where dim finger roots still count as hand.
+
+    Fingers near the frame edge of a contact scanner, and finger roots in the falling
+    light of a contactless one, are darker than the palm and Otsu's level cuts them
+    ragged; the gaps between fingers are background, darker still. The outline level
+    lies ``ROI_OUTLINE_LEVEL`` of the way from the mean of the pixels below Otsu's
+    level (the background class) up to Otsu's level. ``None`` when no region
+    results. The palm centre and radius are those of the Otsu mask (``centre``,
+    ``radius``): a lower level can let the hand fill the frame, where the inscribed
+    circle of the outline drifts to the image border.
+    """
+    below = blurred[blurred < level]
+    if below.size == 0:
+        return None
+    background = float(below.mean())
+    threshold = background + P.ROI_OUTLINE_LEVEL * (level - background)
+    binary = (blurred > threshold).astype(np.uint8)
+    size = max(3, round(P.ROI_OUTLINE_OPENING * min(binary.shape)) | 1)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, disc).astype(np.uint8)
+    try:
+        mask, contour = _largest_region(opened)
+    except AcquisitionError:
+        return None
+    if mask.all():
+        return None
+    return Hand(mask=mask, contour=contour, centre=centre, radius=radius)

@@ -1,9 +1,11 @@
 """ROI extraction on the real palm sets (read from STOREFRONT_DATA_DIR, never copied).
 
 Rates measured with the current parameters (see identity/params.py, "ROI"):
-Tongji ROIs 6000/6000 pass through; PolyU-MS ROI bands 240/240 pass through;
-failure to acquire (FTA) on whole hands: polyu-ms-nir-hand 0/1200, coep-hand 0/305,
-contactless-phone-hand 0/86, nir-contactless-hand 2/50 ("saturated").
+Tongji ROIs pass through; failure to acquire (FTA) on whole hands (key-point frames
+on contact and cut-finger hands, inscribed circle on whole hands): polyu-ms-nir-hand
+1/1200 ("palm out of frame"), coep-hand 0/305, contactless-phone-hand 2/86 ("palm out
+of frame"), nir-contactless-hand 0/50 (the key-point ROI of palm nir1 lies on its
+over-exposed centre in 4 captures; their circle frame, tried next, passes).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ pytestmark = pytest.mark.realdata
 # Largest FTA accepted per whole-hand set (measured value in the comment); the issue's
 # targets are FTA <= 1% (PolyU), <= 2% (COEP) and <= 5% (contactless sets).
 MAX_FTA = {
-    "polyu-ms-nir-hand": 0.01,  # measured 0.000 (every 8th image checked here)
+    "polyu-ms-nir-hand": 0.01,  # measured 0.001 (1 of 1200; every 8th image checked here)
     "coep-hand": 0.02,  # measured 0.000
     "contactless-phone-hand": 0.05,  # measured 0.023 (2 of 86, "palm out of frame")
-    "nir-contactless-hand": 0.06,  # measured 0.040 (2 of 50, "saturated")
+    "nir-contactless-hand": 0.05,  # measured 0.000
 }
 SAMPLE_STEP = {"polyu-ms-nir-hand": 8}
 
