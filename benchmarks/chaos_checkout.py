@@ -67,7 +67,7 @@ def service_env(folder: Path, *, fault_rate: float, seed: int, hold: int,
     """Environment of the service (and of the set-up, which shares its stores)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
     env.update({
-        "STOREFRONT_DATA_DIR": str(folder / "data"),
+        "STOREFRONT_STATE_DIR": str(folder / "data"),
         "STOREFRONT_PAYMENT_SIM_STATE": str(folder / "processor.db"),
         "STOREFRONT_PAYMENT_FAULT_RATE": str(fault_rate),
         "STOREFRONT_PAYMENT_DECLINE_RATE": "0.05",

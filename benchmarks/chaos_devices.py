@@ -103,7 +103,7 @@ def _start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 def _gateway_env(store_dir: Path, broker: MosquittoProcess, password: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"STOREFRONT_DATA_DIR": str(store_dir), "STOREFRONT_STORE_ID": STORE,
+    env.update({"STOREFRONT_STATE_DIR": str(store_dir), "STOREFRONT_STORE_ID": STORE,
                 "STOREFRONT_DATABASE_URL": "", "STOREFRONT_MQTT_URL": broker.url,
                 "STOREFRONT_MQTT_USERNAME": GATEWAY_USER, "STOREFRONT_MQTT_PASSWORD": password,
                 "STOREFRONT_MQTT_CLIENT_ID": f"storefront-gateway-{STORE}"})

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The service's own folder comes from this variable, not STOREFRONT_DATA_DIR: that one names
+# the research data sets tests and benchmarks read, where nothing may be written.
+STATE_DIR_ENV = "STOREFRONT_STATE_DIR"
 
 
 class Settings(BaseSettings):
@@ -20,7 +24,8 @@ class Settings(BaseSettings):
     Attributes:
         environment: ``development`` creates a key file on first run;
             ``production`` refuses to start without one.
-        data_dir: folder for the SQLite file and the key file (created on first run).
+        data_dir: folder for the SQLite file and the key files (created on first run);
+            environment variable ``STOREFRONT_STATE_DIR``.
         database_url: SQLAlchemy URL; default is a SQLite file under ``data_dir``.
             PostgreSQL: ``postgresql+psycopg://user@host:5432/db``.
         key_file: template key-encryption key (32 random bytes, mode 0600).
@@ -58,7 +63,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STOREFRONT_", env_file=".env", extra="ignore")
 
     environment: Literal["development", "production"] = "development"
-    data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".storefront")
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".storefront",
+                           validation_alias=STATE_DIR_ENV)
     database_url: str | None = None
     key_file: Path | None = None
     revocable_key_file: Path | None = None
@@ -90,6 +96,13 @@ class Settings(BaseSettings):
         if len(value) != 3 or not value.isalpha():
             raise ValueError("currency must be a 3-letter ISO 4217 code")
         return value.upper()
+
+    def __init__(self, **values: Any) -> None:
+        """Settings from ``values``, the environment and ``.env``; ``data_dir`` may be
+        given by its name (it is read from ``STOREFRONT_STATE_DIR`` in the environment)."""
+        if "data_dir" in values:
+            values[STATE_DIR_ENV] = values.pop("data_dir")
+        super().__init__(**values)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite:///<data_dir>/storefront.db``."""

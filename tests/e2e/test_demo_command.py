@@ -106,11 +106,11 @@ def test_demo_missing_palms_folder_is_a_readable_error(tmp_path: Path) -> None:
 
 
 def test_db_upgrade(tmp_path: Path) -> None:
-    result = _run(["db", "upgrade"], env={"STOREFRONT_DATA_DIR": str(tmp_path),
+    result = _run(["db", "upgrade"], env={"STOREFRONT_STATE_DIR": str(tmp_path),
                                           "STOREFRONT_DATABASE_URL": ""})
     assert result.exit_code == 0, result.output
     assert "revision" in result.output
     assert any(tmp_path.iterdir()), "no database file was created under the data dir"
-    again = _run(["db", "upgrade"], env={"STOREFRONT_DATA_DIR": str(tmp_path),
+    again = _run(["db", "upgrade"], env={"STOREFRONT_STATE_DIR": str(tmp_path),
                                          "STOREFRONT_DATABASE_URL": ""})
     assert again.exit_code == 0 and again.output == result.output

@@ -31,7 +31,7 @@ def test_devices_add_writes_broker_files_and_list_shows_no_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if shutil.which("mosquitto_passwd") is None:
         skip_or_fail("mosquitto_passwd is not installed")
-    monkeypatch.setenv("STOREFRONT_DATA_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "store"))
     monkeypatch.setenv("STOREFRONT_STORE_ID", "s9")
     runner = CliRunner()
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"

@@ -125,7 +125,7 @@ def test_missing_columns_and_ambiguous_stores_are_refused_before_writing(
 
 def test_cli_imports_and_prints_the_summary(files: tuple[Path, Path], tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOREFRONT_DATA_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "store"))
     monkeypatch.setenv("STOREFRONT_CURRENCY", "ILS")
     args = ["catalog", "import", "--prices", str(files[0]), "--promos", str(files[1]),
             "--chain", "7290000000000", "--store", "7", "--report", str(tmp_path / "r.json")]

@@ -165,7 +165,7 @@ def test_rotate_transform_command_over_sqlite(tmp_path: Path,
     key_file = tmp_path / "keys" / "revocable.key"
     old_id = RevocableTransform(key_file.read_bytes()).key_id
     assert running.identity.transform_id == old_id
-    monkeypatch.setenv("STOREFRONT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path))
     result = CliRunner().invoke(app, ["identity", "rotate-transform"])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())  # rich wraps long lines

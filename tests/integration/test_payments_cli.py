@@ -33,7 +33,7 @@ class _DiesAfterCapture(SimulatedProcessor):
 def test_cli_reconcile_completes_an_orphaned_capture(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "processor.db"
-    monkeypatch.setenv("STOREFRONT_DATA_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "store"))
     monkeypatch.setenv("STOREFRONT_PAYMENT_SIM_STATE", str(state))
     monkeypatch.setenv("STOREFRONT_PAYMENT_DECLINE_RATE", "0")
     monkeypatch.setenv("STOREFRONT_ENTRY_HOLD_MINOR", "2000")

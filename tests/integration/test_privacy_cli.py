@@ -26,7 +26,7 @@ def test_sweep_command_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyP
                                   images=[encode_png(palms.capture(0, k)) for k in range(3)],
                                   consent_text_version="2026-11")
     container.close()
-    monkeypatch.setenv("STOREFRONT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("STOREFRONT_DATABASE_URL", raising=False)
     runs = [CliRunner().invoke(app, ["privacy", "sweep"]) for _ in range(2)]
     assert [r.exit_code for r in runs] == [0, 0], [r.output for r in runs]

@@ -21,7 +21,7 @@ def _free_port() -> int:
 def test_serve_answers_health_and_docs(tmp_path: Path) -> None:
     port = _free_port()
     cli = Path(sys.executable).parent / "storefront"
-    env = {**os.environ, "STOREFRONT_DATA_DIR": str(tmp_path / "data")}
+    env = {**os.environ, "STOREFRONT_STATE_DIR": str(tmp_path / "data")}
     env.pop("STOREFRONT_DATABASE_URL", None)
     proc = subprocess.Popen([str(cli), "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

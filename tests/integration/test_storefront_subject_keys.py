@@ -214,7 +214,7 @@ def test_legacy_per_blob_templates_are_read_and_converted_by_rotation(
 
 def test_cli_rotate_refuses_a_missing_or_unsafe_key_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOREFRONT_DATA_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "store"))
     runner = CliRunner()
     result = runner.invoke(app, ["keys", "rotate"])
     assert result.exit_code == 2 and "does not exist" in result.output
