@@ -32,6 +32,7 @@ import faiss
 import numpy as np
 
 from identity import params
+from identity.consistency import same_palm_group
 from identity.errors import (
     AcquisitionError,
     EnrolmentError,
@@ -318,29 +319,34 @@ class IdentityService:
         return Template.from_bytes(self._cipher.decrypt(record.subject_id, record.ciphertext))
 
     def enrol(self, *, subject_id: str, images: Sequence[bytes],
-              add_to_own: bool = True) -> Enrolment:
+              add_to_own: bool = True, min_captures: int | None = None) -> Enrolment:
         """Enrol the usable captures in ``images`` for ``subject_id``.
 
         ``add_to_own`` False refuses captures of a palm this subject already enrolled
         (a new palm only: a form sent twice does not enrol the palm twice); True adds
-        them as further templates of the subject.
+        them as further templates of the subject. ``min_captures``: usable captures
+        needed (default ``settings.min_enrolment_captures``). The usable captures must
+        show one palm (:func:`identity.consistency.same_palm_group`): captures that do
+        not match the others are refused with the reason.
 
-        Raises EnrolmentError (too few/many usable captures, the palm is already
-        enrolled for another subject, or for this one when ``add_to_own`` is False) or
-        InvalidImageError (no capture decoded).
+        Raises EnrolmentError (too few/many usable captures, captures of different
+        palms, the palm is already enrolled for another subject, or for this one when
+        ``add_to_own`` is False) or InvalidImageError (no capture decoded).
         """
         if not 0 < len(images) <= self._settings.max_enrolment_captures:
             raise EnrolmentError(
                 f"between 1 and {self._settings.max_enrolment_captures} captures are needed"
             )
+        needed = max(1, min_captures or self._settings.min_enrolment_captures)
         outcomes, templates, errors = self._acquire(images)
-        if len(templates) < self._settings.min_enrolment_captures:
+        if len(templates) < needed:
             if errors and len(errors) == len(images):
                 raise InvalidImageError(f"no capture could be decoded: {errors[0].reason}")
             raise EnrolmentError(
-                f"{len(templates)} usable capture(s), {self._settings.min_enrolment_captures}"
-                f" needed; " + "; ".join(o.reason for o in outcomes if not o.accepted)
+                f"{len(templates)} usable capture(s), {needed} needed; "
+                + "; ".join(o.reason for o in outcomes if not o.accepted)
             )
+        outcomes, templates = self._one_palm(outcomes, templates, needed)
         self.refresh()
         self._refuse_duplicates(subject_id, [t for _, t in templates], allow_own=add_to_own)
         now = datetime.now(UTC)
@@ -354,6 +360,27 @@ class IdentityService:
                 if tid not in self._index:  # a concurrent refresh may have added it
                     self._index.add(tid, subject_id, t)
         return Enrolment(subject_id, tuple(tid for tid, _ in templates), tuple(outcomes))
+
+    def _one_palm(
+        self, outcomes: list[CaptureOutcome], templates: list[tuple[str, Template]], needed: int
+    ) -> tuple[list[CaptureOutcome], list[tuple[str, Template]]]:
+        """Keep the captures of the palm most of them show; refuse the others (see
+        :mod:`identity.consistency`). Raises EnrolmentError without a strict majority
+        or with fewer than ``needed`` left."""
+        keep = same_palm_group([t for _, t in templates], self._settings.identify_threshold)
+        if len(keep) == len(templates):
+            return outcomes, templates
+        kept_ids = {templates[i][0] for i in keep}
+        reason = "different_palm: does not match the other captures of this enrolment"
+        outcomes = [o if o.template_id is None or o.template_id in kept_ids
+                    else CaptureOutcome(o.index, False, None, reason) for o in outcomes]
+        if 2 * len(keep) <= len(templates) or len(keep) < needed:
+            raise EnrolmentError(
+                f"the captures do not show one palm: the largest group of matching captures "
+                f"has {len(keep)} of {len(templates)} usable ({needed} needed); take the "
+                f"photos again of one palm only"
+            )
+        return outcomes, [templates[i] for i in keep]
 
     def _acquire(
         self, images: Sequence[bytes]

@@ -84,12 +84,13 @@ class ShopperService:
     def enrol_palm(self, *, shopper_id: str, images: Sequence[bytes],
                    store_id: str | None = None,
                    consent_text_version: str | None = None,
-                   actor: str = "system") -> Enrolment:
+                   actor: str = "system", min_captures: int | None = None) -> Enrolment:
         """Enrol palm captures (encoded image bytes) for an existing shopper.
 
         The shopper must have given consent (``storefront.privacy.consent``);
         ``consent_text_version`` records it first (ticked at an enrolment kiosk).
         The enrolment is written to the audit log as done by ``actor``.
+        ``min_captures``: usable captures needed (default: the identity settings').
         Raises NotFound, ConsentRequired, InvalidInput (no images), and identity's
         InvalidImageError, AcquisitionError or EnrolmentError with the reason.
         """
@@ -101,11 +102,13 @@ class ShopperService:
                               text_version=consent_text_version)
         with self._sessions() as db:
             if not has_consent(db, shopper_id):
-                raise ConsentRequired("no consent to palm identification is recorded; "
-                                      "record it (POST /me/consents) before enrolling")
+                raise ConsentRequired("no consent to palm identification is recorded: "
+                                      "agree to the consent text first (the kiosk's consent "
+                                      "box, or POST /me/consents in the app)")
         # Each enrolment is one palm the shopper sees and can delete: captures of a palm
         # already enrolled are refused rather than listed twice.
-        result = self._identity.enrol(subject_id=shopper_id, images=images, add_to_own=False)
+        result = self._identity.enrol(subject_id=shopper_id, images=images, add_to_own=False,
+                                      min_captures=min_captures)
         if self._audit is not None:
             self._audit.record(actor=actor, action="enrol", subject=f"shopper:{shopper_id}",
                                details={"templates": len(result.template_ids),

@@ -5,7 +5,8 @@ checkbox and a file input for at least ``MIN_CAPTURES`` photos of the same palm.
 post calls ``ShopperService.enrol_palm`` (as the JSON API does, off the event loop)
 with the consent version when ticked; the result page lists every capture as accepted
 or refused with the reason, and whether the palm was enrolled (200) or why not
-(422). A kiosk is shared: after a successful enrolment the shopper is signed out.
+(422). A kiosk is shared: after an enrolment attempt the shopper is signed out,
+and the form shows who is signed in.
 Fewer than ``MIN_CAPTURES`` files, an empty or oversized file, or no consent (none
 ticked and none recorded) store nothing and show the form again with the reason.
 A form sent twice is refused the second time (the palm is already enrolled).
@@ -61,9 +62,16 @@ def _readable(reason: str) -> str:
     return _CODE_PREFIX.sub("", reason, count=1)
 
 
+def _who(request: Request, user: ShopperUser) -> str:
+    """The signed-in shopper as the kiosk shows it: name and e-mail."""
+    name = container_of(request).shoppers.get(user.shopper_id).display_name
+    email = privacy_of(request).accounts.email_of(user.shopper_id)
+    return f"{name} ({email})" if email else name
+
+
 def _form(request: Request, user: ShopperUser, *, error: str | None = None,
           code: str | None = None, status_code: int = 200) -> Response:
-    return render(request, "kiosk/enrol.html", {
+    return render(request, "kiosk/enrol.html", {"who": _who(request, user),
         "consent_text": CONSENT_TEXTS[CURRENT_TEXT_VERSION],
         "consent_version": CURRENT_TEXT_VERSION, "min_captures": MIN_CAPTURES,
         "max_captures": MAX_CAPTURES, "max_mib": MAX_IMAGE_BYTES // (1024 * 1024),
@@ -129,24 +137,31 @@ async def enrol(request: Request, user: ShopperAction) -> Response:
         result = await run_in_threadpool(
             c.shoppers.enrol_palm, shopper_id=user.shopper_id, images=images,
             actor=f"shopper:{user.shopper_id}", store_id=c.settings.store_id,
-            consent_text_version=CURRENT_TEXT_VERSION if consent else None)
+            consent_text_version=CURRENT_TEXT_VERSION if consent else None,
+            min_captures=MIN_CAPTURES)
     except (EnrolmentError, InvalidImageError) as exc:
         verdicts = await run_in_threadpool(_assess, images)
         captures = [CaptureView(n, ok, why) for n, (ok, why) in zip(names, verdicts, strict=True)]
         reason = exc.reason if any(ok for ok, _ in verdicts) else (
             f"none of the {len(images)} captures shows a usable palm; the reason for each "
             "is below")
-        return _result(request, user, captures, refused=(exc.code, reason), templates=0,
-                       consent_recorded=consent)
+        return _signed_out(request, user, _result(
+            request, None, captures, refused=(exc.code, reason), templates=0,
+            consent_recorded=consent))
     except (IdentityError, StorefrontError) as exc:
         return _form(request, user, status_code=status_for(exc), code=error_code(exc),
                      error=exc.reason)
     captures = [CaptureView(n, o.accepted, _readable(o.reason))
                 for n, o in zip(names, result.captures, strict=True)]
-    # A kiosk is shared: once the palm is enrolled, the shopper is signed out of it.
+    return _signed_out(request, user, _result(request, None, captures, refused=None,
+                                              templates=len(result.template_ids),
+                                              consent_recorded=True))
+
+
+def _signed_out(request: Request, user: ShopperUser, response: Response) -> Response:
+    """A kiosk is shared: after an enrolment attempt, enrolled or refused, the shopper is
+    signed out, so the next person cannot add a palm to this account."""
     privacy_of(request).accounts.logout(user.token)
-    response = _result(request, None, captures, refused=None,
-                       templates=len(result.template_ids), consent_recorded=True)
     clear_session_cookie(response, name=SHOPPER_COOKIE, path=SHOPPER_PATH)
     return response
 

@@ -95,8 +95,13 @@ class Kiosk:
             "display_name": name.title(), "payment_token": f"tok_{name}"})
         assert r.status_code == 201, r.text
         self.id: str = r.json()["shopper_id"]
+        self.email = f"{name}@example.org"
+        self.sign_in()
+
+    def sign_in(self) -> None:
+        """Sign in at the portal login page, coming back to the kiosk."""
         r = self.client.post("/portal/login", data={
-            "email": f"{name}@example.org", "password": PASSWORD, "next": "/kiosk/enrol"},
+            "email": self.email, "password": PASSWORD, "next": "/kiosk/enrol"},
             follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/kiosk/enrol"
 
@@ -202,6 +207,9 @@ def test_no_usable_capture_or_a_palm_of_another_account_is_refused(
     assert "No palm data was stored" in page.text
     assert all(row[1].startswith("Refused: ") for row in page.rows)
     assert ann.stored()[0] == 0
+    assert "signed out of this kiosk" in page.text  # a refusal signs out too
+    assert ann.client.get("/kiosk/enrol", follow_redirects=False).status_code == 303
+    ann.sign_in()
     assert ann.enrol(good(store, 5, range(3)))[0] == 200
     status, page = bob.enrol(good(store, 5, range(3, 6)))
     assert status == 422 and "already enrolled for another account" in page.text
@@ -261,9 +269,31 @@ def test_after_enrolling_the_shopper_is_signed_out_and_a_resent_form_stores_noth
                         follow_redirects=False)
     assert resent.status_code == 303 and "/portal/login" in resent.headers["location"]
     assert ann.stored() == (1, 1)
-    r = ann.client.post("/portal/login", data={"email": "ann@example.org",
-                                               "password": PASSWORD}, follow_redirects=False)
-    assert r.status_code == 303
+    ann.sign_in()
     status, page = ann.enrol(good(store, 9, range(3, 6)))
     assert status == 422 and "already enrolled on this account" in page.text
     assert "No palm data was stored" in page.text and ann.stored()[0] == 1
+
+
+def test_the_kiosk_shows_who_is_signed_in(kiosk: tuple[Any, Any]) -> None:
+    _, shopper = kiosk
+    ann = shopper("ann")
+    page = parse(ann.client.get("/kiosk/enrol").text)
+    assert "Signed in as Ann (ann@example.org). Not you? Sign out first." in page.text
+
+
+def test_captures_of_different_palms_or_too_few_usable_are_refused(
+        kiosk: tuple[Any, Any]) -> None:
+    """Three palms in one enrolment would all be identified as this shopper; one usable
+    capture of three is not enough at the kiosk (it asks for three)."""
+    store, shopper = kiosk
+    ann = shopper("ann")
+    mixed = [(f"palm{p}.png", store.palm_png(p, 0)) for p in (10, 11, 12)]
+    status, page = ann.enrol(mixed)
+    assert status == 422 and "do not show one palm" in page.text
+    assert ann.stored()[0] == 0
+    ann.sign_in()
+    status, page = ann.enrol([("good.png", store.palm_png(13, 0)), ("blank.png", BLANK),
+                              ("garbage.png", GARBAGE)])
+    assert status == 422 and "1 usable capture(s), 3 needed" in page.text
+    assert ann.stored()[0] == 0
