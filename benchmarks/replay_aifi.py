@@ -1,14 +1,19 @@
 """Score shelf-weight inference on the AiFi Nanostore's 46 ground-truth trips.
 
     python benchmarks/replay_aifi.py --json FILE [--seed S] [--trips N] [--noise G] [--drift G]
+                                     [--twins]
 
 Reads ``$STOREFRONT_DATA_DIR/retail/aifi-autocheckout`` (error when unset), generates seeded
 plate weight streams from each trip's annotated events (noise, drift, split weights, hands
 touching and resting), runs the inference and prints / writes: precision, recall and F1 of
 (product, quantity) units matched per trip; ``trips_exact`` (share of trips whose receipt is
 exactly right); ``trips``; ``trips_flagged`` (trips with review items); and
-``wrong_trips_unflagged`` (wrong receipts with no review item: must be 0). Target (issue 5):
-trips_exact >= 0.95 and wrong_trips_unflagged == 0.
+``wrong_trips_unflagged`` (wrong receipts with no review item: must be 0);
+``trips_ambiguous_by_weight`` / ``trips_exact_decidable`` (trips with a true unit that weight
+cannot tell from an equally plausible product, and trips_exact over the others) and
+``trips_same_plate_twins`` / ``trips_exact_without_same_plate_twins`` (the same for twins
+stocked on the very same plates). ``--twins`` also prints each trip's (unit, twin) pairs to
+stderr. Target (issue 5): trips_exact >= 0.95 and wrong_trips_unflagged == 0.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from cart.shelf.aifi import load_aifi
+from cart.shelf.aifi import AifiStore, load_aifi
 from cart.shelf.replay import replay
 from cart.shelf.simulate import SimulationParams
+from cart.shelf.twins import weight_twins
 
 TARGET_TRIPS_EXACT = 0.95
 
@@ -34,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trips", type=int, default=None, help="first N trips (default all)")
     parser.add_argument("--noise", type=float, default=2.0, help="sensor noise sigma, grams")
     parser.add_argument("--drift", type=float, default=3.0, help="drift sigma, grams / minute")
+    parser.add_argument("--twins", action="store_true", help="print weight twins to stderr")
     args = parser.parse_args(argv)
     data = os.environ.get("STOREFRONT_DATA_DIR")
     if not data:
@@ -45,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     store = load_aifi(folder)
+    if args.twins:
+        _print_twins(store)
     simulation = SimulationParams(noise_g=args.noise, drift_g_per_min=args.drift)
     report = replay(store, seed=args.seed, trips=args.trips, simulation=simulation)
     summary: dict[str, object] = dict(report.summary())
@@ -64,6 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def _print_twins(store: AifiStore) -> None:
+    for trip in store.trips:
+        for t in weight_twins(trip, store.planogram):
+            print(
+                f"{trip.name}: {t.action.value} shelf {t.shelf.gondola}/{t.shelf.shelf} "
+                f"plates {list(t.plates)}: {t.gtin} {t.weight_g} g ~ {t.other} "
+                f"{t.other_weight_g} g (sigma {t.sigma_g:.2f} g, {t.reason})",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

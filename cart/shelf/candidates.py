@@ -4,13 +4,19 @@ Products stocked on the changed plates or their neighbours are candidates twice:
 units on their facing plates (prior odds 1) and anywhere on the changed plates (a unit
 misplaced nearby, ``off_facing_prior``). Every other product of the store is a candidate for
 a single misplaced unit, its prior odds ``misplaced_*_prior`` shared among the store's
-products. The verdict of a change is cached: the pipeline asks for it several times.
+products, or, for a product stocked farther along the same shelf, ``off_facing_prior``
+decaying by ``off_facing_decay`` per plate of distance when that is larger (units drift
+sideways along a shelf, and a planogram's facings are approximate). The verdict of a change
+is cached: the pipeline asks for it several times.
 
 With the session's history (:class:`SessionContext`), a shopper can only put back what they
-hold: for a put-back, products the session picked (or may have picked) keep their odds and
-are candidates wherever they are put down (``held_put_back_prior``), other products' odds are
-scaled by ``not_held_prior``; a unit put back off its facings is stocked there from then on
-(a later pick there may take it).
+hold: for a put-back, a product the session holds keeps its odds and is a candidate wherever
+it is put down (``held_put_back_prior``); a product it does not hold has its odds scaled by
+``not_held_prior``. What the session holds is a posterior expectation: each pick adds every
+explanation's items weighted by its posterior share, each put-back removes them the same way,
+so a unit put back is no longer held and an alternative the pick's posterior all but ruled
+out is held only by that share. A unit put back off its facings is stocked there from then
+on (a later pick there may take it).
 """
 
 from __future__ import annotations
@@ -25,11 +31,42 @@ from cart.shelf.planogram import Planogram, ShelfId
 
 @dataclass
 class SessionContext:
-    """What the session did so far: ``held`` gtins (every product a pick may have taken) and
-    ``placed`` units put back off their facings ((shelf, gtin) -> (plate indices, units))."""
+    """What the session did so far: ``held`` expected units per gtin (posterior-weighted picks
+    minus put-backs, never below 0), ``billed`` units per gtin on the receipt so far (billed
+    picks minus billed put-backs) and ``placed`` units put back off their facings
+    ((shelf, gtin) -> (plate indices, units))."""
 
-    held: set[str] = field(default_factory=set)
+    held: dict[str, float] = field(default_factory=dict)
+    billed: dict[str, int] = field(default_factory=dict)
     placed: dict[tuple[ShelfId, str], tuple[frozenset[int], int]] = field(default_factory=dict)
+
+    def bill(self, items: tuple[tuple[str, int], ...], sign: int) -> None:
+        """Add ``items`` to the receipt (``sign`` 1: a pick, -1: a put-back or an undo)."""
+        for gtin, units in items:
+            self.billed[gtin] = self.billed.get(gtin, 0) + sign * units
+
+    def billable(self, items: tuple[tuple[str, int], ...]) -> bool:
+        """The receipt holds every unit of a put-back of ``items`` (a credit never makes a
+        line negative)."""
+        return all(self.billed.get(gtin, 0) >= units for gtin, units in items)
+
+    def holds(self, gtin: str) -> float:
+        """Probability-like weight in [0, 1] that the shopper holds a unit of ``gtin``."""
+        return min(1.0, self.held.get(gtin, 0.0))
+
+    def add(self, items: tuple[tuple[str, int], ...], share: float) -> None:
+        """A pick whose explanation ``items`` has posterior ``share``: held units grow."""
+        for gtin, units in items:
+            self.held[gtin] = self.held.get(gtin, 0.0) + share * units
+
+    def remove(self, items: tuple[tuple[str, int], ...], share: float) -> None:
+        """A put-back whose explanation ``items`` has posterior ``share``: held units shrink."""
+        for gtin, units in items:
+            left = self.held.get(gtin, 0.0) - share * units
+            if left > 1e-9:
+                self.held[gtin] = left
+            else:
+                self.held.pop(gtin, None)
 
     def put(self, shelf: ShelfId, plates: tuple[int, ...], gtin: str, units: int) -> None:
         """Record ``units`` of ``gtin`` put down on ``plates`` off their facings."""
@@ -75,9 +112,10 @@ def candidates(
     put_back = change.delta_g > 0
 
     def odds(gtin: str) -> float:
-        if context is None or not put_back or gtin in context.held:
+        if context is None or not put_back:
             return 1.0
-        return params.not_held_prior
+        held = context.holds(gtin)
+        return params.not_held_prior + (1.0 - params.not_held_prior) * held
 
     out: list[Candidate] = []
     for gtin in sorted(local):
@@ -94,10 +132,23 @@ def candidates(
         1, len(planogram.products)
     )
     for p in others:
-        held = put_back and context is not None and p.gtin in context.held
-        prior = params.held_put_back_prior if held else share * odds(p.gtin)
+        held = context.holds(p.gtin) if put_back and context is not None else 0.0
+        near_by = _displaced_prior(change, planogram.facing_plates(change.shelf, p.gtin), params)
+        prior = max(params.held_put_back_prior * held, max(share, near_by) * odds(p.gtin))
         out.append(Candidate(p, None, prior, alone=True, misplaced=True))
     return out
+
+
+def _displaced_prior(
+    change: WeightChange, facing: frozenset[int], params: InferenceParams
+) -> float:
+    """Prior odds of a unit displaced from ``facing`` (same shelf) onto the changed plates:
+    ``off_facing_prior`` at one plate away, times ``off_facing_decay`` per further plate
+    (0 when the product has no facing on the shelf)."""
+    if not facing:
+        return 0.0
+    distance = min(abs(q - f) for q in change.plates for f in facing)
+    return params.off_facing_prior * params.off_facing_decay ** max(0, distance - 1)
 
 
 class Judge:

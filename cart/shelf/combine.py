@@ -11,8 +11,13 @@ Three steps, all on the changes of one shelf (see :mod:`cart.shelf.detect`):
    Otherwise both stay (a pick of one product and a put-back of a similar one): they are
    explained, or reviewed, each on its own.
 3. :func:`merge_unexplained`: a change that fits nothing is merged with the next change on
-   overlapping plates (a hand pressing, then taking); a merged change of about zero is a
-   transient (a resting hand, an object set down and lifted).
+   overlapping plates (a hand pressing, then taking); so is a change explained without
+   confidence when the two together are confidently explained, and likelier than the next
+   alone (a hand resting through a pick or put-back). A merged change of about zero is a
+   transient (a resting hand, an object set down and lifted). A change undone by the next
+   one with the same best explanation is kept as a *pair*: the pipeline bills both or
+   neither (a put-back and pick of one product net to nothing either way, so one side must
+   not reach the receipt while the other goes to review).
 """
 
 from __future__ import annotations
@@ -95,21 +100,28 @@ def resolve_moves(
     return [c for k, c in enumerate(changes) if k not in dropped]
 
 
+Pair = tuple[WeightChange, WeightChange]
+"""A change and the later one that undoes it with the same best explanation."""
+
+
 def merge_unexplained(
     changes: list[WeightChange], judge: Judge, p: InferenceParams
-) -> tuple[list[WeightChange], list[WeightChange]]:
+) -> tuple[list[WeightChange], list[WeightChange], list[Pair]]:
     """Step 3 of the module docstring.
 
     A resting hand or a bag set down and lifted sums to about zero and is dropped, also when
     its rise happens to fit products, unless its rise and fall fit the same products (a
     put-back and pick, or pick and put-back, which nets to nothing on the receipt either
-    way). Merging repeats while the merged change still fits nothing (``merge_window_s``).
-    Returns the changes to explain, and the dropped transients whose rise fitted products
-    (a pick of one product and a put-back of a similar one look the same: staff decide).
+    way): those are returned as a pair. A change explained without confidence is merged with
+    the next when that explains both better (``_explains_better``). Merging repeats while the
+    merged change still fits nothing (``merge_window_s``). Returns the changes to explain,
+    the dropped transients whose rise fitted products (a pick of one product and a put-back
+    of a similar one look the same: staff decide), and the pairs.
     """
     pending = sorted(changes, key=lambda c: (c.t_start_s, c.plates))
     out: list[WeightChange] = []
     suspicious: list[WeightChange] = []
+    pairs: list[Pair] = []
     while pending:
         change = pending.pop(0)
         k = _partner(change, pending, p)
@@ -119,9 +131,14 @@ def merge_unexplained(
         later = pending[k]
         total = change.delta_g + later.delta_g
         first = judge(change)
-        if first.best is not None and (
-            abs(total) >= p.min_change_g or _same_best(judge, change, later)
-        ):
+        if abs(total) >= p.min_change_g and _explains_better(judge, change, later):
+            # a hand resting or pressing through a pick or put-back: one change.
+            pending.insert(0, merge(change, pending.pop(k)))
+            continue
+        if first.best is not None and _same_best(judge, change, later):
+            pairs.append((change, pending.pop(k)))
+            continue
+        if first.best is not None and abs(total) >= p.min_change_g:
             out.append(change)
             continue
         # nothing fits, or the change is undone by one explained differently: a transient.
@@ -131,10 +148,28 @@ def merge_unexplained(
                 suspicious.append(change)
             continue
         pending.insert(0, merge(change, later))
-    return out, suspicious
+    return out, suspicious, pairs
+
+
+def _explains_better(judge: Judge, a: WeightChange, b: WeightChange) -> bool:
+    """``a`` is not confidently explained, ``a`` and ``b`` together are, and their best
+    explanation is likelier (prior x density) than the best of ``b`` alone: ``a`` was a hand
+    pressing or resting before ``b`` took or put down the units."""
+    if judge.confident(a):
+        return False
+    merged = merge(a, b)
+    best, alone = judge(merged).best, judge(b).best
+    return (
+        judge.confident(merged)
+        and best is not None
+        and (alone is None or best.likelihood > alone.likelihood)
+    )
 
 
 def _same_best(judge: Judge, a: WeightChange, b: WeightChange) -> bool:
+    """``b`` undoes ``a``: opposite signs, the same best explanation."""
+    if (a.delta_g > 0) == (b.delta_g > 0):
+        return False
     va, vb = judge(a), judge(b)
     return va.best is not None and vb.best is not None and va.best.items == vb.best.items
 

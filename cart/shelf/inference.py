@@ -8,16 +8,13 @@ from datetime import datetime
 from enum import StrEnum
 
 from cart.shelf.candidates import Judge, SessionContext, window
-from cart.shelf.combine import link_facings, merge_unexplained, resolve_moves
+from cart.shelf.combine import Pair, link_facings, merge_unexplained, resolve_moves
 from cart.shelf.detect import WeightChange, detect_changes
 from cart.shelf.explain import Verdict
 from cart.shelf.params import InferenceParams
 from cart.shelf.planogram import Planogram, ShelfId
 from cart.shelf.review import ReviewItem, ReviewReason
 from cart.shelf.weights import ShelfWeights
-
-HELD_SHARE = 0.01
-"""Posterior share above which an alternative of a pick counts as possibly held."""
 
 
 class ShelfAction(StrEnum):
@@ -62,41 +59,93 @@ def infer(
     Per shelf: detect settled changes (:mod:`cart.shelf.detect`), combine them into the
     shopper's changes (:mod:`cart.shelf.combine`), explain each with the planogram
     (:mod:`cart.shelf.candidates`, :mod:`cart.shelf.explain`); confident explanations become
-    events, the rest review items. Pure: no I/O, deterministic. Raises nothing for odd
-    weights: those become review items.
+    events, the rest review items. A put-back is credited only against units the receipt
+    holds (else it is reviewed: ``NOT_BILLED``), and a change with the later one that undoes
+    it is billed on both sides or neither. Pure: no I/O, deterministic. Raises nothing for
+    odd weights: those become review items.
     """
     p = params or InferenceParams()
     judge = Judge(planogram, p)
-    todo: list[tuple[WeightChange, ShelfWeights]] = []
+    todo: list[_Todo] = []
+    pairs: list[Pair] = []
     reviews: list[ReviewItem] = []
     for shelf in shelves:
         linked = link_facings(detect_changes(shelf, p), planogram, judge)
-        changes, transients = merge_unexplained(resolve_moves(linked, judge, p), judge, p)
-        reviews.extend(
-            ReviewItem(
-                c.shelf,
-                c.plates,
-                shelf.time_at(c.t_start_s),
-                c.delta_g,
-                ReviewReason.TRANSIENT,
-                (),
-                0.0,
-            )
-            for c in transients
-        )
-        todo.extend((c, shelf) for c in changes)
-    events: list[ShelfEvent] = []
-    context = SessionContext()
-    # in time order: what a put-back can be depends on what the session picked before.
-    for change, shelf in sorted(todo, key=lambda cs: (cs[1].time_at(cs[0].t_start_s), cs[0].shelf)):
-        outcome = _classify(change, shelf, planogram, judge, context)
-        if isinstance(outcome, ShelfEvent):
-            events.append(outcome)
-        else:
-            reviews.append(outcome)
+        changes, transients, found = merge_unexplained(resolve_moves(linked, judge, p), judge, p)
+        reviews.extend(_transient((c,), shelf, ()) for c in transients)
+        todo.extend((c, shelf, None) for c in changes)
+        for pair in found:
+            todo.extend((c, shelf, len(pairs)) for c in pair)
+            pairs.append(pair)
+    events = _session(todo, pairs, planogram, judge, reviews)
     events.sort(key=lambda e: (e.time, e.shelf, e.plates))
     reviews.sort(key=lambda r: (r.time, r.shelf, r.plates))
     return InferenceResult(tuple(events), tuple(reviews))
+
+
+_Todo = tuple[WeightChange, ShelfWeights, int | None]
+"""A change to classify, its shelf's weights, and the index of its pair (None: alone)."""
+
+
+def _session(
+    todo: list[_Todo],
+    pairs: list[Pair],
+    planogram: Planogram,
+    judge: Judge,
+    reviews: list[ReviewItem],
+) -> list[ShelfEvent]:
+    """Classify ``todo`` in time order with the session's context (what a put-back can be
+    depends on what the session picked before); appends to ``reviews``, returns the events.
+    A pair is billed on both sides or neither (see :mod:`cart.shelf.combine`)."""
+    events: list[ShelfEvent] = []
+    context = SessionContext()
+    first_of: dict[int, ShelfEvent | ReviewItem] = {}
+    for change, shelf, pid in sorted(todo, key=_start):
+        outcome = _classify(change, shelf, planogram, judge, context)
+        if pid is not None and pid not in first_of:
+            first_of[pid] = outcome
+            continue
+        both = (outcome,) if pid is None else (first_of.pop(pid), outcome)
+        done = [o for o in both if isinstance(o, ShelfEvent)]
+        if pid is None or len(done) == 2 or len({_best_items(o) for o in both}) > 1:
+            # alone, billed, or (in this session's context) not one product moved twice.
+            events.extend(done)
+            reviews.extend(o for o in both if isinstance(o, ReviewItem))
+            continue
+        for event in done:
+            context.bill(event.items, -1 if event.action is ShelfAction.PICK else 1)
+        fits = next(o.candidates for o in both if isinstance(o, ReviewItem))
+        reviews.append(_transient(pairs[pid], shelf, fits))
+    return events
+
+
+def _best_items(outcome: ShelfEvent | ReviewItem) -> tuple[tuple[str, int], ...]:
+    """The items of an event, or the best candidate of a review item (() when none fits)."""
+    if isinstance(outcome, ShelfEvent):
+        return outcome.items
+    return outcome.candidates[0] if outcome.candidates else ()
+
+
+def _start(item: _Todo) -> tuple[datetime, ShelfId]:
+    change, shelf, _ = item
+    return shelf.time_at(change.t_start_s), shelf.shelf
+
+
+def _transient(
+    group: tuple[WeightChange, ...],
+    shelf: ShelfWeights,
+    fits: tuple[tuple[tuple[str, int], ...], ...],
+) -> ReviewItem:
+    """One TRANSIENT review item for changes that together undo each other."""
+    return ReviewItem(
+        group[0].shelf,
+        tuple(sorted({q for c in group for q in c.plates})),
+        shelf.time_at(group[0].t_start_s),
+        sum(c.delta_g for c in group),
+        ReviewReason.TRANSIENT,
+        fits,
+        0.0,
+    )
 
 
 def _remember(
@@ -104,15 +153,19 @@ def _remember(
 ) -> None:
     if verdict.best is None:
         return
+    fits = zip(
+        (verdict.best, *verdict.alternatives), (verdict.confidence, *verdict.shares), strict=True
+    )
+    for fit, share in fits:
+        # every explanation by its posterior share: held units are an expectation.
+        if change.delta_g < 0:
+            context.add(fit.items, share)
+        else:
+            context.remove(fit.items, share)
     if change.delta_g < 0:
-        # every product the pick may have taken, unless its posterior is negligible.
-        context.held.update(g for g, _ in verdict.best.items)
         if confident:
             for gtin, units in verdict.best.items:
                 context.take(change.shelf, change.plates, gtin, units)
-        for fit, share in zip(verdict.alternatives, verdict.shares, strict=True):
-            if share >= HELD_SHARE:
-                context.held.update(g for g, _ in fit.items)
     elif confident and verdict.best.misplaced:
         for gtin, units in verdict.best.items:
             context.put(change.shelf, change.plates, gtin, units)
@@ -131,7 +184,9 @@ def _classify(
     best = verdict.best
     confident = best is not None and verdict.confidence >= judge.params.min_confidence
     _remember(change, verdict, confident, context)
-    if best is not None and confident:
+    credit = action is ShelfAction.PUT_BACK
+    if best is not None and confident and (not credit or context.billable(best.items)):
+        context.bill(best.items, -1 if credit else 1)
         return ShelfEvent(
             action,
             change.shelf,
@@ -142,7 +197,9 @@ def _classify(
             verdict.confidence,
             best.misplaced,
         )
-    if best is not None:
+    if best is not None and confident:
+        reason = ReviewReason.NOT_BILLED
+    elif best is not None:
         reason = ReviewReason.AMBIGUOUS
     elif any(
         planogram.products[g].unit_weight_g is None

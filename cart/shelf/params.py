@@ -18,7 +18,9 @@ class InferenceParams:
       moment) is not a level; the changes on either side of it merge.
     - ``level_window_s`` / ``level_guard_s``: a stable stretch's level is the median of up to
       this long a stretch next to the change, skipping this guard at the stretch's edge (a
-      hand touching lightly before it is seen as unstable).
+      hand touching lightly before it is seen as unstable). A few seconds: the median of more
+      samples is less noisy and barely moved by a light touch at the stretch's edge, while
+      drift over that time is a fraction of a gram.
     - ``plate_change_g``: a plate whose level moved by more than this took part in a change.
     - ``min_change_g``: smaller group totals are ignored (below the lightest product's half).
     - ``tol_abs_g`` + ``tol_rel`` x expected weight: tolerance of an explanation; it grows with
@@ -29,7 +31,9 @@ class InferenceParams:
     - ``plate_tol_g``: tolerance of the per-plate fit: weight on a changed plate that the
       hypothesis' units cannot rest on (sigma = ``plate_tol_g`` / ``tolerance_sigmas``).
     - ``off_facing_prior``: prior odds per product whose units rest off its facing plates
-      (a misplaced unit of a product stocked nearby).
+      (a misplaced unit of a product stocked nearby); ``off_facing_decay``: its factor per
+      plate farther than a neighbour, for a single unit of a product stocked farther along
+      the same shelf (a unit drifted sideways, or a facing wider than the planogram says).
     - ``misplaced_pick_prior`` / ``misplaced_put_back_prior``: prior odds, shared by every
       product of the store not stocked near the change, that one unit of it was misplaced
       there (put-backs are misplaced far more often than picks come from a wrong place).
@@ -50,7 +54,7 @@ class InferenceParams:
     stable_range_g: float = 8.0
     stable_range_sigmas: float = 3.5
     min_level_s: float = 0.8
-    level_window_s: float = 1.0
+    level_window_s: float = 3.0
     level_guard_s: float = 0.1
     plate_change_g: float = 6.0
     min_change_g: float = 12.0
@@ -62,6 +66,7 @@ class InferenceParams:
     tolerance_sigmas: float = 2.5
     plate_tol_g: float = 8.0
     off_facing_prior: float = 0.02
+    off_facing_decay: float = 0.5
     misplaced_pick_prior: float = 0.01
     held_put_back_prior: float = 0.3
     not_held_prior: float = 0.2

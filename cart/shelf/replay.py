@@ -18,11 +18,11 @@ from cart.shelf.evaluation import (
     receipt,
     unit_counts,
 )
-from cart.shelf.explain import tolerance_g
 from cart.shelf.inference import InferenceResult, infer
 from cart.shelf.params import InferenceParams
 from cart.shelf.planogram import Planogram
 from cart.shelf.simulate import ScriptedEvent, SimulationParams, simulate_trip
+from cart.shelf.twins import weight_twins
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class TripOutcome:
     n_inferred: int
     n_truth: int
     ambiguous_by_weight: bool = False
+    same_plate_twins: bool = False
 
     @property
     def exact(self) -> bool:
@@ -57,6 +58,9 @@ class ReplayReport:
         tell from another product (see :func:`ambiguous_by_weight`);
         ``trips_unidentified_items``: trips whose true receipt holds unidentified units (no
         system can bill them); ``trips_exact_decidable``: trips_exact over the other trips.
+        ``trips_same_plate_twins``: trips with a true unit that a product stocked on the same
+        plates matches by weight (see :func:`same_plate_twins`);
+        ``trips_exact_without_same_plate_twins``: trips_exact over the trips with neither.
         """
         matched = sum(o.matched for o in self.outcomes)
         n_inf = sum(o.n_inferred for o in self.outcomes)
@@ -68,6 +72,9 @@ class ReplayReport:
         ambiguous = [o for o in self.outcomes if o.ambiguous_by_weight]
         decidable = [
             o for o in self.outcomes if UNIDENTIFIED not in o.truth and not o.ambiguous_by_weight
+        ]
+        plates_decide = [
+            o for o in self.outcomes if UNIDENTIFIED not in o.truth and not o.same_plate_twins
         ]
         return {
             "precision": round(precision, 4),
@@ -84,10 +91,15 @@ class ReplayReport:
             "trips_ambiguous_by_weight": len(ambiguous),
             "trips_unidentified_items": len(unidentified),
             "trips_decidable": len(decidable),
-            "trips_exact_decidable": (
-                round(sum(o.exact for o in decidable) / len(decidable), 4) if decidable else 0.0
-            ),
+            "trips_exact_decidable": _share(decidable),
+            "trips_same_plate_twins": sum(o.same_plate_twins for o in self.outcomes),
+            "trips_exact_without_same_plate_twins": _share(plates_decide),
         }
+
+
+def _share(outcomes: list[TripOutcome]) -> float:
+    """Share of exact trips among ``outcomes``, 4 decimals (0.0 when empty)."""
+    return round(sum(o.exact for o in outcomes) / len(outcomes), 4) if outcomes else 0.0
 
 
 def script(trip: AifiTrip) -> list[ScriptedEvent]:
@@ -102,31 +114,18 @@ def script(trip: AifiTrip) -> list[ScriptedEvent]:
 def ambiguous_by_weight(
     trip: AifiTrip, planogram: Planogram, params: InferenceParams | None = None
 ) -> bool:
-    """A true unit of the trip has a twin a weight-only system cannot tell it from.
+    """A true unit of the trip has a weight twin (:func:`cart.shelf.twins.weight_twins`)."""
+    return bool(weight_twins(trip, planogram, params))
 
-    A unit of product p put down or taken on event plates E of shelf s rests on R = E and
-    p's facing plates (E when they share none). Its twin is another product q within one
-    explanation sigma (tolerance / ``tolerance_sigmas``) of p's unit weight that is stocked
-    on every plate of R (then the plates that changed cannot tell them apart), or anywhere
-    in the store when R is off p's facings (a misplaced unit).
-    """
-    p = params or InferenceParams()
-    for event in trip.events:
-        for gtin, _ in event.items:
-            weight = planogram.products[gtin].unit_weight_g
-            if weight is None:
-                return True
-            facing = planogram.facing_plates(event.shelf, gtin)
-            rest = set(event.plates) & facing or set(event.plates)
-            sigma = tolerance_g(weight, p) / p.tolerance_sigmas
-            for other, product in planogram.products.items():
-                if other == gtin or product.unit_weight_g is None:
-                    continue
-                if abs(product.unit_weight_g - weight) > sigma:
-                    continue
-                if not rest & facing or rest <= planogram.facing_plates(event.shelf, other):
-                    return True
-    return False
+
+def same_plate_twins(
+    trip: AifiTrip, planogram: Planogram, params: InferenceParams | None = None
+) -> bool:
+    """A true unit of the trip has a twin stocked on the very plates it rests on (or has an
+    unknown weight): neither plates nor weight can tell them apart."""
+    return any(
+        t.reason in ("same_plates", "unknown_weight") for t in weight_twins(trip, planogram, params)
+    )
 
 
 def score_trip(
@@ -150,6 +149,7 @@ def score_trip(
         n_inferred=sum(inferred_units.values()),
         n_truth=sum(truth_units.values()),
         ambiguous_by_weight=planogram is not None and ambiguous_by_weight(trip, planogram),
+        same_plate_twins=planogram is not None and same_plate_twins(trip, planogram),
     )
 
 

@@ -18,9 +18,13 @@ class ReviewReason(StrEnum):
     """Two or more combinations fit within tolerance; the best has low confidence."""
     UNKNOWN_WEIGHT = "unknown_weight"
     """Nothing fits, and a product on those plates has no known unit weight."""
+    NOT_BILLED = "not_billed"
+    """A put-back of units the receipt does not hold (their pick is under review, or was not
+    seen): crediting it would bill a negative quantity."""
     TRANSIENT = "transient"
     """A change that fits products was undone soon after by one that fits others (a resting
-    hand, or a pick of one product and a put-back of a similar one)."""
+    hand, or a pick of one product and a put-back of a similar one), or by one that fits the
+    same products while one of the two could not be billed."""
 
 
 @dataclass(frozen=True)

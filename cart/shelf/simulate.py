@@ -4,8 +4,9 @@ Raw load-cell streams of the AiFi store were not published, so the replay synthe
 Gaussian sensor noise, a slow linear drift per plate, package-to-package unit weight spread,
 a product spanning several plates splitting its weight among them at random, a hand pressing
 on the plates while it picks or puts back, hands resting on shelves (a transient weight that
-returns), and events close together in time as the annotations have them (1 s resolution,
-jittered within the second). Pure: all randomness comes from the given generator.
+returns, leaving the shelf settled for ``settle_s`` before the stream ends), and events
+close together in time as the annotations have them (1 s resolution, jittered within the
+second). Pure: all randomness comes from the given generator.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SimulationParams:
     distractor_shelves: int = 2
     lead_s: float = 5.0
     tail_s: float = 8.0
+    settle_s: float = 2.0
     unknown_weight_g: tuple[float, float] = (30.0, 600.0)
 
 
@@ -156,7 +158,9 @@ def _resting_hand(
     first = int(rng.integers(0, max(1, n_plates - width + 1)))
     cols = list(range(first, min(n_plates, first + width)))
     duration = rng.uniform(*p.resting_s)
-    t0 = rng.uniform(0.0, max(0.0, float(times[-1]) - duration))
+    # the hand leaves at least settle_s before the stream ends (a recording does not stop
+    # while a hand still rests on a shelf).
+    t0 = rng.uniform(0.0, max(0.0, float(times[-1]) - duration - p.settle_s))
     mask = (times >= t0) & (times < t0 + duration)
     weight = rng.uniform(*p.resting_g)
     tremor = rng.normal(0.0, 0.03 * weight, size=int(mask.sum()))

@@ -1,0 +1,136 @@
+"""Shelf inference with the session's history: what the shopper holds, what the receipt holds,
+changes that undo each other, and units displaced along a shelf (20 Hz, seeded noise)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from cart.shelf.candidates import SessionContext
+from cart.shelf.evaluation import receipt
+from cart.shelf.inference import InferenceResult, ShelfAction, infer
+from cart.shelf.planogram import Planogram, Product, ShelfId, build_planogram
+from cart.shelf.review import ReviewReason
+from cart.shelf.weights import ShelfWeights
+
+SHELF = ShelfId(1, 1)
+START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+RATE = 20.0
+
+
+def _planogram(placements: dict[str, list[int]], weights: dict[str, float]) -> Planogram:
+    products = [Product(g, f"product {g}", w) for g, w in weights.items()]
+    return build_planogram(products, [(g, SHELF, q) for g, q in placements.items()], {SHELF: 9})
+
+
+def _stream(
+    steps: list[tuple[float, dict[int, float]]],
+    bumps: list[tuple[float, float, dict[int, float]]] = (),
+    seconds: float = 30.0,
+    seed: int = 0,
+) -> ShelfWeights:
+    """9 plates with 1 kg stock, 2 g noise; ``steps``: (time, {plate: grams}) lasting changes
+    with a hand touching the plates for 1 s; ``bumps``: (start, end, {plate: grams})."""
+    rng = np.random.default_rng(seed)
+    times = np.arange(0.0, seconds, 1.0 / RATE)
+    grams = np.full((times.size, 9), 1000.0) + rng.normal(0.0, 2.0, (times.size, 9))
+    for t, change in steps:
+        for plate, g in change.items():
+            grams[times >= t + 0.5, plate - 1] += g
+            touch = (times >= t) & (times < t + 1.0)
+            grams[touch, plate - 1] += rng.uniform(50, 300, touch.sum())
+    for t0, t1, load in bumps:
+        for plate, g in load.items():
+            grams[(times >= t0) & (times < t1), plate - 1] += g
+    return ShelfWeights(SHELF, tuple(range(1, 10)), START, times, grams)
+
+
+def _net(result: InferenceResult) -> dict[str, int]:
+    return receipt((e.action.value, e.items) for e in result.events)
+
+
+def test_held_units_are_a_posterior_expectation() -> None:
+    context = SessionContext()
+    context.add((("A", 1),), 0.98)
+    context.add((("B", 1),), 0.02)
+    assert context.holds("A") == pytest.approx(0.98)
+    assert context.holds("B") == pytest.approx(0.02)
+    context.remove((("A", 1),), 1.0)
+    assert context.holds("A") == 0.0 and "A" not in context.held
+    context.add((("C", 2),), 1.0)
+    assert context.holds("C") == 1.0
+
+
+def test_receipt_lines_never_go_negative() -> None:
+    context = SessionContext()
+    assert not context.billable((("A", 1),))
+    context.bill((("A", 2),), 1)
+    assert context.billable((("A", 2),)) and not context.billable((("A", 3),))
+    context.bill((("A", 1),), -1)
+    assert context.billable((("A", 1),)) and not context.billable((("A", 2),))
+
+
+def test_a_product_put_back_no_longer_competes_with_the_next_put_back() -> None:
+    # A (145.0 g) picked and put back on plate 2; then B (145.3 g) picked and put back on
+    # plate 7. A is no longer held, so B's put-back is B without doubt.
+    planogram = _planogram({"A": [2], "B": [7]}, {"A": 145.0, "B": 145.3})
+    stream = _stream(
+        [(2.0, {2: -145.0}), (7.0, {2: 145.0}), (12.0, {7: -145.3}), (17.0, {7: 145.3})]
+    )
+    result = infer([stream], planogram)
+    assert not result.reviews
+    assert [(e.action, e.items) for e in result.events] == [
+        (ShelfAction.PICK, (("A", 1),)),
+        (ShelfAction.PUT_BACK, (("A", 1),)),
+        (ShelfAction.PICK, (("B", 1),)),
+        (ShelfAction.PUT_BACK, (("B", 1),)),
+    ]
+
+
+def test_a_hand_resting_with_a_products_weight_bills_nothing() -> None:
+    # 381 g set down on the cola's plate and lifted 3 s later: a put-back the shopper cannot
+    # have made (nothing was picked) and a pick of the same weight. Neither side is billed;
+    # staff see one transient.
+    planogram = _planogram({"cola": [1], "gum": [6]}, {"cola": 381.0, "gum": 130.0})
+    result = infer([_stream([], bumps=[(5.0, 8.0, {1: 381.0})])], planogram)
+    assert result.events == ()
+    [item] = result.reviews
+    assert item.reason is ReviewReason.TRANSIENT
+    assert item.candidates[0] == (("cola", 1),)
+
+
+def test_put_back_of_a_product_never_picked_is_not_credited() -> None:
+    planogram = _planogram({"cola": [1], "gum": [6]}, {"cola": 381.0, "gum": 130.0})
+    result = infer([_stream([(5.0, {1: 381.0})])], planogram)
+    assert result.events == ()
+    [item] = result.reviews
+    assert item.reason is ReviewReason.NOT_BILLED
+    assert item.candidates[0] == (("cola", 1),)
+
+
+def test_two_picks_of_one_product_in_a_row_are_two_picks() -> None:
+    planogram = _planogram({"gum": [6]}, {"gum": 130.0})
+    result = infer([_stream([(3.0, {6: -130.0}), (9.0, {6: -130.0})])], planogram)
+    assert not result.reviews
+    assert _net(result) == {"gum": 2}
+
+
+def test_unit_two_plates_from_its_facing_is_told_from_a_distant_twin() -> None:
+    # cola (381 g) on plate 1, cola zero (383 g) on plate 9, in a store of 50 products: a
+    # 381 g pick from plate 3 is a cola unit that drifted sideways, not one from the far end.
+    weights = {"cola": 381.0, "zero": 383.0} | {f"f{i:02}": 1000.0 + 10 * i for i in range(48)}
+    planogram = _planogram({"cola": [1], "zero": [9]}, weights)
+    result = infer([_stream([(5.0, {3: -381.0})])], planogram)
+    assert not result.reviews
+    [event] = result.events
+    assert event.items == (("cola", 1),) and event.misplaced
+
+
+def test_hand_pressing_before_a_pick_is_one_pick() -> None:
+    # a hand rests on plates 6-7 (+250 g) and lifts as the gum is taken from plate 6.
+    planogram = _planogram({"gum": [6], "cola": [1]}, {"gum": 130.0, "cola": 381.0})
+    stream = _stream([(8.0, {6: -130.0})], bumps=[(4.0, 8.3, {6: 150.0, 7: 100.0})])
+    result = infer([stream], planogram)
+    assert _net(result) == {"gum": 1}
