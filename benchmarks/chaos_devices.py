@@ -66,7 +66,6 @@ def _plan(c: Container, devices: list[str], unique_events: int, seed: int
     """Trips per device until the devices have ``unique_events`` events between them."""
     rng = random.Random(seed)
     codes = [item.code for item in builtin_items()]
-    shopper = c.shoppers.register(display_name="Chaos shopper", payment_token="tok_chaos")
     start = time.time()
     from datetime import UTC, datetime
     clock = datetime.fromtimestamp(start - 3600, UTC)
@@ -77,6 +76,10 @@ def _plan(c: Container, devices: list[str], unique_events: int, seed: int
         trips: list[Trip] = []
         while cart.next_seq < per_device:
             basket = {code: rng.randint(1, 3) for code in rng.sample(codes, rng.randint(8, 16))}
+            # One shopper per trip: a shopper is in the store once (entering again sends
+            # a session still open to the staffed checkout).
+            shopper = c.shoppers.register(display_name=f"Chaos shopper {len(trips)}",
+                                          payment_token=f"tok_chaos_{device}_{len(trips)}")
             session = c.gates.open_session(shopper_id=shopper.id, entry_method="app")
             events = cart.trip(session, sorted(basket.items()), put_back_rate=0.3,
                                catalogue_codes=codes)

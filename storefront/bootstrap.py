@@ -129,6 +129,8 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                                tax=tax_policy_from_settings(settings), clock=clock,
                                payment=payment,
                                exit_lease=timedelta(seconds=settings.exit_lease_s))
+    gates.on_missed_exit(lambda session_id, reason: checkout.exit(session_id,
+                                                                  missed_exit=reason))
     if reconcile_payments:  # settle calls a crashed process left in flight
         reconcile(payment=payment, read_model=read_model, clock=clock,
                   older_than=timedelta(seconds=settings.payment_reconcile_after_s),

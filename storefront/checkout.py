@@ -74,9 +74,12 @@ class CheckoutService:
         self._payment = payment or ExitPayment(sessions=sessions, processor=processor,
                                                clock=clock)
 
-    def exit(self, session_id: str) -> ExitResult:
+    def exit(self, session_id: str, *, missed_exit: str | None = None) -> ExitResult:
         """Run, resume, or wait for the exit of ``session_id``; safe to retry and to race.
 
+        ``missed_exit``: the reason a session still open is closed without its shopper
+        at the exit gate (they entered again): it goes to the staffed checkout with that
+        reason instead of being charged, for staff to review.
         Raises NotFound for an unknown session, Conflict when another caller's
         exit is still running after ``WAIT_FOR_OTHER_EXIT_S`` seconds.
         """
@@ -88,7 +91,7 @@ class CheckoutService:
             token = uuid.uuid4().hex
             if self._read_model.claim_exit(session_id, token, self._clock(), self._lease):
                 try:
-                    return self._run(view)
+                    return self._run(view, missed_exit)
                 finally:
                     self._read_model.release_exit(session_id, token)
             if time.monotonic() > deadline:
@@ -114,12 +117,14 @@ class CheckoutService:
             queue.append(entry)
         return queue
 
-    def _run(self, view: SessionView) -> ExitResult:
+    def _run(self, view: SessionView, missed_exit: str | None = None) -> ExitResult:
         session_id = view.id
         status = self._carts.state(session_id).status
         if status.is_active:
             self._carts.exit(session_id)
             self._read_model.update(session_id, status="exited", exited_at=self._clock())
+            if missed_exit is not None:
+                return self._to_staffed(session_id, (), None, missed_exit)
         elif status in (SessionStatus.SETTLED, SessionStatus.STAFFED):
             return self._resync(view, status)
         elif status == SessionStatus.ABANDONED:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -65,6 +66,12 @@ class GateService:
         self._shoppers = shoppers
         self._store_id = store_id
         self._clock = clock
+        self._close_missed: Callable[[str, str], object] | None = None
+
+    def on_missed_exit(self, close: Callable[[str, str], object]) -> None:
+        """Set how a session left open is closed when its shopper enters again:
+        ``close(session_id, reason)`` (the checkout sends it to the staffed checkout)."""
+        self._close_missed = close
 
     def enter_by_palm(self, *, image: bytes, actor: str = "gate") -> EntryDecision:
         """Identify the palm in ``image`` (encoded bytes) and open a session.
@@ -99,6 +106,8 @@ class GateService:
     def open_session(self, *, shopper_id: str, entry_method: str) -> str:
         """Open a shopping session for a known shopper; returns its id.
 
+        A session of the shopper still open (no exit recorded) is first sent to the
+        staffed checkout with the reason (see :meth:`on_missed_exit`).
         Raises EntryRefused (with the reason and the staffed checkout offered)
         when the shopper has an unpaid balance or the entry hold is declined or
         cannot be placed; NotFound for an unknown shopper.
@@ -109,6 +118,7 @@ class GateService:
                                       grace=self._policy.unpaid_grace)
             if owed is not None:
                 raise EntryRefused(owed)
+        self._close_left_open(shopper_id)
         session_id = f"ses_{uuid.uuid4().hex}"
         self._hold(session_id, shopper_id)
         at = self._clock()
@@ -116,6 +126,15 @@ class GateService:
         self._read_model.opened(session_id=session_id, shopper_id=shopper_id,
                                 store_id=self._store_id, entry_method=entry_method, at=at)
         return session_id
+
+    def _close_left_open(self, shopper_id: str) -> None:
+        """A shopper is in the store once: a session of theirs still open (its exit was
+        never recorded) goes to the staffed checkout for review, never charged unseen."""
+        if self._close_missed is None:
+            return
+        for old in self._read_model.open_of(shopper_id):
+            self._close_missed(old, "no exit recorded: the shopper entered again at "
+                                    f"{self._clock():%Y-%m-%d %H:%M} UTC")
 
     def _hold(self, session_id: str, shopper_id: str) -> None:
         """Place the entry hold; raises EntryRefused when it is not approved."""

@@ -88,6 +88,14 @@ class SessionReadModel:
                 raise NotFound(f"shopping session {session_id!r} does not exist")
             return _view(row)
 
+    def open_of(self, shopper_id: str) -> list[str]:
+        """Ids of the shopper's sessions still open (entered, no exit yet), oldest first."""
+        with self._sessions() as db:
+            return list(db.scalars(sa.select(ShoppingSession.id)
+                                   .where(ShoppingSession.shopper_id == shopper_id,
+                                          ShoppingSession.status == "open")
+                                   .order_by(ShoppingSession.opened_at)).all())
+
     def with_status(self, status: str) -> list[SessionView]:
         """Sessions in ``status`` (e.g. ``staffed``), oldest first."""
         with self._sessions() as db:
