@@ -15,48 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from card_refused import CardRefused
 from fastapi.testclient import TestClient
 
 from storefront.api.app import create_app
 from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
-from storefront.errors import PaymentError
 from storefront.payments import SimulatedProcessor
 from storefront.security.client import authenticated
 from storefront.settings import Settings
 
 PRODUCTS = {"WATER": ("Sparkling water 1l", 95), "APPLE-1": ("Apple, each", 35),
             "COFFEE.250": ("Ground coffee 250g", 425)}
-
-
-class CardRefused:
-    """The simulated processor, except that the issuer refuses the cards in ``refused``:
-    captures and hold changes on their holds fail with PaymentError."""
-
-    def __init__(self, inner: SimulatedProcessor) -> None:
-        self.inner = inner
-        self.refused: set[str] = set()
-        self._token_of: dict[str, str] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def authorize(self, **kw: Any) -> Any:
-        auth = self.inner.authorize(**kw)
-        self._token_of[auth.authorization_id] = kw["token"]
-        return auth
-
-    def _check(self, authorization_id: str) -> None:
-        if self._token_of.get(authorization_id) in self.refused:
-            raise PaymentError("card refused by the issuer (test)")
-
-    def adjust(self, **kw: Any) -> Any:
-        self._check(kw["authorization_id"])
-        return self.inner.adjust(**kw)
-
-    def capture(self, **kw: Any) -> Any:
-        self._check(kw["authorization_id"])
-        return self.inner.capture(**kw)
 
 
 @dataclass

@@ -20,12 +20,12 @@ from typing import Any
 
 import pyotp
 import pytest
+from card_refused import CardRefused as Processor
 from fastapi.testclient import TestClient
 
 from storefront.api.app import create_app
 from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
-from storefront.errors import PaymentError
 from storefront.payments import SimulatedProcessor
 from storefront.security.client import authenticated
 from storefront.settings import Settings
@@ -188,33 +188,6 @@ def by_label(form: Node, values: dict[str, str]) -> dict[str, str]:
 
 
 # --- the store -------------------------------------------------------------------------
-
-
-class Processor:
-    """The simulated processor; cards in ``refused`` fail at capture; refunds logged."""
-
-    def __init__(self, inner: SimulatedProcessor) -> None:
-        self.inner = inner
-        self.refused: set[str] = set()
-        self.refunds: list[int] = []
-        self._token_of: dict[str, str] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def authorize(self, **kw: Any) -> Any:
-        auth = self.inner.authorize(**kw)
-        self._token_of[auth.authorization_id] = kw["token"]
-        return auth
-
-    def capture(self, **kw: Any) -> Any:
-        if self._token_of.get(kw["authorization_id"]) in self.refused:
-            raise PaymentError("card refused by the issuer (test)")
-        return self.inner.capture(**kw)
-
-    def refund(self, **kw: Any) -> Any:
-        self.refunds.append(kw["amount_minor"])
-        return self.inner.refund(**kw)
 
 
 @dataclass

@@ -21,14 +21,13 @@ from typing import Any
 import httpx
 import pyotp
 import uvicorn
+from card_refused import CardRefused
 from fastapi import FastAPI
 
 from identity.imageio import encode_png
 from identity.synthetic import SyntheticPalms
 from storefront.bootstrap import Container
 from storefront.catalog import make_item
-from storefront.errors import PaymentError
-from storefront.payments import SimulatedProcessor
 
 PALM_SEED = 4242
 CONSENT_VERSION = "2026-11"
@@ -46,40 +45,6 @@ TILL = "till-1"
 def palm_png(palm: int, capture: int) -> bytes:
     """One synthetic capture of ``palm`` as PNG bytes (same seed as tests/e2e/conftest.py)."""
     return bytes(encode_png(SyntheticPalms(PALM_SEED).capture(palm, capture)))
-
-
-class CardRefused:
-    """The simulated processor, except that the issuer refuses the cards in ``refused``:
-    captures and hold changes on their holds raise PaymentError, so the exit of such a
-    shopper's session goes to the staffed checkout."""
-
-    def __init__(self, inner: SimulatedProcessor) -> None:
-        self.inner = inner
-        self.refused: set[str] = set()
-        self._token_of: dict[str, str] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def authorize(self, **kw: Any) -> Any:
-        """Authorize through the simulated processor, remembering the card token."""
-        auth = self.inner.authorize(**kw)
-        self._token_of[auth.authorization_id] = kw["token"]
-        return auth
-
-    def _check(self, authorization_id: str) -> None:
-        if self._token_of.get(authorization_id) in self.refused:
-            raise PaymentError("card refused by the issuer (test)")
-
-    def adjust(self, **kw: Any) -> Any:
-        """Change a hold; raises PaymentError for a refused card."""
-        self._check(kw["authorization_id"])
-        return self.inner.adjust(**kw)
-
-    def capture(self, **kw: Any) -> Any:
-        """Capture a hold; raises PaymentError for a refused card."""
-        self._check(kw["authorization_id"])
-        return self.inner.capture(**kw)
 
 
 class LiveServer:
