@@ -42,12 +42,12 @@ def error_page(request: Request, exc: Exception, status: int, code: str,
 
 def install_web(app: FastAPI) -> None:
     """Add the pages, their static files and the page error renderer to ``app``."""
-    from storefront.web import console, kiosk, portal  # the page routers
+    from storefront.web import console, kiosk, portal, signup  # the page routers
 
     app.state.error_renderer = error_page
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(login_pages.router)
-    for module in (console, portal, kiosk):
+    for module in (console, portal, kiosk, signup):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

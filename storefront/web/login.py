@@ -124,3 +124,4 @@ async def shopper_logout(request: Request, user: ShopperPage) -> Response:
     clear_session_cookie(response, name=SHOPPER_COOKIE, path=SHOPPER_PATH)
     return response
 
+

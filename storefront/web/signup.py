@@ -1,0 +1,72 @@
+"""The shopper sign-up page (``/portal/signup``): a new shopper creates an account with
+``AccountService.sign_up`` (the same rules as ``POST /auth/signup``) and is signed in.
+
+The payment token is what the card terminal or the processor's card form returns; a card
+number is refused (``ShopperService`` checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from starlette.datastructures import FormData
+
+from storefront.api.routers.auth import get_privacy
+from storefront.errors import Conflict, InvalidInput
+from storefront.web.auth import (
+    SHOPPER_COOKIE,
+    SHOPPER_PATH,
+    anonymous_action,
+    safe_next,
+    set_session_cookie,
+)
+from storefront.web.render import redirect, render
+
+router = APIRouter(include_in_schema=False)
+Form = Annotated[FormData, Depends(anonymous_action)]
+Next = Annotated[str | None, Query()]
+
+
+def _text(form: FormData, name: str, limit: int) -> str:
+    value = form.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+@router.get("/portal/signup")
+def shopper_signup_page(request: Request, next: Next = None) -> Response:  # noqa: A002
+    """The form creating a shopper account (then signed in)."""
+    return render(request, "portal/signup.html", {"next": safe_next(next, "/portal"),
+                                                  "error": None, "values": {}})
+
+
+@router.post("/portal/signup")
+def shopper_signup(request: Request, form: Form) -> Response:
+    """Create the account (``AccountService.sign_up``), sign it in and go to ``next``;
+    the form again with the reason (422, or 409 for a registered e-mail) otherwise."""
+    target = safe_next(_text(form, "next", 500), "/portal")
+    values = {"display_name": _text(form, "display_name", 200),
+              "email": _text(form, "email", 254),
+              "payment_token": _text(form, "payment_token", 200)}
+    password = form.get("password")
+    password = password if isinstance(password, str) else ""
+    privacy = get_privacy(request, request.app.state.container)
+    try:
+        if password != form.get("password_again"):
+            raise InvalidInput("the two passwords differ")
+        privacy.accounts.sign_up(email=values["email"], password=password,
+                                 display_name=values["display_name"],
+                                 payment_token=values["payment_token"])
+        issued = privacy.accounts.login(
+            email=values["email"], password=password,
+            client_ip=request.client.host if request.client else "unknown")
+    except (InvalidInput, Conflict) as exc:
+        status = 409 if isinstance(exc, Conflict) else 422
+        return render(request, "portal/signup.html",
+                      {"next": target, "error": exc.reason, "values": values},
+                      status_code=status)
+    response = redirect(request, target, message="Account created; you are signed in.")
+    set_session_cookie(response, request, name=SHOPPER_COOKIE, token=issued.token,
+                       max_age_s=None, path=SHOPPER_PATH)
+    return response
