@@ -17,7 +17,8 @@ from fastapi.responses import Response
 
 from storefront.api.routers.receipts import ReceiptIdPath
 from storefront.api.schemas import SessionIdPath
-from storefront.errors import InvalidInput, StorefrontError
+from storefront.bootstrap import Container
+from storefront.errors import InvalidInput, NotFound, StorefrontError
 from storefront.staffed import MAX_QUANTITY, StaffedCart
 from storefront.till import TenderView
 from storefront.web import console_forms as forms
@@ -42,10 +43,20 @@ class ProductOption:
 @router.get(BASE)
 def queue(request: Request, user: CheckoutPage) -> Response:
     """Sessions waiting at the staffed checkout, oldest exit first, with live claims."""
-    rows = container_of(request).staffed.queue()
+    c = container_of(request)
+    rows = c.staffed.queue()
+    names = {view.shopper_id: _name_of(c, view.shopper_id) for view, _ in rows}
     return render(request, "console/queue.html",
-                  {"nav": "checkout", "rows": rows,
-                   "currency": container_of(request).settings.currency}, user=user)
+                  {"nav": "checkout", "rows": rows, "names": names,
+                   "currency": c.settings.currency}, user=user)
+
+
+def _name_of(c: Container, shopper_id: str) -> str | None:
+    """The shopper's display name; None once the account is deleted."""
+    try:
+        return c.shoppers.get(shopper_id).display_name
+    except NotFound:
+        return None
 
 
 @router.get(BASE + "/{session_id}")
@@ -182,10 +193,7 @@ def _tender_message(taken: TenderView, balance: int, currency: str) -> tuple[str
 
 
 def _shopper_name(request: Request, cart: StaffedCart) -> str | None:
-    try:
-        return container_of(request).shoppers.get(cart.shopper_id).display_name
-    except StorefrontError:
-        return None
+    return _name_of(container_of(request), cart.shopper_id)
 
 
 def _products(request: Request, cart: StaffedCart) -> list[ProductOption]:

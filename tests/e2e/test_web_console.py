@@ -338,7 +338,8 @@ def test_cashier_settles_a_staffed_session_over_forms(store: Store) -> None:
     assert queue.h1 == "Staffed checkout"
     link = [a for a in queue.root.all("a") if a.text() == f"Open {sid}"]
     assert link and link[0].attrs["href"] == f"/console/checkout/{sid}"
-    assert "age check" in queue.table("Waiting at the staffed checkout")[0][1]
+    waiting = queue.table("Waiting at the staffed checkout")[0]
+    assert waiting[1] == "דנה Dana" and "age check" in waiting[2]
     page = ann.get(link[0].attrs["href"])
     assert page.h1 == f"Session {sid}" and page.has_button("Claim session")
     assert any(n.attrs.get("dir") == "auto" and n.text() == HEBREW for n in page.root.iter())
