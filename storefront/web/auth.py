@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -103,6 +103,13 @@ def check_origin(request: Request) -> None:
     sent = urlsplit(origin)
     if (sent.scheme, sent.netloc) != (request.url.scheme, request.url.netloc):
         raise PermissionDenied("this form was sent from another site")
+
+
+def form_text(form: FormData, name: str, limit: int = 300) -> str:
+    """A form field's text, stripped, at most ``limit`` characters; "" when missing or
+    not text (a file)."""
+    value = form.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 async def checked_form(request: Request, session_token: str | None) -> FormData:
@@ -227,6 +234,10 @@ async def anonymous_action(request: Request) -> FormData:
     """A form post made before sign-in (login forms): origin checked, no CSRF token."""
     return await checked_form(request, None)
 
+
+AnonymousForm = Annotated[FormData, Depends(anonymous_action)]
+NextTarget = Annotated[str | None, Query()]
+"""``?next=``: where to go after signing in; checked with :func:`safe_next`."""
 
 CHECKOUT = ("cashier", "manager")
 CheckoutPage = Annotated[StaffUser, Depends(staff_page(*CHECKOUT))]

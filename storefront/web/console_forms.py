@@ -18,6 +18,7 @@ from starlette.responses import Response
 from cart.errors import CartError
 from storefront.errors import InvalidInput, StorefrontError
 from storefront.money import format_minor, parse_major_to_minor
+from storefront.web.auth import form_text
 from storefront.web.render import redirect
 
 if TYPE_CHECKING:
@@ -27,12 +28,6 @@ ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_AMOUNT_MINOR = 10**9
 _AMOUNT_RE = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")  # ASCII digits only
 _COUNT_RE = re.compile(r"^[0-9]{1,7}$")
-
-
-def text(form: FormData, name: str, limit: int = 300) -> str:
-    """The field's text, stripped ("" when missing or not text); at most ``limit`` chars."""
-    value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 def required_text(form: FormData, name: str, label: str, limit: int = 300) -> str:
@@ -54,7 +49,7 @@ def ident(form: FormData, name: str, label: str, *, required: bool = True) -> st
 
     Returns None for an empty optional field. Raises InvalidInput.
     """
-    value = text(form, name, 200)
+    value = form_text(form, name, 200)
     if not value and not required:
         return None
     if not ID_RE.fullmatch(value):
@@ -76,7 +71,7 @@ def amount_minor(form: FormData, name: str, label: str, *, allow_zero: bool) -> 
     Raises InvalidInput for anything else (``12,5x``, ``-1``, ``1e3``, more than two
     decimals) or an amount outside 0 (or 0.01) to 10,000,000.00.
     """
-    raw = text(form, name, 40)
+    raw = form_text(form, name, 40)
     if not _AMOUNT_RE.fullmatch(raw):
         raise InvalidInput(f"{label} must be an amount like 12.50 (digits, at most two "
                            f"decimals), not {raw!r}")
@@ -92,7 +87,7 @@ def count(form: FormData, name: str, label: str, *, low: int, high: int) -> int:
 
     Raises InvalidInput for signs, decimals, letters or a number out of range.
     """
-    raw = text(form, name, 40)
+    raw = form_text(form, name, 40)
     if not _COUNT_RE.fullmatch(raw) or not low <= int(raw) <= high:
         raise InvalidInput(f"{label} must be a whole number from {low} to {high}, not {raw!r}")
     return int(raw)

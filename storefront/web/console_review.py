@@ -32,13 +32,13 @@ def review_page(request: Request, user: CheckoutPage) -> Response:
 @router.post(BASE + "/decide")
 def decide(request: Request, user: CheckoutAction, form: Posted) -> Response:
     """Accept, correct or reject one flag with a reason; back to the page it came from."""
-    back = _back(forms.text(form, "back", 200))
+    back = _back(forms.form_text(form, "back", 200))
     c = container_of(request)
     try:
         session_id = forms.ident(form, "session_id", "Session") or ""
         device_id = forms.ident(form, "device_id", "Device") or ""
         device_seq = forms.count(form, "device_seq", "Sequence", low=0, high=2**62)
-        decision = forms.text(form, "decision", 20)
+        decision = forms.form_text(form, "decision", 20)
         if decision not in ("accept", "correct", "reject"):
             raise InvalidInput("choose a decision: Accept, Correct or Reject")
         quantity = None

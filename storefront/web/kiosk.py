@@ -37,8 +37,9 @@ from storefront.web.auth import (
     ShopperPage,
     ShopperUser,
     clear_session_cookie,
+    form_text,
 )
-from storefront.web.portal_common import container_of, form_text, privacy_of
+from storefront.web.portal_common import container_of, privacy_of
 from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)

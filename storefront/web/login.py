@@ -8,11 +8,8 @@ address). Failures show one message that does not say which part was wrong.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.datastructures import FormData
 
 from storefront.accounts import AuthenticationFailed, TooManyAttempts
 from storefront.api.routers.auth import get_privacy
@@ -23,11 +20,13 @@ from storefront.web.auth import (
     SHOPPER_PATH,
     STAFF_COOKIE,
     STAFF_PATH,
+    AnonymousForm,
+    NextTarget,
     ShopperPage,
     StaffUser,
-    anonymous_action,
     checked_form,
     clear_session_cookie,
+    form_text,
     safe_next,
     set_session_cookie,
     staff_page,
@@ -35,31 +34,24 @@ from storefront.web.auth import (
 from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
-Form = Annotated[FormData, Depends(anonymous_action)]
-Next = Annotated[str | None, Query()]  # an over-long or foreign target is ignored
-
-
-def _text(form: FormData, name: str, limit: int = 1024) -> str:
-    value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 @router.get(f"{STAFF_PATH}/login")
-def staff_login_page(request: Request, next: Next = None) -> Response:  # noqa: A002
+def staff_login_page(request: Request, next: NextTarget = None) -> Response:  # noqa: A002
     """The staff sign-in form."""
     return render(request, "console/login.html",
                   {"next": safe_next(next, STAFF_PATH), "error": None})
 
 
 @router.post(f"{STAFF_PATH}/login")
-def staff_login(request: Request, form: Form) -> Response:
+def staff_login(request: Request, form: AnonymousForm) -> Response:
     """Check the staff credentials; on success set the cookie and go to ``next``."""
-    target = safe_next(_text(form, "next", 500), STAFF_PATH)
-    staff_id = _text(form, "staff_id", 64)
-    code = _text(form, "totp", 6) or None
+    target = safe_next(form_text(form, "next", 500), STAFF_PATH)
+    staff_id = form_text(form, "staff_id", 64)
+    code = form_text(form, "totp", 6) or None
     try:
         issued = security_of(request).staff.login(
-            staff_id=staff_id, password=_text(form, "password"),
+            staff_id=staff_id, password=form_text(form, "password", 1024),
             totp=code if code and code.isdigit() else None,
             client_ip=request.client.host if request.client else "unknown")
     except (AuthenticationRequired, TooManyAttempts) as exc:
@@ -86,22 +78,22 @@ async def staff_logout(request: Request) -> Response:
 
 
 @router.get("/portal/login")
-def shopper_login_page(request: Request, next: Next = None) -> Response:  # noqa: A002
+def shopper_login_page(request: Request, next: NextTarget = None) -> Response:  # noqa: A002
     """The shopper sign-in form."""
     return render(request, "portal/login.html", {"next": safe_next(next, "/portal"),
                                                  "error": None})
 
 
 @router.post("/portal/login")
-def shopper_login(request: Request, form: Form) -> Response:
+def shopper_login(request: Request, form: AnonymousForm) -> Response:
     """Check the shopper's credentials; on success set the cookie and go to ``next``."""
-    target = safe_next(_text(form, "next", 500), "/portal")
-    email = _text(form, "email", 254)
-    code = _text(form, "totp", 6) or None
+    target = safe_next(form_text(form, "next", 500), "/portal")
+    email = form_text(form, "email", 254)
+    code = form_text(form, "totp", 6) or None
     privacy = get_privacy(request, request.app.state.container)
     ip = request.client.host if request.client else "unknown"
     try:
-        issued = privacy.accounts.login(email=email, password=_text(form, "password"),
+        issued = privacy.accounts.login(email=email, password=form_text(form, "password", 1024),
                                         client_ip=ip,
                                         totp_code=code if code and code.isdigit() else None)
     except (AuthenticationFailed, TooManyAttempts) as exc:

@@ -19,8 +19,9 @@ from storefront.web.auth import (
     ShopperAction,
     ShopperPage,
     clear_session_cookie,
+    form_text,
 )
-from storefront.web.portal_common import form_text, privacy_of
+from storefront.web.portal_common import privacy_of
 from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)

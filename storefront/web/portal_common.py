@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path, Request
-from starlette.datastructures import FormData
 
 from storefront.api.routers.auth import get_privacy
 from storefront.api.schemas import ID_PATTERN
@@ -25,12 +24,6 @@ def container_of(request: Request) -> Container:
 def privacy_of(request: Request) -> Privacy:
     """The app's privacy services (the same objects the ``/me`` API uses)."""
     return get_privacy(request, container_of(request))
-
-
-def form_text(form: FormData, field: str, limit: int = 300) -> str:
-    """The stripped text of a form field, cut to ``limit`` characters; "" when absent."""
-    value = form.get(field)
-    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 def plural(count: int, word: str) -> str:

@@ -19,8 +19,8 @@ from storefront.errors import InvalidInput, StorefrontError
 from storefront.privacy.consent import CONSENT_TEXTS, CURRENT_TEXT_VERSION, PALM_PURPOSE
 from storefront.privacy.export import ExportStatus
 from storefront.privacy.retention import MAX_DAYS
-from storefront.web.auth import ShopperAction, ShopperPage
-from storefront.web.portal_common import IdPath, container_of, form_text, plural, privacy_of
+from storefront.web.auth import ShopperAction, ShopperPage, form_text
+from storefront.web.portal_common import IdPath, container_of, plural, privacy_of
 from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)

@@ -18,8 +18,8 @@ from fastapi.responses import Response
 from storefront.errors import NotFound, PaymentError, StorefrontError
 from storefront.receipts import ReceiptDocument
 from storefront.security.errors import PermissionDenied
-from storefront.web.auth import ShopperAction, ShopperPage
-from storefront.web.portal_common import IdPath, container_of, form_text, privacy_of
+from storefront.web.auth import ShopperAction, ShopperPage, form_text
+from storefront.web.portal_common import IdPath, container_of, privacy_of
 from storefront.web.render import money, redirect, render
 
 router = APIRouter(include_in_schema=False)

@@ -7,48 +7,40 @@ number is refused (``ShopperService`` checks it).
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.datastructures import FormData
 
 from storefront.api.routers.auth import get_privacy
 from storefront.errors import Conflict, InvalidInput
 from storefront.web.auth import (
     SHOPPER_COOKIE,
     SHOPPER_PATH,
-    anonymous_action,
+    AnonymousForm,
+    NextTarget,
+    form_text,
     safe_next,
     set_session_cookie,
 )
 from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
-Form = Annotated[FormData, Depends(anonymous_action)]
-Next = Annotated[str | None, Query()]
-
-
-def _text(form: FormData, name: str, limit: int) -> str:
-    value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 @router.get("/portal/signup")
-def shopper_signup_page(request: Request, next: Next = None) -> Response:  # noqa: A002
+def shopper_signup_page(request: Request, next: NextTarget = None) -> Response:  # noqa: A002
     """The form creating a shopper account (then signed in)."""
     return render(request, "portal/signup.html", {"next": safe_next(next, "/portal"),
                                                   "error": None, "values": {}})
 
 
 @router.post("/portal/signup")
-def shopper_signup(request: Request, form: Form) -> Response:
+def shopper_signup(request: Request, form: AnonymousForm) -> Response:
     """Create the account (``AccountService.sign_up``), sign it in and go to ``next``;
     the form again with the reason (422, or 409 for a registered e-mail) otherwise."""
-    target = safe_next(_text(form, "next", 500), "/portal")
-    values = {"display_name": _text(form, "display_name", 200),
-              "email": _text(form, "email", 254),
-              "payment_token": _text(form, "payment_token", 200)}
+    target = safe_next(form_text(form, "next", 500), "/portal")
+    values = {"display_name": form_text(form, "display_name", 200),
+              "email": form_text(form, "email", 254),
+              "payment_token": form_text(form, "payment_token", 200)}
     password = form.get("password")
     password = password if isinstance(password, str) else ""
     privacy = get_privacy(request, request.app.state.container)
