@@ -13,22 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from service_skips import skip_or_fail
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOREFRONT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-
-
-def under_ci() -> bool:
-    """True when running under CI, where missing services or data are failures."""
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip the test with ``reason``, or fail it when under CI."""
-    if under_ci():
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -13,20 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-
-def _root_conftest():  # tests/conftest.py; the bare name "conftest" is ambiguous across folders
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("storefront_tests_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-skip_or_fail = _root_conftest().skip_or_fail
+from service_skips import skip_or_fail
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos_devices.py"
 
