@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import sys
@@ -28,6 +27,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_report import print_and_save  # noqa: E402
 from chaos_checkout import (  # noqa: E402
     GateSigner,
     Service,
@@ -99,11 +99,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print_and_save(report, args.json)
     sys.exit(1 if report["non_200"] else 0)  # a failed exit is not a latency
 
 

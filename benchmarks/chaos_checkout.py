@@ -21,7 +21,6 @@ unresolved (no final answer). Must hold: all three are 0.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -41,6 +40,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from bench_report import print_and_save
 
 from storefront.bootstrap import bootstrap
 from storefront.builtin_catalog import builtin_items
@@ -290,11 +290,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
     report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print_and_save(report, args.json)
     ok = report["double_captures"] == report["lost_captures"] == report["unresolved"] == 0
     sys.exit(0 if ok else 1)
 

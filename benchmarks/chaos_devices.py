@@ -18,7 +18,6 @@ refused and counted (by the gateway's audit table, or by the broker for ACL deni
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import secrets
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from bench_report import print_and_save
 
 from cart.sql_event_store import cart_events
 from hardware.auth import new_device_key
@@ -371,11 +371,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="chaos-devices-") as tmp:
             report = run(args, Path(tmp))
-    text = json.dumps(report, indent=2, sort_keys=True)
-    print(text)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print_and_save(report, args.json, sort_keys=True)
     ok = (report["lost"] == 0 and report["double_counted"] == 0
           and report["carts_exact"] == report["carts"] and report["hostile_all_refused"])
     sys.exit(0 if ok else 1)
