@@ -9,12 +9,10 @@ the cart holds an age-restricted product.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ import pyotp
 import pytest
 from card_refused import CardRefused as Processor
 from fastapi.testclient import TestClient
+from html_tree import Node
+from html_tree import parse as parse_html
 
 from storefront.api.app import create_app
 from storefront.bootstrap import Container, bootstrap
@@ -35,59 +35,6 @@ PRODUCTS = {"WATER": ("Sparkling water 1l", 95), "APPLE-1": ("Apple, each", 35),
             "MILK-3": (HEBREW, 690), "TV-1": ("Small television", 2500)}
 
 # --- a small HTML reader ---------------------------------------------------------------
-
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}
-
-
-@dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str]
-    children: list[Node | str] = field(default_factory=list)
-
-    def iter(self) -> Iterator[Node]:
-        yield self
-        for child in self.children:
-            if isinstance(child, Node):
-                yield from child.iter()
-
-    def text(self) -> str:
-        parts = [c if isinstance(c, str) else c.text() for c in self.children]
-        return re.sub(r"\s+", " ", " ".join(parts)).strip()
-
-    def all(self, tag: str, **attrs: str) -> list[Node]:
-        return [n for n in self.iter() if n.tag == tag
-                and all(n.attrs.get(k.rstrip("_").replace("_", "-")) == v
-                        for k, v in attrs.items())]
-
-    def by_id(self, ident: str) -> Node:
-        found = [n for n in self.iter() if n.attrs.get("id") == ident]
-        assert len(found) == 1, f"id {ident!r}: {len(found)} elements"
-        return found[0]
-
-
-class _Builder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#root", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v if v is not None else "" for k, v in attrs})
-        self.stack[-1].children.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        for depth in range(len(self.stack) - 1, 0, -1):
-            if self.stack[depth].tag == tag:
-                del self.stack[depth:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
-
 
 @dataclass
 class Page:
@@ -124,9 +71,8 @@ class Page:
 
 
 def parse(response: Any) -> Page:
-    builder = _Builder()
-    builder.feed(response.text)
-    page = Page(response.status_code, str(response.url), response.text, builder.root)
+    page = Page(response.status_code, str(response.url), response.text,
+                parse_html(response.text))
     check_accessible(page)
     return page
 

@@ -11,9 +11,8 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from html_tree import Node, parse
 
 from storefront.catalog import make_item
 from storefront.db.models import AmendedReceipt, Dispute
@@ -29,69 +29,6 @@ from storefront.privacy.wiring import Privacy, build_privacy
 
 PASSWORD = "correct horse battery"
 HEBREW = "חלב 3% תנובה"
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}
-
-
-@dataclass
-class Node:
-    """An element of a parsed page."""
-
-    tag: str
-    attrs: dict[str, str]
-    children: list[Node | str] = field(default_factory=list)
-
-    def text(self) -> str:
-        """The element's text, whitespace collapsed."""
-        parts = [c if isinstance(c, str) else c.text() for c in self.children]
-        return " ".join(" ".join(parts).split())
-
-    def find_all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        """Descendant elements with ``tag`` and the attribute values (``class_``, ``aria_x``)."""
-        wanted = {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}
-        found: list[Node] = []
-        for child in self.children:
-            if isinstance(child, Node):
-                if ((tag is None or child.tag == tag)
-                        and all(child.attrs.get(k) == v for k, v in wanted.items())):
-                    found.append(child)
-                found.extend(child.find_all(tag, **attrs))
-        return found
-
-    def find(self, tag: str | None = None, **attrs: str) -> Node:
-        """The first matching descendant (the test fails when there is none)."""
-        found = self.find_all(tag, **attrs)
-        assert found, f"no <{tag}> with {attrs}"
-        return found[0]
-
-
-class _Builder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        for depth in range(len(self.stack) - 1, 0, -1):
-            if self.stack[depth].tag == tag:
-                del self.stack[depth:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
-
-
-def parse(html: str) -> Node:
-    """The page as a tree of Nodes."""
-    builder = _Builder()
-    builder.feed(html)
-    return builder.root
 
 
 def h1(page: Node) -> str:
