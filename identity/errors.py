@@ -8,13 +8,18 @@ from __future__ import annotations
 
 
 class IdentityError(Exception):
-    """Base class of every error raised by :mod:`identity`."""
+    """Base class of every error raised by :mod:`identity`.
+
+    ``outcomes``: when the error refuses an enrolment after its captures were examined,
+    each capture's (accepted, reason) in request order; empty otherwise.
+    """
 
     code = "identity_error"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, outcomes: tuple[tuple[bool, str], ...] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.outcomes = outcomes
 
 
 class InvalidImageError(IdentityError):

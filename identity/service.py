@@ -340,15 +340,21 @@ class IdentityService:
         needed = max(1, min_captures or self._settings.min_enrolment_captures)
         outcomes, templates, errors = self._acquire(images)
         if len(templates) < needed:
+            seen = _outcome_pairs(outcomes)
             if errors and len(errors) == len(images):
-                raise InvalidImageError(f"no capture could be decoded: {errors[0].reason}")
+                raise InvalidImageError(f"no capture could be decoded: {errors[0].reason}",
+                                        outcomes=seen)
             raise EnrolmentError(
                 f"{len(templates)} usable capture(s), {needed} needed; "
-                + "; ".join(o.reason for o in outcomes if not o.accepted)
+                + "; ".join(o.reason for o in outcomes if not o.accepted), outcomes=seen
             )
         outcomes, templates = self._one_palm(outcomes, templates, needed)
         self.refresh()
-        self._refuse_duplicates(subject_id, [t for _, t in templates], allow_own=add_to_own)
+        try:
+            self._refuse_duplicates(subject_id, [t for _, t in templates],
+                                    allow_own=add_to_own)
+        except EnrolmentError as exc:
+            raise EnrolmentError(exc.reason, outcomes=_outcome_pairs(outcomes)) from None
         now = datetime.now(UTC)
         records = [
             TemplateRecord(tid, subject_id, self._cipher.encrypt(subject_id, t.to_bytes()), now)
@@ -378,7 +384,8 @@ class IdentityService:
             raise EnrolmentError(
                 f"the captures do not show one palm: the largest group of matching captures "
                 f"has {len(keep)} of {len(templates)} usable ({needed} needed); take the "
-                f"photos again of one palm only"
+                f"photos again of one palm only",
+                outcomes=_outcome_pairs(outcomes),
             )
         return outcomes, [templates[i] for i in keep]
 
@@ -443,3 +450,8 @@ class IdentityService:
             if self._snapshot_path is not None:  # it may hold this palm: never keep it on disk
                 self._snapshot_path.unlink(missing_ok=True)
         return deleted
+
+
+def _outcome_pairs(outcomes: Sequence[CaptureOutcome]) -> tuple[tuple[bool, str], ...]:
+    """(accepted, reason) of each capture, for the ``outcomes`` of a refusal."""
+    return tuple((o.accepted, o.reason) for o in outcomes)

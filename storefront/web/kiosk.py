@@ -15,7 +15,6 @@ A form sent twice is refused the second time (the palm is already enrolled).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from identity.errors import AcquisitionError, EnrolmentError, IdentityError, InvalidImageError
-from identity.service import template_from_image
+from identity.errors import EnrolmentError, IdentityError, InvalidImageError
 from storefront.api.errors import error_code, status_for
 from storefront.api.uploads import MAX_IMAGE_BYTES
 from storefront.errors import InvalidInput, StorefrontError
@@ -91,19 +89,6 @@ async def _read(upload: UploadFile) -> bytes:
     return data
 
 
-def _assess(images: Sequence[bytes]) -> list[tuple[bool, str]]:
-    """Each capture's quality verdict (accepted, reason), as enrolment judges it."""
-    verdicts = []
-    for data in images:
-        try:
-            template_from_image(data)
-        except (InvalidImageError, AcquisitionError) as exc:
-            verdicts.append((False, exc.reason))
-        else:
-            verdicts.append((True, "accepted"))
-    return verdicts
-
-
 @router.get("/kiosk")
 def kiosk_home(request: Request) -> Response:
     """The kiosk's start page is the enrolment page."""
@@ -141,9 +126,10 @@ async def enrol(request: Request, user: ShopperAction) -> Response:
             consent_text_version=CURRENT_TEXT_VERSION if consent else None,
             min_captures=MIN_CAPTURES)
     except (EnrolmentError, InvalidImageError) as exc:
-        verdicts = await run_in_threadpool(_assess, images)
-        captures = [CaptureView(n, ok, why) for n, (ok, why) in zip(names, verdicts, strict=True)]
-        reason = exc.reason if any(ok for ok, _ in verdicts) else (
+        # The refusal carries each capture's verdict (identity examined them all).
+        captures = [CaptureView(n, ok, _readable(why))
+                    for n, (ok, why) in zip(names, exc.outcomes, strict=False)]
+        reason = exc.reason if any(c.accepted for c in captures) or not captures else (
             f"none of the {len(images)} captures shows a usable palm; the reason for each "
             "is below")
         return _signed_out(request, user, _result(

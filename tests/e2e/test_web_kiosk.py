@@ -291,6 +291,8 @@ def test_captures_of_different_palms_or_too_few_usable_are_refused(
     mixed = [(f"palm{p}.png", store.palm_png(p, 0)) for p in (10, 11, 12)]
     status, page = ann.enrol(mixed)
     assert status == 422 and "do not show one palm" in page.text
+    odd = [row for row in page.rows if "does not match the other captures" in row[1]]
+    assert len(odd) == 2  # one capture stands for the palm, the two others do not match it
     assert ann.stored()[0] == 0
     ann.sign_in()
     status, page = ann.enrol([("good.png", store.palm_png(13, 0)), ("blank.png", BLANK),
