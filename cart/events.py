@@ -75,6 +75,19 @@ def _utc(obj: object, name: str) -> None:
     object.__setattr__(obj, name, value.astimezone(UTC))
 
 
+class DeviceObservation:
+    """Mixin of the events a device observed: ``device_key`` = (device id, device
+    sequence) identifies the observation (the idempotency key of ingest)."""
+
+    device_id: str
+    device_seq: int
+
+    @property
+    def device_key(self) -> tuple[str, int]:
+        """The (device id, device sequence) pair that identifies this observation."""
+        return (self.device_id, self.device_seq)
+
+
 @dataclass(frozen=True)
 class SessionOpened:
     """A shopper entered: the session exists from ``at`` (UTC).
@@ -98,7 +111,7 @@ class SessionOpened:
 
 
 @dataclass(frozen=True)
-class _ItemEvent:
+class _ItemEvent(DeviceObservation):
     """Fields shared by item events.
 
     ``product_code`` is a GTIN (string) or store code, printable, at most
@@ -122,11 +135,6 @@ class _ItemEvent:
             raise InvalidCommand(f"quantity must be <= {MAX_QUANTITY}, got {self.quantity}")
         _require_device(self)
         _require_confidence(self)
-
-    @property
-    def device_key(self) -> tuple[str, int]:
-        """The (device id, device sequence) pair that identifies this observation."""
-        return (self.device_id, self.device_seq)
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,7 @@ class CartDeviceRegistered:
 
 
 @dataclass(frozen=True)
-class WeighedItemAdded:
+class WeighedItemAdded(DeviceObservation):
     """A weighed item: ``grams`` (integer grams, [1, :data:`MAX_GRAMS`]) of ``code``.
 
     ``code`` is a PLU (``"4011"``, organic ``"94011"``) or a GTIN string (for a
@@ -251,14 +259,9 @@ class WeighedItemAdded:
         _require_device(self)
         _require_confidence(self)
 
-    @property
-    def device_key(self) -> tuple[str, int]:
-        """The (device id, device sequence) pair that identifies this observation."""
-        return (self.device_id, self.device_seq)
-
 
 @dataclass(frozen=True)
-class CartScanned:
+class CartScanned(DeviceObservation):
     """A smart cart's scanner read barcode or PLU ``code`` (reconciled with its scale)."""
 
     code: str
@@ -270,14 +273,9 @@ class CartScanned:
         _require_code("code", self.code)
         _require_device(self)
 
-    @property
-    def device_key(self) -> tuple[str, int]:
-        """The (device id, device sequence) pair that identifies this observation."""
-        return (self.device_id, self.device_seq)
-
 
 @dataclass(frozen=True)
-class CartScaleChanged:
+class CartScaleChanged(DeviceObservation):
     """A smart cart's scale settled at a new load: ``delta_grams`` (signed, non-zero)."""
 
     delta_grams: int
@@ -293,14 +291,9 @@ class CartScaleChanged:
             )
         _require_device(self)
 
-    @property
-    def device_key(self) -> tuple[str, int]:
-        """The (device id, device sequence) pair that identifies this observation."""
-        return (self.device_id, self.device_seq)
-
 
 @dataclass(frozen=True)
-class ItemFlagged:
+class ItemFlagged(DeviceObservation):
     """A device or inference reports an observation for review (never billed).
 
     ``reason`` is a short code (e.g. ``"weight_without_scan"``), ``detail`` a sentence,
@@ -320,11 +313,6 @@ class ItemFlagged:
         if self.product_code is not None:
             _require_code("product_code", self.product_code)
         _require_device(self)
-
-    @property
-    def device_key(self) -> tuple[str, int]:
-        """The (device id, device sequence) pair that identifies this observation."""
-        return (self.device_id, self.device_seq)
 
 
 ItemEvent: TypeAlias = ItemPicked | ItemPutBack
