@@ -9,11 +9,15 @@ touching and resting), runs the inference and prints / writes: precision, recall
 (product, quantity) units matched per trip; ``trips_exact`` (share of trips whose receipt is
 exactly right); ``trips``; ``trips_flagged`` (trips with review items); and
 ``wrong_trips_unflagged`` (wrong receipts with no review item: must be 0);
-``trips_ambiguous_by_weight`` / ``trips_exact_decidable`` (trips with a true unit that weight
-cannot tell from an equally plausible product, and trips_exact over the others) and
-``trips_same_plate_twins`` / ``trips_exact_without_same_plate_twins`` (the same for twins
-stocked on the very same plates). ``--twins`` also prints each trip's (unit, twin) pairs to
-stderr. Target (issue 5): trips_exact >= 0.95 and wrong_trips_unflagged == 0.
+``trips_ambiguous_by_weight`` (trips whose receipt depends on a unit that weight cannot tell
+from an equally plausible product), ``trips_unidentified_items`` and
+``trips_negative_receipt`` (true receipts no inference can produce), ``trips_decidable`` /
+``trips_exact_decidable`` (the other trips, and trips_exact over them),
+``trips_exact_upper_bound`` (their share: the most a weight-only inference reaches with
+confidence) and ``trips_same_plate_twins`` / ``trips_exact_without_same_plate_twins`` (the
+same for twins stocked on the very same plates). ``--twins`` also prints each trip's
+(unit, twin) pairs and why its receipt is undecidable to stderr. Target (issue 5):
+trips_exact >= 0.95 and wrong_trips_unflagged == 0.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from cart.shelf.aifi import AifiStore, load_aifi
 from cart.shelf.replay import replay
 from cart.shelf.simulate import SimulationParams
-from cart.shelf.twins import weight_twins
+from cart.shelf.twins import undecidable, weight_twins
 
 TARGET_TRIPS_EXACT = 0.95
 
@@ -84,6 +88,9 @@ def _print_twins(store: AifiStore) -> None:
                 f"{t.other_weight_g} g (sigma {t.sigma_g:.2f} g, {t.reason})",
                 file=sys.stderr,
             )
+        reasons = undecidable(trip, store.planogram)
+        if reasons:
+            print(f"{trip.name}: receipt undecidable by weight: {sorted(reasons)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

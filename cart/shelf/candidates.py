@@ -169,6 +169,7 @@ class Judge:
                 candidates(change, self.planogram, self.params, context),
                 self.params,
                 loads=changed_loads(change, self.params),
+                sigma_g=change.sigma_g,
             )
             if context is None:
                 self._cache[change] = verdict

@@ -8,7 +8,10 @@ Sensing for Cashier-Less Convenience Stores", BuildSys 2019). Each unstable stre
 stable stretches is a candidate event; its per-plate change is the level after minus the level
 before, which cancels slow drift and any transient (a hand) that has left. Changed plates are
 grouped into runs of adjacent plates; a run mixing signs is split into same-sign runs (the
-inference decides whether the halves are one item moved along the shelf).
+inference decides whether the halves are one item moved along the shelf). Each change carries
+the standard deviation of its total (:func:`level_sigmas`: the two level medians' noise, each
+plate's sensor noise estimated from the stream itself, and drift between them), which the
+explanation's likelihood uses.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class WeightChange:
     them and their unchanged neighbours (negative = weight removed); ``t_start_s`` /
     ``t_end_s``: the unstable stretch, seconds since the shelf stream's start; ``loads``:
     (plate, grams) change of each changed plate and unchanged neighbour, summing to
-    ``delta_g`` (empty: unknown, only the total is used).
+    ``delta_g`` (empty: unknown, only the total is used); ``sigma_g``: standard deviation of
+    ``delta_g`` in grams from sensor noise and drift (see :func:`level_sigmas`; None:
+    unknown, explanations then assume ``InferenceParams.change_sigma_g``).
     """
 
     shelf: ShelfId
@@ -41,6 +46,7 @@ class WeightChange:
     t_start_s: float
     t_end_s: float
     loads: tuple[tuple[int, float], ...] = ()
+    sigma_g: float | None = None
 
 
 def moving_median(grams: FloatArray, window: int) -> FloatArray:
@@ -53,15 +59,36 @@ def moving_median(grams: FloatArray, window: int) -> FloatArray:
     return out
 
 
+def noise_sigma(grams: FloatArray) -> FloatArray:
+    """Per-plate sensor noise sigma, shape (P,) grams, of raw (N, P) weights: estimated
+    robustly from the median absolute first difference (x 1.4826 / sqrt 2), which changes,
+    touches and drift barely move (zeros when N < 3)."""
+    if grams.shape[0] < 3:
+        return np.zeros(grams.shape[1])
+    steps = np.abs(np.diff(grams, axis=0))
+    out: FloatArray = 1.4826 * np.median(steps, axis=0) / np.sqrt(2.0)
+    return out
+
+
 def stable_range(grams: FloatArray, params: InferenceParams) -> FloatArray:
     """Per-plate stability range, shape (P,) grams: ``stable_range_g``, widened on noisy load
-    cells to ``stable_range_sigmas`` x the plate's sensor noise sigma, estimated robustly from
-    the median absolute first difference of the raw (N, P) weights (x 1.4826 / sqrt 2)."""
-    if grams.shape[0] < 3:
-        return np.full(grams.shape[1], params.stable_range_g)
-    steps = np.abs(np.diff(grams, axis=0))
-    sigma = 1.4826 * np.median(steps, axis=0) / np.sqrt(2.0)
-    out: FloatArray = np.maximum(params.stable_range_g, params.stable_range_sigmas * sigma)
+    cells to ``stable_range_sigmas`` x the plate's sensor noise sigma (:func:`noise_sigma`)."""
+    out: FloatArray = np.maximum(
+        params.stable_range_g, params.stable_range_sigmas * noise_sigma(grams)
+    )
+    return out
+
+
+def level_sigmas(
+    noise: FloatArray, n_before: int, n_after: int, gap_s: float, params: InferenceParams
+) -> FloatArray:
+    """Per-plate standard deviation (grams) of a level difference: each level is the median of
+    ``n_before`` / ``n_after`` filtered samples (variance ``level_variance_factor`` x
+    sigma^2 / n) and the two levels' centres are ``gap_s`` seconds apart, over which a plate
+    drifts by ``drift_g_per_min`` (one standard deviation of the drift rate)."""
+    drift = params.drift_g_per_min / 60.0 * gap_s
+    var = params.level_variance_factor * noise**2 * (1.0 / max(1, n_before) + 1.0 / max(1, n_after))
+    out: FloatArray = np.sqrt(var + drift**2)
     return out
 
 
@@ -100,21 +127,32 @@ def detect_changes(shelf: ShelfWeights, params: InferenceParams) -> list[WeightC
     dt = float(np.median(np.diff(shelf.times_s))) if shelf.times_s.shape[0] > 1 else 1.0
     span = max(1, int(round(params.level_window_s / dt)))
     guard = int(round(params.level_guard_s / dt))
+    noise = noise_sigma(shelf.grams)
     changes: list[WeightChange] = []
     for (a0, a1), (b0, b1) in zip(runs, runs[1:], strict=False):
         # skip the guard only where the stretch is long enough to keep some samples.
         g_a = guard if a1 - a0 + 1 > 2 * guard else 0
         g_b = guard if b1 - b0 + 1 > 2 * guard else 0
-        before = np.median(filtered[max(a0, a1 - g_a - span + 1) : a1 - g_a + 1], axis=0)
-        after = np.median(filtered[b0 + g_b : min(b1, b0 + g_b + span - 1) + 1], axis=0)
+        lo_a, hi_a = max(a0, a1 - g_a - span + 1), a1 - g_a + 1
+        lo_b, hi_b = b0 + g_b, min(b1, b0 + g_b + span - 1) + 1
+        before = np.median(filtered[lo_a:hi_a], axis=0)
+        after = np.median(filtered[lo_b:hi_b], axis=0)
         delta = after - before
         t0, t1 = float(shelf.times_s[a1]), float(shelf.times_s[b0])
-        changes.extend(_groups(shelf, delta, t0, t1, params))
+        gap = 0.5 * float(shelf.times_s[lo_b] + shelf.times_s[hi_b - 1])
+        gap -= 0.5 * float(shelf.times_s[lo_a] + shelf.times_s[hi_a - 1])
+        sigmas = level_sigmas(noise, hi_a - lo_a, hi_b - lo_b, gap, params)
+        changes.extend(_groups(shelf, delta, sigmas, t0, t1, params))
     return changes
 
 
 def _groups(
-    shelf: ShelfWeights, delta: FloatArray, t0: float, t1: float, params: InferenceParams
+    shelf: ShelfWeights,
+    delta: FloatArray,
+    sigmas: FloatArray,
+    t0: float,
+    t1: float,
+    params: InferenceParams,
 ) -> list[WeightChange]:
     changed = np.abs(delta) > params.plate_change_g
     groups: list[list[int]] = []
@@ -131,7 +169,7 @@ def _groups(
             # a pick next to a put-back (or one item moved along the shelf): each same-sign
             # run is its own change.
             parts = _sign_runs(group, delta)
-        out.extend(_change(shelf, part, changed, delta, t0, t1, params) for part in parts)
+        out.extend(_change(shelf, part, changed, delta, sigmas, t0, t1) for part in parts)
     return [c for c in out if abs(c.delta_g) >= params.min_change_g]
 
 
@@ -150,9 +188,9 @@ def _change(
     part: list[int],
     changed: npt.NDArray[np.bool_],
     delta: FloatArray,
+    sigmas: FloatArray,
     t0: float,
     t1: float,
-    params: InferenceParams,
 ) -> WeightChange:
     # unchanged neighbouring plates may hold a small share of a product spanning plates.
     cols = set(part)
@@ -165,4 +203,7 @@ def _change(
             cols.add(j)
     loads = tuple((shelf.plates[j], float(delta[j])) for j in sorted(cols))
     total = sum(g for _, g in loads)
-    return WeightChange(shelf.shelf, tuple(shelf.plates[j] for j in part), total, t0, t1, loads)
+    # the plates' level errors are independent: the total's variance is their sum.
+    sigma = float(np.sqrt(sum(float(sigmas[j]) ** 2 for j in cols)))
+    plates = tuple(shelf.plates[j] for j in part)
+    return WeightChange(shelf.shelf, plates, total, t0, t1, loads, sigma)

@@ -4,14 +4,17 @@ A hypothesis is a multiset of at most ``max_units`` units drawn from the candida
 candidate is a product plus the plates its units may rest on (its facing, or anywhere in the
 change for a misplaced unit) and a prior. A hypothesis is scored by
 
-- the Gaussian density of its total-weight residual (sigma = tolerance / ``tolerance_sigmas``;
-  the tolerance ``tol_abs_g + tol_rel * expected`` grows with quantity; beyond ``CUTOFF``
-  tolerances the hypothesis is dropped);
+- the Gaussian density of its total-weight residual. Its sigma is the noise model's
+  (:func:`residual_sigma_g`): the change's own measurement sigma (sensor noise of the levels
+  and drift, estimated by :mod:`cart.shelf.detect` from the stream) combined with the
+  package-to-package spread of each unit (``unit_weight_cv`` x unit weight), never below
+  ``min_sigma_g``; beyond ``cutoff_sigmas`` the hypothesis is dropped;
 - its per-plate fit: the weight on the changed plates that its units cannot rest on, found as
   the deficiency of a transportation problem (units supply their weight to the plates they
   may rest on, each changed plate demands its change): by the max-flow min-cut theorem the
   unserved demand is ``max over plate sets S of (demand(S) - supply of units touching S)``
-  (Gale, "A theorem on flows in networks", Pacific J. Math. 7, 1957), scored as a Gaussian;
+  (Gale, "A theorem on flows in networks", Pacific J. Math. 7, 1957), scored as a Gaussian
+  of sigma ``plate_sigma_g``;
 - prior odds preferring fewer units, fewer distinct products, and units on their facings.
 
 The posterior is normalised over every hypothesis plus an "unknown item" hypothesis with a
@@ -35,9 +38,6 @@ from cart.shelf.params import InferenceParams
 from cart.shelf.planogram import Product
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
-CUTOFF = 2.0
-"""Hypotheses up to this many tolerances away are scored (so that near-identical weights on
-either side of the tolerance share the posterior); beyond, their density is negligible."""
 NOTHING_FITS = 0.01
 """When every combination together has less posterior than this, nothing fits."""
 
@@ -64,15 +64,16 @@ class Candidate:
 class Explanation:
     """``items``: (gtin, quantity >= 1) pairs sorted by gtin; weights in grams (magnitudes).
 
-    ``plate_misfit_g``: weight on changed plates these units cannot rest on (beyond the total
-    residual); ``likelihood``: prior x densities (unnormalised posterior); ``misplaced``: some
-    unit is off its product's facings.
+    ``sigma_g``: standard deviation of the residual under the noise model
+    (:func:`residual_sigma_g`); ``plate_misfit_g``: weight on changed plates these units
+    cannot rest on (beyond the total residual); ``likelihood``: prior x densities
+    (unnormalised posterior); ``misplaced``: some unit is off its product's facings.
     """
 
     items: tuple[tuple[str, int], ...]
     expected_g: float
     residual_g: float
-    tolerance_g: float
+    sigma_g: float
     plate_misfit_g: float
     prior: float
     likelihood: float
@@ -96,9 +97,17 @@ class Verdict:
     shares: tuple[float, ...] = ()
 
 
-def tolerance_g(expected_g: float, params: InferenceParams) -> float:
-    """Allowed |residual| in grams for a combination weighing ``expected_g`` grams."""
-    return params.tol_abs_g + params.tol_rel * expected_g
+def residual_sigma_g(
+    unit_weights_g: Sequence[float], params: InferenceParams, change_sigma_g: float | None = None
+) -> float:
+    """Standard deviation in grams of the residual of a hypothesis whose units weigh
+    ``unit_weights_g`` (nominal grams, one entry per unit) against a change measured with
+    standard deviation ``change_sigma_g`` (None: ``params.change_sigma_g``): the two are
+    independent, each unit's weight spreads by ``unit_weight_cv`` of itself; at least
+    ``min_sigma_g``."""
+    measured = params.change_sigma_g if change_sigma_g is None else change_sigma_g
+    spread = sum((params.unit_weight_cv * w) ** 2 for w in unit_weights_g)
+    return max(params.min_sigma_g, math.sqrt(measured**2 + spread))
 
 
 def explain(
@@ -107,28 +116,49 @@ def explain(
     params: InferenceParams,
     max_units: int | None = None,
     loads: Mapping[int, float] | None = None,
+    sigma_g: float | None = None,
 ) -> Verdict:
     """Score combinations of ``candidates`` against a change of ``magnitude_g`` grams (> 0).
 
     ``loads``: grams (magnitudes, in the change's direction) per changed plate index; without
-    it, or with more than ``max_plates_checked`` plates, only the total is fitted. Candidates
-    with an unknown unit weight are skipped. Returns the best item set's best explanation,
-    the other item sets' best explanations, and the best item set's posterior.
+    it, or with more than ``max_plates_checked`` plates, only the total is fitted.
+    ``sigma_g``: the change's measurement standard deviation in grams (None: the params'
+    ``change_sigma_g``). Candidates with an unknown unit weight are skipped. Returns the best
+    item set's best explanation, the other item sets' best explanations, and the best item
+    set's posterior. Raises nothing.
     """
     cands = [c if isinstance(c, Candidate) else Candidate(c) for c in candidates]
     cands = [c for c in cands if c.product.unit_weight_g]
     limit = params.max_units if max_units is None else max_units
     plates = _PlateFit(loads or {}, params)
-    fits = _combined(magnitude_g, [c for c in cands if not c.alone], limit, plates, params)
+    noise = _Noise(magnitude_g, sigma_g, params)
+    fits = _combined(noise, [c for c in cands if not c.alone], limit, plates, params)
     for cand in (c for c in cands if c.alone):
-        fit = _score(magnitude_g, ((cand, 1),), plates, params)
+        fit = _score(noise, ((cand, 1),), plates, params)
         if fit is not None:
             fits.append(fit)
     return _verdict(fits, magnitude_g, params)
 
 
+@dataclass(frozen=True)
+class _Noise:
+    """The measured magnitude (grams), its measurement sigma and the params."""
+
+    magnitude_g: float
+    sigma_g: float | None
+    params: InferenceParams
+
+    def sigma(self, unit_weights_g: Sequence[float]) -> float:
+        return residual_sigma_g(unit_weights_g, self.params, self.sigma_g)
+
+    def too_far(self, expected_g: float, unit_weights_g: Sequence[float]) -> bool:
+        """The residual is beyond ``cutoff_sigmas``: the hypothesis is not scored."""
+        cutoff = self.params.cutoff_sigmas * self.sigma(unit_weights_g)
+        return abs(self.magnitude_g - expected_g) > cutoff
+
+
 def _combined(
-    magnitude_g: float,
+    noise: _Noise,
     cands: list[Candidate],
     limit: int,
     plates: _PlateFit,
@@ -141,8 +171,8 @@ def _combined(
     fits: list[Explanation] = []
     for units in range(1, limit + 1):
         for combo in combinations_with_replacement(sorted(variants), units):
-            expected = sum(weight[g] for g in combo)
-            if abs(magnitude_g - expected) > CUTOFF * tolerance_g(expected, params):
+            unit_weights = [weight[g] for g in combo]
+            if noise.too_far(sum(unit_weights), unit_weights):
                 continue
             counts = sorted(Counter(combo).items())
             for choice in product(*(variants[g] for g, _ in counts)):
@@ -152,25 +182,25 @@ def _combined(
                 ):
                     continue
                 units_of = tuple((c, q) for c, (_, q) in zip(choice, counts, strict=True))
-                fit = _score(magnitude_g, units_of, plates, params)
+                fit = _score(noise, units_of, plates, params)
                 if fit is not None:
                     fits.append(fit)
     return fits
 
 
 def _score(
-    magnitude_g: float,
+    noise: _Noise,
     units_of: tuple[tuple[Candidate, int], ...],
     plates: _PlateFit,
     params: InferenceParams,
 ) -> Explanation | None:
-    expected = sum(float(c.product.unit_weight_g or 0.0) * q for c, q in units_of)
-    tol = tolerance_g(expected, params)
-    residual = abs(magnitude_g - expected)
-    if residual > CUTOFF * tol:
+    unit_weights = [float(c.product.unit_weight_g or 0.0) for c, q in units_of for _ in range(q)]
+    expected = sum(unit_weights)
+    if noise.too_far(expected, unit_weights):
         return None
+    residual = abs(noise.magnitude_g - expected)
     misfit = plates.misfit(units_of, expected)
-    if misfit > 2.0 * params.plate_tol_g:
+    if misfit > params.cutoff_sigmas * params.plate_sigma_g:
         return None
     n_units = sum(q for _, q in units_of)
     prior = params.extra_unit_prior ** (n_units - 1) * params.extra_product_prior ** (
@@ -178,15 +208,15 @@ def _score(
     )
     for cand, q in units_of:
         prior *= cand.prior**q
-    sigma = tol / params.tolerance_sigmas
-    plate_sigma = params.plate_tol_g / params.tolerance_sigmas
+    sigma = noise.sigma(unit_weights)
+    plate_sigma = params.plate_sigma_g
     density = math.exp(-0.5 * ((residual / sigma) ** 2 + (misfit / plate_sigma) ** 2))
     items = tuple(sorted((c.product.gtin, q) for c, q in units_of))
     return Explanation(
         items,
         expected,
         residual,
-        tol,
+        sigma,
         misfit,
         prior,
         prior * density / (sigma * _SQRT_2PI),

@@ -22,12 +22,14 @@ from cart.shelf.inference import InferenceResult, infer
 from cart.shelf.params import InferenceParams
 from cart.shelf.planogram import Planogram
 from cart.shelf.simulate import ScriptedEvent, SimulationParams, simulate_trip
-from cart.shelf.twins import weight_twins
+from cart.shelf.twins import undecidable
 
 
 @dataclass(frozen=True)
 class TripOutcome:
-    """One trip: true and inferred receipts (gtin -> net quantity), review count, unit counts."""
+    """One trip: true and inferred receipts (gtin -> net quantity), review count, unit counts,
+    and why its receipt is out of reach (:func:`ambiguous_by_weight`, :func:`same_plate_twins`;
+    an unidentified unit or a negative line in ``truth``)."""
 
     name: str
     truth: dict[str, int]
@@ -44,6 +46,18 @@ class TripOutcome:
         """The inferred receipt equals the true one."""
         return self.truth == self.inferred
 
+    @property
+    def negative_receipt(self) -> bool:
+        """The true receipt credits a product (a put-back of units the trip never picked):
+        an inference that never credits more than it billed cannot match it."""
+        return any(q < 0 for q in self.truth.values())
+
+    @property
+    def reachable(self) -> bool:
+        """A weight-only inference can produce the exact receipt with confidence: no
+        unidentified unit, no negative line, not ambiguous by weight."""
+        return not (UNIDENTIFIED in self.truth or self.negative_receipt or self.ambiguous_by_weight)
+
 
 @dataclass(frozen=True)
 class ReplayReport:
@@ -54,13 +68,17 @@ class ReplayReport:
     def summary(self) -> dict[str, float | int]:
         """precision, recall, f1, trips_exact, trips, trips_flagged, wrong_trips_unflagged, ...
 
-        ``trips_ambiguous_by_weight``: trips with a true unit that a weight-only system cannot
-        tell from another product (see :func:`ambiguous_by_weight`);
+        ``trips_ambiguous_by_weight``: trips whose receipt depends on a unit that a weight-only
+        system cannot tell from another product (see :func:`ambiguous_by_weight`);
         ``trips_unidentified_items``: trips whose true receipt holds unidentified units (no
-        system can bill them); ``trips_exact_decidable``: trips_exact over the other trips.
-        ``trips_same_plate_twins``: trips with a true unit that a product stocked on the same
-        plates matches by weight (see :func:`same_plate_twins`);
-        ``trips_exact_without_same_plate_twins``: trips_exact over the trips with neither.
+        system can bill them); ``trips_negative_receipt``: trips whose true receipt has a
+        negative line (:attr:`TripOutcome.negative_receipt`); ``trips_decidable``: the
+        others, ``trips_exact_decidable``: trips_exact over them, and
+        ``trips_exact_upper_bound``: their share of all trips, the most a weight-only
+        inference can reach with confidence. ``trips_same_plate_twins``: trips whose receipt
+        depends on a unit that a product stocked on the same plates matches by weight (see
+        :func:`same_plate_twins`); ``trips_exact_without_same_plate_twins``: trips_exact over
+        the trips with neither those twins nor unidentified units.
         """
         matched = sum(o.matched for o in self.outcomes)
         n_inf = sum(o.n_inferred for o in self.outcomes)
@@ -70,9 +88,7 @@ class ReplayReport:
         wrong = [o for o in self.outcomes if not o.exact]
         unidentified = [o for o in self.outcomes if UNIDENTIFIED in o.truth]
         ambiguous = [o for o in self.outcomes if o.ambiguous_by_weight]
-        decidable = [
-            o for o in self.outcomes if UNIDENTIFIED not in o.truth and not o.ambiguous_by_weight
-        ]
+        decidable = [o for o in self.outcomes if o.reachable]
         plates_decide = [
             o for o in self.outcomes if UNIDENTIFIED not in o.truth and not o.same_plate_twins
         ]
@@ -90,8 +106,10 @@ class ReplayReport:
             "units_inferred": n_inf,
             "trips_ambiguous_by_weight": len(ambiguous),
             "trips_unidentified_items": len(unidentified),
+            "trips_negative_receipt": sum(o.negative_receipt for o in self.outcomes),
             "trips_decidable": len(decidable),
             "trips_exact_decidable": _share(decidable),
+            "trips_exact_upper_bound": round(len(decidable) / trips, 4) if trips else 0.0,
             "trips_same_plate_twins": sum(o.same_plate_twins for o in self.outcomes),
             "trips_exact_without_same_plate_twins": _share(plates_decide),
         }
@@ -114,18 +132,17 @@ def script(trip: AifiTrip) -> list[ScriptedEvent]:
 def ambiguous_by_weight(
     trip: AifiTrip, planogram: Planogram, params: InferenceParams | None = None
 ) -> bool:
-    """A true unit of the trip has a weight twin (:func:`cart.shelf.twins.weight_twins`)."""
-    return bool(weight_twins(trip, planogram, params))
+    """The trip's exact receipt depends on a unit that weight cannot tell from a twin, or on
+    events no sensor sees (:func:`cart.shelf.twins.undecidable`)."""
+    return bool(undecidable(trip, planogram, params))
 
 
 def same_plate_twins(
     trip: AifiTrip, planogram: Planogram, params: InferenceParams | None = None
 ) -> bool:
-    """A true unit of the trip has a twin stocked on the very plates it rests on (or has an
-    unknown weight): neither plates nor weight can tell them apart."""
-    return any(
-        t.reason in ("same_plates", "unknown_weight") for t in weight_twins(trip, planogram, params)
-    )
+    """The trip's exact receipt depends on a unit with a twin stocked on the very plates it
+    rests on (or of unknown weight): neither plates nor weight can tell them apart."""
+    return bool(undecidable(trip, planogram, params) & {"same_plates", "unknown_weight"})
 
 
 def score_trip(

@@ -3,8 +3,9 @@
 Used to split replay scores into trips a weight-only system can decide and trips it cannot.
 A unit of product p taken or put down on event plates E of shelf s rests on R = E and p's
 facing plates (E when they share none). Another product q is its *twin* when q's unit weight
-is within one explanation sigma (tolerance / ``tolerance_sigmas``) of p's and q is at least
-as plausible as p by what a weight-only system knows besides weight:
+is within one residual sigma of p's (:func:`cart.shelf.explain.residual_sigma_g` of one unit
+of p, with the params' nominal ``change_sigma_g``) and q is at least as plausible as p by what
+a weight-only system knows besides weight:
 
 - where: ``place(x)`` is 0 when x is stocked on every plate of R or this session put a unit
   of x down on those plates before, else the plate distance from R to x's facing on s (at
@@ -16,6 +17,14 @@ as plausible as p by what a weight-only system knows besides weight:
   the event): a put-back off p's facing may also be any product the session holds
   (``held``), but not a product stocked elsewhere that the session does not hold while it
   holds p.
+
+A twin makes the *receipt* undecidable only when it changes what is billed
+(:func:`undecidable`): units are followed from their pick to their put-back, so a unit picked
+with a twin and put back (the shopper puts back what they hold: the same unit, whatever it
+was) leaves nothing to decide, while one still held at the end, a put-back that may be
+either of two held twins, or a put-back of a unit the trip never picked, with a twin, does.
+Events on plates no sensor has are invisible to any weight-only system: they make the
+receipt undecidable unless they cancel out per product.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cart.shelf.aifi import AifiTrip, GroundTruthEvent
-from cart.shelf.explain import tolerance_g
+from cart.shelf.explain import residual_sigma_g
 from cart.shelf.inference import ShelfAction
 from cart.shelf.params import InferenceParams
 from cart.shelf.planogram import Planogram, ShelfId
@@ -87,7 +96,7 @@ def _event_twins(
         facing = planogram.facing_plates(event.shelf, gtin)
         rest = frozenset(set(event.plates) & facing or event.plates)
         own = _place(rest, event.shelf, gtin, planogram, placed)
-        sigma = tolerance_g(weight, p) / p.tolerance_sigmas
+        sigma = residual_sigma_g([weight], p)
         for other, product in sorted(planogram.products.items()):
             if other == gtin or product.unit_weight_g is None:
                 continue
@@ -98,6 +107,50 @@ def _event_twins(
             if reason is not None:
                 yield Twin(event.event_id, event.action, event.shelf, event.plates, gtin,
                            weight, other, product.unit_weight_g, sigma, reason)  # fmt: skip
+
+
+def undecidable(
+    trip: AifiTrip, planogram: Planogram, params: InferenceParams | None = None
+) -> frozenset[str]:
+    """Why no weight-only inference can tell the trip's exact receipt (empty: it can).
+
+    Reasons: the twin reasons of :func:`weight_twins` (``same_plates``, ``unknown_weight``,
+    ``off_facing``, ``held``) of a unit that stays billed or of a put-back whose identity is
+    in doubt (see the module docstring), and ``unsensed`` (events on plates no sensor has
+    that do not cancel out per product). Unidentified units and negative receipt lines are
+    not reasons here (see :mod:`cart.shelf.replay`).
+    """
+    p = params or InferenceParams()
+    twins: dict[tuple[str, str], list[Twin]] = {}
+    for t in weight_twins(trip, planogram, p):
+        twins.setdefault((t.event_id, t.gtin), []).append(t)
+    tokens: dict[str, list[frozenset[str]]] = {}  # gtin -> each held unit's twin reasons
+    reasons: set[str] = set()
+    unsensed: Counter[str] = Counter()
+    for event in trip.events:
+        seen = any(q <= planogram.plates_per_shelf.get(event.shelf, 0) for q in event.plates)
+        for gtin, units in event.items:
+            found = twins.get((event.event_id, gtin), []) if seen else []
+            if not seen:
+                unsensed[gtin] += units if event.action is ShelfAction.PICK else -units
+            for _ in range(units):
+                held = tokens.setdefault(gtin, [])
+                if event.action is ShelfAction.PICK:
+                    held.append(frozenset(t.reason for t in found))
+                elif held:
+                    # the unit put back is one the session holds (a certain one first: an
+                    # uncertain one left held stays uncertain); if the session also holds
+                    # a twin, which of the two went back is in doubt.
+                    held.remove(min(held, key=len))
+                    reasons |= {t.reason for t in found if tokens.get(t.other)}
+                else:
+                    reasons |= {t.reason for t in found}
+    for held in tokens.values():
+        for why in held:
+            reasons |= why
+    if any(unsensed.values()):
+        reasons.add("unsensed")
+    return frozenset(reasons)
 
 
 def _reason(own: float, place: float, put_back: bool, holds: bool, holds_other: bool) -> str | None:
