@@ -218,6 +218,16 @@ FAISS_THREADS = 1
 # (200 Tongji palms x 10 session-1 templates, first session-2 probe each): the best genuine
 # template was missed by the unshifted query alone in 11/200 probes at size 100, and by
 # the 9 translated queries in 0/200 at sizes 50, 100 and 200.
+# Since 2026-11-30 the queries run in stages (identity/index.query_stages): variant 0
+# unshifted; variant 0 at the 8 other translations; the 2 rotation variants
+# (FEATURE_ROTATIONS_DEG) at all 9 translations; a search stops after a stage once a
+# template reaches the early-accept score (EARLY_ACCEPT_RISK below). The rotation stage
+# was added because the 2 probes lost at 1M before (both of Tongji palm013, session 2,
+# rotated by about -4.5 degrees: variant 0 scores 0.15-0.16 against the mated template,
+# variant 1 0.29-0.30) were never among the 1,000 nearest pooled codes of any of the 25
+# translations -2..2 of variant 0, but first of variant 1's (offline study of the bench
+# gallery, 2026-11-30: depth (8, 2) with these three stages recalls 283 / 283 at 1M; 25
+# translations of variant 0, or a middle-stage depth of 1,000 / 400, stay at 281 / 283).
 SHORTLIST_QUERY_SHIFTS = (-2, 0, 2)
 # Large galleries (identity/index.py): from INDEX_COARSE_FROM templates on, FAISS scans a
 # pooled code (majority of each bit plane over INDEX_COARSE_POOL cells: 3 x 16 x 16 =
@@ -245,7 +255,10 @@ INDEX_COARSE_POOL = (2, 2)
 # bench`, same probes), identify p50 33 / 11 ms at load average 2: still short of the
 # 0.999 / 20 ms target at 1M; the 9 pooled scans of 1M rows take ~25 ms of it (one scan
 # ~2.8 ms; FAISS does not share the pass between queries). Depth (8, 2): 400 pooled
-# candidates per query, 100 re-scored exactly.
+# candidates per query, 100 re-scored exactly, per search stage (see above; rows
+# re-scored in an earlier stage are skipped). The middle stage computes its distance
+# table with faiss.hammings (18 queries x 7,200 rows: 2.1 ms against 13.5 ms with numpy
+# loops and 23 ms with one broadcast numpy array, load average 3.4).
 INDEX_COARSE_DEPTH = (8, 2)
 # Decision at scale (identity/decision.py): log-linear fit of the per-comparison FMR tail,
 # log10 FMR(t) = slope * t + intercept, on Tongji (all 300 palms, first session-2 capture
@@ -257,3 +270,20 @@ FMR_TAIL_SLOPE = -48.14
 FMR_TAIL_INTERCEPT = 5.357
 # The NIST 1:N reporting point (NIST IR 8271) for the target FPIR.
 TARGET_FPIR = 0.003
+# Early accept of a staged 1:N search (identity/index.EarlyAccept). A search of an index of
+# n templates stops after a stage once a template scores t(n) = u + AMBIGUITY_MARGIN
+# (at least IDENTIFY_THRESHOLD), where n * FMR(u) = EARLY_ACCEPT_RISK on the fitted tail
+# above: u = (log10(EARLY_ACCEPT_RISK / n) - FMR_TAIL_INTERCEPT) / FMR_TAIL_SLOPE. With
+# probability >= 1 - EARLY_ACCEPT_RISK (union bound over the n templates) no impostor
+# template scores u or more, and then the early answer's decision (subject, identified vs
+# ambiguous: the runner-up subject is an impostor below t - margin) is the exhaustive
+# search's. t(n) = 0.298 at 10^4 templates, 0.318 at 10^5, 0.339 at 10^6, 0.360 at 10^7
+# (1M persons x 10 templates). 1e-4 is small next to the target FPIR (3e-3) and to the
+# shortlist's own allowed miss rate (recall 0.999): the early exit adds at most 1e-4 to
+# the error of an exhaustive exact search, if the log-linear tail holds down to FMR(u) =
+# 1e-8..1e-11 (10^4..10^7 templates), 2.5-5.5 decades below the lowest measured FMR (3e-6):
+# the same extrapolation as the threshold for FPIR at 1M. Measured (`storefront identity
+# bench`, 2026-11-30): 0.91 / 0.86 / 0.76 of the 300 probes stop early at 10k / 100k / 1M,
+# and none of the early answers decides otherwise than the same search run to its end;
+# identify p50 at 1M 10.8 ms (was 33.1), recall 283 / 283 (was 281).
+EARLY_ACCEPT_RISK = 1e-4

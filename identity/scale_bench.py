@@ -23,6 +23,9 @@ snapshot restart reads the protected rows back with the same transform key, as
 
 Measures (ISO/IEC 19795-1 terms): identify time of one query on one thread, shortlist
 recall, bytes per template, enrolment rate and the restart times (snapshot, database).
+The index searches in stages with early accept (:meth:`identity.index.PalmIndex.search_detail`):
+the report gives the fraction of probes that stopped early, the time of each path, and
+checks every early answer against the same search run to its last stage.
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ import numpy.typing as npt
 
 from identity import params
 from identity.errors import KeyFileError
-from identity.index import Candidate, IndexRows, PalmIndex
+from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex
 from identity.keyring import InMemorySubjectKeyStore, Keyring
 from identity.matcher import PreparedProbe, ReferenceSet
 from identity.repository import InMemoryTemplateRepository, TemplateRecord
 from identity.revocable import RevocableTransform
-from identity.service import IdentityService
+from identity.service import IdentityService, decide
 from identity.settings import IdentitySettings
 from identity.snapshot import (
     SNAPSHOT_INFO,
@@ -109,8 +112,12 @@ class _Setup:
         return cls(keys, Keyring(_OneKek(), keys), RevocableTransform(os.urandom(32)), settings)
 
     def index(self) -> PalmIndex:
-        """An empty index as the service makes it (same transform, same coarse size)."""
-        return PalmIndex(coarse_from=self.settings.index_coarse_from, transform=self.transform)
+        """An empty index as the service makes it (same transform, same coarse size), its
+        early accept made for the bench's decision threshold and margin."""
+        rule = EarlyAccept(threshold=self.settings.identify_threshold,
+                           margin=self.settings.ambiguity_margin)
+        return PalmIndex(coarse_from=self.settings.index_coarse_from, transform=self.transform,
+                         early_accept=rule)
 
 
 def filler_codes(sources: list[Template], n: int, seed: int) -> tuple[U8, U8]:
@@ -213,6 +220,7 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
     report.update(_search_measures(index, data, shortlist, threshold))
+    report.update(_early_accept_check(index, data, setup.settings))
     rate = _restart_rate(data, setup, min(gallery, 20_000))
     report["restart_s_database"] = round(gallery / rate, 1)
     report["restart_s_database_method"] = (
@@ -277,8 +285,9 @@ def _top(found: list[Candidate]) -> list[tuple[str, str, float]]:
 
 def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
                      threshold: float) -> dict[str, Any]:
-    """Identify time, shortlist recall against an exhaustive exact search, and the
-    largest difference between a score of the protected index and the clear score.
+    """Identify time, shortlist recall against an exhaustive exact search, the largest
+    difference between a score of the protected index and the clear score, and how the
+    staged search went (see :meth:`PalmIndex.search_detail`).
 
     Exhaustive = the exact matcher, in the clear, over every real gallery template
     (fillers are impostors: a filler returned first at or above the threshold counts as
@@ -286,13 +295,20 @@ def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
     (best score, >= threshold); it is recalled when the indexed search returns that palm
     first. Each real palm has one template, so every real candidate's score must equal
     its clear exhaustive score (the probe is prepared under the index's transform).
+    Times in ms; "early" = probes that stopped before the last stage, "all_stages" =
+    the others (every unidentifiable probe among them).
     """
     refs = ReferenceSet.from_templates(data.gallery)
-    times, wanted, recalled, misidentified, error = [], 0, 0, 0, 0.0
+    times, early, stages = [], [], []
+    wanted, recalled, misidentified, error = 0, 0, 0, 0.0
+    accept: float | None = None
     for owner, probe in data.probes:
         start = time.perf_counter()
-        found = index.search(probe, shortlist)
+        result = index.search_detail(probe, shortlist)
         times.append((time.perf_counter() - start) * 1000.0)
+        found, accept = result.candidates, result.accept_score
+        early.append(result.early_accepted)
+        stages.append(result.stages)
         exact = PreparedProbe(probe).scores(refs)
         error = max([error] + [abs(c.score - float(exact[int(c.subject_id[5:])]))
                                for c in found if c.subject_id.startswith("real-")])
@@ -303,15 +319,48 @@ def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
         if best == owner and exact[best] >= threshold:
             wanted += 1
             recalled += int(top is not None and top.subject_id == f"real-{owner}")
-    ms = np.asarray(times)
+    ms, stopped = np.asarray(times), np.asarray(early, dtype=bool)
     return {
-        "identify_ms_p50": round(float(np.percentile(ms, 50)), 2),
-        "identify_ms_p99": round(float(np.percentile(ms, 99)), 2),
+        "identify_ms_p50": _pct(ms, 50),
+        "identify_ms_p99": _pct(ms, 99),
         "shortlist_recall": round(recalled / max(1, wanted), 4),
         "probes_identifiable_exhaustive": wanted,
+        "probes_recalled": recalled,
         "misidentified_above_threshold": misidentified,
         "rescore_max_abs_error_vs_clear": error,
+        "early_accept_score": None if accept is None else round(accept, 4),
+        "early_accept_fraction": round(float(stopped.mean()), 4) if len(ms) else 0.0,
+        "identify_ms_p50_early": _pct(ms[stopped], 50),
+        "identify_ms_p99_early": _pct(ms[stopped], 99),
+        "identify_ms_p50_all_stages": _pct(ms[~stopped], 50),
+        "identify_ms_p99_all_stages": _pct(ms[~stopped], 99),
+        "search_stages_run": {str(k): stages.count(k) for k in sorted(set(stages))},
     }
+
+
+def _pct(values: npt.NDArray[np.float64], q: float) -> float | None:
+    """The ``q``-th percentile (ms, 2 decimals) of ``values``; None when there are none."""
+    return round(float(np.percentile(values, q)), 2) if len(values) else None
+
+
+def _early_accept_check(index: PalmIndex, data: BenchData,
+                        settings: IdentitySettings) -> dict[str, Any]:
+    """Every probe whose search stopped early, searched again to the last stage (early
+    accept off): how many got another decision (:func:`identity.service.decide`: outcome
+    and subject) or another top subject. Not timed."""
+    checked = changed = other_top = 0
+    for _, probe in data.probes:
+        quick = index.search_detail(probe, settings.shortlist_size)
+        if not quick.early_accepted:
+            continue
+        full = index.search_detail(probe, settings.shortlist_size, early_accept=False)
+        checked += 1
+        changed += int(decide(quick.candidates, settings)[:2] != decide(full.candidates,
+                                                                         settings)[:2])
+        other_top += int(quick.candidates[0].subject_id != full.candidates[0].subject_id)
+    return {"early_accept_checked_against_all_stages": checked,
+            "early_accept_decision_changed": changed,
+            "early_accept_top_subject_changed": other_top}
 
 
 def load_data(folder: Any, *, real_palms: int = 150, probes_per_palm: int = 2,

@@ -41,7 +41,7 @@ from identity.errors import (
 )
 from identity.features import extract_features
 from identity.imageio import decode_image
-from identity.index import Candidate, IndexRows, PalmIndex
+from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex
 from identity.protection import TemplateProtector
 from identity.repository import (
     TemplateChanges,
@@ -182,7 +182,12 @@ class IdentityService:
         faiss.omp_set_num_threads(settings.faiss_threads)  # process-wide; see params
 
     def _new_index(self, transform: RevocableTransform) -> PalmIndex:
-        return PalmIndex(coarse_from=self._settings.index_coarse_from, transform=transform)
+        # Early accept must use the decision's own threshold and margin (settings may
+        # override the params defaults), or its guarantee (identity.index.EarlyAccept) breaks.
+        early = EarlyAccept(threshold=self._settings.identify_threshold,
+                            margin=self._settings.ambiguity_margin)
+        return PalmIndex(coarse_from=self._settings.index_coarse_from, transform=transform,
+                         early_accept=early)
 
     @property
     def transform_id(self) -> str:

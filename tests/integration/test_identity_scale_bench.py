@@ -25,6 +25,25 @@ def _same_as_live_service(report: dict[str, Any]) -> None:
     assert report["bytes_per_person_key"] == 60  # 12-byte nonce + 32-byte key + 16-byte tag
     assert 0 < report["identify_ms_p50"] <= report["identify_ms_p99"]
     assert report["restart_s_snapshot"] >= 0 and report["restart_s_database"] >= 0
+    _staged_search(report)
+
+
+def _staged_search(report: dict[str, Any]) -> None:
+    """The staged search's own measures: every probe counted once in some stage, the
+    early fraction matching the stage counts, and no early answer deciding otherwise
+    than the same search run to its last stage."""
+    stages = {int(k): v for k, v in report["search_stages_run"].items()}
+    assert sum(stages.values()) == report["probes"] and set(stages) <= {1, 2, 3}
+    early = sum(v for k, v in stages.items() if k < 3)
+    assert report["early_accept_fraction"] == pytest.approx(early / report["probes"], abs=1e-4)
+    assert report["early_accept_checked_against_all_stages"] == early
+    assert report["early_accept_decision_changed"] == 0
+    assert report["early_accept_top_subject_changed"] == 0
+    assert report["early_accept_score"] >= 0.28  # never below the identify threshold
+    if early:
+        assert 0 < report["identify_ms_p50_early"] <= report["identify_ms_p99_early"]
+    assert report["probes_recalled"] == round(
+        report["shortlist_recall"] * report["probes_identifiable_exhaustive"])
 
 
 def test_bench_on_a_small_gallery(data: BenchData) -> None:

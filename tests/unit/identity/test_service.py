@@ -140,3 +140,17 @@ def test_mixed_undecodable_and_unusable_captures_report_every_reason() -> None:
         svc.enrol(subject_id="a", images=[b"garbage", blank])
     assert "invalid_image" in refused.value.reason
     assert "0 usable capture(s)" in refused.value.reason
+
+
+def test_early_accept_follows_the_configured_decision() -> None:
+    """The index's early-accept rule uses the service's threshold and margin, not the
+    params defaults: otherwise a raised threshold could stop a search below it."""
+    svc = IdentityService(
+        repository=InMemoryTemplateRepository(),
+        cipher=TemplateCipher(KEK, "test"),
+        settings=IdentitySettings(identify_threshold=0.33, ambiguity_margin=0.05),
+    )
+    rule = svc._index.early_accept
+    assert rule is not None
+    assert (rule.threshold, rule.margin) == (0.33, 0.05)
+    assert rule.score(10_000) >= 0.33
