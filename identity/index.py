@@ -286,6 +286,11 @@ class PalmIndex:
         """Id of the revocable transform every stored code is made under."""
         return self._transform.key_id
 
+    def subject_count(self) -> int:
+        """How many subjects have at least one template in the index."""
+        with self._lock:
+            return len(self._subjects)
+
     def subject_ids(self) -> frozenset[str]:
         """The subjects with at least one template in the index."""
         with self._lock:

@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from identity import params
+from identity.decision import gallery_threshold
 from identity.errors import KeyFileError
 from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex
 from identity.keyring import InMemorySubjectKeyStore, Keyring
@@ -220,6 +221,10 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
     report.update(_search_measures(index, data, shortlist, threshold))
+    # The service's decision threshold for a gallery of this many persons (one template
+    # each here); recall above counts every probe the floor ``threshold`` identifies.
+    report["decision_threshold_at_gallery"] = round(gallery_threshold(
+        threshold, setup.settings.target_fpir, index.subject_count()), 4)
     report.update(_early_accept_check(index, data, setup.settings))
     rate = _restart_rate(data, setup, min(gallery, 20_000))
     report["restart_s_database"] = round(gallery / rate, 1)

@@ -33,6 +33,7 @@ import numpy as np
 
 from identity import params
 from identity.consistency import same_palm_group
+from identity.decision import gallery_threshold
 from identity.errors import (
     AcquisitionError,
     EnrolmentError,
@@ -99,16 +100,20 @@ class Identification:
     elapsed_ms: float
 
 
-def decide(candidates: Sequence[Candidate], settings: IdentitySettings) -> tuple[
+def decide(candidates: Sequence[Candidate], settings: IdentitySettings,
+           threshold: float | None = None) -> tuple[
     Outcome, str | None, float, float | None, str
 ]:
     """The decision rule on per-subject candidates sorted best first.
 
     Identified when best >= threshold and best - runner-up >= margin; ambiguous when
-    above threshold but within the margin; otherwise not identified. Returns
+    above threshold but within the margin; otherwise not identified. ``threshold``
+    defaults to ``settings.identify_threshold`` (the service passes the threshold of its
+    gallery's size, :meth:`IdentityService.decision_threshold`). Returns
     ``(outcome, subject_id, score, runner_up_score, reason)``.
     """
-    th, margin = settings.identify_threshold, settings.ambiguity_margin
+    th = settings.identify_threshold if threshold is None else threshold
+    margin = settings.ambiguity_margin
     if not candidates:
         return "not_identified", None, 0.0, None, "No enrolled palm is close to this one."
     best = candidates[0]
@@ -422,9 +427,10 @@ class IdentityService:
         ``allow_own``) a palm this subject already enrolled.
         """
         own = False
+        threshold = self.decision_threshold()
         for t in templates[: params.DUPLICATE_CHECK_CAPTURES]:
             for c in self._index.search(t, self._settings.shortlist_size):
-                if c.score < self._settings.identify_threshold:
+                if c.score < threshold:
                     continue
                 if c.subject_id != subject_id:
                     raise EnrolmentError("this palm is already enrolled for another account")
@@ -432,6 +438,14 @@ class IdentityService:
         if own and not allow_own:
             raise EnrolmentError("this palm is already enrolled on this account (to enrol it "
                                  "again, delete it first)")
+
+    def decision_threshold(self) -> float:
+        """The identification threshold (matcher score) for the current gallery: the
+        configured ``identify_threshold``, raised as the number of enrolled subjects grows
+        so that the estimated FPIR stays at ``target_fpir``
+        (:func:`identity.decision.gallery_threshold`, documented method there)."""
+        return gallery_threshold(self._settings.identify_threshold, self._settings.target_fpir,
+                                 self._index.subject_count())
 
     def identify(self, *, image: bytes) -> Identification:
         """1:N identification of one capture against every enrolled palm.
@@ -442,7 +456,8 @@ class IdentityService:
         template = template_from_image(image)
         self.refresh()
         candidates = self._index.search(template, self._settings.shortlist_size)
-        outcome, subject, score, runner, reason = decide(candidates, self._settings)
+        outcome, subject, score, runner, reason = decide(candidates, self._settings,
+                                                         self.decision_threshold())
         elapsed = (time.perf_counter() - start) * 1000.0
         return Identification(outcome, subject, score, runner, reason, elapsed)
 

@@ -15,7 +15,10 @@ from identity import params
 class IdentitySettings(BaseSettings):
     """Decision thresholds and limits of :class:`identity.service.IdentityService`.
 
-    ``identify_threshold`` and ``ambiguity_margin`` are matcher scores in [0, 1];
+    ``identify_threshold`` (the lowest decision threshold, used as such for small
+    galleries) and ``ambiguity_margin`` are matcher scores in [0, 1]; ``target_fpir`` is
+    the false-positive identification rate (fraction) the decision threshold is raised
+    to hold as the gallery grows (:func:`identity.decision.gallery_threshold`);
     ``shortlist_size`` is in templates; ``min_enrolment_captures`` in usable captures;
     ``faiss_threads`` is FAISS's OpenMP thread count (process-wide, set by the service);
     ``index_coarse_from`` is the gallery size (templates) from which the index's FAISS
@@ -26,6 +29,7 @@ class IdentitySettings(BaseSettings):
 
     identify_threshold: float = Field(default=params.IDENTIFY_THRESHOLD, gt=0.0, le=1.0)
     ambiguity_margin: float = Field(default=params.AMBIGUITY_MARGIN, ge=0.0, le=1.0)
+    target_fpir: float = Field(default=params.TARGET_FPIR, gt=0.0, lt=1.0)
     shortlist_size: int = Field(default=params.SHORTLIST_SIZE, ge=1, le=100_000)
     min_enrolment_captures: int = Field(default=params.MIN_ENROLMENT_CAPTURES, ge=1, le=100)
     max_enrolment_captures: int = Field(default=20, ge=1, le=100)
