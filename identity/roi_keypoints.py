@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -60,7 +61,8 @@ class PalmFrame:
         origin: their midpoint.
         x_axis: unit vector from ``first`` to ``second``.
         y_axis: unit vector perpendicular to ``x_axis``, towards the palm centre.
-        spacing: key-point distance ``d`` (px), the unit of the ROI's size and offset.
+        spacing: the unit (px) of the ROI's size and offset: for a key-point frame
+            :func:`key_unit` of the key-point distance ``d`` and the palm radius.
     """
 
     first: Point
@@ -196,8 +198,26 @@ def _tangent(
     return None
 
 
+def key_unit(distance: float, radius: float) -> float:
+    """The palm frame's unit (px) from the key-point distance and the palm radius (px).
+
+    The weighted geometric mean of the key-point distance ``d`` and
+    ``ROI_KEY_RADIUS_RATIO`` x the inscribed-circle radius (weight
+    ``ROI_KEY_RADIUS_WEIGHT`` on the radius): equal to ``d`` for a typical hand, and
+    half as sensitive to a key point that slid along its gap (see ``identity/params.py``).
+    """
+    weight = P.ROI_KEY_RADIUS_WEIGHT
+    radius_unit = max(P.ROI_KEY_RADIUS_RATIO * radius, 1e-9)
+    return math.exp((1.0 - weight) * math.log(max(distance, 1e-9)) + weight * math.log(radius_unit))
+
+
 def palm_frame(hand: Hand, pair: tuple[Valley, Valley]) -> PalmFrame:
-    """Palm coordinate system from the key valleys, refined to the common tangent points."""
+    """Palm coordinate system from the key valleys, refined to the common tangent points.
+
+    The origin is the tangent points' midpoint, the x axis runs along their line, the
+    y axis points towards the palm centre; the unit (``PalmFrame.spacing``) is
+    :func:`key_unit` of their distance and the palm radius.
+    """
     a, b = pair
     centre = np.array(hand.centre)
     reach = P.ROI_KEY_TANGENT_REACH * float(np.hypot(*(b.bottom - a.bottom)))
@@ -206,14 +226,14 @@ def palm_frame(hand: Hand, pair: tuple[Valley, Valley]) -> PalmFrame:
     )
     first, second = touch if touch is not None else (a.bottom, b.bottom)
     offset = second - first
-    spacing = max(float(np.hypot(*offset)), 1e-9)
-    x_axis = offset / spacing
+    distance = max(float(np.hypot(*offset)), 1e-9)
+    x_axis = offset / distance
     y_axis = np.array([-x_axis[1], x_axis[0]])
     origin = (first + second) / 2.0
     if float((centre - origin) @ y_axis) < 0:
         first, second, x_axis = second, first, -x_axis
         y_axis = np.array([-x_axis[1], x_axis[0]])
-    return PalmFrame(first, second, origin, x_axis, y_axis, spacing)
+    return PalmFrame(first, second, origin, x_axis, y_axis, key_unit(distance, hand.radius))
 
 
 def opening_direction(valleys: list[Valley]) -> Point | None:
@@ -277,22 +297,49 @@ def finger_pixels(hand: Hand) -> NDArray[np.bool_]:
     return _finger_pixels(hand)
 
 
-def fingers_in_view(hand: Hand, pixels: NDArray[np.bool_] | None = None) -> tuple[int, int]:
+def _part_directions(
+    labels: NDArray[Any], count: int, xs: NDArray[np.intp], ys: NDArray[np.intp],
+    units: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """``(count, 2)`` unit mean direction of each labelled part from ``units`` of its pixels."""
+    lab = labels[ys, xs]
+    sums = np.stack(
+        [np.bincount(lab, units[:, 0], count), np.bincount(lab, units[:, 1], count)], axis=1
+    )
+    norms = np.maximum(np.hypot(*sums.T), 1e-12)
+    directions: NDArray[np.float64] = sums / norms[:, None]
+    return directions
+
+
+def fingers_in_view(
+    hand: Hand, pixels: NDArray[np.bool_] | None = None, fingers: Point | None = None
+) -> tuple[int, int]:
     """How many fingers are seen whole, and how many are cut by the image border.
 
     Fingers are the connected parts of the finger pixels (see :func:`finger_direction`)
     of at least ``ROI_MIN_FINGER_AREA`` x radius^2 px; a part touching the image border
     is cut. A contact scanner's frame cuts the fingers; a whole hand shows them all.
-    ``pixels``: the hand's :func:`finger_pixels`, when already computed.
+    With ``fingers`` (unit finger direction), only parts whose direction from the palm
+    centre (to their centroid) lies within ``ROI_FINGER_SIDE_DEG`` of it count: the
+    wrist, or a sleeve or band at the image border, lies opposite the fingers and is
+    no finger, cut or not. ``pixels``: the hand's :func:`finger_pixels`, when already
+    computed.
     """
-    fingers = (_finger_pixels(hand) if pixels is None else pixels).astype(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(fingers)
-    height, width = fingers.shape
+    mask = (_finger_pixels(hand) if pixels is None else pixels).astype(np.uint8)
+    count, _, stats, centroids = cv2.connectedComponentsWithStats(mask)
+    height, width = mask.shape
+    centre = np.array(hand.centre)
+    limit = math.cos(math.radians(P.ROI_FINGER_SIDE_DEG))
     whole = cut = 0
     for label in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[label])
         if area < P.ROI_MIN_FINGER_AREA * hand.radius**2:
             continue
+        if fingers is not None:
+            offset = centroids[label] - centre
+            norm = float(np.hypot(*offset))
+            if norm > 1e-9 and float(offset @ fingers) / norm < limit:
+                continue
         if x > 0 and y > 0 and x + w < width and y + h < height:
             whole += 1
         else:
@@ -308,16 +355,32 @@ def finger_direction(hand: Hand, pixels: NDArray[np.bool_] | None = None) -> Poi
     as background, so fingers cut by the border are removed too), farther than
     ``ROI_FINGER_MIN_DISTANCE`` x radius from the palm centre; at least
     ``ROI_MIN_FINGER_AREA`` x radius^2 px of them are needed. The direction is the mean
-    of the unit vectors from the centre to their pixels. ``pixels``: the hand's
-    :func:`finger_pixels`, when already computed.
+    of the unit vectors from the centre to their pixels, taken again without the
+    connected parts whose own mean direction lies more than ``ROI_FINGER_SIDE_DEG``
+    from it (a wrist band or sleeve cut by the image border, opposite the fingers, would
+    otherwise turn it). ``pixels``: the hand's :func:`finger_pixels`, when already
+    computed.
     """
-    ys, xs = np.nonzero(_finger_pixels(hand) if pixels is None else pixels)
+    mask = _finger_pixels(hand) if pixels is None else pixels
+    ys, xs = np.nonzero(mask)
     offsets = np.stack([xs - hand.centre[0], ys - hand.centre[1]], axis=1).astype(np.float64)
     norms = np.hypot(*offsets.T)
     far = norms > P.ROI_FINGER_MIN_DISTANCE * hand.radius
-    if float(far.sum()) < P.ROI_MIN_FINGER_AREA * hand.radius**2:
+    minimum = P.ROI_MIN_FINGER_AREA * hand.radius**2
+    if float(far.sum()) < minimum:
         return None
-    mean = (offsets[far] / norms[far, None]).sum(axis=0)
+    units = offsets[far] / norms[far, None]
+    mean = units.sum(axis=0)
     norm = float(np.hypot(*mean))
+    if norm <= 1e-9:
+        return None
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8))
+    parts = _part_directions(labels, count, xs[far], ys[far], units)
+    limit = math.cos(math.radians(P.ROI_FINGER_SIDE_DEG))
+    finger_side = (parts @ (mean / norm)) >= limit
+    kept = finger_side[labels[ys[far], xs[far]]]
+    if kept.sum() >= minimum:
+        mean = units[kept].sum(axis=0)
+        norm = float(np.hypot(*mean))
     direction: Point | None = mean / norm if norm > 1e-9 else None
     return direction

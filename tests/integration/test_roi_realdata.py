@@ -2,10 +2,10 @@
 
 Rates measured with the current parameters (see identity/params.py, "ROI"):
 Tongji ROIs pass through; failure to acquire (FTA) on whole hands (key-point frames
-on contact and cut-finger hands, inscribed circle on whole hands): polyu-ms-nir-hand
-1/1200 ("palm out of frame"), coep-hand 0/305, contactless-phone-hand 2/86 ("palm out
-of frame"), nir-contactless-hand 0/50 (the key-point ROI of palm nir1 lies on its
-over-exposed centre in 4 captures; their circle frame, tried next, passes).
+on contact and cut-finger hands, inscribed circle on whole hands, no fallback from one
+to the other): polyu-ms-nir-hand 7/1200 ("fingers closed or palm out of frame": no
+plausible valley pair), coep-hand 0/305, contactless-phone-hand 0/86,
+nir-contactless-hand 1/50 (palm nir1, 53 % of the key-point ROI saturated).
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ pytestmark = pytest.mark.realdata
 # Largest FTA accepted per whole-hand set (measured value in the comment); the issue's
 # targets are FTA <= 1% (PolyU), <= 2% (COEP) and <= 5% (contactless sets).
 MAX_FTA = {
-    "polyu-ms-nir-hand": 0.01,  # measured 0.001 (1 of 1200; every 8th image checked here)
+    "polyu-ms-nir-hand": 0.01,  # measured 0.006 (7 of 1200)
     "coep-hand": 0.02,  # measured 0.000
-    "contactless-phone-hand": 0.05,  # measured 0.023 (2 of 86, "palm out of frame")
-    "nir-contactless-hand": 0.05,  # measured 0.000
+    "contactless-phone-hand": 0.05,  # measured 0.000
+    "nir-contactless-hand": 0.05,  # measured 0.020 (1 of 50, "saturated")
 }
-SAMPLE_STEP = {"polyu-ms-nir-hand": 8}
 
 
 def _read(path: Path) -> np.ndarray:
@@ -55,7 +54,9 @@ def test_whole_hand_sets_stay_within_their_fta(data_dir: Path, name: str) -> Non
     folder = data_dir / "palm" / name
     with (folder / "manifest.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    paths = [folder / row["path"] for row in rows][:: SAMPLE_STEP.get(name, 1)]
+    # Every image: the failures cluster in a few palms, so a sample of the set can
+    # misstate the rate (every 8th PolyU frame held 2 of the 7 failures: 1.3 %).
+    paths = [folder / row["path"] for row in rows]
     assert paths, f"no images listed in {folder / 'manifest.csv'}"
     failures: list[str] = []
     for path in paths:

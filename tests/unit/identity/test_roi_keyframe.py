@@ -42,15 +42,19 @@ def assert_in_key_frame(result: RoiResult) -> None:
     """The ROI square sits where the key frame puts it: size, offset and orientation."""
     assert result.key_points is not None and result.side is not None
     assert result.centre is not None
+    assert result.radius is not None
     first, second = (np.array(p) for p in result.key_points)
-    spacing = float(np.hypot(*(second - first)))
-    assert result.side == pytest.approx(P.ROI_KEY_SIDE * spacing, rel=1e-6)
-    x_axis = (second - first) / spacing
+    distance = float(np.hypot(*(second - first)))
+    # The unit: geometric mean of the key distance and ROI_KEY_RADIUS_RATIO x radius.
+    weight = P.ROI_KEY_RADIUS_WEIGHT
+    unit = distance ** (1.0 - weight) * (P.ROI_KEY_RADIUS_RATIO * result.radius) ** weight
+    assert result.side == pytest.approx(P.ROI_KEY_SIDE * unit, rel=1e-6)
+    x_axis = (second - first) / distance
     y_axis = np.array([-x_axis[1], x_axis[0]])
     offset = np.array(result.centre) - (first + second) / 2.0
-    depth = (P.ROI_KEY_OFFSET + P.ROI_KEY_SIDE / 2.0) * spacing
+    depth = (P.ROI_KEY_OFFSET + P.ROI_KEY_SIDE / 2.0) * unit
     assert float(offset @ y_axis) == pytest.approx(depth, rel=1e-6)
-    assert abs(float(offset @ x_axis)) < 1e-6 * spacing
+    assert abs(float(offset @ x_axis)) < 1e-6 * unit
 
 
 def test_fingers_cut_by_the_frame_place_the_roi_on_the_key_points() -> None:
@@ -76,8 +80,18 @@ def test_left_contact_hand_gives_the_mirrored_roi() -> None:
     left = extract_roi(np.ascontiguousarray(np.fliplr(image)))
     assert_key_points_near(left, points * [-1, 1] + [639, 0], tolerance=12.0)
     assert_in_key_frame(left)
+    # The square is the mirror image of the right hand's: same side, negated turn,
+    # centre mirrored (within the 1 px by which OpenCV's contours of a mirrored mask
+    # differ).
+    assert left.side == pytest.approx(right.side, rel=0.02)
+    assert angle_between(left.angle_deg, -right.angle_deg) < 2.0
+    assert left.centre is not None and right.centre is not None
+    assert abs(left.centre[0] - (639.0 - right.centre[0])) < 1.5
+    assert abs(left.centre[1] - right.centre[1]) < 1.5
+    # The pixel-scale noise texture decorrelates with that 1 px (0.80 at the key
+    # distance alone as unit, 0.79 with the radius in the unit).
     correlation = np.corrcoef(left.roi.ravel(), np.fliplr(right.roi).ravel())[0, 1]
-    assert correlation > 0.8
+    assert correlation > 0.75
 
 
 def test_whole_hand_keeps_the_inscribed_circle_frame() -> None:
