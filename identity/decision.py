@@ -85,9 +85,11 @@ def gallery_threshold(floor: float, target_fpir: float, subjects: int) -> float:
     (:func:`threshold_for_fpir` with one comparison per subject, on the subject-level
     tail ``params.SUBJECT_FMR_TAIL_*``: a subject scores its best template), and never
     below ``floor`` (the configured threshold, which rules small galleries). With the
-    Tongji tuning fit and FPIR 0.3 %: ``floor`` up to about 13,000 subjects (at 0.28),
-    0.338 at 1M. Raises ValueError unless 0 < target_fpir < 1.
+    Tongji tuning fit and FPIR 0.3 %: ``floor`` (0.28) up to about 6,800 subjects, 0.284
+    at 10^4, 0.311 at 10^5, 0.338 at 1M. Raises ValueError unless 0 < target_fpir < 1.
     """
+    if not 0.0 < target_fpir < 1.0:
+        raise ValueError("target_fpir must lie in (0, 1)")
     if subjects < 1:
         return floor
     grown = threshold_for_fpir(target_fpir, subjects, 1, params.SUBJECT_FMR_TAIL_SLOPE,

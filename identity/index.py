@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from identity import params
+from identity.decision import gallery_threshold
 from identity.errors import DuplicateTemplateError, TemplateFormatError
 from identity.matcher import PreparedProbe, ReferenceSet, translate
 from identity.revocable import RevocableTransform
@@ -96,10 +97,15 @@ class EarlyAccept:
     stage; it is then lower, still >= t) and the runner-up score (the early search
     sees fewer subjects, so it is lower or missing). Assumed: one person is one
     subject (the service's duplicate-enrolment check), and the log-linear tail holds
-    beyond the measured FMR range (3e-6 and up), as for the decision threshold at scale.
+    beyond the range it was fitted on (FMR 3e-6 to 1e-2), as for the decision threshold
+    at scale. The decision threshold grows with the gallery
+    (:func:`identity.decision.gallery_threshold` of ``threshold``, ``target_fpir`` and
+    the number of subjects): the early-accept score is never below it either, whatever
+    ``target_fpir`` is configured.
 
     ``risk`` in (0, 1); ``threshold`` and ``margin`` are matcher scores in [0, 1] (the
-    decision's identify threshold and ambiguity margin); ``slope`` < 0 and
+    decision's lowest identify threshold and ambiguity margin); ``target_fpir`` the
+    decision's target FPIR (None: a fixed ``threshold``); ``slope`` < 0 and
     ``intercept`` are the fit. Raises ValueError otherwise.
     """
 
@@ -108,18 +114,25 @@ class EarlyAccept:
     margin: float = params.AMBIGUITY_MARGIN
     slope: float = params.FMR_TAIL_SLOPE
     intercept: float = params.FMR_TAIL_INTERCEPT
+    target_fpir: float | None = params.TARGET_FPIR
 
     def __post_init__(self) -> None:
         if not 0.0 < self.risk < 1.0 or self.slope >= 0.0:
             raise ValueError("early accept needs 0 < risk < 1 and a falling FMR tail")
         if not (0.0 <= self.threshold <= 1.0 and 0.0 <= self.margin <= 1.0):
             raise ValueError("threshold and margin are scores in [0, 1]")
+        if self.target_fpir is not None and not 0.0 < self.target_fpir < 1.0:
+            raise ValueError("target_fpir must lie in (0, 1)")
 
-    def score(self, templates: int) -> float:
-        """The early-accept score (in [threshold, ...); above 1 it never fires) for an index
-        of ``templates`` templates (counted as 1 when fewer)."""
+    def score(self, templates: int, subjects: int = 0) -> float:
+        """The early-accept score (above 1 it never fires) for an index of ``templates``
+        templates (counted as 1 when fewer) of ``subjects`` subjects: at least
+        ``threshold`` and the decision threshold for that many subjects."""
         impostor = (math.log10(self.risk / max(1, templates)) - self.intercept) / self.slope
-        return max(self.threshold, impostor + self.margin)
+        decision = self.threshold
+        if self.target_fpir is not None:
+            decision = gallery_threshold(self.threshold, self.target_fpir, subjects)
+        return max(decision, impostor + self.margin)
 
 
 DEFAULT_EARLY_ACCEPT = EarlyAccept()  # params' risk, threshold, margin and FMR tail
@@ -484,7 +497,7 @@ class PalmIndex:
                 if total == 0:
                     return SearchResult([], 0, len(stages), False, None)
                 if accept is None and rule is not None:
-                    accept = rule.score(len(self._ids))
+                    accept = rule.score(len(self._ids), len(self._subjects))
                 rows = self._nearest(clear, full, shortlist, total)
                 rows = rows[~np.isin(rows, seen)]
                 refs = ReferenceSet(self.grid, *self._rows.reference_words(rows))
@@ -493,10 +506,20 @@ class PalmIndex:
             scores.append(prepared.scores(refs))
             best = max((float(s.max()) for s in scores if s.size), default=0.0)
             if accept is not None and best >= accept and number < len(stages):
-                return SearchResult(_best_per_subject(owners, np.concatenate(scores)), number,
-                                    len(stages), True, accept)
-        return SearchResult(_best_per_subject(owners, np.concatenate(scores)), len(stages),
-                            len(stages), False, accept)
+                return SearchResult(self._live(owners, scores), number, len(stages), True,
+                                    accept)
+        return SearchResult(self._live(owners, scores), len(stages), len(stages), False, accept)
+
+    def _live(self, owners: list[tuple[str, str]],
+              scores: list[npt.NDArray[np.float64]]) -> list[Candidate]:
+        """Best per subject of the re-scored rows, leaving out templates removed while the
+        search ran (the lock is released between stages: a subject deleted meanwhile
+        must not be returned)."""
+        flat = np.concatenate(scores) if scores else np.zeros(0)
+        with self._lock:
+            alive = np.array([tid in self._ids for tid, _ in owners], dtype=bool)
+        kept = [o for o, keep in zip(owners, alive.tolist(), strict=True) if keep]
+        return _best_per_subject(kept, flat[alive] if flat.size else flat)
 
     def _nearest(self, clear: U8, full: U8, shortlist: int, total: int) -> npt.NDArray[np.int64]:
         """Rows to re-score for the queries ``clear`` (their protected codes ``full``), as in

@@ -116,7 +116,8 @@ class _Setup:
         """An empty index as the service makes it (same transform, same coarse size), its
         early accept made for the bench's decision threshold and margin."""
         rule = EarlyAccept(threshold=self.settings.identify_threshold,
-                           margin=self.settings.ambiguity_margin)
+                           margin=self.settings.ambiguity_margin,
+                           target_fpir=self.settings.target_fpir)
         return PalmIndex(coarse_from=self.settings.index_coarse_from, transform=self.transform,
                          early_accept=rule)
 
@@ -351,17 +352,20 @@ def _pct(values: npt.NDArray[np.float64], q: float) -> float | None:
 def _early_accept_check(index: PalmIndex, data: BenchData,
                         settings: IdentitySettings) -> dict[str, Any]:
     """Every probe whose search stopped early, searched again to the last stage (early
-    accept off): how many got another decision (:func:`identity.service.decide`: outcome
-    and subject) or another top subject. Not timed."""
+    accept off): how many got another decision (:func:`identity.service.decide` at the
+    service's threshold for this gallery: outcome and subject) or another top subject.
+    Not timed."""
     checked = changed = other_top = 0
+    threshold = gallery_threshold(settings.identify_threshold, settings.target_fpir,
+                                  index.subject_count())
     for _, probe in data.probes:
         quick = index.search_detail(probe, settings.shortlist_size)
         if not quick.early_accepted:
             continue
         full = index.search_detail(probe, settings.shortlist_size, early_accept=False)
         checked += 1
-        changed += int(decide(quick.candidates, settings)[:2] != decide(full.candidates,
-                                                                         settings)[:2])
+        changed += int(decide(quick.candidates, settings, threshold)[:2]
+                       != decide(full.candidates, settings, threshold)[:2])
         other_top += int(quick.candidates[0].subject_id != full.candidates[0].subject_id)
     return {"early_accept_checked_against_all_stages": checked,
             "early_accept_decision_changed": changed,

@@ -190,7 +190,8 @@ class IdentityService:
         # Early accept must use the decision's own threshold and margin (settings may
         # override the params defaults), or its guarantee (identity.index.EarlyAccept) breaks.
         early = EarlyAccept(threshold=self._settings.identify_threshold,
-                            margin=self._settings.ambiguity_margin)
+                            margin=self._settings.ambiguity_margin,
+                            target_fpir=self._settings.target_fpir)
         return PalmIndex(coarse_from=self._settings.index_coarse_from, transform=transform,
                          early_accept=early)
 

@@ -29,7 +29,8 @@ class IdentitySettings(BaseSettings):
 
     identify_threshold: float = Field(default=params.IDENTIFY_THRESHOLD, gt=0.0, le=1.0)
     ambiguity_margin: float = Field(default=params.AMBIGUITY_MARGIN, ge=0.0, le=1.0)
-    target_fpir: float = Field(default=params.TARGET_FPIR, gt=0.0, lt=1.0)
+    # Bounded so the grown threshold stays a usable score (< 0.6 up to 10^9 subjects).
+    target_fpir: float = Field(default=params.TARGET_FPIR, ge=1e-9, le=0.1)
     shortlist_size: int = Field(default=params.SHORTLIST_SIZE, ge=1, le=100_000)
     min_enrolment_captures: int = Field(default=params.MIN_ENROLMENT_CAPTURES, ge=1, le=100)
     max_enrolment_captures: int = Field(default=20, ge=1, le=100)

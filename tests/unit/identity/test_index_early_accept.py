@@ -154,3 +154,44 @@ def test_rotation_stage_finds_a_probe_whose_variant_0_is_off(refs: list[Template
 def test_empty_index_gives_an_empty_result() -> None:
     result = PalmIndex(GRID).search_detail(_smooth(1), shortlist=5)
     assert result.candidates == [] and result.stages == 0 and not result.early_accepted
+
+
+@pytest.mark.parametrize("target_fpir", [1e-9, 1e-6, 1e-4, 3e-3, 0.1])
+def test_early_accept_score_is_never_below_the_gallery_decision_threshold(
+    target_fpir: float,
+) -> None:
+    """Whatever target FPIR the decision is configured with, a search never stops on a
+    score the service's decision (gallery_threshold) would refuse."""
+    from identity.decision import gallery_threshold
+
+    rule = EarlyAccept(target_fpir=target_fpir)
+    for subjects in (1, 10, 100, 1_000, 10_000, 10**6, 10**7):
+        for per_subject in (1, 10):
+            decision = gallery_threshold(params.IDENTIFY_THRESHOLD, target_fpir, subjects)
+            assert rule.score(subjects * per_subject, subjects) >= decision
+    with pytest.raises(ValueError):
+        EarlyAccept(target_fpir=0.0)
+
+
+def test_a_subject_removed_between_stages_is_not_returned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lock is released between stages: a subject deleted by another thread after
+    stage 1 scored its template must not come back from that search."""
+    import identity.index as index_module
+
+    refs = [_smooth(s) for s in range(5)]
+    idx = _index(refs, early_accept=None)
+    original, calls = index_module._query_codes, [0]
+
+    def delete_before_stage_two(probe: Template, queries: list[tuple[int, int, int]]) -> object:
+        calls[0] += 1
+        if calls[0] == 2:
+            assert idx.remove_subject("s-0") == 2  # two templates per subject
+        return original(probe, queries)
+
+    monkeypatch.setattr(index_module, "_query_codes", delete_before_stage_two)
+    found = idx.search_detail(_probe(refs[0], 77, 0.05), 50)
+    assert calls[0] >= 2 and found.stages >= 2
+    assert all(c.subject_id != "s-0" for c in found.candidates)
+    assert found.candidates  # the other subjects are still there
