@@ -117,7 +117,8 @@ def set_up_sessions(env: dict[str, str], count: int, rng: random.Random,
                                   kind="gate")
     items = builtin_items()
     c.catalogue.upsert([*items, AGE_ITEM])
-    sessions, refused, now = [], 0, datetime.now(UTC)
+    sessions: list[str] = []
+    refused, now = 0, datetime.now(UTC)
     while len(sessions) < count:
         shopper = c.shoppers.register(display_name=f"Shopper {len(sessions)}",
                                       payment_token="tok_" + "".join(
@@ -158,18 +159,22 @@ class Service:
         self.kills = 0
 
     def start(self) -> None:
-        """Start the server and wait until /health answers."""
+        """Start the server and wait until /health answers; RuntimeError (with the end of
+        its log) when it exits first or does not answer within 60 s (it is then killed)."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([str(CLI), "serve", "--port", str(self.port)],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).is_success:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError(f"service did not start; see {self.log}")
+        exited = self.proc.poll()
+        self.kill()
+        tail = self.log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"service did not start (exit status {exited}); log ends:\n{tail}")
 
     def kill(self) -> None:
         """SIGKILL the server (no clean shutdown) and wait for it to die."""
@@ -205,7 +210,7 @@ def exit_until_resolved(base: str, session_id: str, deadline: float,
     return None
 
 
-def audit(env: dict[str, str], sessions: list[str]) -> dict[str, int]:
+def audit(env: dict[str, str], sessions: list[str]) -> dict[str, Any]:
     """Compare the service's records with the processor's ledger."""
     processor = SimulatedProcessor(seed=0, decline_rate=0.0,
                                    state_path=Path(env["STOREFRONT_PAYMENT_SIM_STATE"]))

@@ -290,24 +290,54 @@ class SessionService:
         state, history, _ = self._execute(session_id, Exit(self._clock()))
         return state, cart_contents(history, min_confidence=self._min_confidence)
 
+    def close_at_exit(self, session_id: str) -> tuple[SessionState, CartContents, bool]:
+        """Close the session at the exit gate if it is still active, else leave it as it is;
+        one read of its log either way (for an exit that may be a retry).
+
+        Returns (the state after, the final cart, True when this call closed it). A
+        session already closed (exited, settled, staffed, abandoned) is returned
+        unchanged with False rather than refused. Raises SessionNotFound, or
+        ConcurrencyConflict once the attempts are used up.
+        """
+        for attempt in range(1, self._max_attempts + 1):
+            history = [stored.event for stored in self._store.load(session_id)]
+            state = fold(history)
+            if state is None:
+                raise SessionNotFound(session_id)
+            if not state.status.is_active:
+                self._remember(session_id, state, 0)
+                return state, cart_contents(history, min_confidence=self._min_confidence), False
+            new = decide(state, Exit(self._clock()))
+            try:
+                self._store.append(session_id, new, expected_version=state.version)
+            except ConcurrencyConflict:
+                if attempt == self._max_attempts:
+                    raise
+                continue
+            for event in new:
+                state = apply(state, event)
+            self._remember(session_id, state, 0)
+            history += new
+            return state, cart_contents(history, min_confidence=self._min_confidence), True
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def settle(self, session_id: str, receipt_id: str, total_minor: int) -> SessionState:
         """Mark an exited or staffed session paid (``total_minor`` in minor units).
 
+        Decided against the session's head, not its whole log (see :meth:`_execute_on_head`).
         Raises SessionNotFound, InvalidCommand (not EXITED/STAFFED, bad values) or
         ConcurrencyConflict.
         """
-        command = Settle(receipt_id, total_minor, self._clock())
-        state, _, _ = self._execute(session_id, command)
-        return state
+        return self._execute_on_head(session_id, Settle(receipt_id, total_minor, self._clock()))
 
     def send_to_staffed(self, session_id: str, reason: str) -> SessionState:
         """Queue an open or exited session for staffed checkout.
 
+        Decided against the session's head, not its whole log (see :meth:`_execute_on_head`).
         Raises SessionNotFound, InvalidCommand (already staffed/settled, empty reason)
         or ConcurrencyConflict.
         """
-        state, _, _ = self._execute(session_id, SendToStaffed(reason, self._clock()))
-        return state
+        return self._execute_on_head(session_id, SendToStaffed(reason, self._clock()))
 
     def state(self, session_id: str) -> SessionState:
         """The session's current state. Raises SessionNotFound if it has no events."""
@@ -322,6 +352,44 @@ class SessionService:
         if not events:
             raise SessionNotFound(session_id)
         return cart_contents(events, min_confidence=self._min_confidence)
+
+    def _execute_on_head(self, session_id: str, command: Command) -> SessionState:
+        """Decide and append a lifecycle ``command`` against the session's head (state and
+        version): the one this service remembered from its last write of the session, else
+        one folded from the control events (:meth:`EventStore.load_control`), so neither
+        reads the device events. The append expects the head's version: a stale head makes
+        it fail with ConcurrencyConflict, and a remembered head that refuses the command is
+        not trusted either; both are decided again on a head loaded from the store.
+
+        Raises SessionNotFound, InvalidCommand or SessionClosed (refused by a loaded
+        head), and ConcurrencyConflict once the attempts are used up.
+        """
+        with self._heads_lock:
+            state: SessionState | None = self._heads.get(session_id)
+        conflicts = 0
+        while True:
+            remembered = state is not None
+            if state is None:
+                state = self._load_head(session_id)
+            try:
+                new = decide(state, command)
+            except CartError:
+                if not remembered:
+                    raise
+                state = None  # the remembered head may be stale: decide on the store's
+                continue
+            try:
+                self._store.append(session_id, new, expected_version=state.version)
+            except ConcurrencyConflict:
+                conflicts += 1
+                if conflicts == self._max_attempts:
+                    raise
+                state = None
+                continue
+            for event in new:
+                state = apply(state, event)
+            self._remember(session_id, state, 0)
+            return state
 
     def _execute(
         self, session_id: str, command: Command

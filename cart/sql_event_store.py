@@ -166,6 +166,13 @@ _INSERT_ROWS = {
 }
 
 
+_LOAD = (
+    sa.select(cart_events)
+    .where(cart_events.c.session_id == sa.bindparam("session_id"))
+    .order_by(cart_events.c.version)
+)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -340,14 +347,10 @@ class SqlEventStore:
         return None
 
     def load(self, session_id: str) -> list[StoredEvent]:
-        """See :meth:`cart.event_store.EventStore.load`."""
-        query = (
-            sa.select(cart_events)
-            .where(cart_events.c.session_id == session_id)
-            .order_by(cart_events.c.version)
-        )
+        """See :meth:`cart.event_store.EventStore.load` (one statement, built once)."""
         with self._engine.connect() as conn:
-            return [self._stored(row) for row in conn.execute(query).mappings()]
+            rows = conn.execute(_LOAD, {"session_id": session_id}).mappings()
+            return [self._stored(row) for row in rows]
 
     def load_control(self, session_id: str) -> tuple[int, list[StoredEvent]]:
         """See :meth:`cart.event_store.EventStore.load_control`."""

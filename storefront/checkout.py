@@ -6,27 +6,33 @@ Anything uncertain (flagged events, age-restricted goods, decline, processor
 failure, an abandoned session) sends the session to the staffed-checkout queue
 with the reason instead of charging, and releases the hold. One process at a
 time runs a session's exit: it holds a lease on the session row
-(``SessionReadModel.claim_exit``); concurrent callers
+(``SessionReadModel.claim``); concurrent callers
 wait for its result, and a retry after a crash resumes from the stored state
 (the priced cart is kept, the payment step reads its own row), so a session is
 never charged twice and every caller sees the same outcome.
+
+Writes per paid exit (each committed before the next step): the lease (which also
+reads the session row), the exit event, the read model with the priced cart, the
+payment journal before and after each processor call, the receipt, the settle event,
+and the read model's final row with the lease given back.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cart.projections import CartContents
 from cart.service import SessionService
-from cart.session import SessionStatus
-from storefront.catalog import Catalogue
+from cart.session import SessionState, SessionStatus
+from storefront.catalog import Catalogue, CatalogueItem
 from storefront.clock import Clock
 from storefront.db.models import Receipt
 from storefront.errors import Conflict, InvalidInput, StorefrontError
@@ -85,15 +91,19 @@ class CheckoutService:
         """
         deadline = time.monotonic() + WAIT_FOR_OTHER_EXIT_S
         while True:
+            token = uuid.uuid4().hex
+            claimed = self._read_model.claim(session_id, token, self._clock(), self._lease)
+            if claimed is not None:
+                try:
+                    # Every answer of _run is written with the lease given back
+                    # (SessionReadModel.finish_exit); a failure gives it back here.
+                    return self._run(claimed, missed_exit)
+                except BaseException:
+                    self._read_model.release_exit(session_id, token)
+                    raise
             view = self._read_model.get(session_id)
             if view.status in ("settled", "staffed"):
                 return self._stored_result(view)
-            token = uuid.uuid4().hex
-            if self._read_model.claim_exit(session_id, token, self._clock(), self._lease):
-                try:
-                    return self._run(view, missed_exit)
-                finally:
-                    self._read_model.release_exit(session_id, token)
             if time.monotonic() > deadline:
                 raise Conflict(f"the exit of session {session_id} is in progress; retry")
             time.sleep(_POLL_S)
@@ -118,57 +128,69 @@ class CheckoutService:
         return queue
 
     def _run(self, view: SessionView, missed_exit: str | None = None) -> ExitResult:
+        """The exit of a claimed session: close it, price it (once: kept for retries),
+        charge it, or send it to staff. Every answer ends with the read model's final
+        write, which gives the exit lease back."""
         session_id = view.id
-        status = self._carts.state(session_id).status
-        if status.is_active:
-            self._carts.exit(session_id)
-            self._read_model.update(session_id, status="exited", exited_at=self._clock())
-            if missed_exit is not None:
-                return self._to_staffed(session_id, (), None, missed_exit)
-        elif status in (SessionStatus.SETTLED, SessionStatus.STAFFED):
-            return self._resync(view, status)
-        elif status == SessionStatus.ABANDONED:
+        state, contents, closed_now = self._carts.close_at_exit(session_id)
+        status = state.status
+        if closed_now and missed_exit is not None:
+            return self._to_staffed(session_id, (), None, missed_exit, exited_at=state.exited_at)
+        if status in (SessionStatus.SETTLED, SessionStatus.STAFFED):
+            return self._resync(view, state)
+        if status == SessionStatus.ABANDONED:
             return self._to_staffed(session_id, (), None, "session was abandoned")
-        contents = self._carts.cart(session_id)
         if contents.flags:
             reasons = "; ".join(sorted({flag.reason for flag in contents.flags}))
-            return self._to_staffed(session_id, (), None, f"events need review: {reasons}")
+            return self._to_staffed(session_id, (), None, f"events need review: {reasons}",
+                                    exited_at=state.exited_at)
+        items: dict[str, CatalogueItem] | None = None
         if view.priced_lines:
             lines, total = view.priced_lines, int(view.total_minor or 0)
         else:
             try:
                 # Priced on the exit day, at the store's tax setting; club membership
                 # is not recorded yet, so club-only promotions do not apply.
-                priced = price_cart(self._quantities(contents), self._catalogue,
-                                    self._currency, tax=self._tax, on=self._clock().date())
+                items = self._catalogue.get_many([*contents.lines, *contents.weighed])
+                priced = price_cart(self._quantities(contents, items), self._catalogue,
+                                    self._currency, tax=self._tax, on=self._clock().date(),
+                                    items=items)
             except StorefrontError as exc:
                 return self._to_staffed(session_id, (), None,
-                                        f"cart cannot be priced: {exc.reason}")
+                                        f"cart cannot be priced: {exc.reason}",
+                                        exited_at=state.exited_at)
             lines = tuple(asdict(line) for line in priced.lines)
             total = priced.total_minor
-            self._read_model.update(session_id, priced_lines=list(lines), total_minor=total)
-        restricted = self._age_restricted(lines)
+        if view.status != "exited" or not view.priced_lines:
+            # One write: the read model shows the exit, and the priced cart is kept
+            # (committed before any payment call) so a retry charges what was priced.
+            self._read_model.update(session_id, status="exited", exited_at=state.exited_at,
+                                    priced_lines=list(lines), total_minor=total)
+        restricted = self._age_restricted(lines, items)
         if restricted:
             return self._to_staffed(session_id, lines, total,
                                     f"age check needed for {', '.join(restricted)}")
         return self._charge(view, lines, total)
 
-    def _age_restricted(self, lines: tuple[dict[str, Any], ...]) -> list[str]:
-        """Codes of age-restricted products among the priced lines (sorted)."""
-        items = self._catalogue.get_many(str(line["code"]) for line in lines)
-        return sorted(code for code, item in items.items() if item.age_restricted)
+    def _age_restricted(self, lines: tuple[dict[str, Any], ...],
+                        items: Mapping[str, CatalogueItem] | None = None) -> list[str]:
+        """Codes of age-restricted products among the priced lines (sorted); ``items``:
+        the lines' products when just read (else they are read from the catalogue)."""
+        codes = [str(line["code"]) for line in lines]
+        if items is None or not all(code in items for code in codes):
+            items = self._catalogue.get_many(codes)
+        return sorted(code for code in codes if items[code].age_restricted)
 
-    def _quantities(self, contents: CartContents) -> dict[str, int]:
-        """Units per code, plus grams for goods sold by weight (what pricing expects).
+    def _quantities(self, contents: CartContents,
+                    items: Mapping[str, CatalogueItem]) -> dict[str, int]:
+        """Units per code, plus grams for goods sold by weight (what pricing expects);
+        ``items`` holds the products of the cart.
 
         Raises InvalidInput for weighed goods the exit cannot price by itself
         (a price-embedded label, a product not sold by weight, or a code also
         counted in units): staff check those.
         """
         quantities = dict(contents.lines)
-        if not contents.weighed:
-            return quantities
-        items = self._catalogue.get_many(contents.weighed)
         for code, weighed in contents.weighed.items():
             if weighed.label_price_minor is not None or not items[code].sold_by_weight \
                     or code in quantities:
@@ -188,36 +210,40 @@ class CheckoutService:
     def _issue_receipt(self, view: SessionView, lines: tuple[dict[str, Any], ...],
                        total: int) -> ExitResult:
         with self._db.begin() as db:
+            conn = db.connection()
             # A retried exit that crashed after the receipt but before settling reuses it.
-            receipt = db.scalars(sa.select(Receipt)
-                                 .where(Receipt.session_id == view.id)).one_or_none()
-            if receipt is None:
-                receipt = Receipt(id=f"rct_{uuid.uuid4().hex}", session_id=view.id,
-                                  shopper_id=view.shopper_id, total_minor=total,
-                                  currency=self._currency, lines=list(lines),
-                                  issued_at=self._clock())
-                db.add(receipt)
-            receipt_id = receipt.id
+            receipt_id = conn.execute(_RECEIPT_OF, {"sid": view.id}).scalar()
+            if receipt_id is None:
+                receipt_id = f"rct_{uuid.uuid4().hex}"
+                conn.execute(_INSERT_RECEIPT, {
+                    "id": receipt_id, "session_id": view.id, "shopper_id": view.shopper_id,
+                    "total_minor": total, "currency": self._currency, "lines": list(lines),
+                    "issued_at": self._clock()})
         self._carts.settle(view.id, receipt_id, total)
-        self._read_model.update(view.id, status="settled", total_minor=total)
+        self._read_model.finish_exit(view.id, status="settled", total_minor=total)
         return ExitResult(view.id, "paid", total, self._currency, receipt_id, None, lines)
 
     def _to_staffed(self, session_id: str, lines: tuple[dict[str, Any], ...],
-                    total: int | None, reason: str) -> ExitResult:
+                    total: int | None, reason: str, *,
+                    exited_at: datetime | None = None) -> ExitResult:
+        """Release the hold, queue the session for staff with ``reason``; ``exited_at``:
+        the exit time to record as well (a session closed by this exit)."""
         reason += self._payment.release(session_id=session_id)
         self._carts.send_to_staffed(session_id, reason)
-        self._read_model.update(session_id, status="staffed", staffed_reason=reason,
-                                total_minor=total, priced_lines=list(lines) or None)
+        exit_time = {} if exited_at is None else {"exited_at": exited_at}
+        self._read_model.finish_exit(session_id, status="staffed", staffed_reason=reason,
+                                     total_minor=total, priced_lines=list(lines) or None,
+                                     **exit_time)
         return ExitResult(session_id, "staffed", total, self._currency, None, reason, lines)
 
-    def _resync(self, view: SessionView, status: SessionStatus) -> ExitResult:
+    def _resync(self, view: SessionView, state: SessionState) -> ExitResult:
         """The log moved on but the read model did not (a crash between the two)."""
-        state = self._carts.state(view.id)
-        if status == SessionStatus.SETTLED:
-            self._read_model.update(view.id, status="settled", total_minor=state.total_minor)
+        if state.status == SessionStatus.SETTLED:
+            self._read_model.finish_exit(view.id, status="settled",
+                                         total_minor=state.total_minor)
         else:
-            self._read_model.update(view.id, status="staffed",
-                                    staffed_reason=state.staffed_reason)
+            self._read_model.finish_exit(view.id, status="staffed",
+                                         staffed_reason=state.staffed_reason)
         return self._stored_result(self._read_model.get(view.id))
 
     def _stored_result(self, view: SessionView) -> ExitResult:
@@ -228,3 +254,8 @@ class CheckoutService:
             receipt = db.scalars(sa.select(Receipt).where(Receipt.session_id == view.id)).one()
             return ExitResult(view.id, "paid", receipt.total_minor, receipt.currency,
                               receipt.id, None, tuple(receipt.lines))
+
+
+_RECEIPTS = cast(sa.Table, Receipt.__table__)
+_RECEIPT_OF = sa.select(_RECEIPTS.c.id).where(_RECEIPTS.c.session_id == sa.bindparam("sid"))
+_INSERT_RECEIPT = sa.insert(_RECEIPTS)

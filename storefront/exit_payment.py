@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -25,10 +25,11 @@ from storefront.db.models import Payment, PaymentOperation
 from storefront.errors import PaymentError, StorefrontError
 from storefront.payments.balance import unpaid_balance
 from storefront.payments.base import Authorization, Operation, PaymentPending, PaymentProcessor
-from storefront.payments.journal import PaymentJournal, Step
+from storefront.payments.journal import IN_FLIGHT, PaymentJournal, Step
 from storefront.payments.retry import RetryPolicy
 
 _MAX_STEPS = 12  # a charge takes at most ~5 calls; more means a bug, not a loop forever
+_IN_FLIGHT_STATES = frozenset(IN_FLIGHT.values())
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,14 @@ class ExitPayment:
         when a call's outcome is still unknown after bounded retries (retry later),
         StorefrontError when the session was captured for another amount.
         """
-        if amount_minor == 0 and self._find(session_id) is None:
-            return PaymentOutcome(True, None)  # nothing held, nothing owed
-        payment = self._load_or_start(session_id, shopper_id, amount_minor, currency)
-        for _ in range(_MAX_STEPS):
-            payment = self._get(payment.id)
+        payment = self._find(session_id)
+        if payment is None:
+            if amount_minor == 0:
+                return PaymentOutcome(True, None)  # nothing held, nothing owed
+            payment = self._load_or_start(session_id, shopper_id, amount_minor, currency)
+        for step in range(_MAX_STEPS):
+            if step:  # the first round has the row just read
+                payment = self._get(payment.id)
             if payment.superseded_ref:
                 self._try_void(payment, "void_superseded", payment.superseded_ref)
                 continue
@@ -141,7 +145,11 @@ class ExitPayment:
         then releases the hold.
         """
         try:
-            pending = self._in_flight(payment.id)
+            # The journal moves the payment to an in-flight state in the transaction that
+            # marks a call in flight, and back in the one that records its answer, so a
+            # payment at rest has no call (but refunds, not made here) in flight.
+            pending = self._in_flight(payment.id) if payment.state in _IN_FLIGHT_STATES \
+                else None
             if pending is not None:
                 self._step(payment, token, pending.purpose, pending.amount_minor,
                            pending.reference)
@@ -231,16 +239,19 @@ class ExitPayment:
             return found
 
     def _find(self, session_id: str) -> Payment | None:
+        """The session's payment row (detached), or None."""
         with self._db() as db:
-            return db.scalars(sa.select(Payment).where(
-                Payment.idempotency_key == f"{session_id}:payment")).first()
+            row = db.connection().execute(
+                _PAYMENT_BY_KEY, {"key": f"{session_id}:payment"}).mappings().first()
+        return None if row is None else Payment(**row)
 
     def _get(self, payment_id: str) -> Payment:
+        """The payment row (detached); raises StorefrontError when it is gone."""
         with self._db() as db:
-            payment = db.get(Payment, payment_id)
-            if payment is None:
-                raise StorefrontError(f"payment {payment_id} vanished")
-            return payment
+            row = db.connection().execute(_PAYMENT_BY_ID, {"pid": payment_id}).mappings().first()
+        if row is None:
+            raise StorefrontError(f"payment {payment_id} vanished")
+        return Payment(**row)
 
     def _in_flight(self, payment_id: str) -> PaymentOperation | None:
         with self._db() as db:
@@ -256,6 +267,13 @@ class ExitPayment:
         with self._db.begin() as db:
             db.execute(sa.update(Payment).where(Payment.id == payment_id)
                        .values(updated_at=self._clock(), **values))
+
+
+# Constant statements for the reads on every exit's path (see payments.journal).
+_PAYMENTS = cast(sa.Table, Payment.__table__)
+_PAYMENT_BY_KEY = sa.select(_PAYMENTS).where(
+    _PAYMENTS.c.idempotency_key == sa.bindparam("key"))
+_PAYMENT_BY_ID = sa.select(_PAYMENTS).where(_PAYMENTS.c.id == sa.bindparam("pid"))
 
 
 def _join(first: str | None, second: str) -> str:

@@ -6,9 +6,10 @@ each lifecycle change and serves lists and queues.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,26 +53,33 @@ class SessionReadModel:
                                    entry_method=entry_method, status="open", opened_at=at))
 
     def update(self, session_id: str, **values: object) -> None:
-        """Set columns of one session (status, exited_at, total_minor, staffed_reason)."""
+        """Set columns of one session (status, exited_at, total_minor, staffed_reason,
+        priced_lines); one UPDATE on the table (no ORM unit of work)."""
+        params = {f"v_{key}": value for key, value in values.items()}
         with self._sessions.begin() as db:
-            db.execute(sa.update(ShoppingSession)
-                       .where(ShoppingSession.id == session_id).values(**values))
+            db.connection().execute(_update_of(tuple(sorted(values))),
+                                    {**params, "v_id": session_id})
 
     def claim_exit(self, session_id: str, token: str, now: datetime, lease: timedelta) -> bool:
-        """Take the session's exit lease; False while another live claim holds it.
+        """Take the session's exit lease; False while another live claim holds it (or the
+        session is unknown, settled or staffed). See :meth:`claim`."""
+        return self.claim(session_id, token, now, lease) is not None
 
-        One atomic UPDATE (a row lock on PostgreSQL, the write lock on SQLite), so
-        two processes exiting the same session cannot both win. A claim older than
+    def claim(self, session_id: str, token: str, now: datetime,
+              lease: timedelta) -> SessionView | None:
+        """Take the session's exit lease and return the session as it stands; None while
+        another live claim holds it, or when the session is unknown, settled or staffed.
+
+        One atomic UPDATE ... RETURNING (a row lock on PostgreSQL, the write lock on
+        SQLite), so two processes exiting the same session cannot both win, and the
+        winner reads the row it claimed without a second query. A claim older than
         ``lease`` is taken over: its holder is presumed dead.
         """
-        row = ShoppingSession
         with self._sessions.begin() as db:
-            result = db.execute(
-                sa.update(row)
-                .where(row.id == session_id, row.status.not_in(("settled", "staffed")),
-                       sa.or_(row.exit_claim.is_(None), row.exit_claimed_at < now - lease))
-                .values(exit_claim=token, exit_claimed_at=now))
-            return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+            row = db.connection().execute(_CLAIM, {
+                "claim_id": session_id, "claim_token": token, "claim_at": now,
+                "stale_before": now - lease}).first()
+        return None if row is None else _view(row)
 
     def release_exit(self, session_id: str, token: str) -> None:
         """Give the exit lease back (only if ``token`` still holds it)."""
@@ -79,6 +87,15 @@ class SessionReadModel:
         with self._sessions.begin() as db:
             db.execute(sa.update(row).where(row.id == session_id, row.exit_claim == token)
                        .values(exit_claim=None, exit_claimed_at=None))
+
+    def finish_exit(self, session_id: str, **values: object) -> None:
+        """Set the columns of a session whose exit ended (``status`` settled or staffed,
+        ``total_minor``, ...) and give its exit lease back, in one write.
+
+        The lease is cleared whoever holds it: a settled or staffed session cannot be
+        claimed again (:meth:`claim`), so no live exit can depend on it.
+        """
+        self.update(session_id, exit_claim=None, exit_claimed_at=None, **values)
 
     def get(self, session_id: str) -> SessionView:
         """The session; raises NotFound."""
@@ -105,7 +122,30 @@ class SessionReadModel:
             return [_view(row) for row in rows]
 
 
-def _view(row: ShoppingSession) -> SessionView:
+_TABLE = cast(sa.Table, ShoppingSession.__table__)
+_VIEW_COLUMNS = [_TABLE.c[name] for name in (
+    "id", "shopper_id", "status", "entry_method", "opened_at", "exited_at", "total_minor",
+    "staffed_reason", "exit_claim", "priced_lines")]
+_CLAIM = (sa.update(_TABLE)
+          .where(_TABLE.c.id == sa.bindparam("claim_id"),
+                 _TABLE.c.status.not_in(("settled", "staffed")),
+                 sa.or_(_TABLE.c.exit_claim.is_(None),
+                        _TABLE.c.exit_claimed_at < sa.bindparam(
+                            "stale_before", type_=_TABLE.c.exit_claimed_at.type)))
+          .values(exit_claim=sa.bindparam("claim_token"),
+                  exit_claimed_at=sa.bindparam("claim_at"))
+          .returning(*_VIEW_COLUMNS))
+
+
+@functools.cache
+def _update_of(keys: tuple[str, ...]) -> sa.Update:
+    """UPDATE ``keys`` of one session (parameters ``v_<column>``, WHERE id = ``v_id``);
+    built once per column set. Raises KeyError for a column the table does not have."""
+    return (sa.update(_TABLE).where(_TABLE.c.id == sa.bindparam("v_id"))
+            .values({key: sa.bindparam(f"v_{key}", type_=_TABLE.c[key].type) for key in keys}))
+
+
+def _view(row: ShoppingSession | sa.Row[Any]) -> SessionView:
     return SessionView(row.id, row.shopper_id, row.status, row.entry_method, row.opened_at,
                        row.exited_at, row.total_minor, row.staffed_reason, row.exit_claim,
                        tuple(row.priced_lines or ()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from storefront.catalog import Catalogue
+from storefront.catalog import Catalogue, CatalogueItem
 from storefront.pricing.engine import DEFAULT_TAX_POLICY, line_regular_minor, price_lines
 from storefront.pricing.model import (
     AppliedPromotion,
@@ -43,19 +43,24 @@ def tax_policy_from_settings(settings: Settings) -> TaxPolicy:
 
 def price_cart(lines: Mapping[str, int], catalogue: Catalogue, currency: str, *,
                tax: TaxPolicy | None = None, club_member: bool = False,
-               on: date | None = None) -> PricedCart:
+               on: date | None = None,
+               items: Mapping[str, CatalogueItem] | None = None) -> PricedCart:
     """Look the codes up in ``catalogue`` with their promotions and tax categories; price them.
 
     ``tax`` defaults to prices including 18 % standard VAT (build it from the
     store settings with ``TaxPolicy`` to change that); ``club_member`` opens
-    club-only promotions; ``on`` is the pricing day (default today, UTC).
+    club-only promotions; ``on`` is the pricing day (default today, UTC);
+    ``items``: the products of ``lines`` when the caller has just read them from
+    ``catalogue`` (they are not read again). Promotions and tax categories are read
+    in one database session.
 
     Raises:
         UnknownProduct: a code is not in the catalogue.
         InvalidInput: see ``price_lines``.
+        KeyError: a code of ``lines`` missing from the given ``items``.
     """
-    items = catalogue.get_many(lines)
-    repository = PromotionRepository(catalogue.sessions)
-    policy = (tax or DEFAULT_TAX_POLICY).with_categories(repository.tax_rates())
-    return price_lines(lines, items, currency, promotions=repository.for_codes(lines),
-                       tax=policy, club_member=club_member, on=on)
+    found = catalogue.get_many(lines) if items is None else items
+    rates, promotions = PromotionRepository(catalogue.sessions).for_cart(lines)
+    policy = (tax or DEFAULT_TAX_POLICY).with_categories(rates)
+    return price_lines(lines, found, currency, promotions=promotions, tax=policy,
+                       club_member=club_member, on=on)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,18 +43,14 @@ class PromotionRepository:
 
     def for_codes(self, codes: Iterable[str]) -> list[Promotion]:
         """Promotions with at least one of ``codes`` eligible, with all their codes."""
-        wanted = sorted(set(codes))
-        if not wanted:
-            return []
         with self._sessions() as db:
-            ids = sa.select(PromotionItem.promotion_id).where(PromotionItem.code.in_(wanted))
-            rows = db.scalars(sa.select(PromotionRow).where(PromotionRow.id.in_(ids))).all()
-            links = db.execute(sa.select(PromotionItem.promotion_id, PromotionItem.code)
-                               .where(PromotionItem.promotion_id.in_(ids))).all()
-        codes_of: dict[str, set[str]] = {}
-        for promotion_id, code in links:
-            codes_of.setdefault(promotion_id, set()).add(code)
-        return [_promotion(row, frozenset(codes_of.get(row.id, ()))) for row in rows]
+            return _promotions_for(db, codes)
+
+    def for_cart(self, codes: Iterable[str]) -> tuple[dict[str, int], list[Promotion]]:
+        """(:meth:`tax_rates`, :meth:`for_codes` of ``codes``) read in one session."""
+        with self._sessions() as db:
+            rates = {code: rate for code, rate in db.connection().execute(_TAX_RATES)}
+            return rates, _promotions_for(db, codes)
 
     def count(self, source: str | None = None) -> int:
         """Number of promotions (of ``source`` when given)."""
@@ -77,6 +74,32 @@ class PromotionRepository:
             return {row.code: row.rate_bp for row in db.scalars(sa.select(TaxCategory))}
 
 
+def _promotions_for(db: Session, codes: Iterable[str]) -> list[Promotion]:
+    """Promotions with at least one of ``codes`` eligible, with all their codes (Core
+    statements built once: this runs on every exit)."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return []
+    conn = db.connection()
+    rows = conn.execute(_PROMOTIONS_OF, {"codes": wanted}).all()
+    if not rows:
+        return []
+    codes_of: dict[str, set[str]] = {}
+    for promotion_id, code in conn.execute(_LINKS_OF, {"codes": wanted}):
+        codes_of.setdefault(promotion_id, set()).add(code)
+    return [_promotion(row, frozenset(codes_of.get(row.id, ()))) for row in rows]
+
+
+_PROMOTIONS = cast(sa.Table, PromotionRow.__table__)
+_ITEMS = cast(sa.Table, PromotionItem.__table__)
+_IDS_OF = sa.select(_ITEMS.c.promotion_id).where(
+    _ITEMS.c.code.in_(sa.bindparam("codes", expanding=True)))
+_PROMOTIONS_OF = sa.select(_PROMOTIONS).where(_PROMOTIONS.c.id.in_(_IDS_OF))
+_LINKS_OF = sa.select(_ITEMS.c.promotion_id, _ITEMS.c.code).where(
+    _ITEMS.c.promotion_id.in_(_IDS_OF))
+_TAX_RATES = sa.select(TaxCategory.code, TaxCategory.rate_bp)
+
+
 def _row(source: str, promo: Promotion) -> dict[str, object]:
     return {"id": promo.promotion_id, "source": source, "kind": promo.kind.value,
             "description": promo.description[:300],
@@ -86,7 +109,7 @@ def _row(source: str, promo: Promotion) -> dict[str, object]:
             "club_only": promo.club_only, "valid_until": promo.valid_until}
 
 
-def _promotion(row: PromotionRow, codes: frozenset[str]) -> Promotion:
+def _promotion(row: PromotionRow | sa.Row[Any], codes: frozenset[str]) -> Promotion:
     return Promotion(row.id, PromotionKind(row.kind), codes, row.description,
                      row.min_quantity_milli, row.price_minor, row.bundle_milli, row.rate_bp,
                      row.buy_units, row.get_units, row.club_only, row.valid_until)

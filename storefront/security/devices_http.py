@@ -27,8 +27,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -89,6 +89,7 @@ class DeviceRequestVerifier:
         self._clock = clock
         self._store_id = store_id
         self._window = timedelta(seconds=window_s)
+        self._pruned_at: datetime | None = None
 
     def verify(self, *, method: str, path: str, query: str, body: bytes,
                headers: Mapping[str, str]) -> DevicePrincipal:
@@ -117,14 +118,30 @@ class DeviceRequestVerifier:
         return DevicePrincipal(device.id, device.kind, device.store_id)
 
     def _spend(self, device_id: str, nonce: str) -> None:
+        """Record the nonce (the primary key refuses a replay); one transaction, which also
+        deletes expired nonces at most once per ``PRUNE_EVERY`` (they only take room:
+        a random nonce is never sent again by an honest device)."""
         now = self._clock()
+        prune = self._pruned_at is None or not (
+            self._pruned_at <= now < self._pruned_at + PRUNE_EVERY)
         try:
             with self._db.begin() as db:
-                db.execute(sa.delete(DeviceNonce).where(DeviceNonce.expires_at < now))
-                db.add(DeviceNonce(device_id=device_id, nonce=nonce,
-                                   expires_at=now + 2 * self._window))
+                conn = db.connection()
+                if prune:
+                    conn.execute(_PRUNE, {"now": now})
+                conn.execute(_INSERT_NONCE, {"device_id": device_id, "nonce": nonce,
+                                             "expires_at": now + 2 * self._window})
         except IntegrityError:
             raise AuthenticationRequired("replayed request: nonce already used") from None
+        if prune:
+            self._pruned_at = now
+
+
+PRUNE_EVERY: Final = timedelta(seconds=1)
+_NONCES = cast(sa.Table, DeviceNonce.__table__)
+_PRUNE = sa.delete(_NONCES).where(
+    _NONCES.c.expires_at < sa.bindparam("now", type_=_NONCES.c.expires_at.type))
+_INSERT_NONCE = sa.insert(_NONCES)
 
 
 MAX_SIGNED_BODY: Final = 32 * 1024 * 1024

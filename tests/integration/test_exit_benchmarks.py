@@ -21,11 +21,19 @@ def _run(script: str, *args: str, out: Path) -> dict[str, object]:
 
 
 def test_bench_exit_answers_every_exit(tmp_path: Path) -> None:
-    report = _run("bench_exit.py", "--concurrent", "8", "--rounds", "1",
-                  out=tmp_path / "exit.json")
+    report = _run("bench_exit.py", "--concurrent", "8", "--rounds", "1", "--arrival-rate", "20",
+                  "--open-loop-exits", "16", out=tmp_path / "exit.json")
     assert report["non_200"] == 0 and report["exits_timed"] == 8
     assert 0 < float(str(report["exit_to_receipt_ms_p50"])) <= float(
         str(report["exit_to_receipt_ms_p99"]))
+    assert report["burst_target_met"] == (
+        float(str(report["exit_to_receipt_ms_p99"])) <= float(str(report["target_p99_ms"])))
+    # The open loop: 8 sessions stay open while 16 exit at Poisson arrivals of 20/s.
+    assert report["open_loop_rate_per_s"] == 20.0 and report["open_loop_non_200"] == 0
+    assert report["open_loop_open_sessions"] == 8
+    trials = report["open_loop_trials"]
+    assert isinstance(trials, list) and len(trials) == 1 and trials[0]["exits"] == 16
+    assert 0 < float(str(report["open_loop_ms_p50"])) <= float(str(report["open_loop_ms_p99"]))
 
 
 def test_chaos_checkout_keeps_every_invariant(tmp_path: Path) -> None:

@@ -185,3 +185,88 @@ def test_record_many_retries_on_a_stale_head_and_loses_nothing() -> None:
     results = writer.record_many({"s-1": [item(6)], "s-2": [item(7)]})
     assert results["s-1"][0].outcome == "recorded"
     assert results["s-2"][0].outcome == "rejected" and "exited" in (results["s-2"][0].reason or "")
+
+
+class CountingStore(InMemoryEventStore):
+    """The in-memory store, counting full-log reads and control-event reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+        self.control_loads = 0
+
+    def load(self, session_id: str) -> list[StoredEvent]:
+        self.loads += 1
+        return super().load(session_id)
+
+    def load_control(self, session_id: str) -> tuple[int, list[StoredEvent]]:
+        self.control_loads += 1
+        return super().load_control(session_id)
+
+
+def test_close_at_exit_closes_once_then_reports_the_closed_session() -> None:
+    store = CountingStore()
+    service = opened(store)
+    service.record_item("s-1", item(1, qty=2))
+    store.loads = 0
+    state, cart, closed = service.close_at_exit("s-1")
+    assert closed and state.status is SessionStatus.EXITED and state.version == 3
+    assert cart.lines == {"0001": 2} and store.loads == 1  # one read of the log
+    again, cart_again, closed_again = service.close_at_exit("s-1")
+    assert not closed_again and again == state and cart_again.lines == {"0001": 2}
+    assert service.state("s-1") == state
+    with pytest.raises(SessionNotFound):
+        service.close_at_exit("nope")
+
+
+def test_close_at_exit_retries_a_lost_race() -> None:
+    store = RacingStore(races=0)
+    service = opened(store)
+    store.races = 2  # two rival writes land just before our first two appends
+    state, cart, closed = service.close_at_exit("s-1")
+    assert closed and state.status is SessionStatus.EXITED and state.version == 4
+    assert cart.lines == {"rival": 2}  # both rival events are in the final cart
+
+
+def test_settle_and_staffed_decide_on_the_head_without_reading_the_log() -> None:
+    store = CountingStore()
+    service = opened(store)
+    service.record_item("s-1", item(1))
+    service.close_at_exit("s-1")
+    store.loads = store.control_loads = 0
+    settled = service.settle("s-1", "r-1", 100)
+    assert settled.status is SessionStatus.SETTLED and settled.version == 4
+    assert (store.loads, store.control_loads) == (0, 0)  # the remembered head sufficed
+    assert service.state("s-1") == settled
+    other = SessionService(store, StepClock())
+    other.open("s-2", "shopper-2", "store-1", "palm")
+    other.record_item("s-2", item(2))
+    other.exit("s-2")
+    store.loads = store.control_loads = 0
+    staffed = other.send_to_staffed("s-2", "check")  # other remembers s-2 after its exit
+    assert staffed.status is SessionStatus.STAFFED and store.loads == 0
+    cold = SessionService(store, StepClock())  # no remembered head: control events only
+    paid = cold.settle("s-2", "r-2", 50)
+    assert paid.status is SessionStatus.SETTLED and paid.version == 5
+    assert (store.loads, store.control_loads) == (0, 1)
+
+
+def test_a_stale_remembered_head_is_reloaded_not_trusted() -> None:
+    store = InMemoryEventStore()
+    ours = opened(store)
+    ours.close_at_exit("s-1")  # ours remembers s-1 as exited
+    theirs = SessionService(store, StepClock())
+    theirs.send_to_staffed("s-1", "sent by another worker")
+    # Our head is one version behind: the append conflicts, the head is reloaded.
+    settled = ours.settle("s-1", "r-1", 0)
+    assert settled.status is SessionStatus.SETTLED and settled.version == 4
+    assert ours.state("s-1") == settled
+    # A remembered head that refuses the command is checked against the store, whose
+    # answer is the one raised.
+    ours.open("s-3", "shopper-3", "store-1", "palm")  # ours remembers s-3 as open
+    theirs.exit("s-3")
+    theirs.settle("s-3", "r-3", 5)
+    with pytest.raises(InvalidCommand, match="while settled"):
+        ours.send_to_staffed("s-3", "too late")
+    with pytest.raises(SessionNotFound):
+        ours.settle("nope", "r", 1)
