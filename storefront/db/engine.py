@@ -21,6 +21,7 @@ rollback (:class:`GatedConnection`); other processes still meet SQLite's own loc
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -56,6 +57,8 @@ BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for the write lock (in the process, then in SQLite)."""
 
 _DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # what makes sqlite3 open a transaction
+# Blanks and SQL comments before a statement's first keyword (sqlite3 skips them too).
+_LEADING = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 _gates: dict[str, threading.Lock] = {}
 _gates_lock = threading.Lock()
 
@@ -75,9 +78,10 @@ class GatedConnection(sqlite3.Connection):
     the database file (see the module docstring).
 
     The lock is taken before the statement that opens a write transaction (sqlite3
-    opens one before INSERT, UPDATE, DELETE and REPLACE) and given back once the
-    transaction has ended (commit, rollback, a failed first statement, close). A writer
-    that cannot have it within ``BUSY_TIMEOUT_S`` goes on to SQLite's own locking, which
+    opens one before INSERT, UPDATE, DELETE and REPLACE, after any leading comments) and
+    given back once the transaction has ended (commit, rollback, the end of a
+    ``with conn:`` block, a failed first statement, close). A writer that cannot have it
+    within ``BUSY_TIMEOUT_S`` goes on to SQLite's own locking, which
     decides as it would have without the lock; a transaction opened otherwise (an
     explicit ``BEGIN``) does not take it.
     """
@@ -108,6 +112,12 @@ class GatedConnection(sqlite3.Connection):
         finally:
             self._release()
 
+    def __exit__(self, *exc: Any) -> Any:  # ``with conn:`` commits or rolls back in C
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._release()
+
     def executescript(self, sql_script: str, /) -> Any:  # noqa: D102 - commits first
         try:
             return super().executescript(sql_script)
@@ -126,7 +136,8 @@ class GatedConnection(sqlite3.Connection):
         """Queue for the lock when ``sql`` is about to open a write transaction."""
         if self._gate is None or self._holding or self.in_transaction:
             return
-        if sql.lstrip()[:7].upper().startswith(_DML):
+        start = _LEADING.match(sql)
+        if sql[start.end() if start else 0:][:7].upper().startswith(_DML):
             self._holding = self._gate.acquire(timeout=BUSY_TIMEOUT_S)
 
     def _release(self) -> None:

@@ -111,3 +111,28 @@ def test_durable_begin_syncs_fully_and_restores_the_level(tmp_path: Path) -> Non
         assert level(conn) == 1  # NORMAL again
         assert conn.exec_driver_sql("SELECT x FROM t").scalars().all() == [1]
     engine.dispose()
+
+
+def test_the_lock_comes_back_after_with_connection(database: Path) -> None:
+    """``with conn:`` commits in sqlite3's C code, not through commit(): the lock must
+    still be given back, or every later writer would wait out the timeout."""
+    conn = _connect(database)
+    with conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    gate = engine_module._gate_of(str(database))
+    assert gate is not None and not conn.in_transaction
+    assert gate.acquire(timeout=0.1)
+    gate.release()
+
+
+@pytest.mark.parametrize("sql", ["/* note */ INSERT INTO t VALUES (1)",
+                                 "-- note\n  INSERT INTO t VALUES (1)"])
+def test_a_write_after_a_comment_takes_the_lock(database: Path, sql: str) -> None:
+    conn = _connect(database)
+    conn.execute(sql)
+    gate = engine_module._gate_of(str(database))
+    assert conn.in_transaction and gate is not None
+    assert not gate.acquire(timeout=0.05)  # held by the open write transaction
+    conn.commit()
+    assert gate.acquire(timeout=0.1)
+    gate.release()
