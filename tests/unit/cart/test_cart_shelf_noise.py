@@ -4,10 +4,12 @@ explanation), swaps that are not resting hands, and receipt-level decidability o
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from functools import partial
 
 import numpy as np
 import pytest
+from shelf_streams import SHELF, START, plate_stream
 
 from cart.shelf.aifi import AifiTrip, GroundTruthEvent
 from cart.shelf.detect import detect_changes, noise_sigma
@@ -15,35 +17,12 @@ from cart.shelf.evaluation import receipt
 from cart.shelf.explain import explain, residual_sigma_g
 from cart.shelf.inference import ShelfAction, infer
 from cart.shelf.params import InferenceParams
-from cart.shelf.planogram import Planogram, Product, ShelfId, build_planogram
+from cart.shelf.planogram import Planogram, Product, build_planogram
 from cart.shelf.review import ReviewReason
 from cart.shelf.twins import undecidable
-from cart.shelf.weights import ShelfWeights
 
-SHELF = ShelfId(1, 1)
-START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-RATE = 20.0
-
-
-def _stream(
-    steps: list[tuple[float, dict[int, float]]],
-    noise_g: float = 2.0,
-    seed: int = 0,
-    drift_g_per_min: float = 0.0,
-) -> ShelfWeights:
-    """9 plates with 1 kg stock, Gaussian noise and a linear drift per plate (its rate drawn
-    with sigma ``drift_g_per_min``); ``steps``: (time, {plate: grams}) lasting changes with a
-    hand touching the plates for 1 s."""
-    rng = np.random.default_rng(seed)
-    times = np.arange(0.0, 25.0, 1.0 / RATE)
-    grams = np.full((times.size, 9), 1000.0) + rng.normal(0.0, noise_g, (times.size, 9))
-    grams += times[:, None] * rng.normal(0.0, drift_g_per_min / 60.0, 9)[None, :]
-    for t, change in steps:
-        for plate, g in change.items():
-            grams[times >= t + 0.5, plate - 1] += g
-            touch = (times >= t) & (times < t + 1.0)
-            grams[touch, plate - 1] += rng.uniform(50, 300, touch.sum())
-    return ShelfWeights(SHELF, tuple(range(1, 10)), START, times, grams)
+# 25 s of 9 plates; a drift rate is drawn for each plate (0 g/min unless given)
+_stream = partial(plate_stream, seconds=25.0, drift_g_per_min=0.0)
 
 
 @pytest.mark.parametrize("noise_g", [0.5, 2.0, 5.0])
@@ -59,7 +38,8 @@ def test_measurement_sigma_of_a_change_matches_its_spread(noise_g: float) -> Non
     p = InferenceParams()
     deltas, sigmas = [], []
     for seed in range(60):
-        stream = _stream([(5.0, {3: -381.0})], noise_g, seed, p.drift_g_per_min)
+        stream = _stream([(5.0, {3: -381.0})], noise_g=noise_g, seed=seed,
+                         drift_g_per_min=p.drift_g_per_min)
         [change] = detect_changes(stream, p)
         assert change.sigma_g is not None
         deltas.append(change.delta_g)

@@ -3,21 +3,16 @@ changes that undo each other, and units displaced along a shelf (20 Hz, seeded n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from functools import partial
 
-import numpy as np
 import pytest
+from shelf_streams import SHELF, plate_stream
 
 from cart.shelf.candidates import SessionContext
 from cart.shelf.evaluation import receipt
 from cart.shelf.inference import InferenceResult, ShelfAction, infer
-from cart.shelf.planogram import Planogram, Product, ShelfId, build_planogram
+from cart.shelf.planogram import Planogram, Product, build_planogram
 from cart.shelf.review import ReviewReason
-from cart.shelf.weights import ShelfWeights
-
-SHELF = ShelfId(1, 1)
-START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-RATE = 20.0
 
 
 def _planogram(placements: dict[str, list[int]], weights: dict[str, float]) -> Planogram:
@@ -25,26 +20,7 @@ def _planogram(placements: dict[str, list[int]], weights: dict[str, float]) -> P
     return build_planogram(products, [(g, SHELF, q) for g, q in placements.items()], {SHELF: 9})
 
 
-def _stream(
-    steps: list[tuple[float, dict[int, float]]],
-    bumps: list[tuple[float, float, dict[int, float]]] = (),
-    seconds: float = 30.0,
-    seed: int = 0,
-) -> ShelfWeights:
-    """9 plates with 1 kg stock, 2 g noise; ``steps``: (time, {plate: grams}) lasting changes
-    with a hand touching the plates for 1 s; ``bumps``: (start, end, {plate: grams})."""
-    rng = np.random.default_rng(seed)
-    times = np.arange(0.0, seconds, 1.0 / RATE)
-    grams = np.full((times.size, 9), 1000.0) + rng.normal(0.0, 2.0, (times.size, 9))
-    for t, change in steps:
-        for plate, g in change.items():
-            grams[times >= t + 0.5, plate - 1] += g
-            touch = (times >= t) & (times < t + 1.0)
-            grams[touch, plate - 1] += rng.uniform(50, 300, touch.sum())
-    for t0, t1, load in bumps:
-        for plate, g in load.items():
-            grams[(times >= t0) & (times < t1), plate - 1] += g
-    return ShelfWeights(SHELF, tuple(range(1, 10)), START, times, grams)
+_stream = partial(plate_stream, seconds=30.0)
 
 
 def _net(result: InferenceResult) -> dict[str, int]:
