@@ -101,9 +101,15 @@ def shopper_login(request: Request, form: AnonymousForm) -> Response:
         return render(request, "portal/login.html",
                       {"next": target, "error": exc.reason, "email": email},
                       status_code=status)
-    response = redirect(request, target, message="Signed in.")
-    set_session_cookie(response, request, name=SHOPPER_COOKIE, token=issued.token,
-                       max_age_s=None, path=SHOPPER_PATH)
+    return signed_in_shopper(request, target, issued.token, "Signed in.")
+
+
+def signed_in_shopper(request: Request, target: str, token: str, message: str) -> Response:
+    """The redirect to ``target`` (with ``message``) that sets the shopper's session cookie
+    (a browser-session cookie, as on a shared kiosk)."""
+    response = redirect(request, target, message=message)
+    set_session_cookie(response, request, name=SHOPPER_COOKIE, token=token, max_age_s=None,
+                       path=SHOPPER_PATH)
     return response
 
 

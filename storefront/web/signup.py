@@ -13,15 +13,13 @@ from fastapi.responses import Response
 from storefront.api.routers.auth import get_privacy
 from storefront.errors import Conflict, InvalidInput
 from storefront.web.auth import (
-    SHOPPER_COOKIE,
-    SHOPPER_PATH,
     AnonymousForm,
     NextTarget,
     form_text,
     safe_next,
-    set_session_cookie,
 )
-from storefront.web.render import redirect, render
+from storefront.web.login import signed_in_shopper
+from storefront.web.render import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,7 +56,5 @@ def shopper_signup(request: Request, form: AnonymousForm) -> Response:
         return render(request, "portal/signup.html",
                       {"next": target, "error": exc.reason, "values": values},
                       status_code=status)
-    response = redirect(request, target, message="Account created; you are signed in.")
-    set_session_cookie(response, request, name=SHOPPER_COOKIE, token=issued.token,
-                       max_age_s=None, path=SHOPPER_PATH)
-    return response
+    return signed_in_shopper(request, target, issued.token,
+                             "Account created; you are signed in.")
