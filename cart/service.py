@@ -299,27 +299,9 @@ class SessionService:
         unchanged with False rather than refused. Raises SessionNotFound, or
         ConcurrencyConflict once the attempts are used up.
         """
-        for attempt in range(1, self._max_attempts + 1):
-            history = [stored.event for stored in self._store.load(session_id)]
-            state = fold(history)
-            if state is None:
-                raise SessionNotFound(session_id)
-            if not state.status.is_active:
-                self._remember(session_id, state, 0)
-                return state, cart_contents(history, min_confidence=self._min_confidence), False
-            new = decide(state, Exit(self._clock()))
-            try:
-                self._store.append(session_id, new, expected_version=state.version)
-            except ConcurrencyConflict:
-                if attempt == self._max_attempts:
-                    raise
-                continue
-            for event in new:
-                state = apply(state, event)
-            self._remember(session_id, state, 0)
-            history += new
-            return state, cart_contents(history, min_confidence=self._min_confidence), True
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        state, history, stored = self._execute(session_id, Exit(self._clock()),
+                                               only_if_active=True)
+        return state, cart_contents(history, min_confidence=self._min_confidence), bool(stored)
 
     def settle(self, session_id: str, receipt_id: str, total_minor: int) -> SessionState:
         """Mark an exited or staffed session paid (``total_minor`` in minor units).
@@ -392,14 +374,21 @@ class SessionService:
             return state
 
     def _execute(
-        self, session_id: str, command: Command
+        self, session_id: str, command: Command, *, only_if_active: bool = False
     ) -> tuple[SessionState, list[Event], list[StoredEvent]]:
-        """Decide and append ``command``; returns (new state, full history, new rows)."""
+        """Decide and append ``command``; returns (new state, full history, new rows).
+
+        ``only_if_active``: a session no longer active is returned as it is, with no new
+        rows, instead of having ``command`` decided (and refused) on it.
+        """
         for attempt in range(1, self._max_attempts + 1):
             history = [stored.event for stored in self._store.load(session_id)]
             state = fold(history)
             if state is None and not isinstance(command, OpenSession):
                 raise SessionNotFound(session_id)
+            if only_if_active and state is not None and not state.status.is_active:
+                self._remember(session_id, state, 0)
+                return state, history, []
             new = decide(state, command)
             version = state.version if state is not None else 0
             try:
