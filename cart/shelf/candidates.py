@@ -5,9 +5,10 @@ units on their facing plates (prior odds 1) and anywhere on the changed plates (
 misplaced nearby, ``off_facing_prior``). Every other product of the store is a candidate for
 a single misplaced unit, its prior odds ``misplaced_*_prior`` shared among the store's
 products, or, for a product stocked farther along the same shelf, ``off_facing_prior``
-decaying by ``off_facing_decay`` per plate of distance when that is larger (units drift
-sideways along a shelf, and a planogram's facings are approximate). The verdict of a change
-is cached: the pipeline asks for it several times.
+decaying per plate of distance (``off_facing_pick_decay`` for a pick, ``off_facing_decay``
+for a put-back) when that is larger (units drift sideways along a shelf, and a planogram's
+facings are approximate). The verdict of a change is cached: the pipeline asks for it
+several times.
 
 With the session's history (:class:`SessionContext`), a shopper can only put back what they
 hold: for a put-back, a product the session holds keeps its odds and is a candidate wherever
@@ -16,7 +17,11 @@ it is put down (``held_put_back_prior``); a product it does not hold has its odd
 explanation's items weighted by its posterior share, each put-back removes them the same way,
 so a unit put back is no longer held and an alternative the pick's posterior all but ruled
 out is held only by that share. A unit put back off its facings is stocked there from then
-on (a later pick there may take it).
+on: a later change on those plates may take it (prior odds 1, as many units as were put
+down). It is not stocked anywhere near them: the put-back measured where it rests, unlike a
+facing, which the planogram only approximates; a change on other plates may be it only as a
+unit misplaced store-wide (a later pick on a neighbouring plate while its plates stay
+unchanged is not that unit).
 """
 
 from __future__ import annotations
@@ -108,7 +113,8 @@ def candidates(
         for (shelf, g), (plates, units) in (context.placed.items() if context else ())
         if shelf == change.shelf and plates & near
     }
-    local = planogram.products_on(change.shelf, near) | set(placed)
+    stocked = planogram.products_on(change.shelf, near)
+    local = stocked | set(placed)
     put_back = change.delta_g > 0
 
     def odds(gtin: str) -> float:
@@ -120,14 +126,19 @@ def candidates(
     out: list[Candidate] = []
     for gtin in sorted(local):
         product = planogram.products[gtin]
-        facing = planogram.facing_plates(change.shelf, gtin)
-        if facing:
+        if gtin in stocked:
+            facing = planogram.facing_plates(change.shelf, gtin)
             out.append(Candidate(product, facing, odds(gtin)))
         if gtin in placed:
             plates, units = placed[gtin]
             out.append(Candidate(product, plates, odds(gtin), misplaced=True, max_units=units))
-        out.append(Candidate(product, None, params.off_facing_prior * odds(gtin), misplaced=True))
-    others = [p for g, p in sorted(planogram.products.items()) if g not in local]
+        if gtin in stocked:
+            # a unit off a facing the planogram only approximates. Units put down off their
+            # facings are where the put-back measured them: elsewhere, they are store-wide.
+            out.append(
+                Candidate(product, None, params.off_facing_prior * odds(gtin), misplaced=True)
+            )
+    others = [p for g, p in sorted(planogram.products.items()) if g not in stocked]
     share = (params.misplaced_put_back_prior if put_back else params.misplaced_pick_prior) / max(
         1, len(planogram.products)
     )
@@ -143,12 +154,14 @@ def _displaced_prior(
     change: WeightChange, facing: frozenset[int], params: InferenceParams
 ) -> float:
     """Prior odds of a unit displaced from ``facing`` (same shelf) onto the changed plates:
-    ``off_facing_prior`` at one plate away, times ``off_facing_decay`` per further plate
-    (0 when the product has no facing on the shelf)."""
+    ``off_facing_prior`` at one plate away, times ``off_facing_pick_decay`` (a pick) or
+    ``off_facing_decay`` (a put-back) per further plate (0 when the product has no facing on
+    the shelf)."""
     if not facing:
         return 0.0
     distance = min(abs(q - f) for q in change.plates for f in facing)
-    return params.off_facing_prior * params.off_facing_decay ** max(0, distance - 1)
+    decay = params.off_facing_decay if change.delta_g > 0 else params.off_facing_pick_decay
+    return params.off_facing_prior * decay ** max(0, distance - 1)
 
 
 class Judge:

@@ -3,16 +3,20 @@ changes that undo each other, and units displaced along a shelf (20 Hz, seeded n
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import pytest
 from shelf_streams import SHELF, plate_stream
 
-from cart.shelf.candidates import SessionContext
+from cart.shelf.candidates import SessionContext, candidates
+from cart.shelf.detect import WeightChange
 from cart.shelf.evaluation import receipt
 from cart.shelf.inference import InferenceResult, ShelfAction, infer
-from cart.shelf.planogram import Planogram, Product, build_planogram
+from cart.shelf.params import InferenceParams
+from cart.shelf.planogram import Planogram, Product, ShelfId, build_planogram
 from cart.shelf.review import ReviewReason
+from cart.shelf.weights import ShelfWeights
 
 
 def _planogram(placements: dict[str, list[int]], weights: dict[str, float]) -> Planogram:
@@ -110,3 +114,82 @@ def test_hand_pressing_before_a_pick_is_one_pick() -> None:
     stream = _stream([(8.0, {6: -130.0})], bumps=[(4.0, 8.3, {6: 150.0, 7: 100.0})])
     result = infer([stream], planogram)
     assert _net(result) == {"gum": 1}
+
+
+_FILLERS = {f"f{i:02}": 100.0 + 3.0 * i for i in range(48)}
+"""Products stocked nowhere on the test shelves, far from the tests' weights: a store of 50."""
+
+
+def test_a_pick_far_from_a_facing_is_less_likely_than_a_put_back_there() -> None:
+    # a product stocked on plate 7 of the shelf, a change on plate 5 (2 plates away): units
+    # are put down anywhere, but taken where they are (AiFi annotations, see params).
+    planogram = _planogram({"cola": [7]}, {"cola": 381.0} | _FILLERS)
+    params = InferenceParams()
+    for delta, decay in ((-381.0, params.off_facing_pick_decay), (381.0, params.off_facing_decay)):
+        change = WeightChange(SHELF, (5,), delta, 1.0, 2.0, ((5, delta),), 1.0)
+        [cola] = [c for c in candidates(change, planogram, params) if c.product.gtin == "cola"]
+        assert cola.misplaced and cola.alone and cola.plates is None
+        assert cola.prior == pytest.approx(params.off_facing_prior * decay)
+    assert params.off_facing_pick_decay < params.off_facing_decay
+
+
+def test_pick_two_plates_off_its_facing_is_told_from_a_twin_five_plates_away() -> None:
+    # 1059.67 g water on plate 6, 1064 g water on plate 9: 1059.7 g taken from plate 4 is
+    # the near one, confidently; with the put-backs' gentler decay it stays in review.
+    weights = {"near": 1059.67, "far": 1064.0} | _FILLERS
+    planogram = _planogram({"near": [6], "far": [9]}, weights)
+    stream = _stream([(5.0, {4: -1059.7})])
+    result = infer([stream], planogram)
+    assert not result.reviews
+    [event] = result.events
+    assert event.items == (("near", 1),) and event.misplaced and event.confidence >= 0.9
+    gentle = infer([stream], planogram, InferenceParams(off_facing_pick_decay=0.5))
+    assert gentle.events == ()
+    [item] = gentle.reviews
+    assert item.reason is ReviewReason.AMBIGUOUS and item.candidates[0] == (("near", 1),)
+
+
+OTHER = ShelfId(2, 1)
+
+
+def _elsewhere(stream: ShelfWeights) -> ShelfWeights:
+    """``stream`` as the weights of shelf ``OTHER``."""
+    return dataclasses.replace(stream, shelf=OTHER)
+
+
+def _two_shelves() -> Planogram:
+    # 1 l water (1059.67 g) stocked on another shelf; 0.5 l water (538 g) on plate 6 here.
+    products = [Product(g, g, w) for g, w in ({"litre": 1059.67, "half": 538.0} | _FILLERS).items()]
+    return build_planogram(
+        products, [("litre", OTHER, [6]), ("half", SHELF, [6])], {SHELF: 9, OTHER: 9}
+    )
+
+
+def test_a_unit_put_down_is_not_stocked_on_the_neighbouring_plate() -> None:
+    # the shopper takes a 1 l bottle elsewhere, puts it down on plate 7 here, then takes two
+    # 0.5 l bottles (1071.6 g, drawn 0.4 % under nominal) from plate 6: plate 7 does not
+    # change, so the 1 l bottle (11.9 g off) is not what was taken.
+    planogram = _two_shelves()
+    other = _elsewhere(_stream([(2.0, {6: -1059.67})]))
+    here = _stream([(8.0, {7: 1059.67}), (15.0, {6: -1071.6})])
+    result = infer([other, here], planogram)
+    assert not result.reviews
+    assert [(e.action, e.items) for e in result.events] == [
+        (ShelfAction.PICK, (("litre", 1),)),
+        (ShelfAction.PUT_BACK, (("litre", 1),)),
+        (ShelfAction.PICK, (("half", 2),)),
+    ]
+    assert _net(result) == {"half": 2}
+
+
+def test_a_unit_put_down_off_its_facing_can_be_taken_again_there() -> None:
+    planogram = _two_shelves()
+    other = _elsewhere(_stream([(2.0, {6: -1059.67})]))
+    here = _stream([(8.0, {7: 1059.67}), (15.0, {7: -1059.67})])
+    result = infer([other, here], planogram)
+    assert not result.reviews
+    assert [(e.action, e.items) for e in result.events][1:] == [
+        (ShelfAction.PUT_BACK, (("litre", 1),)),
+        (ShelfAction.PICK, (("litre", 1),)),
+    ]
+    assert _net(result) == {"litre": 1}
