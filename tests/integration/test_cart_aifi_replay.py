@@ -25,14 +25,13 @@ def test_replay_small(data_dir: Path) -> None:
     store = load_aifi(data_dir / "retail" / "aifi-autocheckout")
     summary = replay(store, seed=0, trips=12).summary()
     assert summary["trips"] == 12
-    # measured at seed 0 on these trips: trips_exact 0.75, f1 0.940 (cps-test-9 holds a unit
-    # a twin on the same plates matches by weight; cps-test-10's pick 1 plate off its facing
-    # stays at confidence 0.79 next to 557 and 563 g products 3 and 5 plates away;
-    # cps-test-11's 108.7 g unit drawn 1.7 % heavy reads 111.8 g, next to a 111.0 g product
-    # on the same shelf: confidence 0.89). No wrong trip may go unflagged.
+    # measured at seed 0 on these trips: cps-test-9 holds a unit a twin on the same plates
+    # matches by weight, so it cannot be exact; cps-test-10 (a pick 1 plate off its facing,
+    # next to 557 and 563 g products 3 and 5 plates away) is exact since picks off their
+    # facing decay by 0.3 per plate. No wrong trip may go unflagged.
     assert summary["wrong_trips_unflagged"] == 0
-    assert summary["trips_exact"] >= 0.75
-    assert summary["trips_exact_decidable"] >= 0.8
+    assert summary["trips_exact"] == pytest.approx(11 / 12, abs=1e-4)  # the upper bound
+    assert summary["trips_exact_decidable"] == 1.0
     assert summary["trips_ambiguous_by_weight"] == 1
     assert summary["trips_same_plate_twins"] == 1
     assert summary["trips_exact_upper_bound"] == pytest.approx(11 / 12, abs=1e-4)
