@@ -18,10 +18,11 @@ explanation's items weighted by its posterior share, each put-back removes them 
 so a unit put back is no longer held and an alternative the pick's posterior all but ruled
 out is held only by that share. A unit put back off its facings is stocked there from then
 on: a later change on those plates may take it (prior odds 1, as many units as were put
-down). It is not stocked anywhere near them: the put-back measured where it rests, unlike a
-facing, which the planogram only approximates; a change on other plates may be it only as a
-unit misplaced store-wide (a later pick on a neighbouring plate while its plates stay
-unchanged is not that unit).
+down), and, like a unit of a product stocked there, a change near them may be that unit moved
+(``off_facing_prior``): a unit put down can slide, or be nudged by a hand, onto the next plate,
+and that move may go unseen when a similar product explains both of its halves. (Restricting
+the put-down unit to its exact plates billed a look-alike stocked next to the plate it slid
+to, silently; reviewer's scenario, 2026-11-30, tests/unit/cart/test_cart_shelf_session.py.)
 """
 
 from __future__ import annotations
@@ -113,8 +114,7 @@ def candidates(
         for (shelf, g), (plates, units) in (context.placed.items() if context else ())
         if shelf == change.shelf and plates & near
     }
-    stocked = planogram.products_on(change.shelf, near)
-    local = stocked | set(placed)
+    local = planogram.products_on(change.shelf, near) | set(placed)
     put_back = change.delta_g > 0
 
     def odds(gtin: str) -> float:
@@ -126,19 +126,14 @@ def candidates(
     out: list[Candidate] = []
     for gtin in sorted(local):
         product = planogram.products[gtin]
-        if gtin in stocked:
-            facing = planogram.facing_plates(change.shelf, gtin)
+        facing = planogram.facing_plates(change.shelf, gtin)
+        if facing:
             out.append(Candidate(product, facing, odds(gtin)))
         if gtin in placed:
             plates, units = placed[gtin]
             out.append(Candidate(product, plates, odds(gtin), misplaced=True, max_units=units))
-        if gtin in stocked:
-            # a unit off a facing the planogram only approximates. Units put down off their
-            # facings are where the put-back measured them: elsewhere, they are store-wide.
-            out.append(
-                Candidate(product, None, params.off_facing_prior * odds(gtin), misplaced=True)
-            )
-    others = [p for g, p in sorted(planogram.products.items()) if g not in stocked]
+        out.append(Candidate(product, None, params.off_facing_prior * odds(gtin), misplaced=True))
+    others = [p for g, p in sorted(planogram.products.items()) if g not in local]
     share = (params.misplaced_put_back_prior if put_back else params.misplaced_pick_prior) / max(
         1, len(planogram.products)
     )

@@ -165,21 +165,47 @@ def _two_shelves() -> Planogram:
     )
 
 
-def test_a_unit_put_down_is_not_stocked_on_the_neighbouring_plate() -> None:
+def test_a_unit_put_down_then_a_pick_of_that_weight_next_to_it_is_not_billed_blind() -> None:
     # the shopper takes a 1 l bottle elsewhere, puts it down on plate 7 here, then takes two
-    # 0.5 l bottles (1071.6 g, drawn 0.4 % under nominal) from plate 6: plate 7 does not
-    # change, so the 1 l bottle (11.9 g off) is not what was taken.
+    # 0.5 l bottles (1071.6 g, drawn 0.4 % under nominal) from plate 6 while plate 7 stays
+    # put. Weight alone prefers the two 0.5 l bottles, but the 1 l bottle just put down next
+    # to it may have been moved onto plate 6: the pick goes to review, never to the bill as
+    # the wrong product (AiFi BASELINE-6, seed 1).
     planogram = _two_shelves()
     other = _elsewhere(_stream([(2.0, {6: -1059.67})]))
     here = _stream([(8.0, {7: 1059.67}), (15.0, {6: -1071.6})])
     result = infer([other, here], planogram)
-    assert not result.reviews
-    assert [(e.action, e.items) for e in result.events] == [
-        (ShelfAction.PICK, (("litre", 1),)),
-        (ShelfAction.PUT_BACK, (("litre", 1),)),
-        (ShelfAction.PICK, (("half", 2),)),
-    ]
-    assert _net(result) == {"half": 2}
+    billed = _net(result)
+    assert billed in ({"half": 2}, {})
+    if billed == {}:
+        [item] = result.reviews
+        assert {("half", 2)} <= {c[0] for c in item.candidates}
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("look_alike_g", [0.0, 6.0])
+def test_a_unit_put_down_that_slides_to_the_next_plate_is_not_billed_as_a_look_alike(
+    seed: int, look_alike_g: float
+) -> None:
+    # reviewer's scenario (2026-11-30): a 1 l bottle stocked elsewhere is put down on plate 7,
+    # slides (or is nudged) onto plate 8 in one quick move, and is taken again from plate 8.
+    # A look-alike stocked on plate 9 explains both halves of the slide, so the move itself
+    # may go unseen. Billing the look-alike would be a silent wrong charge: the receipt must
+    # be the bottle, or the change must wait in review.
+    weights = {"litre": 1059.67, "twin": 1059.67 + look_alike_g} | _FILLERS
+    products = [Product(g, g, w) for g, w in weights.items()]
+    planogram = build_planogram(
+        products, [("litre", OTHER, [6]), ("twin", SHELF, [9])], {SHELF: 9, OTHER: 9}
+    )
+    other = _elsewhere(_stream([(2.0, {6: -1059.67})], seed=seed))
+    here = _stream(
+        [(6.0, {7: 1059.67}), (14.0, {7: -1059.67, 8: 1059.67}), (22.0, {8: -1059.67})],
+        seed=seed,
+    )
+    result = infer([other, here], planogram)
+    billed = _net(result)
+    assert "twin" not in billed or result.reviews
+    assert billed == {"litre": 1} or result.reviews
 
 
 def test_a_unit_put_down_off_its_facing_can_be_taken_again_there() -> None:
