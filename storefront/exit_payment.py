@@ -7,12 +7,17 @@ session id, and a call whose answer was lost is looked up before it is sent
 again. A retried or taken-over exit resumes from the stored state: a capture is
 never made twice, a hold is not placed twice, and a hold that is not captured
 (empty cart, failed capture, staffed checkout) is released.
+
+Paths that reach one payment without the exit's lease (a release of stray holds by
+reconciliation, a release racing an exit) are kept apart by the journal: each call
+names the payment states it may start from, and a call decided on a state that
+another call has since left is not sent (``PaymentBusy``, a ``PaymentPending``).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
@@ -30,6 +35,12 @@ from storefront.payments.retry import RetryPolicy
 
 _MAX_STEPS = 12  # a charge takes at most ~5 calls; more means a bug, not a loop forever
 _IN_FLIGHT_STATES = frozenset(IN_FLIGHT.values())
+# The payment states each call may start from (the journal refuses it otherwise); the
+# void of a superseded hold acts on another authorization: any rest state will do.
+_HOLDING = frozenset({"authorized"})
+_EXPECT: dict[str, frozenset[str] | None] = {
+    "hold": frozenset({"new"}), "reauthorize": _HOLDING, "adjust": _HOLDING,
+    "capture": _HOLDING, "void": _HOLDING, "void_superseded": None}
 
 
 @dataclass(frozen=True)
@@ -108,15 +119,21 @@ class ExitPayment:
             return ""
         return self._try_void(payment, "void", payment.processor_ref or "")
 
-    def release_stray(self, *, session_id: str) -> int:
-        """Void a superseded hold, or the hold of a session that never opened; returns
-        how many holds were released (0 or 1). Raises PaymentPending while unknown."""
+    def release_stray(self, *, session_id: str, superseded_only: bool = False) -> int:
+        """Void a superseded hold, or (unless ``superseded_only``) the hold of a session
+        that never opened; returns how many holds were released (0 or 1).
+
+        ``superseded_only``: the caller found the payment for its superseded hold; once
+        that is released the session's own hold is left alone (its exit may be about to
+        capture it). Raises PaymentPending while unknown (PaymentBusy when another call
+        on the payment is in flight or moved it on meanwhile).
+        """
         payment = self._find(session_id)
         if payment is None:
             return 0
         if payment.superseded_ref:
             note = self._try_void(payment, "void_superseded", payment.superseded_ref)
-        elif payment.state == "authorized":
+        elif payment.state == "authorized" and not superseded_only:
             note = self._try_void(payment, "void", payment.processor_ref or "")
         else:
             return 0
@@ -197,7 +214,7 @@ class ExitPayment:
                 p.void(authorization_id=ref, idempotency_key=key)
                 return Operation("void", ref, "succeeded", 0)
             step = Step(purpose, "void", key, 0, ref, void)
-        return self.journal.run(payment.id, step)
+        return self.journal.run(payment.id, replace(step, expect=_EXPECT[purpose]))
 
     def _try_void(self, payment: Payment, purpose: str, ref: str) -> str:
         """Void ``ref``; a refusal is recorded (state failed) rather than raised."""

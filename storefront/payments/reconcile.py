@@ -7,6 +7,17 @@ process died, or its answer was lost); the processor is asked what became of it
 recorded as if it had arrived. Holds left behind are released: a hold placed for
 a session that never opened (the gate died between the hold and the session),
 and a hold superseded by a re-authorization.
+
+What it may touch while another process is live (the exit takes no lease for the
+stray-hold release): a call in flight for longer than ``older_than`` is looked up,
+never sent; inside a live exit lease it is left alone (``busy``). Past the lease,
+or for an entry hold (no session, so no lease), a look-up may find nothing because
+the call is slow rather than dead: it is recorded ``not_applied`` and the slow call's
+answer, when it arrives, still counts (``PaymentJournal.finish``). A superseded hold
+is released by its own void only, never the session's current hold, and the hold of
+a session that never opened only once it has been at rest for ``older_than``; the
+journal refuses any void that meets another call in flight (``PaymentBusy``: counted
+by the next run).
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
     (``still_unknown``) for the next run or the next exit retry.
     """
     report = ReconcileReport()
+    resolved: set[str] = set()  # payments whose orphaned call this run found done
     journal, db = payment.journal, payment.journal.sessions
     cutoff = clock() - older_than
     with db() as s:
@@ -80,7 +92,9 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
         journal.finish(op.id, found, not_applied=found is None)
         report.completed += found is not None
         report.not_applied += found is None
-    report.holds_released = _release_stray_holds(payment, cutoff)
+        if found is not None:
+            resolved.add(op.payment_id)
+    report.holds_released = _release_stray_holds(payment, cutoff, resolved)
     return report
 
 
@@ -106,21 +120,31 @@ def _lookup_of(processor: PaymentProcessor,
     return lookup
 
 
-def _release_stray_holds(payment: ExitPayment, cutoff: datetime) -> int:
-    """Void holds of sessions that never opened, and superseded holds; returns how many."""
+def _release_stray_holds(payment: ExitPayment, cutoff: datetime,
+                         resolved: set[str]) -> int:
+    """Void holds of sessions that never opened, and superseded holds; returns how many.
+
+    A session that never opened: its payment is authorized, has no session row, was
+    created before ``cutoff`` and either has not changed since (``updated_at``: the gate
+    opens the session right after its hold is recorded, however long the hold call
+    took) or is in ``resolved`` (its hold was still in flight after ``older_than``, so
+    the gate that placed it is presumed dead, and this run recorded its answer). Any
+    other payment listed for a superseded hold has only that hold voided.
+    """
     db = payment.journal.sessions
+    never_opened = sa.and_(Payment.state == "authorized", ShoppingSession.id.is_(None),
+                           Payment.created_at < cutoff,
+                           sa.or_(Payment.updated_at < cutoff, Payment.id.in_(resolved)))
     with db() as s:
-        strays = s.scalars(
-            sa.select(Payment.session_id)
+        strays = s.execute(
+            sa.select(Payment.session_id, never_opened)
             .outerjoin(ShoppingSession, ShoppingSession.id == Payment.session_id)
-            .where(sa.or_(
-                sa.and_(Payment.state == "authorized", ShoppingSession.id.is_(None),
-                        Payment.created_at < cutoff),
-                Payment.superseded_ref.is_not(None)))).all()
+            .where(sa.or_(never_opened, Payment.superseded_ref.is_not(None)))).all()
     released = 0
-    for session_id in strays:
+    for session_id, unopened in strays:
         try:
-            released += payment.release_stray(session_id=session_id)
+            released += payment.release_stray(session_id=session_id,
+                                              superseded_only=not unopened)
         except PaymentError:
-            continue  # unknown or refused: the next run tries again
+            continue  # unknown, refused or busy: the next run tries again
     return released

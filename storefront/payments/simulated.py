@@ -83,13 +83,19 @@ class SimulatedProcessor:
     ``remember_keys``: replay the first answer for a repeated key (True, like a
     real processor); tests switch it off to prove the service's own journal guards.
     ``latency_ms``: sleep per call, to model the network. Thread-safe.
+    ``on_call``: called as ``on_call(label, key)`` (label: authorize, adjust, capture,
+    void, refund or lookup; key: the call's idempotency key, ``kind:key`` for a
+    look-up) after the latency and before the call reaches the processor's state,
+    outside its lock: tests pause a call there, as a slow network would, to make a
+    race happen deterministically; an exception it raises fails the call unsent.
     """
 
     supports_adjust = True
 
     def __init__(self, *, seed: int, decline_rate: float, faults: FaultPlan | None = None,
                  state_path: Path | None = None, remember_keys: bool = True,
-                 latency_ms: float = 0.0) -> None:
+                 latency_ms: float = 0.0,
+                 on_call: Callable[[str, str], None] | None = None) -> None:
         if not 0.0 <= decline_rate <= 1.0:
             raise ValueError("decline_rate must be within [0, 1]")
         self._seed = seed
@@ -97,6 +103,7 @@ class SimulatedProcessor:
         self._faults = faults or FaultPlan()
         self._remember = remember_keys
         self._latency_s = latency_ms / 1000.0
+        self._on_call = on_call
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(state_path) if state_path else ":memory:",
                                      timeout=30.0, isolation_level=None,
@@ -139,6 +146,8 @@ class SimulatedProcessor:
         """Run ``run(db, declined)`` in one transaction, with the injected fault around it."""
         if self._latency_s:
             time.sleep(self._latency_s)
+        if self._on_call is not None:
+            self._on_call(label, key)
         with self._tx() as db:
             fault = self._fault(db, f"{label}:{key}")
             if fault == "decline" and label != "authorize":
