@@ -25,7 +25,7 @@ from storefront.checkout import CheckoutService
 from storefront.clock import Clock, utc_now
 from storefront.db.engine import make_engine
 from storefront.db.migrate import upgrade
-from storefront.disputes import DisputeService
+from storefront.disputes import REFUND_CLAIM_TIMEOUT, DisputeService
 from storefront.exit_payment import ExitPayment
 from storefront.gates import EntryPolicy, GateService
 from storefront.payments import PaymentProcessor, RetryPolicy
@@ -166,6 +166,9 @@ def _staff_services(db: sessionmaker[Session], carts: SessionService, catalogue:
     staffed = StaffedCheckout(sessions=db, carts=carts, catalogue=catalogue,
                               read_model=read_model, shoppers=shoppers, till=till,
                               currency=settings.currency, tax=tax, clock=clock, audit=audit)
+    # A refund claimed longer ago than a payment call can last is taken over (its request
+    # died mid-call); 0 (one process, reconcile at start-up) keeps the disputes' default.
+    claim = settings.payment_reconcile_after_s or REFUND_CLAIM_TIMEOUT.total_seconds()
     disputes = DisputeService(sessions=db, processor=processor, receipts=receipts, clock=clock,
-                              audit=audit)
+                              audit=audit, claim_timeout=timedelta(seconds=claim))
     return {"till": till, "staffed": staffed, "receipts": receipts, "disputes": disputes}

@@ -14,13 +14,16 @@ first (through the processor, one refund per capture, idempotency key
 ``dispute:<id>:<capture>``, the state written before and after each call), and
 any part paid in cash is paid out of the cash drawer open at ``till_id``. A
 refund interrupted mid-call, or failed, resumes when the same dispute is sent
-again. Money is integer minor units.
+again. Each card refund is claimed (compare-and-set under the dispute row's lock)
+before its call, so two requests of one dispute never both send it, and the
+dispute's state never goes back from ``refunded``. Money is integer minor units.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +41,11 @@ from storefront.receipts import ReceiptStore, total_of
 from storefront.security.audit import Audit
 from storefront.security.errors import PermissionDenied
 from storefront.till import lock_open_drawer
+
+# A refund call claimed longer ago than this is presumed dead (its request crashed) and is
+# sent again under the same key: the default STOREFRONT_PAYMENT_RECONCILE_AFTER_S, which
+# Settings checks exceeds the longest processor call (a value chosen, not measured).
+REFUND_CLAIM_TIMEOUT = timedelta(seconds=300)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,9 @@ class DisputeService:
     """Takes disputes of receipt lines, refunds them and issues amended receipts."""
 
     def __init__(self, *, sessions: sessionmaker[Session], processor: PaymentProcessor,
-                 receipts: ReceiptStore, clock: Clock, audit: Audit | None = None) -> None:
+                 receipts: ReceiptStore, clock: Clock, audit: Audit | None = None,
+                 claim_timeout: timedelta = REFUND_CLAIM_TIMEOUT) -> None:
+        self._claim_timeout = claim_timeout
         self._db = sessions
         self._audit = audit
         self._processor = processor
@@ -82,7 +92,8 @@ class DisputeService:
                 positive integer or more than is left on the receipt, product not on it,
                 a cash part without a till.
             Conflict: the key reused for another dispute, no drawer open at the till,
-                another dispute of the receipt landed at the same moment (retry).
+                another dispute of the receipt landed at the same moment, or another
+                request of this dispute is making its card refund (retry).
             PaymentError: a card refund failed (the dispute is kept; send it again).
             PermissionDenied: the refund, added to what earlier disputes of the receipt
                 refunded, is over ``max_refund_minor`` (the role's limit): splitting a
@@ -165,34 +176,105 @@ class DisputeService:
         return row
 
     def _refund(self, row: Dispute) -> Dispute:
-        parts = [dict(p) for p in row.refund_parts]
-        for part in parts:
-            if part["state"] == "refunded":
-                continue
+        """Make the dispute's outstanding card refunds, each once, then mark it refunded.
+
+        Each part is claimed before its call (``pending`` -> ``sending`` with a claim token,
+        compare-and-set under the dispute row's lock): a concurrent request for the same
+        dispute finds the claim and gets Conflict instead of refunding again; a claim older
+        than ``claim_timeout`` (its request died mid-call) is taken over and the refund is
+        sent again under the same key. An answer is written only while the claim is still
+        this request's, a part once ``refunded`` never goes back, and the dispute goes
+        ``refunding`` -> ``refunded`` by ``UPDATE ... WHERE state = 'refunding'``.
+        """
+        for index in range(len(row.refund_parts)):
+            token = uuid.uuid4().hex
+            part = self._claim_part(row.id, index, token)
+            if part is None:
+                continue  # refunded already
             try:
                 refund = self._processor.refund(
                     capture_id=part["capture_id"], amount_minor=part["amount_minor"],
                     idempotency_key=f"dispute:{row.id}:{part['capture_id']}")
             except PaymentError as exc:
-                self._save(row, parts, "refunding", f"refund failed: {exc.reason}")
+                self._end_claim(row.id, index, token, None, f"refund failed: {exc.reason}")
                 raise PaymentError(f"refund of dispute {row.dispute_key} failed: {exc.reason}; "
                                    f"send the dispute again to retry") from exc
-            part.update(state="refunded", refund_id=refund.refund_id)
-            self._save(row, parts, "refunding", None)
-        return self._save(row, parts, "refunded", None)
+            self._end_claim(row.id, index, token, refund.refund_id, None)
+        return self._mark_refunded(row.id)
 
-    def _save(self, row: Dispute, parts: list[dict[str, Any]], state: str,
-              failure: str | None) -> Dispute:
+    def _locked(self, db: Session, dispute_id: str) -> Dispute:
+        """The dispute row, read after a no-op write that locks it (the row on PostgreSQL,
+        the database's write lock on SQLite), so the read-modify-write that follows in
+        ``db``'s transaction is not interleaved with another request's."""
+        db.execute(sa.update(Dispute).where(Dispute.id == dispute_id)
+                   .values(state=Dispute.state))
+        stored = db.scalars(sa.select(Dispute).where(Dispute.id == dispute_id)
+                            .execution_options(populate_existing=True)).first()
+        if stored is None:
+            raise StorefrontError(f"dispute {dispute_id} vanished")
+        return stored
+
+    def _claim_part(self, dispute_id: str, index: int, token: str) -> dict[str, Any] | None:
+        """Claim part ``index`` for one refund call; None when it is refunded already.
+        Raises Conflict while another request's claim on it is live."""
+        now = self._clock()
         with self._db.begin() as db:
-            stored = db.get(Dispute, row.id)
-            if stored is None:
-                raise StorefrontError(f"dispute {row.id} vanished")
-            stored.refund_parts = [dict(p) for p in parts]
-            stored.state, stored.failure_reason = state, failure
-            stored.updated_at = self._clock()
-            db.flush()
+            stored = self._locked(db, dispute_id)
+            parts = [dict(p) for p in stored.refund_parts]
+            part = parts[index]
+            if part["state"] == "refunded":
+                return None
+            if part["state"] == "sending" and now - datetime.fromisoformat(
+                    part["claimed_at"]) < self._claim_timeout:
+                raise Conflict(f"a refund of dispute {stored.dispute_key} is in progress; "
+                               f"send it again shortly")
+            part.update(state="sending", claim=token, claimed_at=now.isoformat())
+            self._write(db, stored, parts, "refunding", stored.failure_reason, now)
+            return part
+
+    def _end_claim(self, dispute_id: str, index: int, token: str, refund_id: str | None,
+                   failure: str | None) -> None:
+        """Record the answer of this request's call on part ``index`` (``refund_id``, or
+        ``failure``: back to pending), unless its claim was taken over meanwhile."""
+        now = self._clock()
+        with self._db.begin() as db:
+            stored = self._locked(db, dispute_id)
+            parts = [dict(p) for p in stored.refund_parts]
+            part = parts[index]
+            if part["state"] != "sending" or part.get("claim") != token:
+                return
+            if refund_id is None:
+                part.update(state="pending", claim=None, claimed_at=None)
+            else:
+                part.update(state="refunded", refund_id=refund_id, claim=None, claimed_at=None)
+            self._write(db, stored, parts, "refunding", failure, now)
+
+    def _mark_refunded(self, dispute_id: str) -> Dispute:
+        """``refunding`` -> ``refunded`` (compare-and-set) once every part is refunded; the
+        stored row either way."""
+        now = self._clock()
+        with self._db.begin() as db:
+            stored = self._locked(db, dispute_id)
+            if stored.state == "refunding" and all(
+                    p["state"] == "refunded" for p in stored.refund_parts):
+                self._write(db, stored, [dict(p) for p in stored.refund_parts], "refunded",
+                            None, now)
+            stored = self._locked(db, dispute_id)
             db.expunge(stored)
             return stored
+
+    @staticmethod
+    def _write(db: Session, stored: Dispute, parts: list[dict[str, Any]], state: str,
+               failure: str | None, now: datetime) -> None:
+        """UPDATE the dispute only while it is still in the state read (never from
+        ``refunded`` back); raises Conflict when it moved on (the lock makes that a bug)."""
+        done = db.execute(sa.update(Dispute).where(Dispute.id == stored.id,
+                                                   Dispute.state == stored.state,
+                                                   Dispute.state != "refunded")
+                          .values(refund_parts=parts, state=state, failure_reason=failure,
+                                  updated_at=now))
+        if not done.rowcount:
+            raise Conflict(f"dispute {stored.dispute_key} changed meanwhile; send it again")
 
 
 def _amend(lines: tuple[PricedLine, ...], code: str, quantity: int) -> tuple[PricedLine, ...]:

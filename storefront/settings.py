@@ -10,12 +10,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storefront.payments.retry import RetryPolicy, longest_call_s
 
 # The service's own folder comes from this variable, not STOREFRONT_DATA_DIR: that one names
 # the research data sets tests and benchmarks read, where nothing may be written.
 STATE_DIR_ENV = "STOREFRONT_STATE_DIR"
+# HTTP requests one Stripe adapter method makes at most: capture and void read the intent
+# before acting on it, and a look-up may search and then list (stripe_adapter.py).
+STRIPE_REQUESTS_PER_CALL = 2
 
 
 class Settings(BaseSettings):
@@ -49,14 +54,21 @@ class Settings(BaseSettings):
         payment_timeout_s: timeout of one processor HTTP call, seconds.
         payment_retry_attempts: calls per operation at most (tenacity, same key).
         payment_reconcile_after_s: an in-flight processor call older than this
-            (seconds) is presumed orphaned and looked up by ``reconcile``.
+            (seconds) is presumed orphaned and looked up by ``reconcile``. Must exceed
+            :meth:`longest_payment_call_s`, or be 0: "one service process; whatever is
+            in flight at its start-up was left by a dead process", which is true only
+            when no other process (API worker, ``storefront payments reconcile``) runs
+            payment calls on the same database.
         stripe_api_key, stripe_api_base: the Stripe account (``sk_test_...``) and
             API URL (default Stripe's; a ``localstripe`` URL in tests).
         entry_hold_minor: hold placed at the entry gate, minor units; 0 places no
             hold and authorizes the total at exit instead.
         unpaid_grace_s: a staffed-checkout session unsettled for longer than this
             (seconds) refuses the shopper's next entry.
-        exit_lease_s: an exit claim older than this (seconds) is presumed dead.
+        exit_lease_s: an exit claim older than this (seconds) is presumed dead; must
+            exceed :meth:`longest_payment_call_s` (one call; an exit makes several calls
+            under one lease, and an exit that takes over a lease while a call is still in
+            flight is refused by the payment journal, not charged twice).
         host, port: where ``storefront serve`` listens.
     """
 
@@ -80,12 +92,15 @@ class Settings(BaseSettings):
     payment_sim_latency_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
     payment_timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
     payment_retry_attempts: int = Field(default=4, ge=1, le=10)
-    payment_reconcile_after_s: float = Field(default=60.0, ge=0.0)
+    # Defaults exceed the longest call with Stripe at the default timeout and attempts
+    # (7 methods x 2 requests x 10 s + 0.35 s of waits = 140.35 s; the simulated processor
+    # without latency: 0.35 s), so that either processor starts with the defaults.
+    payment_reconcile_after_s: float = Field(default=300.0, ge=0.0)
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = None
     entry_hold_minor: int = Field(default=0, ge=0, le=10_000_000)
     unpaid_grace_s: float = Field(default=900.0, ge=0.0)
-    exit_lease_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    exit_lease_s: float = Field(default=150.0, gt=0.0, le=3600.0)
     min_event_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -96,6 +111,44 @@ class Settings(BaseSettings):
         if len(value) != 3 or not value.isalpha():
             raise ValueError("currency must be a 3-letter ISO 4217 code")
         return value.upper()
+
+    @model_validator(mode="after")
+    def _payment_windows_outlast_a_call(self) -> Settings:
+        """Refuse an exit lease or reconciliation grace that a processor call can outlast:
+        another exit would take over the lease, or reconciliation look up a call that is
+        still running. Raises ValueError naming the settings."""
+        longest = self.longest_payment_call_s()
+        limits = [("exit_lease_s", self.exit_lease_s)]
+        if self.payment_reconcile_after_s != 0:  # 0: single process (see the docstring)
+            limits.append(("payment_reconcile_after_s", self.payment_reconcile_after_s))
+        for name, value in limits:
+            if value <= longest:
+                raise ValueError(
+                    f"{name}={value:g} s must exceed the longest a payment call can take, "
+                    f"{longest:g} s with payment_processor={self.payment_processor}, "
+                    f"payment_retry_attempts={self.payment_retry_attempts}, "
+                    f"payment_timeout_s={self.payment_timeout_s:g}, "
+                    f"payment_sim_latency_ms={self.payment_sim_latency_ms:g}, "
+                    f"payment_fault_rate={self.payment_fault_rate:g}: raise {name} (env "
+                    f"STOREFRONT_{name.upper()}) or lower the retries or the timeout"
+                    + ("" if name == "exit_lease_s" else
+                       " (or set it to 0 for a single service process)"))
+        return self
+
+    def longest_payment_call_s(self) -> float:
+        """Upper bound (seconds) on how long one journaled processor call stays in flight:
+        :func:`storefront.payments.retry.longest_call_s` with this service's retry policy
+        (``bootstrap``: ``RetryPolicy(attempts=payment_retry_attempts)``). Per request:
+        ``payment_timeout_s`` for Stripe (``STRIPE_REQUESTS_PER_CALL`` requests per
+        method); ``payment_sim_latency_ms`` for the simulated processor, whose timeouts
+        are injected at once and which fails transiently only when ``payment_fault_rate``
+        > 0 (else no retries). Database waits of the journal's own writes are not counted."""
+        policy = RetryPolicy(attempts=self.payment_retry_attempts)
+        if self.payment_processor == "stripe":
+            return longest_call_s(policy, request_s=self.payment_timeout_s,
+                                  requests_per_call=STRIPE_REQUESTS_PER_CALL)
+        return longest_call_s(policy, request_s=self.payment_sim_latency_ms / 1000.0,
+                              transient_failures=self.payment_fault_rate > 0)
 
     def __init__(self, **values: Any) -> None:
         """Settings from ``values``, the environment and ``.env``; ``data_dir`` may be

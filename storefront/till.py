@@ -258,7 +258,8 @@ class Till:
                 self._record(row, "declined", auth=auth.authorization_id,
                              failure=f"payment declined: {auth.decline_reason}")
                 return
-            self._record(row, "authorized", auth=auth.authorization_id)
+            if not self._record(row, "authorized", auth=auth.authorization_id):
+                return  # another request of this tender moved it on first
         auth_id = row.authorization_id or ""
         try:
             capture = self._processor.capture(authorization_id=auth_id,
@@ -283,18 +284,30 @@ class Till:
         self._record(row, "voided", failure=f"{reason}; hold released")
 
     def _record(self, row: Tender, state: str, *, auth: str | None = None,
-                capture: str | None = None, failure: str | None = None) -> None:
+                capture: str | None = None, failure: str | None = None) -> bool:
+        """Move the tender from ``row.state`` (the state this request read) to ``state``:
+        ``UPDATE ... WHERE state = row.state``, so a concurrent request of the same tender
+        that moved it on first (to ``captured``, say) is never written over. Returns False,
+        with ``row`` reloaded, when the compare failed: the caller stops there."""
         with self._db.begin() as db:
-            stored = db.get(Tender, row.id)
-            if stored is None:
-                raise StorefrontError(f"tender {row.id} vanished")
-            stored.state, stored.updated_at = state, self._clock()
-            stored.authorization_id = auth or stored.authorization_id
-            stored.capture_id = capture or stored.capture_id
-            stored.failure_reason = failure
+            done = db.execute(sa.update(Tender).where(Tender.id == row.id,
+                                                      Tender.state == row.state)
+                              .values(state=state, updated_at=self._clock(),
+                                      authorization_id=auth or row.authorization_id,
+                                      capture_id=capture or row.capture_id,
+                                      failure_reason=failure))
+            if not done.rowcount:
+                stored = db.get(Tender, row.id)
+                if stored is None:
+                    raise StorefrontError(f"tender {row.id} vanished")
+                row.state, row.failure_reason = stored.state, stored.failure_reason
+                row.authorization_id, row.capture_id = (stored.authorization_id,
+                                                        stored.capture_id)
+                return False
         row.state, row.failure_reason = state, failure
         row.authorization_id = auth or row.authorization_id
         row.capture_id = capture or row.capture_id
+        return True
 
     # --- queries ---------------------------------------------------------------------
 

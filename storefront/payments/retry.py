@@ -32,6 +32,35 @@ class RetryPolicy:
         if self.attempts < 1 or self.wait_s < 0 or self.max_wait_s < 0:
             raise ValueError("attempts must be >= 1 and waits >= 0")
 
+    def total_wait_s(self) -> float:
+        """Seconds slept between the attempts when every one fails: tenacity's
+        ``wait_exponential`` sleeps ``min(wait_s * 2^(n-1), max_wait_s)`` after attempt n,
+        for n = 1 .. attempts - 1 (none after the last)."""
+        return sum(min(self.wait_s * 2 ** (n - 1), self.max_wait_s)
+                   for n in range(1, self.attempts))
+
+
+def longest_call_s(policy: RetryPolicy, *, request_s: float, requests_per_call: int = 1,
+                   transient_failures: bool = True) -> float:
+    """Upper bound, in seconds, on how long :func:`call_with_retry` runs one call.
+
+    Every attempt but the first is preceded by a look-up, so the call makes at most
+    ``2 x attempts - 1`` processor requests-of-a-method (``attempts`` calls and
+    ``attempts - 1`` look-ups), each up to ``requests_per_call`` HTTP requests of up to
+    ``request_s`` seconds, plus the waits between attempts (:meth:`RetryPolicy.total_wait_s`).
+    ``transient_failures`` False: the processor cannot fail transiently (the simulated one
+    without injected faults), so there is no retry: one call. ``request_s`` is the
+    nominal limit of one request (for Stripe the HTTP client's timeout, which bounds the
+    connect and each read, not their sum). Pure; raises ValueError for a negative
+    ``request_s`` or ``requests_per_call`` < 1.
+    """
+    if request_s < 0 or requests_per_call < 1:
+        raise ValueError("request_s must be >= 0 and requests_per_call >= 1")
+    per_method = request_s * requests_per_call
+    if not transient_failures:
+        return per_method
+    return (2 * policy.attempts - 1) * per_method + policy.total_wait_s()
+
 
 def call_with_retry(call: Callable[[], T], *, lookup: Callable[[], T | None],
                     policy: RetryPolicy) -> T:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import stripe
 
-from storefront.errors import PaymentError
+from storefront.errors import PaymentError, StorefrontError
 from storefront.payments.base import (
     Authorization,
     Capture,
@@ -33,15 +33,52 @@ T = TypeVar("T")
 _META = "idempotency_key"
 
 
+# Stripe's error code for a request whose idempotency key another request still being
+# processed holds (HTTP 409; Stripe API reference, "Error codes": idempotency_key_in_use).
+_KEY_IN_USE = "idempotency_key_in_use"
+
+
+class IdempotencyKeyMisuse(StorefrontError):
+    """Stripe refused an idempotency key reused with other parameters (``IdempotencyError``,
+    HTTP 400): a bug in how this service derives keys, not a refusal of the payment. Not a
+    PaymentError on purpose: the journal neither retries it nor records the call as
+    refused (the key's first request may have moved money); the call stays in flight and
+    its outcome is found by look-up (``reconcile`` or the next retry)."""
+
+    code = "idempotency_key_misuse"
+
+
+def _error_code(exc: stripe.StripeError) -> str | None:
+    """Stripe's ``error.code`` of an answer (the library sets ``exc.code`` only for some
+    error classes; it is always in the JSON body)."""
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return exc.code or (str(code) if code else None)
+
+
 def _translate(call: Callable[[], T]) -> T:
-    """Run a Stripe call; transient failures -> ProcessorUnavailable, refusals -> PaymentError."""
+    """Run a Stripe call; transient failures -> ProcessorUnavailable, refusals -> PaymentError.
+
+    Transient (outcome unknown: look it up, retry with the same key): no connection or no
+    answer, 429, 5xx, and HTTP 409 or the ``idempotency_key_in_use`` code (another request
+    with this key is still being processed; it may yet succeed). An idempotency key reused
+    with other parameters raises :class:`IdempotencyKeyMisuse`. Any other refusal (4xx,
+    card errors) raises PaymentError.
+    """
     try:
         return call()
     except stripe.APIConnectionError as exc:
         raise ProcessorTimeout(f"Stripe unreachable: {exc.user_message or exc}") from exc
-    except (stripe.RateLimitError, stripe.APIError) as exc:
-        raise ProcessorUnavailable(f"Stripe answered {exc.http_status}") from exc
     except stripe.StripeError as exc:
+        if exc.http_status == 409 or _error_code(exc) == _KEY_IN_USE:
+            raise ProcessorUnavailable(f"Stripe answered {exc.http_status}: another request "
+                                       f"with this idempotency key is in progress") from exc
+        if isinstance(exc, stripe.IdempotencyError):
+            raise IdempotencyKeyMisuse(f"Stripe refused the idempotency key: "
+                                       f"{exc.user_message or exc}") from exc
+        if isinstance(exc, (stripe.RateLimitError, stripe.APIError)):
+            raise ProcessorUnavailable(f"Stripe answered {exc.http_status}") from exc
         if exc.http_status is not None and exc.http_status >= 500:
             raise ProcessorUnavailable(f"Stripe answered {exc.http_status}") from exc
         raise PaymentError(f"Stripe refused: {exc.user_message or exc}") from exc
