@@ -9,7 +9,7 @@ Races are made deterministic by pausing the simulated processor (``on_call``).""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,6 @@ from storefront.settings import Settings
 
 ITEMS = builtin_items()
 WAIT_S = 10.0  # bound on any wait for the other thread; never reached when correct
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    if request.param == "sqlite":
-        yield None
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 class PauseRefund:

@@ -14,7 +14,7 @@ holds), the gate's entry hold, and a second exit that took a stale exit lease ov
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,14 +90,6 @@ class PauseFirst:
                 self.reached.set()
         if first:
             self.go.wait(WAIT_S)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    if request.param == "sqlite":
-        yield None
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def _container(tmp_path: Path, url: str | None, processor: SimulatedProcessor, *,

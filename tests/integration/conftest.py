@@ -1,0 +1,18 @@
+"""Fixtures shared by integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The database URL to test against: None (the embedded SQLite default, in the test's
+    state folder) or the PostgreSQL of ``postgres_url`` (skipped when it is down, except
+    under CI=true)."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        yield request.getfixturevalue("postgres_url")
