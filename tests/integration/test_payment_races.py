@@ -125,6 +125,17 @@ def _ops(c: Container, payment_id: str) -> list[tuple[str, str]]:
             .order_by(PaymentOperation.created_at, PaymentOperation.id))]
 
 
+def _assert_paid_once(c: Container, processor: SimulatedProcessor, pause: PauseFirst,
+                      session_id: str, result: Any, total: int) -> Any:
+    """The exit answered paid, the journal agrees with the processor, the payment is
+    captured in full, and the processor saw one hold and one capture (look-ups aside)."""
+    assert (result.status, result.total_minor) == ("paid", total)
+    payment = _assert_journal_agrees(c, processor, session_id)
+    assert (payment.state, payment.captured_minor) == ("captured", total)
+    assert [label for label, _ in pause.calls if label != "lookup"] == ["authorize", "capture"]
+    return payment
+
+
 def _assert_journal_agrees(c: Container, processor: SimulatedProcessor,
                            session_id: str) -> Payment:
     """The payment's journal and the processor tell the same story of its hold."""
@@ -178,11 +189,8 @@ def test_void_decided_before_a_capture_is_refused_while_the_capture_is_in_flight
     result = c.checkout.exit(session_id)
     released.join()
     assert isinstance(released.error, PaymentBusy), released
-    assert (result.status, result.total_minor) == ("paid", total)
-    payment = _assert_journal_agrees(c, processor, session_id)
-    assert (payment.state, payment.captured_minor) == ("captured", total)
+    payment = _assert_paid_once(c, processor, pause, session_id, result, total)
     assert processor.captured_total() == total
-    assert [label for label, _ in pause.calls if label != "lookup"] == ["authorize", "capture"]
     assert _ops(c, payment.id) == [("hold", "succeeded"), ("capture", "succeeded")]
     c.close()
 
@@ -300,10 +308,7 @@ def test_late_capture_answer_overrides_reconciliation_that_found_nothing(
     pause.go.set()
     result = exiting.join().result
     assert exiting.error is None
-    assert (result.status, result.total_minor) == ("paid", total)
-    payment = _assert_journal_agrees(c, processor, session_id)
-    assert (payment.state, payment.captured_minor) == ("captured", total)
-    assert [label for label, _ in pause.calls if label != "lookup"] == ["authorize", "capture"]
+    _assert_paid_once(c, processor, pause, session_id, result, total)
     c.close()
 
 
