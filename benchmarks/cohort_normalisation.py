@@ -1,6 +1,8 @@
 """Study: does cohort score normalisation lower FNIR at the 1M-subject threshold? (issue 4)
 
-Not used by the service yet; this script measures whether it should be.
+Not used by the service: measured on 2026-11-30 and not adopted (benchmarks/README.md,
+"Cohort score normalisation": the normalised impostor tail of the held-out palms is
+heavier than the tuning fit predicts).
 
 Cohort normalisation (Aggarwal, Ratha & Bolle, "Biometric verification: looking beyond raw
 similarity scores", CVPR Workshops 2006; the T-norm family of Auckenthaler et al., Digital
@@ -24,8 +26,9 @@ subject; the method of ``benchmarks/threshold_at_scale.py``); 90 % intervals fro
 bootstrap over tuning probe palms; ``tail_slope`` / ``tail_intercept`` give the fit as
 ``log10 FMR(t) = slope * t + intercept`` on the unshifted scores. FNIR (mated subject
 below the threshold) is then counted on the tuning gallery and on the held-out half
-(gallery = held-out identities, same cohort). Normalised scores are shifted by +0.5 for
-the fit (the fit's grid is [0, 1]).
+(gallery = held-out identities, same cohort); and, as a check of FPIR, the held-out
+impostors' own tail fit: the threshold it gives and the FPIR it predicts at the tuning
+threshold. Normalised scores are shifted by +0.5 for the fit (the fit's grid is [0, 1]).
 
 Run (data in ``$STOREFRONT_DATA_DIR``; ~3 min on one core)::
 
@@ -46,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from identity import params
-from identity.decision import fit_fmr_tail, threshold_for_fpir
+from identity.decision import fit_fmr_tail, fpir, threshold_for_fpir
 from identity.errors import IdentityError
 from identity.matcher import PreparedProbe, ReferenceSet
 from identity.service import template_from_image
@@ -97,6 +100,12 @@ def _threshold(impostor: np.ndarray, n: int, fpir: float, shift: float) -> float
     return threshold_for_fpir(fpir, n, 1, slope, intercept) - shift
 
 
+def fpir_at(impostor: np.ndarray, threshold: float, n: int, shift: float) -> float:
+    """FPIR at ``n`` subjects predicted at ``threshold`` by the tail fitted to ``impostor``."""
+    slope, intercept = fit_fmr_tail(impostor.ravel() + shift)
+    return fpir(threshold + shift, n, 1, slope, intercept)
+
+
 def _study(tune: dict[str, np.ndarray], held: dict[str, np.ndarray], fpir: float,
            boots: int, seed: int, floor: float) -> dict[str, object]:
     rng = np.random.default_rng(seed)
@@ -108,6 +117,7 @@ def _study(tune: dict[str, np.ndarray], held: dict[str, np.ndarray], fpir: float
         shift = SHIFT if kind == "normalised" else 0.0
         imp_t = tune["impostor"] - np.asarray(off_t)[:, None]
         gen_t, gen_h = tune["genuine"] - off_t, held["genuine"] - off_h
+        imp_h = held["impostor"] - np.asarray(off_h)[:, None]
         slope, intercept = fit_fmr_tail(imp_t.ravel() + shift)
         rows: dict[str, object] = {"tail_slope": round(slope, 3),
                                    "tail_intercept": round(intercept + slope * shift, 3)}
@@ -125,9 +135,13 @@ def _study(tune: dict[str, np.ndarray], held: dict[str, np.ndarray], fpir: float
                 "fnir_held_out": round(float(np.mean(gen_h < t)), 4),
                 "fnir_held_out_at_90_bounds": [round(float(np.mean(gen_h < q)), 4)
                                                for q in np.quantile(boot, [0.05, 0.95])],
-                # the service's rule: also at least the configured floor in raw score
+                # with the raw floor as well (how a service would have to apply it)
                 "fnir_held_out_with_raw_floor": round(float(np.mean(
                     (gen_h < t) | (held["genuine"] < floor))), 4),
+                # FPIR check on held-out impostors: the threshold their own tail gives,
+                # and the FPIR at N that tail predicts at the tuning threshold
+                "threshold_held_out_fit": round(_threshold(imp_h, n, fpir, shift), 4),
+                "fpir_at_threshold_by_held_out_fit": round(fpir_at(imp_h, t, n, shift), 5),
             }
         out[kind] = rows
     return out

@@ -97,23 +97,6 @@ def gallery_threshold(floor: float, target_fpir: float, subjects: int) -> float:
     return max(floor, grown)
 
 
-def normalised_threshold(target_fpir: float, subjects: int) -> float:
-    """Decision threshold on *cohort-normalised* subject scores for a gallery of ``subjects``.
-
-    A normalised score is the subject score minus the probe's cohort offset
-    (:meth:`identity.index.SearchResult.cohort_offset`: the mean of the probe's
-    ``params.COHORT_TOP_K`` best scores against ``params.COHORT_SIZE`` cohort subjects).
-    Same method as :func:`gallery_threshold` (one comparison per subject, log-linear tail
-    extrapolated), on the tail of normalised impostor scores fitted on the Tongji tuning
-    palms (``params.NORMALISED_SUBJECT_FMR_TAIL_*``; ``benchmarks/cohort_normalisation.py``).
-    Raises ValueError unless 0 < target_fpir < 1 and subjects >= 1.
-    """
-    if not 0.0 < target_fpir < 1.0 or subjects < 1:
-        raise ValueError("need 0 < target_fpir < 1 and subjects >= 1")
-    return threshold_for_fpir(target_fpir, subjects, 1, params.NORMALISED_SUBJECT_FMR_TAIL_SLOPE,
-                              params.NORMALISED_SUBJECT_FMR_TAIL_INTERCEPT)
-
-
 @dataclass(frozen=True)
 class SubjectRule:
     """How a subject's template scores become one subject score (order-statistic fusion).

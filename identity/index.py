@@ -47,13 +47,10 @@ protected rows (with the key id) to and from the snapshot of :mod:`identity.snap
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import heapq
 import math
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import faiss
@@ -155,21 +152,6 @@ class SearchResult:
     stages_planned: int
     early_accepted: bool
     accept_score: float | None
-    cohort: tuple[tuple[str, float], ...] = ()
-
-    def cohort_offset(self, exclude: str | None, size: int = params.COHORT_SIZE,
-                      top_k: int = params.COHORT_TOP_K) -> float | None:
-        """The probe's cohort offset: the mean of its ``top_k`` best scores against the
-        first ``size`` cohort subjects other than ``exclude`` (the subject the offset is
-        for; a cohort member is never its own impostor). None when the search scored no
-        cohort (a gallery below the index's ``cohort_from``) or fewer than ``top_k``
-        members remain. Source: cohort score normalisation (Aggarwal, Ratha & Bolle,
-        CVPR Workshops 2006); see ``benchmarks/cohort_normalisation.py``.
-        """
-        scores = [score for sid, score in self.cohort if sid != exclude][:size]
-        if len(scores) < top_k or top_k < 1:
-            return None
-        return float(np.mean(sorted(scores)[-top_k:]))
 
 
 def query_stages(variants: int,
@@ -274,14 +256,8 @@ class PalmIndex:
         coarse_pool: tuple[int, int] = params.INDEX_COARSE_POOL,
         transform: RevocableTransform | None = None,
         early_accept: EarlyAccept | None = DEFAULT_EARLY_ACCEPT,
-        cohort_from: int = params.COHORT_FROM_SUBJECTS,
-        cohort_size: int = params.COHORT_SIZE,
     ) -> None:
         """Create an empty index for templates of ``grid`` = (H, W) cells.
-
-        ``cohort_from`` / ``cohort_size``: from that many subjects on, every search also
-        scores the probe against the first template of ``cohort_size + 1`` cohort
-        subjects (:class:`Cohort`), reported in :attr:`SearchResult.cohort`.
 
         Raises ValueError on a code length that is not whole 64-bit words, a pool that
         does not tile the grid, or a transform of another grid.
@@ -304,10 +280,6 @@ class PalmIndex:
         self._coarse = False
         self._faiss, self._flat = self._new_faiss()
         self._early_accept = early_accept
-        if cohort_size < 1 or cohort_from < 1:
-            raise ValueError("cohort_size and cohort_from must be >= 1")
-        self._cohort_from = cohort_from
-        self._cohort = Cohort(cohort_size + 1)
 
     def __len__(self) -> int:
         with self._lock:
@@ -409,8 +381,6 @@ class PalmIndex:
                                      None if self._coarse else pooled)
             for tid, sid, row in zip(template_ids, subject_ids, rows.tolist(), strict=True):
                 self._ids[tid] = row
-                if sid not in self._subjects:
-                    self._cohort.offer(sid)
                 self._subjects.setdefault(sid, []).append(row)
             if self._coarse:
                 self._faiss_add(rows, pooled)
@@ -469,8 +439,6 @@ class PalmIndex:
             self._faiss.remove_ids(np.array(sorted(rows), dtype=np.int64))  # type: ignore[arg-type]
             for row in rows:
                 del self._ids[self._rows.release(row)]
-            if self._cohort.drop(subject_id):
-                self._cohort.rebuild(self._subjects)
             return len(rows)
 
     @property
@@ -539,21 +507,8 @@ class PalmIndex:
             best = max((float(s.max()) for s in scores if s.size), default=0.0)
             if accept is not None and best >= accept and number < len(stages):
                 return SearchResult(self._live(owners, scores), number, len(stages), True,
-                                    accept, self._cohort_scores(prepared))
-        return SearchResult(self._live(owners, scores), len(stages), len(stages), False, accept,
-                            self._cohort_scores(prepared))
-
-    def _cohort_scores(self, prepared: PreparedProbe) -> tuple[tuple[str, float], ...]:
-        """(subject, score) of the probe against each cohort subject's first template, in
-        cohort order; empty below ``cohort_from`` subjects."""
-        with self._lock:
-            if len(self._subjects) < self._cohort_from:
-                return ()
-            members = self._cohort.members()
-            rows = np.array([self._subjects[sid][0] for sid in members], dtype=np.int64)
-            refs = ReferenceSet(self.grid, *self._rows.reference_words(rows))
-        scores = prepared.scores(refs)
-        return tuple(zip(members, scores.tolist(), strict=True))
+                                    accept)
+        return SearchResult(self._live(owners, scores), len(stages), len(stages), False, accept)
 
     def _live(self, owners: list[tuple[str, str]],
               scores: list[npt.NDArray[np.float64]]) -> list[Candidate]:
@@ -577,49 +532,6 @@ class PalmIndex:
                                            shortlist * keep)
         dist, labels = self._faiss.search(full, min(total, shortlist))
         return _nearest_rows(dist, labels, shortlist)
-
-
-class Cohort:
-    """The cohort of a gallery: the ``size`` subjects of least keyed hash of their id.
-
-    A fixed, pseudo-random sample of the enrolled persons, maintained as subjects come
-    and go (a new subject joins when its hash is below the largest member's; a member
-    that leaves is replaced by rebuilding from all subjects, which happens for a share
-    ``size / N`` of deletions). The hash is BLAKE2b (8 bytes) of the subject id under
-    a fixed personalisation, so the cohort is the same after a restart. Not
-    thread-safe: :class:`PalmIndex` calls it under its lock.
-    """
-
-    def __init__(self, size: int) -> None:
-        """``size`` >= 1 members at most."""
-        self._size = size
-        self._members: list[tuple[bytes, str]] = []  # sorted by hash
-
-    @staticmethod
-    def _hash(subject_id: str) -> bytes:
-        return hashlib.blake2b(subject_id.encode("utf-8"), digest_size=8,
-                               person=b"sf-cohort").digest()
-
-    def offer(self, subject_id: str) -> None:
-        """Consider a newly enrolled subject for membership."""
-        entry = (self._hash(subject_id), subject_id)
-        if len(self._members) < self._size or entry < self._members[-1]:
-            bisect.insort(self._members, entry)
-            del self._members[self._size:]
-
-    def drop(self, subject_id: str) -> bool:
-        """Forget a subject that left the gallery; True if it was a member."""
-        before = len(self._members)
-        self._members = [m for m in self._members if m[1] != subject_id]
-        return len(self._members) != before
-
-    def rebuild(self, subjects: Iterable[str]) -> None:
-        """Recompute the cohort from every enrolled subject."""
-        self._members = heapq.nsmallest(self._size, ((self._hash(s), s) for s in subjects))
-
-    def members(self) -> list[str]:
-        """Member subject ids, least hash first."""
-        return [sid for _, sid in self._members]
 
 
 class _Rows:

@@ -334,34 +334,6 @@ FMR_TAIL_SLOPE = -39.74
 FMR_TAIL_INTERCEPT = 3.921
 SUBJECT_FMR_TAIL_SLOPE = -37.34
 SUBJECT_FMR_TAIL_INTERCEPT = 4.101
-# Cohort score normalisation for large galleries (identity/index.Cohort,
-# SearchResult.cohort_offset, decision.normalised_threshold, service.decide): from
-# COHORT_FROM_SUBJECTS enrolled subjects on, a probe's subject score is reduced by its
-# cohort offset, the mean of its COHORT_TOP_K best scores against the first template of
-# COHORT_SIZE cohort subjects (a fixed pseudo-random sample of the gallery, the probe's
-# best subject left out), and the decision threshold on that normalised score comes from
-# the normalised impostor tail below; the raw score must still reach IDENTIFY_THRESHOLD.
-# Measured (`python benchmarks/cohort_normalisation.py`, 2026-11-30, Tongji: gallery and
-# probes palm000-099, cohort the first session-1 capture of palm100-149, held-out
-# palm150-299 with the same cohort; max rule over 10 session-1 templates; 99,000 tuning
-# impostor subject comparisons): at FPIR 0.3 % for 1M subjects the raw rule needs 0.291
-# (90 % bootstrap 0.282-0.312) where FNIR is 3.2 % (tuning) / 1.4 % (held out, 0.9-2.6 %
-# over that interval); the normalised rule needs 0.143 (0.131-0.158), FNIR 0.7 % /
-# 0.47 % (0.33-0.73 %), and 0.87 % held out with the raw floor of 0.28 as well. The same
-# fit on all 150 tuning palms gave the raw rule 0.338 (FNIR 3.3 % held out; see
-# SUBJECT_FMR_TAIL_* above): the raw tail is less stable between palm subsets than the
-# bootstrap says, one more reason to decide on normalised scores. Measured and not kept:
-# the z-score form (T-norm: (s - mean) / sd over the cohort; held-out FNIR 5.3 % at 1M,
-# a /tmp script), a cohort of synthetic palms (identity/synthetic.py; worse than raw).
-# COHORT_TOP_K 10 and COHORT_SIZE 50 were the first values tried, not tuned.
-# COHORT_FROM_SUBJECTS: below it the raw rule alone holds FPIR <= 0.3 % with the floor of
-# 0.28 (decision.gallery_threshold stays at the floor up to ~6,800 subjects), so the
-# cohort rule takes over before the raw threshold has to rise.
-COHORT_SIZE = 50
-COHORT_TOP_K = 10
-COHORT_FROM_SUBJECTS = 5_000
-NORMALISED_SUBJECT_FMR_TAIL_SLOPE = -65.198
-NORMALISED_SUBJECT_FMR_TAIL_INTERCEPT = 0.823
 # The NIST 1:N reporting point (NIST IR 8271) for the target FPIR.
 TARGET_FPIR = 0.003
 # Early accept of a staged 1:N search (identity/index.EarlyAccept). A search of an index of

@@ -119,7 +119,7 @@ class _Setup:
                            margin=self.settings.ambiguity_margin,
                            target_fpir=self.settings.target_fpir)
         return PalmIndex(coarse_from=self.settings.index_coarse_from, transform=self.transform,
-                         early_accept=rule, cohort_from=self.settings.cohort_from_subjects)
+                         early_accept=rule)
 
 
 def filler_codes(sources: list[Template], n: int, seed: int) -> tuple[U8, U8]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from identity import params
 from identity.consistency import same_palm_group
-from identity.decision import gallery_threshold, normalised_threshold
+from identity.decision import gallery_threshold
 from identity.errors import (
     AcquisitionError,
     EnrolmentError,
@@ -42,7 +42,7 @@ from identity.errors import (
 )
 from identity.features import extract_features
 from identity.imageio import decode_image
-from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex, SearchResult
+from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex
 from identity.protection import TemplateProtector
 from identity.repository import (
     TemplateChanges,
@@ -101,8 +101,7 @@ class Identification:
 
 
 def decide(candidates: Sequence[Candidate], settings: IdentitySettings,
-           threshold: float | None = None, *,
-           normalised: tuple[float, float] | None = None) -> tuple[
+           threshold: float | None = None) -> tuple[
     Outcome, str | None, float, float | None, str
 ]:
     """The decision rule on per-subject candidates sorted best first.
@@ -110,11 +109,8 @@ def decide(candidates: Sequence[Candidate], settings: IdentitySettings,
     Identified when best >= threshold and best - runner-up >= margin; ambiguous when
     above threshold but within the margin; otherwise not identified. ``threshold``
     defaults to ``settings.identify_threshold`` (the service passes the threshold of its
-    gallery's size, :meth:`IdentityService.decision_threshold`). ``normalised``:
-    ``(cohort offset, normalised threshold)`` for a large gallery; the best subject must
-    then also reach ``offset + normalised threshold`` (cohort score normalisation,
-    :func:`identity.decision.normalised_threshold`), while ``threshold`` is the floor.
-    Returns ``(outcome, subject_id, score, runner_up_score, reason)``.
+    gallery's size, :meth:`IdentityService.decision_threshold`). Returns
+    ``(outcome, subject_id, score, runner_up_score, reason)``.
     """
     th = settings.identify_threshold if threshold is None else threshold
     margin = settings.ambiguity_margin
@@ -124,11 +120,6 @@ def decide(candidates: Sequence[Candidate], settings: IdentitySettings,
     runner = candidates[1].score if len(candidates) > 1 else None
     if best.score < th:
         why = f"No enrolled palm reached the threshold {th:.2f} (best score {best.score:.3f})."
-        return "not_identified", None, best.score, runner, why
-    if normalised is not None and best.score - normalised[0] < normalised[1]:
-        offset, t_norm = normalised
-        why = (f"No enrolled palm reached the threshold {offset + t_norm:.3f} for this capture"
-               f" (best score {best.score:.3f}; its cohort offset is {offset:.3f}).")
         return "not_identified", None, best.score, runner, why
     lead = best.score - (runner if runner is not None else 0.0)
     if lead < margin:
@@ -202,7 +193,6 @@ class IdentityService:
                             margin=self._settings.ambiguity_margin,
                             target_fpir=self._settings.target_fpir)
         return PalmIndex(coarse_from=self._settings.index_coarse_from, transform=transform,
-                         cohort_from=self._settings.cohort_from_subjects,
                          early_accept=early)
 
     @property
@@ -458,16 +448,6 @@ class IdentityService:
         return gallery_threshold(self._settings.identify_threshold, self._settings.target_fpir,
                                  self._index.subject_count())
 
-    def _normalised(self, result: SearchResult) -> tuple[float, float] | None:
-        """(cohort offset, normalised threshold) when the search scored a cohort."""
-        if not result.cohort or not result.candidates:
-            return None
-        offset = result.cohort_offset(result.candidates[0].subject_id)
-        if offset is None:
-            return None
-        return offset, normalised_threshold(self._settings.target_fpir,
-                                            self._index.subject_count())
-
     def identify(self, *, image: bytes) -> Identification:
         """1:N identification of one capture against every enrolled palm.
 
@@ -476,13 +456,9 @@ class IdentityService:
         start = time.perf_counter()
         template = template_from_image(image)
         self.refresh()
-        result = self._index.search_detail(template, self._settings.shortlist_size)
-        normalised = self._normalised(result)
-        # With the cohort rule deciding (a large gallery), the raw threshold is the floor.
-        floor = (self.decision_threshold() if normalised is None
-                 else self._settings.identify_threshold)
-        outcome, subject, score, runner, reason = decide(
-            result.candidates, self._settings, floor, normalised=normalised)
+        candidates = self._index.search(template, self._settings.shortlist_size)
+        outcome, subject, score, runner, reason = decide(candidates, self._settings,
+                                                         self.decision_threshold())
         elapsed = (time.perf_counter() - start) * 1000.0
         return Identification(outcome, subject, score, runner, reason, elapsed)
 

@@ -22,9 +22,7 @@ class IdentitySettings(BaseSettings):
     ``shortlist_size`` is in templates; ``min_enrolment_captures`` in usable captures;
     ``faiss_threads`` is FAISS's OpenMP thread count (process-wide, set by the service);
     ``index_coarse_from`` is the gallery size (templates) from which the index's FAISS
-    stage scans pooled codes (:mod:`identity.index`); ``cohort_from_subjects`` is the
-    gallery size (subjects) from which identification decides on cohort-normalised
-    scores (:func:`identity.decision.normalised_threshold`).
+    stage scans pooled codes (:mod:`identity.index`).
     """
 
     model_config = SettingsConfigDict(env_prefix="STOREFRONT_IDENTITY_", frozen=True)
@@ -38,5 +36,3 @@ class IdentitySettings(BaseSettings):
     max_enrolment_captures: int = Field(default=20, ge=1, le=100)
     faiss_threads: int = Field(default=params.FAISS_THREADS, ge=1, le=256)
     index_coarse_from: int = Field(default=params.INDEX_COARSE_FROM, ge=1)
-    cohort_from_subjects: int = Field(default=params.COHORT_FROM_SUBJECTS,
-                                      ge=params.COHORT_SIZE + 1)
