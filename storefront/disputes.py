@@ -259,7 +259,7 @@ class DisputeService:
                     p["state"] == "refunded" for p in stored.refund_parts):
                 self._write(db, stored, [dict(p) for p in stored.refund_parts], "refunded",
                             None, now)
-            stored = self._locked(db, dispute_id)
+                db.refresh(stored)  # _write is a Core UPDATE: reload what it wrote
             db.expunge(stored)
             return stored
 

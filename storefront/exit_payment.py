@@ -30,11 +30,10 @@ from storefront.db.models import Payment, PaymentOperation
 from storefront.errors import PaymentError, StorefrontError
 from storefront.payments.balance import unpaid_balance
 from storefront.payments.base import Authorization, Operation, PaymentPending, PaymentProcessor
-from storefront.payments.journal import IN_FLIGHT, PaymentJournal, Step
+from storefront.payments.journal import IN_FLIGHT_STATES, PaymentJournal, Step
 from storefront.payments.retry import RetryPolicy
 
 _MAX_STEPS = 12  # a charge takes at most ~5 calls; more means a bug, not a loop forever
-_IN_FLIGHT_STATES = frozenset(IN_FLIGHT.values())
 # The payment states each call may start from (the journal refuses it otherwise); the
 # void of a superseded hold acts on another authorization: any rest state will do.
 _HOLDING = frozenset({"authorized"})
@@ -165,7 +164,7 @@ class ExitPayment:
             # The journal moves the payment to an in-flight state in the transaction that
             # marks a call in flight, and back in the one that records its answer, so a
             # payment at rest has no call (but refunds, not made here) in flight.
-            pending = self._in_flight(payment.id) if payment.state in _IN_FLIGHT_STATES \
+            pending = self._in_flight(payment.id) if payment.state in IN_FLIGHT_STATES \
                 else None
             if pending is not None:
                 self._step(payment, token, pending.purpose, pending.amount_minor,
