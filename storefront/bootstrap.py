@@ -161,7 +161,8 @@ def _staff_services(db: sessionmaker[Session], carts: SessionService, catalogue:
                     clock: Clock, audit: Audit) -> dict[str, Any]:
     """The staffed checkout, till, receipts and disputes (Container fields by name)."""
     tax = tax_policy_from_settings(settings)
-    till = Till(sessions=db, processor=processor, currency=settings.currency, clock=clock)
+    till = Till(sessions=db, processor=processor, currency=settings.currency, clock=clock,
+                retry=RetryPolicy(attempts=settings.payment_retry_attempts))
     receipts = ReceiptStore(sessions=db, tax=tax)
     staffed = StaffedCheckout(sessions=db, carts=carts, catalogue=catalogue,
                               read_model=read_model, shoppers=shoppers, till=till,

@@ -11,9 +11,18 @@ is issued and the session is settled in the cart's event log, which clears the
 shopper's unpaid balance.
 
 The cart is the event log's cart with the corrections applied on top, priced
-again on every request with ``storefront.pricing.price_cart`` (totals are
-recomputed, never taken from the client). Once a tender is taken the lines are
-locked, so what was paid is what is priced. Money is integer minor units.
+with ``storefront.pricing.price_cart`` (totals are recomputed, never taken from
+the client) on every request until the first tender is taken. That tender's
+write transaction, which the staff claim serialises with corrections and
+closes, prices the cart and freezes it (``FrozenCart``: lines, total and the
+pricing time); from then on the sale is priced from the frozen cart, never from
+the live catalogue, so a price change or a promotion ending at midnight between
+payment and close cannot make it over- or underpaid. Corrections are refused
+while a tender has paid or reserves money (a wrong line is put right after the
+close by a dispute, which refunds it); when every tender ended without money
+(declined, failed, voided), a correction un-freezes the cart in its own guarded
+transaction and the audit record of the correction says so. Money is integer
+minor units.
 
 Staff identity: ``staff_id`` is a string the caller states. It is recorded for
 the audit but NOT authenticated (see the authentication issue).
@@ -22,29 +31,48 @@ the audit but NOT authenticated (see the authentication issue).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cart.errors import SessionNotFound
+from cart.errors import InvalidCommand, SessionNotFound
 from cart.projections import CartContents, CartFlag
 from cart.service import SessionService
 from cart.session import SessionStatus
 from storefront.catalog import Catalogue
 from storefront.clock import Clock
-from storefront.db.models import AgeCheck, CartCorrection, FlagResolution, Receipt, StaffClaim
+from storefront.db.models import (
+    AgeCheck,
+    CartCorrection,
+    FlagResolution,
+    FrozenCart,
+    Receipt,
+    StaffClaim,
+    Tender,
+)
 from storefront.errors import Conflict, InvalidInput, NotFound, StorefrontError
 from storefront.money import format_minor
-from storefront.pricing import PricedCart, TaxPolicy, price_cart
+from storefront.pricing import TaxPolicy, price_cart
+from storefront.receipts import priced_receipt_lines
 from storefront.security.audit import Audit
 from storefront.security.errors import PermissionDenied
 from storefront.sessions import SessionReadModel, SessionView
 from storefront.shoppers import ShopperService, looks_like_card_number
-from storefront.till import PAID_STATES, PENDING_STATES, TenderKind, TenderRequest, TenderView, Till
+from storefront.till import (
+    PAID_STATES,
+    PENDING_STATES,
+    TenderKind,
+    TenderRequest,
+    TenderView,
+    Till,
+    tender_key,
+    tender_view,
+)
 
 CLAIM_TTL = timedelta(minutes=10)
 """A claim with no activity for this long lapses and another staff member may take over."""
@@ -94,6 +122,8 @@ class StaffedCart:
 
     ``lines`` are priced lines (``storefront.pricing.PricedLine`` as dicts);
     ``total_minor`` is None while the cart cannot be priced (see ``issues``).
+    ``frozen``: True once a tender froze the cart; ``priced_at`` is then when
+    its prices and promotions were read (UTC), None while the cart is priced live.
     """
 
     session_id: str
@@ -114,6 +144,8 @@ class StaffedCart:
     age_checked_at: datetime | None
     tenders: tuple[TenderView, ...]
     blockers: tuple[str, ...]
+    priced_at: datetime | None = None
+    frozen: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,13 +160,25 @@ class CloseResult:
     change_minor: int
 
 
+@dataclass(frozen=True)
+class _Priced:
+    """A priced cart: lines as dicts, total in minor units, when it was priced, and
+    whether it is the frozen cart of a sale that took a tender."""
+
+    lines: tuple[dict[str, object], ...]
+    total_minor: int
+    priced_at: datetime
+    frozen: bool = False
+
+
 @dataclass
 class _State:
     contents: CartContents
     quantities: dict[str, int]
     issues: dict[str, str] = field(default_factory=dict)
-    priced: PricedCart | None = None
+    priced: _Priced | None = None
     age_restricted: bool = False
+    corrections: int = 0
 
 
 class StaffedCheckout:
@@ -214,25 +258,35 @@ class StaffedCheckout:
             flags = tuple(_flag_views(db, session_id, state.contents.flags))
         tenders = tuple(self._till.tenders(session_id))
         paid = sum(t.amount_minor for t in tenders if t.state in PAID_STATES)
-        total = state.priced.total_minor if state.priced is not None else None
-        blockers = _blockers(state, flags, age is not None, tenders, paid)
+        priced = state.priced
+        total = priced.total_minor if priced is not None else None
+        blockers = _blockers(state, flags, age is not None, tenders, paid, self._currency)
         return StaffedCart(
             session_id, view.shopper_id, view.status, view.staffed_reason, self._currency, live,
-            tuple(asdict(line) for line in state.priced.lines) if state.priced else (),
-            total, paid, None if total is None else total - paid, flags, corrections,
+            priced.lines if priced else (), total, paid,
+            None if total is None else total - paid, flags, corrections,
             tuple(state.issues.values()), state.age_restricted,
-            age.staff_id if age else None, age.checked_at if age else None, tenders, blockers)
+            age.staff_id if age else None, age.checked_at if age else None, tenders, blockers,
+            priced.priced_at if priced and priced.frozen else None,
+            priced.frozen if priced else False)
 
     def correct(self, *, session_id: str, staff_id: str, product_code: str, quantity: int,
                 reason: str, max_change: int | None = None) -> CorrectionView:
         """Set the quantity of ``product_code`` (0 removes it, a new code adds it), audited.
 
-        ``quantity`` is units, or grams for goods sold by weight. Raises
-        InvalidInput (no reason, quantity out of range or unchanged),
-        UnknownProduct, NotFound, Conflict (no claim, tenders already taken),
-        PermissionDenied (the change, added to the session's earlier corrections,
-        exceeds ``max_change``, the role's limit: splitting a change into several
-        corrections does not get round it).
+        ``quantity`` is units, or grams for goods sold by weight. The quantity
+        before, the limit and the lock are read in the correction's own guarded
+        transaction (the claim row serialises it with tenders and other
+        corrections of the session). A cart frozen by tenders that all ended
+        without money is un-frozen here, and the audit record says so
+        (``unfrozen_total_minor``).
+
+        Raises InvalidInput (no reason, quantity out of range or unchanged),
+        UnknownProduct, NotFound, Conflict (no claim; a tender has paid or
+        reserves money: the lines are locked), PermissionDenied (the change,
+        added to the session's earlier corrections, exceeds ``max_change``, the
+        role's limit: splitting a change into several corrections, or sending
+        them in parallel, does not get round it).
         """
         reason = _text("reason", reason)
         if isinstance(quantity, bool) or not isinstance(quantity, int) \
@@ -240,33 +294,53 @@ class StaffedCheckout:
             raise InvalidInput(f"quantity must be an integer from 0 to {MAX_QUANTITY}")
         self._staffed(session_id)
         self._catalogue.get(product_code)
-        state = self._state(session_id)
-        before = state.quantities.get(product_code, 0)
-        if before == quantity and product_code not in state.issues:
-            raise InvalidInput(f"{product_code} already has quantity {quantity}")
-        if max_change is not None:
-            self._check_change_limit(session_id, abs(quantity - before), max_change)
-        row = CartCorrection(id=f"cor_{uuid.uuid4().hex}", session_id=session_id,
-                             staff_id=staff_id, product_code=product_code,
-                             quantity_before=before, quantity_after=quantity, reason=reason,
-                             corrected_at=self._clock())
         with self._db.begin() as db:
             self._guard(session_id, staff_id)(db)
-            if self._till.has_tenders(db, session_id, PAID_STATES + PENDING_STATES):
-                raise Conflict("tenders have been taken: the lines are locked")
+            unfrozen = self._unfreeze(db, session_id)
+            state = self._state(session_id, db, price=False)
+            before = state.quantities.get(product_code, 0)
+            if before == quantity and product_code not in state.issues:
+                raise InvalidInput(f"{product_code} already has quantity {quantity}")
+            if max_change is not None:
+                self._check_change_limit(db, session_id, abs(quantity - before), max_change)
+            row = CartCorrection(id=f"cor_{uuid.uuid4().hex}", session_id=session_id,
+                                 staff_id=staff_id, product_code=product_code,
+                                 quantity_before=before, quantity_after=quantity,
+                                 reason=reason, corrected_at=self._clock())
             db.add(row)
         if self._audit is not None:
+            details: dict[str, object] = {"correction_id": row.id, "product_code": product_code,
+                                          "before": before, "after": quantity, "reason": reason}
+            if unfrozen is not None:
+                details["unfrozen_total_minor"] = unfrozen
             self._audit.record(actor=f"staff:{staff_id}", action="correction",
-                               subject=f"session:{session_id}",
-                               details={"correction_id": row.id, "product_code": product_code,
-                                        "before": before, "after": quantity, "reason": reason})
+                               subject=f"session:{session_id}", details=details)
         return _correction_view(row)
 
-    def _check_change_limit(self, session_id: str, change: int, limit: int) -> None:
-        with self._db() as db:
-            rows = db.execute(sa.select(CartCorrection.quantity_before,
-                                        CartCorrection.quantity_after)
-                              .where(CartCorrection.session_id == session_id)).all()
+    def _unfreeze(self, db: Session, session_id: str) -> int | None:
+        """Inside a correction's guarded transaction: refuse while a tender has paid or
+        reserves money; else drop the frozen cart, if any. Returns its total (minor
+        units) when one was dropped. Raises Conflict (the lines are locked)."""
+        frozen = db.get(FrozenCart, session_id)
+        if self._till.has_tenders(db, session_id, PAID_STATES + PENDING_STATES):
+            total = "" if frozen is None else (
+                f" at {format_minor(frozen.total_minor, frozen.currency)}, priced "
+                f"{frozen.priced_at.isoformat()}")
+            raise Conflict(f"tenders have been taken: the lines are locked{total}; a wrong "
+                           f"line is refunded by a dispute of the receipt after the close")
+        if frozen is None:
+            return None
+        db.delete(frozen)
+        db.flush()
+        return frozen.total_minor
+
+    def _check_change_limit(self, db: Session, session_id: str, change: int,
+                            limit: int) -> None:
+        """PermissionDenied when ``change`` (units or grams) plus the session's earlier
+        corrections exceed ``limit``; run inside the correction's guarded transaction."""
+        rows = db.execute(sa.select(CartCorrection.quantity_before,
+                                    CartCorrection.quantity_after)
+                          .where(CartCorrection.session_id == session_id)).all()
         earlier = sum(abs(after - before) for before, after in rows)
         if change + earlier > limit:
             already = f" (with {earlier} corrected on this session before)" if earlier else ""
@@ -318,33 +392,101 @@ class StaffedCheckout:
                     payment_token: str | None = None) -> tuple[TenderView, int]:
         """Take one tender (see ``Till.take``); returns it and the balance still due.
 
-        A card without ``payment_token`` is the shopper's card on file. Raises
-        InvalidInput (bad amount, card above the balance, a card number as token),
-        NotFound, Conflict (no claim, cart not ready: flags, issues, age check).
+        A card without ``payment_token`` is the shopper's card on file. A request
+        with the key of a stored tender replays it, and resumes it when it is
+        pending (a lost answer, a crash in mid-call): the processor is asked what
+        became of its call, so the money it took is never lost. A new tender is
+        priced inside its guarded transaction; the first one freezes the cart
+        (see the module docstring). Amounts in minor units.
+
+        Raises InvalidInput (bad amount, card above the balance, a card number as
+        token), NotFound, Conflict (no claim; the cart is not ready: flags,
+        issues, age check; another card tender is pending: send that one again
+        with its key first).
         """
         view = self._staffed(session_id)
         if payment_token is not None and looks_like_card_number(payment_token):
             raise InvalidInput("payment token must be a processor token, not a card number")
         if kind == "card" and payment_token is None:
             payment_token = self._shoppers.payment_token(view.shopper_id)
-        cart = self.cart(session_id)
-        cart_blockers = [b for b in cart.blockers if not b.startswith(_BALANCE)]
-        if cart.total_minor is None or cart_blockers:
-            raise Conflict("the cart is not ready for payment: " + "; ".join(cart_blockers))
+        if self._till.find(session_id, key) is None:
+            cart = self.cart(session_id)
+            cart_blockers = [b for b in cart.blockers if not b.startswith(_BALANCE)]
+            if cart.total_minor is None or cart_blockers:
+                raise Conflict("the cart is not ready for payment: " + "; ".join(cart_blockers))
         request = TenderRequest(session_id, staff_id, kind, key, till_id, amount_minor,
                                 self._currency, payment_token)
-        return self._till.take(request, total_minor=cart.total_minor,
+        return self._till.take(request, total=self._sale_total(session_id, staff_id, key),
                                guard=self._guard(session_id, staff_id))
+
+    def _sale_total(self, session_id: str, staff_id: str,
+                    key: str) -> Callable[[Session], int]:
+        """The sale's total (minor units), read inside the tender's guarded transaction.
+
+        The frozen cart's total once there is one. Otherwise the cart is priced
+        there and, for a new tender, frozen in the same transaction (a request that
+        fails rolls the freeze back with it). Raises Conflict when another card
+        tender is pending, or the cart is not ready (issues, age check).
+        """
+        stored_key = tender_key(session_id, key)
+
+        def total(db: Session) -> int:
+            pending = db.scalars(sa.select(Tender).where(
+                Tender.session_id == session_id, Tender.state.in_(PENDING_STATES),
+                Tender.idempotency_key != stored_key)).first()
+            if pending is not None:
+                raise Conflict(_pending_blocker(pending.id, tender_view(pending).key)
+                               + " before taking another tender")
+            frozen = db.get(FrozenCart, session_id)
+            if frozen is not None:
+                return frozen.total_minor
+            state, priced = self._ready_state(db, session_id)
+            if db.scalars(sa.select(Tender.id)
+                          .where(Tender.idempotency_key == stored_key)).first() is None:
+                db.add(FrozenCart(session_id=session_id, currency=self._currency,
+                                  total_minor=priced.total_minor, lines=list(priced.lines),
+                                  age_restricted=state.age_restricted,
+                                  corrections=state.corrections, priced_at=priced.priced_at,
+                                  frozen_by=staff_id))
+                db.flush()
+            return priced.total_minor
+        return total
+
+    def _ready_state(self, db: Session, session_id: str) -> tuple[_State, _Priced]:
+        """The cart and its pricing, read inside ``db``'s transaction; Conflict unless
+        it may be paid (no issues, priced, the age checked when it holds an
+        age-restricted product)."""
+        state = self._state(session_id, db)
+        problems = list(state.issues.values())
+        if state.age_restricted and db.get(AgeCheck, session_id) is None:
+            problems.append(_AGE)
+        if state.priced is None or problems:
+            raise Conflict("the cart is not ready for payment: " + "; ".join(problems))
+        return state, state.priced
 
     def close(self, *, session_id: str, staff_id: str) -> CloseResult:
         """Issue the receipt and settle the session; a retry after closing returns the result.
 
+        Concurrent closes of one session all answer with the one receipt. The cart
+        is read again inside the guarded transaction that issues the receipt.
+
         Raises NotFound, Conflict (no claim, or ``blockers``: balance due,
-        unresolved flags, missing age check, pending card tender).
+        unresolved flags, missing age check, pending card tender; the cart
+        changed while closing).
         """
         view = self._read_model.get(session_id)
         if view.status == "settled":
             return self._closed(view)
+        try:
+            return self._close(view, staff_id)
+        except Conflict:
+            view = self._read_model.get(session_id)
+            if view.status == "settled":  # a concurrent close finished first
+                return self._closed(view)
+            raise
+
+    def _close(self, view: SessionView, staff_id: str) -> CloseResult:
+        session_id = view.id
         cart = self.cart(session_id)
         if view.status != "staffed":
             raise Conflict(f"session {session_id} is {view.status}, not at the staffed checkout")
@@ -352,6 +494,10 @@ class StaffedCheckout:
             raise Conflict("cannot close: " + "; ".join(cart.blockers))
         with self._db.begin() as db:
             self._guard(session_id, staff_id)(db)
+            current = self._state(session_id, db).priced
+            if current is None or (current.total_minor, current.lines) != (cart.total_minor,
+                                                                           cart.lines):
+                raise Conflict("cannot close: the cart changed while closing; look at it again")
             receipt = db.scalars(sa.select(Receipt)
                                  .where(Receipt.session_id == session_id)).one_or_none()
             if receipt is None:
@@ -361,12 +507,23 @@ class StaffedCheckout:
                                   issued_at=self._clock())
                 db.add(receipt)
             receipt_id, total = receipt.id, receipt.total_minor
-        if self._carts.state(session_id).status != SessionStatus.SETTLED:
-            self._carts.settle(session_id, receipt_id, total)
+        self._settle_once(session_id, receipt_id, total)
         self._read_model.update(session_id, status="settled", total_minor=total)
         with self._db.begin() as db:
             db.execute(sa.delete(StaffClaim).where(StaffClaim.session_id == session_id))
         return self._closed(self._read_model.get(session_id))
+
+    def _settle_once(self, session_id: str, receipt_id: str, total: int) -> None:
+        """Settle the session in the event log unless a concurrent close already did
+        (the same receipt: the same fact). Any other refusal propagates
+        (InvalidCommand), as ``CheckoutService._settle_once``."""
+        if self._carts.state(session_id).status == SessionStatus.SETTLED:
+            return
+        try:
+            self._carts.settle(session_id, receipt_id, total)
+        except InvalidCommand:
+            if self._carts.state(session_id).status != SessionStatus.SETTLED:
+                raise
 
     # --- internals -----------------------------------------------------------------------
 
@@ -403,30 +560,54 @@ class StaffedCheckout:
                 raise Conflict(f"staff {staff_id} must claim session {session_id} first")
         return guard
 
-    def _state(self, session_id: str) -> _State:
+    def _state(self, session_id: str, db: Session | None = None, *,
+               price: bool = True) -> _State:
+        """The cart: the event log's lines with the corrections on top, priced.
+
+        ``db``: read the corrections and the frozen cart inside that session's
+        transaction (else a fresh one). A frozen cart is taken as it stands;
+        otherwise the cart is priced now from the catalogue (``price`` False:
+        quantities and issues only).
+        """
         try:
             contents = self._carts.cart(session_id)
         except SessionNotFound as exc:
             raise NotFound(f"shopping session {session_id!r} does not exist") from exc
-        state = _State(contents, dict(contents.lines))
+        with self._reading(db) as reader:
+            frozen = reader.get(FrozenCart, session_id)
+            corrections = [(c.product_code, c.quantity_after)
+                           for c in _corrections(reader, session_id)]
+        if frozen is not None:
+            return _frozen_state(contents, frozen)
+        state = _State(contents, dict(contents.lines), corrections=len(corrections))
         self._weighed(state)
-        with self._db() as db:
-            for correction in _corrections(db, session_id):
-                code = correction.product_code
-                state.quantities[code] = correction.quantity_after
-                state.issues.pop(code, None)
+        for code, quantity in corrections:
+            state.quantities[code] = quantity
+            state.issues.pop(code, None)
         state.quantities = {c: q for c, q in state.quantities.items() if q > 0}
-        if state.issues:
+        if state.issues or not price:
             return state
+        now = self._clock()
         try:
             items = self._catalogue.get_many(state.quantities)
             state.age_restricted = any(getattr(i, "age_restricted", False) for i in items.values())
-            state.priced = price_cart(state.quantities, self._catalogue, self._currency,
-                                      tax=self._tax, on=self._clock().date()) \
-                if state.quantities else PricedCart((), 0, self._currency)
+            priced = price_cart(state.quantities, self._catalogue, self._currency,
+                                tax=self._tax, on=now.date(), items=items) \
+                if state.quantities else None
+            state.priced = _Priced(
+                priced_receipt_lines(priced) if priced else (),
+                priced.total_minor if priced else 0, now)
         except StorefrontError as exc:
             state.issues["*"] = f"cart cannot be priced: {exc.reason}"
         return state
+
+    @contextmanager
+    def _reading(self, db: Session | None) -> Iterator[Session]:
+        if db is not None:
+            yield db
+            return
+        with self._db() as fresh:
+            yield fresh
 
     def _weighed(self, state: _State) -> None:
         """Weighed goods priced per kg join the quantities; others need a correction."""
@@ -448,18 +629,33 @@ class StaffedCheckout:
 
 
 _BALANCE = "balance due"
+_AGE = "age check required: the cart holds an age-restricted product"
+
+
+def _frozen_state(contents: CartContents, frozen: FrozenCart) -> _State:
+    """The state of a cart frozen by a tender: its lines and total as priced then."""
+    lines = tuple(dict(line) for line in frozen.lines)
+    quantities = {str(line["code"]): int(line["quantity"]) for line in lines}
+    return _State(contents, quantities, {},
+                  _Priced(lines, frozen.total_minor, frozen.priced_at, frozen=True),
+                  frozen.age_restricted, frozen.corrections)
+
+
+def _pending_blocker(tender_id: str, key: str | None) -> str:
+    return (f"card tender {tender_id} is pending: send it again with its key {key!r} "
+            f"to finish it")
 
 
 def _blockers(state: _State, flags: tuple[FlagView, ...], age_checked: bool,
-              tenders: tuple[TenderView, ...], paid: int) -> tuple[str, ...]:
+              tenders: tuple[TenderView, ...], paid: int, currency: str) -> tuple[str, ...]:
     out = list(state.issues.values())
     out += [f"unresolved flag {f.reason} on {f.device_id}#{f.device_seq}"
             for f in flags if f.resolved_by is None]
     if state.age_restricted and not age_checked:
-        out.append("age check required: the cart holds an age-restricted product")
-    out += [f"card tender {t.id} is pending" for t in tenders if t.state in PENDING_STATES]
+        out.append(_AGE)
+    out += [_pending_blocker(t.id, t.key) for t in tenders if t.state in PENDING_STATES]
     if state.priced is not None:
-        due, currency = state.priced.total_minor - paid, state.priced.currency
+        due = state.priced.total_minor - paid
         if due > 0:
             out.append(f"{_BALANCE} {format_minor(due, currency)}")
         elif due < 0:

@@ -13,6 +13,16 @@ client's own key: a retried request returns the stored tender, and a card
 tender interrupted mid-call resumes where it stopped. Card tenders are never
 larger than the balance due, so a card is never over-collected. Money is
 integer minor units; times UTC.
+
+Processor calls are retried a bounded number of times with the same key
+(``storefront.payments.retry``: tenacity, a look-up before every retry), and a
+tender resumed by a later request first asks the processor what became of its
+call (``lookup``), as the payment journal does. A call whose outcome is still
+unknown leaves the tender pending (``authorizing``/``authorized``) with the
+reason; it is recorded ``failed`` only once the processor refused it or a
+look-up found that it never took effect, so a hold is never left on the card
+behind a tender that reads ``failed``. A hold that the tender cannot use any
+more (another request of the same tender ended it first) is voided.
 """
 
 from __future__ import annotations
@@ -30,7 +40,9 @@ from storefront.clock import Clock
 from storefront.db.models import CashDrawer, Dispute, Tender
 from storefront.errors import Conflict, InvalidInput, NotFound, PaymentError, StorefrontError
 from storefront.money import format_minor
-from storefront.payments import PaymentProcessor
+from storefront.payments import Operation, PaymentProcessor, ProcessorUnavailable
+from storefront.payments.base import OperationKind
+from storefront.payments.retry import RetryPolicy, call_with_retry
 
 TenderKind = Literal["cash", "card"]
 PAID_STATES = ("taken", "captured")
@@ -38,6 +50,7 @@ PAID_STATES = ("taken", "captured")
 PENDING_STATES = ("authorizing", "authorized")
 """Card tenders between processor calls: their amount is reserved, not yet paid."""
 MAX_AMOUNT_MINOR = 10**9
+_RESUME = "send the tender again with its key to finish it"
 
 
 @dataclass(frozen=True)
@@ -105,14 +118,24 @@ class TenderView:
     capture_id: str | None
     reason: str | None
     created_at: str
+    key: str | None = None
+    """The client's idempotency key of the tender (send it again to resume the tender)."""
+
+
+def tender_key(session_id: str, key: str) -> str:
+    """The stored idempotency key (``tenders.idempotency_key``) of a client key."""
+    return f"{session_id}:{key}"
 
 
 def tender_view(row: Tender) -> TenderView:
     """The public view of a ``tenders`` row."""
+    prefix = f"{row.session_id}:"
+    key = row.idempotency_key
     return TenderView(row.id, row.session_id, row.kind, row.state, row.amount_minor,
                       row.tendered_minor, row.change_minor, row.till_id, row.drawer_id,
                       row.staff_id, row.capture_id, row.failure_reason,
-                      row.created_at.isoformat())
+                      row.created_at.isoformat(),
+                      key[len(prefix):] if key.startswith(prefix) else key)
 
 
 def lock_open_drawer(db: Session, till_id: str) -> CashDrawer | None:
@@ -130,11 +153,12 @@ class Till:
     """Cash drawers and tenders over the database and the payment processor."""
 
     def __init__(self, *, sessions: sessionmaker[Session], processor: PaymentProcessor,
-                 currency: str, clock: Clock) -> None:
+                 currency: str, clock: Clock, retry: RetryPolicy | None = None) -> None:
         self._db = sessions
         self._processor = processor
         self._currency = currency
         self._clock = clock
+        self._retry = retry or RetryPolicy()
 
     # --- drawers ---------------------------------------------------------------------
 
@@ -186,26 +210,35 @@ class Till:
 
     # --- tenders ---------------------------------------------------------------------
 
-    def take(self, request: TenderRequest, *, total_minor: int,
+    def take(self, request: TenderRequest, *, total: Callable[[Session], int],
              guard: Callable[[Session], None]) -> tuple[TenderView, int]:
-        """Take (or replay) one tender against a sale of ``total_minor``.
+        """Take (or replay, or resume) one tender of a sale.
 
-        ``guard(db)`` runs first in the same transaction (the staffed checkout
-        checks the staff claim there, which also serialises tenders of a session).
-        Returns the tender and the balance still due. A card decline or processor
-        failure is a result (state ``declined``/``failed``/``voided`` and a reason).
+        In one write transaction: ``guard(db)`` first (the staffed checkout checks
+        the staff claim there, which also serialises the writes of a session), then
+        ``total(db)``, the sale's total in minor units, read in that same
+        transaction so that no correction lands between pricing and charging; then
+        the tender is found by its key or created against that total. A card tender
+        left pending (a crash, a lost answer) is resumed: the processor is asked
+        what became of its last call before anything is sent again. Returns the
+        tender and the balance still due (minor units). A card decline or a
+        processor refusal is a result (state ``declined``/``failed``/``voided``
+        and a reason); an outcome still unknown after bounded retries leaves the
+        tender pending with the reason.
 
         Raises:
             InvalidInput: amount not a positive integer, card amount above the balance due.
             Conflict: nothing is due, no drawer open for cash, the key reused with
-                other content.
+                other content; whatever ``guard`` or ``total`` raise.
         """
         _check_amount("tender amount", request.amount_minor, allow_zero=False)
-        key = f"{request.session_id}:{request.key}"
+        key = tender_key(request.session_id, request.key)
         try:
             with self._db.begin() as db:
                 guard(db)
+                total_minor = total(db)
                 row = db.scalars(sa.select(Tender).where(Tender.idempotency_key == key)).first()
+                resumed = row is not None
                 if row is None:
                     row = self._new_tender(db, request, key, total_minor)
                 else:
@@ -213,8 +246,15 @@ class Till:
         except IntegrityError as exc:
             raise Conflict("this tender is being taken by another request; retry") from exc
         if row.kind == "card" and row.state in PENDING_STATES:
-            self._run_card(row, request.payment_token or "")
+            self._run_card(row, request.payment_token or "", resumed=resumed)
         return tender_view(row), total_minor - self.paid_minor(request.session_id)
+
+    def find(self, session_id: str, key: str) -> TenderView | None:
+        """The tender stored under the client's ``key`` for the session, or None."""
+        with self._db() as db:
+            row = db.scalars(sa.select(Tender).where(
+                Tender.idempotency_key == tender_key(session_id, key))).first()
+            return None if row is None else tender_view(row)
 
     def _new_tender(self, db: Session, request: TenderRequest, key: str,
                     total_minor: int) -> Tender:
@@ -245,41 +285,117 @@ class Till:
         db.flush()
         return row
 
-    def _run_card(self, row: Tender, token: str) -> None:
+    def _run_card(self, row: Tender, token: str, *, resumed: bool) -> None:
+        """Authorize (unless done) then capture; ``resumed``: an earlier request of this
+        tender may have sent a call whose answer was lost, so look it up first."""
         if row.state == "authorizing":
-            try:
-                auth = self._processor.authorize(token=token, amount_minor=row.amount_minor,
-                                                 currency=row.currency,
-                                                 idempotency_key=f"tender:{row.id}:authorize")
-            except PaymentError as exc:
-                self._record(row, "failed", failure=f"payment failed: {exc.reason}")
+            if not self._authorize(row, token, resumed=resumed):
                 return
-            if auth.status != "authorized":
-                self._record(row, "declined", auth=auth.authorization_id,
-                             failure=f"payment declined: {auth.decline_reason}")
-                return
-            if not self._record(row, "authorized", auth=auth.authorization_id):
-                return  # another request of this tender moved it on first
-        auth_id = row.authorization_id or ""
+            resumed = False  # the hold was just placed here: no capture was sent yet
+        self._capture(row, resumed=resumed)
+
+    def _authorize(self, row: Tender, token: str, *, resumed: bool) -> bool:
+        """Place (or find) the hold; True when the tender is ``authorized`` by it."""
+        key = f"tender:{row.id}:authorize"
+
+        def call() -> Operation:
+            auth = self._processor.authorize(token=token, amount_minor=row.amount_minor,
+                                             currency=row.currency, idempotency_key=key)
+            return Operation("authorize", auth.authorization_id,
+                             "succeeded" if auth.status == "authorized" else "declined",
+                             auth.amount_minor, auth.decline_reason)
+
         try:
-            capture = self._processor.capture(authorization_id=auth_id,
-                                              amount_minor=row.amount_minor,
-                                              idempotency_key=f"tender:{row.id}:capture")
+            found = self._call(call, kind="authorize", key=key, reference=None,
+                               resumed=resumed)
+        except ProcessorUnavailable as exc:
+            self._record(row, row.state, failure=f"authorization outcome unknown: "
+                                                 f"{exc.reason}; {_RESUME}")
+            return False
+        except PaymentError as exc:
+            self._record(row, "failed", failure=f"payment failed: {exc.reason}")
+            return False
+        if found.status != "succeeded":
+            self._record(row, "declined", auth=found.reference,
+                         failure=f"payment declined: {found.reason or 'declined'}")
+            return False
+        if not self._record(row, "authorized", auth=found.reference):
+            self._void_unused(row, found.reference)
+            return False
+        return True
+
+    def _capture(self, row: Tender, *, resumed: bool) -> None:
+        """Capture the tender's amount on its hold (or find the capture)."""
+        auth_id = row.authorization_id or ""
+        key = f"tender:{row.id}:capture"
+
+        def call() -> Operation:
+            done = self._processor.capture(authorization_id=auth_id,
+                                           amount_minor=row.amount_minor, idempotency_key=key)
+            return Operation("capture", done.capture_id, "succeeded", done.amount_minor)
+
+        try:
+            found = self._call(call, kind="capture", key=key, reference=auth_id,
+                               resumed=resumed)
+        except ProcessorUnavailable as exc:
+            self._record(row, "authorized", failure=f"capture outcome unknown: {exc.reason}; "
+                                                    f"{_RESUME}")
+            return
         except PaymentError as exc:
             self._release(row, auth_id, f"payment failed: {exc.reason}")
             return
-        self._record(row, "captured", capture=capture.capture_id)
+        self._record(row, "captured", capture=found.reference)
+
+    def _call(self, call: Callable[[], Operation], *, kind: OperationKind, key: str,
+              reference: str | None, resumed: bool) -> Operation:
+        """``call()`` with bounded retries under the same key, a look-up before each retry
+        and, when ``resumed``, before the first call too (``storefront.payments.retry``).
+
+        Raises ProcessorUnavailable (outcome unknown after the retries) or PaymentError.
+        """
+        def lookup() -> Operation | None:
+            return self._processor.lookup(kind=kind, idempotency_key=key, reference=reference)
+
+        found = call_with_retry(lookup, lookup=lookup, policy=self._retry) if resumed else None
+        return found or call_with_retry(call, lookup=lookup, policy=self._retry)
+
+    def _void_unused(self, row: Tender, auth_id: str) -> None:
+        """Release a hold the tender will not use: another request of the same tender
+        ended it (``failed``, ``declined``, ``voided``) without this hold. Best effort: a
+        void that fails is recorded in the tender's reason for staff to follow up."""
+        if row.state not in ("failed", "declined", "voided") or not auth_id \
+                or row.authorization_id == auth_id:
+            return
+        key = f"tender:{row.id}:void-unused"
+
+        def void() -> Operation:
+            self._processor.void(authorization_id=auth_id, idempotency_key=key)
+            return Operation("void", auth_id, "succeeded", 0)
+
+        try:
+            self._call(void, kind="void", key=key, reference=auth_id, resumed=False)
+        except PaymentError as exc:
+            with self._db.begin() as db:
+                db.execute(sa.update(Tender).where(Tender.id == row.id).values(
+                    failure_reason=f"{row.failure_reason}; hold {auth_id} not released: "
+                                   f"{exc.reason}"[:300]))
 
     def _release(self, row: Tender, auth_id: str, reason: str) -> None:
-        """Void the hold after a failed capture; if that fails the tender stays pending."""
+        """Void the hold after a refused capture; if that fails the tender stays pending."""
+        key = f"tender:{row.id}:void"
+
+        def void() -> Operation:
+            self._processor.void(authorization_id=auth_id, idempotency_key=key)
+            return Operation("void", auth_id, "succeeded", 0)
+
         try:
-            self._processor.void(authorization_id=auth_id,
-                                 idempotency_key=f"tender:{row.id}:void")
+            self._call(void, kind="void", key=key, reference=auth_id, resumed=False)
         except PaymentError as exc:
             # The capture may have gone through after all: keep the amount reserved;
-            # retrying the tender with its key captures again under the same key.
+            # retrying the tender with its key looks the capture up, then captures again
+            # under the same key.
             self._record(row, "authorized", failure=f"{reason}; hold not released: "
-                                                    f"{exc.reason}; retry the tender")
+                                                    f"{exc.reason}; {_RESUME}")
             return
         self._record(row, "voided", failure=f"{reason}; hold released")
 
@@ -296,7 +412,7 @@ class Till:
                                       authorization_id=auth or row.authorization_id,
                                       capture_id=capture or row.capture_id,
                                       failure_reason=failure))
-            if not done.rowcount:
+            if not int(done.rowcount or 0):  # type: ignore[attr-defined]
                 stored = db.get(Tender, row.id)
                 if stored is None:
                     raise StorefrontError(f"tender {row.id} vanished")

@@ -248,6 +248,26 @@ class FlagResolution(Base):
     resolved_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class FrozenCart(Base):
+    """A staffed cart as priced when its first tender was taken, kept until the close.
+
+    Money paid against a cart must keep meaning the same sale: after a tender the
+    staffed checkout prices from this row (``lines``: JSON list of priced lines,
+    ``total_minor`` in minor units, prices and promotions of ``priced_at``), never
+    from the live catalogue. ``corrections``: how many corrections it includes.
+    """
+
+    __tablename__ = "staffed_frozen_carts"
+    session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    total_minor: Mapped[int] = mapped_column(sa.BigInteger())
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
+    age_restricted: Mapped[bool] = mapped_column(sa.Boolean())
+    corrections: Mapped[int] = mapped_column(sa.Integer())
+    priced_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    frozen_by: Mapped[str] = mapped_column(sa.String(64))
+
+
 class AgeCheck(Base):
     """The shopper's age was checked by ``staff_id`` at ``checked_at``."""
 
