@@ -40,6 +40,7 @@ from storefront.errors import Conflict, InvalidInput, StorefrontError
 from storefront.exit_payment import ExitPayment
 from storefront.payments import PaymentProcessor
 from storefront.pricing import TaxPolicy, price_cart
+from storefront.receipts import priced_receipt_lines
 from storefront.sessions import SessionReadModel, SessionView
 from storefront.shoppers import ShopperService
 
@@ -160,7 +161,7 @@ class CheckoutService:
                 return self._to_staffed(session_id, (), None,
                                         f"cart cannot be priced: {exc.reason}",
                                         exited_at=state.exited_at)
-            lines = tuple(asdict(line) for line in priced.lines)
+            lines = priced_receipt_lines(priced)  # stamped with the rates taxed at
             total = priced.total_minor
         if view.status != "exited" or not view.priced_lines:
             # One write: the read model shows the exit, and the priced cart is kept

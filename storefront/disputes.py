@@ -7,12 +7,21 @@ under the same key is a Conflict). The original receipt is kept; the amended
 receipt references the version it replaces.
 
 Refund rule: the disputed quantity leaves the line in proportion, with its
-share of the line's promotion saving (``round_half_up``); the refund is the
-receipt total recomputed before minus after (tax recomputed once per category,
-``storefront.pricing.tax``). It goes back to the card captures of the sale
-first (through the processor, one refund per capture, idempotency key
-``dispute:<id>:<capture>``, the state written before and after each call), and
-any part paid in cash is paid out of the cash drawer open at ``till_id``. A
+share of the line's promotion saving (``round_half_up``), clamped so that the
+line left never costs more than before nor less than nothing (its saving never
+exceeds its regular price): a line is never refunded more than it cost. The
+refund is the stored total of the receipt's latest version minus the total of
+the lines left, taxed (once per category, ``storefront.pricing.tax``) at the
+rates the sale was charged at (``storefront.receipts.sale_tax``: the rates
+recorded on the lines, or derived from the stored total for receipts without
+them), never at today's rates; the amended receipt records those rates on its
+lines. It goes back to the card captures of the sale first (through the
+processor, one refund per capture, idempotency key ``dispute:<id>:<capture>``,
+the state written before and after each call), and only the part that was
+paid in cash (cash tenders of the sale less earlier cash refunds) is paid out
+of the cash drawer open at ``till_id``. A refund larger than what the sale was
+paid by card and in cash and not yet refunded is refused (Conflict), never made
+up from the drawer. A
 refund interrupted mid-call, or failed, resumes when the same dispute is sent
 again. Each card refund is claimed (compare-and-set under the dispute row's lock)
 before its call, so two requests of one dispute never both send it, and the
@@ -35,9 +44,9 @@ from storefront.db.models import AmendedReceipt, Dispute, Payment, Receipt, Tend
 from storefront.errors import Conflict, InvalidInput, PaymentError, StorefrontError
 from storefront.money import format_minor
 from storefront.payments import PaymentProcessor
-from storefront.pricing.model import GRAMS_PER_KG, PricedLine
+from storefront.pricing.model import GRAMS_PER_KG, PricedLine, TaxPolicy
 from storefront.pricing.rounding import round_half_up
-from storefront.receipts import ReceiptStore, total_of
+from storefront.receipts import ReceiptStore, stamp_tax, total_of
 from storefront.security.audit import Audit
 from storefront.security.errors import PermissionDenied
 from storefront.till import lock_open_drawer
@@ -92,8 +101,11 @@ class DisputeService:
                 positive integer or more than is left on the receipt, product not on it,
                 a cash part without a till.
             Conflict: the key reused for another dispute, no drawer open at the till,
-                another dispute of the receipt landed at the same moment, or another
-                request of this dispute is making its card refund (retry).
+                another dispute of the receipt landed at the same moment, another
+                request of this dispute is making its card refund (retry), the refund
+                is more than the sale was paid and not yet refunded, or the receipt's
+                tax rates are neither recorded nor derivable from its total while the
+                refund depends on them (prices excluding tax).
             PaymentError: a card refund failed (the dispute is kept; send it again).
             PermissionDenied: the refund, added to what earlier disputes of the receipt
                 refunded, is over ``max_refund_minor`` (the role's limit): splitting a
@@ -137,20 +149,33 @@ class DisputeService:
 
     def _open(self, original_id: str, key: str, code: str, quantity: int, reason: str,
               till_id: str | None, max_refund_minor: int | None) -> Dispute:
-        policy = self._receipts.policy()
         now = self._clock()
         with self._db.begin() as db:
             # A no-op write locks the receipt: disputes of one receipt run one at a time.
             db.execute(sa.update(Receipt).where(Receipt.id == original_id)
                        .values(total_minor=Receipt.total_minor))
             latest = self._receipts.latest(original_id)
+            sale = latest.tax_policy
+            if sale is None or (latest.tax_basis == "unknown"
+                                and not sale.prices_include_tax):
+                raise Conflict(f"the tax rates receipt {latest.id} was charged at are not "
+                               f"recorded and cannot be derived from its total: the refund "
+                               f"cannot be computed; refund it by hand")
             amended = _amend(latest.lines, code, quantity)
-            before, _ = total_of(latest.lines, policy)
-            after, _ = total_of(amended, policy)
-            refund = max(0, before - after)
+            after, _ = total_of(amended, sale)
+            refund = max(0, latest.total_minor - after)
             _check_limit(db, original_id, refund, max_refund_minor, latest.currency)
             parts = _allocate(refund, _refundable(db, latest.session_id, original_id))
-            cash = refund - sum(p["amount_minor"] for p in parts)
+            card = sum(p["amount_minor"] for p in parts)
+            cash = refund - card
+            cash_left = _cash_refundable(db, latest.session_id, original_id)
+            if cash > cash_left:
+                raise Conflict(
+                    f"a refund of {format_minor(refund, latest.currency)} is more than this "
+                    f"sale was paid and not yet refunded "
+                    f"({format_minor(card + cash_left, latest.currency)}: "
+                    f"{format_minor(card, latest.currency)} by card, "
+                    f"{format_minor(cash_left, latest.currency)} in cash)")
             drawer_id = None
             if cash > 0:
                 if till_id is None:
@@ -172,8 +197,18 @@ class DisputeService:
                                   amends_receipt_id=latest.id, dispute_id=dispute_id,
                                   total_minor=latest.total_minor - refund, refund_minor=refund,
                                   currency=latest.currency,
-                                  lines=[asdict(line) for line in amended], issued_at=now))
+                                  lines=self._stored_lines(amended, sale, latest.tax_basis),
+                                  issued_at=now))
         return row
+
+    @staticmethod
+    def _stored_lines(lines: tuple[PricedLine, ...], sale: TaxPolicy,
+                      basis: str) -> list[dict[str, Any]]:
+        """The amended lines as stored: with the sale's rates recorded on them, unless those
+        rates are not known (basis ``unknown``), which a later read must not take for
+        recorded ones."""
+        plain = [asdict(line) for line in lines]
+        return plain if basis == "unknown" else stamp_tax(plain, sale)
 
     def _refund(self, row: Dispute) -> Dispute:
         """Make the dispute's outstanding card refunds, each once, then mark it refunded.
@@ -278,7 +313,15 @@ class DisputeService:
 
 
 def _amend(lines: tuple[PricedLine, ...], code: str, quantity: int) -> tuple[PricedLine, ...]:
-    """The lines with ``quantity`` of ``code`` taken out (a line left empty is dropped)."""
+    """The lines with ``quantity`` of ``code`` taken out (a line left empty is dropped).
+
+    The line left keeps ``left / quantity`` of the regular price (per kg x grams for
+    weighed goods) and of the promotion saving, each rounded half up; the saving is then
+    clamped to ``[regular - payable before, regular]``, so the line left never costs
+    less than nothing nor more than the whole line did (rounding the two separately
+    could give a free line a negative amount, i.e. refund money that was never paid).
+    Raises InvalidInput: the product is not on the receipt, or less of it is.
+    """
     out = []
     found = False
     for line in lines:
@@ -294,6 +337,7 @@ def _amend(lines: tuple[PricedLine, ...], code: str, quantity: int) -> tuple[Pri
         regular = (round_half_up(line.unit_price_minor * left, GRAMS_PER_KG)
                    if line.sold_by_weight else line.unit_price_minor * left)
         discount = round_half_up(line.discount_minor * left, line.quantity)
+        discount = min(regular, max(discount, regular - line.payable_minor))
         out.append(replace(line, quantity=left, line_total_minor=regular,
                            discount_minor=discount, payable_minor=regular - discount))
     if not found:
@@ -323,6 +367,17 @@ def _refundable(db: Session, session_id: str, original_id: str) -> list[tuple[st
         for part in dispute.refund_parts:
             used[part["capture_id"]] = used.get(part["capture_id"], 0) + part["amount_minor"]
     return [(ref, amount - used.get(ref, 0)) for ref, amount in captures]
+
+
+def _cash_refundable(db: Session, session_id: str, original_id: str) -> int:
+    """What the sale took in cash (cash tenders, net of change) less the cash refunds of
+    earlier disputes of the receipt: the most a cash refund may pay out."""
+    taken = db.scalar(sa.select(sa.func.coalesce(sa.func.sum(Tender.amount_minor), 0))
+                      .where(Tender.session_id == session_id, Tender.kind == "cash",
+                             Tender.state == "taken")) or 0
+    paid_out = db.scalar(sa.select(sa.func.coalesce(sa.func.sum(Dispute.cash_refund_minor), 0))
+                         .where(Dispute.receipt_id == original_id)) or 0
+    return max(0, int(taken) - int(paid_out))
 
 
 def _allocate(refund: int, captures: list[tuple[str, int]]) -> list[dict[str, Any]]:

@@ -3,8 +3,17 @@
 A receipt is the ``receipts`` row issued at exit or at the staffed checkout; a
 dispute never changes it but issues an amended receipt (``amended_receipts``)
 that references the version it replaces, so the chain original -> amendment ->
-amendment is kept whole. Tax lines are recomputed from the lines with the
-store's tax policy (``storefront.pricing.tax``: once per category, half up).
+amendment is kept whole. Tax lines are computed from the lines (``storefront.pricing.tax``:
+once per category, half up) at the tax the sale was charged at, never at today's rates:
+
+- A line stored with ``tax_rate_bp`` and ``tax_included`` (``stamp_tax``, written when the
+  receipt or amendment is issued) is taxed at that rate ("recorded").
+- A line stored without them (receipts issued before rates were stored, or by a writer
+  that does not stamp) is resolved from the stored total (``sale_tax``): today's rates when
+  they reproduce it, or when the total does not depend on the rate (prices include tax)
+  ("current"); otherwise the one rate that reproduces the stored total ("derived", see
+  ``sale_tax``); when no single rate does, "unknown" (the tax lines are shown at today's
+  rates and a dispute whose refund depends on the rate is refused).
 
 Names in any script: plain text reuses ``storefront.pricing.render_receipt_text``
 (each name in FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE); HTML escapes
@@ -18,6 +27,7 @@ characters inside names are dropped first. Money is integer minor units.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -26,11 +36,22 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from storefront.db.models import AmendedReceipt, Dispute, Payment, Receipt, Tender
-from storefront.errors import NotFound
+from storefront.errors import InvalidInput, NotFound
 from storefront.money import format_minor
 from storefront.pricing import PricedCart, PricedLine, PromotionRepository, TaxLine, TaxPolicy
+from storefront.pricing.model import FULL_RATE_BP
 from storefront.pricing.receipt_text import render_receipt_text
+from storefront.pricing.rounding import round_half_up
 from storefront.pricing.tax import receipt_taxes
+
+# Per-line keys of a stored receipt line that record the tax the sale was charged at.
+TAX_RATE_KEY = "tax_rate_bp"
+TAX_INCLUDED_KEY = "tax_included"
+# How a receipt version's tax was established (``SaleTax.basis``), best first.
+TAX_BASES = ("recorded", "current", "derived", "unknown")
+# Rate steps tried, coarsest first, when a rate is derived from a stored total: real VAT
+# rates are whole or half percents, so the roundest rate that fits is the likeliest one.
+_RATE_STEPS_BP = (100, 50, 25, 10, 5, 1)
 
 _LINE_FIELDS = {f.name for f in fields(PricedLine)}
 _BIDI_CONTROLS = dict.fromkeys(
@@ -73,6 +94,203 @@ class ReceiptDocument:
     payments: tuple[PaymentLine, ...]
     refund_minor: int = 0
     dispute: dict[str, Any] | None = None
+    tax_policy: TaxPolicy | None = None
+    tax_basis: str = "recorded"
+
+
+@dataclass(frozen=True)
+class SaleTax:
+    """The tax a receipt version was charged at.
+
+    ``policy``: prices include tax or not, and the rate (basis points) of every tax
+    category on the receipt; ``basis``: one of ``TAX_BASES`` (how it was established,
+    see the module docstring).
+    """
+
+    policy: TaxPolicy
+    basis: str
+
+
+def stamp_tax(lines: Iterable[Mapping[str, Any]], policy: TaxPolicy) -> list[dict[str, Any]]:
+    """Receipt lines (``PricedLine`` dicts) with the tax they are charged at recorded.
+
+    Each line gets ``tax_rate_bp`` (its category's rate in ``policy``, basis points) and
+    ``tax_included`` (``policy.prices_include_tax``); a receipt issued with stamped lines
+    is rendered and refunded at those rates whatever the store's rates are later. Call
+    it with the policy the lines were priced with, when the receipt is issued.
+
+    Raises:
+        InvalidInput: a line's tax category is unknown to ``policy``.
+    """
+    out = []
+    for line in lines:
+        stamped = dict(line)
+        stamped[TAX_RATE_KEY] = policy.rate_bp(str(stamped.get("tax_category", "standard")))
+        stamped[TAX_INCLUDED_KEY] = policy.prices_include_tax
+        out.append(stamped)
+    return out
+
+
+def priced_receipt_lines(priced: PricedCart) -> tuple[dict[str, Any], ...]:
+    """The lines of a priced cart as receipt dicts (``PricedLine`` fields), each stamped
+    with the rate its category was taxed at in ``priced.taxes`` (basis points) and
+    whether prices included tax: what ``stamp_tax`` records, taken from the pricing
+    itself, so a rate changed between pricing and the receipt does not reach it.
+
+    Raises:
+        KeyError: a line's tax category has no tax line (``price_lines`` makes one
+        for every category of the cart, so only a hand-built cart can lack it).
+    """
+    rates = {tax.category: tax.rate_bp for tax in priced.taxes}
+    return tuple({**asdict(line), TAX_RATE_KEY: rates[line.tax_category],
+                  TAX_INCLUDED_KEY: priced.prices_include_tax} for line in priced.lines)
+
+
+def sale_tax(lines: Sequence[Mapping[str, Any]], total_minor: int,
+             store: TaxPolicy) -> SaleTax:
+    """The tax a stored receipt version (its JSON ``lines`` and ``total_minor``) was
+    charged at; ``store`` is the store's policy today.
+
+    1. Every line stamped (``stamp_tax``) and the stamps reproduce ``total_minor``:
+       the stamps ("recorded").
+    2. Otherwise, starting from the stamps or else ``store``: when the total carries no
+       tax (``total == sum of payable``) prices included tax, at the reference rates
+       (the total does not depend on the rate, so nothing else can be told). When the
+       reference rates reproduce the total with prices excluding tax, those. Either is
+       "current" when it agrees with the reference's included/excluded setting, else
+       "derived" (the setting changed since).
+    3. Otherwise prices excluded tax and the tax paid is ``total - sum of payable``: one
+       category's rate is solved for, the others kept, so that the category-wise tax
+       (``storefront.pricing.tax``) adds up to it exactly; of the rates that do, the
+       roundest (whole percent first, then 0.5 %, 0.25 %, 0.1 %, 0.05 %, 0.01 %) and,
+       among those, the nearest to the reference rate ("derived"). When more than one
+       category could have changed, a category taxed at 0 % today is assumed not to;
+       still ambiguous, or no rate fits: "unknown" (reference rates, unknown ones 0).
+
+    Raises nothing for inconsistent data: it is reported as basis "unknown".
+    """
+    priced = tuple(line_from_dict(dict(line)) for line in lines)
+    categories = sorted({line.tax_category for line in priced})
+    recorded = _recorded(lines)
+    if recorded is not None and _total_or_none(priced, recorded) == total_minor:
+        return SaleTax(recorded, "recorded")
+    reference = recorded or store
+    rates = {c: _rate_or_none(reference, c) for c in categories}
+    known = all(rate is not None for rate in rates.values())
+    payable = sum(line.payable_minor for line in priced)
+    if total_minor == payable and (reference.prices_include_tax or known and any(
+            rates[c] for c in categories if _net(priced, c))):
+        basis = "current" if reference.prices_include_tax else "derived"
+        return SaleTax(_policy(True, rates, store), basis if known else "unknown")
+    if known and _total_or_none(priced, _policy(False, rates, store)) == total_minor:
+        return SaleTax(_policy(False, rates, store),
+                       "derived" if reference.prices_include_tax else "current")
+    solved = _solve_rates(priced, total_minor - payable, rates)
+    if solved is None:
+        return SaleTax(_policy(reference.prices_include_tax, rates, store), "unknown")
+    return SaleTax(_policy(False, solved, store), "derived")
+
+
+def _recorded(lines: Sequence[Mapping[str, Any]]) -> TaxPolicy | None:
+    """The policy the lines' stamps describe; None when a line is unstamped or the stamps
+    disagree (two rates for one category, or both included and excluded)."""
+    rates: dict[str, int] = {}
+    included: set[bool] = set()
+    for line in lines:
+        rate, inc = line.get(TAX_RATE_KEY), line.get(TAX_INCLUDED_KEY)
+        if isinstance(rate, bool) or not isinstance(rate, int) or not isinstance(inc, bool):
+            return None
+        category = str(line.get("tax_category", "standard"))
+        if rates.setdefault(category, rate) != rate:
+            return None
+        included.add(inc)
+    if len(included) != 1:
+        return None
+    return TaxPolicy(included.pop(), rates.get("standard", 0), tuple(sorted(rates.items())))
+
+
+def _policy(included: bool, rates: Mapping[str, int | None], store: TaxPolicy) -> TaxPolicy:
+    known = {c: (0 if r is None else r) for c, r in rates.items()}
+    return TaxPolicy(included, known.get("standard", store.standard_rate_bp),
+                     tuple(sorted(known.items())))
+
+
+def _rate_or_none(policy: TaxPolicy, category: str) -> int | None:
+    try:
+        return policy.rate_bp(category)
+    except InvalidInput:
+        return None
+
+
+def _net(lines: tuple[PricedLine, ...], category: str) -> int:
+    return sum(line.payable_minor for line in lines if line.tax_category == category)
+
+
+def _total_or_none(lines: tuple[PricedLine, ...], policy: TaxPolicy) -> int | None:
+    try:
+        return total_of(lines, policy)[0]
+    except InvalidInput:
+        return None
+
+
+def _solve_rates(lines: tuple[PricedLine, ...], tax_paid: int,
+                 rates: Mapping[str, int | None]) -> dict[str, int] | None:
+    """Rates with one category's rate changed so that the excluded tax is ``tax_paid``."""
+    if tax_paid < 0:
+        return None
+    nets = {c: _net(lines, c) for c in rates}
+    solutions: list[tuple[str, int]] = []
+    for category, net in nets.items():
+        others = [c for c in rates if c != category and nets[c]]
+        if net <= 0 or any(rates[c] is None for c in others):
+            continue
+        fixed = sum(round_half_up(nets[c] * int(rates[c] or 0), FULL_RATE_BP) for c in others)
+        rate = _solve_rate(net, tax_paid - fixed, rates[category])
+        if rate is not None:
+            solutions.append((category, rate))
+    if len(solutions) > 1:
+        solutions = [(c, r) for c, r in solutions if rates[c] != 0]
+    if len(solutions) != 1:
+        return None
+    category, rate = solutions[0]
+    out = {c: int(r or 0) for c, r in rates.items()}
+    out[category] = rate
+    return out
+
+
+def _solve_rate(net: int, tax: int, hint: int | None) -> int | None:
+    """The roundest rate r (basis points, 0-10000) with ``round_half_up(net * r / 10000)
+    == tax``, nearest to ``hint`` among equally round ones; None when none fits."""
+    if tax < 0 or net <= 0:
+        return None
+
+    def tax_at(rate: int) -> int:
+        return round_half_up(net * rate, FULL_RATE_BP)
+
+    lo, hi = 0, FULL_RATE_BP + 1  # first rate whose tax reaches ``tax``
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tax_at(mid) >= tax:
+            hi = mid
+        else:
+            lo = mid + 1
+    first = lo
+    lo, hi = first, FULL_RATE_BP + 1  # first rate whose tax passes ``tax``
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tax_at(mid) > tax:
+            hi = mid
+        else:
+            lo = mid + 1
+    last = lo - 1
+    if first > last:
+        return None
+    target = first if hint is None else hint
+    for step in _RATE_STEPS_BP:
+        start = -(-first // step) * step
+        if start <= last:
+            return min(range(start, last + 1, step), key=lambda r: (abs(r - target), r))
+    return None  # unreachable: step 1 always fits when first <= last
 
 
 def line_from_dict(data: dict[str, Any]) -> PricedLine:
@@ -114,20 +332,21 @@ class ReceiptStore:
                              .where(AmendedReceipt.amends_receipt_id == receipt_id)).first()
             payments = _payments(db, original.session_id)
             dispute = db.get(Dispute, amended.dispute_id) if amended else None
-        lines = tuple(line_from_dict(line)
-                      for line in (amended.lines if amended else original.lines))
-        policy = self.policy()
-        _, taxes = total_of(lines, policy)
+        stored = amended.lines if amended else original.lines
+        total = amended.total_minor if amended else original.total_minor
+        sale = sale_tax(stored, total, self.policy())
+        lines = tuple(line_from_dict(line) for line in stored)
+        _, taxes = total_of(lines, sale.policy)
         return ReceiptDocument(
             id=receipt_id, original_receipt_id=original.id,
             amends_receipt_id=amended.amends_receipt_id if amended else None, amended_by=nxt,
             session_id=original.session_id, shopper_id=original.shopper_id,
             issued_at=amended.issued_at if amended else original.issued_at,
             currency=original.currency, lines=lines, taxes=taxes,
-            total_minor=amended.total_minor if amended else original.total_minor,
-            prices_include_tax=policy.prices_include_tax, payments=payments,
-            refund_minor=amended.refund_minor if amended else 0,
-            dispute=_dispute_summary(dispute) if dispute else None)
+            total_minor=total, prices_include_tax=sale.policy.prices_include_tax,
+            payments=payments, refund_minor=amended.refund_minor if amended else 0,
+            dispute=_dispute_summary(dispute) if dispute else None,
+            tax_policy=sale.policy, tax_basis=sale.basis)
 
     def latest(self, original_receipt_id: str) -> ReceiptDocument:
         """The newest version of a receipt (the original when never amended)."""
@@ -176,7 +395,8 @@ def render_json(doc: ReceiptDocument) -> dict[str, Any]:
         "issued_at": doc.issued_at.isoformat(), "currency": doc.currency,
         "lines": [asdict(line) for line in doc.lines],
         "taxes": [asdict(tax) for tax in doc.taxes],
-        "prices_include_tax": doc.prices_include_tax, "total_minor": doc.total_minor,
+        "prices_include_tax": doc.prices_include_tax, "tax_basis": doc.tax_basis,
+        "total_minor": doc.total_minor,
         "payments": [asdict(p) for p in doc.payments],
         "refund_minor": doc.refund_minor, "dispute": doc.dispute,
     }
@@ -193,12 +413,17 @@ def render_text(doc: ReceiptDocument, *, width: int = 42) -> str:
     if doc.amended_by:
         head.append(f"superseded by {doc.amended_by}")
     tail = [_pay_text(p, doc.currency) for p in doc.payments]
+    if doc.tax_basis == "unknown":
+        tail.insert(0, _UNKNOWN_TAX)
     if doc.dispute:
         tail.append(f"disputed {doc.dispute['product_code']} x {doc.dispute['quantity']}: "
                     f"refund {format_minor(doc.refund_minor, doc.currency)} "
                     f"({doc.dispute['refund_state']})")
     return ("\n".join(head) + "\n" + render_receipt_text(priced, width=width, title=title)
             + "".join(f"{line}\n" for line in tail))
+
+
+_UNKNOWN_TAX = "tax rates of this sale are not recorded: tax shown at today's rates"
 
 
 def _pay_text(p: PaymentLine, currency: str) -> str:
@@ -231,6 +456,8 @@ def render_html(doc: ReceiptDocument) -> str:
                     f"<td class=\"num\">{_h(format_minor(line.payable_minor, cur))}</td></tr>")
     taxes = "".join(f"<li>tax {_h(t.category)} {t.rate_bp / 100:.2f}%: "
                     f"{_h(format_minor(t.tax_minor, cur))}</li>" for t in doc.taxes)
+    if doc.tax_basis == "unknown":
+        taxes += f"<li>{_h(_UNKNOWN_TAX)}</li>"
     pays = "".join(f"<li>{_h(_pay_text(p, cur))}</li>" for p in doc.payments)
     refs = f"<p>Amends <a href=\"/receipts/{_h(doc.amends_receipt_id)}?format=html\">" \
            f"{_h(doc.amends_receipt_id)}</a></p>" if doc.amends_receipt_id else ""
