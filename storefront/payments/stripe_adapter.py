@@ -140,11 +140,39 @@ class StripeProcessor:
 
     def capture(self, *, authorization_id: str, amount_minor: int,
                 idempotency_key: str) -> Capture:
-        """Capture ``amount_minor`` of the intent (the rest of the hold is released)."""
-        self._require_capturable(authorization_id)
-        intent = _translate(lambda: self._client.v1.payment_intents.capture(
-            authorization_id, params={"amount_to_capture": amount_minor},
-            options={"idempotency_key": idempotency_key}))
+        """Capture ``amount_minor`` of the intent (the rest of the hold is released).
+
+        A retry of a capture that succeeded but whose answer was lost returns that
+        capture: an intent already ``succeeded`` for exactly ``amount_minor`` (Stripe's
+        ``amount_received``) is this capture done before, as ``lookup("capture")`` finds
+        it. A PaymentIntent is captured at most once and each intent is one hold of this
+        service captured under one key, so the captured intent and amount identify the
+        call (Stripe would replay it for the same key, but only for 24 hours, and
+        localstripe not at all). The same holds when the intent turns ``succeeded``
+        while this request's capture call is refused (a concurrent request with the key
+        captured it first).
+
+        Raises:
+            PaymentError: the intent is not capturable (cancelled, declined, ...), it was
+                captured for another amount (not this capture), or Stripe refused.
+            ProcessorUnavailable, ProcessorTimeout: no answer (retry with the same key).
+        """
+        intent = self._retrieve(authorization_id)
+        if intent.status == "succeeded":
+            return self._earlier_capture(intent, amount_minor)
+        # Stripe refuses to capture a cancelled intent; localstripe does not, so check.
+        if intent.status != "requires_capture":
+            raise PaymentError(f"payment {authorization_id} cannot be captured "
+                               f"({intent.status})")
+        try:
+            intent = _translate(lambda: self._client.v1.payment_intents.capture(
+                authorization_id, params={"amount_to_capture": amount_minor},
+                options={"idempotency_key": idempotency_key}))
+        except PaymentError:
+            again = self._retrieve(authorization_id)
+            if again.status == "succeeded":
+                return self._earlier_capture(again, amount_minor)
+            raise
         if intent.status != "succeeded":
             raise PaymentError(f"capture left the payment {intent.status}")
         return Capture(intent.id, authorization_id, amount_minor)
@@ -192,11 +220,17 @@ class StripeProcessor:
             return Operation("adjust", intent.id, "succeeded", int(intent.amount))
         return None
 
-    def _require_capturable(self, intent_id: str) -> None:
-        # Stripe refuses to capture a cancelled intent; localstripe does not, so check.
-        intent = _translate(lambda: self._client.v1.payment_intents.retrieve(intent_id))
-        if intent.status != "requires_capture":
-            raise PaymentError(f"payment {intent_id} cannot be captured ({intent.status})")
+    def _retrieve(self, intent_id: str) -> Any:
+        return _translate(lambda: self._client.v1.payment_intents.retrieve(intent_id))
+
+    def _earlier_capture(self, intent: Any, amount_minor: int) -> Capture:
+        """The capture already made on a ``succeeded`` intent, when it is for
+        ``amount_minor`` (the same capture retried); PaymentError otherwise."""
+        captured = self._captured(intent)
+        if captured != amount_minor:
+            raise PaymentError(f"payment {intent.id} was already captured for "
+                               f"{captured} minor units, not {amount_minor}")
+        return Capture(intent.id, intent.id, captured)
 
     def _find_intent(self, key: str) -> Any:
         query = f"metadata['{_META}']:'{key}'"
