@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from stdnum import ean
 from stdnum.exceptions import ValidationError
@@ -94,8 +95,22 @@ class Catalogue:
         """The session factory (promotions and tax categories live in the same database)."""
         return self._sessions
 
-    def upsert(self, items: Iterable[CatalogueItem]) -> int:
-        """Insert or replace products (bulk, one transaction); returns how many were written."""
+    def upsert(self, items: Iterable[CatalogueItem], *,
+               keep_stored: Iterable[str] = ()) -> int:
+        """Insert or replace products (bulk, one transaction); returns how many were written.
+
+        ``keep_stored``: columns (of ``age_restricted``, ``tax_category``,
+        ``sold_by_weight``, ``allow_discount``) that a product already stored keeps
+        instead of taking the item's value; new products take the item's. A price import
+        passes the flags its files do not carry, so a re-import never clears an age
+        restriction or a tax category an administrator set.
+
+        Raises:
+            ValueError: a column of ``keep_stored`` that is not one of those flags.
+        """
+        kept = set(keep_stored)
+        if not kept <= _FLAG_COLUMNS:
+            raise ValueError(f"cannot keep {sorted(kept - _FLAG_COLUMNS)}: not a product flag")
         rows = {item.code: _to_row(item) for item in items}
         with self._sessions.begin() as db:
             existing: set[str] = set()
@@ -105,12 +120,68 @@ class Catalogue:
                 existing.update(db.scalars(sa.select(Product.code)
                                            .where(Product.code.in_(chunk))))
             new = [rows[code] for code in codes if code not in existing]
-            old = [rows[code] for code in codes if code in existing]
+            old = [{k: v for k, v in rows[code].items() if k not in kept}
+                   for code in codes if code in existing]
             if new:
                 db.execute(sa.insert(Product), new)
             if old:
                 db.execute(sa.update(Product), old)
         return len(rows)
+
+    def merge(self, code: str, name: str, unit_price_minor: int, currency: str, *,
+              sold_by_weight: bool | None = None, tax_category: str | None = None,
+              allow_discount: bool | None = None, age_restricted: bool | None = None,
+              known_tax_categories: Iterable[str] | None = None) -> CatalogueItem:
+        """Create or update one product, keeping the stored flags a caller leaves as None.
+
+        Name, price and currency are always set; ``sold_by_weight``, ``tax_category``,
+        ``allow_discount`` and ``age_restricted`` are changed only when given, else kept
+        from the stored row (a new product gets ``make_item``'s defaults). A price change
+        therefore never clears an age restriction. The read and the write are one
+        transaction that first locks the row (a no-op UPDATE: the row on PostgreSQL, the
+        database on SQLite), so two concurrent merges cannot undo each other's flags.
+        ``known_tax_categories``: when given, ``tax_category`` must be one of them.
+
+        Raises:
+            InvalidInput: bad code, name, price or tax category (``make_item``), or a tax
+                category not in ``known_tax_categories``.
+        """
+        flags = (sold_by_weight, tax_category, allow_discount, age_restricted)
+        try:
+            return self._merge_once(code, name, unit_price_minor, currency, flags,
+                                    known_tax_categories)
+        except IntegrityError:  # a concurrent merge created the product first: update it
+            return self._merge_once(code, name, unit_price_minor, currency, flags,
+                                    known_tax_categories)
+
+    def _merge_once(self, code: str, name: str, unit_price_minor: int, currency: str,
+                    flags: tuple[bool | None, str | None, bool | None, bool | None],
+                    known_tax_categories: Iterable[str] | None) -> CatalogueItem:
+        sold_by_weight, tax_category, allow_discount, age_restricted = flags
+        with self._sessions.begin() as db:
+            db.execute(sa.update(Product).where(Product.code == code)
+                       .values(name=Product.name))
+            row = db.get(Product, code, populate_existing=True)
+            # The stored product, or a new one with make_item's defaults (validates too).
+            keep = _to_item(row) if row is not None else make_item(
+                code, name, unit_price_minor, currency)
+            item = make_item(
+                code, name, unit_price_minor, currency,
+                sold_by_weight=keep.sold_by_weight if sold_by_weight is None
+                else sold_by_weight,
+                tax_category=keep.tax_category if tax_category is None else tax_category,
+                allow_discount=keep.allow_discount if allow_discount is None
+                else allow_discount,
+                age_restricted=keep.age_restricted if age_restricted is None
+                else age_restricted)
+            if tax_category is not None and known_tax_categories is not None \
+                    and tax_category not in set(known_tax_categories):
+                raise InvalidInput(f"product {code}: unknown tax category {tax_category!r}")
+            if row is None:
+                db.execute(sa.insert(Product), [_to_row(item)])
+            else:
+                db.execute(sa.update(Product), [_to_row(item)])
+        return item
 
     def get(self, code: str) -> CatalogueItem:
         """The product with ``code``; raises UnknownProduct."""
@@ -138,6 +209,9 @@ class Catalogue:
 
 
 _CHUNK = 500
+
+
+_FLAG_COLUMNS = frozenset({"age_restricted", "tax_category", "sold_by_weight", "allow_discount"})
 
 
 def _to_row(item: CatalogueItem) -> dict[str, object]:

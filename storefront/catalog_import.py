@@ -141,7 +141,9 @@ def import_israeli_catalogue(catalogue: Catalogue, *, prices: Path, promos: Path
     chain_id, store_id = choose_store(prices, chain, store)
     report = ImportReport(chain_id, store_id)
     items = _read_products(prices, report, progress)
-    catalogue.upsert(items.values())
+    # The price files carry no age restriction or tax category: those set by an
+    # administrator on products already stored survive a re-import.
+    catalogue.upsert(items.values(), keep_stored=("age_restricted", "tax_category"))
     report.products_imported = len(items)
     if promos is not None:
         rows = _read_promotions(promos, items, report, as_of or snapshot_date(prices), progress)

@@ -102,6 +102,23 @@ def test_reimport_is_idempotent(catalogue: Catalogue, files: tuple[Path, Path]) 
     assert first == second
 
 
+def test_reimport_keeps_an_age_restriction_and_tax_category_set_by_an_administrator(
+        catalogue: Catalogue, files: tuple[Path, Path]) -> None:
+    import_israeli_catalogue(catalogue, prices=files[0], promos=files[1],
+                             chain="7290000000000", store="7")
+    vinegar = catalogue.get("7290018724941")
+    catalogue.merge(vinegar.code, vinegar.name, vinegar.unit_price_minor, vinegar.currency,
+                    age_restricted=True, tax_category="zero")
+    import_israeli_catalogue(catalogue, prices=files[0], promos=files[1],
+                             chain="7290000000000", store="7")
+    again = catalogue.get("7290018724941")
+    assert (again.age_restricted, again.tax_category) == (True, "zero")
+    assert again.unit_price_minor == 1590  # the file's price is still taken
+    assert catalogue.get("7290000000007").age_restricted is False  # new rows: defaults
+    with pytest.raises(ValueError, match="not a product flag"):
+        catalogue.upsert([again], keep_stored=("unit_price_minor",))
+
+
 def test_missing_columns_and_ambiguous_stores_are_refused_before_writing(
         catalogue: Catalogue, files: tuple[Path, Path], tmp_path: Path) -> None:
     broken = _write(tmp_path / "broken.csv.gz", PRICE_HEADER.replace("מחיר (₪)", "price"),

@@ -1,37 +1,77 @@
-"""Catalogue endpoints."""
+"""Catalogue endpoints.
+
+``PUT /products/{code}`` creates a product or changes its name and price; the flags
+(``sold_by_weight``, ``tax_category``, ``allow_discount``, ``age_restricted``) are
+optional in the body and, when left out, keep their stored values (a new product gets
+the defaults): a price change never clears an age restriction. Clearing one takes an
+explicit ``"age_restricted": false``.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import Field, StrictBool
 
 from storefront.api.deps import ContainerDep
 from storefront.api.schemas import ProductCodePath, ProductIn, ProductOut
-from storefront.catalog import CatalogueItem, make_item
+from storefront.catalog import CatalogueItem
 from storefront.errors import InvalidInput, NotFound, UnknownProduct
+from storefront.pricing import PromotionRepository
+from storefront.pricing.model import STANDARD_TAX_CATEGORY
 from storefront.security.api import Admin
 
 router = APIRouter(prefix="/products", tags=["catalogue"])
 
 
-def _out(item: CatalogueItem) -> ProductOut:
-    return ProductOut(code=item.code, name=item.name, unit_price_minor=item.unit_price_minor,
-                      currency=item.currency, is_gtin=item.is_gtin)
+class ProductPut(ProductIn):
+    """A product to create or update; a flag left out keeps its stored value."""
+
+    sold_by_weight: StrictBool | None = None
+    tax_category: str | None = Field(default=None, min_length=1, max_length=32,
+                                     pattern=r"^[A-Za-z0-9._-]+$")
+    allow_discount: StrictBool | None = None
+    age_restricted: StrictBool | None = None
 
 
-@router.put("/{code}", response_model=ProductOut)
-def put_product(code: ProductCodePath, body: ProductIn, c: ContainerDep, _who: Admin
-                ) -> ProductOut:
-    """Create or replace a product (the path code must equal the body code); admins only."""
+class ProductDetail(ProductOut):
+    """A catalogue product with the flags that govern its sale."""
+
+    sold_by_weight: bool
+    tax_category: str
+    allow_discount: bool
+    age_restricted: bool
+
+
+def _out(item: CatalogueItem) -> ProductDetail:
+    return ProductDetail(code=item.code, name=item.name, unit_price_minor=item.unit_price_minor,
+                         currency=item.currency, is_gtin=item.is_gtin,
+                         sold_by_weight=item.sold_by_weight, tax_category=item.tax_category,
+                         allow_discount=item.allow_discount,
+                         age_restricted=item.age_restricted)
+
+
+@router.put("/{code}", response_model=ProductDetail)
+def put_product(code: ProductCodePath, body: ProductPut, c: ContainerDep, _who: Admin
+                ) -> ProductDetail:
+    """Create a product or update its name and price (the path code must equal the body
+    code); flags left out of the body keep their stored values. Admins only.
+
+    Raises InvalidInput (422): codes differ, bad name or price, unknown tax category.
+    """
     if code != body.code:
         raise InvalidInput("product code in the path and the body differ")
-    item = make_item(body.code, body.name, body.unit_price_minor, c.settings.currency)
-    c.catalogue.upsert([item])
+    known = {STANDARD_TAX_CATEGORY, *PromotionRepository(c.catalogue.sessions).tax_rates()}
+    item = c.catalogue.merge(body.code, body.name, body.unit_price_minor, c.settings.currency,
+                             sold_by_weight=body.sold_by_weight,
+                             tax_category=body.tax_category,
+                             allow_discount=body.allow_discount,
+                             age_restricted=body.age_restricted, known_tax_categories=known)
     return _out(item)
 
 
-@router.get("/{code}", response_model=ProductOut)
-def get_product(code: ProductCodePath, c: ContainerDep) -> ProductOut:
-    """One product; 404 when unknown."""
+@router.get("/{code}", response_model=ProductDetail)
+def get_product(code: ProductCodePath, c: ContainerDep) -> ProductDetail:
+    """One product with its flags; 404 when unknown."""
     try:
         return _out(c.catalogue.get(code))
     except UnknownProduct as exc:
