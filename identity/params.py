@@ -243,6 +243,12 @@ FEATURE_ROTATIONS_DEG = (0.0, -4.5, 4.5)
 #     0.152 % (range: 0.147 %) against 0.121 %;
 #   - Gabor wavelength 3.5 / 4.5 px, bandwidth 1.5 / 2.5 octaves, aspect 0.35 / 0.7, work
 #     size 96 / 128 px at the same relative wavelength, shifts +-2 / +-4: tuning EER 0.13-0.21 %.
+# Measured, not yet adopted (benchmarks/ordinal_fusion.py, 2026-11-30): OrdinalCode (Sun et al.,
+# CVPR 2005; 128 px work image, Gaussian dx 3 / dy 1 px, 3 orientations, one sign bit per
+# cell) fused with this CompCode (0.6 / 0.4 weighted mean of the distances, one alignment),
+# chosen on palm000-149 only: tuning EER 0.120 -> 0.101 %, FNMR@1e-5 1.25 -> 0.76 %;
+# held out 0.080 -> 0.072 % and 0.69 -> 0.30 % (sampled impostors). Not in the service yet:
+# it needs a template version, index room and re-fitted thresholds (benchmarks/README.md).
 MATCH_MAX_SHIFT = 3
 MATCH_MIN_OVERLAP = 0.5
 # Identification (service decision rule; score = matcher.distance_to_score, in [0, 1]).
