@@ -164,8 +164,9 @@ def sale_tax(lines: Sequence[Mapping[str, Any]], total_minor: int,
        (``storefront.pricing.tax``) adds up to it exactly; of the rates that do, the
        roundest (whole percent first, then 0.5 %, 0.25 %, 0.1 %, 0.05 %, 0.01 %) and,
        among those, the nearest to the reference rate ("derived"). When more than one
-       category could have changed, a category taxed at 0 % today is assumed not to;
-       still ambiguous, or no rate fits: "unknown" (reference rates, unknown ones 0).
+       category's change could explain the total (a category taxed at 0 % today
+       counts: its rate may have been cut to 0 % since), or no rate fits: "unknown"
+       (reference rates, unknown ones 0), never a guess.
 
     Raises nothing for inconsistent data: it is reported as basis "unknown".
     """
@@ -248,8 +249,8 @@ def _solve_rates(lines: tuple[PricedLine, ...], tax_paid: int,
         rate = _solve_rate(net, tax_paid - fixed, rates[category])
         if rate is not None:
             solutions.append((category, rate))
-    if len(solutions) > 1:
-        solutions = [(c, r) for c, r in solutions if rates[c] != 0]
+    # More than one category's change explains the total (a category at 0 % today
+    # included: its rate may have been cut to 0 % since the sale): no guess.
     if len(solutions) != 1:
         return None
     category, rate = solutions[0]

@@ -17,7 +17,9 @@ write transaction, which the staff claim serialises with corrections and
 closes, prices the cart and freezes it (``FrozenCart``: lines, total and the
 pricing time); from then on the sale is priced from the frozen cart, never from
 the live catalogue, so a price change or a promotion ending at midnight between
-payment and close cannot make it over- or underpaid. Corrections are refused
+payment and close cannot make it over- or underpaid. The age check is not frozen:
+it is needed when the cart held an age-restricted product at the freeze or holds
+one that is age-restricted in the catalogue now. Corrections are refused
 while a tender has paid or reserves money (a wrong line is put right after the
 close by a dispute, which refunds it); when every tender ended without money
 (declined, failed, voided), a correction un-freezes the cart in its own guarded
@@ -31,7 +33,7 @@ the audit but NOT authenticated (see the authentication issue).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +53,7 @@ from storefront.db.models import (
     CartCorrection,
     FlagResolution,
     FrozenCart,
+    Product,
     Receipt,
     StaffClaim,
     Tender,
@@ -392,30 +395,35 @@ class StaffedCheckout:
                     payment_token: str | None = None) -> tuple[TenderView, int]:
         """Take one tender (see ``Till.take``); returns it and the balance still due.
 
-        A card without ``payment_token`` is the shopper's card on file. A request
-        with the key of a stored tender replays it, and resumes it when it is
-        pending (a lost answer, a crash in mid-call): the processor is asked what
-        became of its call, so the money it took is never lost. A new tender is
+        A new card tender without ``payment_token`` is the shopper's card on file.
+        A request with the key of a stored tender replays it, and resumes it when
+        it is pending (a lost answer, a crash in mid-call): the processor is asked
+        what became of its call, so the money it took is never lost. A resume is
+        finished on the card the tender was started with: with no token it uses
+        that card (not the card on file), with another token it is refused. A new tender is
         priced inside its guarded transaction; the first one freezes the cart
         (see the module docstring). Amounts in minor units.
 
         Raises InvalidInput (bad amount, card above the balance, a card number as
         token), NotFound, Conflict (no claim; the cart is not ready: flags,
         issues, age check; another card tender is pending: send that one again
-        with its key first).
+        with its key first; the key was used with other content or another card).
         """
         view = self._staffed(session_id)
         if payment_token is not None and looks_like_card_number(payment_token):
             raise InvalidInput("payment token must be a processor token, not a card number")
-        if kind == "card" and payment_token is None:
-            payment_token = self._shoppers.payment_token(view.shopper_id)
-        if self._till.find(session_id, key) is None:
+        stored = self._till.find(session_id, key)
+        # Charged only by a new tender naming no card (or one stored before tenders
+        # recorded their card); a resumed tender keeps the card it was started with.
+        card_on_file = self._shoppers.payment_token(view.shopper_id) \
+            if kind == "card" and payment_token is None else None
+        if stored is None:
             cart = self.cart(session_id)
             cart_blockers = [b for b in cart.blockers if not b.startswith(_BALANCE)]
             if cart.total_minor is None or cart_blockers:
                 raise Conflict("the cart is not ready for payment: " + "; ".join(cart_blockers))
         request = TenderRequest(session_id, staff_id, kind, key, till_id, amount_minor,
-                                self._currency, payment_token)
+                                self._currency, payment_token, card_on_file)
         return self._till.take(request, total=self._sale_total(session_id, staff_id, key),
                                guard=self._guard(session_id, staff_id))
 
@@ -494,7 +502,10 @@ class StaffedCheckout:
             raise Conflict("cannot close: " + "; ".join(cart.blockers))
         with self._db.begin() as db:
             self._guard(session_id, staff_id)(db)
-            current = self._state(session_id, db).priced
+            state = self._state(session_id, db)
+            if state.age_restricted and db.get(AgeCheck, session_id) is None:
+                raise Conflict("cannot close: " + _AGE)
+            current = state.priced
             if current is None or (current.total_minor, current.lines) != (cart.total_minor,
                                                                            cart.lines):
                 raise Conflict("cannot close: the cart changed while closing; look at it again")
@@ -577,8 +588,13 @@ class StaffedCheckout:
             frozen = reader.get(FrozenCart, session_id)
             corrections = [(c.product_code, c.quantity_after)
                            for c in _corrections(reader, session_id)]
-        if frozen is not None:
-            return _frozen_state(contents, frozen)
+            if frozen is not None:
+                state = _frozen_state(contents, frozen)
+                # Prices stay frozen; the age restriction does not: a product marked
+                # age-restricted after the first tender still needs the check.
+                state.age_restricted = frozen.age_restricted or _any_age_restricted(
+                    reader, state.quantities)
+                return state
         state = _State(contents, dict(contents.lines), corrections=len(corrections))
         self._weighed(state)
         for code, quantity in corrections:
@@ -639,6 +655,13 @@ def _frozen_state(contents: CartContents, frozen: FrozenCart) -> _State:
     return _State(contents, quantities, {},
                   _Priced(lines, frozen.total_minor, frozen.priced_at, frozen=True),
                   frozen.age_restricted, frozen.corrections)
+
+
+def _any_age_restricted(db: Session, codes: Iterable[str]) -> bool:
+    """True when one of ``codes`` is age-restricted in the catalogue now (read in ``db``)."""
+    wanted = sorted(set(codes))
+    return bool(wanted) and db.scalars(sa.select(Product.code).where(
+        Product.code.in_(wanted), Product.age_restricted.is_(True)).limit(1)).first() is not None
 
 
 def _pending_blocker(tender_id: str, key: str | None) -> str:

@@ -22,11 +22,15 @@ unknown leaves the tender pending (``authorizing``/``authorized``) with the
 reason; it is recorded ``failed`` only once the processor refused it or a
 look-up found that it never took effect, so a hold is never left on the card
 behind a tender that reads ``failed``. A hold that the tender cannot use any
-more (another request of the same tender ended it first) is voided.
+more (another request of the same tender ended it first) is voided. A card
+tender records the token it was started with (in clear while it is pending, as
+``shoppers.payment_token`` holds it, and its SHA-256 for good): a resume is
+finished on that card and a replay naming another card is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +92,10 @@ class TenderRequest:
 
     ``amount_minor``: cash handed over (change is given back), or the amount to
     charge on the card. ``key``: the client's idempotency key of this tender.
-    ``payment_token``: processor token of the card (card only).
+    ``payment_token``: processor token of the card the request names (card only;
+    None: not named). ``card_on_file``: the token charged when a *new* card tender
+    names none; a tender resumed with its key is always finished on the card it
+    was started with, never on this one.
     """
 
     session_id: str
@@ -99,6 +106,7 @@ class TenderRequest:
     amount_minor: int
     currency: str
     payment_token: str | None = None
+    card_on_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,7 +254,10 @@ class Till:
         except IntegrityError as exc:
             raise Conflict("this tender is being taken by another request; retry") from exc
         if row.kind == "card" and row.state in PENDING_STATES:
-            self._run_card(row, request.payment_token or "", resumed=resumed)
+            # The card the tender was started with; a tender stored before tokens were
+            # recorded (NULL) is finished on the card this request names.
+            token = row.payment_token or request.payment_token or request.card_on_file or ""
+            self._run_card(row, token, resumed=resumed)
         return tender_view(row), total_minor - self.paid_minor(request.session_id)
 
     def find(self, session_id: str, key: str) -> TenderView | None:
@@ -274,13 +285,17 @@ class Till:
                                f"{format_minor(balance, self._currency)}: a card is never "
                                f"charged more than is due")
         now = self._clock()
+        token = (request.payment_token or request.card_on_file) if request.kind == "card" \
+            else None
         row = Tender(id=f"tnd_{uuid.uuid4().hex}", session_id=request.session_id,
                      idempotency_key=key, kind=request.kind,
                      state="taken" if request.kind == "cash" else "authorizing",
                      amount_minor=amount, tendered_minor=request.amount_minor,
                      change_minor=change, currency=request.currency, till_id=request.till_id,
                      drawer_id=drawer.id if drawer is not None else drawer_id,
-                     staff_id=request.staff_id, created_at=now, updated_at=now)
+                     staff_id=request.staff_id, created_at=now, updated_at=now,
+                     payment_token=token,
+                     payment_token_sha256=None if token is None else token_digest(token))
         db.add(row)
         db.flush()
         return row
@@ -406,12 +421,14 @@ class Till:
         that moved it on first (to ``captured``, say) is never written over. Returns False,
         with ``row`` reloaded, when the compare failed: the caller stops there."""
         with self._db.begin() as db:
+            # The clear token is kept only while a resume may still need it.
+            keep = {} if state in PENDING_STATES else {"payment_token": None}
             done = db.execute(sa.update(Tender).where(Tender.id == row.id,
                                                       Tender.state == row.state)
                               .values(state=state, updated_at=self._clock(),
                                       authorization_id=auth or row.authorization_id,
                                       capture_id=capture or row.capture_id,
-                                      failure_reason=failure))
+                                      failure_reason=failure, **keep))
             if not int(done.rowcount or 0):  # type: ignore[attr-defined]
                 stored = db.get(Tender, row.id)
                 if stored is None:
@@ -466,10 +483,23 @@ def _check_amount(what: str, amount: int, *, allow_zero: bool) -> None:
                            f"got {amount}")
 
 
+def token_digest(token: str) -> str:
+    """Hex SHA-256 of a processor token (``tenders.payment_token_sha256``)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def _check_replay(row: Tender, request: TenderRequest) -> None:
+    """Conflict unless ``request`` is the stored tender sent again: same kind, amount and
+    till and, for a card, no token or the token the tender was started with."""
     if (row.kind, row.tendered_minor, row.till_id) != (request.kind, request.amount_minor,
                                                        request.till_id):
         raise Conflict(f"tender key {request.key!r} was already used for another tender")
+    if row.kind == "card" and request.payment_token is not None \
+            and row.payment_token_sha256 is not None \
+            and token_digest(request.payment_token) != row.payment_token_sha256:
+        raise Conflict(f"tender key {request.key!r} was started on another card: send it "
+                       f"again with the same payment token, or with none to finish it on "
+                       f"that card")
 
 
 def _report(db: Session, drawer: CashDrawer, kind: Literal["X", "Z"]) -> DrawerReport:

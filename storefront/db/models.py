@@ -320,6 +320,11 @@ class Tender(Base):
     failure_reason: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    payment_token: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    """The card's processor token while the tender is pending (a resume charges that card,
+    as ``shoppers.payment_token`` holds it); cleared when the tender reaches a final state."""
+    payment_token_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    """Hex SHA-256 of the card's token, kept so a replay with another card is refused."""
 
 
 class Dispute(Base):

@@ -7,6 +7,7 @@ with the one receipt (D9). Money is integer minor units."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +51,8 @@ class Faulty:
     ``lose_captures``: that many capture answers are lost after the capture took effect.
     ``down``: every authorize and capture takes effect but its answer is lost, and every
     look-up times out; ``lookups_down``: only look-ups time out. ``crash_authorize``:
-    "before" dies before the hold is placed, "after" once it is placed.
+    "before" dies before the hold is placed, "after" once it is placed. ``tokens``: the
+    card token of every authorize call, in order.
     """
 
     def __init__(self, inner: SimulatedProcessor) -> None:
@@ -60,11 +62,13 @@ class Faulty:
         self.lookups_down = False
         self.crash_authorize: str | None = None
         self.after_authorize: Callable[[], None] | None = None
+        self.tokens: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def authorize(self, **kw: Any) -> Any:
+        self.tokens.append(kw["token"])
         if self.crash_authorize == "before":
             raise Crash
         done = self.inner.authorize(**kw)
@@ -210,6 +214,53 @@ def test_a_crash_in_mid_authorize_resumes_under_the_same_key(store: Any, when: s
     assert (tender.state, balance) == ("captured", 0)
     assert len(processor.inner.holds()) == 1 and processor.captured() == 300
     assert c.staffed.close(session_id=sid, staff_id="ann").total_minor == 300
+
+
+def _stored_tender(c: Container, sid: str) -> Tender:
+    with c.db() as db:
+        return db.scalars(sa.select(Tender).where(Tender.session_id == sid)).one()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_resumed_card_tender_is_finished_on_the_card_it_was_started_with(
+        store: Any, when: str) -> None:
+    """Review 6b, item 1: the tender records the card it was started with; a resume with
+    another token is refused, a resume with none uses that card, not the card on file."""
+    c, clock, processor = store
+    sid = _staffed(c, clock, qty=1)
+    first = {**_card(sid, "k1", 300), "payment_token": "tok_card_a"}
+    processor.crash_authorize = when
+    with pytest.raises(Crash):
+        c.staffed.take_tender(**first)
+    processor.crash_authorize = None
+    row = _stored_tender(c, sid)
+    digest = hashlib.sha256(b"tok_card_a").hexdigest()
+    assert (row.state, row.payment_token, row.payment_token_sha256) == (
+        "authorizing", "tok_card_a", digest)
+    with pytest.raises(Conflict, match="started on another card"):
+        c.staffed.take_tender(**{**first, "payment_token": "tok_someone_else_b"})
+    assert "tok_someone_else_b" not in processor.tokens
+    assert _stored_tender(c, sid).state == "authorizing"
+    tender, balance = c.staffed.take_tender(**_card(sid, "k1", 300))  # no token: card A
+    assert (tender.state, balance, processor.captured()) == ("captured", 0, 300)
+    assert set(processor.tokens) == {"tok_card_a"}  # never the card on file (tok_noa)
+    assert len(processor.inner.holds()) == 1
+    row = _stored_tender(c, sid)  # the clear token is gone once it is no longer needed
+    assert (row.payment_token, row.payment_token_sha256) == (None, digest)
+    # A replay of the finished tender: the same card (or none) answers, another is refused.
+    assert c.staffed.take_tender(**first)[0].state == "captured"
+    with pytest.raises(Conflict, match="started on another card"):
+        c.staffed.take_tender(**{**first, "payment_token": "tok_someone_else_b"})
+    assert c.staffed.close(session_id=sid, staff_id="ann").total_minor == 300
+
+
+def test_a_new_card_tender_without_a_token_is_the_card_on_file(store: Any) -> None:
+    c, clock, processor = store
+    sid = _staffed(c, clock, qty=1)
+    assert c.staffed.take_tender(**_card(sid, "k1", 300))[0].state == "captured"
+    assert processor.tokens == ["tok_noa"]
+    assert _stored_tender(c, sid).payment_token_sha256 == hashlib.sha256(
+        b"tok_noa").hexdigest()
 
 
 # --- D3: the cart is frozen when the first tender is taken ----------------------------
@@ -404,3 +455,25 @@ def test_concurrent_closes_all_answer_with_the_one_receipt(store: Any) -> None:
             assert db.scalar(sa.select(sa.func.count()).select_from(Receipt)
                              .where(Receipt.session_id == sid)) == 1
         assert c.read_model.get(sid).status == "settled"
+
+
+def test_a_product_marked_age_restricted_after_the_freeze_needs_the_check(
+        store: Any) -> None:
+    """Review 6b, item 3: the frozen cart keeps its prices, but the age check is needed
+    when the product is age-restricted now even though it was not at the first tender."""
+    c, clock, _ = store
+    sid = _staffed(c, clock)
+    c.till.open_drawer(till_id="t1", staff_id="ann", float_minor=0)
+    assert not c.staffed.cart(sid).age_check_required
+    c.staffed.take_tender(**_cash(sid, "c1", 200))  # freezes the cart
+    c.catalogue.merge("TEA", "Tea", 450, "GBP", age_restricted=True)  # flag and price
+    cart = c.staffed.cart(sid)
+    assert cart.frozen and cart.total_minor == 600 and cart.age_check_required
+    assert any(b.startswith("age check required") for b in cart.blockers)
+    with pytest.raises(Conflict, match="age check required"):
+        c.staffed.take_tender(**_cash(sid, "c2", 400))
+    with pytest.raises(Conflict, match="age check required"):
+        c.staffed.close(session_id=sid, staff_id="ann")
+    c.staffed.confirm_age(session_id=sid, staff_id="ann")
+    assert c.staffed.take_tender(**_cash(sid, "c2", 400))[1] == 0
+    assert c.staffed.close(session_id=sid, staff_id="ann").total_minor == 600

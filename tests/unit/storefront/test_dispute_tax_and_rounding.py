@@ -87,6 +87,22 @@ def test_an_ambiguous_or_impossible_total_is_unknown() -> None:
     assert sale_tax([_line("X", 100, "gone")], 100, INCL_18).basis == "unknown"
 
 
+def test_a_rate_cut_to_zero_beside_another_category_is_unknown_not_guessed() -> None:
+    """Review 6b, item 2: standard 20 %, 'sanitary' 5 % at the sale and 0 % today. Both a
+    standard rate of 25 % and a sanitary rate of 5 % explain the total: "unknown", never
+    the standard category's change (which refunded the wrong amounts)."""
+    store = TaxPolicy(False, 2000, (("sanitary", 0),))
+    lines = [_line("STD", 1000), _line("SAN", 1000, "sanitary")]
+    sale = sale_tax(lines, 1000 + 200 + 1000 + 50, store)
+    assert sale.basis == "unknown"
+    # One category alone explains it (the sanitary line bought alone): derived.
+    sale = sale_tax([_line("SAN", 1000, "sanitary")], 1050, store)
+    assert (sale.basis, sale.policy.rate_bp("sanitary")) == ("derived", 500)
+    # A standard rate that rose since the sale: a 0 % category cannot explain less tax.
+    sale = sale_tax(lines, 1000 + 170 + 1000, TaxPolicy(False, 1800, (("sanitary", 0),)))
+    assert (sale.basis, sale.policy.rate_bp("standard")) == ("derived", 1700)
+
+
 def test_a_store_that_switched_to_prices_including_tax_reads_old_receipts_as_excluding(
 ) -> None:
     sale = sale_tax([_line("TV", 10000)], 11800, INCL_18)

@@ -1,4 +1,5 @@
-"""Staffed checkout: the cart frozen as priced when its first tender was taken.
+"""Staffed checkout: the cart frozen as priced when its first tender was taken, and the
+card token a pending card tender was started with.
 
 Revision ID: 0011
 Revises: 0010
@@ -19,7 +20,8 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    """Create ``staffed_frozen_carts``."""
+    """Create ``staffed_frozen_carts``; add ``tenders.payment_token`` and
+    ``tenders.payment_token_sha256`` (NULL for tenders taken before)."""
     op.create_table(
         "staffed_frozen_carts",
         sa.Column("session_id", sa.String(64), primary_key=True),
@@ -31,8 +33,15 @@ def upgrade() -> None:
         sa.Column("priced_at", TS, nullable=False),
         sa.Column("frozen_by", sa.String(64), nullable=False),
     )
+    with op.batch_alter_table("tenders") as batch:
+        batch.add_column(sa.Column("payment_token", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("payment_token_sha256", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
-    """Drop ``staffed_frozen_carts`` (open staffed sales are priced live again)."""
+    """Drop ``staffed_frozen_carts`` (open staffed sales are priced live again) and the
+    tender token columns."""
+    with op.batch_alter_table("tenders") as batch:
+        batch.drop_column("payment_token_sha256")
+        batch.drop_column("payment_token")
     op.drop_table("staffed_frozen_carts")
