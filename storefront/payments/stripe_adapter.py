@@ -168,7 +168,9 @@ class StripeProcessor:
             intent = _translate(lambda: self._client.v1.payment_intents.capture(
                 authorization_id, params={"amount_to_capture": amount_minor},
                 options={"idempotency_key": idempotency_key}))
-        except PaymentError:
+        except ProcessorUnavailable:
+            raise  # no answer: the caller retries with the same key (or looks it up)
+        except PaymentError:  # refused: a concurrent request may have captured it first
             again = self._retrieve(authorization_id)
             if again.status == "succeeded":
                 return self._earlier_capture(again, amount_minor)

@@ -210,7 +210,7 @@ def test_key_reused_with_other_parameters_is_a_bug_not_a_refusal(
 def test_other_refusals_stay_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     refused = {"error": {"type": "invalid_request_error", "code": "amount_too_large",
                          "message": "Amount to capture exceeds the authorized amount."}}
-    http = FakeHttp([(200, INTENT), (400, refused)])
+    http = FakeHttp([(200, INTENT), (400, refused), (200, INTENT)])  # re-read: not captured
     with pytest.raises(PaymentError) as caught:
         _processor(monkeypatch, http).capture(authorization_id="pi_1", amount_minor=5000,
                                               idempotency_key="ses_1:capture")
