@@ -374,6 +374,15 @@ class Till:
         found = call_with_retry(lookup, lookup=lookup, policy=self._retry) if resumed else None
         return found or call_with_retry(call, lookup=lookup, policy=self._retry)
 
+    def _void(self, auth_id: str, key: str) -> None:
+        """Void the hold ``auth_id`` under ``key`` (bounded retries, look-up first on a
+        retry). Raises PaymentError (refused) or ProcessorUnavailable (no answer)."""
+        def void() -> Operation:
+            self._processor.void(authorization_id=auth_id, idempotency_key=key)
+            return Operation("void", auth_id, "succeeded", 0)
+
+        self._call(void, kind="void", key=key, reference=auth_id, resumed=False)
+
     def _void_unused(self, row: Tender, auth_id: str) -> None:
         """Release a hold the tender will not use: another request of the same tender
         ended it (``failed``, ``declined``, ``voided``) without this hold. Best effort: a
@@ -381,14 +390,8 @@ class Till:
         if row.state not in ("failed", "declined", "voided") or not auth_id \
                 or row.authorization_id == auth_id:
             return
-        key = f"tender:{row.id}:void-unused"
-
-        def void() -> Operation:
-            self._processor.void(authorization_id=auth_id, idempotency_key=key)
-            return Operation("void", auth_id, "succeeded", 0)
-
         try:
-            self._call(void, kind="void", key=key, reference=auth_id, resumed=False)
+            self._void(auth_id, f"tender:{row.id}:void-unused")
         except PaymentError as exc:
             with self._db.begin() as db:
                 db.execute(sa.update(Tender).where(Tender.id == row.id).values(
@@ -397,14 +400,8 @@ class Till:
 
     def _release(self, row: Tender, auth_id: str, reason: str) -> None:
         """Void the hold after a refused capture; if that fails the tender stays pending."""
-        key = f"tender:{row.id}:void"
-
-        def void() -> Operation:
-            self._processor.void(authorization_id=auth_id, idempotency_key=key)
-            return Operation("void", auth_id, "succeeded", 0)
-
         try:
-            self._call(void, kind="void", key=key, reference=auth_id, resumed=False)
+            self._void(auth_id, f"tender:{row.id}:void")
         except PaymentError as exc:
             # The capture may have gone through after all: keep the amount reserved;
             # retrying the tender with its key looks the capture up, then captures again

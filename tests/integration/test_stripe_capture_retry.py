@@ -6,16 +6,10 @@ after 24 hours, does not replay idempotency keys)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import stripe
 
@@ -28,35 +22,6 @@ from storefront.payments.stripe_adapter import StripeProcessor
 from storefront.settings import Settings
 
 KEY = "sk_test_storefront"
-_SERVER = ("import sys; from aiohttp import web; from localstripe.server import app; "
-           "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)")
-
-
-@pytest.fixture(scope="module")
-def localstripe_url() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/balance", auth=(KEY, ""), timeout=1).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "localstripe did not start in 30 s"
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
 def processor(localstripe_url: str) -> StripeProcessor:
     return StripeProcessor(api_key=KEY, api_base=localstripe_url, timeout_s=5)
