@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stripe
 
 from cart.session import RecordItem
 from storefront.bootstrap import bootstrap
@@ -20,16 +19,12 @@ from storefront.errors import PaymentError
 from storefront.payments.base import ProcessorTimeout
 from storefront.payments.stripe_adapter import StripeProcessor
 from storefront.settings import Settings
+from tests.integration.localstripe import KEY, intent
 
-KEY = "sk_test_storefront"
+
 @pytest.fixture
 def processor(localstripe_url: str) -> StripeProcessor:
     return StripeProcessor(api_key=KEY, api_base=localstripe_url, timeout_s=5)
-
-
-def _intent(url: str, intent_id: str) -> dict[str, Any]:
-    client = stripe.StripeClient(KEY, base_addresses={"api": url}, max_network_retries=0)
-    return dict(client.v1.payment_intents.retrieve(intent_id).to_dict())
 
 
 def test_a_retried_capture_returns_the_capture_already_made(processor: StripeProcessor,
@@ -44,7 +39,7 @@ def test_a_retried_capture_returns_the_capture_already_made(processor: StripePro
     with pytest.raises(PaymentError, match="already captured for 4200"):
         processor.capture(authorization_id=auth.authorization_id, amount_minor=4000,
                           idempotency_key="r1:capture-other")
-    assert _intent(localstripe_url, auth.authorization_id)["status"] == "succeeded"
+    assert intent(localstripe_url, auth.authorization_id)["status"] == "succeeded"
     # A refund later does not make the capture's retry look like another capture.
     processor.refund(capture_id=first.capture_id, amount_minor=200,
                      idempotency_key="r1:refund")
@@ -115,7 +110,7 @@ def test_a_staffed_card_tender_whose_capture_answer_was_lost_finishes(
         assert (tender.state, balance, proc.lost) == ("captured", 0, 0)
         assert c.staffed.cart(sid).blockers == ()
         assert c.staffed.close(session_id=sid, staff_id="ann").total_minor == 600
-        intent = _intent(localstripe_url, tender.capture_id or "")
-        assert (intent["status"], intent["amount"]) == ("succeeded", 600)
+        captured = intent(localstripe_url, tender.capture_id or "")
+        assert (captured["status"], captured["amount"]) == ("succeeded", 600)
     finally:
         c.close()

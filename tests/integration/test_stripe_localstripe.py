@@ -11,24 +11,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import stripe
 
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
 from storefront.errors import EntryRefused, PaymentError
 from storefront.payments.stripe_adapter import StripeProcessor
 from storefront.settings import Settings
+from tests.integration.localstripe import KEY, intent
 
-KEY = "sk_test_storefront"
 ITEMS = builtin_items()
+
+
 @pytest.fixture
 def processor(localstripe_url: str) -> StripeProcessor:
     return StripeProcessor(api_key=KEY, api_base=localstripe_url, timeout_s=5)
-
-
-def _intent(url: str, intent_id: str) -> dict[str, object]:
-    client = stripe.StripeClient(KEY, base_addresses={"api": url}, max_network_retries=0)
-    return dict(client.v1.payment_intents.retrieve(intent_id).to_dict())
 
 
 def test_hold_capture_refund_void_and_lookups(processor: StripeProcessor,
@@ -45,7 +41,7 @@ def test_hold_capture_refund_void_and_lookups(processor: StripeProcessor,
                           idempotency_key="t1:capture-too-much")
     capture = processor.capture(authorization_id=auth.authorization_id, amount_minor=4200,
                                 idempotency_key="t1:capture")
-    assert _intent(localstripe_url, auth.authorization_id)["status"] == "succeeded"
+    assert intent(localstripe_url, auth.authorization_id)["status"] == "succeeded"
     seen = processor.lookup(kind="capture", idempotency_key="t1:capture",
                             reference=auth.authorization_id)
     assert seen is not None and seen.amount_minor == 4200
@@ -67,7 +63,7 @@ def test_decline_and_void(processor: StripeProcessor, localstripe_url: str) -> N
                                idempotency_key="t3:authorize")
     processor.void(authorization_id=held.authorization_id, idempotency_key="t3:void")
     processor.void(authorization_id=held.authorization_id, idempotency_key="t3:void")
-    assert _intent(localstripe_url, held.authorization_id)["status"] == "canceled"
+    assert intent(localstripe_url, held.authorization_id)["status"] == "canceled"
     with pytest.raises(PaymentError):
         processor.capture(authorization_id=held.authorization_id, amount_minor=100,
                           idempotency_key="t3:capture")
@@ -103,8 +99,8 @@ def test_store_exit_reauthorizes_and_captures_on_stripe(tmp_path: Path,
         ("hold", "succeeded"), ("reauthorize", "succeeded"),
         ("void_superseded", "succeeded"), ("capture", "succeeded")]
     first, second = ops[0].result_ref or "", ops[1].result_ref or ""
-    assert _intent(localstripe_url, first)["status"] == "canceled"
-    assert _intent(localstripe_url, second)["status"] == "succeeded"
+    assert intent(localstripe_url, first)["status"] == "canceled"
+    assert intent(localstripe_url, second)["status"] == "succeeded"
     refund = c.processor.refund(capture_id=ops[3].result_ref or "", amount_minor=375,
                                 idempotency_key=f"{session_id}:refund:1")
     assert refund.amount_minor == 375
@@ -146,5 +142,5 @@ def test_crash_after_stripe_capture_is_reconciled_at_restart(
 
         payment = db.query(Payment).filter(Payment.session_id == session_id).one()
     assert (payment.state, payment.captured_minor) == ("captured", 750)
-    assert _intent(localstripe_url, payment.processor_ref or "")["status"] == "succeeded"
+    assert intent(localstripe_url, payment.processor_ref or "")["status"] == "succeeded"
     restarted.close()
