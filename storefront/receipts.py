@@ -26,6 +26,7 @@ characters inside names are dropped first. Money is integer minor units.
 
 from __future__ import annotations
 
+import bisect
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -266,24 +267,11 @@ def _solve_rate(net: int, tax: int, hint: int | None) -> int | None:
         return None
 
     def tax_at(rate: int) -> int:
-        return round_half_up(net * rate, FULL_RATE_BP)
+        return round_half_up(net * rate, FULL_RATE_BP)  # non-decreasing in the rate
 
-    lo, hi = 0, FULL_RATE_BP + 1  # first rate whose tax reaches ``tax``
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if tax_at(mid) >= tax:
-            hi = mid
-        else:
-            lo = mid + 1
-    first = lo
-    lo, hi = first, FULL_RATE_BP + 1  # first rate whose tax passes ``tax``
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if tax_at(mid) > tax:
-            hi = mid
-        else:
-            lo = mid + 1
-    last = lo - 1
+    rates = range(FULL_RATE_BP + 1)
+    first = bisect.bisect_left(rates, tax, key=tax_at)  # first rate whose tax reaches it
+    last = bisect.bisect_right(rates, tax, key=tax_at) - 1  # last rate whose tax is it
     if first > last:
         return None
     target = first if hint is None else hint
