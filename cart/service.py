@@ -35,6 +35,7 @@ from cart.session import (
     RegisterCartDevice,
     SendToStaffed,
     SessionState,
+    SessionStatus,
     Settle,
     apply,
     apply_device_events,
@@ -311,6 +312,23 @@ class SessionService:
         ConcurrencyConflict.
         """
         return self._execute_on_head(session_id, Settle(receipt_id, total_minor, self._clock()))
+
+    def settle_once(self, session_id: str, receipt_id: str, total_minor: int) -> SessionState:
+        """:meth:`settle`, except that a session already settled on ``receipt_id`` is
+        returned as it stands: a second settle of the same receipt (a retried or
+        concurrent close, an exit that took over another's lease) is the same fact, not
+        an error.
+
+        Raises SessionNotFound, InvalidCommand (not EXITED/STAFFED and not settled on
+        ``receipt_id``, bad values) or ConcurrencyConflict.
+        """
+        try:
+            return self.settle(session_id, receipt_id, total_minor)
+        except InvalidCommand:
+            state = self.state(session_id)
+            if state.status != SessionStatus.SETTLED or state.receipt_id != receipt_id:
+                raise
+            return state
 
     def send_to_staffed(self, session_id: str, reason: str) -> SessionState:
         """Queue an open or exited session for staffed checkout.

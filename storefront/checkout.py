@@ -29,7 +29,6 @@ from typing import Any, Literal, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from cart.errors import InvalidCommand
 from cart.projections import CartContents
 from cart.service import SessionService
 from cart.session import SessionState, SessionStatus
@@ -221,22 +220,9 @@ class CheckoutService:
                     "id": receipt_id, "session_id": view.id, "shopper_id": view.shopper_id,
                     "total_minor": total, "currency": self._currency, "lines": list(lines),
                     "issued_at": self._clock()})
-        self._settle_once(view.id, receipt_id, total)
+        self._carts.settle_once(view.id, receipt_id, total)
         self._read_model.finish_exit(view.id, status="settled", total_minor=total)
         return ExitResult(view.id, "paid", total, self._currency, receipt_id, None, lines)
-
-    def _settle_once(self, session_id: str, receipt_id: str, total: int) -> None:
-        """Settle the session, unless an exit that took over this one's lease already did.
-
-        Both exits captured under the same idempotency key and share the receipt row, so the
-        second settle is the same fact: it is skipped, not an error. Any other refusal
-        (InvalidCommand on a session that is not settled) propagates.
-        """
-        try:
-            self._carts.settle(session_id, receipt_id, total)
-        except InvalidCommand:
-            if self._carts.state(session_id).status != SessionStatus.SETTLED:
-                raise
 
     def _to_staffed(self, session_id: str, lines: tuple[dict[str, Any], ...],
                     total: int | None, reason: str, *,

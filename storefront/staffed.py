@@ -42,10 +42,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cart.errors import InvalidCommand, SessionNotFound
+from cart.errors import SessionNotFound
 from cart.projections import CartContents, CartFlag
 from cart.service import SessionService
-from cart.session import SessionStatus
 from storefront.catalog import Catalogue
 from storefront.clock import Clock
 from storefront.db.models import (
@@ -518,23 +517,11 @@ class StaffedCheckout:
                                   issued_at=self._clock())
                 db.add(receipt)
             receipt_id, total = receipt.id, receipt.total_minor
-        self._settle_once(session_id, receipt_id, total)
+        self._carts.settle_once(session_id, receipt_id, total)
         self._read_model.update(session_id, status="settled", total_minor=total)
         with self._db.begin() as db:
             db.execute(sa.delete(StaffClaim).where(StaffClaim.session_id == session_id))
         return self._closed(self._read_model.get(session_id))
-
-    def _settle_once(self, session_id: str, receipt_id: str, total: int) -> None:
-        """Settle the session in the event log unless a concurrent close already did
-        (the same receipt: the same fact). Any other refusal propagates
-        (InvalidCommand), as ``CheckoutService._settle_once``."""
-        if self._carts.state(session_id).status == SessionStatus.SETTLED:
-            return
-        try:
-            self._carts.settle(session_id, receipt_id, total)
-        except InvalidCommand:
-            if self._carts.state(session_id).status != SessionStatus.SETTLED:
-                raise
 
     # --- internals -----------------------------------------------------------------------
 

@@ -92,6 +92,19 @@ def test_staffed_flow_and_flags_reach_the_exit_cart() -> None:
     assert service.settle("s-1", "r-2", 0).status is SessionStatus.SETTLED
 
 
+def test_settle_once_takes_a_second_settle_of_the_same_receipt_as_done() -> None:
+    service = opened()
+    service.exit("s-1")
+    first = service.settle_once("s-1", "r-1", 598)
+    assert first.status is SessionStatus.SETTLED and first.receipt_id == "r-1"
+    assert service.settle_once("s-1", "r-1", 598) == first  # the same fact: no new event
+    assert service.state("s-1").version == first.version
+    with pytest.raises(InvalidCommand):  # another receipt is not the same fact
+        service.settle_once("s-1", "r-2", 598)
+    with pytest.raises(InvalidCommand):  # an open session is refused as by settle
+        opened().settle_once("s-1", "r-1", 598)
+
+
 def test_unknown_session_raises_session_not_found() -> None:
     service = SessionService(InMemoryEventStore(), StepClock())
     for call in (
