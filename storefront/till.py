@@ -46,7 +46,7 @@ from storefront.errors import Conflict, InvalidInput, NotFound, PaymentError, St
 from storefront.money import format_minor
 from storefront.payments import Operation, PaymentProcessor, ProcessorUnavailable
 from storefront.payments.base import OperationKind
-from storefront.payments.retry import RetryPolicy, call_with_retry
+from storefront.payments.retry import RetryPolicy, resume_or_call
 
 TenderKind = Literal["cash", "card"]
 PAID_STATES = ("taken", "captured")
@@ -371,8 +371,7 @@ class Till:
         def lookup() -> Operation | None:
             return self._processor.lookup(kind=kind, idempotency_key=key, reference=reference)
 
-        found = call_with_retry(lookup, lookup=lookup, policy=self._retry) if resumed else None
-        return found or call_with_retry(call, lookup=lookup, policy=self._retry)
+        return resume_or_call(call, lookup=lookup, policy=self._retry, resumed=resumed)
 
     def _void(self, auth_id: str, key: str) -> None:
         """Void the hold ``auth_id`` under ``key`` (bounded retries, look-up first on a

@@ -47,7 +47,7 @@ from storefront.payments.base import (
     PaymentProcessor,
     ProcessorUnavailable,
 )
-from storefront.payments.retry import RetryPolicy, call_with_retry
+from storefront.payments.retry import RetryPolicy, resume_or_call
 
 IN_FLIGHT = {"authorize": "authorizing", "adjust": "adjusting", "capture": "capturing",
              "void": "voiding", "refund": "refunding"}
@@ -146,9 +146,8 @@ class PaymentJournal:
                                          reference=step.reference)
 
         try:
-            found = call_with_retry(lookup, lookup=lookup, policy=self._retry) \
-                if resumed else None
-            result = found or call_with_retry(step.call, lookup=lookup, policy=self._retry)
+            result = resume_or_call(step.call, lookup=lookup, policy=self._retry,
+                                    resumed=resumed)
         except ProcessorUnavailable as exc:
             raise PaymentPending(f"{step.purpose} outcome unknown: {exc.reason}") from exc
         except PaymentError as exc:

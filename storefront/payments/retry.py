@@ -80,3 +80,15 @@ def call_with_retry(call: Callable[[], T], *, lookup: Callable[[], T | None],
                     return found
             return call()
     raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+def resume_or_call(call: Callable[[], T], *, lookup: Callable[[], T | None],
+                   policy: RetryPolicy, resumed: bool) -> T:
+    """:func:`call_with_retry` of ``call``, preceded, when ``resumed`` (an earlier attempt
+    may have sent the call and lost its answer), by ``lookup()`` with retries of its own:
+    what the processor already did is returned instead of calling again.
+
+    Raises as :func:`call_with_retry` (of the look-up or of the call).
+    """
+    found = call_with_retry(lookup, lookup=lookup, policy=policy) if resumed else None
+    return found if found is not None else call_with_retry(call, lookup=lookup, policy=policy)
