@@ -41,12 +41,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_report import palm_set_folder
 
 from identity import params
 from identity.decision import fit_fmr_tail, fpir, threshold_for_fpir
@@ -157,13 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    folder = args.palms
-    if folder is None:
-        data_dir = os.environ.get("STOREFRONT_DATA_DIR")
-        if not data_dir:
-            print("error: give --palms or set STOREFRONT_DATA_DIR", file=sys.stderr)
-            return 2
-        folder = Path(data_dir) / "palm" / "tongji-roi"
+    folder = palm_set_folder(args.palms, "tongji-roi")
     started = time.perf_counter()
     data = {i: s for i, s in _load(folder).items() if len(s) >= 2}
     ids = sorted(data)

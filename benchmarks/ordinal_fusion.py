@@ -65,6 +65,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+from bench_report import palm_set_folder
 from numpy.lib.stride_tricks import sliding_window_view
 
 from identity import evaluation as ev
@@ -443,16 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuning-only", action="store_true",
                         help="sweep and pick on the tuning half; do not open the held-out half")
     args = parser.parse_args(argv)
-    folder = args.palms
-    if folder is None:
-        data_dir = os.environ.get("STOREFRONT_DATA_DIR")
-        if not data_dir:
-            print("error: give --palms or set STOREFRONT_DATA_DIR", file=sys.stderr)
-            return 2
-        folder = Path(data_dir) / "palm" / "tongji-roi"
-    if not (folder / "manifest.csv").is_file():
-        print(f"error: {folder}/manifest.csv not found", file=sys.stderr)
-        return 2
+    folder = palm_set_folder(args.palms, "tongji-roi")
     started = time.perf_counter()
     palms = load(folder)
     ids = sorted(set(palms.identity))
