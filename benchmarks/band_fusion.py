@@ -124,7 +124,7 @@ def compare(acq: Acquired, identities: set[str], sessions: tuple[str, str]) -> C
     genuine, impostor = {}, {}
     for band in BANDS:
         t = acq.templates[band]
-        scores = score_matrix([t[k] for k in probes], [t[k] for k in refs])
+        scores = score_matrix([t[k] for k in probes], [t[k] for k in refs], fused=False)
         genuine[band], impostor[band] = scores[same], scores[~same]
     return Comparisons(genuine, impostor)
 

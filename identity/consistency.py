@@ -3,7 +3,8 @@
 An enrolment stores several captures as templates of one subject. Were they of different
 palms (three people's hands in one kiosk session), every one of those palms would then be
 identified as that subject at the gate. So the captures are compared with each other
-(the shift-tolerant matcher of :mod:`identity.matcher`), two captures are linked when
+(the fused CompCode + OrdinalCode score of :mod:`identity.matcher`, the pipeline's
+score), two captures are linked when
 their score reaches ``threshold`` (the identification threshold: a capture that would
 not identify as the others is not the same palm for the gate either), and the largest
 linked group is the palm being enrolled. Captures outside it are refused; when that
@@ -26,16 +27,19 @@ def same_palm_group(templates: Sequence[Template], threshold: float) -> list[int
 
     Two templates are linked when their score is at least ``threshold`` (in [0, 1]);
     groups are the connected components of that graph; ties go to the group holding the
-    earliest capture. Returns ``[]`` for no templates, ``[0]`` for one.
-    Raises ValueError for a threshold outside [0, 1].
+    earliest capture. Scores are fused CompCode + OrdinalCode scores, so every template
+    must carry its ordinal code. Returns ``[]`` for no templates, ``[0]`` for one.
+    Raises ValueError for a threshold outside [0, 1] and TemplateFormatError (from
+    :mod:`identity.matcher`) when two or more templates are given and one lacks the
+    ordinal code or the grids differ.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold {threshold} is outside [0, 1]")
     count = len(templates)
     if count <= 1:
         return list(range(count))
-    refs = ReferenceSet.from_templates(list(templates))
-    scores = np.stack([PreparedProbe(t).scores(refs) for t in templates])
+    refs = ReferenceSet.from_templates(list(templates), fused=True)
+    scores = np.stack([PreparedProbe(t, fused=True).scores(refs) for t in templates])
     linked = np.maximum(scores, scores.T) >= threshold
     group = np.full(count, -1)
     for start in range(count):

@@ -3,8 +3,9 @@
 Input: ``DIR/manifest.csv`` with the columns ``path,identity,session,capture,source``
 (``path`` relative to ``DIR``; extra columns are ignored). Every image goes through
 :func:`identity.imageio.decode_image` -> :func:`identity.roi.extract_roi` ->
-:func:`identity.features.extract_features` -> :class:`identity.template.Template`,
-timed per image.
+:func:`identity.features.extract_features` (CompCode and OrdinalCode) ->
+:class:`identity.template.Template`, timed per image. Comparisons use the pipeline's
+fused CompCode + OrdinalCode score (:func:`identity.matcher.score_matrix`).
 
 Protocol (the one of the shared data README): when the manifest has two or more
 session values, every capture of the first session (sorted) is a reference and is
@@ -199,7 +200,7 @@ def _matrix(probes: list[Template], refs: list[Template], progress: Progress | N
     out = np.zeros((len(probes), len(refs)), dtype=np.float64)
     for start in range(0, len(probes), 50):
         block = probes[start : start + 50]
-        out[start : start + len(block)] = score_matrix(block, refs)
+        out[start : start + len(block)] = score_matrix(block, refs, fused=True)
         if progress is not None:
             progress("compare", start + len(block), len(probes))
     return out
@@ -234,16 +235,17 @@ def _report(captures: list[Capture], acq: Acquired, split: tuple[str, str] | Non
 
 
 def compare_time_us(templates: list[Template], repeats: int = 31) -> float | None:
-    """Median time (microseconds) of one comparison over all shifts and rotations.
+    """Median time (microseconds) of one fused CompCode + OrdinalCode comparison over all
+    shifts and rotations.
 
-    Measured as a prepared probe scored against a batch of up to 256 references (as in
-    1:N search and in this evaluation), divided by the batch size; ``None`` without
-    templates.
+    Measured as a prepared fused probe scored against a batch of up to 256 references (as
+    in 1:N search and in this evaluation), divided by the batch size; ``None`` without
+    templates. Raises TemplateFormatError if a template lacks the ordinal code.
     """
     if not templates:
         return None
-    refs = ReferenceSet.from_templates(templates[:256])
-    probe = PreparedProbe(templates[-1])
+    refs = ReferenceSet.from_templates(templates[:256], fused=True)
+    probe = PreparedProbe(templates[-1], fused=True)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -1,4 +1,5 @@
-"""CompCode extraction: code layout, angular Hamming property, mask, errors."""
+"""Feature extraction (CompCode + OrdinalCode): code layout, angular Hamming property,
+mask, the ordinal code, PalmCode validation, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from identity.errors import InvalidImageError
-from identity.features import _ORIENTATION_BITS, extract_features
+from identity.features import _ORIENTATION_BITS, FeatureParams, PalmCode, extract_features
+from identity.ordinal import extract_ordinal
 from identity.synthetic import SyntheticPalms
 
 
@@ -75,3 +77,30 @@ def test_saturated_image_is_masked_out() -> None:
 def test_bad_roi_refused(bad: np.ndarray) -> None:
     with pytest.raises(InvalidImageError):
         extract_features(bad)
+
+
+def test_ordinal_code_is_filled_and_templated() -> None:
+    roi = SyntheticPalms(1).capture(2, 1)
+    code = extract_features(roi)
+    assert code.ordinal.dtype == np.bool_ and code.ordinal.shape == code.code.shape
+    assert np.array_equal(code.ordinal, extract_ordinal(roi))
+    assert not code.ordinal.flags.writeable
+    template = code.to_template()
+    assert template.has_ordinal
+    for v in range(template.variants):
+        assert np.array_equal(template.ordinal_bits(v), code.ordinal[v])
+        assert np.array_equal(template.code_bits(v), code.code[v])
+    # the ordinal code follows the extractor's rotations and grid
+    few = extract_features(roi, FeatureParams(grid_size=16, rotations_deg=(0.0, 3.0)))
+    assert few.ordinal.shape == (2, 3, 16, 16)
+
+
+def test_palm_code_validates_the_ordinal() -> None:
+    code = np.zeros((3, 3, 8, 8), bool)
+    mask = np.ones((3, 8, 8), bool)
+    assert PalmCode(code, mask, np.zeros_like(code)).grid == (8, 8)
+    bads: list[np.ndarray] = [np.zeros((2, 3, 8, 8), bool), np.zeros((3, 3, 8, 7), bool),
+                              np.zeros((3, 8, 8), bool), np.zeros((3, 3, 8, 8), np.uint8)]
+    for bad in bads:
+        with pytest.raises(ValueError, match="ordinal"):
+            PalmCode(code, mask, bad)

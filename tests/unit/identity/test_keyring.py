@@ -37,7 +37,8 @@ class DictProvider:
 
 def _template_bytes(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    return Template.from_bits(rng.random((3, 32, 32)) < 0.5, np.ones((32, 32), bool)).to_bytes()
+    return Template.from_bits(rng.random((3, 32, 32)) < 0.5, np.ones((32, 32), bool),
+                              rng.random((3, 32, 32)) < 0.5).to_bytes()
 
 
 KEK1, KEK2 = bytes(range(32)), bytes(range(100, 132))

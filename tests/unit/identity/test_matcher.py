@@ -1,4 +1,5 @@
-"""Shift-tolerant Hamming matcher: identity, shifts, impostors, masks, properties."""
+"""Shift-tolerant matcher (fused CompCode + OrdinalCode by default, CompCode alone on request):
+identity, shifts, impostors, masks, properties."""
 
 from __future__ import annotations
 
@@ -23,16 +24,18 @@ GRID = (32, 32)
 
 def _random(seed: int, valid: float = 1.0, grid: tuple[int, int] = GRID) -> Template:
     rng = np.random.default_rng(seed)
-    return Template.from_bits(rng.random((3, *grid)) < 0.5, rng.random(grid) < valid)
+    return Template.from_bits(rng.random((3, *grid)) < 0.5, rng.random(grid) < valid,
+                              rng.random((3, *grid)) < 0.5)
 
 
 def _shifted(t: Template, dy: int, dx: int) -> Template:
     code, mask = np.roll(t.code_bits(), (dy, dx), axis=(1, 2)), np.roll(t.mask_bits(), (dy, dx))
+    ordinal = np.roll(t.ordinal_bits(), (dy, dx), axis=(1, 2))
     # cells that wrapped around are not a translation of the original: mark them invalid
     keep = np.zeros_like(mask)
     h, w = mask.shape
     keep[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = True
-    return Template.from_bits(code, mask & keep)
+    return Template.from_bits(code, mask & keep, ordinal)
 
 
 def test_identical_templates_get_top_score() -> None:
@@ -64,19 +67,22 @@ def test_bits_outside_the_masks_are_ignored() -> None:
     t = _random(4)
     code, mask = t.code_bits(), t.mask_bits()
     mask[:, :8] = False
-    masked = Template.from_bits(code, mask)
-    code2 = code.copy()
-    code2[:, :, :8] = ~code2[:, :, :8]  # flip only masked-out cells
-    other = Template.from_bits(code2, mask)
+    masked = Template.from_bits(code, mask, t.ordinal_bits())
+    code2, ordinal2 = code.copy(), t.ordinal_bits().copy()
+    code2[:, :, :8] = ~code2[:, :, :8]  # flip only masked-out cells, in both codes
+    ordinal2[:, :, :8] = ~ordinal2[:, :, :8]
+    other = Template.from_bits(code2, mask, ordinal2)
     assert hamming_distance(masked, other) == 0.0
+    assert hamming_distance(masked, other, fused=False) == 0.0
 
 
 def test_too_little_overlap_is_no_match() -> None:
     t = _random(5)
     mask = np.zeros(GRID, dtype=bool)
     mask[:4, :4] = True
-    tiny = Template.from_bits(t.code_bits(), mask)
+    tiny = Template.from_bits(t.code_bits(), mask, t.ordinal_bits())
     assert hamming_distance(tiny, t) == 1.0
+    assert hamming_distance(tiny, t, fused=False) == 1.0
     assert match_score(tiny, t) == 0.0
 
 
@@ -85,13 +91,15 @@ def test_grid_mismatch_refused() -> None:
         hamming_distance(_random(1), _random(1, grid=(16, 16)))
 
 
-def test_prepared_probe_scores_many_references_like_pairwise() -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_prepared_probe_scores_many_references_like_pairwise(fused: bool) -> None:
     probe = _random(6)
     refs = [_random(s) for s in range(40, 45)] + [_shifted(probe, 1, -1)]
-    batch = PreparedProbe(probe).scores(ReferenceSet.from_templates(refs))
+    batch = PreparedProbe(probe, fused=fused).scores(
+        ReferenceSet.from_templates(refs, fused=fused))
     assert batch.shape == (6,)
     assert batch.dtype == np.float64
-    assert np.allclose(batch, [match_score(probe, r) for r in refs])
+    assert np.allclose(batch, [match_score(probe, r, fused=fused) for r in refs])
     assert int(np.argmax(batch)) == 5
 
 

@@ -17,7 +17,8 @@ KEK = bytes(range(32))
 
 def _template_bytes() -> bytes:
     rng = np.random.default_rng(0)
-    return Template.from_bits(rng.random((3, 8, 8)) < 0.5, np.ones((8, 8), bool)).to_bytes()
+    return Template.from_bits(rng.random((3, 8, 8)) < 0.5, np.ones((8, 8), bool),
+                              rng.random((3, 8, 8)) < 0.5).to_bytes()
 
 
 def test_round_trip_and_fresh_randomness() -> None:
