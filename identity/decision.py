@@ -84,9 +84,10 @@ def gallery_threshold(floor: float, target_fpir: float, subjects: int) -> float:
     The score at which the estimated FPIR of a gallery of that size is ``target_fpir``
     (:func:`threshold_for_fpir` with one comparison per subject, on the subject-level
     tail ``params.SUBJECT_FMR_TAIL_*``: a subject scores its best template), and never
-    below ``floor`` (the configured threshold, which rules small galleries). With the
-    Tongji tuning fit and FPIR 0.3 %: ``floor`` (0.28) up to about 6,800 subjects, 0.284
-    at 10^4, 0.311 at 10^5, 0.338 at 1M. Raises ValueError unless 0 < target_fpir < 1.
+    below ``floor`` (the configured threshold, which rules small galleries). The score is
+    the service's fused CompCode + OrdinalCode subject score. With the Tongji tuning fit
+    and FPIR 0.3 %: ``floor`` (0.25) up to about 22,000 subjects, 0.264 at 10^5, 0.285
+    at 1M, 0.307 at 10^7. Raises ValueError unless 0 < target_fpir < 1.
     """
     if not 0.0 < target_fpir < 1.0:
         raise ValueError("target_fpir must lie in (0, 1)")

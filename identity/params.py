@@ -243,27 +243,53 @@ FEATURE_ROTATIONS_DEG = (0.0, -4.5, 4.5)
 #     0.152 % (range: 0.147 %) against 0.121 %;
 #   - Gabor wavelength 3.5 / 4.5 px, bandwidth 1.5 / 2.5 octaves, aspect 0.35 / 0.7, work
 #     size 96 / 128 px at the same relative wavelength, shifts +-2 / +-4: tuning EER 0.13-0.21 %.
-# Measured, not yet adopted (benchmarks/ordinal_fusion.py, 2026-11-30): OrdinalCode (Sun et al.,
-# CVPR 2005; 128 px work image, Gaussian dx 3 / dy 1 px, 3 orientations, one sign bit per
-# cell) fused with this CompCode (0.6 / 0.4 weighted mean of the distances, one alignment),
-# chosen on palm000-149 only: tuning EER 0.120 -> 0.101 %, FNMR@1e-5 1.25 -> 0.76 %;
-# held out 0.080 -> 0.072 % and 0.69 -> 0.30 % (sampled impostors). Not in the service yet:
-# it needs a template version, index room and re-fitted thresholds (benchmarks/README.md).
+# Adopted (benchmarks/ordinal_fusion.py, 2026-11-30): OrdinalCode (Sun et al., CVPR 2005;
+# 128 px work image, Gaussian dx 3 / dy 1 px, 3 orientations, one sign bit per cell, see
+# identity/ordinal.py) fused with this CompCode (0.6 / 0.4 weighted mean of the distances,
+# one alignment for both codes, identity/matcher.py), chosen on palm000-149 only: tuning EER
+# 0.120 -> 0.101 %, FNMR@1e-5 1.25 -> 0.76 %; held out 0.080 -> 0.072 % and 0.69 -> 0.30 %
+# (sampled impostors). Templates carry both codes (identity/template.py format version 3).
 MATCH_MAX_SHIFT = 3
 MATCH_MIN_OVERLAP = 0.5
-# Identification (service decision rule; score = matcher.distance_to_score, in [0, 1]).
-# Measured with the coder above on Tongji palm000-palm149 only (probes = all 1500
-# session-2 captures, references = all 1500 session-1 captures; /tmp script using
-# identity.matcher.score_matrix): 2,235,000 impostor / 15,000 genuine comparisons;
-#   per-comparison FMR 1e-3 at score 0.174, 1e-4 at 0.199, 1e-5 at 0.225; impostor max 0.262.
-#   Subject level (best of 10 templates): at 0.28, 0 of 223,500 impostor subject
-#   comparisons pass (FMR < 1.3e-5 per subject, rule of three) and 98.4 % of genuine do
-#   (0.26: 1 impostor passes, 99.4 %; 0.30: 97.3 %).
-IDENTIFY_THRESHOLD = 0.28
+# OrdinalCode (identity/ordinal.py) and its score fusion with CompCode (identity/matcher.py),
+# the candidate benchmarks/ordinal_fusion.py picked on Tongji palm000-palm149 only
+# (results/ordinal_fusion.json "chosen": setting w128_s3x1_k2.5, mode joint, w_comp 0.6).
+# Work image side (px) the ROI is resized to before filtering.
+ORDINAL_WORK_SIZE = 128
+# Gaussian lobe sigmas along / across the filter orientation, in ROI pixels (scaled by
+# work size / ROI side onto the work image), and the kernel half-side factor (half-side =
+# ceil(factor * sigma_long in work px)). Orientations 0, pi/6, pi/3 (Sun et al.).
+ORDINAL_SIGMA_LONG_PX = 3.0
+ORDINAL_SIGMA_SHORT_PX = 1.0
+ORDINAL_KERNEL_FACTOR = 2.5
+# Weight of the CompCode differing bits in the fused distance (the ordinal ones get 1 - it):
+# d = min over alignments of (w * diff_comp + (1 - w) * diff_ord) / jointly valid bits.
+FUSION_WEIGHT_COMPCODE = 0.6
+# Identification (service decision rule; score = the fused CompCode + OrdinalCode score of
+# identity.matcher (fused=True), in [0, 1]; a subject scores its best template).
+# Measured on Tongji palm000-palm149 only (benchmarks/fused_threshold_at_scale.py score
+# cache: all 1,500 session-2 captures against the 10 session-1 templates of every tuning
+# palm; 223,500 impostor / 1,500 genuine subject comparisons): impostor subject max 0.228;
+# at 0.23 / 0.24 / 0.25 / 0.26, 0 impostor subject comparisons pass and 99.8 / 99.4 / 98.9 /
+# 98.4 % of genuine do. 0.25 keeps the distance above the tuning impostor maximum that
+# the CompCode floor had (0.28 against a CompCode maximum of 0.262; same rule, fixed before
+# the held-out palms were looked at). The threshold grows with the gallery from this
+# floor (decision.gallery_threshold: 0.25 up to ~22,000 persons, 0.285 at 1M).
+IDENTIFY_THRESHOLD = 0.25
 # Identified only if the best subject beats the runner-up subject by this much.
 AMBIGUITY_MARGIN = 0.02
 # FAISS shortlist size (templates) that is re-scored exactly.
 SHORTLIST_SIZE = 50
+# Second stage of a 1:N search (IdentityService._search): the index ranks subjects by their
+# best CompCode score (it holds only CompCode rows, within the 512-byte budget of issue 4);
+# this many of the best subjects are scored again with the fused score against every
+# stored template of theirs (decrypted for the call), and the decision is made on those
+# fused scores. Measured (fused_threshold_at_scale.py cache, all 3,000 Tongji session-2
+# probes): every mated subject that passes the fused 1M threshold (2,923 probes) has a
+# CompCode subject score >= 0.295, where the CompCode subject tail expects 0.19 impostor
+# subjects of a 1M gallery at or above 0.29: 5 keeps such a subject among the re-scored
+# ones with room to spare, at ~5 x templates-per-person decryptions per identification.
+RESCORE_SUBJECTS = 5
 MIN_ENROLMENT_CAPTURES = 1
 # Duplicate-enrolment check (1:N before storing): at most this many of the new
 # captures are searched. One 1:N search costs as much as an identification; with
@@ -324,22 +350,23 @@ INDEX_COARSE_POOL = (2, 2)
 INDEX_COARSE_DEPTH = (8, 2)
 # Decision at scale (identity/decision.py): log-linear fits of the FMR tail,
 # log10 FMR(t) = slope * t + intercept, where 3e-6 <= FMR <= 1e-2, on the Tongji tuning
-# palms only (palm000-149; `python benchmarks/threshold_at_scale.py`, 2026-11-30: all 10
-# session-2 captures of each as probes against the 10 session-1 templates of every other
-# palm). Per template comparison (2,235,000): slope -39.74, intercept 3.921; used by
-# identity/index.EarlyAccept. Per subject comparison, the subject's score being its best
-# template's (the max rule of IdentityService, 223,500 comparisons): -37.34 / 4.101; used
-# for the decision threshold at the gallery's size (decision.gallery_threshold). Until
-# 2026-11-30 the template tail was fitted on all 300 palms (-48.14 / 5.357), i.e. also on
-# the held-out ones: it gave 0.309 for FPIR 0.3 % at 1M x 10 templates, the tuning fit
-# gives 0.338 (90 % bootstrap over the tuning palms 0.292-0.370), where FNIR is 3.3 %
-# (150 held-out first session-2 captures) / 5.7 % (all 300): FPIR <= 0.3 % and
-# FNIR <= 2 % do not both hold at 1M with this coder. Subject-level fusion rules (mean or
-# k-th of the k best templates) give 0.309-0.338 and no better FNIR: the max rule stays.
+# palms only (palm000-149; all 10 session-2 captures of each as probes against the 10
+# session-1 templates of every other tuning palm).
+# Template level, CompCode score (2,235,000 comparisons; `python benchmarks/threshold_at_scale.py`,
+# 2026-11-30): slope -39.74, intercept 3.921; used by identity/index.EarlyAccept, which
+# works on the index's CompCode scores.
+# Subject level, fused score, the subject's score being its best template's (the max rule
+# of IdentityService; 223,500 comparisons; `python benchmarks/fused_threshold_at_scale.py`,
+# 2026-11-30): -46.70 / 4.804; used for the decision threshold at the gallery's size
+# (decision.gallery_threshold): 0.285 for FPIR 0.3 % at 1M (90 % bootstrap over the tuning
+# palms 0.266-0.310; the held-out palms alone refit to 0.268), where FNIR is 1.3 % (2 of
+# the 150 held-out first session-2 captures; 2.1 % over all their 10 captures) and 2.3 % on
+# all 300 palms (2.6 % over 10 captures). With CompCode alone (subject tail -37.34 / 4.101)
+# the same method gave 0.338 and FNIR 3.3 % held out / 5.7 % on all 300.
 FMR_TAIL_SLOPE = -39.74
 FMR_TAIL_INTERCEPT = 3.921
-SUBJECT_FMR_TAIL_SLOPE = -37.34
-SUBJECT_FMR_TAIL_INTERCEPT = 4.101
+SUBJECT_FMR_TAIL_SLOPE = -46.70
+SUBJECT_FMR_TAIL_INTERCEPT = 4.804
 # The NIST 1:N reporting point (NIST IR 8271) for the target FPIR.
 TARGET_FPIR = 0.003
 # Early accept of a staged 1:N search (identity/index.EarlyAccept). A search of an index of
@@ -351,8 +378,12 @@ TARGET_FPIR = 0.003
 # ambiguous: the runner-up subject is an impostor below t - margin) is the exhaustive
 # search's. On the tuning-half tail fit: t(n) = 0.320 at 10^4 templates, 0.345 at 10^5,
 # 0.370 at 10^6, 0.395 at 10^7 (1M persons x 10 templates); always above the decision
-# threshold of decision.gallery_threshold for those galleries (0.284 / 0.311 / 0.338 /
-# 0.365 at 10^4..10^7 subjects; tests/unit/identity/test_decision.py). 1e-4 is small
+# threshold of decision.gallery_threshold for those galleries (now a fused score: 0.25 /
+# 0.264 / 0.285 / 0.307 at 10^4..10^7 subjects; tests/unit/identity/test_decision.py).
+# Since the fused second stage (RESCORE_SUBJECTS) decides on fused scores of the best
+# subjects the index returns, an early stop can also change the decision through a
+# runner-up the early search did not see; the bench checks every early answer against
+# the full search after both stages (early_accept_decision_changed). 1e-4 is small
 # next to the target FPIR (3e-3) and to the shortlist's own allowed miss rate (recall
 # 0.999): the early exit adds at most 1e-4 to the error of an exhaustive exact search,
 # if the log-linear tail holds down to FMR(u) = 1e-8..1e-11 (10^4..10^7 templates),

@@ -56,6 +56,10 @@ class TemplateRepository(Protocol):
         """Delete every record of ``subject_id``; returns how many were deleted."""
         ...
 
+    def of_subjects(self, subject_ids: Sequence[str]) -> list[TemplateRecord]:
+        """Every stored record of the given subjects (any order; unknown ids give none)."""
+        ...
+
     def head(self) -> int:
         """The change-log position now (0 when empty)."""
         ...
@@ -70,6 +74,7 @@ class InMemoryTemplateRepository:
 
     def __init__(self) -> None:
         self._records: dict[str, TemplateRecord] = {}
+        self._by_subject: dict[str, set[str]] = {}
         self._log: list[tuple[str, str, str | None]] = []  # (kind, subject, template id)
         self._lock = threading.Lock()
 
@@ -80,6 +85,8 @@ class InMemoryTemplateRepository:
             if len(set(ids)) != len(ids) or any(i in self._records for i in ids):
                 raise DuplicateTemplateError("a template id is already stored")
             self._records.update((r.template_id, r) for r in records)
+            for r in records:
+                self._by_subject.setdefault(r.subject_id, set()).add(r.template_id)
             self._log.extend(("added", r.subject_id, r.template_id) for r in records)
 
     def all(self) -> Iterator[TemplateRecord]:
@@ -91,11 +98,17 @@ class InMemoryTemplateRepository:
     def delete_subject(self, subject_id: str) -> int:
         """Delete every record of ``subject_id``; returns how many were deleted."""
         with self._lock:
-            doomed = [k for k, r in self._records.items() if r.subject_id == subject_id]
+            doomed = self._by_subject.pop(subject_id, set())
             for k in doomed:
                 del self._records[k]
             self._log.append(("removed", subject_id, None))
             return len(doomed)
+
+    def of_subjects(self, subject_ids: Sequence[str]) -> list[TemplateRecord]:
+        """Every stored record of the given subjects (unknown ids give none)."""
+        with self._lock:
+            return [self._records[t] for s in dict.fromkeys(subject_ids)
+                    for t in sorted(self._by_subject.get(s, ()))]
 
     def head(self) -> int:
         """The change-log position now."""

@@ -38,11 +38,13 @@ from identity.errors import (
     AcquisitionError,
     EnrolmentError,
     InvalidImageError,
+    TemplateDecryptionError,
     TemplateFormatError,
 )
 from identity.features import extract_features
 from identity.imageio import decode_image
 from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex
+from identity.matcher import PreparedProbe, ReferenceSet
 from identity.protection import TemplateProtector
 from identity.repository import (
     TemplateChanges,
@@ -145,6 +147,29 @@ def _add_batch(index: PalmIndex, batch: list[tuple[str, str, Template]]) -> int:
     index.add_packed([b[0] for b in batch], [b[1] for b in batch], codes, masks)
     batch.clear()
     return n
+
+
+def fused_subject_scores(probe: Template, stored: Sequence[tuple[TemplateRecord, Template]]
+                         ) -> list[Candidate]:
+    """Second-stage candidates: each subject of ``stored`` with the fused CompCode +
+    OrdinalCode score of its best template against ``probe``, best first (ties by id).
+
+    ``stored``: (record, its decrypted clear template) pairs, several per subject allowed.
+    Score: :class:`identity.matcher.PreparedProbe` ``fused=True`` (the weighted mean of the
+    two codes' distances at one joint alignment, :mod:`identity.matcher`), in [0, 1]; a
+    subject's score is its best template's (the max rule of :mod:`identity.decision`).
+    Raises TemplateFormatError when a template lacks the ordinal code.
+    """
+    if not stored:
+        return []
+    scores = PreparedProbe(probe, fused=True).scores(
+        ReferenceSet.from_templates([t for _, t in stored], fused=True))
+    best: dict[str, Candidate] = {}
+    for (record, _), score in zip(stored, scores.tolist(), strict=True):
+        held = best.get(record.subject_id)
+        if held is None or score > held.score:
+            best[record.subject_id] = Candidate(record.subject_id, record.template_id, score)
+    return sorted(best.values(), key=lambda c: (-c.score, c.subject_id))
 
 
 def template_from_image(image: bytes) -> Template:
@@ -430,7 +455,7 @@ class IdentityService:
         own = False
         threshold = self.decision_threshold()
         for t in templates[: params.DUPLICATE_CHECK_CAPTURES]:
-            for c in self._index.search(t, self._settings.shortlist_size):
+            for c in self._search(t):
                 if c.score < threshold:
                     continue
                 if c.subject_id != subject_id:
@@ -439,6 +464,37 @@ class IdentityService:
         if own and not allow_own:
             raise EnrolmentError("this palm is already enrolled on this account (to enrol it "
                                  "again, delete it first)")
+
+    def _search(self, probe: Template) -> list[Candidate]:
+        """Both stages of a 1:N search; candidate subjects with their fused scores, best first.
+
+        Stage 1: the index (:meth:`identity.index.PalmIndex.search`) ranks subjects by the
+        CompCode score of their best template (the index holds only revocable CompCode
+        rows). Stage 2: the ``rescore_subjects`` best of them are scored again with the
+        fused CompCode + OrdinalCode score (:class:`identity.matcher.PreparedProbe`
+        ``fused=True``) against every stored template of the subject, decrypted from the
+        repository for this call only; a subject scores its best template (the max rule
+        of :mod:`identity.decision`). The decision thresholds are fitted on this fused
+        subject score (``params.SUBJECT_FMR_TAIL_*``). Subjects deleted since the index
+        was searched (no stored template left, or their data key already shredded) are
+        dropped. Raises TemplateFormatError on a stored template without an ordinal code.
+        """
+        found = self._index.search(probe, self._settings.shortlist_size)
+        top = [c.subject_id for c in found[: self._settings.rescore_subjects]]
+        if not top:
+            return []
+        records, templates = [], []
+        for record in self._repository.of_subjects(top):
+            try:
+                templates.append(self._decrypt(record))
+            except TemplateDecryptionError as exc:
+                # Shredded by a concurrent deletion (the subject is gone) or a damaged
+                # record: never a guess, the subject is left out of this decision.
+                log.warning("template %s of a candidate subject not readable: %s",
+                            record.template_id, exc)
+                continue
+            records.append(record)
+        return fused_subject_scores(probe, list(zip(records, templates, strict=True)))
 
     def decision_threshold(self) -> float:
         """The identification threshold (matcher score) for the current gallery: the
@@ -456,7 +512,7 @@ class IdentityService:
         start = time.perf_counter()
         template = template_from_image(image)
         self.refresh()
-        candidates = self._index.search(template, self._settings.shortlist_size)
+        candidates = self._search(template)
         outcome, subject, score, runner, reason = decide(candidates, self._settings,
                                                          self.decision_threshold())
         elapsed = (time.perf_counter() - start) * 1000.0

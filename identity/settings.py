@@ -19,7 +19,9 @@ class IdentitySettings(BaseSettings):
     galleries) and ``ambiguity_margin`` are matcher scores in [0, 1]; ``target_fpir`` is
     the false-positive identification rate (fraction) the decision threshold is raised
     to hold as the gallery grows (:func:`identity.decision.gallery_threshold`);
-    ``shortlist_size`` is in templates; ``min_enrolment_captures`` in usable captures;
+    ``shortlist_size`` is in templates; ``rescore_subjects`` is how many of the index's
+    best subjects get the fused second-stage score (:meth:`IdentityService._search`);
+    ``min_enrolment_captures`` in usable captures;
     ``faiss_threads`` is FAISS's OpenMP thread count (process-wide, set by the service);
     ``index_coarse_from`` is the gallery size (templates) from which the index's FAISS
     stage scans pooled codes (:mod:`identity.index`).
@@ -32,6 +34,7 @@ class IdentitySettings(BaseSettings):
     # Bounded so the grown threshold stays a usable score (< 0.6 up to 10^9 subjects).
     target_fpir: float = Field(default=params.TARGET_FPIR, ge=1e-9, le=0.1)
     shortlist_size: int = Field(default=params.SHORTLIST_SIZE, ge=1, le=100_000)
+    rescore_subjects: int = Field(default=params.RESCORE_SUBJECTS, ge=1, le=1000)
     min_enrolment_captures: int = Field(default=params.MIN_ENROLMENT_CAPTURES, ge=1, le=100)
     max_enrolment_captures: int = Field(default=20, ge=1, le=100)
     faiss_threads: int = Field(default=params.FAISS_THREADS, ge=1, le=256)

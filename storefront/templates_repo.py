@@ -58,6 +58,17 @@ class SqlTemplateRepository:
                                       at=datetime.now(UTC)))
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    def of_subjects(self, subject_ids: Sequence[str]) -> list[TemplateRecord]:
+        """Every stored template of the given shoppers (unknown ids give none)."""
+        wanted = list(dict.fromkeys(subject_ids))
+        if not wanted:
+            return []
+        with self._sessions() as db:
+            rows = db.scalars(sa.select(PalmTemplate)
+                              .where(PalmTemplate.shopper_id.in_(wanted))
+                              .order_by(PalmTemplate.shopper_id, PalmTemplate.template_id)).all()
+            return [_record(r) for r in rows]
+
     def head(self) -> int:
         """The newest change-log position (0 when empty)."""
         with self._sessions() as db:
