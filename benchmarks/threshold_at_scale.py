@@ -404,9 +404,11 @@ def shortlist_study(study: Study, ks: tuple[int, ...]) -> dict[str, Any]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Load (or score) the study and analyse every rule; returns the JSON report."""
-    study = load(args.palms, args.cache)
+def run(args: argparse.Namespace, study: Study | None = None) -> dict[str, Any]:
+    """Analyse every rule on ``study`` (loaded or scored from ``args.palms`` when None);
+    returns the JSON report."""
+    if study is None:
+        study = load(args.palms, args.cache)
     palms = sorted(set(study.template_ids))
     if not 0 < args.tuning_palms < len(palms):
         raise ValueError(f"--tuning-palms must leave held-out palms (of {len(palms)})")

@@ -52,7 +52,7 @@ from identity.keyring import InMemorySubjectKeyStore, Keyring
 from identity.matcher import PreparedProbe, ReferenceSet
 from identity.repository import InMemoryTemplateRepository, TemplateRecord
 from identity.revocable import RevocableTransform
-from identity.service import IdentityService, decide
+from identity.service import IdentityService, decide, fused_subject_scores
 from identity.settings import IdentitySettings
 from identity.snapshot import (
     SNAPSHOT_INFO,
@@ -66,6 +66,10 @@ from identity.template import Template, code_nbytes, mask_nbytes
 U8 = npt.NDArray[np.uint8]
 BANDS = 8
 SNAPSHOT_CHECK_PROBES = 20  # probes searched in the original and the restored index
+# Stage-1 recall counts probes whose exhaustive CompCode best is their own palm at or above
+# this CompCode score: the CompCode identification threshold before the fused second stage
+# (params.IDENTIFY_THRESHOLD until 2026-11-30), so recall keeps its earlier definition.
+RECALL_FLOOR = 0.28
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,69 @@ def filler_codes(sources: list[Template], n: int, seed: int) -> tuple[U8, U8]:
     return codes, src_m[rng.integers(0, len(sources), n)]
 
 
+def filler_ordinal(sources: list[Template], n: int, seed: int) -> U8:
+    """The ordinal codes of the ``n`` fillers of :func:`filler_codes` with the same seed:
+    (n, code_nbytes) uint8. Each filler takes its 8 bands from the same source templates
+    as its CompCode (the same draw of the same generator), so its two codes come from
+    the same palms, with bit noise of its own (probability 1/8 per bit, another stream)."""
+    grid = sources[0].grid
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(sources), (n, BANDS))  # as in filler_codes
+    src = np.stack([np.frombuffer(t.ordinal[: code_nbytes(grid)], np.uint8) for t in sources])
+    band = src.reshape(len(sources), 3, BANDS, -1)
+    codes = band[pick, :, np.arange(BANDS)[None, :], :]
+    codes = np.ascontiguousarray(codes.transpose(0, 2, 1, 3)).reshape(n, code_nbytes(grid))
+    noise = np.random.default_rng([seed, 1])
+    codes ^= (noise.integers(0, 256, codes.shape, dtype=np.uint8)
+              & noise.integers(0, 256, codes.shape, dtype=np.uint8)
+              & noise.integers(0, 256, codes.shape, dtype=np.uint8))
+    return codes
+
+
+class _StoredFillers:
+    """The fillers as the repository would hold them, for the second stage.
+
+    Their clear templates (CompCode, mask, ordinal of :func:`filler_codes` and
+    :func:`filler_ordinal`, regenerated after the index memory is measured) are
+    encrypted under each filler person's own data key on first need, *outside* the
+    timed path; the timed path then reads, decrypts and scores them as the service does.
+    """
+
+    def __init__(self, data: BenchData, n: int, seed: int, setup: _Setup,
+                 repo: InMemoryTemplateRepository) -> None:
+        self._grid = data.sources[0].grid
+        parts = [(filler_codes(data.sources, m, seed + k), filler_ordinal(data.sources, m,
+                                                                           seed + k))
+                 for k, m in enumerate(_chunks(n))]
+        width = code_nbytes(self._grid)
+        empty = np.zeros((0, width), np.uint8)
+        self._codes = np.concatenate([empty] + [c for (c, _), _ in parts])
+        self._masks = np.concatenate([np.zeros((0, mask_nbytes(self._grid)), np.uint8)]
+                                     + [m for (_, m), _ in parts])
+        self._ordinal = np.concatenate([empty] + [o for _, o in parts])
+        self._setup, self._repo = setup, repo
+        self._stored: set[str] = set()
+
+    def ensure(self, subject_ids: list[str]) -> None:
+        """Store (encrypted) every filler of ``subject_ids`` not stored yet."""
+        records = []
+        for sid in subject_ids:
+            if not sid.startswith("f") or sid in self._stored:
+                continue
+            j = int(sid[1:])
+            t = Template(self._grid, self._codes[j].tobytes(), self._masks[j].tobytes(), 1,
+                         self._ordinal[j].tobytes())
+            records.append(TemplateRecord(sid, sid, self._setup.cipher.encrypt(
+                sid, t.to_bytes()), datetime.now(UTC)))
+            self._stored.add(sid)
+        if records:
+            self._repo.add(records)
+
+
+def _chunks(n: int, chunk: int = 100_000) -> list[int]:
+    return [min(chunk, n - start) for start in range(0, n, chunk)]
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm", encoding="ascii") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -160,12 +227,12 @@ def _timed_enrol(index: PalmIndex, data: BenchData, setup: _Setup,
 
 
 def _add_fillers(index: PalmIndex, data: BenchData, n: int, seed: int) -> None:
-    chunk = 100_000
-    for k, start in enumerate(range(0, n, chunk)):
-        m = min(chunk, n - start)
+    start = 0
+    for k, m in enumerate(_chunks(n)):
         codes, masks = filler_codes(data.sources, m, seed + k)
         ids = [f"f{start + j}" for j in range(m)]
         index.add_packed(ids, ids, codes, masks)
+        start += m
 
 
 def _restart_rate(data: BenchData, setup: _Setup, records: int) -> float:
@@ -202,7 +269,8 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
     faiss.omp_set_num_threads(1)
     setup = _Setup.new(shortlist, threshold, coarse_from)
     index = setup.index()
-    enrol_per_s = _timed_enrol(index, data, setup, InMemoryTemplateRepository())
+    repo = InMemoryTemplateRepository()
+    enrol_per_s = _timed_enrol(index, data, setup, repo)
     gc.collect()
     rss0 = _rss_bytes()
     build = time.perf_counter()
@@ -221,12 +289,13 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
         "enrol_per_s": round(enrol_per_s, 1),
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
-    report.update(_search_measures(index, data, shortlist, threshold))
-    # The service's decision threshold for a gallery of this many persons (one template
-    # each here); recall above counts every probe the floor ``threshold`` identifies.
+    fillers = _StoredFillers(data, gallery - len(data.gallery), seed, setup, repo)
+    report.update(_search_measures(index, data, shortlist, (setup, repo, fillers)))
+    # The service's decision threshold (fused score) for a gallery of this many persons
+    # (one template each here), at which probes_identified / misidentified are counted.
     report["decision_threshold_at_gallery"] = round(gallery_threshold(
         threshold, setup.settings.target_fpir, index.subject_count()), 4)
-    report.update(_early_accept_check(index, data, setup.settings))
+    report.update(_early_accept_check(index, data, (setup, repo, fillers)))
     rate = _restart_rate(data, setup, min(gallery, 20_000))
     report["restart_s_database"] = round(gallery / rate, 1)
     report["restart_s_database_method"] = (
@@ -290,29 +359,47 @@ def _top(found: list[Candidate]) -> list[tuple[str, str, float]]:
 
 
 def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
-                     threshold: float) -> dict[str, Any]:
-    """Identify time, shortlist recall against an exhaustive exact search, the largest
-    difference between a score of the protected index and the clear score, and how the
-    staged search went (see :meth:`PalmIndex.search_detail`).
+                     stage2: tuple[_Setup, InMemoryTemplateRepository, _StoredFillers]
+                     ) -> dict[str, Any]:
+    """Identify time (both stages), shortlist recall of stage 1 against an exhaustive exact
+    search, the largest difference between a score of the protected index and the clear
+    score, how the staged search went (see :meth:`PalmIndex.search_detail`), and the
+    decisions after the fused second stage.
 
-    Exhaustive = the exact matcher, in the clear, over every real gallery template
-    (fillers are impostors: a filler returned first at or above the threshold counts as
-    misidentified). A probe counts when the exhaustive search identifies its own palm
-    (best score, >= threshold); it is recalled when the indexed search returns that palm
-    first. Each real palm has one template, so every real candidate's score must equal
-    its clear exhaustive score (the probe is prepared under the index's transform).
-    Times in ms; "early" = probes that stopped before the last stage, "all_stages" =
-    the others (every unidentifiable probe among them).
+    Stage 1 = the index search; stage 2 = :func:`identity.service.fused_subject_scores`
+    of the ``rescore_subjects`` best subjects, their templates read from the repository
+    and decrypted with each person's data key, as :meth:`IdentityService._search` does
+    (fillers are encrypted on first need outside the timer, see :class:`_StoredFillers`).
+    Exhaustive = the exact CompCode matcher, in the clear, over every real gallery template
+    (fillers are impostors). A probe counts for recall when the exhaustive search gives
+    its own palm first at CompCode score >= ``RECALL_FLOOR``; it is recalled when stage 1
+    returns that palm first. Each real palm has one template, so every real candidate's
+    score must equal its clear exhaustive score (the probe is prepared under the index's
+    transform). Decisions: :func:`identity.service.decide` on the stage-2 candidates at the
+    service's threshold for this gallery. Times in ms; "early" = probes that stopped before
+    the last stage of stage 1, "all_stages" = the others.
     """
+    setup, repo, fillers = stage2
+    settings = setup.settings
+    threshold = gallery_threshold(settings.identify_threshold, settings.target_fpir,
+                                  index.subject_count())
     refs = ReferenceSet.from_templates(data.gallery)
-    times, early, stages = [], [], []
-    wanted, recalled, misidentified, error = 0, 0, 0, 0.0
+    times, rescore_ms, early, stages = [], [], [], []
+    wanted, recalled, misidentified, identified, error = 0, 0, 0, 0, 0.0
     accept: float | None = None
     for owner, probe in data.probes:
         start = time.perf_counter()
         result = index.search_detail(probe, shortlist)
-        times.append((time.perf_counter() - start) * 1000.0)
+        stage1 = (time.perf_counter() - start) * 1000.0
         found, accept = result.candidates, result.accept_score
+        top_ids = [c.subject_id for c in found[: settings.rescore_subjects]]
+        fillers.ensure(top_ids)  # untimed: makes the stored rows the service would read
+        start = time.perf_counter()
+        stored = [(r, Template.from_bytes(setup.cipher.decrypt(r.subject_id, r.ciphertext)))
+                  for r in repo.of_subjects(top_ids)]
+        fused = fused_subject_scores(probe, stored)
+        rescore_ms.append((time.perf_counter() - start) * 1000.0)
+        times.append(stage1 + rescore_ms[-1])
         early.append(result.early_accepted)
         stages.append(result.stages)
         exact = PreparedProbe(probe).scores(refs)
@@ -320,19 +407,24 @@ def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
                                for c in found if c.subject_id.startswith("real-")])
         best = int(np.argmax(exact))
         top = found[0] if found else None
-        if top is not None and top.subject_id != f"real-{owner}" and top.score >= threshold:
-            misidentified += 1
-        if best == owner and exact[best] >= threshold:
+        if best == owner and exact[best] >= RECALL_FLOOR:
             wanted += 1
             recalled += int(top is not None and top.subject_id == f"real-{owner}")
+        outcome, subject = decide(fused, settings, threshold)[:2]
+        identified += int(outcome == "identified" and subject == f"real-{owner}")
+        misidentified += int(outcome == "identified" and subject != f"real-{owner}")
     ms, stopped = np.asarray(times), np.asarray(early, dtype=bool)
     return {
         "identify_ms_p50": _pct(ms, 50),
         "identify_ms_p99": _pct(ms, 99),
+        "rescore_ms_p50": _pct(np.asarray(rescore_ms), 50),
+        "rescore_ms_p99": _pct(np.asarray(rescore_ms), 99),
+        "rescore_subjects": settings.rescore_subjects,
         "shortlist_recall": round(recalled / max(1, wanted), 4),
         "probes_identifiable_exhaustive": wanted,
         "probes_recalled": recalled,
-        "misidentified_above_threshold": misidentified,
+        "probes_identified": identified,
+        "misidentified": misidentified,
         "rescore_max_abs_error_vs_clear": error,
         "early_accept_score": None if accept is None else round(accept, 4),
         "early_accept_fraction": round(float(stopped.mean()), 4) if len(ms) else 0.0,
@@ -350,22 +442,32 @@ def _pct(values: npt.NDArray[np.float64], q: float) -> float | None:
 
 
 def _early_accept_check(index: PalmIndex, data: BenchData,
-                        settings: IdentitySettings) -> dict[str, Any]:
+                        stage2: tuple[_Setup, InMemoryTemplateRepository, _StoredFillers]
+                        ) -> dict[str, Any]:
     """Every probe whose search stopped early, searched again to the last stage (early
-    accept off): how many got another decision (:func:`identity.service.decide` at the
-    service's threshold for this gallery: outcome and subject) or another top subject.
-    Not timed."""
+    accept off): how many got another decision (:func:`identity.service.decide` on the
+    fused second stage of each, at the service's threshold for this gallery: outcome and
+    subject) or another top subject of stage 1. Not timed."""
+    setup, repo, fillers = stage2
+    settings = setup.settings
     checked = changed = other_top = 0
     threshold = gallery_threshold(settings.identify_threshold, settings.target_fpir,
                                   index.subject_count())
+
+    def decision(probe: Template, found: list[Candidate]) -> tuple[object, ...]:
+        top = [c.subject_id for c in found[: settings.rescore_subjects]]
+        fillers.ensure(top)
+        stored = [(r, Template.from_bytes(setup.cipher.decrypt(r.subject_id, r.ciphertext)))
+                  for r in repo.of_subjects(top)]
+        return decide(fused_subject_scores(probe, stored), settings, threshold)[:2]
+
     for _, probe in data.probes:
         quick = index.search_detail(probe, settings.shortlist_size)
         if not quick.early_accepted:
             continue
         full = index.search_detail(probe, settings.shortlist_size, early_accept=False)
         checked += 1
-        changed += int(decide(quick.candidates, settings, threshold)[:2]
-                       != decide(full.candidates, settings, threshold)[:2])
+        changed += int(decision(probe, quick.candidates) != decision(probe, full.candidates))
         other_top += int(quick.candidates[0].subject_id != full.candidates[0].subject_id)
     return {"early_accept_checked_against_all_stages": checked,
             "early_accept_decision_changed": changed,

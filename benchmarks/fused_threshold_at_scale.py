@@ -1,0 +1,149 @@
+"""Decision threshold at N = 1M subjects for CompCode fused with OrdinalCode (issues 3, 4).
+
+The study of ``benchmarks/threshold_at_scale.py`` (subject rules, log-linear tail fitted on
+the tuning palms palm000-palm149 only, FPIR(N) ~ N FMR(t), FNIR on the held-out palms
+palm150-palm299 at the threshold for FPIR 0.3 % at 1M), run on the score of the fusion
+candidate that ``benchmarks/ordinal_fusion.py`` picked on the tuning palms (setting
+``w128_s3x1_k2.5``, joint alignment, CompCode weight 0.6; nothing here is tuned). Every
+session-2 capture (probe) is scored against every session-1 capture (gallery, 10
+templates per palm) with the fused distance ``min over alignments of (0.6 d_comp +
+0.4 d_ord) / valid`` (both codes share CompCode's validity mask, so one denominator), and,
+for a paired comparison under the same code path, with CompCode alone.
+
+Run (data in ``$STOREFRONT_DATA_DIR``; about 6 min on 2 cores for the two score matrices,
+cached in ``--cache``)::
+
+    .venv/bin/python benchmarks/fused_threshold_at_scale.py \
+        --json benchmarks/results/fused_threshold_at_scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import ordinal_fusion as of
+import threshold_at_scale as tas
+from bench_report import print_and_save
+
+from identity import params
+from identity.matcher import distance_to_score
+from identity.template import Template
+
+F32 = npt.NDArray[np.float32]
+# The candidate of benchmarks/ordinal_fusion.py (results/ordinal_fusion.json "chosen").
+CANDIDATE = of.OrdinalParams(work_size=128, sigma_long=3.0, sigma_short=1.0, size_factor=2.5)
+W_COMP = 0.6
+DEFAULT_JSON = Path(__file__).parent / "results" / "fused_threshold_at_scale.json"
+DEFAULT_CACHE = Path("/tmp/fused_threshold_at_scale_scores.npz")
+_SHARED: dict[str, Any] = {}
+
+
+def _init(comp: npt.NDArray[np.bool_], ordc: npt.NDArray[np.bool_],
+          mask: npt.NDArray[np.bool_], gallery: npt.NDArray[np.intp]) -> None:
+    _SHARED.update(comp=comp, ordc=ordc, mask=mask,
+                   ref_c=of.reference_words(comp[gallery], mask[gallery]),
+                   ref_o=of.reference_words(ordc[gallery], mask[gallery]))
+
+
+def _score_rows(rows: list[int]) -> tuple[F32, F32]:
+    """CompCode and fused scores of the probes at ``rows`` against the gallery: 2 x (P, M)."""
+    comp, ordc, mask = _SHARED["comp"], _SHARED["ordc"], _SHARED["mask"]
+    ref_c, ref_o = _SHARED["ref_c"], _SHARED["ref_o"]
+    out_c = np.empty((len(rows), len(ref_c[0])), np.float32)
+    out_f = np.empty_like(out_c)
+    for n, row in enumerate(rows):
+        dc, valid = of.counts(of.probe_alignments(comp[row], mask[row]), ref_c)
+        do, _ = of.counts(of.probe_alignments(ordc[row], mask[row]), ref_o)
+        out_c[n] = distance_to_score(of.best_distance(dc, valid))
+        fused = W_COMP * dc.astype(np.float64) + (1.0 - W_COMP) * do
+        out_f[n] = distance_to_score(of.best_distance(fused, valid))
+    return out_c, out_f
+
+
+def score(palms: of.Palms, probes: npt.NDArray[np.intp], gallery: npt.NDArray[np.intp],
+          workers: int) -> tuple[F32, F32]:
+    """(P, M) CompCode and fused score matrices, probes x gallery captures."""
+    ordc = np.zeros_like(palms.comp)
+    for r in np.concatenate([probes, gallery]):
+        ordc[r] = of.ordinal_code(palms.rois[r], CANDIDATE)
+    chunks = [probes[i:i + 50].tolist() for i in range(0, len(probes), 50)]
+    with ProcessPoolExecutor(workers, initializer=_init,
+                             initargs=(palms.comp, ordc, palms.mask, gallery)) as pool:
+        parts = list(pool.map(_score_rows, chunks))
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def _key(palms: of.Palms) -> str:
+    h = hashlib.sha256(palms.rois.tobytes())
+    h.update(repr((CANDIDATE, W_COMP, params.MATCH_MAX_SHIFT, params.MATCH_MIN_OVERLAP,
+                   params.FEATURE_ROTATIONS_DEG)).encode())
+    return h.hexdigest()
+
+
+def studies(folder: Path, cache: Path | None, workers: int) -> dict[str, tas.Study]:
+    """The CompCode and fused studies of ``folder`` (threshold_at_scale's Study shape)."""
+    palms = of.load(folder)
+    sess = np.asarray(palms.session)
+    probes, gallery = np.flatnonzero(sess == 2), np.flatnonzero(sess == 1)
+    key = _key(palms)
+    mats = None
+    if cache is not None and cache.is_file():
+        stored = np.load(cache)
+        if str(stored["key"]) == key:
+            mats = stored["comp"], stored["fused"]
+    if mats is None:
+        mats = score(palms, probes, gallery, workers)
+        if cache is not None:
+            np.savez(cache, key=np.array(key), comp=mats[0], fused=mats[1])
+    ids = np.asarray(palms.identity)
+    first = np.zeros(len(probes), bool)
+    _, at = np.unique(ids[probes], return_index=True)
+    first[at] = True
+
+    def templates(rows: npt.NDArray[np.intp]) -> list[Template]:
+        return [Template.from_bits(palms.comp[r], palms.mask[r]) for r in rows]
+
+    prb, gal = templates(probes), templates(gallery)
+    failures = [(f, "") for f in palms.failures]
+    return {name: tas.Study(m, ids[probes].tolist(), ids[gallery].tolist(), first, prb, gal,
+                            failures) for name, m in (("compcode", mats[0]), ("fused", mats[1]))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both studies, print their tables, save the JSON; 0 also when skipped."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    data = os.environ.get("STOREFRONT_DATA_DIR", "")
+    parser.add_argument("--palms", type=Path,
+                        default=Path(data) / "palm" / tas.SET_NAME if data else None)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--tuning-palms", type=int, default=150)
+    parser.add_argument("--gallery-subjects", type=int, default=1_000_000)
+    parser.add_argument("--target-fpir", type=float, default=params.TARGET_FPIR)
+    parser.add_argument("--bootstrap", type=int, default=200)
+    args = parser.parse_args(argv)
+    if args.palms is None or not (args.palms / "manifest.csv").is_file():
+        print(f"SKIPPED: the {tas.SET_NAME} data set is needed ($STOREFRONT_DATA_DIR)",
+              file=sys.stderr)
+        return 0
+    report: dict[str, Any] = {"candidate": {**CANDIDATE.__dict__, "w_comp": W_COMP,
+                                            "mode": "joint"}}
+    for name, study in studies(args.palms, args.cache, args.workers).items():
+        report[name] = tas.run(args, study)
+        print(name)
+        print(tas.table(report[name]))
+    print_and_save(report, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
