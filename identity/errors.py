@@ -43,6 +43,13 @@ class TemplateFormatError(IdentityError):
     code = "invalid_template"
 
 
+class RetiredTemplateError(TemplateFormatError):
+    """Template bytes of a retired format version (1 or 2): valid when written, but the
+    current matcher cannot score them; the palm must be enrolled again."""
+
+    code = "retired_template"
+
+
 class EnrolmentError(IdentityError):
     """An enrolment was refused (too few usable captures, duplicate palm, ...)."""
 

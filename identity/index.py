@@ -95,7 +95,12 @@ class EarlyAccept:
     scores < t - margin, so both are "identified" with the same subject. What may
     differ: the reported best score (the subject's best template may lie in a later
     stage; it is then lower, still >= t) and the runner-up score (the early search
-    sees fewer subjects, so it is lower or missing). Assumed: one person is one
+    sees fewer subjects, so it is lower or missing). This is a statement about the
+    index's CompCode scores: the service decides on fused scores of the best subjects the
+    index returns (:meth:`identity.service.IdentityService._search`), so there the early
+    answer's top subject is the exhaustive one's with the same probability, but a
+    runner-up the early search did not return cannot make it "ambiguous" (the bench
+    counts such changes: ``early_accept_decision_changed``). Assumed: one person is one
     subject (the service's duplicate-enrolment check), and the log-linear tail holds
     beyond the range it was fitted on (FMR 3e-6 to 1e-2), as for the decision threshold
     at scale. The decision threshold grows with the gallery
@@ -470,10 +475,11 @@ class PalmIndex:
         a stage that is not the last, the search stops when the best re-scored template
         scores at least ``EarlyAccept.score(len(index))``. By the derivation there, the
         decision (threshold, ambiguity margin) on the early answer equals the decision
-        on an exhaustive search's, except with probability <= its ``risk``; the
-        reported best and runner-up scores may be lower. Without early accept, or when
-        no template reaches that score, every stage runs and each subject gets its best
-        score over the union of all stages' re-scored rows.
+        on an exhaustive search's, except with probability <= its ``risk`` (for the
+        CompCode scores of this index; see :class:`EarlyAccept` for the service's fused
+        second stage); the reported best and runner-up scores may be lower. Without
+        early accept, or when no template reaches that score, every stage runs and each
+        subject gets its best score over the union of all stages' re-scored rows.
 
         Returns an empty result for an empty index. Raises ValueError if
         ``shortlist < 1`` and TemplateFormatError on a grid mismatch.

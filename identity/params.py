@@ -290,6 +290,11 @@ SHORTLIST_SIZE = 50
 # subjects of a 1M gallery at or above 0.29: 5 keeps such a subject among the re-scored
 # ones with room to spare, at ~5 x templates-per-person decryptions per identification.
 RESCORE_SUBJECTS = 5
+# Stored templates one person may have (enrolments beyond it are refused: delete the palm
+# and enrol again). Bounds the second stage at RESCORE_SUBJECTS x this many decryptions and
+# fused comparisons per identification (5 x 20 = 100, ~2x the first stage's exact
+# re-scoring of 50 templates); the second stage also reads at most this many per subject.
+MAX_TEMPLATES_PER_SUBJECT = 20
 MIN_ENROLMENT_CAPTURES = 1
 # Duplicate-enrolment check (1:N before storing): at most this many of the new
 # captures are searched. One 1:N search costs as much as an identification; with

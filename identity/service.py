@@ -14,6 +14,12 @@ change log, or from the repository (the system of record). Because the stored
 templates are clear-domain, the transform key can be replaced at any time
 (``storefront identity rotate-transform``): the index is re-derived from the
 repository, and codes of the old key match nothing any more.
+
+A 1:N search has two stages (:meth:`IdentityService._search`): the index ranks subjects by
+their CompCode score; the best ``rescore_subjects`` are scored again with the fused
+CompCode + OrdinalCode score against their stored templates, and the decision
+(:func:`decide`, thresholds of :func:`identity.decision.gallery_threshold`) is made on
+those fused scores.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from identity.errors import (
     AcquisitionError,
     EnrolmentError,
     InvalidImageError,
+    RetiredTemplateError,
     TemplateDecryptionError,
     TemplateFormatError,
 )
@@ -261,8 +268,12 @@ class IdentityService:
         index = self._new_index(transform)
         batch: list[tuple[str, str, Template]] = []
         done = 0
+        retired: set[str] = set()
         for record in self._repository.all():
-            batch.append((record.template_id, record.subject_id, self._decrypt(record)))
+            template = self._usable(record, retired)
+            if template is None:
+                continue
+            batch.append((record.template_id, record.subject_id, template))
             if len(batch) == _REBUILD_BATCH:
                 done += _add_batch(index, batch)
                 if progress is not None:
@@ -270,6 +281,7 @@ class IdentityService:
         done += _add_batch(index, batch)
         if progress is not None:
             progress(done)
+        _warn_retired(retired)
         with self._lock:
             self._index, self._cursor = index, cursor
         self._catch_up()
@@ -347,12 +359,27 @@ class IdentityService:
     def _apply(self, changes: TemplateChanges) -> None:
         for subject_id in changes.removed_subjects:
             self._index.remove_subject(subject_id)
+        retired: set[str] = set()
         for record in changes.added:
             if record.template_id not in self._index:
-                self._index.add(record.template_id, record.subject_id, self._decrypt(record))
+                template = self._usable(record, retired)
+                if template is not None:
+                    self._index.add(record.template_id, record.subject_id, template)
+        _warn_retired(retired)
 
     def _decrypt(self, record: TemplateRecord) -> Template:
         return Template.from_bytes(self._cipher.decrypt(record.subject_id, record.ciphertext))
+
+    def _usable(self, record: TemplateRecord, retired: set[str]) -> Template | None:
+        """The record's template, or None (its subject added to ``retired``) when it is of
+        a retired format version, which the matcher cannot score: that person is not
+        identified until they enrol again, and every other palm keeps working. Any other
+        bad record raises (TemplateDecryptionError / TemplateFormatError)."""
+        try:
+            return self._decrypt(record)
+        except RetiredTemplateError:
+            retired.add(record.subject_id)
+            return None
 
     def enrol(self, *, subject_id: str, images: Sequence[bytes],
               add_to_own: bool = True, min_captures: int | None = None) -> Enrolment:
@@ -366,7 +393,8 @@ class IdentityService:
         not match the others are refused with the reason.
 
         Raises EnrolmentError (too few/many usable captures, captures of different
-        palms, the palm is already enrolled for another subject, or for this one when
+        palms, more stored templates for the subject than ``max_templates_per_subject``,
+        the palm is already enrolled for another subject, or for this one when
         ``add_to_own`` is False) or InvalidImageError (no capture decoded).
         """
         if not 0 < len(images) <= self._settings.max_enrolment_captures:
@@ -385,6 +413,12 @@ class IdentityService:
                 + "; ".join(o.reason for o in outcomes if not o.accepted), outcomes=seen
             )
         outcomes, templates = self._one_palm(outcomes, templates, needed)
+        held = len(self._repository.of_subjects([subject_id]))
+        if held + len(templates) > self._settings.max_templates_per_subject:
+            raise EnrolmentError(
+                f"this account already has {held} palm template(s); {len(templates)} more would"
+                f" exceed the limit of {self._settings.max_templates_per_subject} (delete the"
+                f" palm and enrol it again)", outcomes=_outcome_pairs(outcomes))
         self.refresh()
         try:
             self._refuse_duplicates(subject_id, [t for _, t in templates],
@@ -480,21 +514,36 @@ class IdentityService:
         dropped. Raises TemplateFormatError on a stored template without an ordinal code.
         """
         found = self._index.search(probe, self._settings.shortlist_size)
-        top = [c.subject_id for c in found[: self._settings.rescore_subjects]]
+        top = found[: self._settings.rescore_subjects]
         if not top:
             return []
         records, templates = [], []
-        for record in self._repository.of_subjects(top):
+        for record in self._capped(top):
             try:
                 templates.append(self._decrypt(record))
-            except TemplateDecryptionError as exc:
-                # Shredded by a concurrent deletion (the subject is gone) or a damaged
-                # record: never a guess, the subject is left out of this decision.
-                log.warning("template %s of a candidate subject not readable: %s",
+            except (TemplateDecryptionError, TemplateFormatError) as exc:
+                # Shredded by a concurrent deletion (the subject is gone), a retired format
+                # or a damaged record: that subject is left out of this decision, never a
+                # guess and never an error for the shopper at the gate.
+                log.warning("template %s of a candidate subject not usable: %s",
                             record.template_id, exc)
                 continue
             records.append(record)
         return fused_subject_scores(probe, list(zip(records, templates, strict=True)))
+
+    def _capped(self, top: Sequence[Candidate]) -> list[TemplateRecord]:
+        """Stored records of the ``top`` subjects, at most ``max_templates_per_subject`` each:
+        the template the index found best first, then the others in repository order."""
+        cap = self._settings.max_templates_per_subject
+        best = {c.subject_id: c.template_id for c in top}
+        by_subject: dict[str, list[TemplateRecord]] = {}
+        for record in self._repository.of_subjects(list(best)):
+            by_subject.setdefault(record.subject_id, []).append(record)
+        out: list[TemplateRecord] = []
+        for subject, records in by_subject.items():
+            records.sort(key=lambda r: r.template_id != best[subject])  # stable: best first
+            out.extend(records[:cap])
+        return out
 
     def decision_threshold(self) -> float:
         """The identification threshold (matcher score) for the current gallery: the
@@ -527,6 +576,12 @@ class IdentityService:
             if self._snapshot_path is not None:  # it may hold this palm: never keep it on disk
                 self._snapshot_path.unlink(missing_ok=True)
         return deleted
+
+
+def _warn_retired(subjects: set[str]) -> None:
+    if subjects:
+        log.warning("%d enrolled person(s) have templates of a retired format version and are"
+                    " not identified until they enrol again", len(subjects))
 
 
 def _outcome_pairs(outcomes: Sequence[CaptureOutcome]) -> tuple[tuple[bool, str], ...]:

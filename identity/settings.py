@@ -21,7 +21,8 @@ class IdentitySettings(BaseSettings):
     to hold as the gallery grows (:func:`identity.decision.gallery_threshold`);
     ``shortlist_size`` is in templates; ``rescore_subjects`` is how many of the index's
     best subjects get the fused second-stage score (:meth:`IdentityService._search`);
-    ``min_enrolment_captures`` in usable captures;
+    ``min_enrolment_captures`` in usable captures; ``max_templates_per_subject`` bounds the
+    stored templates of one person (and so the second stage's work per identification);
     ``faiss_threads`` is FAISS's OpenMP thread count (process-wide, set by the service);
     ``index_coarse_from`` is the gallery size (templates) from which the index's FAISS
     stage scans pooled codes (:mod:`identity.index`).
@@ -34,8 +35,11 @@ class IdentitySettings(BaseSettings):
     # Bounded so the grown threshold stays a usable score (< 0.6 up to 10^9 subjects).
     target_fpir: float = Field(default=params.TARGET_FPIR, ge=1e-9, le=0.1)
     shortlist_size: int = Field(default=params.SHORTLIST_SIZE, ge=1, le=100_000)
-    rescore_subjects: int = Field(default=params.RESCORE_SUBJECTS, ge=1, le=1000)
+    # >= 2: the decision needs the runner-up subject's fused score for its margin.
+    rescore_subjects: int = Field(default=params.RESCORE_SUBJECTS, ge=2, le=1000)
     min_enrolment_captures: int = Field(default=params.MIN_ENROLMENT_CAPTURES, ge=1, le=100)
     max_enrolment_captures: int = Field(default=20, ge=1, le=100)
+    max_templates_per_subject: int = Field(default=params.MAX_TEMPLATES_PER_SUBJECT, ge=1,
+                                           le=1000)
     faiss_threads: int = Field(default=params.FAISS_THREADS, ge=1, le=256)
     index_coarse_from: int = Field(default=params.INDEX_COARSE_FROM, ge=1)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from identity.errors import TemplateFormatError
+from identity.errors import RetiredTemplateError, TemplateFormatError
 
 MAGIC = b"SFPT"
 FORMAT_VERSION = 3
@@ -215,7 +215,8 @@ class Template:
         """Parse and validate serialised bytes (format version 3 only).
 
         Raises :class:`TemplateFormatError` on truncation, wrong magic, unknown or
-        retired version (1 and 2: the palm must be enrolled again), unsupported bits per
+        retired version (1 and 2: :class:`RetiredTemplateError`, a subclass; the palm must
+        be enrolled again), unsupported bits per
         cell, an ordinal length other than the code length, lengths inconsistent with the
         grid, non-zero padding bits or trailing bytes.
         """
@@ -225,12 +226,12 @@ class Template:
         if magic != MAGIC:
             raise TemplateFormatError("not a palm template (wrong magic bytes)")
         if version == 1:
-            raise TemplateFormatError(
+            raise RetiredTemplateError(
                 "template format version 1 (the retired CompCode coder) is no longer"
                 " supported; the palm must be enrolled again"
             )
         if version == 2:
-            raise TemplateFormatError(
+            raise RetiredTemplateError(
                 "template format version 2 has no ordinal code (CompCode only), which the"
                 " fused CompCode + OrdinalCode matcher needs; the palm must be enrolled again"
             )

@@ -148,7 +148,7 @@ def test_seeded_perturbations_keep_a_score_floor(seed: int) -> None:
     assert match_score(probe, _template(3, 0)) <= 0.2
 
 
-# --- template format version 2 -------------------------------------------------------
+# --- template format version 3 -------------------------------------------------------
 
 def test_real_template_round_trips() -> None:
     t = _template(4, 1)

@@ -85,19 +85,19 @@ def test_a_shredded_subject_is_left_out_and_the_others_still_scored(
     with caplog.at_level(logging.WARNING, logger="identity.service"):
         found = svc._search(template_from_image(_png(3, 7)))
     assert [c.subject_id for c in found] == ["b"]
-    assert "not readable" in caplog.text
+    assert "not usable" in caplog.text
 
 
 def test_rescore_subjects_limits_the_second_stage(
     gallery: tuple[IdentityService, InMemoryTemplateRepository],
 ) -> None:
     _, repo = gallery
-    one = _service(repo, rescore_subjects=1)
-    one.load()
-    found = one._search(template_from_image(_png(1, 8)))
-    assert [c.subject_id for c in found] == ["p1"]
-    result = one.identify(image=_png(1, 8))
-    assert result.outcome == "identified" and result.runner_up_score is None
+    two = _service(repo, rescore_subjects=2)
+    two.load()
+    found = two._search(template_from_image(_png(1, 8)))
+    assert len(found) == 2 and found[0].subject_id == "p1"
+    result = two.identify(image=_png(1, 8))
+    assert result.outcome == "identified" and result.runner_up_score == found[1].score
 
 
 def test_fused_subject_scores_takes_each_subjects_best_template() -> None:
