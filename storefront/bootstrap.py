@@ -131,14 +131,15 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                                exit_lease=timedelta(seconds=settings.exit_lease_s))
     gates.on_missed_exit(lambda session_id, reason: checkout.exit(session_id,
                                                                   missed_exit=reason))
-    if reconcile_payments:  # settle calls a crashed process left in flight
+    staff = _staff_services(db, carts, catalogue, read_model, shoppers, processor, settings,
+                            clock, audit)
+    if reconcile_payments:  # settle calls (exits and staffed card tenders) a crash left
         reconcile(payment=payment, read_model=read_model, clock=clock,
                   older_than=timedelta(seconds=settings.payment_reconcile_after_s),
-                  lease=timedelta(seconds=settings.exit_lease_s))
+                  lease=timedelta(seconds=settings.exit_lease_s), till=staff["till"])
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
                      gates, ItemIngest(carts=carts, catalogue=catalogue), checkout, processor,
-                     **_staff_services(db, carts, catalogue, read_model, shoppers, processor,
-                                       settings, clock, audit),
+                     **staff,
                      audit=audit, security=build_security(db, kek=kek, kek_id=key_id,
                                                           store_id=settings.store_id,
                                                           audit=audit, clock=clock))

@@ -403,14 +403,27 @@ class StaffedCheckout:
         priced inside its guarded transaction; the first one freezes the cart
         (see the module docstring). Amounts in minor units.
 
+        Once the sale is closed (the session settled, also by a close that finishes
+        while this request runs), a replay of a stored tender (cash or card: the same
+        key, kind, amount and till, and no card or the same card) returns the stored
+        tender and the balance, as it did before the close; it needs no claim, and
+        nothing is charged or written.
+
         Raises InvalidInput (bad amount, card above the balance, a card number as
         token), NotFound, Conflict (no claim; the cart is not ready: flags,
         issues, age check; another card tender is pending: send that one again
-        with its key first; the key was used with other content or another card).
+        with its key first; the key was used with other content or another card,
+        with what it was used for; a new tender on a closed sale).
         """
-        view = self._staffed(session_id)
         if payment_token is not None and looks_like_card_number(payment_token):
             raise InvalidInput("payment token must be a processor token, not a card number")
+        view = self._read_model.get(session_id)
+        if view.status == "settled":
+            return self._replay_closed(view, TenderRequest(
+                session_id, staff_id, kind, key, till_id, amount_minor, self._currency,
+                payment_token))
+        if view.status != "staffed":
+            raise Conflict(f"session {session_id} is {view.status}, not at the staffed checkout")
         stored = self._till.find(session_id, key)
         # Charged only by a new tender naming no card (or one stored before tenders
         # recorded their card); a resumed tender keeps the card it was started with.
@@ -423,8 +436,29 @@ class StaffedCheckout:
                 raise Conflict("the cart is not ready for payment: " + "; ".join(cart_blockers))
         request = TenderRequest(session_id, staff_id, kind, key, till_id, amount_minor,
                                 self._currency, payment_token, card_on_file)
-        return self._till.take(request, total=self._sale_total(session_id, staff_id, key),
-                               guard=self._guard(session_id, staff_id))
+        try:
+            return self._till.take(request, total=self._sale_total(session_id, staff_id, key),
+                                   guard=self._guard(session_id, staff_id))
+        except Conflict:
+            view = self._read_model.get(session_id)
+            if view.status == "settled":  # a close finished first (and dropped the claim)
+                return self._replay_closed(view, request)
+            raise
+
+    def _replay_closed(self, view: SessionView,
+                       request: TenderRequest) -> tuple[TenderView, int]:
+        """A tender request on a settled session: the stored tender it replays and the
+        balance (the receipt's total minus what the tenders paid, minor units).
+
+        Raises Conflict when no tender is stored under the key (a closed sale takes no
+        new tender) or the key was used with other content (``Till.replay``).
+        """
+        stored = self._till.replay(request)
+        if stored is None:
+            raise Conflict(f"session {view.id} is settled: the sale is closed and takes no "
+                           f"new tender (no tender was taken with key {request.key!r})")
+        closed = self._closed(view)
+        return stored, closed.total_minor - closed.paid_minor
 
     def _sale_total(self, session_id: str, staff_id: str,
                     key: str) -> Callable[[Session], int]:

@@ -26,6 +26,22 @@ more (another request of the same tender ended it first) is voided. A card
 tender records the token it was started with (in clear while it is pending, as
 ``shoppers.payment_token`` holds it, and its SHA-256 for good): a resume is
 finished on that card and a replay naming another card is refused.
+
+A replay (the same key, kind, amount and till, and no card or the same card) returns
+the stored tender, also once the sale has closed (:meth:`Till.replay`); the key sent
+with other content is refused with what the key was used for, and nothing is changed.
+
+Reconciliation (:meth:`Till.reconcile_pending`, run by ``storefront payments
+reconcile``) settles card tenders left pending by a crash or a timeout without waiting
+for a cashier to send them again: it looks the call up at the processor under the
+tender's own key, as a resume does, and never sends an authorization. A hold it finds
+is captured under the tender's capture key (the call a resume would send; the
+processor answers a capture already made under that key with that capture), so the
+money counts toward the sale; a hold the processor has no record of is recorded
+``failed`` (no money), and the sale can take another tender. Every write is the same
+compare-and-set as the tender path's (:meth:`Till._record`), and a cashier who sends the
+tender again while reconciliation runs either finds it finished or finishes it under
+the same keys: one recorded outcome, one capture at most.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -46,7 +63,7 @@ from storefront.errors import Conflict, InvalidInput, NotFound, PaymentError, St
 from storefront.money import format_minor
 from storefront.payments import Operation, PaymentProcessor, ProcessorUnavailable
 from storefront.payments.base import OperationKind
-from storefront.payments.retry import RetryPolicy, resume_or_call
+from storefront.payments.retry import RetryPolicy, call_with_retry, resume_or_call
 
 TenderKind = Literal["cash", "card"]
 PAID_STATES = ("taken", "captured")
@@ -55,6 +72,9 @@ PENDING_STATES = ("authorizing", "authorized")
 """Card tenders between processor calls: their amount is reserved, not yet paid."""
 MAX_AMOUNT_MINOR = 10**9
 _RESUME = "send the tender again with its key to finish it"
+_NO_HOLD = ("reconciliation: the processor has no record of the authorization, no money "
+            "was taken; take another tender")
+ReconcileOutcome = Literal["paid", "no_money", "still_pending", "busy"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,28 @@ class TenderView:
     created_at: str
     key: str | None = None
     """The client's idempotency key of the tender (send it again to resume the tender)."""
+
+
+@dataclass(frozen=True)
+class TenderResolution:
+    """What one reconciliation run did with a card tender it found pending.
+
+    ``outcome``: ``paid`` (the tender is captured: its ``amount_minor`` counts toward
+    the sale), ``no_money`` (failed, declined or voided: nothing was taken and the sale
+    can take another tender), ``still_pending`` (the processor could not say; the next
+    run or a cashier sending the tender again finishes it) or ``busy`` (another request
+    worked on the tender since it was read; left to it). ``state_before`` and ``state``
+    are the tender's states when read and now; ``reason`` is its stored reason.
+    """
+
+    tender_id: str
+    session_id: str
+    key: str | None
+    amount_minor: int
+    state_before: str
+    state: str
+    outcome: ReconcileOutcome
+    reason: str | None
 
 
 def tender_key(session_id: str, key: str) -> str:
@@ -227,7 +269,8 @@ class Till:
         ``total(db)``, the sale's total in minor units, read in that same
         transaction so that no correction lands between pricing and charging; then
         the tender is found by its key or created against that total. A card tender
-        left pending (a crash, a lost answer) is resumed: the processor is asked
+        left pending (a crash, a lost answer) is resumed: it is stamped as worked on in
+        that transaction (reconciliation leaves it alone then), and the processor is asked
         what became of its last call before anything is sent again. Returns the
         tender and the balance still due (minor units). A card decline or a
         processor refusal is a result (state ``declined``/``failed``/``voided``
@@ -251,6 +294,7 @@ class Till:
                     row = self._new_tender(db, request, key, total_minor)
                 else:
                     _check_replay(row, request)
+                    self._touch_pending(db, row)
         except IntegrityError as exc:
             raise Conflict("this tender is being taken by another request; retry") from exc
         if row.kind == "card" and row.state in PENDING_STATES:
@@ -259,6 +303,22 @@ class Till:
             token = row.payment_token or request.payment_token or request.card_on_file or ""
             self._run_card(row, token, resumed=resumed)
         return tender_view(row), total_minor - self.paid_minor(request.session_id)
+
+    def replay(self, request: TenderRequest) -> TenderView | None:
+        """The stored tender that ``request`` sends again, read only (None: no tender is
+        stored under its key). Nothing is charged, resumed or written: this answers a
+        replay once the sale is closed and its claim is gone.
+
+        Raises Conflict when the key was used with other content (kind, amount, till)
+        or the tender was started on another card.
+        """
+        with self._db() as db:
+            row = db.scalars(sa.select(Tender).where(
+                Tender.idempotency_key == tender_key(request.session_id, request.key))).first()
+            if row is None:
+                return None
+            _check_replay(row, request)
+            return tender_view(row)
 
     def find(self, session_id: str, key: str) -> TenderView | None:
         """The tender stored under the client's ``key`` for the session, or None."""
@@ -299,6 +359,19 @@ class Till:
         db.add(row)
         db.flush()
         return row
+
+    def _touch_pending(self, db: Session, row: Tender) -> None:
+        """Inside the guarded transaction of a request that resumes ``row``: stamp the
+        pending card tender as worked on now, so that reconciliation (which only takes
+        tenders at rest for longer than its ``older_than``) leaves it to this request.
+        ``row`` is read again when another request moved it on meanwhile."""
+        if row.kind != "card" or row.state not in PENDING_STATES:
+            return
+        done = db.execute(sa.update(Tender).where(Tender.id == row.id,
+                                                  Tender.state == row.state)
+                          .values(updated_at=self._clock()))
+        if not int(done.rowcount or 0):  # type: ignore[attr-defined]
+            db.refresh(row)
 
     def _run_card(self, row: Tender, token: str, *, resumed: bool) -> None:
         """Authorize (unless done) then capture; ``resumed``: an earlier request of this
@@ -438,6 +511,76 @@ class Till:
         row.capture_id = capture or row.capture_id
         return True
 
+    # --- reconciliation --------------------------------------------------------------
+
+    def reconcile_pending(self, *, older_than: timedelta) -> list[TenderResolution]:
+        """Settle the card tenders left pending for longer than ``older_than``; returns
+        what was done with each, oldest first.
+
+        Safe while the service runs: a tender is taken only with a compare-and-set on
+        its state and its last change (a cashier's resend stamps it, see
+        :meth:`take`), and every outcome is recorded with the tender path's own
+        compare-and-set, so a request that finished the tender first is never written
+        over. For a tender ``authorizing`` the authorization is looked up under the
+        tender's key (never sent): none found, the tender is ``failed``; declined,
+        ``declined``; found, it is recorded ``authorized`` and, as for a tender found
+        ``authorized``, captured under the tender's capture key after a look-up of that
+        capture (:meth:`_capture`: a refused capture voids the hold). A processor that
+        cannot answer leaves the tender pending (``still_pending``). Money in minor
+        units.
+
+        Raises ValueError for a negative ``older_than``.
+        """
+        if older_than < timedelta(0):
+            raise ValueError("older_than must be >= 0")
+        cutoff = self._clock() - older_than
+        with self._db() as db:
+            rows = list(db.scalars(sa.select(Tender).where(
+                Tender.kind == "card", Tender.state.in_(PENDING_STATES),
+                Tender.updated_at < cutoff).order_by(Tender.created_at, Tender.id)))
+        return [self._reconcile_one(row, cutoff) for row in rows]
+
+    def _reconcile_one(self, row: Tender, cutoff: datetime) -> TenderResolution:
+        """Look up and settle one pending card tender (see :meth:`reconcile_pending`)."""
+        before = row.state
+        if not self._claim_for_reconcile(row, cutoff):
+            return _resolution(row, before, "busy")
+        if row.state == "authorizing":
+            key = f"tender:{row.id}:authorize"
+
+            def lookup() -> Operation | None:
+                return self._processor.lookup(kind="authorize", idempotency_key=key,
+                                              reference=None)
+            try:
+                found = call_with_retry(lookup, lookup=lookup, policy=self._retry)
+            except PaymentError:  # unreachable or refusing to say: try again later
+                return _resolution(row, before, "still_pending")
+            if found is None:
+                recorded = self._record(row, "failed", failure=_NO_HOLD)
+            elif found.status != "succeeded":
+                recorded = self._record(row, "declined", auth=found.reference,
+                                        failure=f"payment declined: "
+                                                f"{found.reason or 'declined'}")
+            else:
+                recorded = self._record(row, "authorized", auth=found.reference)
+                if not recorded:
+                    self._void_unused(row, found.reference)
+            if not recorded:
+                return _resolution(row, before, "busy")
+        if row.state == "authorized":
+            self._capture(row, resumed=True)
+        return _resolution(row, before, _outcome_of(row.state))
+
+    def _claim_for_reconcile(self, row: Tender, cutoff: datetime) -> bool:
+        """Stamp ``row`` as worked on now, provided it is still in the state read and
+        nobody (a cashier's resend, another reconciliation run) stamped it since
+        ``cutoff``. False: leave it to them."""
+        with self._db.begin() as db:
+            done = db.execute(sa.update(Tender).where(
+                Tender.id == row.id, Tender.state == row.state, Tender.updated_at < cutoff)
+                .values(updated_at=self._clock()))
+            return bool(int(done.rowcount or 0))  # type: ignore[attr-defined]
+
     # --- queries ---------------------------------------------------------------------
 
     def tenders(self, session_id: str) -> list[TenderView]:
@@ -458,6 +601,18 @@ class Till:
         with self._db() as db:
             return _sum(db, Tender.amount_minor, Tender.session_id == session_id,
                         Tender.state.in_(PAID_STATES))
+
+
+def _outcome_of(state: str) -> ReconcileOutcome:
+    if state in PAID_STATES:
+        return "paid"
+    return "still_pending" if state in PENDING_STATES else "no_money"
+
+
+def _resolution(row: Tender, before: str, outcome: ReconcileOutcome) -> TenderResolution:
+    view = tender_view(row)
+    return TenderResolution(row.id, row.session_id, view.key, row.amount_minor, before,
+                            row.state, outcome, row.failure_reason)
 
 
 def _reserved(db: Session, session_id: str) -> int:
@@ -486,16 +641,25 @@ def token_digest(token: str) -> str:
 
 def _check_replay(row: Tender, request: TenderRequest) -> None:
     """Conflict unless ``request`` is the stored tender sent again: same kind, amount and
-    till and, for a card, no token or the token the tender was started with."""
+    till and, for a card, no token or the token the tender was started with. The reason
+    says what the key was used for."""
     if (row.kind, row.tendered_minor, row.till_id) != (request.kind, request.amount_minor,
                                                        request.till_id):
-        raise Conflict(f"tender key {request.key!r} was already used for another tender")
+        used = _describe(row.kind, row.tendered_minor, row.currency, row.till_id)
+        asked = _describe(request.kind, request.amount_minor, request.currency,
+                          request.till_id)
+        raise Conflict(f"tender key {request.key!r} was already used for another tender: "
+                       f"{used} (now {row.state}), not {asked}; a new tender needs a new key")
     if row.kind == "card" and request.payment_token is not None \
             and row.payment_token_sha256 is not None \
             and token_digest(request.payment_token) != row.payment_token_sha256:
         raise Conflict(f"tender key {request.key!r} was started on another card: send it "
                        f"again with the same payment token, or with none to finish it on "
                        f"that card")
+
+
+def _describe(kind: str, amount_minor: int, currency: str, till_id: str) -> str:
+    return f"{kind} {format_minor(amount_minor, currency)} at till {till_id}"
 
 
 def _report(db: Session, drawer: CashDrawer, kind: Literal["X", "Z"]) -> DrawerReport:

@@ -18,7 +18,9 @@ def reconcile_command(
         min=0.0, help="Look up calls in flight for longer than this many seconds "
                       "(default: STOREFRONT_PAYMENT_RECONCILE_AFTER_S).")] = None,
 ) -> None:
-    """Ask the processor about calls a crash left in flight; release stray holds."""
+    """Ask the processor about calls a crash left in flight; release stray holds; settle
+    the staffed checkout's card tenders left pending (paid when the processor has the
+    money, failed when it has no record). Prints the counts and the tenders as JSON."""
     from storefront.bootstrap import bootstrap
     from storefront.payments.reconcile import reconcile
     from storefront.settings import Settings
@@ -30,7 +32,8 @@ def reconcile_command(
         report = reconcile(payment=container.checkout.payment, read_model=container.read_model,
                            clock=container.checkout.clock,
                            older_than=timedelta(seconds=after),
-                           lease=timedelta(seconds=settings.exit_lease_s))
+                           lease=timedelta(seconds=settings.exit_lease_s),
+                           till=container.till)
         typer.echo(json.dumps(asdict(report)))
     finally:
         container.close()

@@ -18,14 +18,21 @@ is released by its own void only, never the session's current hold, and the hold
 a session that never opened only once it has been at rest for ``older_than``; the
 journal refuses any void that meets another call in flight (``PaymentBusy``: counted
 by the next run).
+
+Card tenders of the staffed checkout left pending (``authorizing``/``authorized``: a
+crash or a timeout in mid-call) are settled too when a ``till`` is given
+(``storefront payments reconcile`` gives it): each tender at rest for longer than
+``older_than`` is looked up under its own keys and recorded paid (captured) or failed
+(no money), with the tender path's compare-and-set (``Till.reconcile_pending``).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,10 +50,21 @@ from storefront.payments.base import (
 from storefront.payments.retry import call_with_retry
 from storefront.sessions import SessionReadModel
 
+if TYPE_CHECKING:
+    from storefront.till import TenderResolution, Till
+
 
 @dataclass
 class ReconcileReport:
-    """Counts of one reconciliation run."""
+    """Counts of one reconciliation run.
+
+    The first six count the exit flow's journaled calls. ``tenders_*`` count the
+    staffed checkout's pending card tenders: looked up at the processor, now paid
+    (captured: the amount counts toward the sale), with no money (failed, declined or
+    voided: the sale can take another tender), still pending (the processor could not
+    say), and busy (another request was working on the tender: left to it).
+    ``tenders`` says what was done with each one (``storefront.till.TenderResolution``).
+    """
 
     looked_up: int = 0
     completed: int = 0
@@ -54,15 +72,35 @@ class ReconcileReport:
     still_unknown: int = 0
     busy: int = 0
     holds_released: int = 0
+    tenders_looked_up: int = 0
+    tenders_paid: int = 0
+    tenders_no_money: int = 0
+    tenders_still_pending: int = 0
+    tenders_busy: int = 0
+    tenders: list[TenderResolution] = field(default_factory=list)
+
+    def add_tenders(self, resolutions: list[TenderResolution]) -> None:
+        """Count and keep what reconciliation did with the pending card tenders."""
+        self.tenders.extend(resolutions)
+        for done in resolutions:
+            self.tenders_looked_up += done.outcome != "busy"
+            self.tenders_paid += done.outcome == "paid"
+            self.tenders_no_money += done.outcome == "no_money"
+            self.tenders_still_pending += done.outcome == "still_pending"
+            self.tenders_busy += done.outcome == "busy"
 
 
 def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Clock,
-              older_than: timedelta, lease: timedelta) -> ReconcileReport:
+              older_than: timedelta, lease: timedelta,
+              till: Till | None = None) -> ReconcileReport:
     """Resolve orphaned in-flight calls and release stray holds; returns the counts.
 
     A session whose exit is running elsewhere (live lease) is left alone
     (``busy``); a call the processor cannot answer about now stays in flight
-    (``still_unknown``) for the next run or the next exit retry.
+    (``still_unknown``) for the next run or the next exit retry. With ``till``, the
+    staffed checkout's card tenders pending for longer than ``older_than`` are settled
+    as well (``Till.reconcile_pending``; counted in ``tenders_*``). Raises ValueError
+    for a negative ``older_than`` when ``till`` is given.
     """
     report = ReconcileReport()
     resolved: set[str] = set()  # payments whose orphaned call this run found done
@@ -95,6 +133,8 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
         if found is not None:
             resolved.add(op.payment_id)
     report.holds_released = _release_stray_holds(payment, cutoff, resolved)
+    if till is not None:
+        report.add_tenders(till.reconcile_pending(older_than=older_than))
     return report
 
 

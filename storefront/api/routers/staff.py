@@ -150,7 +150,12 @@ def age_check(session_id: SessionIdPath, body: StaffIn, c: ContainerDep,
 @router.post("/sessions/{session_id}/tenders", status_code=201)
 def tender(session_id: SessionIdPath, body: TenderIn, c: ContainerDep,
            who: Checkout) -> dict[str, Any]:
-    """Take a tender; a decline is a result (``state`` and ``reason``), not an error."""
+    """Take a tender; a decline is a result (``state`` and ``reason``), not an error.
+
+    The same request sent again (same ``key``, kind, amount and till, and no card or the
+    same card) answers with the stored tender, also after the sale is closed; the key
+    sent with other content is refused (409, the reason says what the key was used for).
+    """
     taken, balance = c.staffed.take_tender(
         session_id=session_id, staff_id=_acting(who, body), kind=body.kind, key=body.key,
         till_id=body.till_id, amount_minor=body.amount_minor, payment_token=body.payment_token)
