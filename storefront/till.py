@@ -75,6 +75,10 @@ _RESUME = "send the tender again with its key to finish it"
 _NO_HOLD = ("reconciliation: the processor has no record of the authorization, no money "
             "was taken; take another tender")
 ReconcileOutcome = Literal["paid", "no_money", "still_pending", "busy"]
+# How long after reconciliation found no hold for a tender a later run still looks for one
+# that arrived late (a resend's authorization that landed at the processor after the
+# tender was recorded failed, its answer lost): such a hold is released.
+LATE_HOLD_WINDOW = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -484,16 +488,21 @@ class Till:
         self._record(row, "voided", failure=f"{reason}; hold released")
 
     def _record(self, row: Tender, state: str, *, auth: str | None = None,
-                capture: str | None = None, failure: str | None = None) -> bool:
+                capture: str | None = None, failure: str | None = None,
+                stamp: datetime | None = None) -> bool:
         """Move the tender from ``row.state`` (the state this request read) to ``state``:
         ``UPDATE ... WHERE state = row.state``, so a concurrent request of the same tender
-        that moved it on first (to ``captured``, say) is never written over. Returns False,
-        with ``row`` reloaded, when the compare failed: the caller stops there."""
+        that moved it on first (to ``captured``, say) is never written over; with
+        ``stamp`` (reconciliation's claim), also only while the tender's last change is
+        still that stamp, so a resend that started after the claim is never overtaken.
+        Returns False, with ``row`` reloaded, when the compare failed: the caller stops
+        there."""
         with self._db.begin() as db:
             # The clear token is kept only while a resume may still need it.
             keep = {} if state in PENDING_STATES else {"payment_token": None}
+            claim = () if stamp is None else (Tender.updated_at == stamp,)
             done = db.execute(sa.update(Tender).where(Tender.id == row.id,
-                                                      Tender.state == row.state)
+                                                      Tender.state == row.state, *claim)
                               .values(state=state, updated_at=self._clock(),
                                       authorization_id=auth or row.authorization_id,
                                       capture_id=capture or row.capture_id,
@@ -543,7 +552,8 @@ class Till:
     def _reconcile_one(self, row: Tender, cutoff: datetime) -> TenderResolution:
         """Look up and settle one pending card tender (see :meth:`reconcile_pending`)."""
         before = row.state
-        if not self._claim_for_reconcile(row, cutoff):
+        stamp = self._claim_for_reconcile(row, cutoff)
+        if stamp is None:
             return _resolution(row, before, "busy")
         if row.state == "authorizing":
             key = f"tender:{row.id}:authorize"
@@ -555,14 +565,18 @@ class Till:
                 found = call_with_retry(lookup, lookup=lookup, policy=self._retry)
             except PaymentError:  # unreachable or refusing to say: try again later
                 return _resolution(row, before, "still_pending")
+            if found is None and not self._processor.lookup_is_complete:
+                # A miss here does not prove there is no hold: leave it to a resend,
+                # which sends the authorization again under the same key.
+                return _resolution(row, before, "still_pending")
             if found is None:
-                recorded = self._record(row, "failed", failure=_NO_HOLD)
+                recorded = self._record(row, "failed", failure=_NO_HOLD, stamp=stamp)
             elif found.status != "succeeded":
                 recorded = self._record(row, "declined", auth=found.reference,
                                         failure=f"payment declined: "
-                                                f"{found.reason or 'declined'}")
+                                                f"{found.reason or 'declined'}", stamp=stamp)
             else:
-                recorded = self._record(row, "authorized", auth=found.reference)
+                recorded = self._record(row, "authorized", auth=found.reference, stamp=stamp)
                 if not recorded:
                     self._void_unused(row, found.reference)
             if not recorded:
@@ -571,15 +585,55 @@ class Till:
             self._capture(row, resumed=True)
         return _resolution(row, before, _outcome_of(row.state))
 
-    def _claim_for_reconcile(self, row: Tender, cutoff: datetime) -> bool:
+    def release_late_holds(self) -> int:
+        """Void holds that reached the processor after reconciliation recorded their tender
+        ``failed`` for lack of one (a cashier's resend in flight whose answer was lost);
+        returns how many were released. Looks at such tenders of the last
+        ``LATE_HOLD_WINDOW`` only, with processors whose look-up is complete (no other
+        processor ever gets a tender failed on a miss). A tender whose hold is released
+        says so in its reason and is not looked at again; a void that fails is retried by
+        the next run. The tender stays ``failed``: it never counted toward the sale."""
+        if not self._processor.lookup_is_complete:
+            return 0
+        since = self._clock() - LATE_HOLD_WINDOW
+        with self._db() as db:
+            rows = list(db.scalars(sa.select(Tender).where(
+                Tender.kind == "card", Tender.state == "failed",
+                Tender.failure_reason == _NO_HOLD, Tender.updated_at >= since)))
+        released = 0
+        for row in rows:
+            key = f"tender:{row.id}:authorize"
+            try:
+                found = self._processor.lookup(kind="authorize", idempotency_key=key,
+                                               reference=None)
+                if found is None or found.status != "succeeded" or not found.reference:
+                    continue
+                self._void(found.reference, f"tender:{row.id}:void-late")
+            except PaymentError:
+                continue  # the next run tries again
+            with self._db.begin() as db:
+                db.execute(sa.update(Tender).where(
+                    Tender.id == row.id, Tender.failure_reason == _NO_HOLD).values(
+                    failure_reason=f"{_NO_HOLD}; a hold that reached the processor later "
+                                   f"({found.reference}) was released"[:300]))
+            released += 1
+        return released
+
+    def _claim_for_reconcile(self, row: Tender, cutoff: datetime) -> datetime | None:
         """Stamp ``row`` as worked on now, provided it is still in the state read and
         nobody (a cashier's resend, another reconciliation run) stamped it since
-        ``cutoff``. False: leave it to them."""
+        ``cutoff``; returns the stamp, which the outcome's write requires to be still
+        there (a resend that started meanwhile re-stamps the tender, and then
+        reconciliation backs off). None: leave it to them."""
+        stamp = self._clock()
         with self._db.begin() as db:
             done = db.execute(sa.update(Tender).where(
                 Tender.id == row.id, Tender.state == row.state, Tender.updated_at < cutoff)
-                .values(updated_at=self._clock()))
-            return bool(int(done.rowcount or 0))  # type: ignore[attr-defined]
+                .values(updated_at=stamp))
+            claimed = bool(int(done.rowcount or 0))  # type: ignore[attr-defined]
+        if claimed:
+            row.updated_at = stamp
+        return stamp if claimed else None
 
     # --- queries ---------------------------------------------------------------------
 

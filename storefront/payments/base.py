@@ -95,6 +95,14 @@ class PaymentProcessor(Protocol):
         """True when ``adjust`` can raise a hold in place (incremental authorization)."""
         ...
 
+    @property
+    def lookup_is_complete(self) -> bool:
+        """True when ``lookup`` returning None proves the call never took effect (the
+        processor keeps every call by its key and answers from it). False when a miss
+        may only mean the search did not find it (e.g. an eventually consistent search
+        API): then a miss must never be taken as "no money was taken"."""
+        ...
+
     def authorize(self, *, token: str, amount_minor: int, currency: str,
                   idempotency_key: str) -> Authorization:
         """Place a hold; a decline is a result, not an exception."""

@@ -62,7 +62,9 @@ class ReconcileReport:
     staffed checkout's pending card tenders: looked up at the processor, now paid
     (captured: the amount counts toward the sale), with no money (failed, declined or
     voided: the sale can take another tender), still pending (the processor could not
-    say), and busy (another request was working on the tender: left to it).
+    say), and busy (another request was working on the tender: left to it);
+    ``tenders_late_holds_released``: holds that reached the processor after their tender
+    was recorded failed, now voided (``Till.release_late_holds``).
     ``tenders`` says what was done with each one (``storefront.till.TenderResolution``).
     """
 
@@ -77,6 +79,7 @@ class ReconcileReport:
     tenders_no_money: int = 0
     tenders_still_pending: int = 0
     tenders_busy: int = 0
+    tenders_late_holds_released: int = 0
     tenders: list[TenderResolution] = field(default_factory=list)
 
     def add_tenders(self, resolutions: list[TenderResolution]) -> None:
@@ -135,6 +138,7 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
     report.holds_released = _release_stray_holds(payment, cutoff, resolved)
     if till is not None:
         report.add_tenders(till.reconcile_pending(older_than=older_than))
+        report.tenders_late_holds_released = till.release_late_holds()
     return report
 
 

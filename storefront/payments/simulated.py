@@ -91,6 +91,7 @@ class SimulatedProcessor:
     """
 
     supports_adjust = True
+    lookup_is_complete = True  # every call is kept by its key (state file or memory)
 
     def __init__(self, *, seed: int, decline_rate: float, faults: FaultPlan | None = None,
                  state_path: Path | None = None, remember_keys: bool = True,

@@ -103,6 +103,13 @@ class StripeProcessor:
         """True when incremental authorization is enabled for this account."""
         return self._incremental
 
+    @property
+    def lookup_is_complete(self) -> bool:
+        """False: a look-up searches PaymentIntents by metadata (Stripe's search is
+        eventually consistent; without it only the latest 100 are listed), so a miss
+        does not prove that no hold was made."""
+        return False
+
     def authorize(self, *, token: str, amount_minor: int, currency: str,
                   idempotency_key: str) -> Authorization:
         """Create and confirm a manual-capture PaymentIntent; a card decline is a result."""
