@@ -506,12 +506,14 @@ class IdentityService:
         CompCode score of their best template (the index holds only revocable CompCode
         rows). Stage 2: the ``rescore_subjects`` best of them are scored again with the
         fused CompCode + OrdinalCode score (:class:`identity.matcher.PreparedProbe`
-        ``fused=True``) against every stored template of the subject, decrypted from the
+        ``fused=True``) against the subject's stored templates (at most
+        ``max_templates_per_subject``, the index's best first), decrypted from the
         repository for this call only; a subject scores its best template (the max rule
         of :mod:`identity.decision`). The decision thresholds are fitted on this fused
-        subject score (``params.SUBJECT_FMR_TAIL_*``). Subjects deleted since the index
-        was searched (no stored template left, or their data key already shredded) are
-        dropped. Raises TemplateFormatError on a stored template without an ordinal code.
+        subject score (``params.SUBJECT_FMR_TAIL_*``). A stored template that cannot be
+        used (the subject deleted since the index was searched and its data key
+        shredded, a retired format version, a damaged record) is logged and left out;
+        a subject with no usable template left is dropped. Raises nothing of its own.
         """
         found = self._index.search(probe, self._settings.shortlist_size)
         top = found[: self._settings.rescore_subjects]
