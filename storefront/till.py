@@ -388,7 +388,7 @@ class Till:
 
     def _authorize(self, row: Tender, token: str, *, resumed: bool) -> bool:
         """Place (or find) the hold; True when the tender is ``authorized`` by it."""
-        key = f"tender:{row.id}:authorize"
+        key = _authorize_key(row)
 
         def call() -> Operation:
             auth = self._processor.authorize(token=token, amount_minor=row.amount_minor,
@@ -556,11 +556,7 @@ class Till:
         if stamp is None:
             return _resolution(row, before, "busy")
         if row.state == "authorizing":
-            key = f"tender:{row.id}:authorize"
-
-            def lookup() -> Operation | None:
-                return self._processor.lookup(kind="authorize", idempotency_key=key,
-                                              reference=None)
+            lookup = self._authorization_lookup(row)
             try:
                 found = call_with_retry(lookup, lookup=lookup, policy=self._retry)
             except PaymentError:  # unreachable or refusing to say: try again later
@@ -602,10 +598,8 @@ class Till:
                 Tender.failure_reason == _NO_HOLD, Tender.updated_at >= since)))
         released = 0
         for row in rows:
-            key = f"tender:{row.id}:authorize"
             try:
-                found = self._processor.lookup(kind="authorize", idempotency_key=key,
-                                               reference=None)
+                found = self._authorization_lookup(row)()
                 if found is None or found.status != "succeeded" or not found.reference:
                     continue
                 self._void(found.reference, f"tender:{row.id}:void-late")
@@ -618,6 +612,12 @@ class Till:
                                    f"({found.reference}) was released"[:300]))
             released += 1
         return released
+
+    def _authorization_lookup(self, row: Tender) -> Callable[[], Operation | None]:
+        """The look-up of the tender's authorization under its key (never sends one)."""
+        key = _authorize_key(row)
+        return lambda: self._processor.lookup(kind="authorize", idempotency_key=key,
+                                              reference=None)
 
     def _claim_for_reconcile(self, row: Tender, cutoff: datetime) -> datetime | None:
         """Stamp ``row`` as worked on now, provided it is still in the state read and
@@ -655,6 +655,11 @@ class Till:
         with self._db() as db:
             return _sum(db, Tender.amount_minor, Tender.session_id == session_id,
                         Tender.state.in_(PAID_STATES))
+
+
+def _authorize_key(row: Tender) -> str:
+    """The processor idempotency key of the tender's authorization."""
+    return f"tender:{row.id}:authorize"
 
 
 def _outcome_of(state: str) -> ReconcileOutcome:
