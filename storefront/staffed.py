@@ -422,8 +422,7 @@ class StaffedCheckout:
             return self._replay_closed(view, TenderRequest(
                 session_id, staff_id, kind, key, till_id, amount_minor, self._currency,
                 payment_token))
-        if view.status != "staffed":
-            raise Conflict(f"session {session_id} is {view.status}, not at the staffed checkout")
+        _at_staffed_checkout(view)
         stored = self._till.find(session_id, key)
         # Charged only by a new tender naming no card (or one stored before tenders
         # recorded their card); a resumed tender keeps the card it was started with.
@@ -568,10 +567,7 @@ class StaffedCheckout:
                            sum(t.change_minor for t in tenders))
 
     def _staffed(self, session_id: str) -> SessionView:
-        view = self._read_model.get(session_id)
-        if view.status != "staffed":
-            raise Conflict(f"session {session_id} is {view.status}, not at the staffed checkout")
-        return view
+        return _at_staffed_checkout(self._read_model.get(session_id))
 
     def _guard(self, session_id: str, staff_id: str) -> Callable[[Session], None]:
         """A check, run inside a write transaction, that ``staff_id`` holds a live claim.
@@ -747,3 +743,10 @@ def _flag_views(db: Session, session_id: str, flags: list[CartFlag]) -> list[Fla
                             flag.device_seq, flag.detail, r.staff_id if r else None,
                             r.resolved_at if r else None, r.note if r else None))
     return out
+
+
+def _at_staffed_checkout(view: SessionView) -> SessionView:
+    """``view``, or Conflict when its session is not at the staffed checkout."""
+    if view.status != "staffed":
+        raise Conflict(f"session {view.id} is {view.status}, not at the staffed checkout")
+    return view
