@@ -395,9 +395,7 @@ def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
         top_ids = [c.subject_id for c in found[: settings.rescore_subjects]]
         fillers.ensure(top_ids)  # untimed: makes the stored rows the service would read
         start = time.perf_counter()
-        stored = [(r, Template.from_bytes(setup.cipher.decrypt(r.subject_id, r.ciphertext)))
-                  for r in repo.of_subjects(top_ids)]
-        fused = fused_subject_scores(probe, stored)
+        fused = _second_stage(probe, top_ids, setup, repo)
         rescore_ms.append((time.perf_counter() - start) * 1000.0)
         times.append(stage1 + rescore_ms[-1])
         early.append(result.early_accepted)
@@ -436,6 +434,15 @@ def _search_measures(index: PalmIndex, data: BenchData, shortlist: int,
     }
 
 
+def _second_stage(probe: Template, subject_ids: list[str], setup: _Setup,
+                  repo: InMemoryTemplateRepository) -> list[Candidate]:
+    """The service's second stage on ``subject_ids``: their stored templates read,
+    decrypted with each person's data key and scored fused (best first)."""
+    stored = [(r, Template.from_bytes(setup.cipher.decrypt(r.subject_id, r.ciphertext)))
+              for r in repo.of_subjects(subject_ids)]
+    return fused_subject_scores(probe, stored)
+
+
 def _pct(values: npt.NDArray[np.float64], q: float) -> float | None:
     """The ``q``-th percentile (ms, 2 decimals) of ``values``; None when there are none."""
     return round(float(np.percentile(values, q)), 2) if len(values) else None
@@ -457,9 +464,7 @@ def _early_accept_check(index: PalmIndex, data: BenchData,
     def decision(probe: Template, found: list[Candidate]) -> tuple[object, ...]:
         top = [c.subject_id for c in found[: settings.rescore_subjects]]
         fillers.ensure(top)
-        stored = [(r, Template.from_bytes(setup.cipher.decrypt(r.subject_id, r.ciphertext)))
-                  for r in repo.of_subjects(top)]
-        return decide(fused_subject_scores(probe, stored), settings, threshold)[:2]
+        return decide(_second_stage(probe, top, setup, repo), settings, threshold)[:2]
 
     for _, probe in data.probes:
         quick = index.search_detail(probe, settings.shortlist_size)
