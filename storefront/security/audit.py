@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -35,7 +36,15 @@ from storefront.errors import Conflict, InvalidInput
 GENESIS: Final = "0" * 64
 _LABEL: Final = b"storefront-audit/v1\x00"
 ACTIONS: Final = frozenset({"enrol", "identify", "verify", "delete", "export", "correction",
-                            "refund", "staff_added", "staff_login"})
+                            "refund", "staff_added", "staff_login", "tender", "tender_settled",
+                            "hold_released", "compare"})
+"""What may be recorded. ``compare``: a person's stored palm templates were decrypted and
+compared with a probe during someone else's identification or enrolment
+(:mod:`storefront.biometric_audit`). The staffed checkout's money: ``tender`` (a tender taken,
+whatever its outcome: approved, declined or pending), ``tender_settled`` (a pending card
+tender decided later: captured or failed, by reconciliation or by a cashier's resend) and
+``hold_released`` (reconciliation voided a hold that reached the processor after its
+tender was recorded failed); see :mod:`storefront.till`."""
 _ATTEMPTS: Final = 20
 
 
@@ -61,6 +70,16 @@ class AuditRecord:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry to append with :meth:`Audit.record_many` (fields as in :meth:`Audit.record`)."""
+
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,38 +109,47 @@ class Audit:
         Raises InvalidInput for an unknown action, empty actor/subject or details that
         are not JSON; Conflict if the chain stays contended after many retries.
         """
-        if action not in ACTIONS:
-            raise InvalidInput(f"audit action {action!r} is not one of {sorted(ACTIONS)}")
-        if not actor or not subject:
-            raise InvalidInput("audit entries need an actor and a subject")
-        try:
-            text = canonical_json(details or {}).decode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"audit details are not JSON: {exc}") from None
+        return self.record_many([NewEntry(actor, action, subject, details)])[0]
+
+    def record_many(self, entries: Sequence[NewEntry]) -> list[AuditRecord]:
+        """Append ``entries`` in order, in one transaction (all or none); returns them.
+
+        Every entry is checked first (errors as in :meth:`record`), so a bad one appends
+        nothing. Raises Conflict if the chain stays contended after many retries.
+        """
+        rows = [_checked(e) for e in entries]
+        if not rows:
+            return []
         for _ in range(_ATTEMPTS):
             try:
-                return self._append(actor[:100], action, subject[:100], text)
+                return self._append(rows)
             except IntegrityError:
                 continue
         raise Conflict("the audit log stayed contended; retry")
 
-    def _append(self, actor: str, action: str, subject: str, details: str) -> AuditRecord:
+    def _append(self, rows: Sequence[tuple[str, str, str, str]]) -> list[AuditRecord]:
+        out: list[AuditRecord] = []
         with self._db.begin() as db:
             last = db.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq.desc())
                               .limit(1)).first()
-            seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+            seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
             at = self._clock().astimezone(UTC)
-            digest = entry_hash(seq=seq, at=at, actor=actor, action=action, subject=subject,
-                                details=details, prev=prev)
-            db.add(AuditEntry(seq=seq, at=at, actor=actor, action=action, subject=subject,
-                              details=details, prev_hash=prev, hash=digest))
+            for actor, action, subject, details in rows:
+                seq += 1
+                digest = entry_hash(seq=seq, at=at, actor=actor, action=action,
+                                    subject=subject, details=details, prev=prev)
+                db.add(AuditEntry(seq=seq, at=at, actor=actor, action=action, subject=subject,
+                                  details=details, prev_hash=prev, hash=digest))
+                out.append(AuditRecord(seq, at, actor, action, subject, json.loads(details),
+                                       prev, digest))
+                prev = digest
             db.flush()
             head = db.get(AuditHead, 1)
             if head is None:
-                db.add(AuditHead(id=1, seq=seq, hash=digest))
+                db.add(AuditHead(id=1, seq=seq, hash=prev))
             else:
-                head.seq, head.hash = seq, digest
-        return AuditRecord(seq, at, actor, action, subject, json.loads(details), prev, digest)
+                head.seq, head.hash = seq, prev
+        return out
 
     def entries(self, *, after_seq: int = 0, limit: int = 100,
                 subject: str | None = None) -> list[AuditRecord]:
@@ -152,6 +180,20 @@ class Audit:
                 if len(rows) < batch:
                     break
         return _head_report(head, checked, prev)
+
+
+def _checked(entry: NewEntry) -> tuple[str, str, str, str]:
+    """``(actor, action, subject, canonical JSON details)`` of a valid entry (actor and
+    subject cut to 100 characters). Raises InvalidInput as :meth:`Audit.record`."""
+    if entry.action not in ACTIONS:
+        raise InvalidInput(f"audit action {entry.action!r} is not one of {sorted(ACTIONS)}")
+    if not entry.actor or not entry.subject:
+        raise InvalidInput("audit entries need an actor and a subject")
+    try:
+        text = canonical_json(entry.details or {}).decode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"audit details are not JSON: {exc}") from None
+    return entry.actor[:100], entry.action, entry.subject[:100], text
 
 
 def _check(row: AuditEntry, seq: int, prev: str) -> str:
