@@ -51,9 +51,19 @@ class RetiredTemplateError(TemplateFormatError):
 
 
 class EnrolmentError(IdentityError):
-    """An enrolment was refused (too few usable captures, duplicate palm, ...)."""
+    """An enrolment was refused (too few usable captures, duplicate palm, ...).
+
+    ``compared_subjects``: the enrolled persons whose stored templates the duplicate check
+    decrypted and compared before refusing (empty when it did not get that far), so the
+    caller can audit that biometric access.
+    """
 
     code = "enrolment_refused"
+
+    def __init__(self, reason: str, *, outcomes: tuple[tuple[bool, str], ...] = (),
+                 compared_subjects: tuple[str, ...] = ()) -> None:
+        super().__init__(reason, outcomes=outcomes)
+        self.compared_subjects = compared_subjects
 
 
 class TemplateDecryptionError(IdentityError):

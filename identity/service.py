@@ -90,16 +90,26 @@ class CaptureOutcome:
 
 @dataclass(frozen=True)
 class Enrolment:
-    """Result of an enrolment: the stored template ids and every capture's outcome."""
+    """Result of an enrolment: the stored template ids and every capture's outcome.
+
+    ``compared_subjects``: other enrolled persons whose stored templates the duplicate
+    check decrypted and compared (sorted; for the caller's audit of biometric access).
+    """
 
     subject_id: str
     template_ids: tuple[str, ...]
     captures: tuple[CaptureOutcome, ...]
+    compared_subjects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Identification:
-    """Result of a 1:N identification; scores in [0, 1], ``elapsed_ms`` in milliseconds."""
+    """Result of a 1:N identification; scores in [0, 1], ``elapsed_ms`` in milliseconds.
+
+    ``compared_subjects``: every enrolled person whose stored templates were decrypted and
+    compared with the probe in the second stage (sorted; the identified one included), so
+    that the caller can audit each biometric access.
+    """
 
     outcome: Outcome
     subject_id: str | None
@@ -107,6 +117,7 @@ class Identification:
     runner_up_score: float | None
     reason: str
     elapsed_ms: float
+    compared_subjects: tuple[str, ...] = ()
 
 
 def decide(candidates: Sequence[Candidate], settings: IdentitySettings,
@@ -421,10 +432,11 @@ class IdentityService:
                 f" palm and enrol it again)", outcomes=_outcome_pairs(outcomes))
         self.refresh()
         try:
-            self._refuse_duplicates(subject_id, [t for _, t in templates],
-                                    allow_own=add_to_own)
+            compared = self._refuse_duplicates(subject_id, [t for _, t in templates],
+                                               allow_own=add_to_own)
         except EnrolmentError as exc:
-            raise EnrolmentError(exc.reason, outcomes=_outcome_pairs(outcomes)) from None
+            raise EnrolmentError(exc.reason, outcomes=_outcome_pairs(outcomes),
+                                 compared_subjects=exc.compared_subjects) from None
         now = datetime.now(UTC)
         records = [
             TemplateRecord(tid, subject_id, self._cipher.encrypt(subject_id, t.to_bytes()), now)
@@ -435,7 +447,8 @@ class IdentityService:
             for tid, t in templates:
                 if tid not in self._index:  # a concurrent refresh may have added it
                     self._index.add(tid, subject_id, t)
-        return Enrolment(subject_id, tuple(tid for tid, _ in templates), tuple(outcomes))
+        return Enrolment(subject_id, tuple(tid for tid, _ in templates), tuple(outcomes),
+                         compared)
 
     def _one_palm(
         self, outcomes: list[CaptureOutcome], templates: list[tuple[str, Template]], needed: int
@@ -479,28 +492,40 @@ class IdentityService:
         return outcomes, templates, errors
 
     def _refuse_duplicates(self, subject_id: str, templates: Sequence[Template], *,
-                           allow_own: bool) -> None:
+                           allow_own: bool) -> tuple[str, ...]:
         """1:N duplicate check: a palm belongs to one subject only.
 
         Searches the first ``params.DUPLICATE_CHECK_CAPTURES`` captures (see there).
-        Raises EnrolmentError when one matches another subject's palm, or (unless
-        ``allow_own``) a palm this subject already enrolled.
+        Returns the other subjects whose stored templates were decrypted and compared
+        (sorted). Raises EnrolmentError (carrying those subjects) when one capture matches
+        another subject's palm, or (unless ``allow_own``) a palm this subject already
+        enrolled.
         """
-        own = False
+        own, seen = False, set[str]()
         threshold = self.decision_threshold()
         for t in templates[: params.DUPLICATE_CHECK_CAPTURES]:
-            for c in self._search(t):
+            candidates, compared = self._search_compared(t)
+            seen.update(compared)
+            for c in candidates:
                 if c.score < threshold:
                     continue
                 if c.subject_id != subject_id:
-                    raise EnrolmentError("this palm is already enrolled for another account")
+                    raise EnrolmentError("this palm is already enrolled for another account",
+                                         compared_subjects=_others(seen, subject_id))
                 own = True
         if own and not allow_own:
             raise EnrolmentError("this palm is already enrolled on this account (to enrol it "
-                                 "again, delete it first)")
+                                 "again, delete it first)",
+                                 compared_subjects=_others(seen, subject_id))
+        return _others(seen, subject_id)
 
     def _search(self, probe: Template) -> list[Candidate]:
-        """Both stages of a 1:N search; candidate subjects with their fused scores, best first.
+        """Both stages of a 1:N search: the candidates of :meth:`_search_compared`."""
+        return self._search_compared(probe)[0]
+
+    def _search_compared(self, probe: Template) -> tuple[list[Candidate], tuple[str, ...]]:
+        """Both stages of a 1:N search; candidate subjects with their fused scores, best
+        first, and the subjects whose stored templates were decrypted (sorted).
 
         Stage 1: the index (:meth:`identity.index.PalmIndex.search`) ranks subjects by the
         CompCode score of their best template (the index holds only revocable CompCode
@@ -518,7 +543,7 @@ class IdentityService:
         found = self._index.search(probe, self._settings.shortlist_size)
         top = found[: self._settings.rescore_subjects]
         if not top:
-            return []
+            return [], ()
         records, templates = [], []
         for record in self._capped(top):
             try:
@@ -531,7 +556,8 @@ class IdentityService:
                             record.template_id, exc)
                 continue
             records.append(record)
-        return fused_subject_scores(probe, list(zip(records, templates, strict=True)))
+        compared = tuple(sorted({r.subject_id for r in records}))
+        return fused_subject_scores(probe, list(zip(records, templates, strict=True))), compared
 
     def _capped(self, top: Sequence[Candidate]) -> list[TemplateRecord]:
         """Stored records of the ``top`` subjects, at most ``max_templates_per_subject`` each:
@@ -563,11 +589,11 @@ class IdentityService:
         start = time.perf_counter()
         template = template_from_image(image)
         self.refresh()
-        candidates = self._search(template)
+        candidates, compared = self._search_compared(template)
         outcome, subject, score, runner, reason = decide(candidates, self._settings,
                                                          self.decision_threshold())
         elapsed = (time.perf_counter() - start) * 1000.0
-        return Identification(outcome, subject, score, runner, reason, elapsed)
+        return Identification(outcome, subject, score, runner, reason, elapsed, compared)
 
     def delete(self, *, subject_id: str) -> int:
         """Delete every template of ``subject_id``; returns how many stored ones were deleted."""
@@ -578,6 +604,11 @@ class IdentityService:
             if self._snapshot_path is not None:  # it may hold this palm: never keep it on disk
                 self._snapshot_path.unlink(missing_ok=True)
         return deleted
+
+
+def _others(subjects: set[str], subject_id: str) -> tuple[str, ...]:
+    """``subjects`` without ``subject_id``, sorted."""
+    return tuple(sorted(subjects - {subject_id}))
 
 
 def _warn_retired(subjects: set[str]) -> None:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from cart.service import SessionService
 from identity.service import IdentityService
+from storefront.biometric_audit import audit_identification
 from storefront.clock import Clock
 from storefront.errors import EntryRefused, PaymentError
 from storefront.exit_payment import ExitPayment
@@ -79,16 +80,13 @@ class GateService:
         Not identified or ambiguous -> refused with the reason (an ambiguous
         match is never guessed). Raises identity's InvalidImageError or
         AcquisitionError for unusable captures. Every identification is written to
-        the audit log as done by ``actor`` (the gate device).
+        the audit log as done by ``actor`` (the gate device), with an entry for each
+        enrolled person whose templates it compared (:mod:`storefront.biometric_audit`).
         """
         result = self._identity.identify(image=image)
         if self._audit is not None:
-            self._audit.record(actor=actor, action="identify",
-                               subject=f"shopper:{result.subject_id}" if result.subject_id
-                               else "unidentified",
-                               details={"outcome": result.outcome,
-                                        "score": round(float(result.score), 4),
-                                        "store_id": self._store_id})
+            audit_identification(self._audit, actor=actor, result=result,
+                                 store_id=self._store_id)
         if result.outcome != "identified" or result.subject_id is None:
             return EntryDecision(False, result.outcome, result.reason, None, None,
                                  result.score, result.elapsed_ms)

@@ -11,7 +11,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 from stdnum import luhn
 
+from identity.errors import EnrolmentError
 from identity.service import Enrolment, IdentityService
+from storefront.biometric_audit import audit_enrolment
 from storefront.clock import Clock
 from storefront.db.models import Shopper
 from storefront.errors import InvalidInput, NotFound
@@ -89,7 +91,9 @@ class ShopperService:
 
         The shopper must have given consent (``storefront.privacy.consent``);
         ``consent_text_version`` records it first (ticked at an enrolment kiosk).
-        The enrolment is written to the audit log as done by ``actor``.
+        The enrolment is written to the audit log as done by ``actor``, with an entry
+        for each other person whose templates its duplicate check compared; a refusal
+        after that check (palm already enrolled) is written too.
         ``min_captures``: usable captures needed (default: the identity settings').
         Raises NotFound, ConsentRequired, InvalidInput (no images), and identity's
         InvalidImageError, AcquisitionError or EnrolmentError with the reason.
@@ -107,12 +111,21 @@ class ShopperService:
                                       "box, or POST /me/consents in the app)")
         # Each enrolment is one palm the shopper sees and can delete: captures of a palm
         # already enrolled are refused rather than listed twice.
-        result = self._identity.enrol(subject_id=shopper_id, images=images, add_to_own=False,
-                                      min_captures=min_captures)
+        try:
+            result = self._identity.enrol(subject_id=shopper_id, images=images,
+                                          add_to_own=False, min_captures=min_captures)
+        except EnrolmentError as exc:
+            if self._audit is not None and exc.compared_subjects:
+                audit_enrolment(self._audit, actor=actor, shopper_id=shopper_id,
+                                compared=exc.compared_subjects, store_id=store_id,
+                                details={"outcome": "refused", "reason": exc.reason,
+                                         "captures": len(images)})
+            raise
         if self._audit is not None:
-            self._audit.record(actor=actor, action="enrol", subject=f"shopper:{shopper_id}",
-                               details={"templates": len(result.template_ids),
-                                        "captures": len(images), "store_id": store_id})
+            audit_enrolment(self._audit, actor=actor, shopper_id=shopper_id,
+                            compared=result.compared_subjects, store_id=store_id,
+                            details={"outcome": "enrolled", "templates": len(result.template_ids),
+                                     "captures": len(images)})
         record_enrolment(self._sessions, shopper_id=shopper_id, template_ids=result.template_ids,
                          store_id=store_id, at=self._clock())
         return result
