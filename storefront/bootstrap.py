@@ -163,7 +163,7 @@ def _staff_services(db: sessionmaker[Session], carts: SessionService, catalogue:
     """The staffed checkout, till, receipts and disputes (Container fields by name)."""
     tax = tax_policy_from_settings(settings)
     till = Till(sessions=db, processor=processor, currency=settings.currency, clock=clock,
-                retry=RetryPolicy(attempts=settings.payment_retry_attempts))
+                retry=RetryPolicy(attempts=settings.payment_retry_attempts), audit=audit)
     receipts = ReceiptStore(sessions=db, tax=tax)
     staffed = StaffedCheckout(sessions=db, carts=carts, catalogue=catalogue,
                               read_model=read_model, shoppers=shoppers, till=till,

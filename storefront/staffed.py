@@ -26,6 +26,10 @@ close by a dispute, which refunds it); when every tender ended without money
 transaction and the audit record of the correction says so. Money is integer
 minor units.
 
+Money taken is audited (when an ``Audit`` is wired): each tender is recorded as
+``tender`` by the request that took it, and a pending card tender that a resend
+decides later as ``tender_settled`` (see :meth:`StaffedCheckout.take_tender`).
+
 Staff identity: ``staff_id`` is a string the caller states. It is recorded for
 the audit but NOT authenticated (see the authentication issue).
 """
@@ -68,6 +72,7 @@ from storefront.shoppers import ShopperService, looks_like_card_number
 from storefront.till import (
     PAID_STATES,
     PENDING_STATES,
+    TakeResult,
     TenderKind,
     TenderRequest,
     TenderView,
@@ -409,11 +414,25 @@ class StaffedCheckout:
         tender and the balance, as it did before the close; it needs no claim, and
         nothing is charged or written.
 
+        Audit (when wired), actor ``staff:<staff_id>``, subject ``session:<id>``
+        (as corrections): the request that takes a new tender records one ``tender``
+        entry with the outcome it reached (``approved``, ``declined`` or ``pending``;
+        details: tender id, method, amount, currency, till, for cash the drawer, cash
+        handed over and change, for a card the processor's authorization and capture
+        ids, never card data; ``storefront.till.audit_details``). A resend that
+        decides a pending tender records ``tender_settled`` (captured or failed, as
+        reconciliation does); a replay that decides nothing records nothing. The
+        entry is written after the tender's state committed, as for corrections: if
+        the audit log fails, its error is raised with the tender stored intact
+        (sending it again returns it) and the entry is missing (a resend of a
+        pending tender still records its outcome).
+
         Raises InvalidInput (bad amount, card above the balance, a card number as
         token), NotFound, Conflict (no claim; the cart is not ready: flags,
         issues, age check; another card tender is pending: send that one again
         with its key first; the key was used with other content or another card,
-        with what it was used for; a new tender on a closed sale).
+        with what it was used for; a new tender on a closed sale; the audit log
+        stayed contended).
         """
         if payment_token is not None and looks_like_card_number(payment_token):
             raise InvalidInput("payment token must be a processor token, not a card number")
@@ -436,13 +455,25 @@ class StaffedCheckout:
         request = TenderRequest(session_id, staff_id, kind, key, till_id, amount_minor,
                                 self._currency, payment_token, card_on_file)
         try:
-            return self._till.take(request, total=self._sale_total(session_id, staff_id, key),
-                                   guard=self._guard(session_id, staff_id))
+            taken = self._till.take(request, total=self._sale_total(session_id, staff_id, key),
+                                    guard=self._guard(session_id, staff_id))
         except Conflict:
             view = self._read_model.get(session_id)
             if view.status == "settled":  # a close finished first (and dropped the claim)
                 return self._replay_closed(view, request)
             raise
+        self._audit_tender(staff_id, taken)
+        return taken.tender, taken.balance_minor
+
+    def _audit_tender(self, staff_id: str, taken: TakeResult) -> None:
+        """Record the audit entry the tender request owes (``TakeResult.audit_entry``),
+        after the tender's state committed; nothing for a replay."""
+        entry = taken.audit_entry()
+        if self._audit is None or entry is None:
+            return
+        action, details = entry
+        self._audit.record(actor=f"staff:{staff_id}", action=action,
+                           subject=f"session:{taken.tender.session_id}", details=details)
 
     def _replay_closed(self, view: SessionView,
                        request: TenderRequest) -> tuple[TenderView, int]:

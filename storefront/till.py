@@ -42,6 +42,16 @@ money counts toward the sale; a hold the processor has no record of is recorded
 compare-and-set as the tender path's (:meth:`Till._record`), and a cashier who sends the
 tender again while reconciliation runs either finds it finished or finishes it under
 the same keys: one recorded outcome, one capture at most.
+
+Audit (when an :class:`~storefront.security.audit.Audit` is given): every outcome is
+recorded by the request or run that wrote it, after the write committed, never by one
+that lost the compare-and-set. :meth:`Till.take` reports what its request did
+(:class:`TakeResult`; the staffed checkout records the ``tender``/``tender_settled``
+entry of it); reconciliation records ``tender_settled`` (actor ``reconcile``) for each
+tender it decided and ``hold_released`` for each late hold it voided. Details are ids,
+amounts in minor units, the currency and the processor's references
+(:func:`audit_details`), never a card token or its digest. A failed audit write is
+raised to the caller once the tender's state is stored: the tender stays as written.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ from storefront.money import format_minor
 from storefront.payments import Operation, PaymentProcessor, ProcessorUnavailable
 from storefront.payments.base import OperationKind
 from storefront.payments.retry import RetryPolicy, call_with_retry, resume_or_call
+from storefront.security.audit import Audit
 
 TenderKind = Literal["cash", "card"]
 PAID_STATES = ("taken", "captured")
@@ -176,6 +187,68 @@ class TenderResolution:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class TakeResult:
+    """What one tender request did (:meth:`Till.take`).
+
+    ``tender``: the tender now; ``balance_minor``: what is still due (minor units);
+    ``new``: this request created the tender; ``wrote``: the last state this request
+    itself wrote (None: it wrote none: a replay, or another request moved the tender on
+    first); ``details``: the tender's audit details (:func:`audit_details`).
+    """
+
+    tender: TenderView
+    balance_minor: int
+    new: bool
+    wrote: str | None
+    details: dict[str, object]
+
+    def audit_entry(self) -> tuple[str, dict[str, object]] | None:
+        """The audit action and details this request owes: ``tender`` for a new tender
+        (``outcome`` approved, declined or pending, and the ``state`` it left),
+        ``tender_settled`` when it resumed a pending tender and wrote its outcome
+        (:func:`settled_details`), None when it decided nothing (a replay)."""
+        if self.new and self.wrote is not None:
+            return "tender", {**self.details, "outcome": tender_outcome(self.wrote),
+                              "state": self.wrote}
+        if self.wrote is not None and self.wrote not in PENDING_STATES:
+            return "tender_settled", settled_details(self.details, self.wrote)
+        return None
+
+
+def tender_outcome(state: str) -> str:
+    """``approved`` (the tender paid: cash taken, card captured), ``pending`` (a card
+    tender between processor calls) or ``declined`` (no money: declined, failed, voided)."""
+    if state in PAID_STATES:
+        return "approved"
+    return "pending" if state in PENDING_STATES else "declined"
+
+
+def audit_details(row: Tender) -> dict[str, object]:
+    """What the audit log records of a tender: its id, method (``cash``/``card``),
+    ``amount_minor`` (what it pays of the sale), currency and till; for cash the drawer,
+    the cash handed over and the change given (minor units); for a card the processor's
+    authorization and capture ids once known. Never the card's token nor its digest."""
+    details: dict[str, object] = {"tender_id": row.id, "method": row.kind,
+                                  "amount_minor": row.amount_minor, "currency": row.currency,
+                                  "till_id": row.till_id}
+    if row.kind == "cash":
+        details |= {"drawer_id": row.drawer_id, "tendered_minor": row.tendered_minor,
+                    "change_minor": row.change_minor}
+        return details
+    refs = {"authorization_id": row.authorization_id, "capture_id": row.capture_id}
+    return details | {name: ref for name, ref in refs.items() if ref}
+
+
+def settled_details(details: dict[str, object], state: str) -> dict[str, object]:
+    """``tender_settled`` details: ``details`` (:func:`audit_details`) with ``outcome``
+    ``captured`` (the money counts toward the sale) or ``failed`` (no money: failed,
+    declined or voided), the ``state`` written and ``captured_minor`` (minor units)."""
+    captured = state in PAID_STATES
+    return {**details, "outcome": "captured" if captured else "failed", "state": state,
+            "captured_minor": details["amount_minor"] if captured else 0}
+
+
 def tender_key(session_id: str, key: str) -> str:
     """The stored idempotency key (``tenders.idempotency_key``) of a client key."""
     return f"{session_id}:{key}"
@@ -207,8 +280,11 @@ class Till:
     """Cash drawers and tenders over the database and the payment processor."""
 
     def __init__(self, *, sessions: sessionmaker[Session], processor: PaymentProcessor,
-                 currency: str, clock: Clock, retry: RetryPolicy | None = None) -> None:
+                 currency: str, clock: Clock, retry: RetryPolicy | None = None,
+                 audit: Audit | None = None) -> None:
+        """``audit``: where reconciliation records what it settled (None: not recorded)."""
         self._db = sessions
+        self._audit = audit
         self._processor = processor
         self._currency = currency
         self._clock = clock
@@ -265,7 +341,7 @@ class Till:
     # --- tenders ---------------------------------------------------------------------
 
     def take(self, request: TenderRequest, *, total: Callable[[Session], int],
-             guard: Callable[[Session], None]) -> tuple[TenderView, int]:
+             guard: Callable[[Session], None]) -> TakeResult:
         """Take (or replay, or resume) one tender of a sale.
 
         In one write transaction: ``guard(db)`` first (the staffed checkout checks
@@ -276,7 +352,8 @@ class Till:
         left pending (a crash, a lost answer) is resumed: it is stamped as worked on in
         that transaction (reconciliation leaves it alone then), and the processor is asked
         what became of its last call before anything is sent again. Returns the
-        tender and the balance still due (minor units). A card decline or a
+        tender, the balance still due (minor units) and what this request wrote
+        (:class:`TakeResult`: the caller records its audit entry). A card decline or a
         processor refusal is a result (state ``declined``/``failed``/``voided``
         and a reason); an outcome still unknown after bounded retries leaves the
         tender pending with the reason.
@@ -301,12 +378,14 @@ class Till:
                     self._touch_pending(db, row)
         except IntegrityError as exc:
             raise Conflict("this tender is being taken by another request; retry") from exc
+        wrote = None if resumed else row.state
         if row.kind == "card" and row.state in PENDING_STATES:
             # The card the tender was started with; a tender stored before tokens were
             # recorded (NULL) is finished on the card this request names.
             token = row.payment_token or request.payment_token or request.card_on_file or ""
-            self._run_card(row, token, resumed=resumed)
-        return tender_view(row), total_minor - self.paid_minor(request.session_id)
+            wrote = self._run_card(row, token, resumed=resumed) or wrote
+        return TakeResult(tender_view(row), total_minor - self.paid_minor(request.session_id),
+                          not resumed, wrote, audit_details(row))
 
     def replay(self, request: TenderRequest) -> TenderView | None:
         """The stored tender that ``request`` sends again, read only (None: no tender is
@@ -377,17 +456,21 @@ class Till:
         if not int(done.rowcount or 0):  # type: ignore[attr-defined]
             db.refresh(row)
 
-    def _run_card(self, row: Tender, token: str, *, resumed: bool) -> None:
+    def _run_card(self, row: Tender, token: str, *, resumed: bool) -> str | None:
         """Authorize (unless done) then capture; ``resumed``: an earlier request of this
-        tender may have sent a call whose answer was lost, so look it up first."""
+        tender may have sent a call whose answer was lost, so look it up first. Returns
+        the last state this request wrote (None: another request moved the tender on)."""
         if row.state == "authorizing":
-            if not self._authorize(row, token, resumed=resumed):
-                return
-            resumed = False  # the hold was just placed here: no capture was sent yet
-        self._capture(row, resumed=resumed)
+            wrote = self._authorize(row, token, resumed=resumed)
+            if wrote != "authorized":
+                return wrote
+            # The hold was just placed here: no capture was sent yet.
+            return self._capture(row, resumed=False) or wrote
+        return self._capture(row, resumed=resumed)
 
-    def _authorize(self, row: Tender, token: str, *, resumed: bool) -> bool:
-        """Place (or find) the hold; True when the tender is ``authorized`` by it."""
+    def _authorize(self, row: Tender, token: str, *, resumed: bool) -> str | None:
+        """Place (or find) the hold; returns the state written (``authorized`` when the
+        tender is authorized by it), None when another request moved the tender on."""
         key = _authorize_key(row)
 
         def call() -> Operation:
@@ -401,23 +484,21 @@ class Till:
             found = self._call(call, kind="authorize", key=key, reference=None,
                                resumed=resumed)
         except ProcessorUnavailable as exc:
-            self._record(row, row.state, failure=f"authorization outcome unknown: "
-                                                 f"{exc.reason}; {_RESUME}")
-            return False
+            return self._write(row, row.state, failure=f"authorization outcome unknown: "
+                                                       f"{exc.reason}; {_RESUME}")
         except PaymentError as exc:
-            self._record(row, "failed", failure=f"payment failed: {exc.reason}")
-            return False
+            return self._write(row, "failed", failure=f"payment failed: {exc.reason}")
         if found.status != "succeeded":
-            self._record(row, "declined", auth=found.reference,
-                         failure=f"payment declined: {found.reason or 'declined'}")
-            return False
+            return self._write(row, "declined", auth=found.reference,
+                               failure=f"payment declined: {found.reason or 'declined'}")
         if not self._record(row, "authorized", auth=found.reference):
             self._void_unused(row, found.reference)
-            return False
-        return True
+            return None
+        return "authorized"
 
-    def _capture(self, row: Tender, *, resumed: bool) -> None:
-        """Capture the tender's amount on its hold (or find the capture)."""
+    def _capture(self, row: Tender, *, resumed: bool) -> str | None:
+        """Capture the tender's amount on its hold (or find the capture); returns the
+        state written (None: another request moved the tender on first)."""
         auth_id = row.authorization_id or ""
         key = f"tender:{row.id}:capture"
 
@@ -430,13 +511,11 @@ class Till:
             found = self._call(call, kind="capture", key=key, reference=auth_id,
                                resumed=resumed)
         except ProcessorUnavailable as exc:
-            self._record(row, "authorized", failure=f"capture outcome unknown: {exc.reason}; "
-                                                    f"{_RESUME}")
-            return
+            return self._write(row, "authorized", failure=f"capture outcome unknown: "
+                                                          f"{exc.reason}; {_RESUME}")
         except PaymentError as exc:
-            self._release(row, auth_id, f"payment failed: {exc.reason}")
-            return
-        self._record(row, "captured", capture=found.reference)
+            return self._release(row, auth_id, f"payment failed: {exc.reason}")
+        return self._write(row, "captured", capture=found.reference)
 
     def _call(self, call: Callable[[], Operation], *, kind: OperationKind, key: str,
               reference: str | None, resumed: bool) -> Operation:
@@ -474,18 +553,22 @@ class Till:
                     failure_reason=f"{row.failure_reason}; hold {auth_id} not released: "
                                    f"{exc.reason}"[:300]))
 
-    def _release(self, row: Tender, auth_id: str, reason: str) -> None:
-        """Void the hold after a refused capture; if that fails the tender stays pending."""
+    def _release(self, row: Tender, auth_id: str, reason: str) -> str | None:
+        """Void the hold after a refused capture; if that fails the tender stays pending.
+        Returns the state written (None: another request moved the tender on first)."""
         try:
             self._void(auth_id, f"tender:{row.id}:void")
         except PaymentError as exc:
             # The capture may have gone through after all: keep the amount reserved;
             # retrying the tender with its key looks the capture up, then captures again
             # under the same key.
-            self._record(row, "authorized", failure=f"{reason}; hold not released: "
-                                                    f"{exc.reason}; {_RESUME}")
-            return
-        self._record(row, "voided", failure=f"{reason}; hold released")
+            return self._write(row, "authorized", failure=f"{reason}; hold not released: "
+                                                          f"{exc.reason}; {_RESUME}")
+        return self._write(row, "voided", failure=f"{reason}; hold released")
+
+    def _write(self, row: Tender, state: str, **kw: Any) -> str | None:
+        """:meth:`_record`, returning ``state`` when written and None when not."""
+        return state if self._record(row, state, **kw) else None
 
     def _record(self, row: Tender, state: str, *, auth: str | None = None,
                 capture: str | None = None, failure: str | None = None,
@@ -538,7 +621,12 @@ class Till:
         cannot answer leaves the tender pending (``still_pending``). Money in minor
         units.
 
-        Raises ValueError for a negative ``older_than``.
+        Each outcome this run wrote itself (never one another request or run wrote first,
+        nor a tender left pending) is recorded in the audit log as ``tender_settled``
+        (actor ``reconcile``, :func:`settled_details`) once the write committed.
+
+        Raises ValueError for a negative ``older_than``; whatever the audit log raises
+        (the outcome is stored by then; the tenders after it wait for the next run).
         """
         if older_than < timedelta(0):
             raise ValueError("older_than must be >= 0")
@@ -555,6 +643,7 @@ class Till:
         stamp = self._claim_for_reconcile(row, cutoff)
         if stamp is None:
             return _resolution(row, before, "busy")
+        wrote: str | None = None
         if row.state == "authorizing":
             lookup = self._authorization_lookup(row)
             try:
@@ -566,20 +655,30 @@ class Till:
                 # which sends the authorization again under the same key.
                 return _resolution(row, before, "still_pending")
             if found is None:
-                recorded = self._record(row, "failed", failure=_NO_HOLD, stamp=stamp)
+                wrote = self._write(row, "failed", failure=_NO_HOLD, stamp=stamp)
             elif found.status != "succeeded":
-                recorded = self._record(row, "declined", auth=found.reference,
-                                        failure=f"payment declined: "
-                                                f"{found.reason or 'declined'}", stamp=stamp)
+                wrote = self._write(row, "declined", auth=found.reference,
+                                    failure=f"payment declined: "
+                                            f"{found.reason or 'declined'}", stamp=stamp)
             else:
-                recorded = self._record(row, "authorized", auth=found.reference, stamp=stamp)
-                if not recorded:
+                wrote = self._write(row, "authorized", auth=found.reference, stamp=stamp)
+                if wrote is None:
                     self._void_unused(row, found.reference)
-            if not recorded:
+            if wrote is None:
                 return _resolution(row, before, "busy")
         if row.state == "authorized":
-            self._capture(row, resumed=True)
+            wrote = self._capture(row, resumed=True)
+        self._audit_settled(row, wrote)
         return _resolution(row, before, _outcome_of(row.state))
+
+    def _audit_settled(self, row: Tender, wrote: str | None) -> None:
+        """Record ``tender_settled`` when reconciliation itself wrote the tender's outcome
+        (``wrote``, a state out of ``PENDING_STATES``)."""
+        if self._audit is None or wrote is None or wrote in PENDING_STATES:
+            return
+        self._audit.record(actor="reconcile", action="tender_settled",
+                           subject=f"session:{row.session_id}",
+                           details=settled_details(audit_details(row), wrote))
 
     def release_late_holds(self) -> int:
         """Void holds that reached the processor after reconciliation recorded their tender
@@ -588,7 +687,12 @@ class Till:
         ``LATE_HOLD_WINDOW`` only, with processors whose look-up is complete (no other
         processor ever gets a tender failed on a miss). A tender whose hold is released
         says so in its reason and is not looked at again; a void that fails is retried by
-        the next run. The tender stays ``failed``: it never counted toward the sale."""
+        the next run. The tender stays ``failed``: it never counted toward the sale.
+
+        The run that records the release in the tender (not a concurrent run that voided
+        the same hold under the same key) counts it and writes a ``hold_released`` audit
+        entry (actor ``reconcile``: tender id, authorization id, the hold's amount in
+        minor units); whatever the audit log raises is raised, the release stored."""
         if not self._processor.lookup_is_complete:
             return 0
         since = self._clock() - LATE_HOLD_WINDOW
@@ -605,13 +709,26 @@ class Till:
                 self._void(found.reference, f"tender:{row.id}:void-late")
             except PaymentError:
                 continue  # the next run tries again
-            with self._db.begin() as db:
-                db.execute(sa.update(Tender).where(
-                    Tender.id == row.id, Tender.failure_reason == _NO_HOLD).values(
-                    failure_reason=f"{_NO_HOLD}; a hold that reached the processor later "
-                                   f"({found.reference}) was released"[:300]))
-            released += 1
+            if self._note_release(row, found):
+                released += 1
         return released
+
+    def _note_release(self, row: Tender, hold: Operation) -> bool:
+        """Say in the tender's reason that its late ``hold`` was voided and audit it;
+        False when another run recorded it first (nothing is written then)."""
+        with self._db.begin() as db:
+            done = db.execute(sa.update(Tender).where(
+                Tender.id == row.id, Tender.failure_reason == _NO_HOLD).values(
+                failure_reason=f"{_NO_HOLD}; a hold that reached the processor later "
+                               f"({hold.reference}) was released"[:300]))
+            if not int(done.rowcount or 0):  # type: ignore[attr-defined]
+                return False
+        if self._audit is not None:
+            self._audit.record(actor="reconcile", action="hold_released",
+                               subject=f"session:{row.session_id}",
+                               details={**audit_details(row), "authorization_id":
+                                        hold.reference, "released_minor": hold.amount_minor})
+        return True
 
     def _authorization_lookup(self, row: Tender) -> Callable[[], Operation | None]:
         """The look-up of the tender's authorization under its key (never sends one)."""
