@@ -56,6 +56,18 @@ class TemplateRepository(Protocol):
         """Delete every record of ``subject_id``; returns how many were deleted."""
         ...
 
+    def delete_templates(self, template_ids: Sequence[str]) -> int:
+        """Delete the records of ``template_ids`` (unknown ids are ignored); returns how many
+        were deleted.
+
+        Logged so that other processes' indexes follow: each subject that lost a record
+        is logged as removed, then each of its remaining records as added again (so a
+        deleted record never reappears as added, and an index that held it drops it). A
+        subject left with no record is thereby dropped everywhere, but its data key is
+        the caller's to shred (:meth:`identity.service.IdentityService.delete` does both).
+        """
+        ...
+
     def of_subjects(self, subject_ids: Sequence[str]) -> list[TemplateRecord]:
         """Every stored record of the given subjects (any order; unknown ids give none)."""
         ...
@@ -102,6 +114,22 @@ class InMemoryTemplateRepository:
             for k in doomed:
                 del self._records[k]
             self._log.append(("removed", subject_id, None))
+            return len(doomed)
+
+    def delete_templates(self, template_ids: Sequence[str]) -> int:
+        """Delete the records of ``template_ids`` (unknown ids ignored); returns how many
+        were deleted. Logs each subject that lost one as removed, then its remaining
+        records as added again (see :meth:`TemplateRepository.delete_templates`)."""
+        with self._lock:
+            doomed = [self._records.pop(t) for t in dict.fromkeys(template_ids)
+                      if t in self._records]
+            for subject_id in dict.fromkeys(r.subject_id for r in doomed):
+                held = self._by_subject[subject_id]
+                held.difference_update(r.template_id for r in doomed)
+                if not held:
+                    del self._by_subject[subject_id]
+                self._log.append(("removed", subject_id, None))
+                self._log.extend(("added", subject_id, t) for t in sorted(held))
             return len(doomed)
 
     def of_subjects(self, subject_ids: Sequence[str]) -> list[TemplateRecord]:

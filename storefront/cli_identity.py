@@ -1,11 +1,15 @@
 """``storefront identity ...``: measure palm recognition on a manifest folder, benchmark
-1:N search at scale, and replace the revocable-transform key of the palm index."""
+1:N search at scale, replace the revocable-transform key of the palm index, and list or
+purge stored templates of a retired format version."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from identity.errors import IdentityError
+
+if TYPE_CHECKING:
+    from identity.protection import TemplateProtector
+    from identity.repository import TemplateRepository
+    from identity.retired import PurgedSubject, PurgeResult, RetiredReport
+    from storefront.security.audit import Audit
 
 identity_app = typer.Typer(help="Palm recognition: evaluation, benchmark, revocable key.",
                            no_args_is_help=True)
@@ -192,3 +202,185 @@ def _template_count(db: Any) -> int:
 
     with db() as s:
         return int(s.scalar(sa.select(sa.func.count()).select_from(PalmTemplate)) or 0)
+
+
+@identity_app.command("retired")
+def retired(
+    purge: Annotated[bool, typer.Option("--purge", help="Delete the retired templates "
+                                        "(asks for confirmation unless --yes).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Purge without asking (with --purge).")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+    = False,
+) -> None:
+    """List persons whose stored palm templates are of a retired format version (1, 2):
+    they are not identified until they enrol again. ``--purge`` deletes exactly those
+    templates (usable ones are kept); a person left with no template is removed and their
+    data key shredded; a person who also has unreadable templates is skipped. Each purged
+    person gets a "delete" audit entry (actor "cli").
+
+    Every template is decrypted once to read its authenticated format version (see
+    :mod:`identity.retired`); templates that cannot be decrypted are counted as
+    unreadable and never purged. Exit code 2 on bad options or a key/database error,
+    1 when the confirmation is declined.
+    """
+    if yes and not purge:
+        raise typer.BadParameter("it applies only with --purge", param_hint="'--yes'")
+    if purge and as_json and not yes:
+        raise typer.BadParameter("--purge --json needs --yes (no confirmation prompt in "
+                                 "JSON output)", param_hint="'--json'")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storefront.errors import StorefrontError
+
+    try:
+        with _retired_store() as store:
+            report, purged = _retired(store, purge=purge, yes=yes, as_json=as_json)
+    except (IdentityError, StorefrontError, SQLAlchemyError, OSError) as exc:
+        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(_retired_json(report, purged), indent=2))
+    elif purged is not None:
+        _print_purged(purged)
+
+
+@dataclass(frozen=True)
+class _RetiredStore:
+    """What ``identity retired`` works on: the template table, the service's protector
+    (a data key per person), the audit log and the palm-index snapshot file."""
+
+    repository: TemplateRepository
+    cipher: TemplateProtector
+    audit: Audit
+    snapshot: Path
+
+
+@contextmanager
+def _retired_store() -> Iterator[_RetiredStore]:
+    """Open the database of the settings (migrated) and the KEK files, as ``bootstrap``
+    wires them (without rebuilding the palm index). Raises KeyFileError."""
+    from sqlalchemy.orm import sessionmaker
+
+    from storefront.bootstrap import palm_index_snapshot_path
+    from storefront.clock import utc_now
+    from storefront.db.engine import make_engine
+    from storefront.db.migrate import upgrade
+    from storefront.security.audit import Audit
+    from storefront.settings import Settings
+    from storefront.subject_keys import (
+        KekFiles,
+        ReloadingKeyProvider,
+        SqlSubjectKeyStore,
+        StoreKeyring,
+    )
+    from storefront.templates_repo import SqlTemplateRepository
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        upgrade(engine)
+        db = sessionmaker(engine, expire_on_commit=False)
+        provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
+                                        development=settings.environment == "development")
+        yield _RetiredStore(SqlTemplateRepository(db),
+                            StoreKeyring(provider, SqlSubjectKeyStore(db)),
+                            Audit(db, utc_now), palm_index_snapshot_path(settings))
+    finally:
+        engine.dispose()
+
+
+def _retired(store: _RetiredStore, *, purge: bool, yes: bool,
+             as_json: bool) -> tuple[RetiredReport, PurgeResult | None]:
+    """Scan, show (unless JSON), and purge when asked and confirmed."""
+    from identity.retired import scan_retired
+
+    report = scan_retired(store.repository, store.cipher)
+    if not as_json:
+        _print_retired(report)
+    if not purge:
+        return report, None
+    purgeable = [s for s in report.affected if not s.unreadable]
+    if purgeable and not yes:
+        typer.confirm(f"Delete {sum(s.retired_total for s in purgeable)} retired "
+                      f"template(s) of {len(purgeable)} person(s)?", abort=True)
+    return report, _purge(store, report)
+
+
+def _purge(store: _RetiredStore, report: RetiredReport) -> PurgeResult:
+    """Purge ``report``'s retired templates, one audit entry per person. The index
+    snapshot is deleted first (one written before v3 may hold retired rows; the next
+    start rebuilds it), as :meth:`identity.service.IdentityService.delete` does."""
+    from identity.retired import purge_retired
+
+    def audited(done: PurgedSubject) -> None:
+        if done.deleted or done.removed:
+            store.audit.record(actor="cli", action="delete",
+                               subject=f"shopper:{done.subject_id}",
+                               details={"what": "retired palm templates",
+                                        **_purged_json(done)})
+
+    if report.affected:
+        store.snapshot.unlink(missing_ok=True)
+    return purge_retired(store.repository, store.cipher, report, on_subject=audited)
+
+
+def _versions(by_version: Mapping[int, int]) -> dict[str, int]:
+    """Format version -> count with string keys (JSON objects)."""
+    return {str(v): n for v, n in sorted(by_version.items())}
+
+
+def _purged_json(done: PurgedSubject) -> dict[str, Any]:
+    """One purged person (JSON output and audit details; ids and counts only)."""
+    return {"subject_id": done.subject_id, "templates": done.deleted,
+            "by_version": _versions(done.by_version), "kept": done.kept,
+            "removed_with_data_key": done.removed}
+
+
+def _retired_json(report: RetiredReport, purged: PurgeResult | None) -> dict[str, Any]:
+    """The ``--json`` document: ``persons``, ``summary`` and ``purged`` (null unless
+    ``--purge``); format versions are string keys."""
+    persons = [{"subject_id": s.subject_id, "retired": _versions(s.retired),
+                "usable": s.usable, "unreadable": s.unreadable} for s in report.subjects]
+    summary = {"persons_scanned": report.persons_scanned,
+               "templates_scanned": report.templates_scanned,
+               "usable_templates": report.usable, "affected_persons": len(report.affected),
+               "retired_templates": _versions(report.retired_by_version),
+               "unreadable_templates": report.unreadable}
+    done = None if purged is None else {
+        "templates_deleted": purged.deleted,
+        "persons": [_purged_json(p) for p in purged.subjects],
+        "skipped_unreadable": list(purged.skipped)}
+    return {"persons": persons, "summary": summary, "purged": done}
+
+
+def _print_retired(report: RetiredReport) -> None:
+    """The table of persons with retired or unreadable templates, then the summary line."""
+    versions = sorted(report.retired_by_version)
+    if report.subjects:
+        table = Table(title="persons with retired or unreadable palm templates")
+        table.add_column("subject", no_wrap=True)
+        for v in versions:
+            table.add_column(f"v{v}", justify="right")
+        table.add_column("usable", justify="right")
+        table.add_column("unreadable", justify="right")
+        for s in report.subjects:
+            table.add_row(s.subject_id, *(str(s.retired.get(v, 0)) for v in versions),
+                          str(s.usable), str(s.unreadable))
+        console.print(table)
+    split = ", ".join(f"v{v}: {n}" for v, n in report.retired_by_version.items()) or "none"
+    console.print(f"{len(report.affected)} of {report.persons_scanned} person(s) have "
+                  f"{sum(report.retired_by_version.values())} retired template(s) ({split}); "
+                  f"{report.unreadable} unreadable; {report.templates_scanned} template(s) "
+                  f"scanned", soft_wrap=True)
+
+
+def _print_purged(purged: PurgeResult) -> None:
+    removed = sum(1 for p in purged.subjects if p.removed)
+    console.print(f"purged {purged.deleted} retired template(s) of {len(purged.subjects)} "
+                  f"person(s); {removed} person(s) had no template left and were removed "
+                  f"with their data key", soft_wrap=True)
+    if purged.skipped:
+        console.print(f"[yellow]skipped {len(purged.skipped)} person(s) who also have "
+                      f"unreadable templates (look at them first): "
+                      f"{', '.join(purged.skipped)}[/yellow]", soft_wrap=True)

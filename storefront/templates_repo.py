@@ -21,6 +21,7 @@ from storefront.db.models import PalmTemplate, PalmTemplateChange
 
 _LOCK_KEY = 0x7A1A7E5  # arbitrary advisory-lock key of template writes
 _CHANGES_PER_CALL = 5000
+_IDS_PER_QUERY = 500  # bound parameters per IN (...) list
 
 
 class SqlTemplateRepository:
@@ -58,6 +59,30 @@ class SqlTemplateRepository:
                                       at=datetime.now(UTC)))
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    def delete_templates(self, template_ids: Sequence[str]) -> int:
+        """Delete the templates of ``template_ids`` (unknown ids ignored) in one transaction;
+        returns how many rows went.
+
+        Logged like :meth:`identity.repository.TemplateRepository.delete_templates`: each
+        shopper that lost a row is logged ``removed``, then each of their remaining rows
+        ``added`` again, so every worker drops the deleted ones (a deleted row is never
+        replayed as added: :meth:`changes_since` returns only rows still stored). The
+        shopper's data key is not touched.
+        """
+        wanted = list(dict.fromkeys(template_ids))
+        with self._sessions.begin() as db:
+            _serialise_writers(db)
+            owners: set[str] = set()
+            deleted = 0
+            for chunk in _chunks(wanted):
+                owners.update(db.scalars(sa.select(PalmTemplate.shopper_id)
+                                         .where(PalmTemplate.template_id.in_(chunk))))
+                result = db.execute(sa.delete(PalmTemplate)
+                                    .where(PalmTemplate.template_id.in_(chunk)))
+                deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
+            _log_replaced(db, sorted(owners))
+            return deleted
+
     def of_subjects(self, subject_ids: Sequence[str]) -> list[TemplateRecord]:
         """Every stored template of the given shoppers (unknown ids give none)."""
         wanted = list(dict.fromkeys(subject_ids))
@@ -93,6 +118,28 @@ class SqlTemplateRepository:
 def _record(row: PalmTemplate) -> TemplateRecord:
     return TemplateRecord(template_id=row.template_id, subject_id=row.shopper_id,
                           ciphertext=row.ciphertext, created_at=row.created_at)
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        yield ids[start : start + _IDS_PER_QUERY]
+
+
+def _log_replaced(db: Session, shopper_ids: list[str]) -> None:
+    """Log each shopper as ``removed``, then their remaining rows as ``added`` (replayed in
+    order by every worker: the shopper is dropped, what remains is indexed again)."""
+    at = datetime.now(UTC)
+    for shopper_id in shopper_ids:
+        db.add(PalmTemplateChange(kind="removed", shopper_id=shopper_id, template_id=None,
+                                  at=at))
+        db.flush()  # the removal gets the lower change-log position
+        remaining = db.scalars(sa.select(PalmTemplate.template_id)
+                               .where(PalmTemplate.shopper_id == shopper_id)
+                               .order_by(PalmTemplate.template_id)).all()
+        for template_id in remaining:
+            db.add(PalmTemplateChange(kind="added", shopper_id=shopper_id,
+                                      template_id=template_id, at=at))
+    db.flush()
 
 
 def _serialise_writers(db: Session) -> None:
