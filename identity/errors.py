@@ -53,17 +53,24 @@ class RetiredTemplateError(TemplateFormatError):
 class EnrolmentError(IdentityError):
     """An enrolment was refused (too few usable captures, duplicate palm, ...).
 
-    ``compared_subjects``: the enrolled persons whose stored templates the duplicate check
-    decrypted and compared before refusing (empty when it did not get that far), so the
-    caller can audit that biometric access.
+    ``compared_subjects``: the other enrolled persons whose stored templates the duplicate
+    check decrypted and compared before refusing (empty when it did not get that far, or
+    when only the enrolling person's own templates were compared), so the caller can audit
+    that biometric access; ``matched_subjects``: those of them whose palm matched (the
+    reason for the refusal). ``duplicate``: refused by the duplicate check (the palm is
+    already enrolled, for another person or for this one), i.e. after stored templates
+    were decrypted.
     """
 
     code = "enrolment_refused"
 
     def __init__(self, reason: str, *, outcomes: tuple[tuple[bool, str], ...] = (),
-                 compared_subjects: tuple[str, ...] = ()) -> None:
+                 compared_subjects: tuple[str, ...] = (),
+                 matched_subjects: tuple[str, ...] = (), duplicate: bool = False) -> None:
         super().__init__(reason, outcomes=outcomes)
         self.compared_subjects = compared_subjects
+        self.matched_subjects = matched_subjects
+        self.duplicate = duplicate
 
 
 class TemplateDecryptionError(IdentityError):

@@ -436,7 +436,9 @@ class IdentityService:
                                                allow_own=add_to_own)
         except EnrolmentError as exc:
             raise EnrolmentError(exc.reason, outcomes=_outcome_pairs(outcomes),
-                                 compared_subjects=exc.compared_subjects) from None
+                                 compared_subjects=exc.compared_subjects,
+                                 matched_subjects=exc.matched_subjects,
+                                 duplicate=exc.duplicate) from None
         now = datetime.now(UTC)
         records = [
             TemplateRecord(tid, subject_id, self._cipher.encrypt(subject_id, t.to_bytes()), now)
@@ -497,26 +499,26 @@ class IdentityService:
 
         Searches the first ``params.DUPLICATE_CHECK_CAPTURES`` captures (see there).
         Returns the other subjects whose stored templates were decrypted and compared
-        (sorted). Raises EnrolmentError (carrying those subjects) when one capture matches
-        another subject's palm, or (unless ``allow_own``) a palm this subject already
-        enrolled.
+        (sorted). Raises EnrolmentError (``duplicate``, carrying those subjects and the
+        ones whose palm matched) when one capture matches another subject's palm, or
+        (unless ``allow_own``) a palm this subject already enrolled.
         """
         own, seen = False, set[str]()
         threshold = self.decision_threshold()
         for t in templates[: params.DUPLICATE_CHECK_CAPTURES]:
             candidates, compared = self._search_compared(t)
             seen.update(compared)
-            for c in candidates:
-                if c.score < threshold:
-                    continue
-                if c.subject_id != subject_id:
-                    raise EnrolmentError("this palm is already enrolled for another account",
-                                         compared_subjects=_others(seen, subject_id))
-                own = True
+            matched = {c.subject_id for c in candidates if c.score >= threshold}
+            own = own or subject_id in matched
+            if matched - {subject_id}:
+                raise EnrolmentError("this palm is already enrolled for another account",
+                                     compared_subjects=_others(seen, subject_id),
+                                     matched_subjects=_others(matched, subject_id),
+                                     duplicate=True)
         if own and not allow_own:
             raise EnrolmentError("this palm is already enrolled on this account (to enrol it "
                                  "again, delete it first)",
-                                 compared_subjects=_others(seen, subject_id))
+                                 compared_subjects=_others(seen, subject_id), duplicate=True)
         return _others(seen, subject_id)
 
     def _search(self, probe: Template) -> list[Candidate]:

@@ -13,7 +13,7 @@ shown as ``shopper (self-service)``). The decision itself keeps its own entry
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from identity.service import Identification
@@ -21,13 +21,16 @@ from storefront.security.audit import Audit, NewEntry
 
 
 def compare_entries(*, actor: str, compared: Iterable[str], skip: str | None, purpose: str,
-                    store_id: str | None) -> list[NewEntry]:
+                    store_id: str | None, matched: Collection[str] = ()) -> list[NewEntry]:
     """One ``compare`` entry per person in ``compared`` except ``skip`` (whose own entry
-    records the decision); ``purpose`` is ``identification`` or ``duplicate_check``."""
-    details: dict[str, Any] = {"purpose": purpose, "store_id": store_id,
-                               "outcome": "not this person"}
+    records the decision); ``purpose`` is ``identification`` or ``duplicate_check``.
+    ``outcome``: ``not this person``, or for a person in ``matched`` (their palm matched
+    the one being enrolled, which was refused for it) ``matched: enrolment refused``."""
     return [NewEntry(actor=_neutral(actor), action="compare", subject=f"shopper:{s}",
-                     details=details) for s in compared if s != skip]
+                     details={"purpose": purpose, "store_id": store_id,
+                              "outcome": "matched: enrolment refused" if s in matched
+                              else "not this person"})
+            for s in compared if s != skip]
 
 
 def _neutral(actor: str) -> str:
@@ -53,11 +56,13 @@ def audit_identification(audit: Audit, *, actor: str, result: Identification,
 
 
 def audit_enrolment(audit: Audit, *, actor: str, shopper_id: str, compared: Iterable[str],
-                    store_id: str | None, details: dict[str, Any]) -> None:
+                    store_id: str | None, details: dict[str, Any],
+                    matched: Collection[str] = ()) -> None:
     """Record an enrolment (accepted or refused, ``details`` says which) of ``shopper_id``
-    and a ``compare`` entry for every other person its duplicate check compared."""
+    and a ``compare`` entry for every other person its duplicate check compared
+    (``matched``: those whose palm matched, so the enrolment was refused)."""
     entries = [NewEntry(actor=actor, action="enrol", subject=f"shopper:{shopper_id}",
                         details={**details, "store_id": store_id})]
     entries += compare_entries(actor=actor, compared=compared, skip=shopper_id,
-                               purpose="duplicate_check", store_id=store_id)
+                               purpose="duplicate_check", store_id=store_id, matched=matched)
     audit.record_many(entries)

@@ -115,9 +115,10 @@ class ShopperService:
             result = self._identity.enrol(subject_id=shopper_id, images=images,
                                           add_to_own=False, min_captures=min_captures)
         except EnrolmentError as exc:
-            if self._audit is not None and exc.compared_subjects:
+            if self._audit is not None and (exc.duplicate or exc.compared_subjects):
                 audit_enrolment(self._audit, actor=actor, shopper_id=shopper_id,
                                 compared=exc.compared_subjects, store_id=store_id,
+                                matched=exc.matched_subjects,
                                 details={"outcome": "refused", "reason": exc.reason,
                                          "captures": len(images)})
             raise

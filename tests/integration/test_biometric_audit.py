@@ -98,6 +98,11 @@ def test_a_refused_duplicate_enrolment_is_audited_with_its_comparisons(
     assert "another account" in str(refused[0].details["reason"])
     compares = [e for e in new if e.action == "compare"]
     assert f"shopper:{ann}" in {e.subject for e in compares}
+    # Ann's palm is the one that matched: her entry says so (not "not this person").
+    assert {e.subject: e.details["outcome"] for e in compares}[f"shopper:{ann}"] == (
+        "matched: enrolment refused")
+    assert all(e.details["outcome"] == "not this person" for e in compares
+               if e.subject != f"shopper:{ann}")
     # A shopper enrolling their own palm is never named to the persons compared.
     assert all(e.actor == "shopper (self-service)" and eve not in json.dumps(e.details)
                for e in compares)
@@ -128,3 +133,25 @@ def test_a_bad_entry_in_a_batch_appends_nothing(store: tuple[Container, list[str
     assert c.audit.record_many([]) == []
     after = c.audit.verify()
     assert after.ok and after.head_seq == before.head_seq
+
+
+def test_a_palm_refused_as_already_on_this_account_is_audited(
+        tmp_path: Path, database: str | None) -> None:
+    """Only Ann is enrolled: her second enrolment of the same palm decrypts her own
+    templates only (no other person compared) and is refused; the refusal is audited."""
+    c = bootstrap(Settings(data_dir=tmp_path, database_url=database))
+    try:
+        ann = c.shoppers.register(display_name="Ann", payment_token="tok_ann").id
+        c.shoppers.enrol_palm(shopper_id=ann, images=[_png(0, k) for k in range(2)],
+                              consent_text_version=CONSENT, actor="staff:kim")
+        before = len(c.audit.entries(limit=1000))
+        with pytest.raises(EnrolmentError, match="on this account"):
+            c.shoppers.enrol_palm(shopper_id=ann, images=[_png(0, k) for k in range(3, 5)],
+                                  actor=f"shopper:{ann}")
+        new = c.audit.entries(after_seq=before, limit=1000)
+        assert [(e.action, e.subject, e.details["outcome"]) for e in new] == [
+            ("enrol", f"shopper:{ann}", "refused")]
+        assert "on this account" in str(new[0].details["reason"])
+        assert c.audit.verify().ok
+    finally:
+        c.close()

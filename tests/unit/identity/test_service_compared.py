@@ -91,3 +91,33 @@ def test_a_refusal_before_the_duplicate_check_compared_nobody() -> None:
     with pytest.raises(EnrolmentError) as refused:
         svc.enrol(subject_id="a", images=[_png(0, 0)])
     assert refused.value.compared_subjects == ()
+
+
+def test_a_duplicate_refusal_names_the_subject_whose_palm_matched() -> None:
+    repo = InMemoryTemplateRepository()
+    svc = _service(repo)
+    svc.enrol(subject_id="a", images=[_png(0, c) for c in range(2)])
+    svc.enrol(subject_id="b", images=[_png(1, c) for c in range(2)])
+    with pytest.raises(EnrolmentError, match="another account") as refused:
+        svc.enrol(subject_id="z", images=[_png(0, c) for c in range(2, 4)])
+    assert refused.value.duplicate
+    assert refused.value.matched_subjects == ("a",)
+    assert set(refused.value.compared_subjects) == {"a", "b"}
+
+
+def test_a_refusal_as_already_on_this_account_is_marked_a_duplicate() -> None:
+    """Only the person's own templates were compared (no other person): the refusal still
+    says the duplicate check ran, so the caller audits it."""
+    svc = _service(InMemoryTemplateRepository())
+    svc.enrol(subject_id="a", images=[_png(0, c) for c in range(2)])
+    with pytest.raises(EnrolmentError, match="on this account") as refused:
+        svc.enrol(subject_id="a", images=[_png(0, c) for c in range(2, 4)], add_to_own=False)
+    assert refused.value.duplicate
+    assert refused.value.compared_subjects == () and refused.value.matched_subjects == ()
+
+
+def test_a_refusal_before_the_duplicate_check_is_not_a_duplicate() -> None:
+    svc = _service(InMemoryTemplateRepository(), min_enrolment_captures=3)
+    with pytest.raises(EnrolmentError) as refused:
+        svc.enrol(subject_id="a", images=[_png(0, 0)])
+    assert not refused.value.duplicate
