@@ -189,3 +189,52 @@ def test_malformed_options_are_refused_with_a_reason(
     code, out = _run(*args)
     assert code == 2 and reason in out, out
     assert not (tmp_path / "store").exists()  # refused before opening anything
+
+
+def test_a_missing_database_is_an_error_and_nothing_is_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped state folder must not be reported as an empty store (exit 0) after a
+    fresh database and a fresh KEK were made up there."""
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "typo"))
+    monkeypatch.delenv("STOREFRONT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("STOREFRONT_KEY_FILE", raising=False)
+    for args in ([], ["--json"], ["--purge", "--yes"]):
+        code, out = _run(*args)
+        assert code == 2 and "no database at" in " ".join(out.split()), out
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_missing_key_file_is_an_error_and_no_key_is_made_up(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the database in place but the KEK file elsewhere, a new KEK must not be
+    created (every template would then read as unreadable, and the service would later
+    start with a key that opens nothing)."""
+    missing = tmp_path / "elsewhere" / "kek.key"
+    monkeypatch.setenv("STOREFRONT_KEY_FILE", str(missing))
+    code, out = _run("--json")
+    assert code == 2 and "does not exist" in " ".join(out.split()), out
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_a_database_without_the_storefront_tables_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "store"
+    state.mkdir()
+    engine = sa.create_engine(f"sqlite:///{state / 'storefront.db'}")
+    with engine.begin() as db:
+        db.execute(sa.text("CREATE TABLE unrelated (x INTEGER)"))
+    engine.dispose()
+    (state / "keys").mkdir()
+    key = state / "keys" / "kek.key"
+    key.write_bytes(bytes(range(1, 33)))
+    key.chmod(0o600)
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(state))
+    monkeypatch.delenv("STOREFRONT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("STOREFRONT_KEY_FILE", raising=False)
+    code, out = _run()
+    assert code == 2 and "no palm templates table" in " ".join(out.split()), out
+    engine = sa.create_engine(f"sqlite:///{state / 'storefront.db'}")
+    try:
+        assert sa.inspect(engine).get_table_names() == ["unrelated"]  # not migrated
+    finally:
+        engine.dispose()
