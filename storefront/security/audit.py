@@ -11,14 +11,21 @@ RFC 6962 style logs: changing, removing or reordering any entry breaks every lin
 after it; removing the newest entries is caught by the head row (``audit_head``),
 which :meth:`Audit.verify` also reports so it can be anchored outside the database.
 
-Writers serialise on the primary key: two writers that read the same last entry
-both try to insert ``seq + 1`` and the loser retries.
+Writers serialise on the head row: each append first locks ``audit_head``
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite writers of a process already queue on
+the database's write lock, see :mod:`storefront.db.engine`), so concurrent writers wait
+their turn instead of racing. The primary key is the backstop: two writers that read the
+same last entry (the very first append, before the head row exists, or writers of another
+SQLite process) both try to insert ``seq + 1`` and the loser retries after a short,
+randomised pause.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +53,8 @@ tender decided later: captured or failed, by reconciliation or by a cashier's re
 ``hold_released`` (reconciliation voided a hold that reached the processor after its
 tender was recorded failed); see :mod:`storefront.till`."""
 _ATTEMPTS: Final = 20
+_BACKOFF_S: Final = 0.002
+"""Upper bound of the random pause before retry n (seconds, times n)."""
 
 
 def entry_hash(*, seq: int, at: datetime, actor: str, action: str, subject: str,
@@ -120,16 +129,17 @@ class Audit:
         rows = [_checked(e) for e in entries]
         if not rows:
             return []
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
             try:
                 return self._append(rows)
             except IntegrityError:
-                continue
+                time.sleep(random.uniform(0, _BACKOFF_S * (attempt + 1)))
         raise Conflict("the audit log stayed contended; retry")
 
     def _append(self, rows: Sequence[tuple[str, str, str, str]]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
         with self._db.begin() as db:
+            head = db.get(AuditHead, 1, with_for_update=True)
             last = db.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq.desc())
                               .limit(1)).first()
             seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
@@ -144,7 +154,6 @@ class Audit:
                                        prev, digest))
                 prev = digest
             db.flush()
-            head = db.get(AuditHead, 1)
             if head is None:
                 db.add(AuditHead(id=1, seq=seq, hash=prev))
             else:
