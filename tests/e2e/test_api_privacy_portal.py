@@ -62,13 +62,14 @@ def portal(tmp_path: Path) -> Iterator[dict[str, Any]]:
     app = create_app(container)
     app.state.privacy = build_privacy(container, clock=clock, hasher=hasher)
     with TestClient(app) as client:
-        people = {name: _person(client, container, name, palm)
+        people = {name: _person(client, container, clock, name, palm)
                   for name, palm in (("ann", 0), ("bob", 1))}
         yield {"client": client, "c": container, "clock": clock, "hasher": hasher, **people}
     container.close()
 
 
-def _person(client: TestClient, c: Container, name: str, palm: int) -> dict[str, Any]:
+def _person(client: TestClient, c: Container, clock: Clock, name: str,
+            palm: int) -> dict[str, Any]:
     r = client.post("/auth/signup", json={"email": f"{name}@example.org", "password": PASSWORD,
                                           "display_name": name.title(),
                                           "payment_token": f"tok_{name}"})
@@ -84,7 +85,7 @@ def _person(client: TestClient, c: Container, name: str, palm: int) -> dict[str,
     assert entry.shopper_id == shopper and entry.session_id
     c.ingest.record(session_id=entry.session_id, kind="picked", product_code="APPLE-1",
                     quantity=2, device_id=f"cart-{name}", device_seq=1,
-                    sensor_time=datetime.now(UTC) - timedelta(seconds=5))
+                    sensor_time=clock.now - timedelta(seconds=5))
     receipt = c.checkout.exit(entry.session_id).receipt_id
     palm_id = client.get("/me/palms", headers=auth).json()[0]["id"]
     export = client.post("/me/exports", headers=auth).json()["id"]
