@@ -256,26 +256,37 @@ def test_a_resend_whose_hold_lands_after_reconciliation_failed_it_is_voided(
     assert c.staffed.close(session_id=sid, staff_id="ann").paid_minor == 600
 
 
+def _race_resend_with_reconcile(shop: Any, when: str,
+                                round_: int) -> tuple[str, int, str, str, Tender]:
+    """A card tender of 6.00 whose authorize call crashed ``when`` (before or after the
+    processor acted); later, reconciliation and the cashier's resend run at once (the
+    resend 3 x ``round_`` ms late, so rounds meet at different steps). Returns the
+    session id, the processor's captured total before the race, what reconciliation
+    reported, the resend's tender state and the tender row after both."""
+    c, clock, processor = shop
+    sid = _staffed(c, clock, device_seq=round_ + 1)
+    processor.crash_authorize = when
+    with pytest.raises(Crash):
+        c.staffed.take_tender(**_card(sid, "k1", 600))
+    processor.crash_authorize = None
+    clock.now += LATER
+    before = processor.captured()
+
+    def run(i: int) -> str:
+        if i == 0:
+            return ",".join(t.outcome for t in _reconcile(c, clock).tenders)
+        time.sleep(round_ * 0.003)
+        return str(c.staffed.take_tender(**_card(sid, "k1", 600))[0].state)
+    reconciled, resent = _together(run)
+    return sid, before, reconciled, resent, _tender(c, sid)
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_reconcile_racing_a_resend_records_one_outcome_and_charges_once(
         shop: Any, when: str) -> None:
-    c, clock, processor = shop
+    c, _, processor = shop
     for round_ in range(4):
-        sid = _staffed(c, clock, device_seq=round_ + 1)
-        processor.crash_authorize = when
-        with pytest.raises(Crash):
-            c.staffed.take_tender(**_card(sid, "k1", 600))
-        processor.crash_authorize = None
-        clock.now += LATER
-        before = processor.captured()
-
-        def run(i: int, sid: str = sid, delay: float = (round_ % 4) * 0.003) -> str:
-            if i == 0:
-                return ",".join(t.outcome for t in _reconcile(c, clock).tenders)
-            time.sleep(delay)  # 0-9 ms: the resend meets reconciliation at each step
-            return str(c.staffed.take_tender(**_card(sid, "k1", 600))[0].state)
-        reconciled, resent = _together(run)
-        row = _tender(c, sid)
+        sid, before, reconciled, resent, row = _race_resend_with_reconcile(shop, when, round_)
         assert row.state in ("captured", "failed"), (reconciled, resent, row.state)
         # Neither side fails, and what reconciliation reports agrees with what is recorded
         # ("": the resend had stamped the tender before reconciliation read it).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 import pytest
@@ -19,13 +18,13 @@ from storefront.security.audit import AuditRecord
 from tests.integration.test_staffed_reconcile import (  # noqa: F401 - fixture
     LATER,
     _crash,
+    _race_resend_with_reconcile,
     _reconcile,
     _tender,
     _together,
     shop,
 )
 from tests.integration.test_staffed_review_fixes import (
-    Crash,
     _card,
     _cash,
     _declined,
@@ -210,23 +209,9 @@ def test_reconcile_racing_a_resend_audits_the_one_outcome_once(
         shop: Any, when: str) -> None:  # noqa: F811 - the imported fixture
     """Whoever writes the outcome (the cashier's resend or reconciliation) records it, and
     only they: the captured amounts in the audit add up to what the processor captured."""
-    c, clock, processor = shop
+    c, _, processor = shop
     for round_ in range(3):
-        sid = _staffed(c, clock, device_seq=round_ + 1)
-        processor.crash_authorize = when
-        with pytest.raises(Crash):
-            c.staffed.take_tender(**_card(sid, "k1", 600))
-        processor.crash_authorize = None
-        clock.now += LATER
-        before = processor.captured()
-
-        def run(i: int, sid: str = sid, delay: float = round_ * 0.003) -> str:
-            if i == 0:
-                return ",".join(t.outcome for t in _reconcile(c, clock).tenders)
-            time.sleep(delay)  # the resend meets reconciliation at different steps
-            return str(c.staffed.take_tender(**_card(sid, "k1", 600))[0].state)
-        reconciled, resent = _together(run)
-        row = _tender(c, sid)
+        sid, before, reconciled, resent, row = _race_resend_with_reconcile(shop, when, round_)
         assert row.state in ("captured", "failed"), (reconciled, resent, row.state)
         settled = [e for e in _money(c, sid) if e.action == "tender_settled"]
         assert len(settled) == 1, (reconciled, resent, settled)

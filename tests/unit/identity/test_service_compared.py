@@ -6,24 +6,9 @@ from __future__ import annotations
 import pytest
 
 from identity.errors import EnrolmentError
-from identity.imageio import encode_png
-from identity.protection import TemplateCipher
 from identity.repository import InMemoryTemplateRepository, TemplateRecord
 from identity.service import IdentityService
-from identity.settings import IdentitySettings
-from identity.synthetic import SyntheticPalms
-
-PALMS = SyntheticPalms(seed=11)
-KEK = bytes(range(32))
-
-
-def _png(palm: int, capture: int) -> bytes:
-    return encode_png(PALMS.capture(palm, capture))
-
-
-def _service(repo: InMemoryTemplateRepository, **settings: int) -> IdentityService:
-    return IdentityService(repository=repo, cipher=TemplateCipher(KEK, "test"),
-                           settings=IdentitySettings(**settings))
+from tests.unit.identity.test_service_rescore import _png, _service
 
 
 @pytest.fixture(scope="module")
