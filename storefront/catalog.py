@@ -22,6 +22,10 @@ from storefront.db.models import Product
 from storefront.errors import InvalidInput, UnknownProduct
 
 _CODE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+MAX_PRICE_MINOR = 10**9
+"""The highest unit price a product may have (minor units, per kg for weighed goods):
+10,000,000.00 in a two-decimal currency. Every way into the catalogue (the API, file
+imports, the demo's baskets) refuses more, so totals stay far inside a 64-bit column."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ def is_valid_gtin(code: str) -> bool:
 def make_item(code: str, name: str, unit_price_minor: int, currency: str, *,
               sold_by_weight: bool = False, tax_category: str = "standard",
               allow_discount: bool = True, age_restricted: bool = False) -> CatalogueItem:
-    """Build a validated catalogue item; raises InvalidInput on a bad code, name or price.
+    """Build a validated catalogue item; raises InvalidInput on a bad code, name or price
+    (a price is 0 to ``MAX_PRICE_MINOR`` minor units).
 
     ``is_gtin`` is set from the GS1 check digit (python-stdnum); other codes are
     accepted as the seller's own.
@@ -78,6 +83,9 @@ def make_item(code: str, name: str, unit_price_minor: int, currency: str, *,
         raise InvalidInput(f"product {code}: price must be an integer of minor units")
     if unit_price_minor < 0:
         raise InvalidInput(f"product {code}: price must not be negative")
+    if unit_price_minor > MAX_PRICE_MINOR:
+        raise InvalidInput(f"product {code}: price {unit_price_minor} is above the highest "
+                           f"allowed, {MAX_PRICE_MINOR} minor units")
     if not _CODE.match(tax_category):
         raise InvalidInput(f"product {code}: bad tax category {tax_category!r}")
     return CatalogueItem(code, name, unit_price_minor, currency, is_valid_gtin(code),

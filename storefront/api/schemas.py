@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from fastapi import Path
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from storefront.catalog import MAX_PRICE_MINOR
+
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the server a device clock may be
 EARLIEST_SENSOR_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 ID_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -57,7 +59,7 @@ class ProductIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
     name: Text = Field(min_length=1, max_length=300)
-    unit_price_minor: StrictCount = Field(ge=0, le=10**9)
+    unit_price_minor: StrictCount = Field(ge=0, le=MAX_PRICE_MINOR)
 
 
 class ProductOut(BaseModel):
