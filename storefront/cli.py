@@ -97,5 +97,29 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    A setting that does not validate (a ``STOREFRONT_*`` variable or ``.env`` value of the
+    wrong type or out of range) ends the command with its reasons and exit code 2, rather
+    than a traceback.
+    """
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title not in _ENV_PREFIXES:
+            raise  # not a settings class: a defect to see in full
+        console.print(f"[red]error:[/red] configuration is not valid ({exc.title}):")
+        prefix = _ENV_PREFIXES[exc.title]
+        for problem in exc.errors(include_url=False, include_input=False):
+            where = "_".join(str(p) for p in problem["loc"]).upper()
+            name = f"{prefix}{where}" if prefix and where else where or exc.title
+            console.print(f"  {name}: {problem['msg']}", markup=False, highlight=False,
+                          soft_wrap=True)
+        raise SystemExit(2) from None
+
+
+_ENV_PREFIXES = {"Settings": "STOREFRONT_", "IdentitySettings": "STOREFRONT_IDENTITY_",
+                 "SecuritySettings": "STOREFRONT_SECURITY_", "MqttSettings": "STOREFRONT_MQTT_"}
+"""The environment-variable prefix of each settings class, to name a bad variable."""
