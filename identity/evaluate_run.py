@@ -1,7 +1,8 @@
 """Run the whole palm pipeline over a manifest folder and measure it (ISO/IEC 19795-1).
 
 Input: ``DIR/manifest.csv`` with the columns ``path,identity,session,capture,source``
-(``path`` relative to ``DIR``; extra columns are ignored). Every image goes through
+(``path`` relative to ``DIR`` and inside it, see :func:`manifest_path`; extra columns are
+ignored). Every image goes through
 :func:`identity.imageio.decode_image` -> :func:`identity.roi.extract_roi` ->
 :func:`identity.features.extract_features` (CompCode and OrdinalCode) ->
 :class:`identity.template.Template`, timed per image. Comparisons use the pipeline's
@@ -20,7 +21,13 @@ different captures are compared once (the capture later in manifest order is the
   capture (two sessions: none in the reference session; one session: none at all),
   divided by all identities.
 * Rank-1: closed set. Two sessions: each probe against all references, ranked by
-  identity; one session: each capture against all the others (leave one out).
+  identity; one session: each capture against all the others (leave one out). Only
+  probes whose identity has a reference count (one session: another acquired capture of
+  the same identity).
+
+A measure without data is ``None`` (``n/a`` on screen), never 0: EER and FNMR at FMR
+without genuine or impostor comparisons, rank-1 without a probe that has a reference,
+FTA / FTE without captures / identities, the timings without acquired captures.
 """
 
 from __future__ import annotations
@@ -81,7 +88,8 @@ def read_manifest(folder: Path, limit_identities: int | None = None) -> list[Cap
 
     ``limit_identities`` keeps the first N identities in sorted order. Raises
     :class:`ManifestError` when the folder or file is missing, a required column is
-    absent, a row has an empty field, or no row is left.
+    absent, a row has an empty field or a path that leaves the folder
+    (:func:`manifest_path`), or no row is left.
     """
     manifest = folder / "manifest.csv"
     if not folder.is_dir():
@@ -105,13 +113,29 @@ def read_manifest(folder: Path, limit_identities: int | None = None) -> list[Cap
     return rows
 
 
+def manifest_path(folder: Path, path: str) -> Path:
+    """``folder / path`` for a manifest's ``path`` value, refused when it leaves the folder.
+
+    The value must be relative and must not name a parent (no ``..`` part), the rule of
+    the demo's ``--palms`` loader; symbolic links inside the folder are followed as they
+    are (a data set may link its images). Raises :class:`ManifestError` otherwise.
+    """
+    rel = Path(path)
+    if rel.is_absolute() or ".." in rel.parts or rel.drive:
+        raise ManifestError(f"path {path!r} leaves the folder")
+    return folder / rel
+
+
 def _capture(folder: Path, row: dict[str | Any, str | Any], line: int) -> Capture:
     values = {c: (row.get(c) or "").strip() for c in REQUIRED_COLUMNS}
     empty = [c for c, v in values.items() if not v]
     if empty:
         raise ManifestError(f"manifest line {line}: empty {', '.join(empty)}")
-    return Capture(folder / values["path"], values["identity"], values["session"],
-                   values["capture"])
+    try:
+        path = manifest_path(folder, values["path"])
+    except ManifestError as exc:
+        raise ManifestError(f"manifest line {line}: {exc.reason}") from None
+    return Capture(path, values["identity"], values["session"], values["capture"])
 
 
 def acquire(captures: list[Capture], progress: Progress | None = None) -> Acquired:
@@ -161,7 +185,8 @@ def evaluate_folder(
     ``fte``, ``genuine_comparisons``, ``impostor_comparisons``, ``identities``,
     ``images``, ``extract_ms_p50``, ``compare_us_p50`` and details; rates are fractions.
     ``eer`` and ``fnmr_at_fmr`` are ``None`` when genuine or impostor comparisons are
-    missing. Raises :class:`ManifestError` on a bad folder or manifest.
+    missing, ``rank1`` when no probe has a reference of its identity (see the module
+    docstring). Raises :class:`ManifestError` on a bad folder or manifest.
     """
     captures = read_manifest(folder, limit_identities)
     split = _split(captures)
@@ -218,7 +243,8 @@ def _report(captures: list[Capture], acq: Acquired, split: tuple[str, str] | Non
         "eer": ev.equal_error_rate(genuine, impostor) if both else None,
         "fnmr_at_fmr": {k: (ev.fnmr_at_fmr(genuine, impostor, f) if both else None)
                         for k, f in FMR_TARGETS.items()},
-        "fnmr_at_fmr_note": "null = fewer impostor comparisons than 1/FMR, not resolvable",
+        "fnmr_at_fmr_note": ("null = no genuine or no impostor comparisons, or fewer "
+                             "impostor comparisons than 1/FMR: not resolvable"),
         "score_at_fmr": {k: (ev.score_at_fmr(impostor, f) if impostor.size else None)
                          for k, f in FMR_TARGETS.items()},
         "rank1": rank1,

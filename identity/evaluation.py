@@ -129,15 +129,18 @@ def rank1_rate(
     """Closed-set rank-1 identification rate (fraction) from a score matrix.
 
     ``scores``: ``(N probes, M references)`` similarities; ``probe_ids`` (N) and
-    ``reference_ids`` (M) are identity labels. Each probe's identities are ranked by
-    their best reference score; only probes whose identity has a reference count.
-    A tie at the top counts as a miss unless all tied identities are the probe's.
-    Returns ``None`` when no probe has an enrolled identity. Raises
-    :class:`MetricsInputError` on shape mismatches.
+    ``reference_ids`` (M) are identity labels. A score of ``-inf`` marks a pair that was
+    not compared (leave one out: a capture against itself). Each probe's identities are
+    ranked by their best reference score; only probes with a compared reference of their
+    own identity count. A tie at the top counts as a miss unless all tied identities are
+    the probe's. Returns ``None`` when no probe counts. Raises
+    :class:`MetricsInputError` on shape mismatches or NaN scores.
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or s.shape != (len(probe_ids), len(reference_ids)):
         raise MetricsInputError(f"score matrix {s.shape} does not fit the id lists")
+    if np.isnan(s).any() or np.isposinf(s).any():
+        raise MetricsInputError("scores must be finite or -inf (not compared)")
     labels, ref_idx = np.unique(np.asarray(reference_ids, dtype=object), return_inverse=True)
     if s.shape[0] == 0 or labels.size == 0:
         return None
@@ -145,19 +148,20 @@ def rank1_rate(
     for k in range(labels.size):
         per_id[:, k] = s[:, ref_idx == k].max(axis=1)
     lookup = {str(label): k for k, label in enumerate(labels)}
-    own = np.array([lookup.get(str(p), -1) for p in probe_ids])
-    enrolled = own >= 0
-    if not enrolled.any():
+    own = np.array([lookup.get(str(p), -1) for p in probe_ids], dtype=np.int64)
+    own_score = np.where(own >= 0, per_id[np.arange(s.shape[0]), np.maximum(own, 0)], -np.inf)
+    counted = np.isfinite(own_score)  # the probe's identity has a compared reference
+    if not counted.any():
         return None
-    rows = per_id[enrolled]
-    own_score = rows[np.arange(rows.shape[0]), own[enrolled]]
+    rows = per_id[counted]
     others = rows.copy()
-    others[np.arange(rows.shape[0]), own[enrolled]] = -np.inf
-    return float(np.mean(own_score > others.max(axis=1)))
+    others[np.arange(rows.shape[0]), own[counted]] = -np.inf
+    return float(np.mean(own_score[counted] > others.max(axis=1)))
 
 
-def failure_rate(failures: int, attempts: int) -> float:
-    """``failures / attempts`` as a fraction (FTA, FTE); 0.0 when nothing was attempted."""
+def failure_rate(failures: int, attempts: int) -> float | None:
+    """``failures / attempts`` as a fraction (FTA, FTE); ``None`` when nothing was
+    attempted (no data, not 0)."""
     if failures < 0 or attempts < 0 or failures > attempts:
         raise MetricsInputError(f"bad counts: {failures} failures of {attempts} attempts")
-    return failures / attempts if attempts else 0.0
+    return failures / attempts if attempts else None

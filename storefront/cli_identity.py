@@ -99,15 +99,22 @@ def _summary(report: dict[str, Any]) -> None:
 
 @identity_app.command()
 def bench(
-    gallery: Annotated[int, typer.Option(min=1000, max=10_000_000,
-                                         help="Gallery size in templates.")],
-    palms: Annotated[Path, typer.Option(help="Tongji-style folder with manifest.csv.")],
+    gallery: Annotated[int, typer.Option(
+        min=1000, max=10_000_000,
+        help="Gallery size in templates, 1,000 to 10,000,000 (real palms + fillers).")],
+    palms: Annotated[Path, typer.Option(help=(
+        "Folder of real palm images with manifest.csv "
+        "(path,identity,session,capture,source) and two sessions, e.g. "
+        "$STOREFRONT_DATA_DIR/palm/tongji-roi. The first --real-palms identities (sorted) "
+        "are enrolled from the first session and probed with the second; the next 150 "
+        "identities feed the filler templates."))],
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")]
     = None,
     real_palms: Annotated[int, typer.Option(min=2, help="Probed real palms.")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the filler templates.")] = 2026,
 ) -> None:
-    """1:N search at scale: real palms + filler templates; identify time, recall, bytes."""
+    """1:N search at scale: real palms (from --palms) + filler templates up to --gallery;
+    identify time, shortlist recall, bytes per palm, restart times."""
     from identity.scale_bench import load_data, run
 
     try:

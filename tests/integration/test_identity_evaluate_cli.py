@@ -84,6 +84,52 @@ def test_limit_identities(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["identities"] == 2
 
 
+def test_a_single_image_reports_no_measure_as_zero(tmp_path: Path) -> None:
+    """One capture: no comparison, nothing to rank; every such measure is null / n/a."""
+    folder = _folder(tmp_path / "set", palms=1, per_session=1, sessions=1)
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["genuine_comparisons"] == 0 and report["impostor_comparisons"] == 0
+    assert report["rank1"] is None and report["eer"] is None
+    assert set(report["fnmr_at_fmr"].values()) == {None}
+    assert set(report["score_at_fmr"].values()) == {None}
+    assert report["fta"] == 0.0 and report["fte"] == 0.0  # one capture, acquired
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in result.output.splitlines() if line.count("│") == 3}
+    assert rows["rank-1"] == "n/a" and rows["EER"] == "n/a"
+    assert rows["FNMR at FMR 1e-3"] == "n/a"
+
+
+def test_one_capture_per_identity_has_impostors_but_no_rank1(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "set", palms=3, per_session=1, sessions=1)
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["genuine_comparisons"] == 0 and report["impostor_comparisons"] == 3
+    assert report["rank1"] is None  # no capture has another of its own palm (was 0.0)
+    assert report["eer"] is None
+
+
+@pytest.mark.parametrize("path", ["../outside.png", "p0/../../outside.png", "ABSOLUTE"])
+def test_a_path_leaving_the_folder_is_refused(tmp_path: Path, path: str) -> None:
+    """As the demo's --palms loader: a manifest path outside its folder is never read."""
+    folder = _folder(tmp_path / "set", palms=2, per_session=2)
+    outside = tmp_path / "outside.png"  # a readable palm image, so reading it would succeed
+    outside.write_bytes((folder / "p0" / "s1_0.png").read_bytes())
+    value = str(outside) if path == "ABSOLUTE" else path
+    with (folder / "manifest.csv").open("a", newline="") as f:
+        csv.writer(f).writerow([value, "p0", "1", "9", "synthetic"])
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "error:" in text and "leaves the folder" in text and "manifest line 10" in text
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("case", ["no folder", "no manifest", "missing column", "empty field",
                                   "no rows"])
 def test_malformed_input_is_a_clear_error(tmp_path: Path, case: str) -> None:

@@ -87,7 +87,8 @@ def test_no_impostors_or_bad_input_refused() -> None:
         ev.det_curve([np.nan], [0.1])
     with pytest.raises(ev.MetricsInputError):
         ev.failure_rate(3, 2)
-    assert ev.failure_rate(0, 0) == 0.0
+    assert ev.failure_rate(0, 0) is None  # nothing attempted: no data, not a 0 % rate
+    assert ev.failure_rate(0, 3) == 0.0
     assert ev.failure_rate(1, 4) == 0.25
 
 
@@ -113,6 +114,24 @@ def test_rank1_takes_best_template_per_identity() -> None:
     scores = np.array([[0.2, 0.7, 0.6]])
     assert ev.rank1_rate(scores, ["b"], ["b", "a", "b"]) == 0.0
     assert ev.rank1_rate(scores, ["a"], ["b", "a", "b"]) == 1.0
+
+
+def test_rank1_leave_one_out_counts_only_probes_with_another_own_capture() -> None:
+    inf = -np.inf
+    # one capture: compared with nothing (its own pair is left out), nothing to rank
+    assert ev.rank1_rate(np.array([[inf]]), ["a"], ["a"]) is None
+    # two identities with one capture each: impostor scores only, still nothing to rank
+    assert ev.rank1_rate(np.array([[inf, 0.3], [0.3, inf]]), ["a", "b"], ["a", "b"]) is None
+    # a, a, b: both a captures find each other first; b has no other capture, not counted
+    scores = np.array([[inf, 0.8, 0.2], [0.8, inf, 0.9], [0.2, 0.9, inf]])
+    ids = ["a", "a", "b"]
+    assert ev.rank1_rate(scores, ids, ids) == pytest.approx(1 / 2)  # the second a loses to b
+
+
+def test_rank1_refuses_nan_and_positive_infinity() -> None:
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ev.MetricsInputError):
+            ev.rank1_rate(np.array([[bad, 0.1]]), ["a"], ["a", "b"])
 
 
 # --- golden palms and perturbations (synthetic generator, fixed seeds) -------------

@@ -10,7 +10,7 @@ import pytest
 from identity.errors import DuplicateTemplateError, TemplateFormatError
 from identity.index import PalmIndex, pool_codes
 from identity.matcher import PreparedProbe, ReferenceSet
-from identity.scale_bench import filler_codes
+from identity.scale_bench import filler_codes, round_seconds
 from identity.template import Template
 
 GRID = (32, 32)
@@ -132,3 +132,12 @@ def test_fast_2x2_pooling_equals_the_generic_one() -> None:
     generic = np.packbits((bits.sum(axis=(3, 5)) * 2 > 4).reshape(50, -1), axis=1)
     assert np.array_equal(_pool_2x2(codes, 32, 32), generic)
     assert np.array_equal(pool_codes(codes, GRID, (2, 2)), generic)
+
+
+def test_bench_times_keep_four_significant_digits() -> None:
+    # a restart of a small gallery (1,000 templates at ~20,000 per second) is not 0.0
+    assert round_seconds(1000 / 20_000) == 0.05
+    assert round_seconds(0.000123456) == 0.0001235
+    assert round_seconds(12.3456) == 12.35
+    assert round_seconds(1234.56) == 1235.0
+    assert round_seconds(0.0) == 0.0
