@@ -20,16 +20,24 @@ Promotion rows (``סוג הטבה`` is the standard's RewardType):
 Rates above 100 are hundredths of a percent (some chains write 5000 for 50 %),
 rates up to 100 are percent. The free-text description is kept for the receipt
 and never parsed.
+
+Numbers (prices, rates, minimum quantities) must be plain decimals as the files
+write them (``12.90``, ``3``, ``-5``): ASCII digits with an optional sign and
+decimal point, at most 15 decimals. Exponents (``1e3``), NaN, Infinity, digit
+separators and non-ASCII digits reject the row. A price or promotion price is
+0.01 to ``MAX_PRICE_MINOR`` agorot (the catalogue's bound); a minimum quantity
+at most ``MAX_MIN_QUANTITY`` units or kg.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from storefront.catalog import CatalogueItem, make_item
+from storefront.catalog import MAX_PRICE_MINOR, CatalogueItem, make_item
 from storefront.errors import InvalidInput
 from storefront.money import parse_major_to_minor
 from storefront.pricing.model import FULL_RATE_BP, MILLI_PER_UNIT, Promotion, PromotionKind
@@ -44,6 +52,12 @@ PROMO_COLUMNS = {"chain": "מזהה רשת", "store": "מזהה חנות", "barc
                  "price": "מחיר מבצע (₪)", "rate": "שיעור הנחה", "club": "מועדון",
                  "coupon": "קופון", "reward_type": "סוג הטבה"}
 _ANY_WEIGHT_GRAMS = 10
+MAX_MIN_QUANTITY = 1_000_000
+"""The largest minimum quantity of a promotion row (units, or kg for weighed goods); the
+files' largest is 10,000. Keeps the milli-quantities stored far inside their columns."""
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]{0,15})?|\.[0-9]{1,15})")
+"""ASCII digits, optional sign and point, at most 15 decimals: with the bounds below, every
+number accepted is computed exactly in Decimal's 28 digits (no silent rounding)."""
 
 
 class Rejected(Exception):
@@ -67,19 +81,15 @@ def parse_product(row: Mapping[str, str]) -> CatalogueItem:
     """A catalogue item (ILS agorot; price per kg when weighed) from a price row.
 
     Raises:
-        Rejected: missing barcode or name, bad or non-positive price, bad flags.
+        Rejected: missing barcode or name, a price that is not a plain decimal of whole
+            agorot, not positive or above ``MAX_PRICE_MINOR``, bad flags.
     """
     code, name = row["barcode"].strip(), " ".join(row["name"].split())
     if not code:
         raise Rejected("missing barcode")
     if not name:
         raise Rejected("missing name")
-    try:
-        price = parse_major_to_minor(row["price"])
-    except InvalidInput as exc:
-        raise Rejected("bad price") from exc
-    if price <= 0:
-        raise Rejected("non-positive price")
+    price = _minor(row["price"], "price")
     weighed = _flag(row["weighed"], default=False, reason="bad weighed flag")
     allow = _flag(row["allow_discount"], default=True, reason="bad allow-discount flag")
     try:
@@ -183,6 +193,8 @@ def _min_milli(text: str, item: CatalogueItem) -> int:
     value = _decimal(text or "1", "bad minimum quantity")
     if value < 0:
         raise Rejected("negative minimum quantity")
+    if value > MAX_MIN_QUANTITY:
+        raise Rejected("minimum quantity too large")
     milli = value * MILLI_PER_UNIT
     if item.sold_by_weight:
         return int(milli.to_integral_value())  # grams
@@ -194,12 +206,23 @@ def _min_milli(text: str, item: CatalogueItem) -> int:
 
 
 def _price(text: str) -> int:
+    return _minor(text, "promotion price")
+
+
+def _minor(text: str, what: str) -> int:
+    """Agorot from a plain decimal of shekels; rejected as "bad <what>" (not a plain
+    decimal, or finer than one agora), "non-positive <what>" or "<what> above the maximum".
+    """
+    if not _PLAIN_DECIMAL.fullmatch(text.strip()):
+        raise Rejected(f"bad {what}")
     try:
         price = parse_major_to_minor(text)
     except InvalidInput as exc:
-        raise Rejected("bad promotion price") from exc
+        raise Rejected(f"bad {what}") from exc
     if price <= 0:
-        raise Rejected("non-positive promotion price")
+        raise Rejected(f"non-positive {what}")
+    if price > MAX_PRICE_MINOR:
+        raise Rejected(f"{what} above the maximum")
     return price
 
 
@@ -216,13 +239,13 @@ def _rate(text: str) -> int | None:
 
 
 def _decimal(text: str, reason: str) -> Decimal:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation as exc:
-        raise Rejected(reason) from exc
-    if not value.is_finite():
+    """A plain decimal (see the module docstring); raises Rejected(reason) otherwise."""
+    if not _PLAIN_DECIMAL.fullmatch(text.strip()):
         raise Rejected(reason)
-    return value
+    try:
+        return Decimal(text.strip())
+    except InvalidOperation as exc:  # not reached for a plain decimal; kept as a guard
+        raise Rejected(reason) from exc
 
 
 def _date(text: str) -> date | None:

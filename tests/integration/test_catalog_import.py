@@ -152,3 +152,65 @@ def test_cli_imports_and_prints_the_summary(files: tuple[Path, Path], tmp_path: 
     assert '"products_imported": 3' in (tmp_path / "r.json").read_text(encoding="utf-8")
     ambiguous = CliRunner().invoke(app, ["catalog", "import", "--prices", str(files[0])])
     assert ambiguous.exit_code == 2 and "several stores" in ambiguous.output
+
+
+def _price_row(code: str, price: str) -> str:
+    return f"רשת,7290000000000,7,{code},מוצר {code},,IL,1,,,{price},,0,1,1,,"
+
+
+def _promo_row(promo_id: str, min_qty: str, price: str, rate: str, reward: str) -> str:
+    return (f"רשת,7290000000000,7,1001,{promo_id},מבצע,2026-08-31,{min_qty},{price},{rate},"
+            f"0,0,{reward}")
+
+
+def test_prices_must_be_plain_decimals_up_to_the_catalogue_maximum(
+        catalogue: Catalogue, tmp_path: Path) -> None:
+    prices = _write(tmp_path / "p.csv.gz", PRICE_HEADER, [
+        _price_row("1001", "12.90"), _price_row("1002", "10000000.00"),  # the maximum
+        _price_row("1003", "1e30"), _price_row("1004", "1e3"), _price_row("1005", "nan"),
+        _price_row("1006", "-Infinity"), _price_row("1007", "1_000"),
+        _price_row("1008", "99999999999"), _price_row("1009", "10000000.01"),
+        _price_row("1010", "-5")])
+    report = import_israeli_catalogue(catalogue, prices=prices, promos=None,
+                                      chain="7290000000000", store="7")
+    assert report.products_imported == 2
+    assert report.prices_rejected == {"bad price": 5, "price above the maximum": 2,
+                                      "non-positive price": 1}
+    assert catalogue.get("1001").unit_price_minor == 1290
+    assert catalogue.get("1002").unit_price_minor == 10**9
+
+
+def test_promotion_numbers_must_be_plain_bounded_decimals(
+        catalogue: Catalogue, tmp_path: Path) -> None:
+    prices = _write(tmp_path / "p.csv.gz", PRICE_HEADER, [_price_row("1001", "20.00")])
+    promos = _write(tmp_path / "q.csv.gz", PROMO_HEADER, [
+        _promo_row("1", "1", "15.00", "", "3"),
+        _promo_row("2", "1", "1e30", "", "3"), _promo_row("3", "1", "1e3", "", "3"),
+        _promo_row("4", "1", "99999999999", "", "3"),
+        _promo_row("5", "3", "1e30", "", "10"),
+        _promo_row("6", "1e30", "1.00", "", "3"), _promo_row("7", "99999999999", "1.00", "", "3"),
+        _promo_row("8", "1", "", "1e30", "2"), _promo_row("9", "1", "", "1e1", "2"),
+        _promo_row("10", "1", "", "nan", "2"), _promo_row("11", "inf", "", "10", "2")])
+    report = import_israeli_catalogue(catalogue, prices=prices, promos=promos,
+                                      chain="7290000000000", store="7")
+    assert (report.promo_rows_read, report.promo_rows_imported) == (11, 1)
+    assert report.promos_rejected == {"bad promotion price": 3,
+                                      "promotion price above the maximum": 1,
+                                      "bad minimum quantity": 2,
+                                      "minimum quantity too large": 1,
+                                      "bad discount rate": 3}
+
+
+def test_cli_counts_an_absurd_price_instead_of_crashing(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("STOREFRONT_CURRENCY", "ILS")
+    prices = _write(tmp_path / "p.csv.gz", PRICE_HEADER,
+                    [_price_row("1001", "20.00"), _price_row("1002", "1e30")])
+    promos = _write(tmp_path / "q.csv.gz", PROMO_HEADER, [_promo_row("2", "1", "1e30", "", "3")])
+    result = CliRunner().invoke(app, ["catalog", "import", "--prices", str(prices), "--promos",
+                                      str(promos), "--chain", "7290000000000", "--store", "7"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert "rejected: bad price" in result.output
+    assert "rejected: bad promotion price" in result.output
