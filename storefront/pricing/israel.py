@@ -215,6 +215,8 @@ def _minor(text: str, what: str) -> int:
     """
     if not _PLAIN_DECIMAL.fullmatch(text.strip()):
         raise Rejected(f"bad {what}")
+    if Decimal(text.strip()) * 100 > MAX_PRICE_MINOR:  # plain decimal: exact enough here
+        raise Rejected(f"{what} above the maximum")
     try:
         price = parse_major_to_minor(text)
     except InvalidInput as exc:
