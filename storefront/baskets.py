@@ -6,9 +6,10 @@ file: each stock code's shelf price is its most frequent unit price (its modal
 price; ties go to the price seen last). A basket is one invoice; invoices that a
 single-price shelf could not have produced are skipped and counted by reason:
 cancellations (``C...``), non-positive quantities or prices, prices finer than a
-penny, the same code at two prices in one invoice, codes that are not product
-codes (e.g. ``BANK CHARGES``), and invoices at other than the shelf price
-(the retailer also sold at negotiated prices).
+penny, prices above the catalogue's highest (:data:`storefront.catalog.MAX_PRICE_MINOR`),
+more than :data:`MAX_LINE_QUANTITY` units of one code, the same code at two prices in
+one invoice, codes that are not product codes (e.g. ``BANK CHARGES``), and invoices at
+other than the shelf price (the retailer also sold at negotiated prices).
 """
 
 from __future__ import annotations
@@ -21,11 +22,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storefront.catalog import CatalogueItem, make_item
+from storefront.catalog import MAX_PRICE_MINOR, CatalogueItem, make_item
 from storefront.errors import InvalidInput
 from storefront.money import parse_major_to_minor
 
 REQUIRED_COLUMNS = ("Invoice", "StockCode", "Description", "Quantity", "Price")
+
+MAX_LINE_QUANTITY = 100_000
+"""The most units of one code an invoice may hold to become a basket. A shopper's smart
+cart picks at most ``hardware.simulators.cart.MAX_PICK_QUANTITY`` (999) units per item
+event, so a basket line costs about one event per 999 units: this bound keeps a line to
+about a hundred events, where a mistyped quantity (999999999) would make a million and
+stall the demo. The real Online Retail II file's largest line is 19,152 units."""
+
+TOO_MANY_UNITS = f"more than {MAX_LINE_QUANTITY} units of one code"
+PRICE_TOO_HIGH = f"price above {MAX_PRICE_MINOR} minor units"
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,10 @@ def _parse_line(row: dict[str, str]) -> _Line | str:
         return "unusable code, quantity or price"
     if quantity <= 0 or price <= 0:
         return "non-positive quantity or price"
+    if quantity > MAX_LINE_QUANTITY:
+        return TOO_MANY_UNITS
+    if price > MAX_PRICE_MINOR:
+        return PRICE_TOO_HIGH
     name = (row.get("Description") or "").strip() or code
     return _Line(code, name, quantity, price)
 
@@ -137,12 +152,17 @@ def _basket(invoice: str, lines: list[_Line], shelf: dict[str, tuple[int, str]])
         if line.price_minor != shelf[line.code][0]:
             return "not at the shelf price"
         quantities[line.code] += line.quantity
+        if quantities[line.code] > MAX_LINE_QUANTITY:  # several lines of one code
+            return TOO_MANY_UNITS
     total = sum(q * prices[c] for c, q in quantities.items())
     return Basket(invoice, tuple(sorted(quantities.items())), total)
 
 
 def load_baskets(path: Path, currency: str = "GBP") -> BasketFile:
     """Read an Online Retail II CSV (gzip allowed) into a catalogue and baskets.
+
+    Invoices that cannot be baskets (see the module docstring) are skipped and counted
+    by reason in :attr:`BasketFile.skipped`, never raised.
 
     Raises:
         InvalidInput: the file is missing, unreadable, or lacks a required column.

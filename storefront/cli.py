@@ -42,8 +42,9 @@ def demo(
     shoppers: Annotated[int, typer.Option(min=1, max=100_000, help="Number of shoppers.")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 2026,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Keep the demo store's data here "
-                                                       "(default: a temporary folder).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Keep the demo store's data here (default: a temporary folder); a new or empty "
+             "folder, not one holding a previous demo's store.")] = None,
     decline_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
                                                 help="Share of card authorizations declined.")]
     = 0.05,

@@ -1,8 +1,16 @@
-"""``storefront demo``: set up a store, run the day with a progress bar, report."""
+"""``storefront demo``: set up a store, run the day with a progress bar, report.
+
+Before any work the demo checks its outputs: ``--report`` must name a file in an existing
+folder, and ``--data-dir`` must not hold a store yet (a new or empty folder is best). A
+folder that already holds one (a previous demo's, or a real one) is refused: the demo's
+report describes one fresh store day, and a second run of the same shoppers into the
+same store would have every palm refused as already enrolled.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 import time
@@ -49,6 +57,48 @@ def _people(palms: Path | None, count: int, seed: int) -> list[PalmPerson]:
     return people
 
 
+STORE_FILES = ("storefront.db", "keys", "index")
+"""What a store keeps in its data folder (database, key files, palm-index snapshot)."""
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse (InvalidInput) a report path that cannot be written, before the run starts:
+    its folder must exist and be a writable folder, and the path must not be a folder."""
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InvalidInput(f"cannot write the report to {path}: the folder {folder} {what}")
+    if path.is_dir():
+        raise InvalidInput(f"cannot write the report to {path}: it is a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists()
+                                                    and not os.access(path, os.W_OK)):
+        raise InvalidInput(f"cannot write the report to {path}: permission denied")
+
+
+def check_data_dir(path: Path) -> None:
+    """Refuse (InvalidInput) a ``--data-dir`` that is not a folder or already holds a
+    store (any of :data:`STORE_FILES`); other files in it are left alone."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise InvalidInput(f"--data-dir {path} is not a folder")
+    held = [name for name in STORE_FILES if (path / name).exists()]
+    if held:
+        raise InvalidInput(
+            f"--data-dir {path} already holds a store ({', '.join(held)}), e.g. from a "
+            f"previous demo; its shoppers' palms would be refused as already enrolled. "
+            f"Give a new or empty folder, or delete this one")
+
+
+def write_report(path: Path, result: dict[str, Any]) -> None:
+    """Write the JSON report; raises InvalidInput if the file cannot be written."""
+    try:
+        path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the report to {path}: "
+                           f"{exc.strerror or exc}") from exc
+
+
 def run_demo(*, palms: Path | None, baskets: Path | None, shoppers: int, seed: int,
              report_path: Path | None, data_dir: Path | None, decline_rate: float,
              console: Console, broker: str | None = None) -> dict[str, Any]:
@@ -57,8 +107,19 @@ def run_demo(*, palms: Path | None, baskets: Path | None, shoppers: int, seed: i
     ``broker`` (``mqtt://host:port``): the gate and carts talk through that MQTT
     broker to a gateway in this process. Raises InvalidInput for a bad URL or an
     unreachable broker.
+
+    Before the run: ``report_path`` must be writable (its folder exists) and ``data_dir``
+    must not hold a store yet (one holding a previous demo's store is refused, since its
+    shoppers are enrolled already; give a new or empty folder); InvalidInput otherwise.
+    The summary table is printed before the report is written, so a report that still
+    cannot be written (InvalidInput) loses no result. Enrolment refusals are counted by
+    reason in the report's ``enrolment_failure_reasons``.
     """
     started = time.perf_counter()
+    if report_path is not None:
+        check_report_path(report_path)
+    if data_dir is not None:
+        check_data_dir(data_dir)
     extra: dict[str, Any] = {"palms": str(palms or "synthetic"),
                              "baskets": str(baskets or "built-in catalogue"), "seed": seed}
     people = _people(palms, shoppers, seed)
@@ -89,9 +150,9 @@ def run_demo(*, palms: Path | None, baskets: Path | None, shoppers: int, seed: i
         report.extra["broker"] = broker
     report.extra["duration_s"] = round(time.perf_counter() - started, 2)
     result: dict[str, Any] = report.as_dict()
-    if report_path is not None:
-        report_path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     console.print(summary_table(result))
+    if report_path is not None:
+        write_report(report_path, result)
     return result
 
 

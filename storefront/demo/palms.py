@@ -35,21 +35,39 @@ def _reader(path: Path) -> ImageSource:
 
 
 def _read_manifest(folder: Path) -> dict[str, list[tuple[str, str, Path]]]:
+    """Captures by identity; raises InvalidInput for a manifest that cannot be read
+    (not UTF-8, not CSV), lacks a column, has a row with an empty field, or lists a
+    path outside the folder or not a file."""
     manifest = folder / "manifest.csv"
     if not manifest.is_file():
         raise InvalidInput(f"{folder} has no manifest.csv")
     people: dict[str, list[tuple[str, str, Path]]] = defaultdict(list)
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InvalidInput(f"{manifest}: missing column(s) {', '.join(missing)}")
-        for row in reader:
-            rel = Path(row["path"])
-            if rel.is_absolute() or ".." in rel.parts:
-                raise InvalidInput(f"{manifest}: path {row['path']!r} leaves the folder")
-            people[row["identity"]].append((row["session"], row["capture"], folder / rel))
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InvalidInput(f"{manifest}: missing column(s) {', '.join(missing)}")
+            for row in reader:
+                _add_row(folder, manifest, reader.line_num, row, people)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInput(f"{manifest} cannot be read: {exc}") from exc
     return people
+
+
+def _add_row(folder: Path, manifest: Path, line: int, row: dict[str, str | None],
+             people: dict[str, list[tuple[str, str, Path]]]) -> None:
+    values = {c: (row.get(c) or "").strip() for c in MANIFEST_COLUMNS}
+    empty = [c for c, v in values.items() if not v]
+    if empty:
+        raise InvalidInput(f"{manifest}, line {line}: empty {', '.join(empty)}")
+    rel = Path(values["path"])
+    if rel.is_absolute() or ".." in rel.parts:
+        raise InvalidInput(f"{manifest}: path {values['path']!r} leaves the folder")
+    if not (folder / rel).is_file():
+        raise InvalidInput(f"{manifest}, line {line}: {values['path']!r} is not a file "
+                           f"in {folder}")
+    people[values["identity"]].append((values["session"], values["capture"], folder / rel))
 
 
 def _split(identity: str, captures: list[tuple[str, str, Path]]) -> PalmPerson | None:

@@ -39,6 +39,7 @@ class DayReport:
     identify_ms: list[float] = field(default_factory=list)
     exit_ms: list[float] = field(default_factory=list)
     staffed_reasons: dict[str, int] = field(default_factory=dict)
+    enrolment_failure_reasons: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

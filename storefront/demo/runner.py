@@ -48,8 +48,18 @@ class DayPlan:
 Progress = Callable[[str], None]
 
 
+def failure_reason(reason: str) -> str:
+    """A refusal's reason as a report key: its first clause (before ``;``), so refusals
+    that differ only in per-capture details count together."""
+    return reason.split(";")[0].strip() or "unknown"
+
+
 def enrol_all(c: Container, plan: DayPlan, report: DayReport, step: Progress) -> list[str | None]:
-    """Register every shopper and enrol their palm; returns shopper ids (None if refused)."""
+    """Register every shopper and enrol their palm; returns shopper ids (None if refused).
+
+    Each refusal is counted in ``report.enrolment_failures`` and, by reason, in
+    ``report.enrolment_failure_reasons``.
+    """
     ids: list[str | None] = []
     for number, person in enumerate(plan.people):
         shopper = c.shoppers.register(display_name=f"Shopper {number + 1}",
@@ -59,8 +69,11 @@ def enrol_all(c: Container, plan: DayPlan, report: DayReport, step: Progress) ->
                                   consent_text_version=CURRENT_TEXT_VERSION)
             report.enrolled += 1
             ids.append(shopper.id)
-        except (IdentityError, StorefrontError):
+        except (IdentityError, StorefrontError) as exc:
             report.enrolment_failures += 1
+            reason = failure_reason(exc.reason)
+            report.enrolment_failure_reasons[reason] = \
+                report.enrolment_failure_reasons.get(reason, 0) + 1
             ids.append(None)
         step("enrol")
     return ids

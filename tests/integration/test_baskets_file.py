@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from storefront.baskets import load_baskets
+from storefront.baskets import (
+    MAX_LINE_QUANTITY,
+    PRICE_TOO_HIGH,
+    TOO_MANY_UNITS,
+    load_baskets,
+)
+from storefront.catalog import MAX_PRICE_MINOR
 from storefront.errors import InvalidInput
 
 HEADER = "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
@@ -58,6 +64,47 @@ def test_missing_column_and_missing_file_are_clear_errors(tmp_path: Path) -> Non
         load_baskets(bad)
     with pytest.raises(InvalidInput, match="does not exist"):
         load_baskets(tmp_path / "nope.csv")
+
+
+def test_invoices_with_too_many_units_of_a_code_are_skipped(tmp_path: Path) -> None:
+    body = (
+        "1,A1,Mug,2,2010-01-01 10:00,1.50,1,UK\n"
+        "2,A1,Mug,999999999,2010-01-01 10:00,1.50,1,UK\n"       # one huge line
+        "3,A1,Mug,99999999999999999999,2010-01-01 10:00,1.50,1,UK\n"  # past 64 bits
+        f"4,A1,Mug,{MAX_LINE_QUANTITY},2010-01-01 10:00,1.50,1,UK\n"  # at the bound: kept
+        f"5,A1,Mug,{MAX_LINE_QUANTITY},2010-01-01 10:00,1.50,1,UK\n"  # two lines of one
+        "5,A1,Mug,1,2010-01-01 10:00,1.50,1,UK\n"                  # code, one unit over
+    )
+    loaded = load_baskets(_write(tmp_path, body))
+    assert {b.invoice for b in loaded.baskets} == {"1", "4"}
+    assert loaded.skipped == {TOO_MANY_UNITS: 3}
+    assert loaded.invoices_read == 5
+    assert max(q for b in loaded.baskets for _, q in b.lines) == MAX_LINE_QUANTITY
+
+
+# Prices the price parser itself refuses as too large (``storefront.money``) are skipped
+# as unusable; those it reads but the catalogue cannot hold, as above its bound.
+TOO_LARGE = {PRICE_TOO_HIGH, "unusable code, quantity or price"}
+
+
+@pytest.mark.parametrize(("price", "reasons"), [
+    (f"{MAX_PRICE_MINOR // 100}.01", {PRICE_TOO_HIGH}),
+    (str(MAX_PRICE_MINOR), {PRICE_TOO_HIGH}),
+    ("1e30", TOO_LARGE),
+    ("99999999999999999999999.99", TOO_LARGE),
+])
+def test_invoices_priced_above_the_catalogue_bound_are_skipped(tmp_path: Path, price: str,
+                                                               reasons: set[str]) -> None:
+    body = (
+        "1,A1,Mug,2,2010-01-01 10:00,1.50,1,UK\n"
+        f"2,B2,Plate,1,2010-01-01 10:00,{price},1,UK\n"
+        f"3,C3,Ring,1,2010-01-01 10:00,{MAX_PRICE_MINOR // 100},1,UK\n"  # at the bound
+    )
+    loaded = load_baskets(_write(tmp_path, body))
+    assert [b.invoice for b in loaded.baskets] == ["1", "3"]
+    assert sum(loaded.skipped.values()) == 1 and set(loaded.skipped) <= reasons
+    assert {i.code: i.unit_price_minor for i in loaded.items} == {"A1": 150,
+                                                                  "C3": MAX_PRICE_MINOR}
 
 
 def test_binary_garbage_is_a_clear_error(tmp_path: Path) -> None:
