@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from storefront.cli_keys import keys_app
 from storefront.cli_privacy import privacy_app
 from storefront.cli_staff import staff_app
 from storefront.errors import StorefrontError
+
+if TYPE_CHECKING:
+    from storefront.settings import Settings
 from storefront.payments.cli import payments_app
 
 app = typer.Typer(help="storefront: checkout-free store backend with palm identity.",
@@ -76,8 +79,25 @@ def serve(
     from storefront.settings import Settings
 
     settings = Settings()
+    _check_keys(settings)
     uvicorn.run(create_app(settings=settings), host=host or settings.host,
                 port=port or settings.port)
+
+
+def _check_keys(settings: Settings) -> None:
+    """Open the key-encryption key as start-up will, so that a missing, placeholder or
+    badly permissioned key file ends ``serve`` with its reason and exit 2 before the
+    server starts (rather than a server traceback); in development mode a missing key
+    file is created, as start-up does."""
+    from identity.errors import KeyFileError
+    from storefront.subject_keys import KekFiles, ReloadingKeyProvider
+
+    try:
+        ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
+                             development=settings.environment == "development").current()
+    except KeyFileError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
 
 
 @db_app.command("upgrade")

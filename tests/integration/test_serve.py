@@ -45,3 +45,19 @@ def test_serve_answers_health_and_docs(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serve_in_production_without_a_key_file_stops_with_the_reason(tmp_path: Path) -> None:
+    """No KEK outside development mode: exit 2 naming the missing key file, before any
+    server starts (no traceback)."""
+    cli = Path(sys.executable).parent / "storefront"
+    env = {**os.environ, "STOREFRONT_STATE_DIR": str(tmp_path / "data"),
+           "STOREFRONT_ENVIRONMENT": "production"}
+    env.pop("STOREFRONT_DATABASE_URL", None)
+    env.pop("STOREFRONT_KEY_FILE", None)
+    done = subprocess.run([str(cli), "serve", "--port", str(_free_port())], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "kek.key does not exist" in out and "Traceback" not in out
+    assert "Uvicorn running" not in out
