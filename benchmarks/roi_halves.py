@@ -6,8 +6,9 @@ failures inspected, on the first half only; the second half is held out. This sc
 measures a set three ways with the same pipeline as ``storefront identity evaluate``
 (:func:`identity.evaluate_run.evaluate_folder`, the data README's protocol): the
 first half of the identities (``tuning``), the second half (``held_out``) and the
-whole set (``all``). The halves are temporary manifests whose ``path`` column is
-absolute, written to a temporary folder (never into the repository; no image is
+whole set (``all``). The halves are temporary manifests written to a temporary folder
+(never into the repository) next to a symbolic link ``images`` to the set's folder, so
+their paths stay inside their folder as the manifest format requires (no image is
 copied).
 
 Prints one line per set and part, and writes JSON with EER, FNMR at FMR 1e-3 / 1e-4 /
@@ -53,17 +54,21 @@ def split_identities(identities: set[str] | list[str]) -> tuple[list[str], list[
 
 def write_half(folder: Path, keep: list[str], out: Path) -> Path:
     """Write ``out/manifest.csv``: the rows of ``folder/manifest.csv`` whose identity is in
-    ``keep``, with ``path`` made absolute (resolved against ``folder``); ``out``."""
+    ``keep``, with ``path`` under ``out/images``, a symbolic link to ``folder``; ``out``."""
     with (folder / "manifest.csv").open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         fields = list(reader.fieldnames or [])
         rows = [row for row in reader if row["identity"] in set(keep)]
     out.mkdir(parents=True, exist_ok=True)
+    link = out / "images"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(folder.resolve(), target_is_directory=True)
     with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "path": str((folder / row["path"]).resolve())})
+            writer.writerow({**row, "path": f"images/{row['path']}"})
     return out
 
 

@@ -63,8 +63,11 @@ def test_half_manifest_points_at_the_original_images(tmp_path: Path) -> None:
     with (half / "manifest.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {row["identity"] for row in rows} == {"palm1", "palm3"} and len(rows) == 8
-    assert all(Path(row["path"]).is_absolute() and Path(row["path"]).is_file() for row in rows)
-    assert not list(half.glob("**/*.png"))  # no image copied
+    assert all(not Path(row["path"]).is_absolute() and ".." not in Path(row["path"]).parts
+               and (half / row["path"]).is_file() for row in rows)  # inside its folder
+    assert (half / "images").resolve() == folder.resolve()
+    assert not [p for p in half.rglob("*.png") if not p.is_symlink()
+                and (half / "images") not in p.parents]  # no image copied
 
 
 def test_three_way_measurement_of_a_synthetic_set(tmp_path: Path) -> None:
