@@ -97,7 +97,6 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     db = sessionmaker(engine, expire_on_commit=False)
     provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
                                     development=settings.environment == "development")
-    key_id, kek = provider.current()
     transform = KeyFileTransform(revocable_key_path(settings),  # followed across rotations
                                  development=settings.environment == "development")
     identity = IdentityService(repository=SqlTemplateRepository(db),  # a data key per person
@@ -140,7 +139,7 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
                      gates, ItemIngest(carts=carts, catalogue=catalogue), checkout, processor,
                      **staff,
-                     audit=audit, security=build_security(db, kek=kek, kek_id=key_id,
+                     audit=audit, security=build_security(db, keys=provider,
                                                           store_id=settings.store_id,
                                                           audit=audit, clock=clock))
 

@@ -12,8 +12,10 @@ Steps, each idempotent, so an interrupted run is finished by running it again:
    secrets are re-sealed;
 3. when nothing is left under the previous KEK, ``.previous`` is deleted (retired).
 
-Device keys and staff TOTP secrets are held by running processes under the KEK they
-started with: restart them after a rotation. Source of the scheme: envelope encryption
+Running processes follow a rotation without a restart: palm data keys, device keys and
+staff TOTP secrets are all opened through the reloading key provider, which re-reads the
+key files (a device key row names the KEK that sealed it; a TOTP secret is tried with the
+current KEK, then with KEKs the process saw earlier). Source of the scheme: envelope encryption
 with KEK rotation, NIST SP 800-57 Part 1 r5 (5.3 cryptoperiods, 8.2.3 key update).
 """
 

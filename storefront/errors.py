@@ -51,3 +51,11 @@ class PaymentError(StorefrontError):
     """The payment processor failed or declined."""
 
     code = "payment_failed"
+
+
+class KeyUnavailable(StorefrontError):
+    """A secret stored by the server (a device key, a staff one-time-code secret) cannot be
+    opened with the key-encryption keys this process can read: a server-side key problem
+    (e.g. the KEK files changed under it), never the client's input. Answered 503."""
+
+    code = "key_unavailable"

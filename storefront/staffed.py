@@ -58,6 +58,7 @@ from storefront.db.models import (
     FrozenCart,
     Product,
     Receipt,
+    ShoppingSession,
     StaffClaim,
     Tender,
 )
@@ -246,7 +247,8 @@ class StaffedCheckout:
             raise Conflict(_claimed_by(session_id, holder)) from None
 
     def release(self, *, session_id: str, staff_id: str) -> None:
-        """Give the claim up. Raises Conflict when ``staff_id`` does not hold it."""
+        """Give the claim up. Raises NotFound (no such session) and Conflict when
+        ``staff_id`` does not hold the claim."""
         with self._db.begin() as db:
             self._guard(session_id, staff_id)(db)
             db.execute(sa.delete(StaffClaim).where(StaffClaim.session_id == session_id))
@@ -604,7 +606,8 @@ class StaffedCheckout:
         """A check, run inside a write transaction, that ``staff_id`` holds a live claim.
 
         It renews the claim with an UPDATE, which also locks the claim row, so
-        writes of one session are serialised.
+        writes of one session are serialised. Without a live claim it raises NotFound
+        for an unknown session (looked up only then), else Conflict.
         """
         def guard(db: Session) -> None:
             now = self._clock()
@@ -616,6 +619,8 @@ class StaffedCheckout:
                 holder = db.get(row, session_id)
                 if holder is not None and holder.expires_at > now:
                     raise Conflict(_claimed_by(session_id, holder))
+                if db.get(ShoppingSession, session_id) is None:
+                    raise NotFound(f"shopping session {session_id!r} does not exist")
                 raise Conflict(f"staff {staff_id} must claim session {session_id} first")
         return guard
 

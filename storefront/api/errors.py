@@ -37,6 +37,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (sf_errors.Conflict, 409),
     (sf_errors.EntryRefused, 403),
     (sf_errors.PaymentError, 502),
+    (sf_errors.KeyUnavailable, 503),  # server-side key problem, not the client's input
     (TooManyAttempts, 429),
 )
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hardware.auth import new_device_key
 from storefront.clock import Clock
-from storefront.devices.keys import DeviceKeyCipher
+from storefront.devices.keys import DeviceKeyring
 from storefront.devices.models import Device
 from storefront.errors import Conflict, InvalidInput
 
@@ -47,16 +47,17 @@ class DeviceView:
 
 
 class DeviceRegistry:
-    """Adds, lists and looks up devices; keys sealed with ``cipher``.
+    """Adds, lists and looks up devices; keys sealed with ``keys`` (each row opened with
+    the KEK it names, so a running process follows ``storefront keys rotate``).
 
     Lookups are cached for ``cache_ttl_s`` seconds, so a revocation takes effect
     within that time in a running gateway.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], cipher: DeviceKeyCipher, clock: Clock,
+    def __init__(self, sessions: sessionmaker[Session], keys: DeviceKeyring, clock: Clock,
                  cache_ttl_s: float = 30.0) -> None:
         self._sessions = sessions
-        self._cipher = cipher
+        self._keys = keys
         self._clock = clock
         self._ttl = cache_ttl_s
         self._cache: dict[str, tuple[float, RegisteredDevice]] = {}
@@ -73,12 +74,12 @@ class DeviceRegistry:
         if kind not in DEVICE_KINDS:
             raise InvalidInput(f"device kind {kind!r} is not one of {', '.join(DEVICE_KINDS)}")
         key = new_device_key()
+        sealed, kek_id = self._keys.seal(store_id, device_id, key)
         with self._sessions.begin() as db:
             if db.get(Device, device_id) is not None:
                 raise Conflict(f"device {device_id!r} is already registered")
-            db.add(Device(id=device_id, store_id=store_id, kind=kind,
-                          key_ciphertext=self._cipher.seal(store_id, device_id, key),
-                          kek_id=self._cipher.kek_id, created_at=self._clock()))
+            db.add(Device(id=device_id, store_id=store_id, kind=kind, key_ciphertext=sealed,
+                          kek_id=kek_id, created_at=self._clock()))
         return key
 
     def revoke(self, device_id: str) -> None:
@@ -89,7 +90,8 @@ class DeviceRegistry:
         self._cache.pop(device_id, None)
 
     def lookup(self, device_id: str) -> RegisteredDevice | None:
-        """The device with its key, or None when unknown. Raises InvalidInput on a bad seal."""
+        """The device with its key, or None when unknown. Raises KeyUnavailable when the
+        sealed key does not open with the KEKs this process can read."""
         cached = self._cache.get(device_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
@@ -98,7 +100,8 @@ class DeviceRegistry:
             if row is None:
                 return None
             device = RegisteredDevice(row.id, row.store_id, row.kind,
-                                      self._cipher.open(row.store_id, row.id, row.key_ciphertext),
+                                      self._keys.open(row.store_id, row.id, row.kek_id,
+                                                      row.key_ciphertext),
                                       row.revoked_at is not None)
         self._cache[device_id] = (time.monotonic(), device)
         return device

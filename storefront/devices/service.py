@@ -10,27 +10,28 @@ from typing import Any
 from hardware.auth import ReplayGuard
 from hardware.mqtt import MqttLink
 from hardware.settings import MqttSettings
-from identity.protection import load_or_create_key_file
 from storefront.bootstrap import Container
 from storefront.clock import utc_now
 from storefront.devices.gateway import Gateway, GatewayConsumer, Observer
 from storefront.devices.journal import GatewayJournal
-from storefront.devices.keys import DeviceKeyCipher
+from storefront.devices.keys import DeviceKeyring
 from storefront.devices.registry import DeviceRegistry
 from storefront.devices.routing import Router
+from storefront.subject_keys import KekFiles, ReloadingKeyProvider
 
 log = logging.getLogger(__name__)
 
 
 def device_registry(container: Container) -> DeviceRegistry:
-    """The registry over the container's database, keys sealed with the template KEK.
+    """The registry over the container's database, keys sealed with the template KEK
+    (re-read when ``storefront keys rotate`` changes the key files).
 
     Raises identity's KeyFileError when the key file is missing outside development.
     """
     settings = container.settings
-    kek, kek_id = load_or_create_key_file(settings.resolved_key_file(),
-                                          create=settings.environment == "development")
-    return DeviceRegistry(container.db, DeviceKeyCipher(kek, kek_id), utc_now)
+    provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
+                                    development=settings.environment == "development")
+    return DeviceRegistry(container.db, DeviceKeyring(provider), utc_now)
 
 
 def build_gateway(container: Container, mqtt: MqttSettings, *,

@@ -17,6 +17,11 @@ an HTTP request. The server refuses a timestamp more than the window from its cl
 and a nonce already seen (table ``device_nonces``, kept for twice the window), a
 revoked or unknown device, a device of another store, and a wrong signature. The
 HTTP analogue of the frame format in :mod:`hardware.auth` (same canonical signing).
+
+A verified request also records the device's ``last_seen_at`` and ``clock_offset_ms``
+(as the MQTT gateway does), in the nonce's transaction and at most once per
+:data:`LAST_SEEN_EVERY` (60 s) per device and process, so ``storefront devices list``
+shows HTTP devices as seen without a database write per request.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hardware.auth import canonical_json
 from storefront.clock import Clock
 from storefront.db.models import DeviceNonce
+from storefront.devices.models import Device
 from storefront.devices.registry import DeviceRegistry
 from storefront.security.errors import AuthenticationRequired
 
@@ -90,6 +96,7 @@ class DeviceRequestVerifier:
         self._store_id = store_id
         self._window = timedelta(seconds=window_s)
         self._pruned_at: datetime | None = None
+        self._seen_at: dict[str, datetime] = {}  # last ``last_seen_at`` written, per device
 
     def verify(self, *, method: str, path: str, query: str, body: bytes,
                headers: Mapping[str, str]) -> DevicePrincipal:
@@ -114,16 +121,19 @@ class DeviceRequestVerifier:
                              query=query, body=body, ts_ms=int(ts), nonce=nonce)
         if not hmac.compare_digest(expected, sig):
             raise AuthenticationRequired("device signature does not match")
-        self._spend(device_id, nonce)
+        self._spend(device_id, nonce, offset_ms)
         return DevicePrincipal(device.id, device.kind, device.store_id)
 
-    def _spend(self, device_id: str, nonce: str) -> None:
+    def _spend(self, device_id: str, nonce: str, offset_ms: int) -> None:
         """Record the nonce (the primary key refuses a replay); one transaction, which also
         deletes expired nonces at most once per ``PRUNE_EVERY`` (they only take room:
-        a random nonce is never sent again by an honest device)."""
+        a random nonce is never sent again by an honest device) and updates the device's
+        last-seen time and clock offset at most once per ``LAST_SEEN_EVERY``."""
         now = self._clock()
         prune = self._pruned_at is None or not (
             self._pruned_at <= now < self._pruned_at + PRUNE_EVERY)
+        seen_at = self._seen_at.get(device_id)
+        seen = seen_at is None or not (seen_at <= now < seen_at + LAST_SEEN_EVERY)
         try:
             with self._db.begin() as db:
                 conn = db.connection()
@@ -131,10 +141,15 @@ class DeviceRequestVerifier:
                     conn.execute(_PRUNE, {"now": now})
                 conn.execute(_INSERT_NONCE, {"device_id": device_id, "nonce": nonce,
                                              "expires_at": now + 2 * self._window})
+                if seen:
+                    conn.execute(_SEEN, {"device_id": device_id, "now": now,
+                                         "offset_ms": offset_ms})
         except IntegrityError:
             raise AuthenticationRequired("replayed request: nonce already used") from None
         if prune:
             self._pruned_at = now
+        if seen:
+            self._seen_at[device_id] = now
 
 
 PRUNE_EVERY: Final = timedelta(seconds=1)
@@ -142,6 +157,14 @@ _NONCES = cast(sa.Table, DeviceNonce.__table__)
 _PRUNE = sa.delete(_NONCES).where(
     _NONCES.c.expires_at < sa.bindparam("now", type_=_NONCES.c.expires_at.type))
 _INSERT_NONCE = sa.insert(_NONCES)
+LAST_SEEN_EVERY: Final = timedelta(seconds=60)
+_DEVICES = cast(sa.Table, Device.__table__)
+_SEEN_AT = sa.bindparam("now", type_=_DEVICES.c.last_seen_at.type)
+_SEEN = sa.update(_DEVICES).where(
+    _DEVICES.c.id == sa.bindparam("device_id"),
+    # another process (or the MQTT gateway) may have written a later time meanwhile
+    sa.or_(_DEVICES.c.last_seen_at.is_(None), _DEVICES.c.last_seen_at < _SEEN_AT),
+).values(last_seen_at=_SEEN_AT, clock_offset_ms=sa.bindparam("offset_ms"))
 
 
 MAX_SIGNED_BODY: Final = 32 * 1024 * 1024

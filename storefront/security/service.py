@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from identity.keyring import KeyProvider
 from storefront.clock import Clock, utc_now
-from storefront.devices.keys import DeviceKeyCipher
+from storefront.devices.keys import DeviceKeyring
 from storefront.devices.registry import DeviceRegistry
 from storefront.security.audit import Audit
 from storefront.security.devices_http import DeviceRequestVerifier
@@ -26,13 +27,18 @@ class Security:
     audit: Audit
 
 
-def build_security(db: sessionmaker[Session], *, kek: bytes, kek_id: str, store_id: str,
+def build_security(db: sessionmaker[Session], *, keys: KeyProvider, store_id: str,
                    audit: Audit, settings: SecuritySettings | None = None,
                    clock: Clock = utc_now) -> Security:
-    """Wire the services; device request times are checked against ``clock``."""
+    """Wire the services; device request times are checked against ``clock``.
+
+    ``keys`` seals and opens device keys and staff TOTP secrets; the service's
+    :class:`storefront.subject_keys.ReloadingKeyProvider` re-reads the key files, so
+    ``storefront keys rotate`` needs no restart for them.
+    """
     settings = settings or SecuritySettings()
-    registry = DeviceRegistry(db, DeviceKeyCipher(kek, kek_id), clock)
+    registry = DeviceRegistry(db, DeviceKeyring(keys), clock)
     verifier = DeviceRequestVerifier(registry=registry, sessions=db, clock=clock,
                                      store_id=store_id, window_s=settings.device_window_s)
-    staff = StaffService(db, kek, clock, token_ttl_s=settings.token_ttl_s)
+    staff = StaffService(db, keys, clock, token_ttl_s=settings.token_ttl_s)
     return Security(settings, staff, registry, verifier, audit)

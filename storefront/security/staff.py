@@ -13,7 +13,10 @@ Passwords are hashed with argon2id (RFC 9106, ``argon2-cffi`` defaults); an unkn
 staff id is checked against a dummy hash so that both failures take the same time.
 TOTP (RFC 6238, 30 s steps, 6 digits, one step of drift allowed, ``pyotp``) is
 required for managers and admins; the secret is sealed with AES-256-GCM under the
-template KEK. Tokens are 256-bit random strings; only their SHA-256 is stored.
+template KEK (the current one of a :class:`identity.keyring.KeyProvider`, so a running
+service follows ``storefront keys rotate``; a secret no readable KEK opens is
+:class:`storefront.errors.KeyUnavailable`, HTTP 503, not a credentials failure).
+Tokens are 256-bit random strings; only their SHA-256 is stored.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session, sessionmaker
 
+from identity.errors import KeyFileError
+from identity.keyring import KeyProvider
+from identity.protection import key_id_for
 from storefront.accounts import FailureWindow, LoginPolicy
 from storefront.clock import Clock
 from storefront.db.models import StaffAccount, StaffToken
-from storefront.errors import Conflict, InvalidInput
+from storefront.devices.keys import FixedKeyProvider
+from storefront.errors import Conflict, InvalidInput, KeyUnavailable
 from storefront.security.errors import AuthenticationRequired
 
 Role = Literal["cashier", "manager", "auditor", "admin"]
@@ -95,13 +102,21 @@ def token_hash(token: str) -> str:
 
 
 class StaffService:
-    """Creates staff accounts, logs them in and authenticates their bearer tokens."""
+    """Creates staff accounts, logs them in and authenticates their bearer tokens.
 
-    def __init__(self, sessions: sessionmaker[Session], kek: bytes, clock: Clock, *,
-                 token_ttl_s: int, issuer: str = "storefront",
+    ``kek``: one fixed KEK (32 bytes), or a KeyProvider whose current KEK seals new
+    secrets; a secret is opened with the current KEK, else with a KEK this instance saw
+    as current before (the previous KEK while a rotation re-seals the secrets).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], kek: bytes | KeyProvider,
+                 clock: Clock, *, token_ttl_s: int, issuer: str = "storefront",
                  limits: LoginPolicy | None = None) -> None:
         self._db = sessions
-        self._aead = AESGCM(kek)
+        self._keys: KeyProvider = FixedKeyProvider(kek, key_id_for(kek)) \
+            if isinstance(kek, bytes) else kek
+        self._seen_kek_ids: list[str] = []  # KEKs seen as current, oldest first
+        self._current_kek()
         self._clock = clock
         self._ttl = timedelta(seconds=token_ttl_s)
         self._issuer = issuer
@@ -149,8 +164,10 @@ class StaffService:
             role, sealed = (row.role, row.totp_secret_sealed) if row else ("", None)
             disabled = row is None or row.disabled_at is not None
         password_ok = _verify_password(stored, password)
+        # the secret is opened only for a right password of an enabled account, so a
+        # server key problem (KeyUnavailable, 503) is never reported to a wrong guess
         totp_ok = role not in MFA_ROLES or (
-            sealed is not None and totp is not None
+            sealed is not None and totp is not None and password_ok and not disabled
             and pyotp.TOTP(self._open(staff_id, sealed)).verify(totp, valid_window=1))
         if disabled or not password_ok or not totp_ok:
             for key in keys:
@@ -187,16 +204,42 @@ class StaffService:
             db.execute(sa.update(StaffToken).where(StaffToken.token_hash == token_hash(token))
                        .values(revoked_at=self._clock()))
 
+    def _current_kek(self) -> tuple[str, bytes]:
+        """The provider's current KEK, remembered so that secrets sealed under it stay
+        readable after it becomes the previous KEK. Raises KeyUnavailable."""
+        try:
+            kek_id, kek = self._keys.current()
+        except KeyFileError as exc:
+            raise KeyUnavailable(f"no current KEK for staff secrets: {exc}") from None
+        if kek_id not in self._seen_kek_ids:
+            self._seen_kek_ids.append(kek_id)
+        return kek_id, kek
+
     def _seal(self, staff_id: str, secret: str) -> bytes:
         nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, secret.encode(), _LABEL + staff_id.encode())
+        aead = AESGCM(self._current_kek()[1])
+        return nonce + aead.encrypt(nonce, secret.encode(), _LABEL + staff_id.encode())
 
     def _open(self, staff_id: str, blob: bytes) -> str:
-        try:
-            return self._aead.decrypt(blob[:12], blob[12:], _LABEL + staff_id.encode()).decode()
-        except (InvalidTag, ValueError):
-            raise AuthenticationRequired("staff id, password or one-time code is not "
-                                         "valid") from None
+        """The TOTP secret sealed in ``blob``; raises KeyUnavailable when no KEK this
+        process can read opens it (a server key problem, not the user's credentials)."""
+        current_id, current = self._current_kek()
+        candidates = [(current_id, current)]
+        for kek_id in reversed(self._seen_kek_ids):
+            if kek_id != current_id:
+                try:
+                    candidates.append((kek_id, self._keys.get(kek_id)))
+                except KeyFileError:
+                    continue
+        for _, kek in candidates:
+            try:
+                return AESGCM(kek).decrypt(blob[:12], blob[12:],
+                                           _LABEL + staff_id.encode()).decode()
+            except (InvalidTag, ValueError):
+                continue
+        raise KeyUnavailable(f"the one-time-code secret of staff {staff_id!r} does not open "
+                             f"with the server's KEK {current_id!r} (the KEK was rotated: "
+                             "reload the key files or restart the service)")
 
 
 def _verify_password(stored: str, password: str) -> bool:
