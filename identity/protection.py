@@ -223,6 +223,10 @@ class KeyFileProvider:
         """(key id, KEK) of ``paths[0]``."""
         return self._current
 
+    def key_ids(self) -> tuple[str, ...]:
+        """Ids of every KEK the files hold, the current one first."""
+        return tuple(self._by_id)
+
     def get(self, key_id: str) -> bytes:
         """The KEK of ``key_id``; raises KeyFileError if none of the files holds it."""
         try:

@@ -15,8 +15,9 @@ Steps, each idempotent, so an interrupted run is finished by running it again:
 Running processes follow a rotation without a restart: palm data keys, device keys and
 staff TOTP secrets are all opened through the reloading key provider, which re-reads the
 key files (a device key row names the KEK that sealed it; a TOTP secret is tried with the
-current KEK, then with KEKs the process saw earlier). Source of the scheme: envelope encryption
-with KEK rotation, NIST SP 800-57 Part 1 r5 (5.3 cryptoperiods, 8.2.3 key update).
+current KEK, then with the previous key file's and KEKs the process saw earlier).
+Source of the scheme: envelope encryption with KEK rotation, NIST SP 800-57 Part 1 r5
+(5.3 cryptoperiods, 8.2.3 key update).
 """
 
 from __future__ import annotations

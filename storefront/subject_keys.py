@@ -165,6 +165,10 @@ class ReloadingKeyProvider:
         """The KEK of ``key_id`` (current or previous file); raises KeyFileError."""
         return self._fresh().get(key_id)
 
+    def key_ids(self) -> tuple[str, ...]:
+        """Ids of the KEKs readable now: current, then previous during a rotation."""
+        return self._fresh().key_ids()
+
 
 class StoreKeyring(Keyring):
     """The per-person :class:`identity.keyring.Keyring` that also opens legacy blobs

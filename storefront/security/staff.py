@@ -27,7 +27,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final, Literal, get_args
+from typing import Final, Literal, Protocol, get_args, runtime_checkable
 
 import pyotp
 import sqlalchemy as sa
@@ -105,8 +105,9 @@ class StaffService:
     """Creates staff accounts, logs them in and authenticates their bearer tokens.
 
     ``kek``: one fixed KEK (32 bytes), or a KeyProvider whose current KEK seals new
-    secrets; a secret is opened with the current KEK, else with a KEK this instance saw
-    as current before (the previous KEK while a rotation re-seals the secrets).
+    secrets; a secret is opened with the current KEK, else with the other KEKs the
+    provider lists (the previous key file while a rotation re-seals the secrets) or this
+    instance saw as current before.
     """
 
     def __init__(self, sessions: sessionmaker[Session], kek: bytes | KeyProvider,
@@ -225,7 +226,10 @@ class StaffService:
         process can read opens it (a server key problem, not the user's credentials)."""
         current_id, current = self._current_kek()
         candidates = [(current_id, current)]
-        for kek_id in reversed(self._seen_kek_ids):
+        # a provider that lists its key files (the service's) names the previous KEK even
+        # when this process never saw it as current (two rotations without a sign-in)
+        listed = self._keys.key_ids() if isinstance(self._keys, _ListsKeys) else ()
+        for kek_id in dict.fromkeys([*listed, *reversed(self._seen_kek_ids)]):
             if kek_id != current_id:
                 try:
                     candidates.append((kek_id, self._keys.get(kek_id)))
@@ -240,6 +244,15 @@ class StaffService:
         raise KeyUnavailable(f"the one-time-code secret of staff {staff_id!r} does not open "
                              f"with the server's KEK {current_id!r} (the KEK was rotated: "
                              "reload the key files or restart the service)")
+
+
+@runtime_checkable
+class _ListsKeys(Protocol):
+    """A key provider that can name every KEK it can read (e.g. ReloadingKeyProvider)."""
+
+    def key_ids(self) -> tuple[str, ...]:
+        """Ids of the readable KEKs."""
+        ...
 
 
 def _verify_password(stored: str, password: str) -> bool:

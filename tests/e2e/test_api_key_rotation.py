@@ -173,3 +173,18 @@ def test_device_key_sealed_under_another_kek_is_key_unavailable() -> None:
     assert DeviceKeyCipher(kek, "kek-a").open("s1", "gate-1", blob) == b"k" * 32
     with pytest.raises(KeyUnavailable, match="does not open with KEK"):
         DeviceKeyCipher(other, "kek-a").open("s1", "gate-1", blob)
+
+
+def test_manager_signs_in_during_a_second_rotation_the_app_never_saw_the_first_of(
+        rotating: Any) -> None:
+    """Two rotations in a row with no staff sign-in between: while the second one is
+    under way (new KEK promoted, TOTP secrets still under the KEK the first one made),
+    the secret opens with the previous key file, not only with KEKs the app saw."""
+    r = rotating
+    assert r.login().status_code == 200  # the app has seen the first KEK only
+    rotate(r.c.db, r.files, r.keyring())  # first rotation, complete; nobody signs in
+    promote_new_kek(r.files)  # second rotation, step 1: secrets still under its .previous
+    login = r.login()
+    assert login.status_code == 200, login.text
+    rotate(r.c.db, r.files, r.keyring())
+    assert r.login().status_code == 200
