@@ -6,19 +6,18 @@ Manifest format (as in the shared data sets): ``manifest.csv`` with columns
 
 from __future__ import annotations
 
-import csv
 import random
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from identity.evaluate_run import ManifestError, read_manifest
 from identity.imageio import encode_png
 from identity.synthetic import SyntheticPalms
 from storefront.errors import InvalidInput
 
 ImageSource = Callable[[], bytes]
-MANIFEST_COLUMNS = ("path", "identity", "session", "capture")
 
 
 @dataclass(frozen=True)
@@ -35,39 +34,23 @@ def _reader(path: Path) -> ImageSource:
 
 
 def _read_manifest(folder: Path) -> dict[str, list[tuple[str, str, Path]]]:
-    """Captures by identity; raises InvalidInput for a manifest that cannot be read
-    (not UTF-8, not CSV), lacks a column, has a row with an empty field, or lists a
-    path outside the folder or not a file."""
-    manifest = folder / "manifest.csv"
-    if not manifest.is_file():
+    """Captures by identity, read by :func:`identity.evaluate_run.read_manifest` (the
+    manifest rules of ``storefront identity evaluate``); raises InvalidInput for a
+    manifest that cannot be read (not UTF-8, not CSV), lacks a column, has a row with an
+    empty field, lists a path outside the folder, or lists an image that is not a file."""
+    if not (folder / "manifest.csv").is_file():
         raise InvalidInput(f"{folder} has no manifest.csv")
-    people: dict[str, list[tuple[str, str, Path]]] = defaultdict(list)
     try:
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InvalidInput(f"{manifest}: missing column(s) {', '.join(missing)}")
-            for row in reader:
-                _add_row(folder, manifest, reader.line_num, row, people)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InvalidInput(f"{manifest} cannot be read: {exc}") from exc
+        captures = read_manifest(folder)
+    except ManifestError as exc:
+        raise InvalidInput(exc.reason) from None
+    people: dict[str, list[tuple[str, str, Path]]] = defaultdict(list)
+    for c in captures:
+        if not c.path.is_file():
+            raise InvalidInput(f"{folder / 'manifest.csv'}: "
+                               f"{str(c.path.relative_to(folder))!r} is not a file in {folder}")
+        people[c.identity].append((c.session, c.capture, c.path))
     return people
-
-
-def _add_row(folder: Path, manifest: Path, line: int, row: dict[str, str | None],
-             people: dict[str, list[tuple[str, str, Path]]]) -> None:
-    values = {c: (row.get(c) or "").strip() for c in MANIFEST_COLUMNS}
-    empty = [c for c, v in values.items() if not v]
-    if empty:
-        raise InvalidInput(f"{manifest}, line {line}: empty {', '.join(empty)}")
-    rel = Path(values["path"])
-    if rel.is_absolute() or ".." in rel.parts:
-        raise InvalidInput(f"{manifest}: path {values['path']!r} leaves the folder")
-    if not (folder / rel).is_file():
-        raise InvalidInput(f"{manifest}, line {line}: {values['path']!r} is not a file "
-                           f"in {folder}")
-    people[values["identity"]].append((values["session"], values["capture"], folder / rel))
 
 
 def _split(identity: str, captures: list[tuple[str, str, Path]]) -> PalmPerson | None:
