@@ -6,9 +6,9 @@ carries a ``type`` tag, ``schema_version`` and an envelope identifying the devic
 
 * ``device_id``: 1-64 characters from ``[A-Za-z0-9._-]`` (also a valid MQTT topic
   segment, see :mod:`hardware.topics`);
-* ``device_seq``: a per-device counter, ``0 <= device_seq < 2**63`` (fits a SQL
-  BIGINT); ``(device_id, device_seq)`` identifies a message, so redelivered
-  duplicates can be dropped;
+* ``device_seq``: a per-device counter, ``0 <= device_seq <= 2**62`` (fits a SQL
+  BIGINT; the HTTP API's bound too); ``(device_id, device_seq)`` identifies a message,
+  so redelivered duplicates can be dropped;
 * ``device_time``: when the device observed the event; must carry a UTC offset
   (naive times are refused) and is normalised to UTC on parsing.
 
@@ -56,14 +56,19 @@ ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 PRODUCT_CODE_PATTERN: Final = r"^[A-Za-z0-9._-]{1,32}$"
 """Product codes (GTIN, SKU, plate id): 1-32 characters of ``[A-Za-z0-9._-]``."""
 
-MAX_DEVICE_SEQ: Final = 2**63 - 1
+MAX_DEVICE_SEQ: Final = 2**62
+"""The largest device sequence number: the bound of the HTTP API and the staff console,
+so an event sent over MQTT can always be named there (e.g. to resolve its flag)."""
 
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 ProductCode = Annotated[str, Field(pattern=PRODUCT_CODE_PATTERN)]
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: before year 1 in UTC
+        raise ValueError("time is out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]

@@ -16,13 +16,18 @@ Per message, in order (the first failure decides):
    a replay): acknowledged, not re-run;
 6. schema: a valid versioned message, else dead-lettered ``invalid_payload``;
 7. the payload's ``device_id`` equals the topic's device, else ``misdirected``;
+7b. the device's kind may send that message type (:data:`MESSAGE_KINDS`, the same rule as
+   the HTTP API's: item events from carts, palm captures and gate events from gates,
+   plate readings from plates, heartbeats from any), else ``wrong_device_kind``;
 8. routing into the service layer (:mod:`storefront.devices.routing`); transient
    database errors are retried with back-off and the message is not acknowledged
    until its effect is committed; commands are published back, signed.
 
 Every refusal is written to ``device_audit`` and counted in :attr:`Gateway.counts`;
 unexpected errors in handling one message are audited as ``internal_error`` and the
-message dead-lettered, so the gateway never crashes on input. The PUBACK is sent
+message dead-lettered, so the gateway never crashes on input (a refusal reason is stored
+with NUL and other control characters escaped, which PostgreSQL text refuses, and a
+refusal that still cannot be written is logged rather than raised). The PUBACK is sent
 only after all of that is committed (manual acknowledgement).
 """
 
@@ -59,6 +64,10 @@ log = logging.getLogger(__name__)
 
 Observer = Callable[[Message, RouteResult], None]
 TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, ConcurrencyConflict)
+MESSAGE_KINDS: dict[str, frozenset[str]] = {
+    "item_event": frozenset({"cart"}), "palm_capture": frozenset({"gate"}),
+    "gate_event": frozenset({"gate"}), "plate_reading": frozenset({"plate"})}
+"""Device kinds that may send each message type (a type not listed: any kind)."""
 
 
 class Refused(Exception):
@@ -158,6 +167,11 @@ class Gateway:
         if message.device_id != device.id:
             raise Refused("misdirected", f"payload device {message.device_id!r} sent on the "
                           f"topic of {device.id!r}", device_id=device.id)
+        allowed = MESSAGE_KINDS.get(message.type)
+        if allowed is not None and device.kind not in allowed:
+            raise Refused("wrong_device_kind", f"a {device.kind} device may not send "
+                          f"{message.type} (needs {' or '.join(sorted(allowed))})",
+                          device_id=device.id)
         if stale is not None:
             if message.type == "palm_capture":  # an old capture must never open a gate
                 raise Refused(stale.code, stale.reason, device_id=device.id)
@@ -195,10 +209,14 @@ class Gateway:
                        f"{exc.code}: {exc.reason}")
 
     def _audit(self, r: Received, exc: Refused) -> None:
+        """Write the refusal to ``device_audit``, retrying transient errors; any other
+        failure to write it is logged, never raised (one message must not stop the
+        gateway)."""
         delay = 0.05
         while True:
             try:
-                self._journal.audit(topic=r.topic, reason_code=exc.code, reason=exc.reason,
+                self._journal.audit(topic=_printable(r.topic), reason_code=exc.code,
+                                    reason=_printable(exc.reason),
                                     payload_bytes=len(r.payload), store_id=self.store_id,
                                     device_id=exc.device_id)
                 return
@@ -207,6 +225,10 @@ class Gateway:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except Exception:  # process boundary: log the refusal we could not store
+                log.exception("could not audit refusal %s (%s) on %r", exc.code,
+                              _printable(exc.reason), r.topic)
+                return
 
     def _reply(self, device: RegisteredDevice, command: Command) -> tuple[str, bytes]:
         topic = commands_topic(self.store_id, device.id)
@@ -237,9 +259,18 @@ class GatewayConsumer:
             handled = self.gateway.handle(received)
         except TRANSIENT:
             return  # stopping: leave it unacknowledged; the broker redelivers it
+        except Exception as exc:  # never end the MQTT thread on one message
+            log.exception("unexpected error handling a message on %r", received.topic)
+            handled = Handled("dead_letter", "internal_error", [],
+                              f"internal_error: {_printable(repr(exc))[:300]}")
         for topic, frame in handled.replies:
             self.link.publish(topic, frame)
         if handled.outcome == "dead_letter":
             self.link.dead_letter(self._dead_letter, received.topic, received.payload,
                                   handled.reason or "invalid_payload")
         self.link.ack(received.mid, received.qos)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (NUL included) written as ``\\xNN`` escapes."""
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)

@@ -104,7 +104,7 @@ class Router:
         if earlier is not None:
             return RouteResult("duplicate", _replay(earlier.reply))
         try:
-            decision = self._gates.enter_by_palm(image=m.image)
+            decision = self._gates.enter_by_palm(image=m.image, actor=f"device:{m.device_id}")
         except IdentityError as exc:
             result = self._refuse(m, "unusable_capture", str(exc))
         else:

@@ -143,7 +143,7 @@ def test_naive_device_time_is_refused(msg: Message) -> None:
     assert "device_time" in reason and "timezone" in reason
 
 
-@pytest.mark.parametrize("value", [-1, 2**63, "7", 7.0, True, None])
+@pytest.mark.parametrize("value", [-1, 2**62 + 1, 2**63, "7", 7.0, True, None])
 @pytest.mark.parametrize("msg", ALL_MESSAGES, ids=lambda m: m.type)
 def test_bad_device_seq_is_refused(msg: Message, value: object) -> None:
     assert "device_seq" in refused(wire_dict(msg) | {"device_seq": value})
@@ -255,3 +255,16 @@ def test_messages_are_immutable() -> None:
 def test_naive_datetime_cannot_be_built() -> None:
     with pytest.raises(ValueError, match="timezone"):
         item_event(device_time=datetime(2024, 5, 1, 9, 30))
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+@pytest.mark.parametrize("msg", ALL_MESSAGES, ids=lambda m: m.type)
+def test_a_device_time_outside_utc_years_is_refused_not_crashed(msg: Message,
+                                                               value: str) -> None:
+    """Valid with its offset, but before year 1 or after 9999 once in UTC."""
+    assert "out of range" in refused(wire_dict(msg) | {"device_time": value})
+
+
+def test_the_largest_device_seq_is_accepted() -> None:
+    assert parse_message(json.dumps(wire_dict(heartbeat()) | {"device_seq": 2**62}).encode()
+                         ).device_seq == 2**62
