@@ -51,6 +51,16 @@ class GatewayJournal:
                                  outcome="claimed", body=body))
         return None
 
+    def release(self, *, device_id: str, device_seq: int) -> None:
+        """Forget a claim whose handling failed before it was settled, so a retry of the
+        same message handles it again (instead of answering it as a duplicate with
+        nothing to replay)."""
+        with self._sessions.begin() as db:
+            db.execute(sa.delete(DeviceMessage)
+                       .where(DeviceMessage.device_id == device_id,
+                              DeviceMessage.device_seq == device_seq,
+                              DeviceMessage.outcome == "claimed"))
+
     def settle(self, *, device_id: str, device_seq: int, outcome: str,
                reply: list[dict[str, Any]]) -> None:
         """Store the outcome and the commands sent in reply."""

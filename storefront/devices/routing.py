@@ -67,6 +67,8 @@ class Router:
                                       type_=message.type, device_time=message.device_time,
                                       body=body)
         if earlier is not None:
+            if earlier.type != message.type or earlier.body != body:
+                return self._conflict(message, earlier.type)
             return RouteResult("duplicate")
         self._journal.settle(device_id=message.device_id, device_seq=message.device_seq,
                              outcome="recorded", reply=[])
@@ -77,6 +79,12 @@ class Router:
                                 issued_at=self._clock(), in_reply_to=message.device_seq,
                                 reason_code=code, reason=shorten(reason))
         return RouteResult("rejected", [command], code)
+
+    def _conflict(self, m: Message, earlier_type: str) -> RouteResult:
+        """A sequence number this device already used for another message."""
+        return self._refuse(m, "conflicting_duplicate",
+                            f"device {m.device_id} already sent seq {m.device_seq} "
+                            f"(a {earlier_type} message) with other content")
 
     def _item(self, m: ItemEventMessage) -> RouteResult:
         try:
@@ -102,11 +110,17 @@ class Router:
         earlier = self._journal.claim(device_id=m.device_id, device_seq=m.device_seq,
                                       type_=m.type, device_time=m.device_time, body=None)
         if earlier is not None:
+            if earlier.type != m.type:
+                return self._conflict(m, earlier.type)
             return RouteResult("duplicate", _replay(earlier.reply))
         try:
             decision = self._gates.enter_by_palm(image=m.image, actor=f"device:{m.device_id}")
         except IdentityError as exc:
             result = self._refuse(m, "unusable_capture", str(exc))
+        except Exception:  # e.g. a transient database error: the gateway retries it, so
+            # give the claim back, or the retry would find it and answer nothing
+            self._journal.release(device_id=m.device_id, device_seq=m.device_seq)
+            raise
         else:
             if decision.admitted and decision.session_id is not None:
                 commands: list[Command] = [

@@ -132,3 +132,51 @@ def test_an_unexpected_error_is_dead_lettered_and_acknowledged() -> None:
     assert link.acked == [7]  # type: ignore[attr-defined]
     assert link.dead[0].startswith("internal_error: RuntimeError")  # type: ignore[attr-defined]
     assert "\x00" not in link.dead[0]  # type: ignore[attr-defined]
+
+
+def test_a_seq_reused_for_another_message_is_a_conflicting_duplicate(store: Any) -> None:
+    c, gw, keys = store
+    now = datetime.now(UTC)
+    beat = HeartbeatMessage(device_id="gate-1", device_seq=3, device_time=now,
+                            uptime_s=5).model_dump(mode="json")
+    assert _send(gw, keys, "gate-1", beat, mid=1) == "recorded"
+    assert _send(gw, keys, "gate-1", beat, mid=2) == "duplicate"
+    topic = events_topic(STORE, "gate-1")
+    other = seal(keys["gate-1"], topic, beat | {"uptime_s": 6}, ts_ms=int(time.time() * 1000))
+    handled = gw.handle(Received(topic, other, 3, 1, False))
+    assert (handled.outcome, handled.reason_code) == ("rejected", "conflicting_duplicate")
+    capture = PalmCaptureMessage(device_id="gate-1", device_seq=3, device_time=now,
+                                 gate_id="g1", direction="entry",
+                                 image=encode_png(PALMS.capture(0, 5))).model_dump(mode="json")
+    frame = seal(keys["gate-1"], topic, capture, ts_ms=int(time.time() * 1000))
+    handled = gw.handle(Received(topic, frame, 4, 1, False))
+    assert (handled.outcome, handled.reason_code) == ("rejected", "conflicting_duplicate")
+    assert len(handled.replies) == 1  # the refusal goes back to the gate
+
+
+def test_a_database_hiccup_during_a_palm_entry_is_retried_and_answered(
+        store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    c, gw, keys = store
+    shopper = c.shoppers.register(display_name="P", payment_token="tok_p")
+    c.shoppers.enrol_palm(shopper_id=shopper.id,
+                          images=[encode_png(PALMS.capture(0, k)) for k in range(4)],
+                          consent_text_version="2026-11")
+    real, calls = c.gates.enter_by_palm, []
+
+    def flaky(**kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("INSERT ...", {}, Exception("database is locked"))
+        return real(**kw)
+    monkeypatch.setattr(c.gates, "enter_by_palm", flaky)
+    capture = PalmCaptureMessage(device_id="gate-1", device_seq=0, device_time=datetime.now(UTC),
+                                 gate_id="g1", direction="entry",
+                                 image=encode_png(PALMS.capture(0, 5))).model_dump(mode="json")
+    topic = events_topic(STORE, "gate-1")
+    frame = seal(keys["gate-1"], topic, capture, ts_ms=int(time.time() * 1000))
+    handled = gw.handle(Received(topic, frame, 1, 1, False))
+    assert handled.outcome == "applied" and len(calls) == 2
+    assert len(handled.replies) == 2  # open the gate, and a welcome
+    assert len(c.read_model.with_status("open")) == 1
