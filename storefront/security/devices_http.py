@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -44,7 +45,8 @@ from hardware.auth import canonical_json
 from storefront.clock import Clock
 from storefront.db.models import DeviceNonce
 from storefront.devices.models import Device
-from storefront.devices.registry import DeviceRegistry
+from storefront.devices.registry import DeviceRegistry, RegisteredDevice
+from storefront.errors import StorefrontError
 from storefront.security.errors import AuthenticationRequired
 
 LABEL: Final = b"storefront-device-http/v1\x00"
@@ -103,6 +105,23 @@ class DeviceRequestVerifier:
         """The device that signed this request, or AuthenticationRequired with the reason
         (missing headers, unknown or revoked device, stale timestamp, replayed nonce,
         wrong signature). The nonce is spent only by a request that verifies."""
+        device, ts, nonce, sig, offset_ms = self._admit(headers)
+        expected = signature(device.key, device_id=device.id, method=method, path=path,
+                             query=query, body=body, ts_ms=ts, nonce=nonce)
+        if not hmac.compare_digest(expected, sig):
+            raise AuthenticationRequired("device signature does not match")
+        self._spend(device.id, nonce, offset_ms)
+        return DevicePrincipal(device.id, device.kind, device.store_id)
+
+    def precheck(self, headers: Mapping[str, str]) -> None:
+        """The checks that need no body (header syntax, a registered device of this store
+        that is not revoked, a fresh timestamp), so a request that fails them is refused
+        before its body is read. Raises AuthenticationRequired with the reason."""
+        self._admit(headers)
+
+    def _admit(self, headers: Mapping[str, str]
+               ) -> tuple[RegisteredDevice, int, str, str, int]:
+        """(device, timestamp ms, nonce, signature, clock offset ms) of valid headers."""
         device_id, ts, nonce, sig = (headers.get(h, "") for h in (H_ID, H_TS, H_NONCE, H_SIG))
         if not (device_id and _TS.fullmatch(ts) and _NONCE.fullmatch(nonce)
                 and _SIG.fullmatch(sig)):
@@ -117,12 +136,7 @@ class DeviceRequestVerifier:
         if abs(offset_ms) > self._window.total_seconds() * 1000:
             raise AuthenticationRequired(f"request timestamp is {offset_ms / 1000:+.0f} s from "
                                          f"the server clock (stale or skewed)")
-        expected = signature(device.key, device_id=device_id, method=method, path=path,
-                             query=query, body=body, ts_ms=int(ts), nonce=nonce)
-        if not hmac.compare_digest(expected, sig):
-            raise AuthenticationRequired("device signature does not match")
-        self._spend(device_id, nonce, offset_ms)
-        return DevicePrincipal(device.id, device.kind, device.store_id)
+        return device, int(ts), nonce, sig, offset_ms
 
     def _spend(self, device_id: str, nonce: str, offset_ms: int) -> None:
         """Record the nonce (the primary key refuses a replay); one transaction, which also
@@ -173,7 +187,12 @@ MAX_SIGNED_BODY: Final = 32 * 1024 * 1024
 class SignedBodyMiddleware:
     """Buffers the body of requests carrying ``X-Device-Signature`` (at most 32 MiB,
     else 413) into ``scope["state"]["signed_body"]`` and replays it to the app, so the
-    signature is checked over the exact bytes the route then parses."""
+    signature is checked over the exact bytes the route then parses.
+
+    Before reading the body it runs :meth:`DeviceRequestVerifier.precheck` (when the
+    app's container is built): a request whose headers are malformed, name no registered
+    device of this store, or carry a stale timestamp is answered 401 without buffering
+    anything, so an unauthenticated client cannot make the server hold its body."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -182,6 +201,10 @@ class SignedBodyMiddleware:
         if scope["type"] != "http" or not any(k.lower() == H_SIG.encode()
                                               for k, _ in scope.get("headers", [])):
             await self.app(scope, receive, send)
+            return
+        refusal = _precheck(scope)
+        if refusal is not None:
+            await _unauthenticated(send, refusal)
             return
         chunks, size, more = [], 0, True
         while more:
@@ -207,6 +230,31 @@ class SignedBodyMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _precheck(scope: Scope) -> str | None:
+    """The reason a signed request's headers fail :meth:`DeviceRequestVerifier.precheck`,
+    or None (passed, or no container to check with yet)."""
+    container = getattr(getattr(scope.get("app"), "state", None), "container", None)
+    verifier = getattr(getattr(container, "security", None), "devices", None)
+    if not isinstance(verifier, DeviceRequestVerifier):
+        return None
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    try:
+        verifier.precheck(headers)  # ASGI names are lower case, as H_ID ... are
+    except AuthenticationRequired as exc:
+        return exc.reason
+    except StorefrontError:  # a server-side fault (e.g. KeyUnavailable): the route's
+        return None  # own check raises it again and answers it (503)
+    return None
+
+
+async def _unauthenticated(send: Send, reason: str) -> None:
+    body = json.dumps({"error": "unauthenticated", "reason": reason}).encode()
+    await send({"type": "http.response.start", "status": 401,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"www-authenticate", b'Bearer realm="storefront"')]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Send) -> None:
