@@ -45,7 +45,8 @@ def add(
         if password_file is not None:
             add_password(password_file, device_id, password)
         if acl_file is not None:
-            acl_file.write_text(acl_text(store, [d.id for d in registry.list(store)],
+            acl_file.write_text(acl_text(store, [d.id for d in registry.list(store)
+                                                 if d.revoked_at is None],
                                          gateway_user), encoding="utf-8")
     except StorefrontError as exc:
         console.print(f"[red]error:[/red] {exc.reason}")
@@ -56,6 +57,43 @@ def add(
     console.print(f"hmac key (base64): {base64.b64encode(key).decode()}")
     console.print(f"broker user: {device_id}  password: {password}"
                   + ("" if password_file else "  (add it to the broker's password file)"))
+
+
+@devices_app.command("revoke")
+def revoke(
+    device_id: Annotated[str, typer.Argument(help="The device to revoke.")],
+    acl_file: Annotated[Path | None, typer.Option(
+        help="Mosquitto ACL file to rewrite without the revoked device.")] = None,
+    gateway_user: Annotated[str, typer.Option(help="Broker user of the gateway (ACL).")]
+    = "storefront-gateway",
+) -> None:
+    """Revoke a device (lost or stolen): its signed HTTP requests and MQTT messages are
+    refused from now on (running processes within their 30 s device cache); with
+    ``--acl-file`` the broker ACL is rewritten without it. Exit 2 for a device not
+    registered in this store."""
+    from storefront.bootstrap import bootstrap
+    from storefront.devices.mosquitto import acl_text
+    from storefront.devices.service import device_registry
+
+    container = bootstrap()
+    try:
+        registry = device_registry(container)
+        store = container.settings.store_id
+        known = {d.id: d for d in registry.list(store)}
+        if device_id not in known:
+            console.print(f"[red]error:[/red] device {device_id!r} is not registered in "
+                          f"store {store}")
+            raise typer.Exit(2)
+        already = known[device_id].revoked_at is not None
+        if not already:
+            registry.revoke(device_id)
+        if acl_file is not None:
+            acl_file.write_text(acl_text(store, [d.id for d in registry.list(store)
+                                                 if d.revoked_at is None],
+                                         gateway_user), encoding="utf-8")
+    finally:
+        container.close()
+    console.print(f"device {device_id} " + ("was already revoked" if already else "revoked"))
 
 
 @devices_app.command("list")

@@ -36,6 +36,18 @@ def test_devices_add_writes_broker_files_and_list_shows_no_key(
     assert listed.exit_code == 0 and "cart-7" in listed.output
     key_line = next(line for line in added.output.splitlines() if "hmac key" in line)
     assert key_line.split()[-1] not in listed.output
+    # A lost cart is revoked: listed as such, and the broker ACL no longer names it.
+    assert runner.invoke(app, ["devices", "add", "gate-1", "--kind", "gate"]).exit_code == 0
+    revoked = runner.invoke(app, ["devices", "revoke", "cart-7", "--acl-file", str(acl)])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output, revoked.output
+    assert "cart-7" not in acl.read_text() and "devices/gate-1/events" in acl.read_text()
+    row = next(line for line in runner.invoke(app, ["devices", "list"]).output.splitlines()
+               if "cart-7" in line)
+    assert row.rstrip(" │").endswith("yes")
+    again = runner.invoke(app, ["devices", "revoke", "cart-7"])
+    assert again.exit_code == 0 and "already revoked" in again.output
+    unknown = runner.invoke(app, ["devices", "revoke", "ghost"])
+    assert unknown.exit_code == 2 and "not registered" in unknown.output
 
 
 def _shared_broker_up() -> bool:
