@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,7 +44,11 @@ def _run(container: Any, headers: dict[str, str]) -> tuple[int, dict[str, Any], 
     scope = {"type": "http", "method": "POST", "path": PATH, "query_string": b"",
              "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
              "app": SimpleNamespace(state=SimpleNamespace(container=container))}
-    asyncio.run(SignedBodyMiddleware(inner)(scope, receive, send))
+    # In a thread of its own: other tests (the browser's) may leave a loop running here.
+    runner = threading.Thread(
+        target=lambda: asyncio.run(SignedBodyMiddleware(inner)(scope, receive, send)))
+    runner.start()
+    runner.join()
     body = json.loads(sent[1]["body"]) if sent[1]["body"] else {}
     return sent[0]["status"], body, reads, reached
 
