@@ -53,6 +53,36 @@ class KeyProvider(Protocol):
         ...
 
 
+class ListingKeyProvider(KeyProvider, Protocol):
+    """A KeyProvider that can also name every KEK it can read now."""
+
+    def key_ids(self) -> tuple[str, ...]:
+        """Ids of the readable KEKs, the current one first."""
+        ...
+
+
+class FixedKeyProvider:
+    """A :class:`ListingKeyProvider` of one KEK that never changes (tools, benches,
+    tests, and callers given a bare key)."""
+
+    def __init__(self, kek: bytes, kek_id: str) -> None:
+        self._kek, self._id = kek, kek_id
+
+    def current(self) -> tuple[str, bytes]:
+        """(key id, KEK)."""
+        return self._id, self._kek
+
+    def key_ids(self) -> tuple[str, ...]:
+        """The one key id."""
+        return (self._id,)
+
+    def get(self, key_id: str) -> bytes:
+        """The KEK when ``key_id`` names it; raises KeyFileError otherwise."""
+        if key_id != self._id:
+            raise KeyFileError(f"no key file holds KEK {key_id!r}")
+        return self._kek
+
+
 @dataclass(frozen=True)
 class WrappedKey:
     """A subject's DEK wrapped under KEK ``kek_id``: 12-byte nonce + 48 bytes (key + tag)."""

@@ -48,9 +48,8 @@ import numpy.typing as npt
 
 from identity import params
 from identity.decision import gallery_threshold
-from identity.errors import KeyFileError
 from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex
-from identity.keyring import InMemorySubjectKeyStore, Keyring
+from identity.keyring import FixedKeyProvider, InMemorySubjectKeyStore, Keyring
 from identity.matcher import PreparedProbe, ReferenceSet
 from identity.repository import InMemoryTemplateRepository, TemplateRecord
 from identity.revocable import RevocableTransform
@@ -84,23 +83,6 @@ class BenchData:
     sources: list[Template]
 
 
-class _OneKek:
-    """A :class:`identity.keyring.KeyProvider` holding one random 32-byte KEK in memory."""
-
-    def __init__(self) -> None:
-        self._kek, self.key_id = os.urandom(32), "bench-kek"
-
-    def current(self) -> tuple[str, bytes]:
-        """(key id, KEK)."""
-        return self.key_id, self._kek
-
-    def get(self, key_id: str) -> bytes:
-        """The KEK of ``key_id``; raises KeyFileError for any other id."""
-        if key_id != self.key_id:
-            raise KeyFileError(f"no KEK {key_id!r} in the bench")
-        return self._kek
-
-
 @dataclass(frozen=True)
 class _Setup:
     """The keys of one bench run: per-person envelope encryption (as the live service
@@ -116,7 +98,8 @@ class _Setup:
         keys = InMemorySubjectKeyStore()
         settings = IdentitySettings(shortlist_size=shortlist, identify_threshold=threshold,
                                     faiss_threads=1, index_coarse_from=coarse_from)
-        return cls(keys, Keyring(_OneKek(), keys), RevocableTransform(os.urandom(32)), settings)
+        kek = FixedKeyProvider(os.urandom(32), "bench-kek")
+        return cls(keys, Keyring(kek, keys), RevocableTransform(os.urandom(32)), settings)
 
     def index(self) -> PalmIndex:
         """An empty index as the service makes it (same transform, same coarse size), its

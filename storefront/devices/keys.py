@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from identity.errors import KeyFileError
-from identity.keyring import KeyProvider
+from identity.keyring import FixedKeyProvider, KeyProvider
 from storefront.errors import KeyUnavailable
 
 _LABEL = b"storefront/device-key/v1\x00"
@@ -91,20 +91,3 @@ class DeviceKeyring:
                                  "rotated: reload the key files or restart the service)"
                                  ) from None
         return DeviceKeyCipher(kek, kek_id).open(store_id, device_id, blob)
-
-
-class FixedKeyProvider:
-    """A :class:`identity.keyring.KeyProvider` of one KEK that never changes."""
-
-    def __init__(self, kek: bytes, kek_id: str) -> None:
-        self._kek, self._id = kek, kek_id
-
-    def current(self) -> tuple[str, bytes]:
-        """(key id, KEK)."""
-        return self._id, self._kek
-
-    def get(self, key_id: str) -> bytes:
-        """The KEK when ``key_id`` names it; raises KeyFileError otherwise."""
-        if key_id != self._id:
-            raise KeyFileError(f"no key file holds KEK {key_id!r}")
-        return self._kek

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from identity.keyring import KeyProvider
+from identity.keyring import ListingKeyProvider
 from storefront.clock import Clock, utc_now
 from storefront.devices.keys import DeviceKeyring
 from storefront.devices.registry import DeviceRegistry
@@ -27,7 +27,7 @@ class Security:
     audit: Audit
 
 
-def build_security(db: sessionmaker[Session], *, keys: KeyProvider, store_id: str,
+def build_security(db: sessionmaker[Session], *, keys: ListingKeyProvider, store_id: str,
                    audit: Audit, settings: SecuritySettings | None = None,
                    clock: Clock = utc_now) -> Security:
     """Wire the services; device request times are checked against ``clock``.

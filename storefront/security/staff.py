@@ -27,7 +27,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final, Literal, Protocol, get_args, runtime_checkable
+from typing import Final, Literal, get_args
 
 import pyotp
 import sqlalchemy as sa
@@ -38,12 +38,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session, sessionmaker
 
 from identity.errors import KeyFileError
-from identity.keyring import KeyProvider
+from identity.keyring import FixedKeyProvider, ListingKeyProvider
 from identity.protection import key_id_for
 from storefront.accounts import FailureWindow, LoginPolicy
 from storefront.clock import Clock
 from storefront.db.models import StaffAccount, StaffToken
-from storefront.devices.keys import FixedKeyProvider
 from storefront.errors import Conflict, InvalidInput, KeyUnavailable
 from storefront.security.errors import AuthenticationRequired
 
@@ -110,11 +109,11 @@ class StaffService:
     instance saw as current before.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], kek: bytes | KeyProvider,
+    def __init__(self, sessions: sessionmaker[Session], kek: bytes | ListingKeyProvider,
                  clock: Clock, *, token_ttl_s: int, issuer: str = "storefront",
                  limits: LoginPolicy | None = None) -> None:
         self._db = sessions
-        self._keys: KeyProvider = FixedKeyProvider(kek, key_id_for(kek)) \
+        self._keys: ListingKeyProvider = FixedKeyProvider(kek, key_id_for(kek)) \
             if isinstance(kek, bytes) else kek
         self._seen_kek_ids: list[str] = []  # KEKs seen as current, oldest first
         self._current_kek()
@@ -226,10 +225,9 @@ class StaffService:
         process can read opens it (a server key problem, not the user's credentials)."""
         current_id, current = self._current_kek()
         candidates = [(current_id, current)]
-        # a provider that lists its key files (the service's) names the previous KEK even
-        # when this process never saw it as current (two rotations without a sign-in)
-        listed = self._keys.key_ids() if isinstance(self._keys, _ListsKeys) else ()
-        for kek_id in dict.fromkeys([*listed, *reversed(self._seen_kek_ids)]):
+        # the provider's key files name the previous KEK even when this process never
+        # saw it as current (two rotations without a sign-in)
+        for kek_id in dict.fromkeys([*self._keys.key_ids(), *reversed(self._seen_kek_ids)]):
             if kek_id != current_id:
                 try:
                     candidates.append((kek_id, self._keys.get(kek_id)))
@@ -244,15 +242,6 @@ class StaffService:
         raise KeyUnavailable(f"the one-time-code secret of staff {staff_id!r} does not open "
                              f"with the server's KEK {current_id!r} (the KEK was rotated: "
                              "reload the key files or restart the service)")
-
-
-@runtime_checkable
-class _ListsKeys(Protocol):
-    """A key provider that can name every KEK it can read (e.g. ReloadingKeyProvider)."""
-
-    def key_ids(self) -> tuple[str, ...]:
-        """Ids of the readable KEKs."""
-        ...
 
 
 def _verify_password(stored: str, password: str) -> bool:
