@@ -11,13 +11,12 @@ RFC 6962 style logs: changing, removing or reordering any entry breaks every lin
 after it; removing the newest entries is caught by the head row (``audit_head``),
 which :meth:`Audit.verify` also reports so it can be anchored outside the database.
 
-Writers serialise on the head row: each append first locks ``audit_head``
-(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite writers of a process already queue on
-the database's write lock, see :mod:`storefront.db.engine`), so concurrent writers wait
-their turn instead of racing. The primary key is the backstop: two writers that read the
-same last entry (the very first append, before the head row exists, or writers of another
-SQLite process) both try to insert ``seq + 1`` and the loser retries after a short,
-randomised pause.
+Writers serialise before they read the last entry: on PostgreSQL each append reads the
+``audit_head`` row ``FOR UPDATE``; on SQLite it starts with a no-op ``UPDATE`` of that
+row, which takes the database's write lock (see :mod:`storefront.db.engine`). So
+concurrent writers wait their turn instead of racing. The primary key is the backstop: two writers
+that read the same last entry (the very first append, before the head row exists) both
+try to insert ``seq + 1`` and the loser retries after a short, randomised pause.
 """
 
 from __future__ import annotations
@@ -139,6 +138,12 @@ class Audit:
     def _append(self, rows: Sequence[tuple[str, str, str, str]]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
         with self._db.begin() as db:
+            # Take the writers' lock before reading the last entry: on SQLite a no-op
+            # UPDATE opens the write transaction (the database's write lock); on
+            # PostgreSQL the head row is read FOR UPDATE.
+            if db.get_bind().dialect.name == "sqlite":
+                db.execute(sa.update(AuditHead).where(AuditHead.id == 1)
+                           .values(seq=AuditHead.seq))
             head = db.get(AuditHead, 1, with_for_update=True)
             last = db.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq.desc())
                               .limit(1)).first()

@@ -60,8 +60,9 @@ def test_concurrent_writers_all_land_contiguously(tmp_path: Path,
 
 
 def test_the_head_row_is_locked_before_the_last_entry_is_read(tmp_path: Path) -> None:
-    """The append's first statement is the head row's look-up (FOR UPDATE where the
-    database supports it), so a second writer cannot read the same last entry."""
+    """On SQLite the append first takes the write lock (a no-op UPDATE of the head row),
+    then reads the head and the last entry, so a second writer cannot read the same
+    last entry."""
     engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
     upgrade(engine)
     audit = Audit(sessionmaker(engine, expire_on_commit=False), utc_now)
@@ -73,3 +74,4 @@ def test_the_head_row_is_locked_before_the_last_entry_is_read(tmp_path: Path) ->
     engine.dispose()
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert "audit_head" in selects[0] and "audit_log" in selects[1]
+    assert seen[0].lstrip().upper().startswith("UPDATE AUDIT_HEAD")
