@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cart.session import MAX_CLOCK_SKEW
 from storefront.payments.retry import RetryPolicy, longest_call_s
 
 # The service's own folder comes from this variable, not STOREFRONT_DATA_DIR: that one names
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
             exceed :meth:`longest_payment_call_s` (one call; an exit makes several calls
             under one lease, and an exit that takes over a lease while a call is still in
             flight is refused by the payment journal, not charged twice).
+        device_max_future_skew_s: how far ahead of the server clock a device's own time
+            may be, seconds (``device_time`` and the signed frame's time over MQTT,
+            ``sensor_time`` over HTTP); a message beyond it is refused
+            ``device_time_in_future`` (HTTP 422) and nothing of it is stored. Late (past)
+            times are not bounded by it. Default and ceiling: the cart's own bound
+            (:data:`cart.session.MAX_CLOCK_SKEW`, 300 s), which refuses item events
+            further ahead in any case.
         host, port: where ``storefront serve`` listens.
     """
 
@@ -102,6 +110,8 @@ class Settings(BaseSettings):
     unpaid_grace_s: float = Field(default=900.0, ge=0.0)
     exit_lease_s: float = Field(default=150.0, gt=0.0, le=3600.0)
     min_event_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    device_max_future_skew_s: float = Field(default=MAX_CLOCK_SKEW.total_seconds(), ge=0.0,
+                                            le=MAX_CLOCK_SKEW.total_seconds())
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

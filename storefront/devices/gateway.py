@@ -19,6 +19,13 @@ Per message, in order (the first failure decides):
 7b. the device's kind may send that message type (:data:`MESSAGE_KINDS`, the same rule as
    the HTTP API's: item events from carts, palm captures and gate events from gates,
    plate readings from plates, heartbeats from any), else ``wrong_device_kind``;
+7c. neither the payload's ``device_time`` nor the frame's ``ts`` is more than
+   ``max_future_skew`` (``Settings.device_max_future_skew_s``) ahead of the gateway's
+   clock, else ``device_time_in_future``: a device with a wrong (or hostile) clock must
+   not order its events after later ones, such as the shopper's exit. This refusal is
+   also answered with a signed ``refuse`` command, and the device's clock offset is
+   still recorded when the frame is inside the replay window (it shows the wrong
+   clock). Late (past) times are not bounded here;
 8. routing into the service layer (:mod:`storefront.devices.routing`); transient
    database errors are retried with back-off and the message is not acknowledged
    until its effect is committed; commands are published back, signed.
@@ -39,12 +46,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from cart.errors import ConcurrencyConflict
-from hardware.auth import ReplayGuard, canonical_json, decode_frame, seal, verify
+from cart.session import MAX_CLOCK_SKEW
+from hardware.auth import Frame, ReplayGuard, canonical_json, decode_frame, seal, verify
 from hardware.commands import Command
 from hardware.errors import (
     AuthenticationFailed,
@@ -58,7 +66,13 @@ from hardware.topics import commands_topic, dead_letter_topic, parse_topic
 from storefront.clock import Clock
 from storefront.devices.journal import GatewayJournal
 from storefront.devices.registry import DeviceRegistry, RegisteredDevice
-from storefront.devices.routing import Router, RouteResult
+from storefront.devices.routing import (
+    DeviceTimeInFuture,
+    Router,
+    RouteResult,
+    check_not_ahead,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +85,16 @@ MESSAGE_KINDS: dict[str, frozenset[str]] = {
 
 
 class Refused(Exception):
-    """Internal: a message refused at a gateway check (``dead_letter`` for bad payloads)."""
+    """Internal: a message refused at a gateway check (``dead_letter`` for bad payloads;
+    ``answer``: the device and message to send a ``refuse`` command for)."""
 
     def __init__(self, code: str, reason: str, *, device_id: str | None = None,
-                 dead_letter: bool = False) -> None:
+                 dead_letter: bool = False,
+                 answer: tuple[RegisteredDevice, Message] | None = None) -> None:
         super().__init__(reason)
         self.code, self.reason, self.device_id = code, reason, device_id
         self.dead_letter = dead_letter
+        self.answer = answer
 
 
 @dataclass(frozen=True)
@@ -91,11 +108,17 @@ class Handled:
 
 
 class Gateway:
-    """Handles deliveries for one store. ``observer`` sees each routed message's result."""
+    """Handles deliveries for one store. ``observer`` sees each routed message's result;
+    ``max_future_skew`` bounds how far ahead of ``clock`` a device time may be (step 7c;
+    default :data:`cart.session.MAX_CLOCK_SKEW`, the default of
+    ``Settings.device_max_future_skew_s``). Raises ValueError if it is negative."""
 
     def __init__(self, *, store_id: str, registry: DeviceRegistry, journal: GatewayJournal,
                  router: Router, guard: ReplayGuard, clock: Clock, max_frame_bytes: int,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None,
+                 max_future_skew: timedelta = MAX_CLOCK_SKEW) -> None:
+        if max_future_skew < timedelta(0):
+            raise ValueError("max_future_skew must not be negative")
         self.store_id = store_id
         self._registry = registry
         self._journal = journal
@@ -104,6 +127,7 @@ class Gateway:
         self._clock = clock
         self._max_frame = max_frame_bytes
         self._observer = observer
+        self._max_ahead = max_future_skew
         self.counts: Counter[str] = Counter()
         self.stopping = threading.Event()
         self._clocks: dict[str, tuple[datetime, int]] = {}
@@ -172,15 +196,30 @@ class Gateway:
             raise Refused("wrong_device_kind", f"a {device.kind} device may not send "
                           f"{message.type} (needs {' or '.join(sorted(allowed))})",
                           device_id=device.id)
+        if stale is None:
+            self._clocks[device.id] = (self._clock(), offset or 0)
+        self._check_not_ahead(device, message, frame)
         if stale is not None:
             if message.type == "palm_capture":  # an old capture must never open a gate
                 raise Refused(stale.code, stale.reason, device_id=device.id)
             # Authentic but late (queued at the broker while the gateway was down or
             # behind): observations are idempotent by (device, seq), so accept them.
             self.counts["late_accepted"] += 1
-        else:
-            self._clocks[device.id] = (self._clock(), offset or 0)
         return message, device
+
+    def _check_not_ahead(self, device: RegisteredDevice, message: Message,
+                         frame: Frame) -> None:
+        """Step 7c: refuse ``device_time_in_future`` (answered with a refuse command)."""
+        now = self._clock()
+        now_ms = int(now.timestamp() * 1000)
+        try:
+            check_not_ahead(message.device_time - now, max_ahead=self._max_ahead,
+                            what="device_time")
+            check_not_ahead(timedelta(milliseconds=frame.ts - now_ms),
+                            max_ahead=self._max_ahead, what="frame time (ts)")
+        except DeviceTimeInFuture as exc:
+            raise Refused(exc.code, exc.reason, device_id=device.id,
+                          answer=(device, message)) from None
 
     def _route_with_retry(self, message: Message, r: Received) -> RouteResult:
         delay = 0.05
@@ -205,7 +244,12 @@ class Gateway:
         self.counts["refused"] += 1
         self.counts[f"refused:{exc.code}"] += 1
         self._audit(r, exc)
-        return Handled("dead_letter" if exc.dead_letter else "refused", exc.code, [],
+        replies = []
+        if exc.answer is not None:
+            device, message = exc.answer
+            command = refusal(message, exc.code, exc.reason, self._clock())
+            replies.append(self._reply(device, command))
+        return Handled("dead_letter" if exc.dead_letter else "refused", exc.code, replies,
                        f"{exc.code}: {exc.reason}")
 
     def _audit(self, r: Received, exc: Refused) -> None:

@@ -3,13 +3,19 @@
 Item events go to ``ItemIngest.record`` (idempotent on device id + sequence), entry
 palm captures to ``GateService.enter_by_palm``; gate events, plate readings and
 heartbeats are recorded in the inbox. Each route returns the commands to send back.
+
+:func:`check_not_ahead` is the bound on device clocks shared by both device paths: a
+device time more than ``Settings.device_max_future_skew_s`` ahead of the server clock
+is refused ``device_time_in_future`` (by the gateway over MQTT, by the item-event route
+over HTTP); late times are not bounded by it.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from cart.errors import DuplicateDeviceEvent, InvalidCommand, SessionClosed
 from hardware.commands import (
@@ -23,11 +29,39 @@ from hardware.messages import ItemEventMessage, Message, PalmCaptureMessage
 from identity.errors import IdentityError
 from storefront.clock import Clock
 from storefront.devices.journal import GatewayJournal
-from storefront.errors import NotFound, UnknownProduct
+from storefront.errors import InvalidInput, NotFound, UnknownProduct
 from storefront.gates import GateService
 from storefront.sessions import ItemIngest
 
 ALTERNATIVES = "Please try again, scan the app's QR code, or ask staff for help."
+DEVICE_TIME_IN_FUTURE: Final = "device_time_in_future"
+
+
+class DeviceTimeInFuture(InvalidInput):
+    """A device time too far ahead of the server clock (HTTP 422; refused over MQTT)."""
+
+    code = DEVICE_TIME_IN_FUTURE
+
+
+def check_not_ahead(ahead: timedelta, *, max_ahead: timedelta, what: str) -> None:
+    """Refuse a device time ``ahead`` of the server clock by more than ``max_ahead``.
+
+    ``ahead`` is the device time minus the server clock (negative: a late time, always
+    accepted); ``what`` names the time in the reason (``device_time``, ``sensor_time``).
+    Raises :class:`DeviceTimeInFuture` with a reason giving both, in seconds.
+    """
+    if ahead > max_ahead:
+        raise DeviceTimeInFuture(
+            f"{what} is {ahead.total_seconds():.3f} s ahead of the server clock (at most "
+            f"{max_ahead.total_seconds():g} s allowed): check the device's clock")
+
+
+def refusal(message: Message, code: str, reason: str, issued_at: datetime) -> RefuseCommand:
+    """The command telling a device that ``message`` was refused (``reason`` shortened to
+    what a device display shows); ``issued_at`` is tz-aware UTC."""
+    return RefuseCommand(command_id=uuid.uuid4().hex, device_id=message.device_id,
+                         issued_at=issued_at, in_reply_to=message.device_seq,
+                         reason_code=code, reason=shorten(reason))
 
 
 @dataclass(frozen=True)
@@ -75,10 +109,7 @@ class Router:
         return RouteResult("recorded")
 
     def _refuse(self, message: Message, code: str, reason: str) -> RouteResult:
-        command = RefuseCommand(command_id=uuid.uuid4().hex, device_id=message.device_id,
-                                issued_at=self._clock(), in_reply_to=message.device_seq,
-                                reason_code=code, reason=shorten(reason))
-        return RouteResult("rejected", [command], code)
+        return RouteResult("rejected", [refusal(message, code, reason, self._clock())], code)
 
     def _conflict(self, m: Message, earlier_type: str) -> RouteResult:
         """A sequence number this device already used for another message."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from hardware.auth import ReplayGuard
@@ -43,7 +44,9 @@ def build_gateway(container: Container, mqtt: MqttSettings, *,
     return Gateway(store_id=container.settings.store_id, registry=device_registry(container),
                    journal=journal, router=router,
                    guard=ReplayGuard(int(mqtt.replay_window_s * 1000)), clock=utc_now,
-                   max_frame_bytes=mqtt.max_frame_bytes, observer=observer)
+                   max_frame_bytes=mqtt.max_frame_bytes, observer=observer,
+                   max_future_skew=timedelta(
+                       seconds=container.settings.device_max_future_skew_s))
 
 
 def start_consumer(container: Container, mqtt: MqttSettings, *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from identity.imageio import encode_png
 from identity.synthetic import SyntheticPalms
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
+from storefront.clock import utc_now
 from storefront.devices.gateway import Gateway
 from storefront.devices.journal import GatewayJournal
 from storefront.devices.service import build_gateway, device_registry
@@ -106,3 +107,26 @@ def test_a_redelivered_palm_capture_opens_one_session(store) -> None:  # type: i
     assert [t for t, _ in first.replies] == [t for t, _ in again.replies]
     assert len(c.read_model.with_status("open")) == 1
     assert OpenGateCommand.model_fields  # the reply type exists on the wire
+
+
+def test_build_gateway_takes_the_future_skew_setting(tmp_path: Path) -> None:
+    """``STOREFRONT_DEVICE_MAX_FUTURE_SKEW_S`` reaches the MQTT gateway, not only HTTP: a
+    device time 60 s ahead passes the default bound (300 s) and is refused at 30 s."""
+    outcomes = {}
+    for skew in (300.0, 30.0):
+        c = bootstrap(Settings(data_dir=tmp_path / str(skew), store_id=STORE, database_url=None,
+                               device_max_future_skew_s=skew))
+        try:
+            c.catalogue.upsert(builtin_items())
+            key = device_registry(c).add(store_id=STORE, device_id="cart-1", kind="cart")
+            gw = build_gateway(c, MqttSettings())
+            topic = events_topic(STORE, "cart-1")
+            ahead = datetime.now(UTC) + timedelta(seconds=60)
+            body = _item(c, "cart-1", 0).model_copy(update={"device_time": ahead})
+            result = gw.handle(Received(topic, _signed(key, topic, body.model_dump(mode="json")),
+                                        1, 1, False))
+            outcomes[skew] = (result.outcome, GatewayJournal(c.db, utc_now).audit_counts())
+        finally:
+            c.close()
+    assert outcomes[300.0] == ("applied", {})
+    assert outcomes[30.0] == ("refused", {"device_time_in_future": 1})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 
 from storefront.api.deps import ContainerDep
@@ -13,6 +15,7 @@ from storefront.api.schemas import (
     SessionIdPath,
     SessionOut,
 )
+from storefront.devices.routing import check_not_ahead
 from storefront.security.api import Cart, Checkout, Gate, StaffOrDevice
 from storefront.security.errors import PermissionDenied
 
@@ -24,10 +27,14 @@ def record_event(session_id: SessionIdPath, body: ItemEventIn, c: ContainerDep,
                  device: Cart) -> ItemEventOut:
     """Append an item event once; a replay of (device id, sequence) is 409.
 
-    Signed cart devices only, each for its own ``device_id`` (403 otherwise).
+    Signed cart devices only, each for its own ``device_id`` (403 otherwise). A
+    ``sensor_time`` more than ``device_max_future_skew_s`` ahead of the server clock is
+    422 ``device_time_in_future`` and nothing is stored (late times are accepted).
     """
     if body.device_id != device.id:
         raise PermissionDenied(f"device {device.id} may not send events as {body.device_id}")
+    check_not_ahead(body.sensor_time - c.checkout.clock(), what="sensor_time",
+                    max_ahead=timedelta(seconds=c.settings.device_max_future_skew_s))
     stored = c.ingest.record(session_id=session_id, kind=body.kind,
                              product_code=body.product_code, quantity=body.quantity,
                              device_id=body.device_id, device_seq=body.device_seq,
