@@ -1,18 +1,25 @@
-"""``storefront devices``: register and list store devices, run the MQTT gateway."""
+"""``storefront devices``: register and list store devices, run the MQTT gateway, prune
+the gateway's inbox and refusal log."""
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from storefront.devices.journal import GatewayJournal, PruneReport
 
 devices_app = typer.Typer(help="Store devices over MQTT (gates, carts, shelf plates).",
                           no_args_is_help=True)
@@ -141,3 +148,101 @@ def run(
     finally:
         container.close()
     console.print(f"gateway stopped: {counts}")
+
+
+@devices_app.command("prune")
+def prune(
+    messages_days: Annotated[int, typer.Option(
+        min=1, help="Keep inbox rows (device_messages) this many days.")] = 30,
+    audit_days: Annotated[int, typer.Option(
+        min=1, help="Keep refused-message rows (device_audit) this many days.")] = 365,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+    = False,
+) -> None:
+    """Delete inbox rows received more than --messages-days days ago and refusal rows
+    written more than --audit-days days ago, in short batches (safe while the gateway
+    runs, and idempotent); prints the rows deleted per table. An inbox row still
+    "claimed" (a gateway stopped before recording the outcome) is kept until it is older
+    than the audit cut as well.
+
+    A message redelivered after its inbox row was pruned is handled again, which is
+    safe: a palm capture's signed frame time (within the replay window of its first
+    handling) is then older than the window (STOREFRONT_MQTT_REPLAY_WINDOW_S, default
+    300 s), so the gateway refuses it (outside_replay_window) before routing and it
+    opens no second session; hence the command refuses (exit 2) a --messages-days
+    shorter than twice that window. Only a device re-signing an old capture with a fresh
+    time would get past that, and a device holding its key can sign a new capture
+    anyway. Item events never use the inbox: the cart event log's UNIQUE (device_id,
+    device_seq), which this command does not touch, answers them as duplicates. Gate
+    events, plate readings and heartbeats only write an inbox row, so one handled again
+    is recorded again with no other effect (a later reuse of a pruned sequence number is
+    no longer refused as conflicting_duplicate). The broker also drops queued messages
+    after its session expiry (STOREFRONT_MQTT_SESSION_EXPIRY_S, default one day).
+
+    Exit 2 for a period below one day, a missing database or a database error.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hardware.settings import MqttSettings
+    from storefront.errors import StorefrontError
+
+    window_s = MqttSettings().replay_window_s
+    if messages_days * 86_400 < 2 * window_s:
+        console.print(f"[red]error:[/red] --messages-days {messages_days} is shorter than "
+                      f"twice the replay window ({window_s:g} s): a redelivered palm "
+                      f"capture could open a second session")
+        raise typer.Exit(2)
+    try:
+        with _gateway_journal() as journal:
+            report = journal.prune_older_than(messages_days=messages_days,
+                                              audit_days=audit_days)
+    except (StorefrontError, SQLAlchemyError) as exc:
+        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        _print_pruned(report)
+
+
+@contextmanager
+def _gateway_journal() -> Iterator[GatewayJournal]:
+    """The journal over the configured database, migrated, on the system clock. Nothing
+    is created: a missing SQLite file or a database without the gateway's tables raises
+    NotFound."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.orm import sessionmaker
+
+    from storefront.clock import utc_now
+    from storefront.db.engine import make_engine
+    from storefront.db.migrate import upgrade
+    from storefront.devices.journal import GatewayJournal
+    from storefront.devices.models import DeviceMessage
+    from storefront.errors import NotFound
+    from storefront.settings import Settings
+
+    url = Settings().resolved_database_url()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise NotFound(f"no database at {parsed.database} (check STOREFRONT_STATE_DIR or "
+                       f"STOREFRONT_DATABASE_URL); nothing was created")
+    engine = make_engine(url)
+    try:
+        if not sa.inspect(engine).has_table(DeviceMessage.__tablename__):
+            raise NotFound(f"the database {parsed.render_as_string(hide_password=True)} has "
+                           f"no device_messages table (not a storefront database?)")
+        upgrade(engine)
+        yield GatewayJournal(sessionmaker(engine, expire_on_commit=False), utc_now)
+    finally:
+        engine.dispose()
+
+
+def _print_pruned(report: PruneReport) -> None:
+    console.print(f"device_messages: {report.messages_deleted} rows deleted (received "
+                  f"before {report.messages_before.isoformat(timespec='seconds')})")
+    console.print(f"device_audit: {report.audit_deleted} rows deleted (written before "
+                  f"{report.audit_before.isoformat(timespec='seconds')})")
+    if report.claimed_kept:
+        console.print(f"kept {report.claimed_kept} inbox rows still claimed (handling never "
+                      f"settled) until the audit cut")
