@@ -26,6 +26,14 @@ refund interrupted mid-call, or failed, resumes when the same dispute is sent
 again. Each card refund is claimed (compare-and-set under the dispute row's lock)
 before its call, so two requests of one dispute never both send it, and the
 dispute's state never goes back from ``refunded``. Money is integer minor units.
+
+The ``refund`` audit entry (when an ``Audit`` is wired) is written in the transaction
+that marks the dispute ``refunded`` (its insert when nothing goes to a card, else the
+``refunding`` -> ``refunded`` compare-and-set after the card refunds), so a refunded
+dispute never lacks its entry and only the request that moved it there writes one: if
+the audit write fails, that transaction rolls back (a dispute without card parts is not
+stored; one with them stays ``refunding`` with its card refunds made, and sending it
+again marks it refunded with its entry, without refunding again).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from storefront.payments import PaymentProcessor
 from storefront.pricing.model import GRAMS_PER_KG, PricedLine, TaxPolicy
 from storefront.pricing.rounding import round_half_up
 from storefront.receipts import ReceiptStore, stamp_tax, total_of
-from storefront.security.audit import Audit
+from storefront.security.audit import Audit, NewEntry
 from storefront.security.errors import PermissionDenied
 from storefront.till import lock_open_drawer
 
@@ -111,7 +119,12 @@ class DisputeService:
                 refunded, is over ``max_refund_minor`` (the role's limit): splitting a
                 refund into several disputes does not get round the limit.
 
-        The refund is written to the audit log as done by ``actor``.
+        The refund is written to the audit log as done by ``actor``, in the transaction
+        that marks the dispute refunded (by whichever request of it gets there; a replay
+        of a refunded dispute writes nothing). If that audit write fails, its error
+        (Conflict or the database's) is raised and the transaction rolled back: send the
+        dispute again (a dispute without card parts was not stored; one with them is
+        finished with its entry, its card refunds not sent again).
         """
         reason = (reason or "").strip()
         if not 1 <= len(reason) <= 300:
@@ -122,11 +135,10 @@ class DisputeService:
             raise InvalidInput("quantity must be a positive integer (units, or grams)")
         original = self._receipts.get(receipt_id).original_receipt_id
         row = self._by_key(dispute_key)
-        done_before = row is not None and row.state == "refunded"
         if row is None:
             try:
                 row = self._open(original, dispute_key, product_code, quantity, reason, till_id,
-                                 max_refund_minor)
+                                 max_refund_minor, actor)
             except IntegrityError:
                 row = self._by_key(dispute_key)
                 if row is None:
@@ -136,11 +148,7 @@ class DisputeService:
                                                                 quantity):
             raise Conflict(f"dispute key {dispute_key!r} was already used for another dispute")
         if row.state != "refunded":
-            row = self._refund(row)
-        if not done_before and self._audit is not None:
-            self._audit.record(actor=actor, action="refund", subject=f"receipt:{original}",
-                               details={"dispute_id": row.id, "product_code": product_code,
-                                        "quantity": quantity, "refund_minor": row.refund_minor})
+            row = self._refund(row, actor)
         return _result(row)
 
     def _by_key(self, key: str) -> Dispute | None:
@@ -148,7 +156,7 @@ class DisputeService:
             return db.scalars(sa.select(Dispute).where(Dispute.dispute_key == key)).first()
 
     def _open(self, original_id: str, key: str, code: str, quantity: int, reason: str,
-              till_id: str | None, max_refund_minor: int | None) -> Dispute:
+              till_id: str | None, max_refund_minor: int | None, actor: str) -> Dispute:
         now = self._clock()
         with self._db.begin() as db:
             # A no-op write locks the receipt: disputes of one receipt run one at a time.
@@ -199,7 +207,20 @@ class DisputeService:
                                   currency=latest.currency,
                                   lines=self._stored_lines(amended, sale, latest.tax_basis),
                                   issued_at=now))
+            if row.state == "refunded":  # nothing goes to a card: refunded as it is stored
+                db.flush()  # a lost race on the key raises here, before the audit write
+                self._record_refund(db, row, actor)
         return row
+
+    def _record_refund(self, db: Session, row: Dispute, actor: str) -> None:
+        """Append the dispute's ``refund`` entry in ``db``'s transaction, the one that
+        marks it refunded (errors of :meth:`Audit.record_in`)."""
+        if self._audit is None:
+            return
+        self._audit.record_in(db, [NewEntry(
+            actor, "refund", f"receipt:{row.receipt_id}",
+            {"dispute_id": row.id, "product_code": row.product_code,
+             "quantity": row.quantity, "refund_minor": row.refund_minor})])
 
     @staticmethod
     def _stored_lines(lines: tuple[PricedLine, ...], sale: TaxPolicy,
@@ -210,8 +231,9 @@ class DisputeService:
         plain = [asdict(line) for line in lines]
         return plain if basis == "unknown" else stamp_tax(plain, sale)
 
-    def _refund(self, row: Dispute) -> Dispute:
-        """Make the dispute's outstanding card refunds, each once, then mark it refunded.
+    def _refund(self, row: Dispute, actor: str) -> Dispute:
+        """Make the dispute's outstanding card refunds, each once, then mark it refunded
+        with its audit entry (as done by ``actor``).
 
         Each part is claimed before its call (``pending`` -> ``sending`` with a claim token,
         compare-and-set under the dispute row's lock): a concurrent request for the same
@@ -235,7 +257,7 @@ class DisputeService:
                 raise PaymentError(f"refund of dispute {row.dispute_key} failed: {exc.reason}; "
                                    f"send the dispute again to retry") from exc
             self._end_claim(row.id, index, token, refund.refund_id, None)
-        return self._mark_refunded(row.id)
+        return self._mark_refunded(row.id, actor)
 
     def _locked(self, db: Session, dispute_id: str) -> Dispute:
         """The dispute row, read after a no-op write that locks it (the row on PostgreSQL,
@@ -284,9 +306,10 @@ class DisputeService:
                 part.update(state="refunded", refund_id=refund_id, claim=None, claimed_at=None)
             self._write(db, stored, parts, "refunding", failure, now)
 
-    def _mark_refunded(self, dispute_id: str) -> Dispute:
-        """``refunding`` -> ``refunded`` (compare-and-set) once every part is refunded; the
-        stored row either way."""
+    def _mark_refunded(self, dispute_id: str, actor: str) -> Dispute:
+        """``refunding`` -> ``refunded`` (compare-and-set) once every part is refunded, with
+        the ``refund`` audit entry in the same transaction (only the request that makes
+        the move writes it); the stored row either way."""
         now = self._clock()
         with self._db.begin() as db:
             stored = self._locked(db, dispute_id)
@@ -295,6 +318,7 @@ class DisputeService:
                 self._write(db, stored, [dict(p) for p in stored.refund_parts], "refunded",
                             None, now)
                 db.refresh(stored)  # _write is a Core UPDATE: reload what it wrote
+                self._record_refund(db, stored, actor)
             db.expunge(stored)
             return stored
 

@@ -28,7 +28,9 @@ minor units.
 
 Money taken is audited (when an ``Audit`` is wired): each tender is recorded as
 ``tender`` by the request that took it, and a pending card tender that a resend
-decides later as ``tender_settled`` (see :meth:`StaffedCheckout.take_tender`).
+decides later as ``tender_settled``, each entry in the same database transaction as
+the tender's write that owes it, so a stored tender outcome never lacks its entry
+(see :meth:`StaffedCheckout.take_tender`).
 
 Staff identity: ``staff_id`` is a string the caller states. It is recorded for
 the audit but NOT authenticated (see the authentication issue).
@@ -66,14 +68,13 @@ from storefront.errors import Conflict, InvalidInput, NotFound, StorefrontError
 from storefront.money import format_minor
 from storefront.pricing import TaxPolicy, price_cart
 from storefront.receipts import priced_receipt_lines
-from storefront.security.audit import Audit
+from storefront.security.audit import Audit, NewEntry
 from storefront.security.errors import PermissionDenied
 from storefront.sessions import SessionReadModel, SessionView
 from storefront.shoppers import ShopperService, looks_like_card_number
 from storefront.till import (
     PAID_STATES,
     PENDING_STATES,
-    TakeResult,
     TenderKind,
     TenderRequest,
     TenderView,
@@ -288,14 +289,18 @@ class StaffedCheckout:
         transaction (the claim row serialises it with tenders and other
         corrections of the session). A cart frozen by tenders that all ended
         without money is un-frozen here, and the audit record says so
-        (``unfrozen_total_minor``).
+        (``unfrozen_total_minor``). The ``correction`` audit entry is written in
+        that same transaction, so the correction and its entry are stored both or
+        neither: if the audit write fails, its error is raised and nothing of the
+        correction is kept (the cart stays as it was; send it again).
 
         Raises InvalidInput (no reason, quantity out of range or unchanged),
         UnknownProduct, NotFound, Conflict (no claim; a tender has paid or
-        reserves money: the lines are locked), PermissionDenied (the change,
-        added to the session's earlier corrections, exceeds ``max_change``, the
-        role's limit: splitting a change into several corrections, or sending
-        them in parallel, does not get round it).
+        reserves money: the lines are locked; the audit log stayed contended),
+        PermissionDenied (the change, added to the session's earlier corrections,
+        exceeds ``max_change``, the role's limit: splitting a change into several
+        corrections, or sending them in parallel, does not get round it), and a
+        database error of the audit write (the correction rolled back with it).
         """
         reason = _text("reason", reason)
         if isinstance(quantity, bool) or not isinstance(quantity, int) \
@@ -317,14 +322,24 @@ class StaffedCheckout:
                                  quantity_before=before, quantity_after=quantity,
                                  reason=reason, corrected_at=self._clock())
             db.add(row)
-        if self._audit is not None:
-            details: dict[str, object] = {"correction_id": row.id, "product_code": product_code,
-                                          "before": before, "after": quantity, "reason": reason}
-            if unfrozen is not None:
-                details["unfrozen_total_minor"] = unfrozen
-            self._audit.record(actor=f"staff:{staff_id}", action="correction",
-                               subject=f"session:{session_id}", details=details)
+            db.flush()
+            self._audit_correction(db, row, unfrozen)
         return _correction_view(row)
+
+    def _audit_correction(self, db: Session, row: CartCorrection,
+                          unfrozen: int | None) -> None:
+        """Append the ``correction`` entry of ``row`` in the correction's own transaction
+        ``db`` (errors of :meth:`Audit.record_in`); ``unfrozen`` is the total (minor
+        units) of the frozen cart the correction dropped, if any."""
+        if self._audit is None:
+            return
+        details: dict[str, object] = {"correction_id": row.id, "product_code": row.product_code,
+                                      "before": row.quantity_before,
+                                      "after": row.quantity_after, "reason": row.reason}
+        if unfrozen is not None:
+            details["unfrozen_total_minor"] = unfrozen
+        self._audit.record_in(db, [NewEntry(f"staff:{row.staff_id}", "correction",
+                                            f"session:{row.session_id}", details)])
 
     def _unfreeze(self, db: Session, session_id: str) -> int | None:
         """Inside a correction's guarded transaction: refuse while a tender has paid or
@@ -424,17 +439,24 @@ class StaffedCheckout:
         ids, never card data; ``storefront.till.audit_details``). A resend that
         decides a pending tender records ``tender_settled`` (captured or failed, as
         reconciliation does); a replay that decides nothing records nothing. The
-        entry is written after the tender's state committed, as for corrections: if
-        the audit log fails, its error is raised with the tender stored intact
-        (sending it again returns it) and the entry is missing (a resend of a
-        pending tender still records its outcome).
+        entry is written in the transaction of the tender's write that owes it (a
+        cash tender's insert, a card tender's outcome), so both are stored or
+        neither: if the audit log fails, its error is raised and the write rolled
+        back. A cash tender is then not stored (sending it again with its key takes
+        it, audited); a card tender stays pending as it was before that write
+        (sending it again looks the processor's call up and records the outcome as
+        ``tender_settled``; reconciliation does the same), so money the processor
+        took is never stored without its entry. Only a new tender whose last write
+        lost to another request of it (which recorded its own outcome) has its
+        ``tender`` entry written on its own afterwards.
 
         Raises InvalidInput (bad amount, card above the balance, a card number as
         token), NotFound, Conflict (no claim; the cart is not ready: flags,
         issues, age check; another card tender is pending: send that one again
         with its key first; the key was used with other content or another card,
         with what it was used for; a new tender on a closed sale; the audit log
-        stayed contended).
+        stayed contended: the tender's write is rolled back, send it again), and a
+        database error of the audit write (likewise rolled back).
         """
         if payment_token is not None and looks_like_card_number(payment_token):
             raise InvalidInput("payment token must be a processor token, not a card number")
@@ -458,24 +480,13 @@ class StaffedCheckout:
                                 self._currency, payment_token, card_on_file)
         try:
             taken = self._till.take(request, total=self._sale_total(session_id, staff_id, key),
-                                    guard=self._guard(session_id, staff_id))
+                                    guard=self._guard(session_id, staff_id), audit=self._audit)
         except Conflict:
             view = self._read_model.get(session_id)
             if view.status == "settled":  # a close finished first (and dropped the claim)
                 return self._replay_closed(view, request)
             raise
-        self._audit_tender(staff_id, taken)
         return taken.tender, taken.balance_minor
-
-    def _audit_tender(self, staff_id: str, taken: TakeResult) -> None:
-        """Record the audit entry the tender request owes (``TakeResult.audit_entry``),
-        after the tender's state committed; nothing for a replay."""
-        entry = taken.audit_entry()
-        if self._audit is None or entry is None:
-            return
-        action, details = entry
-        self._audit.record(actor=f"staff:{staff_id}", action=action,
-                           subject=f"session:{taken.tender.session_id}", details=details)
 
     def _replay_closed(self, view: SessionView,
                        request: TenderRequest) -> tuple[TenderView, int]:

@@ -44,14 +44,19 @@ tender again while reconciliation runs either finds it finished or finishes it u
 the same keys: one recorded outcome, one capture at most.
 
 Audit (when an :class:`~storefront.security.audit.Audit` is given): every outcome is
-recorded by the request or run that wrote it, after the write committed, never by one
-that lost the compare-and-set. :meth:`Till.take` reports what its request did
-(:class:`TakeResult`; the staffed checkout records the ``tender``/``tender_settled``
-entry of it); reconciliation records ``tender_settled`` (actor ``reconcile``) for each
-tender it decided and ``hold_released`` for each late hold it voided. Details are ids,
-amounts in minor units, the currency and the processor's references
-(:func:`audit_details`), never a card token or its digest. A failed audit write is
-raised to the caller once the tender's state is stored: the tender stays as written.
+recorded by the request or run that wrote it, in the same database transaction as the
+write (:meth:`~storefront.security.audit.Audit.record_in`), never by one that lost the
+compare-and-set: the tender's state and its audit entry are stored together or not at
+all. :meth:`Till.take` records the ``tender`` entry of a new tender with the request's
+final write (a cash tender's insert; a card tender's outcome) and ``tender_settled`` with
+a resend's write that decides a pending tender; reconciliation records
+``tender_settled`` (actor ``reconcile``) with each outcome it writes and
+``hold_released`` with the note of each late hold it voided. Details are ids, amounts in
+minor units, the currency and the processor's references (:func:`audit_details`),
+never a card token or its digest. A failed audit write rolls its write back and is
+raised: a cash tender is then not stored (sending it again takes it), a card tender
+stays pending as it was before the write (sending it again, or reconciliation, looks
+the processor's call up and records the outcome with its entry).
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ from storefront.money import format_minor
 from storefront.payments import Operation, PaymentProcessor, ProcessorUnavailable
 from storefront.payments.base import OperationKind
 from storefront.payments.retry import RetryPolicy, call_with_retry, resume_or_call
-from storefront.security.audit import Audit
+from storefront.security.audit import Audit, NewEntry
 
 TenderKind = Literal["cash", "card"]
 PAID_STATES = ("taken", "captured")
@@ -194,26 +199,57 @@ class TakeResult:
     ``tender``: the tender now; ``balance_minor``: what is still due (minor units);
     ``new``: this request created the tender; ``wrote``: the last state this request
     itself wrote (None: it wrote none: a replay, or another request moved the tender on
-    first); ``details``: the tender's audit details (:func:`audit_details`).
+    first). Its audit entry, if it owes one, is stored with its write.
     """
 
     tender: TenderView
     balance_minor: int
     new: bool
     wrote: str | None
-    details: dict[str, object]
 
-    def audit_entry(self) -> tuple[str, dict[str, object]] | None:
-        """The audit action and details this request owes: ``tender`` for a new tender
-        (``outcome`` approved, declined or pending, and the ``state`` it left),
-        ``tender_settled`` when it resumed a pending tender and wrote its outcome
-        (:func:`settled_details`), None when it decided nothing (a replay)."""
-        if self.new and self.wrote is not None:
-            return "tender", {**self.details, "outcome": tender_outcome(self.wrote),
-                              "state": self.wrote}
-        if self.wrote is not None and self.wrote not in PENDING_STATES:
-            return "tender_settled", settled_details(self.details, self.wrote)
-        return None
+
+@dataclass
+class _Auditor:
+    """Records the audit entries that one request's (or reconciliation run's) tender
+    writes owe, each in the transaction of the write that owes it.
+
+    ``new``: the request created the tender and owes one ``tender`` entry, stored with
+    its final write (:func:`tender_details`); otherwise each write that decides a pending
+    tender (a state out of ``PENDING_STATES``) owes ``tender_settled``
+    (:func:`settled_details`). ``recorded``: the ``tender`` entry went in with a write.
+    ``audit`` None: nothing is recorded.
+    """
+
+    audit: Audit | None
+    actor: str
+    new: bool
+    recorded: bool = False
+
+    def owed(self, row: Tender, state: str, *, final: bool) -> NewEntry | None:
+        """The entry owed by writing ``state`` (``row`` holds what the write stored);
+        ``final``: the request writes nothing after it. None: no entry is owed."""
+        if self.audit is None:
+            return None
+        subject = f"session:{row.session_id}"
+        if self.new:
+            if not final or self.recorded:
+                return None
+            return NewEntry(self.actor, "tender", subject,
+                            tender_details(audit_details(row), state))
+        if state in PENDING_STATES:
+            return None
+        return NewEntry(self.actor, "tender_settled", subject,
+                        settled_details(audit_details(row), state))
+
+    def record_in(self, db: Session, row: Tender, state: str, *, final: bool = True) -> None:
+        """Append the entry owed by writing ``state`` inside the write's transaction
+        ``db`` (call it last, just before the commit). Raises what the audit log raises:
+        the caller's transaction then rolls back with the write."""
+        entry = self.owed(row, state, final=final)
+        if entry is None or self.audit is None:
+            return
+        self.audit.record_in(db, [entry])
+        self.recorded = self.recorded or self.new
 
 
 def tender_outcome(state: str) -> str:
@@ -238,6 +274,12 @@ def audit_details(row: Tender) -> dict[str, object]:
         return details
     refs = {"authorization_id": row.authorization_id, "capture_id": row.capture_id}
     return details | {name: ref for name, ref in refs.items() if ref}
+
+
+def tender_details(details: dict[str, object], state: str) -> dict[str, object]:
+    """``tender`` details: ``details`` (:func:`audit_details`) with the ``outcome`` the
+    request reached (:func:`tender_outcome`) and the ``state`` it left."""
+    return {**details, "outcome": tender_outcome(state), "state": state}
 
 
 def settled_details(details: dict[str, object], state: str) -> dict[str, object]:
@@ -341,7 +383,7 @@ class Till:
     # --- tenders ---------------------------------------------------------------------
 
     def take(self, request: TenderRequest, *, total: Callable[[Session], int],
-             guard: Callable[[Session], None]) -> TakeResult:
+             guard: Callable[[Session], None], audit: Audit | None = None) -> TakeResult:
         """Take (or replay, or resume) one tender of a sale.
 
         In one write transaction: ``guard(db)`` first (the staffed checkout checks
@@ -353,15 +395,25 @@ class Till:
         that transaction (reconciliation leaves it alone then), and the processor is asked
         what became of its last call before anything is sent again. Returns the
         tender, the balance still due (minor units) and what this request wrote
-        (:class:`TakeResult`: the caller records its audit entry). A card decline or a
-        processor refusal is a result (state ``declined``/``failed``/``voided``
-        and a reason); an outcome still unknown after bounded retries leaves the
-        tender pending with the reason.
+        (:class:`TakeResult`). A card decline or a processor refusal is a result (state
+        ``declined``/``failed``/``voided`` and a reason); an outcome still unknown after
+        bounded retries leaves the tender pending with the reason.
+
+        ``audit``: where the request's entry goes (actor ``staff:<staff_id>``, subject
+        ``session:<id>``; None: not audited), in the transaction of the write that owes
+        it: ``tender`` with a new tender's final write (a cash tender's insert, a card
+        tender's outcome, also a pending one), ``tender_settled`` with a resend's write
+        that decides a pending tender; a replay records nothing. A new tender whose last
+        write lost the compare-and-set to another request of it (which records what it
+        decided with its own write) has its ``tender`` entry written on its own after.
 
         Raises:
             InvalidInput: amount not a positive integer, card amount above the balance due.
             Conflict: nothing is due, no drawer open for cash, the key reused with
-                other content; whatever ``guard`` or ``total`` raise.
+                other content, the audit log stayed contended; whatever ``guard`` or
+                ``total`` raise. A failed audit write (Conflict or a database error)
+                rolls its write back: a cash tender is not stored, a card tender stays
+                pending as before that write (send it again with its key).
         """
         _check_amount("tender amount", request.amount_minor, allow_zero=False)
         key = tender_key(request.session_id, request.key)
@@ -370,22 +422,25 @@ class Till:
                 guard(db)
                 total_minor = total(db)
                 row = db.scalars(sa.select(Tender).where(Tender.idempotency_key == key)).first()
-                resumed = row is not None
+                by = _Auditor(audit, f"staff:{request.staff_id}", new=row is None)
                 if row is None:
                     row = self._new_tender(db, request, key, total_minor)
+                    if row.kind == "cash":  # taken in this write, the request's only one
+                        by.record_in(db, row, row.state)
                 else:
                     _check_replay(row, request)
                     self._touch_pending(db, row)
         except IntegrityError as exc:
             raise Conflict("this tender is being taken by another request; retry") from exc
-        wrote = None if resumed else row.state
+        wrote = row.state if by.new else None
         if row.kind == "card" and row.state in PENDING_STATES:
             # The card the tender was started with; a tender stored before tokens were
             # recorded (NULL) is finished on the card this request names.
             token = row.payment_token or request.payment_token or request.card_on_file or ""
-            wrote = self._run_card(row, token, resumed=resumed) or wrote
+            wrote = self._run_card(row, token, resumed=not by.new, by=by) or wrote
+        _audit_lost_race(by, row, wrote)
         return TakeResult(tender_view(row), total_minor - self.paid_minor(request.session_id),
-                          not resumed, wrote, audit_details(row))
+                          by.new, wrote)
 
     def replay(self, request: TenderRequest) -> TenderView | None:
         """The stored tender that ``request`` sends again, read only (None: no tender is
@@ -456,19 +511,22 @@ class Till:
         if not int(done.rowcount or 0):  # type: ignore[attr-defined]
             db.refresh(row)
 
-    def _run_card(self, row: Tender, token: str, *, resumed: bool) -> str | None:
+    def _run_card(self, row: Tender, token: str, *, resumed: bool,
+                  by: _Auditor) -> str | None:
         """Authorize (unless done) then capture; ``resumed``: an earlier request of this
         tender may have sent a call whose answer was lost, so look it up first. Returns
-        the last state this request wrote (None: another request moved the tender on)."""
+        the last state this request wrote (None: another request moved the tender on).
+        ``by`` audits the writes (:class:`_Auditor`)."""
         if row.state == "authorizing":
-            wrote = self._authorize(row, token, resumed=resumed)
+            wrote = self._authorize(row, token, resumed=resumed, by=by)
             if wrote != "authorized":
                 return wrote
             # The hold was just placed here: no capture was sent yet.
-            return self._capture(row, resumed=False) or wrote
-        return self._capture(row, resumed=resumed)
+            return self._capture(row, resumed=False, by=by) or wrote
+        return self._capture(row, resumed=resumed, by=by)
 
-    def _authorize(self, row: Tender, token: str, *, resumed: bool) -> str | None:
+    def _authorize(self, row: Tender, token: str, *, resumed: bool,
+                   by: _Auditor) -> str | None:
         """Place (or find) the hold; returns the state written (``authorized`` when the
         tender is authorized by it), None when another request moved the tender on."""
         key = _authorize_key(row)
@@ -484,21 +542,24 @@ class Till:
             found = self._call(call, kind="authorize", key=key, reference=None,
                                resumed=resumed)
         except ProcessorUnavailable as exc:
-            return self._write(row, row.state, failure=f"authorization outcome unknown: "
-                                                       f"{exc.reason}; {_RESUME}")
+            return self._write(row, row.state, by=by,
+                               failure=f"authorization outcome unknown: {exc.reason}; "
+                                       f"{_RESUME}")
         except PaymentError as exc:
-            return self._write(row, "failed", failure=f"payment failed: {exc.reason}")
+            return self._write(row, "failed", by=by, failure=f"payment failed: {exc.reason}")
         if found.status != "succeeded":
-            return self._write(row, "declined", auth=found.reference,
+            return self._write(row, "declined", by=by, auth=found.reference,
                                failure=f"payment declined: {found.reason or 'declined'}")
-        if not self._record(row, "authorized", auth=found.reference):
+        # Not the request's final write: the capture follows.
+        if not self._record(row, "authorized", by=by, final=False, auth=found.reference):
             self._void_unused(row, found.reference)
             return None
         return "authorized"
 
-    def _capture(self, row: Tender, *, resumed: bool) -> str | None:
+    def _capture(self, row: Tender, *, resumed: bool, by: _Auditor) -> str | None:
         """Capture the tender's amount on its hold (or find the capture); returns the
-        state written (None: another request moved the tender on first)."""
+        state written (None: another request moved the tender on first), audited by
+        ``by``."""
         auth_id = row.authorization_id or ""
         key = f"tender:{row.id}:capture"
 
@@ -511,11 +572,11 @@ class Till:
             found = self._call(call, kind="capture", key=key, reference=auth_id,
                                resumed=resumed)
         except ProcessorUnavailable as exc:
-            return self._write(row, "authorized", failure=f"capture outcome unknown: "
-                                                          f"{exc.reason}; {_RESUME}")
+            return self._write(row, "authorized", by=by,
+                               failure=f"capture outcome unknown: {exc.reason}; {_RESUME}")
         except PaymentError as exc:
-            return self._release(row, auth_id, f"payment failed: {exc.reason}")
-        return self._write(row, "captured", capture=found.reference)
+            return self._release(row, auth_id, f"payment failed: {exc.reason}", by=by)
+        return self._write(row, "captured", by=by, capture=found.reference)
 
     def _call(self, call: Callable[[], Operation], *, kind: OperationKind, key: str,
               reference: str | None, resumed: bool) -> Operation:
@@ -553,54 +614,63 @@ class Till:
                     failure_reason=f"{row.failure_reason}; hold {auth_id} not released: "
                                    f"{exc.reason}"[:300]))
 
-    def _release(self, row: Tender, auth_id: str, reason: str) -> str | None:
+    def _release(self, row: Tender, auth_id: str, reason: str, *,
+                 by: _Auditor) -> str | None:
         """Void the hold after a refused capture; if that fails the tender stays pending.
-        Returns the state written (None: another request moved the tender on first)."""
+        Returns the state written (None: another request moved the tender on first),
+        audited by ``by``."""
         try:
             self._void(auth_id, f"tender:{row.id}:void")
         except PaymentError as exc:
             # The capture may have gone through after all: keep the amount reserved;
             # retrying the tender with its key looks the capture up, then captures again
             # under the same key.
-            return self._write(row, "authorized", failure=f"{reason}; hold not released: "
-                                                          f"{exc.reason}; {_RESUME}")
-        return self._write(row, "voided", failure=f"{reason}; hold released")
+            return self._write(row, "authorized", by=by,
+                               failure=f"{reason}; hold not released: {exc.reason}; "
+                                       f"{_RESUME}")
+        return self._write(row, "voided", by=by, failure=f"{reason}; hold released")
 
-    def _write(self, row: Tender, state: str, **kw: Any) -> str | None:
+    def _write(self, row: Tender, state: str, *, by: _Auditor, **kw: Any) -> str | None:
         """:meth:`_record`, returning ``state`` when written and None when not."""
-        return state if self._record(row, state, **kw) else None
+        return state if self._record(row, state, by=by, **kw) else None
 
-    def _record(self, row: Tender, state: str, *, auth: str | None = None,
-                capture: str | None = None, failure: str | None = None,
-                stamp: datetime | None = None) -> bool:
+    def _record(self, row: Tender, state: str, *, by: _Auditor | None = None, final: bool = True,
+                auth: str | None = None, capture: str | None = None,
+                failure: str | None = None, stamp: datetime | None = None) -> bool:
         """Move the tender from ``row.state`` (the state this request read) to ``state``:
         ``UPDATE ... WHERE state = row.state``, so a concurrent request of the same tender
         that moved it on first (to ``captured``, say) is never written over; with
         ``stamp`` (reconciliation's claim), also only while the tender's last change is
         still that stamp, so a resend that started after the claim is never overtaken.
         Returns False, with ``row`` reloaded, when the compare failed: the caller stops
-        there."""
-        with self._db.begin() as db:
-            # The clear token is kept only while a resume may still need it.
-            keep = {} if state in PENDING_STATES else {"payment_token": None}
-            claim = () if stamp is None else (Tender.updated_at == stamp,)
-            done = db.execute(sa.update(Tender).where(Tender.id == row.id,
-                                                      Tender.state == row.state, *claim)
-                              .values(state=state, updated_at=self._clock(),
-                                      authorization_id=auth or row.authorization_id,
-                                      capture_id=capture or row.capture_id,
-                                      failure_reason=failure, **keep))
-            if not int(done.rowcount or 0):  # type: ignore[attr-defined]
-                stored = db.get(Tender, row.id)
-                if stored is None:
-                    raise StorefrontError(f"tender {row.id} vanished")
-                row.state, row.failure_reason = stored.state, stored.failure_reason
-                row.authorization_id, row.capture_id = (stored.authorization_id,
-                                                        stored.capture_id)
-                return False
-        row.state, row.failure_reason = state, failure
-        row.authorization_id = auth or row.authorization_id
-        row.capture_id = capture or row.capture_id
+        there. The audit entry the write owes (``by``, None: none; ``final``: the request
+        writes nothing after it) is appended in the same transaction: a failed audit write
+        rolls the write back and is raised, ``row`` left as it was (the caller stops
+        there too)."""
+        before = _outcome(row)
+        after = (state, failure, auth or row.authorization_id, capture or row.capture_id)
+        try:
+            with self._db.begin() as db:
+                # The clear token is kept only while a resume may still need it.
+                keep = {} if state in PENDING_STATES else {"payment_token": None}
+                claim = () if stamp is None else (Tender.updated_at == stamp,)
+                done = db.execute(sa.update(Tender).where(Tender.id == row.id,
+                                                          Tender.state == row.state, *claim)
+                                  .values(state=state, updated_at=self._clock(),
+                                          authorization_id=after[2], capture_id=after[3],
+                                          failure_reason=failure, **keep))
+                if not int(done.rowcount or 0):  # type: ignore[attr-defined]
+                    stored = db.get(Tender, row.id)
+                    if stored is None:
+                        raise StorefrontError(f"tender {row.id} vanished")
+                    _set_outcome(row, _outcome(stored))
+                    return False
+                _set_outcome(row, after)
+                if by is not None:
+                    by.record_in(db, row, state, final=final)
+        except BaseException:
+            _set_outcome(row, before)
+            raise
         return True
 
     # --- reconciliation --------------------------------------------------------------
@@ -623,10 +693,11 @@ class Till:
 
         Each outcome this run wrote itself (never one another request or run wrote first,
         nor a tender left pending) is recorded in the audit log as ``tender_settled``
-        (actor ``reconcile``, :func:`settled_details`) once the write committed.
+        (actor ``reconcile``, :func:`settled_details`) in the write's own transaction.
 
         Raises ValueError for a negative ``older_than``; whatever the audit log raises
-        (the outcome is stored by then; the tenders after it wait for the next run).
+        (the outcome's write is rolled back with it: the tender stays pending for the
+        next run, as do the tenders after it).
         """
         if older_than < timedelta(0):
             raise ValueError("older_than must be >= 0")
@@ -643,7 +714,7 @@ class Till:
         stamp = self._claim_for_reconcile(row, cutoff)
         if stamp is None:
             return _resolution(row, before, "busy")
-        wrote: str | None = None
+        by = _Auditor(self._audit, "reconcile", new=False)
         if row.state == "authorizing":
             lookup = self._authorization_lookup(row)
             try:
@@ -655,30 +726,21 @@ class Till:
                 # which sends the authorization again under the same key.
                 return _resolution(row, before, "still_pending")
             if found is None:
-                wrote = self._write(row, "failed", failure=_NO_HOLD, stamp=stamp)
+                wrote = self._write(row, "failed", by=by, failure=_NO_HOLD, stamp=stamp)
             elif found.status != "succeeded":
-                wrote = self._write(row, "declined", auth=found.reference,
+                wrote = self._write(row, "declined", by=by, auth=found.reference,
                                     failure=f"payment declined: "
                                             f"{found.reason or 'declined'}", stamp=stamp)
             else:
-                wrote = self._write(row, "authorized", auth=found.reference, stamp=stamp)
+                wrote = self._write(row, "authorized", by=by, auth=found.reference,
+                                    stamp=stamp)
                 if wrote is None:
                     self._void_unused(row, found.reference)
             if wrote is None:
                 return _resolution(row, before, "busy")
         if row.state == "authorized":
-            wrote = self._capture(row, resumed=True)
-        self._audit_settled(row, wrote)
+            self._capture(row, resumed=True, by=by)
         return _resolution(row, before, _outcome_of(row.state))
-
-    def _audit_settled(self, row: Tender, wrote: str | None) -> None:
-        """Record ``tender_settled`` when reconciliation itself wrote the tender's outcome
-        (``wrote``, a state out of ``PENDING_STATES``)."""
-        if self._audit is None or wrote is None or wrote in PENDING_STATES:
-            return
-        self._audit.record(actor="reconcile", action="tender_settled",
-                           subject=f"session:{row.session_id}",
-                           details=settled_details(audit_details(row), wrote))
 
     def release_late_holds(self) -> int:
         """Void holds that reached the processor after reconciliation recorded their tender
@@ -692,7 +754,9 @@ class Till:
         The run that records the release in the tender (not a concurrent run that voided
         the same hold under the same key) counts it and writes a ``hold_released`` audit
         entry (actor ``reconcile``: tender id, authorization id, the hold's amount in
-        minor units); whatever the audit log raises is raised, the release stored."""
+        minor units) in the same transaction; whatever the audit log raises is raised,
+        the note rolled back with it (the next run voids the hold again under the same
+        key, which the processor answers as done, and records it)."""
         if not self._processor.lookup_is_complete:
             return 0
         since = self._clock() - LATE_HOLD_WINDOW
@@ -714,8 +778,9 @@ class Till:
         return released
 
     def _note_release(self, row: Tender, hold: Operation) -> bool:
-        """Say in the tender's reason that its late ``hold`` was voided and audit it;
-        False when another run recorded it first (nothing is written then)."""
+        """Say in the tender's reason that its late ``hold`` was voided and audit it, in
+        one transaction; False when another run recorded it first (nothing is written
+        then). Raises what the audit log raises (nothing is written then either)."""
         with self._db.begin() as db:
             done = db.execute(sa.update(Tender).where(
                 Tender.id == row.id, Tender.failure_reason == _NO_HOLD).values(
@@ -723,11 +788,11 @@ class Till:
                                f"({hold.reference}) was released"[:300]))
             if not int(done.rowcount or 0):  # type: ignore[attr-defined]
                 return False
-        if self._audit is not None:
-            self._audit.record(actor="reconcile", action="hold_released",
-                               subject=f"session:{row.session_id}",
-                               details={**audit_details(row), "authorization_id":
-                                        hold.reference, "released_minor": hold.amount_minor})
+            if self._audit is not None:
+                self._audit.record_in(db, [NewEntry(
+                    "reconcile", "hold_released", f"session:{row.session_id}",
+                    {**audit_details(row), "authorization_id": hold.reference,
+                     "released_minor": hold.amount_minor})])
         return True
 
     def _authorization_lookup(self, row: Tender) -> Callable[[], Operation | None]:
@@ -772,6 +837,29 @@ class Till:
         with self._db() as db:
             return _sum(db, Tender.amount_minor, Tender.session_id == session_id,
                         Tender.state.in_(PAID_STATES))
+
+
+def _audit_lost_race(by: _Auditor, row: Tender, wrote: str | None) -> None:
+    """A new tender whose last write lost the compare-and-set to another request of it
+    (which recorded what it decided with its own write): record this request's
+    ``tender`` entry (the last state it wrote) on its own. Nothing when it was recorded
+    with a write, or for a replay or resend. Raises what the audit log raises."""
+    if not by.new or by.recorded or by.audit is None or wrote is None:
+        return
+    by.audit.record(actor=by.actor, action="tender", subject=f"session:{row.session_id}",
+                    details=tender_details(audit_details(row), wrote))
+
+
+_Outcome = tuple[str, str | None, str | None, str | None]
+"""A tender's state, failure reason, authorization id and capture id."""
+
+
+def _outcome(row: Tender) -> _Outcome:
+    return row.state, row.failure_reason, row.authorization_id, row.capture_id
+
+
+def _set_outcome(row: Tender, outcome: _Outcome) -> None:
+    row.state, row.failure_reason, row.authorization_id, row.capture_id = outcome
 
 
 def _authorize_key(row: Tender) -> str:

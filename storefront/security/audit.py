@@ -17,6 +17,12 @@ row, which takes the database's write lock (see :mod:`storefront.db.engine`). So
 concurrent writers wait their turn instead of racing. The primary key is the backstop: two writers
 that read the same last entry (the very first append, before the head row exists) both
 try to insert ``seq + 1`` and the loser retries after a short, randomised pause.
+
+An entry can also join the caller's own transaction (:meth:`Audit.record_in`), so that
+it commits or rolls back with the change it records: the writers' lock is then taken
+inside that transaction (callers append last, just before they commit, so the lock is
+held briefly) and a retry after a lost race rolls back to a savepoint, never the
+caller's work.
 """
 
 from __future__ import annotations
@@ -135,34 +141,59 @@ class Audit:
                 time.sleep(random.uniform(0, _BACKOFF_S * (attempt + 1)))
         raise Conflict("the audit log stayed contended; retry")
 
+    def record_in(self, db: Session, entries: Sequence[NewEntry]) -> list[AuditRecord]:
+        """Append ``entries`` in order inside the caller's open write transaction ``db``:
+        they commit with it, or roll back with it (all or none); returns them.
+
+        Call it last, just before the caller commits: from here until that commit the
+        caller holds the writers' lock of the audit log (see the module docstring). Every
+        entry is checked first (errors as in :meth:`record`), so a bad one appends
+        nothing and leaves ``db`` as it was. A writer that lost the race for the very
+        first entry retries from a savepoint (the caller's work stays); Conflict if the
+        chain stays contended after many retries. Database errors are raised as they
+        come, the transaction is then the caller's to roll back.
+        """
+        rows = [_checked(e) for e in entries]
+        if not rows:
+            return []
+        _lock_writers(db)  # before the savepoint: it opens the transaction on SQLite
+        for attempt in range(_ATTEMPTS):
+            try:
+                with db.begin_nested():
+                    return self._append_rows(db, rows)
+            except IntegrityError:
+                time.sleep(random.uniform(0, _BACKOFF_S * (attempt + 1)))
+        raise Conflict("the audit log stayed contended; retry")
+
     def _append(self, rows: Sequence[tuple[str, str, str, str]]) -> list[AuditRecord]:
-        out: list[AuditRecord] = []
         with self._db.begin() as db:
-            # Take the writers' lock before reading the last entry: on SQLite a no-op
-            # UPDATE opens the write transaction (the database's write lock); on
-            # PostgreSQL the head row is read FOR UPDATE.
-            if db.get_bind().dialect.name == "sqlite":
-                db.execute(sa.update(AuditHead).where(AuditHead.id == 1)
-                           .values(seq=AuditHead.seq))
-            head = db.get(AuditHead, 1, with_for_update=True)
-            last = db.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq.desc())
-                              .limit(1)).first()
-            seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
-            at = self._clock().astimezone(UTC)
-            for actor, action, subject, details in rows:
-                seq += 1
-                digest = entry_hash(seq=seq, at=at, actor=actor, action=action,
-                                    subject=subject, details=details, prev=prev)
-                db.add(AuditEntry(seq=seq, at=at, actor=actor, action=action, subject=subject,
-                                  details=details, prev_hash=prev, hash=digest))
-                out.append(AuditRecord(seq, at, actor, action, subject, json.loads(details),
-                                       prev, digest))
-                prev = digest
-            db.flush()
-            if head is None:
-                db.add(AuditHead(id=1, seq=seq, hash=prev))
-            else:
-                head.seq, head.hash = seq, prev
+            _lock_writers(db)
+            return self._append_rows(db, rows)
+
+    def _append_rows(self, db: Session,
+                     rows: Sequence[tuple[str, str, str, str]]) -> list[AuditRecord]:
+        """Append checked ``rows`` after the last entry, under the writers' lock."""
+        out: list[AuditRecord] = []
+        head = db.get(AuditHead, 1, with_for_update=True, populate_existing=True)
+        last = db.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq.desc())
+                          .limit(1)).first()
+        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        at = self._clock().astimezone(UTC)
+        for actor, action, subject, details in rows:
+            seq += 1
+            digest = entry_hash(seq=seq, at=at, actor=actor, action=action,
+                                subject=subject, details=details, prev=prev)
+            db.add(AuditEntry(seq=seq, at=at, actor=actor, action=action, subject=subject,
+                              details=details, prev_hash=prev, hash=digest))
+            out.append(AuditRecord(seq, at, actor, action, subject, json.loads(details),
+                                   prev, digest))
+            prev = digest
+        db.flush()
+        if head is None:
+            db.add(AuditHead(id=1, seq=seq, hash=prev))
+        else:
+            head.seq, head.hash = seq, prev
+        db.flush()
         return out
 
     def entries(self, *, after_seq: int = 0, limit: int = 100,
@@ -194,6 +225,14 @@ class Audit:
                 if len(rows) < batch:
                     break
         return _head_report(head, checked, prev)
+
+
+def _lock_writers(db: Session) -> None:
+    """Take the audit writers' lock in ``db``'s transaction before the last entry is
+    read: on SQLite a no-op UPDATE of the head row opens the write transaction (the
+    database's write lock); on PostgreSQL the head row is read FOR UPDATE next."""
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
 
 
 def _checked(entry: NewEntry) -> tuple[str, str, str, str]:
