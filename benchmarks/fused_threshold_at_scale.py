@@ -8,7 +8,9 @@ candidate that ``benchmarks/ordinal_fusion.py`` picked on the tuning palms (sett
 session-2 capture (probe) is scored against every session-1 capture (gallery, 10
 templates per palm) with the fused distance ``min over alignments of (0.6 d_comp +
 0.4 d_ord) / valid`` (both codes share CompCode's validity mask, so one denominator), and,
-for a paired comparison under the same code path, with CompCode alone.
+for a paired comparison under the same code path, with CompCode alone. Since 2026-12-01 both
+are the pipeline's own matcher (``identity.matcher``), so the fused score includes the
+half-cell refinement of ``params.FEATURE_REFINE_OFFSETS_CELLS``.
 
 Run (data in ``$STOREFRONT_DATA_DIR``; about 6 min on 2 cores for the two score matrices,
 cached in ``--cache``)::
@@ -34,57 +36,52 @@ import threshold_at_scale as tas
 from bench_report import print_and_save
 
 from identity import params
-from identity.matcher import distance_to_score
+from identity.features import extract_features
+from identity.matcher import PreparedProbe, ReferenceSet
 from identity.template import Template
 
 F32 = npt.NDArray[np.float32]
-# The candidate of benchmarks/ordinal_fusion.py (results/ordinal_fusion.json "chosen").
-CANDIDATE = of.OrdinalParams(work_size=128, sigma_long=3.0, sigma_short=1.0, size_factor=2.5)
-W_COMP = 0.6
 DEFAULT_JSON = Path(__file__).parent / "results" / "fused_threshold_at_scale.json"
 DEFAULT_CACHE = Path("/tmp/fused_threshold_at_scale_scores.npz")
 _SHARED: dict[str, Any] = {}
 
 
-def _init(comp: npt.NDArray[np.bool_], ordc: npt.NDArray[np.bool_],
-          mask: npt.NDArray[np.bool_], gallery: npt.NDArray[np.intp]) -> None:
-    _SHARED.update(comp=comp, ordc=ordc, mask=mask,
-                   ref_c=of.reference_words(comp[gallery], mask[gallery]),
-                   ref_o=of.reference_words(ordc[gallery], mask[gallery]))
+def _init(templates: list[Template], gallery: npt.NDArray[np.intp]) -> None:
+    refs = [templates[i] for i in gallery]
+    _SHARED.update(templates=templates, ref_c=ReferenceSet.from_templates(refs),
+                   ref_f=ReferenceSet.from_templates(refs, fused=True))
 
 
 def _score_rows(rows: list[int]) -> tuple[F32, F32]:
-    """CompCode and fused scores of the probes at ``rows`` against the gallery: 2 x (P, M)."""
-    comp, ordc, mask = _SHARED["comp"], _SHARED["ordc"], _SHARED["mask"]
-    ref_c, ref_o = _SHARED["ref_c"], _SHARED["ref_o"]
-    out_c = np.empty((len(rows), len(ref_c[0])), np.float32)
+    """CompCode and fused scores of the probes at ``rows`` against the gallery: 2 x (P, M),
+    with the pipeline's matcher (identity.matcher: the fused score refines with the
+    probe's half-cell variants, CompCode alone uses its rotations)."""
+    ref_c, ref_f = _SHARED["ref_c"], _SHARED["ref_f"]
+    out_c = np.empty((len(rows), len(ref_c)), np.float32)
     out_f = np.empty_like(out_c)
     for n, row in enumerate(rows):
-        dc, valid = of.counts(of.probe_alignments(comp[row], mask[row]), ref_c)
-        do, _ = of.counts(of.probe_alignments(ordc[row], mask[row]), ref_o)
-        out_c[n] = distance_to_score(of.best_distance(dc, valid))
-        fused = W_COMP * dc.astype(np.float64) + (1.0 - W_COMP) * do
-        out_f[n] = distance_to_score(of.best_distance(fused, valid))
+        probe = _SHARED["templates"][row]
+        out_c[n] = PreparedProbe(probe).scores(ref_c)
+        out_f[n] = PreparedProbe(probe, fused=True).scores(ref_f)
     return out_c, out_f
 
 
 def score(palms: of.Palms, probes: npt.NDArray[np.intp], gallery: npt.NDArray[np.intp],
           workers: int) -> tuple[F32, F32]:
     """(P, M) CompCode and fused score matrices, probes x gallery captures."""
-    ordc = np.zeros_like(palms.comp)
-    for r in np.concatenate([probes, gallery]):
-        ordc[r] = of.ordinal_code(palms.rois[r], CANDIDATE)
+    templates = [extract_features(roi).to_template() for roi in palms.rois]
     chunks = [probes[i:i + 50].tolist() for i in range(0, len(probes), 50)]
     with ProcessPoolExecutor(workers, initializer=_init,
-                             initargs=(palms.comp, ordc, palms.mask, gallery)) as pool:
+                             initargs=(templates, gallery)) as pool:
         parts = list(pool.map(_score_rows, chunks))
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 def _key(palms: of.Palms) -> str:
     h = hashlib.sha256(palms.rois.tobytes())
-    h.update(repr((CANDIDATE, W_COMP, params.MATCH_MAX_SHIFT, params.MATCH_MIN_OVERLAP,
-                   params.FEATURE_ROTATIONS_DEG)).encode())
+    h.update(repr(("pipeline matcher", params.FUSION_WEIGHT_COMPCODE, params.MATCH_MAX_SHIFT,
+                   params.MATCH_MIN_OVERLAP, params.FEATURE_ROTATIONS_DEG,
+                   params.FEATURE_REFINE_OFFSETS_CELLS)).encode())
     return h.hexdigest()
 
 
@@ -135,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIPPED: the {tas.SET_NAME} data set is needed ($STOREFRONT_DATA_DIR)",
               file=sys.stderr)
         return 0
-    report: dict[str, Any] = {"candidate": {**CANDIDATE.__dict__, "w_comp": W_COMP,
-                                            "mode": "joint"}}
+    report: dict[str, Any] = {"candidate": {
+        "ordinal": "identity.ordinal defaults (w128_s3x1_k2.5)",
+        "w_comp": params.FUSION_WEIGHT_COMPCODE, "mode": "joint",
+        "refine_offsets_cells": params.FEATURE_REFINE_OFFSETS_CELLS}}
     for name, study in studies(args.palms, args.cache, args.workers).items():
         report[name] = tas.run(args, study)
         print(name)

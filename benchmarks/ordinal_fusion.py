@@ -248,11 +248,12 @@ def load(folder: Path) -> Palms:
             failures.append(f"{row['path']}: {exc}")
             continue
         code = extract_features(roi)
+        n_rot = len(params.FEATURE_ROTATIONS_DEG)  # the rotations (no refinement variants)
         rois.append(roi)
         ids.append(row["identity"])
         sessions.append(int(row["session"]))
-        comps.append(code.code)
-        masks.append(code.mask)
+        comps.append(code.code[:n_rot])
+        masks.append(code.mask[:n_rot])
     return Palms(np.stack(rois), ids, sessions, np.stack(comps), np.stack(masks), failures)
 
 

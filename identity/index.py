@@ -489,7 +489,7 @@ class PalmIndex:
         if probe.grid != self.grid:
             raise TemplateFormatError(f"probe grid {probe.grid} != index grid {self.grid}")
         rule = self._early_accept if early_accept else None
-        stages = query_stages(probe.variants)
+        stages = query_stages(probe.rotation_variants)
         prepared = PreparedProbe(probe, transform=self._transform.bits)
         seen = np.zeros(0, np.int64)
         owners: list[tuple[str, str]] = []

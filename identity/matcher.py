@@ -22,7 +22,13 @@ both count their differing bits over the same ``valid`` jointly valid bits, and:
         (w * diff_compcode + (1 - w) * diff_ordinal) / valid
 
 with ``w = params.FUSION_WEIGHT_COMPCODE`` (0.6); ``NO_MATCH_DISTANCE`` when no alignment
-qualifies. :func:`distance_to_score` is the one place where a distance becomes a score.
+qualifies. Coarse to fine: a fused probe that carries refinement variants
+(``Template.refine_offsets``, the ROI moved by half a cell) is also scored, per
+reference, at its best rotation's refinement variants around the best whole-cell
+translation (:class:`_Refinement`), and the smaller distance is kept; the alignment grid
+becomes half a cell (1 px of the 64 px CompCode image) at about 1.3 times the cost.
+CompCode alone ignores the refinement variants. :func:`distance_to_score` is the one place
+where a distance becomes a score.
 
 Speed: :class:`PreparedProbe` shifts and packs the probe once and tiles it over a block
 of references; scoring against ``M`` references is then XOR/AND/popcount on
@@ -191,7 +197,8 @@ class PreparedProbe:
         self.fused = fused
         self.weight = params.FUSION_WEIGHT_COMPCODE
         self.min_valid_bits = min_overlap * probe.code_bit_count
-        variants = range(probe.variants)
+        n_rot, n_off = probe.rotation_variants, probe.refine_offsets
+        variants = range(n_rot)
         mask = np.stack([probe.mask_bits(v) for v in variants])
         code_arr, mask_arr = _alignments(np.stack([probe.code_bits(v) for v in variants]),
                                          mask, max_shift)
@@ -211,6 +218,8 @@ class PreparedProbe:
             ord_arr, _ = _alignments(np.stack([probe.ordinal_bits(v) for v in variants]),
                                      mask, max_shift)
             self._ordinal = np.tile(_pack_words(ord_arr.reshape(n, -1)), (1, self._block))
+        self._refine = (_Refinement.of(probe, n_rot, n_off, max_shift, self.weight,
+                                       self.min_valid_bits) if fused and n_off else None)
 
     @property
     def alignments(self) -> int:
@@ -236,6 +245,8 @@ class PreparedProbe:
             num = self.weight * diff.astype(np.float64) + (1.0 - self.weight) * diff_ord
         frac = np.where(valid >= self.min_valid_bits, num / np.maximum(valid, 1), np.inf)
         best = frac.min(axis=0)  # S >= 1 alignments; (S, 0) gives an empty (0,) result
+        if self._refine is not None and len(refs):
+            best = np.minimum(best, self._refine.distances(frac, refs))
         return np.asarray(np.where(np.isfinite(best), best, NO_MATCH_DISTANCE), dtype=np.float64)
 
     def _counts(self, refs: ReferenceSet) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32],
@@ -271,6 +282,80 @@ class PreparedProbe:
     def scores(self, refs: ReferenceSet) -> F64:
         """Scores in [0, 1] against each reference (see :func:`distance_to_score`): (M,)."""
         return distance_to_score(self.distances(refs))
+
+
+@dataclass(frozen=True)
+class _Refinement:
+    """The refinement variants of a fused probe (``Template.refine_offsets``),
+    every translation packed: ``codes``, ``masks`` (mask repeated over the 3 bit planes)
+    and ``ordinal`` are (R * O * n * n, words) uint64, n = 2 * max_shift + 1, in the
+    order rotation, offset, dy, dx.
+
+    Coarse to fine: after the whole-cell search, each reference is also scored at the
+    O refinement variants of its best rotation, at the 3 x 3 translations around its best
+    whole-cell translation (both directions of a half-cell move), and keeps the smaller
+    distance. Chosen on Tongji palm000-palm149 (``identity/params.py``, above
+    ``FEATURE_REFINE_OFFSETS_CELLS``).
+    """
+
+    codes: U64 = field(repr=False)
+    masks: U64 = field(repr=False)
+    ordinal: U64 = field(repr=False)
+    n_rot: int
+    n_off: int
+    shifts: int
+    weight: float
+    min_valid_bits: float
+
+    @classmethod
+    def of(cls, probe: Template, n_rot: int, n_off: int, max_shift: int, weight: float,
+           min_valid_bits: float) -> _Refinement:
+        variants = range(n_rot, n_rot * (1 + n_off))
+        mask = np.stack([probe.mask_bits(v) for v in variants])
+        code_arr, mask_arr = _alignments(np.stack([probe.code_bits(v) for v in variants]),
+                                         mask, max_shift)
+        ord_arr, _ = _alignments(np.stack([probe.ordinal_bits(v) for v in variants]),
+                                 mask, max_shift)
+        n = len(code_arr)
+        planes = np.broadcast_to(mask_arr[:, None], code_arr.shape)
+        return cls(_pack_words(code_arr.reshape(n, -1)), _pack_words(planes.reshape(n, -1)),
+                   _pack_words(ord_arr.reshape(n, -1)), n_rot, n_off, 2 * max_shift + 1,
+                   weight, min_valid_bits)
+
+    def distances(self, frac: F64, refs: ReferenceSet) -> F64:
+        """Best refined distance per reference, (M,) float64 (``inf`` where no refined
+        alignment has enough overlap); ``frac`` is the (R * n * n, M) whole-cell distance
+        array of the same probe (``inf`` = too little overlap)."""
+        n = self.shifts
+        r, dy, dx = np.unravel_index(frac.argmin(axis=0), (self.n_rot, n, n))
+        step = np.array([-1, 0, 1])
+        cy = np.clip(dy[:, None] + step, 0, n - 1)[:, None, :, None]  # (M, 1, 3, 1)
+        cx = np.clip(dx[:, None] + step, 0, n - 1)[:, None, None, :]  # (M, 1, 1, 3)
+        first = (r[:, None] * self.n_off + np.arange(self.n_off))[:, :, None, None]
+        # (M, K) refinement alignments per reference, K = O x 3 x 3 (offset, dy, dx)
+        rows = ((first * n + cy) * n + cx).reshape(len(r), -1)
+        out = np.empty(len(refs), np.float64)
+        ref_ord = refs.ordinal
+        if ref_ord is None:
+            raise TemplateFormatError("fused matching needs the references' ordinal codes")
+        for start in range(0, len(refs), _REFINE_BLOCK):
+            blk = slice(start, start + _REFINE_BLOCK)
+            idx = rows[blk]
+            both = self.masks[idx] & refs.masks[blk, None, :]
+            valid = np.bitwise_count(both).sum(axis=-1, dtype=np.int32)
+            diff = np.bitwise_count((self.codes[idx] ^ refs.codes[blk, None, :]) & both
+                                    ).sum(axis=-1, dtype=np.int32)
+            diff_ord = np.bitwise_count((self.ordinal[idx] ^ ref_ord[blk, None, :]) & both
+                                        ).sum(axis=-1, dtype=np.int32)
+            num = self.weight * diff.astype(np.float64) + (1.0 - self.weight) * diff_ord
+            f = np.where(valid >= self.min_valid_bits, num / np.maximum(valid, 1), np.inf)
+            out[blk] = f.min(axis=1)
+        # no whole-cell alignment qualified: nothing to refine around (no match)
+        return np.where(np.isfinite(frac.min(axis=0)), out, np.inf)
+
+
+# references refined per numpy pass (temporaries: block x 27 x words uint64 each)
+_REFINE_BLOCK = 128
 
 
 def _alignments(code: npt.NDArray[np.bool_], mask: npt.NDArray[np.bool_], max_shift: int

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from identity import params
+from identity import cells, params
 from identity.errors import InvalidImageError
 from identity.template import BITS_PER_CELL
 
@@ -103,8 +103,12 @@ def extract_ordinal(
     p: OrdinalParams = DEFAULT_ORDINAL_PARAMS,
     rotations_deg: tuple[float, ...] = params.FEATURE_ROTATIONS_DEG,
     grid: int = params.FEATURE_GRID_SIZE,
+    refine_offsets_cells: tuple[tuple[float, float], ...] = (),
 ) -> npt.NDArray[np.bool_]:
-    """OrdinalCode bits of a square grey ROI: bool ``(R, 3, grid, grid)``, R = rotations.
+    """OrdinalCode bits of a square grey ROI: bool ``(R * (1 + O), 3, grid, grid)``, R =
+    rotations, O = refinement offsets, in the variant order of
+    :func:`identity.features.extract_features` (the R rotations, then each rotation's O
+    grids moved by ``refine_offsets_cells``, :mod:`identity.cells`).
 
     ``roi``: uint8 ``(S, S)`` with ``S >= grid``. Bit ``(r, j, y, x)`` is True when the
     mean of ``OF(theta_j)`` over cell ``(y, x)`` of the work image rotated by
@@ -112,7 +116,8 @@ def extract_ordinal(
     :func:`identity.features.extract_features`' rotation) is positive, i.e. the line along
     ``theta_j`` is brighter than the one across it. Validity is CompCode's mask of the same
     variant (not computed here). Raises :class:`InvalidImageError` if ``roi`` is not a
-    2-D uint8 square image of at least ``grid`` px.
+    2-D uint8 square image of at least ``grid`` px, ValueError if an offset is not a whole
+    number of work pixels.
     """
     if roi.ndim != 2 or roi.dtype != np.uint8 or roi.shape[0] != roi.shape[1]:
         raise InvalidImageError(f"ROI must be a square 2-D uint8 image, got {roi.shape}")
@@ -121,12 +126,18 @@ def extract_ordinal(
     work = cv2.resize(roi, (p.work_size, p.work_size), interpolation=cv2.INTER_AREA)
     img = work.astype(np.float32)
     bank = _bank(p, int(roi.shape[0]))
-    out = np.empty((len(rotations_deg), BITS_PER_CELL, grid, grid), dtype=bool)
+    moved = cells.offsets_px(refine_offsets_cells, p.work_size, grid)
+    n_rot = len(rotations_deg)
+    out = np.empty((n_rot * (1 + len(moved)), BITS_PER_CELL, grid, grid), dtype=bool)
     for r, angle in enumerate(rotations_deg):
         rotated = _rotate(img, angle)
-        for j, kernel in enumerate(bank):
-            resp = cv2.filter2D(rotated, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT)
-            out[r, j] = cv2.resize(resp, (grid, grid), interpolation=cv2.INTER_AREA) > 0.0
+        resp = np.stack([np.asarray(cv2.filter2D(rotated, cv2.CV_32F, kernel,
+                                                 borderType=cv2.BORDER_REFLECT), np.float32)
+                         for kernel in bank])
+        for j in range(len(bank)):
+            out[r, j] = cells.pool(resp[j], grid) > 0.0
+        for o, pooled in enumerate(cells.pool_offsets(resp, grid, moved)):
+            out[n_rot + r * len(moved) + o] = pooled > 0.0
     return out
 
 

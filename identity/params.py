@@ -224,6 +224,19 @@ MASK_SATURATED_HIGH = 250.0
 # BOCV sign bits (1.15 %), ordinal code (1.00 %), mean fusion of 4 px and 6.5 px
 # CompCode (0.147 % with rotations, but FNMR@1e-5 2.8 %), probe scale search +-7 %.
 FEATURE_ROTATIONS_DEG = (0.0, -4.5, 4.5)
+# Refinement offsets (dy, dx), in cells: each rotation variant is also pooled with its cell
+# grid moved by these (identity/cells.py; the ROI moved by half a cell, without filtering
+# again), and the fused matcher refines its best whole-cell alignment with them
+# (identity/matcher.py). Chosen 2026-12-01 on Tongji palm000-palm149 only
+# (benchmarks/probe_variants.py, fused score, 1,500 x 1,500 captures, 15,000 genuine /
+# 2,235,000 impostor comparisons), EER / FNMR at FMR 1e-5:
+#   pipeline before (3 rotations, whole-cell shifts)                 0.100 % / 0.89 %
+#   + half-cell offsets of the unrotated code, searched at all shifts 0.125 % / 0.75 %
+#   + half-cell offsets of every rotation, at all shifts (4 x cost)   0.082 % / 0.45 %
+#   + the same, only at the 3 x 3 shifts around the best whole-cell
+#     alignment of the best rotation (adopted: ~1.2 x cost)           0.080 % / 0.47 %
+#   probe scale 0.95 / 1.05 added to the rotations                    0.127 % / 0.84 %
+FEATURE_REFINE_OFFSETS_CELLS = ((0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
 # Matching: best normalised Hamming distance over translations of +-MATCH_MAX_SHIFT
 # cells in each direction, counting only bits valid in both masks; a translation
 # needs at least MATCH_MIN_OVERLAP of all code bits valid in both (else it is skipped).
@@ -271,10 +284,12 @@ FUSION_WEIGHT_COMPCODE = 0.6
 # cache: all 1,500 session-2 captures against the 10 session-1 templates of every tuning
 # palm; 223,500 impostor / 1,500 genuine subject comparisons): impostor subject max 0.228;
 # at 0.23 / 0.24 / 0.25 / 0.26, 0 impostor subject comparisons pass and 99.8 / 99.4 / 98.9 /
-# 98.4 % of genuine do. 0.25 keeps the distance above the tuning impostor maximum that
+# 98.4 % of genuine do (with the half-cell refinement, 2026-12-01: impostor subject max
+# still 0.228, benchmarks/results/fused_threshold_at_scale.json). 0.25 keeps the distance
+# above the tuning impostor maximum that
 # the CompCode floor had (0.28 against a CompCode maximum of 0.262; same rule, fixed before
 # the held-out palms were looked at). The threshold grows with the gallery from this
-# floor (decision.gallery_threshold: 0.25 up to ~22,000 persons, 0.285 at 1M).
+# floor (decision.gallery_threshold: 0.25 up to ~19,000 persons, 0.2846 at 1M).
 IDENTIFY_THRESHOLD = 0.25
 # Identified only if the best subject beats the runner-up subject by this much.
 AMBIGUITY_MARGIN = 0.02
@@ -289,6 +304,11 @@ SHORTLIST_SIZE = 50
 # CompCode subject score >= 0.295, where the CompCode subject tail expects 0.19 impostor
 # subjects of a 1M gallery at or above 0.29: 5 keeps such a subject among the re-scored
 # ones with room to spare, at ~5 x templates-per-person decryptions per identification.
+# With the half-cell refinement (2026-12-01, same cache re-made) the fused score lifts some
+# mated subjects whose CompCode score is lower: 2,963 pass the 1M threshold, the lowest at a
+# CompCode subject score of 0.231 (25 below 0.295); by the CompCode subject tail, 2.5 of the
+# 2,963 would expect 5 or more impostor subjects above them in a 1M gallery, i.e. be left
+# out of the re-scored 5 (not identified, never misidentified): ~0.08 % of FNIR at 1M.
 RESCORE_SUBJECTS = 5
 # Stored templates one person may have (enrolments beyond it are refused: delete the palm
 # and enrol again). Bounds the second stage at RESCORE_SUBJECTS x this many decryptions and
@@ -360,18 +380,20 @@ INDEX_COARSE_DEPTH = (8, 2)
 # Template level, CompCode score (2,235,000 comparisons; `python benchmarks/threshold_at_scale.py`,
 # 2026-11-30): slope -39.74, intercept 3.921; used by identity/index.EarlyAccept, which
 # works on the index's CompCode scores.
-# Subject level, fused score, the subject's score being its best template's (the max rule
-# of IdentityService; 223,500 comparisons; `python benchmarks/fused_threshold_at_scale.py`,
-# 2026-11-30): -46.70 / 4.804; used for the decision threshold at the gallery's size
-# (decision.gallery_threshold): 0.285 for FPIR 0.3 % at 1M (90 % bootstrap over the tuning
-# palms 0.266-0.310; the held-out palms alone refit to 0.268), where FNIR is 1.3 % (2 of
-# the 150 held-out first session-2 captures; 2.1 % over all their 10 captures) and 2.3 % on
-# all 300 palms (2.6 % over 10 captures). With CompCode alone (subject tail -37.34 / 4.101)
-# the same method gave 0.338 and FNIR 3.3 % held out / 5.7 % on all 300.
+# Subject level, fused score with the half-cell refinement (FEATURE_REFINE_OFFSETS_CELLS),
+# the subject's score being its best template's (the max rule of IdentityService; 223,500
+# comparisons; `python benchmarks/fused_threshold_at_scale.py`, 2026-12-01): -49.857 /
+# 5.6654; used for the decision threshold at the gallery's size
+# (decision.gallery_threshold): 0.2846 for FPIR 0.3 % at 1M (90 % bootstrap over the tuning
+# palms 0.261-0.305; the held-out palms alone refit to 0.269), where FNIR is 0.67 % (1 of
+# the 150 held-out first session-2 captures; 1.13 % over all their 10 captures) and 1.33 %
+# on all 300 palms (1.23 % over 10 captures). Before the refinement (fused score, -46.70 /
+# 4.804): 0.285, FNIR 1.3 % held out / 2.3 % on all 300; CompCode alone (-37.34 / 4.101):
+# 0.338, FNIR 3.3 % / 5.7 %.
 FMR_TAIL_SLOPE = -39.74
 FMR_TAIL_INTERCEPT = 3.921
-SUBJECT_FMR_TAIL_SLOPE = -46.70
-SUBJECT_FMR_TAIL_INTERCEPT = 4.804
+SUBJECT_FMR_TAIL_SLOPE = -49.857
+SUBJECT_FMR_TAIL_INTERCEPT = 5.6654
 # The NIST 1:N reporting point (NIST IR 8271) for the target FPIR.
 TARGET_FPIR = 0.003
 # Early accept of a staged 1:N search (identity/index.EarlyAccept). A search of an index of
@@ -384,7 +406,7 @@ TARGET_FPIR = 0.003
 # search's. On the tuning-half tail fit: t(n) = 0.320 at 10^4 templates, 0.345 at 10^5,
 # 0.370 at 10^6, 0.395 at 10^7 (1M persons x 10 templates); always above the decision
 # threshold of decision.gallery_threshold for those galleries (now a fused score: 0.25 /
-# 0.264 / 0.285 / 0.307 at 10^4..10^7 subjects; tests/unit/identity/test_decision.py).
+# 0.265 / 0.285 / 0.305 at 10^4..10^7 subjects; tests/unit/identity/test_decision.py).
 # Since the fused second stage (RESCORE_SUBJECTS) decides on fused scores of the best
 # subjects the index returns, an early stop can also change the decision through a
 # runner-up the early search did not see; the bench checks every early answer against

@@ -182,7 +182,7 @@ class _StoredFillers:
             t = Template(self._grid, self._codes[j].tobytes(), self._masks[j].tobytes(), 1,
                          self._ordinal[j].tobytes())
             records.append(TemplateRecord(sid, sid, self._setup.cipher.encrypt(
-                sid, t.to_bytes()), datetime.now(UTC)))
+                sid, t.rotations_only().to_bytes()), datetime.now(UTC)))
             self._stored.add(sid)
         if records:
             self._repo.add(records)
@@ -205,7 +205,7 @@ def _timed_enrol(index: PalmIndex, data: BenchData, setup: _Setup,
     start = time.perf_counter()
     for i, t in enumerate(data.gallery):
         subject, tid = f"real-{i}", f"real-t-{i}"
-        blob = setup.cipher.encrypt(subject, t.to_bytes())
+        blob = setup.cipher.encrypt(subject, t.rotations_only().to_bytes())
         repo.add([TemplateRecord(tid, subject, blob, datetime.now(UTC))])
         index.add(tid, subject, t)
     return len(data.gallery) / (time.perf_counter() - start)
@@ -227,7 +227,7 @@ def _restart_rate(data: BenchData, setup: _Setup, records: int) -> float:
     repo = InMemoryTemplateRepository()
     now, n = datetime.now(UTC), len(data.gallery)
     repo.add([TemplateRecord(f"r-t-{j}", f"r{j}", setup.cipher.encrypt(
-        f"r{j}", data.gallery[j % n].to_bytes()), now) for j in range(records)])
+        f"r{j}", data.gallery[j % n].rotations_only().to_bytes()), now) for j in range(records)])
     service = IdentityService(repository=repo, cipher=setup.cipher, settings=setup.settings,
                               transform=setup.transform)
     gc.collect()
@@ -300,7 +300,7 @@ def _disk_bytes(data: BenchData, setup: _Setup) -> dict[str, int]:
     """Stored bytes: one template blob under its person's data key, and the person's
     wrapped data key (one row per person, whatever their template count)."""
     subject = "x" * 36
-    blob = setup.cipher.encrypt(subject, data.gallery[0].to_bytes())
+    blob = setup.cipher.encrypt(subject, data.gallery[0].rotations_only().to_bytes())
     wrapped = setup.keys.get(subject)
     setup.cipher.shred(subject)
     return {"bytes_per_palm_disk": len(blob),

@@ -441,7 +441,8 @@ class IdentityService:
                                  duplicate=exc.duplicate) from None
         now = datetime.now(UTC)
         records = [
-            TemplateRecord(tid, subject_id, self._cipher.encrypt(subject_id, t.to_bytes()), now)
+            TemplateRecord(tid, subject_id,
+                           self._cipher.encrypt(subject_id, t.rotations_only().to_bytes()), now)
             for tid, t in templates
         ]
         self._repository.add(records)

@@ -6,7 +6,10 @@ Format version 3 (all integers big-endian)::
     0      4     magic  b"SFPT"
     4      1     format version (3)
     5      1     bits per cell (3: CompCode, and 3 OrdinalCode orientations)
-    6      1     variants R (1..MAX_VARIANTS): codes of the ROI at R rotations
+    6      1     variants R (1..MAX_VARIANTS): codes of the ROI at R rotations, or, on a
+                 probe, the rotations and their half-cell refinement grids
+                 (``Template.refine_offsets``, in memory only: a stored
+                 template has only rotations)
     7      2     grid height H (cells)
     9      2     grid width W (cells)
     11     4     code length in bytes     = R * ceil(3 * H * W / 8)
@@ -21,7 +24,10 @@ shared by both codes; variant ``r`` of the ordinal code (OrdinalCode,
 :mod:`identity.ordinal`) has exactly the code's layout (orientation, row, column). Variant
 0 is the unrotated ROI: it is what a *reference* contributes to a comparison and what the
 FAISS index stores; the other variants are used when the template is the *probe* (see
-:mod:`identity.matcher`). Unused padding bits of each variant's last byte must be zero.
+:mod:`identity.matcher`). A fresh capture's template also carries the refinement variants
+of each rotation (the in-memory field ``refine_offsets``); a stored template keeps only its
+rotations (:meth:`Template.rotations_only`), since it is only ever a reference. Unused padding
+bits of each variant's last byte must be zero.
 
 In memory a template may lack the ordinal code (``ordinal == b""``: a CompCode-only
 template, as :func:`identity.matcher.translate` or the index's internals make); such a
@@ -79,6 +85,10 @@ class Template:
     mask: bytes = field(repr=False)
     variants: int = 1
     ordinal: bytes = field(default=b"", repr=False)
+    # In memory only (not serialised, not compared): refinement grids per rotation. The
+    # first variants // (1 + refine_offsets) variants are rotations; variant R + r * O + o
+    # is rotation r on the cell grid moved by offset o (identity.features).
+    refine_offsets: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         h, w = self.grid
@@ -86,6 +96,9 @@ class Template:
             raise TemplateFormatError(f"grid {self.grid} is out of range")
         if not 0 < self.variants <= MAX_VARIANTS:
             raise TemplateFormatError(f"{self.variants} variants is out of range")
+        if self.refine_offsets < 0 or self.variants % (1 + self.refine_offsets):
+            raise TemplateFormatError(f"{self.variants} variants do not hold rotations with"
+                                      f" {self.refine_offsets} refinement grids each")
         n_code, n_mask = code_nbytes(self.grid), mask_nbytes(self.grid)
         if len(self.code) != self.variants * n_code:
             raise TemplateFormatError(
@@ -117,6 +130,27 @@ class Template:
     def has_ordinal(self) -> bool:
         """True when the template carries the OrdinalCode (every stored template does)."""
         return bool(self.ordinal)
+
+    @property
+    def rotation_variants(self) -> int:
+        """How many of the variants are rotations (the first ones): ``variants // (1 +
+        refine_offsets)``."""
+        return self.variants // (1 + self.refine_offsets)
+
+    @property
+    def refined(self) -> bool:
+        """True when the template carries refinement variants (a fresh capture's)."""
+        return self.refine_offsets > 0
+
+    def rotations_only(self) -> Template:
+        """This template without its refinement variants (itself if it has none): what is
+        stored, since a stored template is only ever a reference (variant 0)."""
+        n = self.rotation_variants
+        if not self.refined:
+            return self
+        n_code, n_mask = n * code_nbytes(self.grid), n * mask_nbytes(self.grid)
+        return Template(self.grid, self.code[:n_code], self.mask[:n_mask], n,
+                        self.ordinal[:n_code] if self.ordinal else b"")
 
     @property
     def reference_code(self) -> bytes:
@@ -169,11 +203,13 @@ class Template:
         code: npt.NDArray[np.bool_],
         mask: npt.NDArray[np.bool_],
         ordinal: npt.NDArray[np.bool_] | None = None,
+        refine_offsets: int = 0,
     ) -> Template:
         """Pack codes and masks: ``(3, H, W)`` + ``(H, W)``, or ``(R, 3, H, W)`` + ``(R, H, W)``.
 
         ``ordinal`` (bool, the shape of ``code``) is the OrdinalCode; ``None`` makes a
-        CompCode-only template. Raises :class:`TemplateFormatError` on inconsistent shapes.
+        CompCode-only template. ``refine_offsets``: refinement grids per rotation (see the
+        field). Raises :class:`TemplateFormatError` on inconsistent shapes.
         """
         if code.ndim == 3:
             code, mask = code[None], mask[None]
@@ -191,7 +227,8 @@ class Template:
         packed_code = _pack_variants(code)
         packed_mask = _pack_variants(mask)
         packed_ord = b"" if ordinal is None else _pack_variants(ordinal)
-        return cls(grid, packed_code, packed_mask, int(code.shape[0]), packed_ord)
+        return cls(grid, packed_code, packed_mask, int(code.shape[0]), packed_ord,
+                   refine_offsets)
 
     def to_bytes(self) -> bytes:
         """Serialise to format version :data:`FORMAT_VERSION`.

@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from identity import params
 from identity.errors import InvalidImageError
 from identity.features import _ORIENTATION_BITS, FeatureParams, PalmCode, extract_features
 from identity.ordinal import extract_ordinal
 from identity.synthetic import SyntheticPalms
+from identity.template import Template
 
 
 def test_hamming_between_orientation_codes_is_angular_distance() -> None:
@@ -25,10 +27,18 @@ def test_hamming_between_orientation_codes_is_angular_distance() -> None:
 def test_code_shape_and_template() -> None:
     code = extract_features(SyntheticPalms(1).capture(0, 0))
     assert code.grid == (32, 32)
-    assert code.code.dtype == np.bool_ and code.code.shape == (3, 3, 32, 32)
-    assert code.mask.shape == (3, 32, 32)
+    # 3 rotations, then 3 refinement grids (half a cell down, right, both) of each
+    assert code.code.dtype == np.bool_ and code.code.shape == (12, 3, 32, 32)
+    assert code.mask.shape == (12, 32, 32)
     template = code.to_template()
-    assert template.variants == 3
+    assert template.variants == 12 and template.rotation_variants == 3 and template.refined
+    stored = template.rotations_only()
+    assert stored.variants == 3 and not stored.refined and stored.rotations_only() is stored
+    for v in range(3):
+        assert np.array_equal(stored.code_bits(v), template.code_bits(v))
+        assert np.array_equal(stored.mask_bits(v), template.mask_bits(v))
+        assert np.array_equal(stored.ordinal_bits(v), template.ordinal_bits(v))
+    assert Template.from_bytes(stored.to_bytes()) == stored
     assert len(template.reference_code) == 384
     assert template.code_bits().shape == (3, 32, 32)
     assert template.mask_bits().mean() > 0.9
@@ -83,7 +93,9 @@ def test_ordinal_code_is_filled_and_templated() -> None:
     roi = SyntheticPalms(1).capture(2, 1)
     code = extract_features(roi)
     assert code.ordinal.dtype == np.bool_ and code.ordinal.shape == code.code.shape
-    assert np.array_equal(code.ordinal, extract_ordinal(roi))
+    assert np.array_equal(code.ordinal[:3], extract_ordinal(roi))  # the rotations
+    assert np.array_equal(code.ordinal, extract_ordinal(
+        roi, refine_offsets_cells=params.FEATURE_REFINE_OFFSETS_CELLS))
     assert not code.ordinal.flags.writeable
     template = code.to_template()
     assert template.has_ordinal
@@ -92,7 +104,11 @@ def test_ordinal_code_is_filled_and_templated() -> None:
         assert np.array_equal(template.code_bits(v), code.code[v])
     # the ordinal code follows the extractor's rotations and grid
     few = extract_features(roi, FeatureParams(grid_size=16, rotations_deg=(0.0, 3.0)))
-    assert few.ordinal.shape == (2, 3, 16, 16)
+    assert few.ordinal.shape == (8, 3, 16, 16)
+    plain = extract_features(roi, FeatureParams(grid_size=16, rotations_deg=(0.0, 3.0),
+                                                refine_offsets_cells=()))
+    assert plain.ordinal.shape == (2, 3, 16, 16)
+    assert np.array_equal(plain.code, few.code[:2]) and np.array_equal(plain.mask, few.mask[:2])
 
 
 def test_palm_code_validates_the_ordinal() -> None:

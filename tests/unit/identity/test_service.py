@@ -154,3 +154,19 @@ def test_early_accept_follows_the_configured_decision() -> None:
     assert rule is not None
     assert (rule.threshold, rule.margin) == (0.33, 0.05)
     assert rule.score(10_000) >= 0.33
+
+
+def test_stored_templates_keep_only_their_rotations(
+    enrolled: tuple[IdentityService, InMemoryTemplateRepository],
+) -> None:
+    """A fresh capture's half-cell refinement variants serve only as a probe: what is
+    stored is the rotations (a stored template is only ever a reference)."""
+    from identity.template import Template
+
+    _, repo = enrolled
+    cipher = TemplateCipher(KEK, "test")
+    records = list(repo.all())
+    assert records
+    for record in records:
+        stored = Template.from_bytes(cipher.decrypt(record.subject_id, record.ciphertext))
+        assert stored.variants == 3 and not stored.refined

@@ -1,0 +1,95 @@
+"""Pooling of filter responses into code cells, on the cell grid or moved by part of a cell.
+
+Both coders (:mod:`identity.features`, :mod:`identity.ordinal`) average a work-image map over
+square cells (``cv2.INTER_AREA`` resize to ``grid x grid``). A *refinement variant* pools the
+same map with the cell grid moved by a whole number of work pixels less than a cell (half a
+cell: 1 px of the 64 px CompCode image, 2 px of the 128 px ordinal image). Since filtering
+commutes with translation, that is the code of the image moved by the opposite amount,
+without filtering again; the matcher uses these variants to refine the best whole-cell
+alignment (:mod:`identity.matcher`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+
+
+def offsets_px(offsets_cells: tuple[tuple[float, float], ...], work_size: int, grid: int
+               ) -> tuple[tuple[int, int], ...]:
+    """Cell offsets ``(dy, dx)`` (fractions of a cell, in [0, 1)) as work pixels.
+
+    Raises ValueError when an offset is outside [0, 1) or is not a whole number of work
+    pixels (``work_size / grid`` pixels per cell).
+    """
+    out = []
+    per_cell = work_size / grid
+    for dy, dx in offsets_cells:
+        pair = []
+        for o in (dy, dx):
+            px = o * per_cell
+            if not 0.0 <= o < 1.0 or abs(px - round(px)) > 1e-9:
+                raise ValueError(f"cell offset {o} is not a whole number of the"
+                                 f" {per_cell:g} work px of a cell in [0, 1)")
+            pair.append(int(round(px)))
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
+def pool(a: F32, grid: int, oy: int = 0, ox: int = 0) -> F32:
+    """Mean of the ``(S, S)`` float32 map ``a`` over ``grid x grid`` cells whose grid starts
+    ``(oy, ox)`` px into the map: float32 ``(grid, grid)``. The last cells of a moved grid
+    reach past the map and read its edge pixels repeated (see :func:`inside`)."""
+    if oy == 0 and ox == 0:
+        return np.asarray(cv2.resize(a, (grid, grid), interpolation=cv2.INTER_AREA), np.float32)
+    return np.asarray(pool_moved(a[None], grid, oy, ox)[0], np.float32)
+
+
+def pool_moved(maps: F32, grid: int, oy: int, ox: int) -> F32:
+    """:func:`pool` of a stack of ``(K, S, S)`` float32 maps on a grid moved by ``(oy, ox)``
+    px: float32 ``(K, grid, grid)``. A block mean when ``S`` is a multiple of ``grid`` (the
+    pipeline's sizes, where it equals ``cv2.INTER_AREA``), else ``cv2.resize`` per map."""
+    return pool_offsets(maps, grid, ((oy, ox),))[0]
+
+
+def pool_offsets(maps: F32, grid: int, offsets: tuple[tuple[int, int], ...]) -> list[F32]:
+    """:func:`pool_moved` of ``maps`` at each of ``offsets`` (px), edge-padded once."""
+    k, s0, s1 = maps.shape
+    py = max((oy for oy, _ in offsets), default=0)
+    px = max((ox for _, ox in offsets), default=0)
+    padded = maps  # edge pixels repeated past the map, as far as the largest offset
+    if py:
+        padded = np.concatenate([padded, np.repeat(padded[:, -1:, :], py, axis=1)], axis=1)
+    if px:
+        padded = np.concatenate([padded, np.repeat(padded[:, :, -1:], px, axis=2)], axis=2)
+    out = []
+    for oy, ox in offsets:
+        moved = padded[:, oy : oy + s0, ox : ox + s1]
+        if s0 % grid == 0 and s1 % grid == 0:
+            fy, fx = s0 // grid, s1 // grid
+            total = np.zeros((k, grid, grid), np.float32)
+            for y in range(fy):
+                for x in range(fx):
+                    total += moved[:, y::fy, x::fx]
+            out.append(np.asarray(total * np.float32(1.0 / (fy * fx)), np.float32))
+        else:
+            out.append(np.stack([np.asarray(cv2.resize(np.ascontiguousarray(m), (grid, grid),
+                                                       interpolation=cv2.INTER_AREA),
+                                            np.float32) for m in moved]))
+    return out
+
+
+def inside(cover: F32, grid: int, oy: int = 0, ox: int = 0) -> npt.NDArray[np.bool_]:
+    """Cells lying wholly on image content: ``cover`` is a ``(S, S)`` float32 map of 1 where
+    a pixel came from the image (0 where a rotation brought in the border); cells of a
+    moved grid that reach past the map count as outside. Bool ``(grid, grid)``."""
+    if oy == 0 and ox == 0:
+        return np.asarray(pool(cover, grid) > 0.999, dtype=bool)
+    s0, s1 = cover.shape
+    padded = np.zeros((s0 + oy, s1 + ox), np.float32)
+    padded[:s0, :s1] = cover
+    window = np.ascontiguousarray(padded[oy:, ox:])
+    return np.asarray(pool(window, grid) > 0.999, dtype=bool)
