@@ -10,13 +10,11 @@ integer minor units."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError
 
 from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
@@ -24,17 +22,14 @@ from storefront.db.models import AmendedReceipt, CartCorrection, Dispute
 from storefront.payments import SimulatedProcessor
 from storefront.security.audit import AuditRecord
 from storefront.settings import Settings
+from tests.integration.audit_faults import FAILURES, audit_write_fails, raised
 from tests.integration.test_staffed_review_fixes import (
     Clock,
-    Crash,
     _card,
     _cash,
     _declined,
     _staffed,
 )
-
-FAILURES = ["database_error", "crash"]
-"""How the audit write fails: the database refuses it, or the process dies in it."""
 
 
 class Shop:
@@ -71,31 +66,6 @@ def shop(tmp_path: Path, database: str | None) -> Iterator[Shop]:
     made.c.close()
 
 
-@contextmanager
-def _audit_write_fails(c: Container, how: str) -> Iterator[list[str]]:
-    """The next INSERT into ``audit_log`` on the container's engine fails (once) with a
-    database error or a :class:`Crash`; yields the statements that were made to fail."""
-    failed: list[str] = []
-
-    def fail(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if failed or not statement.lstrip().upper().startswith("INSERT INTO AUDIT_LOG"):
-            return
-        failed.append(statement)
-        if how == "crash":
-            raise Crash
-        raise OperationalError(statement, {}, Exception("disk I/O error (test)"))
-
-    sa.event.listen(c.engine, "before_cursor_execute", fail)
-    try:
-        yield failed
-    finally:
-        sa.event.remove(c.engine, "before_cursor_execute", fail)
-
-
-def _raised(how: str) -> type[BaseException]:
-    return Crash if how == "crash" else OperationalError
-
-
 def _entries(c: Container, action: str) -> list[AuditRecord]:
     return [e for e in c.audit.entries(limit=1000) if e.action == action]
 
@@ -119,7 +89,7 @@ def test_a_card_refund_whose_audit_write_fails_stays_refunding_until_sent_again(
         shop: Shop, how: str) -> None:
     c = shop.c
     receipt = shop.receipt("card")
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         _dispute(c, receipt)
     assert failed and shop.refund_calls == 1  # the money went back to the card
     [stored] = _disputes(c)
@@ -145,7 +115,7 @@ def test_a_cash_refund_whose_audit_write_fails_is_not_stored_and_is_made_when_se
     c = shop.c
     c.till.open_drawer(till_id="t1", staff_id="ann", float_minor=1000)
     receipt = shop.receipt("cash")
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         _dispute(c, receipt, till_id="t1")
     assert failed
     # Neither the dispute, nor its amended receipt, nor the cash paid out, nor the entry.
@@ -211,7 +181,7 @@ def test_a_correction_whose_audit_write_fails_is_not_stored_and_is_made_when_sen
         shop: Shop, how: str) -> None:
     c = shop.c
     sid = _staffed(c, shop.clock)  # 2 x TEA
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         _correct(c, sid)
     assert failed
     assert _corrections(c, sid) == [] and _entries(c, "correction") == []
@@ -239,7 +209,7 @@ def test_an_unfreezing_correction_whose_audit_write_fails_leaves_the_cart_frozen
     assert c.staffed.take_tender(**_card(sid, "k1", 600))[0].state == "declined"
     shop.processor.authorize = real  # type: ignore[method-assign]
     c.catalogue.upsert([make_item("TEA", "Tea", 250, "GBP")])
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         _correct(c, sid)
     assert failed
     cart = c.staffed.cart(sid)

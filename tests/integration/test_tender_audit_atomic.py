@@ -10,18 +10,16 @@ units."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError
 
 from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
 from storefront.payments import SimulatedProcessor
 from storefront.settings import Settings
+from tests.integration.audit_faults import FAILURES, audit_write_fails, raised
 from tests.integration.test_staffed_reconcile import (  # noqa: F401 - fixture
     LATER,
     Paused,
@@ -30,36 +28,8 @@ from tests.integration.test_staffed_reconcile import (  # noqa: F401 - fixture
     _tender,
     shop,
 )
-from tests.integration.test_staffed_review_fixes import Clock, Crash, _card, _cash, _staffed
+from tests.integration.test_staffed_review_fixes import Clock, _card, _cash, _staffed
 from tests.integration.test_tender_audit import _money
-
-FAILURES = ["database_error", "crash"]
-"""How the audit write fails: the database refuses it, or the process dies in it."""
-
-
-@contextmanager
-def _audit_write_fails(c: Container, how: str) -> Iterator[list[str]]:
-    """The next INSERT into ``audit_log`` on the container's engine fails (once) with a
-    database error or a :class:`Crash`; yields the statements that were made to fail."""
-    failed: list[str] = []
-
-    def fail(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if failed or not statement.lstrip().upper().startswith("INSERT INTO AUDIT_LOG"):
-            return
-        failed.append(statement)
-        if how == "crash":
-            raise Crash
-        raise OperationalError(statement, {}, Exception("disk I/O error (test)"))
-
-    sa.event.listen(c.engine, "before_cursor_execute", fail)
-    try:
-        yield failed
-    finally:
-        sa.event.remove(c.engine, "before_cursor_execute", fail)
-
-
-def _raised(how: str) -> type[BaseException]:
-    return Crash if how == "crash" else OperationalError
 
 
 @pytest.fixture
@@ -80,7 +50,7 @@ def test_a_cash_tender_whose_audit_write_fails_is_not_stored_and_is_taken_when_r
     c, clock, _ = shop
     sid = _staffed(c, clock)  # 2 x TEA at 3.00 = 6.00 GBP
     c.till.open_drawer(till_id="t1", staff_id="ann", float_minor=5000)
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         c.staffed.take_tender(**_cash(sid, "c1", 1000))
     assert failed  # the audit write was reached and failed
     # Neither the tender nor its entry: the request failed cleanly.
@@ -108,7 +78,7 @@ def test_a_captured_card_tender_whose_audit_write_fails_stays_pending_until_audi
     again."""
     c, clock, processor = shop
     sid = _staffed(c, clock)
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         c.staffed.take_tender(**_card(sid, "k1", 600))
     assert failed and processor.captured() == 600  # money taken at the processor
     assert _tender(c, sid).state == "authorized" and _money(c, sid) == []
@@ -142,7 +112,7 @@ def test_a_declined_card_tender_whose_audit_write_fails_is_audited_when_resent(
     pending until a resend finds the decline and records it with its entry."""
     c, clock = declining
     sid = _staffed(c, clock)
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         c.staffed.take_tender(**_card(sid, "k1", 600))
     assert failed
     assert _tender(c, sid).state == "authorizing" and _money(c, sid) == []
@@ -159,7 +129,7 @@ def test_a_settlement_by_reconcile_whose_audit_write_fails_is_redone_by_the_next
         shop: Any, how: str) -> None:  # noqa: F811 - the imported fixture
     c, clock, processor = shop
     sid = _crash(c, clock, processor, "after")  # the hold was placed, then the crash
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         _reconcile(c, clock)
     assert failed and processor.captured() == 600
     assert _tender(c, sid).state == "authorized" and _money(c, sid) == []
@@ -189,7 +159,7 @@ def test_a_late_hold_release_whose_audit_write_fails_is_recorded_by_the_next_run
     processor.down = False
     [failed_entry] = _money(c, sid)
     clock.now += LATER
-    with _audit_write_fails(c, how) as failed, pytest.raises(_raised(how)):
+    with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
         _reconcile(c, clock)
     assert failed and processor.open_holds() == []  # voided at the processor
     reason = _tender(c, sid).failure_reason or ""
