@@ -198,26 +198,15 @@ class PreparedProbe:
         self.weight = params.FUSION_WEIGHT_COMPCODE
         self.min_valid_bits = min_overlap * probe.code_bit_count
         n_rot, n_off = probe.rotation_variants, probe.refine_offsets
-        variants = range(n_rot)
-        mask = np.stack([probe.mask_bits(v) for v in variants])
-        code_arr, mask_arr = _alignments(np.stack([probe.code_bits(v) for v in variants]),
-                                         mask, max_shift)
-        if transform is not None:
-            code_arr, mask_arr = transform(code_arr, mask_arr)
-        n = len(code_arr)
-        planes = np.broadcast_to(mask_arr[:, None], code_arr.shape)  # (S, 3, H, W)
-        codes = _pack_words(code_arr.reshape(n, -1))  # (S, words)
+        codes, masks, ordinal = _packed_alignments(probe, range(n_rot), max_shift,
+                                                   transform=transform, ordinal=fused)
         self._words = int(codes.shape[1])
         self._block = max(1, _BLOCK_WORDS // self._words)
         # tiled over a block of references: (S, block * words), so that the XOR/AND of a
         # block is one long contiguous pass per alignment (not a broadcast every `words`)
         self._codes = np.tile(codes, (1, self._block))
-        self._masks = np.tile(_pack_words(planes.reshape(n, -1)), (1, self._block))
-        self._ordinal: U64 | None = None
-        if fused:
-            ord_arr, _ = _alignments(np.stack([probe.ordinal_bits(v) for v in variants]),
-                                     mask, max_shift)
-            self._ordinal = np.tile(_pack_words(ord_arr.reshape(n, -1)), (1, self._block))
+        self._masks = np.tile(masks, (1, self._block))
+        self._ordinal = None if ordinal is None else np.tile(ordinal, (1, self._block))
         self._refine = (_Refinement.of(probe, n_rot, n_off, max_shift, self.weight,
                                        self.min_valid_bits) if fused and n_off else None)
 
@@ -246,7 +235,7 @@ class PreparedProbe:
         frac = np.where(valid >= self.min_valid_bits, num / np.maximum(valid, 1), np.inf)
         best = frac.min(axis=0)  # S >= 1 alignments; (S, 0) gives an empty (0,) result
         if self._refine is not None and len(refs):
-            best = np.minimum(best, self._refine.distances(frac, refs))
+            best = np.minimum(best, self._refine.distances(frac, best, refs))
         return np.asarray(np.where(np.isfinite(best), best, NO_MATCH_DISTANCE), dtype=np.float64)
 
     def _counts(self, refs: ReferenceSet) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32],
@@ -310,22 +299,17 @@ class _Refinement:
     @classmethod
     def of(cls, probe: Template, n_rot: int, n_off: int, max_shift: int, weight: float,
            min_valid_bits: float) -> _Refinement:
-        variants = range(n_rot, n_rot * (1 + n_off))
-        mask = np.stack([probe.mask_bits(v) for v in variants])
-        code_arr, mask_arr = _alignments(np.stack([probe.code_bits(v) for v in variants]),
-                                         mask, max_shift)
-        ord_arr, _ = _alignments(np.stack([probe.ordinal_bits(v) for v in variants]),
-                                 mask, max_shift)
-        n = len(code_arr)
-        planes = np.broadcast_to(mask_arr[:, None], code_arr.shape)
-        return cls(_pack_words(code_arr.reshape(n, -1)), _pack_words(planes.reshape(n, -1)),
-                   _pack_words(ord_arr.reshape(n, -1)), n_rot, n_off, 2 * max_shift + 1,
-                   weight, min_valid_bits)
+        codes, masks, ordinal = _packed_alignments(
+            probe, range(n_rot, n_rot * (1 + n_off)), max_shift, ordinal=True)
+        assert ordinal is not None  # asked for
+        return cls(codes, masks, ordinal, n_rot, n_off, 2 * max_shift + 1, weight,
+                   min_valid_bits)
 
-    def distances(self, frac: F64, refs: ReferenceSet) -> F64:
+    def distances(self, frac: F64, best: F64, refs: ReferenceSet) -> F64:
         """Best refined distance per reference, (M,) float64 (``inf`` where no refined
         alignment has enough overlap); ``frac`` is the (R * n * n, M) whole-cell distance
-        array of the same probe (``inf`` = too little overlap)."""
+        array of the same probe (``inf`` = too little overlap), ``best`` its minimum per
+        reference."""
         n = self.shifts
         r, dy, dx = np.unravel_index(frac.argmin(axis=0), (self.n_rot, n, n))
         step = np.array([-1, 0, 1])
@@ -351,11 +335,33 @@ class _Refinement:
             f = np.where(valid >= self.min_valid_bits, num / np.maximum(valid, 1), np.inf)
             out[blk] = f.min(axis=1)
         # no whole-cell alignment qualified: nothing to refine around (no match)
-        return np.where(np.isfinite(frac.min(axis=0)), out, np.inf)
+        return np.where(np.isfinite(best), out, np.inf)
 
 
 # references refined per numpy pass (temporaries: block x 27 x words uint64 each)
 _REFINE_BLOCK = 128
+
+
+def _packed_alignments(probe: Template, variants: range, max_shift: int, *,
+                       transform: Transform | None = None, ordinal: bool = False
+                       ) -> tuple[U64, U64, U64 | None]:
+    """Every translation of ``probe``'s ``variants``, packed: codes, masks repeated over the
+    3 bit planes, and (``ordinal``) OrdinalCodes, each (S, words) uint64 in the order of
+    :func:`_alignments`; ``transform`` maps the translated codes and masks first."""
+    mask = np.stack([probe.mask_bits(v) for v in variants])
+    code_arr, mask_arr = _alignments(np.stack([probe.code_bits(v) for v in variants]),
+                                     mask, max_shift)
+    if transform is not None:
+        code_arr, mask_arr = transform(code_arr, mask_arr)
+    n = len(code_arr)
+    planes = np.broadcast_to(mask_arr[:, None], code_arr.shape)  # (S, 3, H, W)
+    ord_words = None
+    if ordinal:
+        ord_arr, _ = _alignments(np.stack([probe.ordinal_bits(v) for v in variants]),
+                                 mask, max_shift)
+        ord_words = _pack_words(ord_arr.reshape(n, -1))
+    return (_pack_words(code_arr.reshape(n, -1)), _pack_words(planes.reshape(n, -1)),
+            ord_words)
 
 
 def _alignments(code: npt.NDArray[np.bool_], mask: npt.NDArray[np.bool_], max_shift: int
