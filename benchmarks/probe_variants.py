@@ -46,15 +46,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from identity import cells, params
 from identity import evaluation as ev
-from identity import params
 from identity.evaluate_run import read_manifest
 from identity.features import (
     _ORIENTATION_BITS,
     DEFAULT_FEATURE_PARAMS,
     PalmCode,
     _local_stats,
-    _to_grid,
     _validity,
     extract_features,
     gabor_bank,
@@ -90,7 +89,7 @@ def _warp(img: npt.NDArray[np.float32], v: Variant, grid: int
     out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     cover = cv2.warpAffine(np.ones((h, w), np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
                            borderValue=0.0)
-    inside = _to_grid(np.asarray(cover, np.float32), grid) > 0.999
+    inside = cells.pool(np.asarray(cover, np.float32), grid) > 0.999
     return np.asarray(out, np.float32), np.asarray(inside, dtype=bool)
 
 
@@ -109,10 +108,10 @@ def code_variants(roi: npt.NDArray[np.uint8], variants: list[Variant]) -> Templa
         warped, inside = _warp(img, v, g)
         resp = np.stack([cv2.filter2D(warped, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT)
                          for k in bank])
-        cells = np.stack([_to_grid(r, g) for r in resp])
-        codes.append(np.moveaxis(_ORIENTATION_BITS[np.argmin(cells, axis=0)], -1, 0))
+        pooled = np.stack([cells.pool(r, g) for r in resp])
+        codes.append(np.moveaxis(_ORIENTATION_BITS[np.argmin(pooled, axis=0)], -1, 0))
         std, mean = _local_stats(warped, P)
-        masks.append(_validity(_to_grid(std, g), _to_grid(mean, g), P) & inside)
+        masks.append(_validity(cells.pool(std, g), cells.pool(mean, g), P) & inside)
         owarped, _ = _warp(oimg, v, g)
         ords.append(np.stack([
             cv2.resize(cv2.filter2D(owarped, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT),

@@ -45,18 +45,14 @@ def pool(a: F32, grid: int, oy: int = 0, ox: int = 0) -> F32:
     reach past the map and read its edge pixels repeated (see :func:`inside`)."""
     if oy == 0 and ox == 0:
         return np.asarray(cv2.resize(a, (grid, grid), interpolation=cv2.INTER_AREA), np.float32)
-    return np.asarray(pool_moved(a[None], grid, oy, ox)[0], np.float32)
-
-
-def pool_moved(maps: F32, grid: int, oy: int, ox: int) -> F32:
-    """:func:`pool` of a stack of ``(K, S, S)`` float32 maps on a grid moved by ``(oy, ox)``
-    px: float32 ``(K, grid, grid)``. A block mean when ``S`` is a multiple of ``grid`` (the
-    pipeline's sizes, where it equals ``cv2.INTER_AREA``), else ``cv2.resize`` per map."""
-    return pool_offsets(maps, grid, ((oy, ox),))[0]
+    return np.asarray(pool_offsets(a[None], grid, ((oy, ox),))[0][0], np.float32)
 
 
 def pool_offsets(maps: F32, grid: int, offsets: tuple[tuple[int, int], ...]) -> list[F32]:
-    """:func:`pool_moved` of ``maps`` at each of ``offsets`` (px), edge-padded once."""
+    """:func:`pool` of a stack of ``(K, S, S)`` float32 maps on the grid moved by each of
+    ``offsets`` (px): float32 ``(K, grid, grid)`` per offset, the maps edge-padded once. A
+    block mean when ``S`` is a multiple of ``grid`` (the pipeline's sizes, where it equals
+    ``cv2.INTER_AREA``), else ``cv2.resize`` per map."""
     k, s0, s1 = maps.shape
     py = max((oy for oy, _ in offsets), default=0)
     px = max((ox for _, ox in offsets), default=0)

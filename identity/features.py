@@ -205,10 +205,6 @@ def _rotate(img: npt.NDArray[np.float32], angle_deg: float
     return np.asarray(out, np.float32), np.asarray(cover, np.float32)
 
 
-def _to_grid(a: npt.NDArray[np.float32], grid: int) -> npt.NDArray[np.float32]:
-    return cells.pool(a, grid)
-
-
 def _local_stats(img: npt.NDArray[np.float32], p: FeatureParams
                  ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Local grey-level std and mean maps (box of ``p.mask_window_px``), float32 (S, S)."""

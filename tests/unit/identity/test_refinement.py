@@ -30,7 +30,7 @@ def _reference_pool(maps: np.ndarray, grid: int, oy: int, ox: int) -> np.ndarray
 def test_moved_pooling_is_the_area_mean_of_the_moved_window(side: int, grid: int, oy: int,
                                                             ox: int) -> None:
     maps = np.random.default_rng(side + oy).random((5, side, side)).astype(np.float32)
-    got = cells.pool_moved(maps, grid, oy, ox)
+    got = cells.pool_offsets(maps, grid, ((oy, ox),))[0]
     assert got.shape == (5, grid, grid) and got.dtype == np.float32
     assert np.allclose(got, _reference_pool(maps, grid, oy, ox), atol=1e-5)
     assert np.array_equal(cells.pool(maps[0], grid, oy, ox), got[0])
