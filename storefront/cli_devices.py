@@ -210,32 +210,17 @@ def _gateway_journal() -> Iterator[GatewayJournal]:
     """The journal over the configured database, migrated, on the system clock. Nothing
     is created: a missing SQLite file or a database without the gateway's tables raises
     NotFound."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
     from sqlalchemy.orm import sessionmaker
 
     from storefront.clock import utc_now
-    from storefront.db.engine import make_engine
-    from storefront.db.migrate import upgrade
+    from storefront.db.existing import existing_database
     from storefront.devices.journal import GatewayJournal
     from storefront.devices.models import DeviceMessage
-    from storefront.errors import NotFound
     from storefront.settings import Settings
 
     url = Settings().resolved_database_url()
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        raise NotFound(f"no database at {parsed.database} (check STOREFRONT_STATE_DIR or "
-                       f"STOREFRONT_DATABASE_URL); nothing was created")
-    engine = make_engine(url)
-    try:
-        if not sa.inspect(engine).has_table(DeviceMessage.__tablename__):
-            raise NotFound(f"the database {parsed.render_as_string(hide_password=True)} has "
-                           f"no device_messages table (not a storefront database?)")
-        upgrade(engine)
+    with existing_database(url, DeviceMessage.__tablename__, "device_messages") as engine:
         yield GatewayJournal(sessionmaker(engine, expire_on_commit=False), utc_now)
-    finally:
-        engine.dispose()
 
 
 def _print_pruned(report: PruneReport) -> None:

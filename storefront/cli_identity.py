@@ -270,17 +270,13 @@ def _retired_store() -> Iterator[_RetiredStore]:
     without the storefront's tables (a SQLite file that does not exist, a wrong URL)
     raises NotFound and a missing key file KeyFileError, rather than reporting an empty
     store made up on the spot (and a fresh KEK that decrypts nothing)."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
     from sqlalchemy.orm import sessionmaker
 
     from identity.errors import KeyFileError
     from storefront.bootstrap import palm_index_snapshot_path
     from storefront.clock import utc_now
-    from storefront.db.engine import make_engine
-    from storefront.db.migrate import upgrade
+    from storefront.db.existing import existing_database, require_database_file
     from storefront.db.models import PalmTemplate
-    from storefront.errors import NotFound
     from storefront.security.audit import Audit
     from storefront.settings import Settings
     from storefront.subject_keys import (
@@ -293,28 +289,18 @@ def _retired_store() -> Iterator[_RetiredStore]:
 
     settings = Settings()
     url = settings.resolved_database_url()
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        raise NotFound(f"no database at {parsed.database} (check STOREFRONT_STATE_DIR or "
-                       f"STOREFRONT_DATABASE_URL); nothing was created")
+    require_database_file(url)  # before the key file: the database is the first thing asked
     files = KekFiles(settings.resolved_key_file())
     if not files.current.is_file():
         raise KeyFileError(f"key file {files.current} does not exist (check "
                            f"STOREFRONT_KEY_FILE); nothing was created")
-    engine = make_engine(url)
-    try:
-        if not sa.inspect(engine).has_table(PalmTemplate.__tablename__):
-            raise NotFound(f"the database {parsed.render_as_string(hide_password=True)} has "
-                           f"no palm templates table (not a storefront database?)")
-        upgrade(engine)
+    with existing_database(url, PalmTemplate.__tablename__, "palm templates") as engine:
         db = sessionmaker(engine, expire_on_commit=False)
         provider = ReloadingKeyProvider(files,
                                         development=settings.environment == "development")
         yield _RetiredStore(SqlTemplateRepository(db),
                             StoreKeyring(provider, SqlSubjectKeyStore(db)),
                             Audit(db, utc_now), palm_index_snapshot_path(settings))
-    finally:
-        engine.dispose()
 
 
 def _retired(store: _RetiredStore, *, purge: bool, yes: bool,
