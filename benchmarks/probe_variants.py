@@ -157,7 +157,7 @@ def _c2f_chunk(args: tuple[list[Template], list[Template]]) -> npt.NDArray[np.fl
     out = np.zeros((2, len(probes), len(refs)))
     for i, p in enumerate(probes):
         pp = PreparedProbe(p, fused=True)
-        diff, valid, diff_ord = pp._counts(rs)
+        diff, valid, diff_ord = pp.counts(rs)
         num = pp.weight * diff.astype(np.float64) + (1.0 - pp.weight) * diff_ord
         frac = np.where(valid >= pp.min_valid_bits, num / np.maximum(valid, 1), np.inf)
         frac = frac.reshape(12, n, n, -1)

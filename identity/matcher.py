@@ -25,16 +25,17 @@ with ``w = params.FUSION_WEIGHT_COMPCODE`` (0.6); ``NO_MATCH_DISTANCE`` when no 
 qualifies. Coarse to fine: a fused probe that carries refinement variants
 (``Template.refine_offsets``, the ROI moved by half a cell) is also scored, per
 reference, at its best rotation's refinement variants around the best whole-cell
-translation (:class:`_Refinement`), and the smaller distance is kept; the alignment grid
-becomes half a cell (1 px of the 64 px CompCode image) at about 1.3 times the cost.
+translation (+-1 cell in each direction, clipped), and the smaller distance is kept; the
+alignment grid becomes half a cell (1 px of the 64 px CompCode image) at about 1.2 times the
+cost. Chosen on Tongji palm000-palm149 (``identity/params.py``, above
+``FEATURE_REFINE_OFFSETS_CELLS``).
 CompCode alone ignores the refinement variants. :func:`distance_to_score` is the one place
 where a distance becomes a score.
 
-Speed: :class:`PreparedProbe` shifts and packs the probe once and tiles it over a block
-of references; scoring against ``M`` references is then XOR/AND/popcount on
-``(alignments, block * words)`` uint64 arrays, block by block so that the temporaries
-stay in the CPU cache, the jointly valid count being computed once per alignment for both
-codes.
+Speed: :class:`PreparedProbe` shifts and packs the probe once; scoring against ``M``
+references is then XOR/AND/popcount over ``(alignments, words)`` uint64 rows in the compiled
+loops of :mod:`identity.kernels` (no temporaries; the jointly valid count is computed once
+per alignment for both codes, and the refinement reads only its 27 rows per reference).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from identity import params
+from identity import kernels, params
 from identity.errors import TemplateFormatError
 from identity.template import BITS_PER_CELL, Template
 
@@ -148,11 +149,6 @@ def _common_grid(templates: Sequence[Template]) -> tuple[int, int]:
     return next(iter(grids))
 
 
-# uint64 words of references scored per block: (alignments, block) temporaries of about
-# 147 x 384 words (450 kB) stay in a 1-2 MB L2 cache (measured on this machine: 2-3x faster
-# than one (alignments, M, words) pass for M = 1,500).
-_BLOCK_WORDS = 384
-
 Transform = Callable[[npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
                      tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]]
 
@@ -200,20 +196,17 @@ class PreparedProbe:
         n_rot, n_off = probe.rotation_variants, probe.refine_offsets
         codes, masks, ordinal = _packed_alignments(probe, range(n_rot), max_shift,
                                                    transform=transform, ordinal=fused)
-        self._words = int(codes.shape[1])
-        self._block = max(1, _BLOCK_WORDS // self._words)
-        # tiled over a block of references: (S, block * words), so that the XOR/AND of a
-        # block is one long contiguous pass per alignment (not a broadcast every `words`)
-        self._codes = np.tile(codes, (1, self._block))
-        self._masks = np.tile(masks, (1, self._block))
-        self._ordinal = None if ordinal is None else np.tile(ordinal, (1, self._block))
-        self._refine = (_Refinement.of(probe, n_rot, n_off, max_shift, self.weight,
-                                       self.min_valid_bits) if fused and n_off else None)
+        self._packed = (codes, masks, _NO_WORDS if ordinal is None else ordinal)
+        self._n_rot, self._n_shift = n_rot, 2 * max_shift + 1
+        self._refine = (_packed_alignments(probe, range(n_rot, n_rot * (1 + n_off)),
+                                           max_shift, ordinal=True)
+                        if fused and n_off else None)
+        self._n_off = n_off if self._refine is not None else 0
 
     @property
     def alignments(self) -> int:
         """Number of alignments S (rotation variants x translations) searched."""
-        return int(self._codes.shape[0])
+        return int(self._packed[0].shape[0])
 
     def distances(self, refs: ReferenceSet) -> F64:
         """Best distance to each reference: (M,) float64 in [0, 1].
@@ -223,123 +216,42 @@ class PreparedProbe:
         enough overlap gets ``NO_MATCH_DISTANCE`` (1.0). Raises TemplateFormatError if
         the grids differ or, for a fused probe, ``refs`` has no ordinal codes.
         """
+        ref_words = self._reference_words(refs)
+        refinement = None
+        if self._refine is not None:
+            codes, masks, ordinal = self._refine
+            assert ordinal is not None  # asked for
+            refinement = (codes, masks, ordinal)
+        return kernels.best_distances(
+            self._packed, ref_words, fused=self.fused, weight=self.weight,
+            min_valid=self.min_valid_bits, no_match=NO_MATCH_DISTANCE,
+            refinement=refinement, n_rot=self._n_rot, n_off=self._n_off,
+            n_shift=self._n_shift)
+
+    def counts(self, refs: ReferenceSet) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32],
+                                                  npt.NDArray[np.int32] | None]:
+        """Differing CompCode bits, jointly valid bits and (fused) differing OrdinalCode bits
+        at every whole-cell alignment: int32 (S, M) arrays (for studies of the alignments;
+        :meth:`distances` does not build them). Raises TemplateFormatError as
+        :meth:`distances`."""
+        valid, diff, diff_ord = kernels.alignment_counts(
+            self._packed, self._reference_words(refs), self.fused)
+        return diff, valid, diff_ord if self.fused else None
+
+    def _reference_words(self, refs: ReferenceSet) -> tuple[U64, U64, U64]:
         if refs.grid != self.grid:
             raise TemplateFormatError(f"probe grid {self.grid} != reference grid {refs.grid}")
-        if self._ordinal is not None and refs.ordinal is None:
+        if self.fused and refs.ordinal is None:
             raise TemplateFormatError("fused matching needs the references' ordinal codes")
-        diff, valid, diff_ord = self._counts(refs)
-        if diff_ord is None:
-            num: F64 | npt.NDArray[np.int32] = diff
-        else:  # the expression of benchmarks/ordinal_fusion.py, bit for bit
-            num = self.weight * diff.astype(np.float64) + (1.0 - self.weight) * diff_ord
-        frac = np.where(valid >= self.min_valid_bits, num / np.maximum(valid, 1), np.inf)
-        best = frac.min(axis=0)  # S >= 1 alignments; (S, 0) gives an empty (0,) result
-        if self._refine is not None and len(refs):
-            best = np.minimum(best, self._refine.distances(frac, best, refs))
-        return np.asarray(np.where(np.isfinite(best), best, NO_MATCH_DISTANCE), dtype=np.float64)
-
-    def _counts(self, refs: ReferenceSet) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32],
-                                                   npt.NDArray[np.int32] | None]:
-        """Differing CompCode bits, jointly valid bits and (fused) differing OrdinalCode bits
-        at every alignment: int32 (S, M) arrays, references scored block by block."""
-        s, m, words, block = self.alignments, len(refs), self._words, self._block
-        diff = np.empty((s, m), np.int32)
-        valid = np.empty((s, m), np.int32)
-        diff_ord = None if self._ordinal is None else np.empty((s, m), np.int32)
-        both = np.empty((s, block * words), np.uint64)
-        work = np.empty_like(both)
-        count = np.empty((s, block * words), np.uint8)
-        ordinal = refs.ordinal if diff_ord is not None else None
-        for start in range(0, m, block):
-            b = min(block, m - start)
-            k, rows = b * words, slice(start, start + b)
-            bo, wk, ct = both[:, :k], work[:, :k], count[:, :k]
-            np.bitwise_and(self._masks[:, :k], refs.masks[rows].reshape(1, k), out=bo)
-            valid[:, rows] = np.bitwise_count(bo, out=ct).reshape(s, b, words).sum(
-                axis=-1, dtype=np.int32)
-            np.bitwise_xor(self._codes[:, :k], refs.codes[rows].reshape(1, k), out=wk)
-            np.bitwise_and(wk, bo, out=wk)
-            diff[:, rows] = np.bitwise_count(wk, out=ct).reshape(s, b, words).sum(
-                axis=-1, dtype=np.int32)
-            if diff_ord is not None and ordinal is not None and self._ordinal is not None:
-                np.bitwise_xor(self._ordinal[:, :k], ordinal[rows].reshape(1, k), out=wk)
-                np.bitwise_and(wk, bo, out=wk)
-                diff_ord[:, rows] = np.bitwise_count(wk, out=ct).reshape(s, b, words).sum(
-                    axis=-1, dtype=np.int32)
-        return diff, valid, diff_ord
+        return refs.codes, refs.masks, _NO_WORDS if refs.ordinal is None else refs.ordinal
 
     def scores(self, refs: ReferenceSet) -> F64:
         """Scores in [0, 1] against each reference (see :func:`distance_to_score`): (M,)."""
         return distance_to_score(self.distances(refs))
 
 
-@dataclass(frozen=True)
-class _Refinement:
-    """The refinement variants of a fused probe (``Template.refine_offsets``),
-    every translation packed: ``codes``, ``masks`` (mask repeated over the 3 bit planes)
-    and ``ordinal`` are (R * O * n * n, words) uint64, n = 2 * max_shift + 1, in the
-    order rotation, offset, dy, dx.
-
-    Coarse to fine: after the whole-cell search, each reference is also scored at the
-    O refinement variants of its best rotation, at the 3 x 3 translations around its best
-    whole-cell translation (both directions of a half-cell move), and keeps the smaller
-    distance. Chosen on Tongji palm000-palm149 (``identity/params.py``, above
-    ``FEATURE_REFINE_OFFSETS_CELLS``).
-    """
-
-    codes: U64 = field(repr=False)
-    masks: U64 = field(repr=False)
-    ordinal: U64 = field(repr=False)
-    n_rot: int
-    n_off: int
-    shifts: int
-    weight: float
-    min_valid_bits: float
-
-    @classmethod
-    def of(cls, probe: Template, n_rot: int, n_off: int, max_shift: int, weight: float,
-           min_valid_bits: float) -> _Refinement:
-        codes, masks, ordinal = _packed_alignments(
-            probe, range(n_rot, n_rot * (1 + n_off)), max_shift, ordinal=True)
-        assert ordinal is not None  # asked for
-        return cls(codes, masks, ordinal, n_rot, n_off, 2 * max_shift + 1, weight,
-                   min_valid_bits)
-
-    def distances(self, frac: F64, best: F64, refs: ReferenceSet) -> F64:
-        """Best refined distance per reference, (M,) float64 (``inf`` where no refined
-        alignment has enough overlap); ``frac`` is the (R * n * n, M) whole-cell distance
-        array of the same probe (``inf`` = too little overlap), ``best`` its minimum per
-        reference."""
-        n = self.shifts
-        r, dy, dx = np.unravel_index(frac.argmin(axis=0), (self.n_rot, n, n))
-        step = np.array([-1, 0, 1])
-        cy = np.clip(dy[:, None] + step, 0, n - 1)[:, None, :, None]  # (M, 1, 3, 1)
-        cx = np.clip(dx[:, None] + step, 0, n - 1)[:, None, None, :]  # (M, 1, 1, 3)
-        first = (r[:, None] * self.n_off + np.arange(self.n_off))[:, :, None, None]
-        # (M, K) refinement alignments per reference, K = O x 3 x 3 (offset, dy, dx)
-        rows = ((first * n + cy) * n + cx).reshape(len(r), -1)
-        out = np.empty(len(refs), np.float64)
-        ref_ord = refs.ordinal
-        if ref_ord is None:
-            raise TemplateFormatError("fused matching needs the references' ordinal codes")
-        for start in range(0, len(refs), _REFINE_BLOCK):
-            blk = slice(start, start + _REFINE_BLOCK)
-            idx = rows[blk]
-            both = self.masks[idx] & refs.masks[blk, None, :]
-            valid = np.bitwise_count(both).sum(axis=-1, dtype=np.int32)
-            diff = np.bitwise_count((self.codes[idx] ^ refs.codes[blk, None, :]) & both
-                                    ).sum(axis=-1, dtype=np.int32)
-            diff_ord = np.bitwise_count((self.ordinal[idx] ^ ref_ord[blk, None, :]) & both
-                                        ).sum(axis=-1, dtype=np.int32)
-            num = self.weight * diff.astype(np.float64) + (1.0 - self.weight) * diff_ord
-            f = np.where(valid >= self.min_valid_bits, num / np.maximum(valid, 1), np.inf)
-            out[blk] = f.min(axis=1)
-        # no whole-cell alignment qualified: nothing to refine around (no match)
-        return np.where(np.isfinite(best), out, np.inf)
-
-
-# references refined per numpy pass (temporaries: block x 27 x words uint64 each)
-_REFINE_BLOCK = 128
+# stands for the ordinal words of templates without them
+_NO_WORDS: U64 = np.zeros((0, 0), np.uint64)
 
 
 def _packed_alignments(probe: Template, variants: range, max_shift: int, *,

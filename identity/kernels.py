@@ -1,0 +1,189 @@
+"""Compiled inner loops of the matcher (numba): masked Hamming counts over packed words.
+
+:mod:`identity.matcher` defines the distances; this module only computes them without numpy
+temporaries. For a probe's S aligned variants and M references, all packed as ``(rows,
+words)`` uint64 (masks repeated over the 3 bit planes of each cell), the counts at an
+alignment ``s`` and reference ``m`` are::
+
+    both  = probe_mask[s] & ref_mask[m]
+    valid = popcount(both)
+    diff  = popcount((probe_code[s] ^ ref_code[m]) & both)
+    diff_ord = popcount((probe_ordinal[s] ^ ref_ordinal[m]) & both)
+
+summed over the words, and a distance is ``(w * diff + (1 - w) * diff_ord) / valid`` where
+``valid >= min_valid`` (``w`` = 1 for CompCode alone), else no alignment. The arithmetic is
+that of the numpy expression it replaced (float64, same operation order, no fast-math), so
+the distances are bit for bit the same (checked in ``tests/unit/test_matcher_kernels.py``
+against a numpy implementation). The kernels release the GIL, so threads of a server score
+in parallel; they run on one core each.
+
+``popcount`` is LLVM's ``ctpop`` (the CPU's POPCNT instruction where it has one). Compiled
+on first use and cached next to this file (``__pycache__``, or numba's user-wide cache when
+that folder is read-only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit, types
+from numba.extending import intrinsic
+
+U64 = npt.NDArray[np.uint64]
+F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
+
+
+@intrinsic
+def _ctpop(typingctx: Any, x: Any) -> Any:
+    """Number of set bits of a uint64 (LLVM ``ctpop``), callable from compiled code only."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+# the same object, typed as it is called inside the kernels
+_popcount = cast(Callable[[Any], int], _ctpop)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _counts(pc: U64, pm: U64, po: U64, s: int, rc: U64, rm: U64, ro: U64, m: int,
+            fused: bool) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    valid = 0
+    diff = 0
+    diff_ord = 0
+    for k in range(pc.shape[1]):
+        both = pm[s, k] & rm[m, k]
+        valid += _popcount(both)
+        diff += _popcount((pc[s, k] ^ rc[m, k]) & both)
+        if fused:
+            diff_ord += _popcount((po[s, k] ^ ro[m, k]) & both)
+    return valid, diff, diff_ord
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fraction(valid: int, diff: int, diff_ord: int, weight: float, min_valid: float,
+              fused: bool) -> float:  # pragma: no cover - compiled
+    if valid < min_valid:
+        return math.inf
+    if fused:
+        return (weight * float(diff) + (1.0 - weight) * float(diff_ord)) / float(valid)
+    return float(diff) / float(valid)
+
+
+@njit(cache=True, nogil=True)
+def _alignment_counts(pc: U64, pm: U64, po: U64, rc: U64, rm: U64, ro: U64, fused: bool,
+                      valid: I32, diff: I32, diff_ord: I32) -> None:  # pragma: no cover
+    for m in range(rc.shape[0]):
+        for s in range(pc.shape[0]):
+            v, d, o = _counts(pc, pm, po, s, rc, rm, ro, m, fused)
+            valid[s, m] = v
+            diff[s, m] = d
+            diff_ord[s, m] = o
+
+
+@njit(cache=True, nogil=True)
+def _best_distances(pc: U64, pm: U64, po: U64, rc: U64, rm: U64, ro: U64, fused: bool,
+                    weight: float, min_valid: float, fc: U64, fm: U64, fo: U64,
+                    n_rot: int, n_off: int, n_shift: int, no_match: float,
+                    out: F64) -> None:  # pragma: no cover - compiled
+    refine = n_off > 0
+    for m in range(rc.shape[0]):
+        best = math.inf
+        arg = 0
+        for s in range(pc.shape[0]):
+            v, d, o = _counts(pc, pm, po, s, rc, rm, ro, m, fused)
+            f = _fraction(v, d, o, weight, min_valid, fused)
+            if f < best:
+                best = f
+                arg = s
+        if best == math.inf:
+            out[m] = no_match
+            continue
+        if refine:
+            r = arg // (n_shift * n_shift)
+            dy = (arg // n_shift) % n_shift
+            dx = arg % n_shift
+            for off in range(n_off):
+                first = (r * n_off + off) * n_shift
+                for sy in range(-1, 2):
+                    cy = min(max(dy + sy, 0), n_shift - 1)
+                    for sx in range(-1, 2):
+                        cx = min(max(dx + sx, 0), n_shift - 1)
+                        row = (first + cy) * n_shift + cx
+                        v, d, o = _counts(fc, fm, fo, row, rc, rm, ro, m, True)
+                        f = _fraction(v, d, o, weight, min_valid, True)
+                        if f < best:
+                            best = f
+        out[m] = best
+
+
+def alignment_counts(probe: tuple[U64, U64, U64], refs: tuple[U64, U64, U64], fused: bool
+                     ) -> tuple[I32, I32, I32]:
+    """Jointly valid, differing CompCode and (``fused``) differing OrdinalCode bits at every
+    alignment: three int32 ``(S, M)`` arrays (the last all 0 unless ``fused``).
+
+    ``probe`` = (codes, masks, ordinal) of the S aligned variants, ``refs`` = the same of M
+    references, each ``(rows, words)`` uint64 C-contiguous with equal ``words`` (ordinal
+    arrays may be ``(0, words)`` when not ``fused``). Raises ValueError on other shapes.
+    """
+    pc, pm, po = _checked(probe, fused)
+    rc, rm, ro = _checked(refs, fused, words=pc.shape[1])
+    shape = (pc.shape[0], rc.shape[0])
+    valid, diff, diff_ord = (np.zeros(shape, np.int32) for _ in range(3))
+    _alignment_counts(pc, pm, po, rc, rm, ro, fused, valid, diff, diff_ord)
+    return valid, diff, diff_ord
+
+
+def best_distances(probe: tuple[U64, U64, U64], refs: tuple[U64, U64, U64], *, fused: bool,
+                   weight: float, min_valid: float, no_match: float,
+                   refinement: tuple[U64, U64, U64] | None = None, n_rot: int = 0,
+                   n_off: int = 0, n_shift: int = 1) -> F64:
+    """Smallest distance per reference over the S whole-cell alignments, then (with
+    ``refinement``) over the refinement rows around the best one: ``(M,)`` float64.
+
+    ``probe``/``refs`` as in :func:`alignment_counts`; ``weight`` is CompCode's weight of the
+    fused distance, ``min_valid`` the jointly valid bits an alignment needs; a reference
+    with no such alignment gets ``no_match``. The whole-cell rows are ordered (rotation,
+    dy, dx) with ``n_shift`` translations per axis; ``refinement`` = (codes, masks,
+    ordinal) rows ordered (rotation, offset, dy, dx) with ``n_off`` offsets: for each
+    reference, the ``n_off`` x 3 x 3 rows of the best whole-cell alignment's rotation at its
+    translation +-1 (clipped) are also scored, fused. Raises ValueError on bad shapes.
+    """
+    pc, pm, po = _checked(probe, fused)
+    rc, rm, ro = _checked(refs, fused or refinement is not None, words=pc.shape[1])
+    if refinement is None:
+        fc = fm = fo = np.zeros((0, pc.shape[1]), np.uint64)
+        n_off = 0
+    else:
+        fc, fm, fo = _checked(refinement, True, words=pc.shape[1])
+        if n_rot * n_shift * n_shift != pc.shape[0] or fc.shape[0] != n_rot * n_off * (
+                n_shift * n_shift):
+            raise ValueError("refinement rows do not match n_rot, n_off and n_shift")
+    out = np.empty(rc.shape[0], np.float64)
+    _best_distances(pc, pm, po, rc, rm, ro, fused, float(weight), float(min_valid),
+                    fc, fm, fo, n_rot, n_off, n_shift, float(no_match), out)
+    return out
+
+
+def _checked(arrays: tuple[U64, U64, U64], with_ordinal: bool, words: int | None = None
+             ) -> tuple[U64, U64, U64]:
+    """The three arrays as C-contiguous uint64 of one shape (the third may be empty when
+    not ``with_ordinal``); raises ValueError otherwise."""
+    codes, masks, ordinal = (np.ascontiguousarray(a, dtype=np.uint64) for a in arrays)
+    if codes.ndim != 2 or masks.shape != codes.shape:
+        raise ValueError(f"packed codes {codes.shape} and masks {masks.shape} differ")
+    if words is not None and codes.shape[1] != words:
+        raise ValueError(f"{codes.shape[1]} words per row, expected {words}")
+    if with_ordinal and ordinal.shape != codes.shape:
+        raise ValueError(f"packed ordinal codes {ordinal.shape} != codes {codes.shape}")
+    if not with_ordinal and ordinal.ndim != 2:
+        ordinal = np.zeros((0, codes.shape[1]), np.uint64)
+    return codes, masks, ordinal

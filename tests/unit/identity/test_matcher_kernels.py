@@ -1,0 +1,138 @@
+"""The compiled matcher loops (identity.kernels) against the definitions, one alignment at a
+time: whole-cell counts, the refinement around the best whole-cell alignment, and bad shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from identity import kernels, params
+from identity.matcher import NO_MATCH_DISTANCE, PreparedProbe, ReferenceSet, translate
+from identity.template import Template
+
+W = params.FUSION_WEIGHT_COMPCODE
+
+
+def _random(rng: np.random.Generator, grid: tuple[int, int], variants: int, valid: float,
+            refine_offsets: int = 0) -> Template:
+    code = rng.random((variants, 3, *grid)) < 0.5
+    mask = rng.random((variants, *grid)) < valid
+    ordc = rng.random((variants, 3, *grid)) < 0.5
+    return Template.from_bits(code, mask, ordc, refine_offsets)
+
+
+def _distance(probe: Template, variant: int, ref: Template, dy: int, dx: int,
+              min_bits: float) -> float:
+    """The fused distance of one probe variant moved by (dy, dx) cells against variant 0 of
+    ``ref``, straight from the bits (inf when too few bits are valid in both)."""
+    moved = translate(Template.from_bits(probe.code_bits(variant), probe.mask_bits(variant),
+                                         probe.ordinal_bits(variant)), dy, dx)
+    ordinal = translate(Template.from_bits(probe.ordinal_bits(variant),
+                                           probe.mask_bits(variant)), dy, dx)
+    both = moved.mask_bits(0) & ref.mask_bits(0)
+    valid = 3 * int(both.sum())
+    if valid < min_bits:
+        return float("inf")
+    diff = int(((moved.code_bits(0) ^ ref.code_bits(0)) & both).sum())
+    diff_ord = int(((ordinal.code_bits(0) ^ ref.ordinal_bits(0)) & both).sum())
+    return (W * diff + (1.0 - W) * diff_ord) / valid
+
+
+def _refined_by_definition(probe: Template, ref: Template, max_shift: int,
+                           min_overlap: float) -> float:
+    """Whole-cell search over the rotations, then the probe's refinement variants of the best
+    rotation at the best translation +-1 cell (clipped to the search range); the minimum."""
+    h, w = probe.grid
+    min_bits = min_overlap * 3 * h * w
+    n_rot, n_off = probe.rotation_variants, probe.refine_offsets
+    shifts = range(-max_shift, max_shift + 1)
+    best, where = float("inf"), (0, 0, 0)
+    for r in range(n_rot):
+        for dy in shifts:
+            for dx in shifts:
+                d = _distance(probe, r, ref, dy, dx, min_bits)
+                if d < best:
+                    best, where = d, (r, dy, dx)
+    if best == float("inf"):
+        return NO_MATCH_DISTANCE
+    r, dy0, dx0 = where
+    for o in range(n_off):
+        for dy in {min(max(dy0 + s, -max_shift), max_shift) for s in (-1, 0, 1)}:
+            for dx in {min(max(dx0 + s, -max_shift), max_shift) for s in (-1, 0, 1)}:
+                best = min(best, _distance(probe, n_rot + r * n_off + o, ref, dy, dx, min_bits))
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_refined_fused_distance_equals_its_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    grid, n_rot, n_off = (9, 11), 2, 3
+    probe = _random(rng, grid, n_rot * (1 + n_off), 0.8, refine_offsets=n_off)
+    # refinement variant 2 of rotation 1 = rotation 1 with a fifth of its bits flipped
+    v = n_rot + 1 * n_off + 2
+    code, mask, ordc = (np.stack([f(i) for i in range(probe.variants)]) for f in (
+        probe.code_bits, probe.mask_bits, probe.ordinal_bits))
+    code[v] = code[1] ^ (rng.random(code[1].shape) < 0.2)
+    ordc[v] = ordc[1] ^ (rng.random(ordc[1].shape) < 0.2)
+    mask[v] = mask[1]
+    probe = Template.from_bits(code, mask, ordc, n_off)
+    refs = [_random(rng, grid, 1, valid) for valid in (0.9, 0.7, 0.5, 0.2, 0.0)]
+    # a related reference: that refinement variant moved by (1, -2) cells
+    moved = translate(Template.from_bits(code[v], mask[v], ordc[v]), 1, -2)
+    moved_ord = translate(Template.from_bits(ordc[v], mask[v]), 1, -2)
+    refs.append(Template.from_bits(moved.code_bits(0), moved.mask_bits(0),
+                                   moved_ord.code_bits(0)))
+    got = PreparedProbe(probe, fused=True, max_shift=2, min_overlap=0.3).distances(
+        ReferenceSet.from_templates(refs, fused=True))
+    want = [_refined_by_definition(probe, r, 2, 0.3) for r in refs]
+    assert got.tolist() == pytest.approx(want, abs=1e-12)
+    assert got[4] == NO_MATCH_DISTANCE  # nothing valid: no match, refined or not
+    # found at rotation 1, then exactly at its refinement variant
+    assert got[5] == 0.0
+    plain = PreparedProbe(probe.rotations_only(), fused=True, max_shift=2, min_overlap=0.3)
+    assert 0.1 < plain.distances(ReferenceSet.from_templates(refs[5:], fused=True))[0] < 0.3
+
+
+def test_alignment_counts_are_the_masked_bit_counts() -> None:
+    rng = np.random.default_rng(5)
+    probe = _random(rng, (6, 7), 2, 0.7)
+    refs = [_random(rng, (6, 7), 1, 0.6) for _ in range(4)]
+    prepared = PreparedProbe(probe, fused=True, max_shift=1, min_overlap=0.1)
+    diff, valid, diff_ord = prepared.counts(ReferenceSet.from_templates(refs, fused=True))
+    assert diff_ord is not None and diff.shape == valid.shape == (2 * 9, 4)
+    row = 0
+    for r in range(2):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                code = translate(Template.from_bits(probe.code_bits(r), probe.mask_bits(r)),
+                                 dy, dx)
+                ordc = translate(Template.from_bits(probe.ordinal_bits(r),
+                                                    probe.mask_bits(r)), dy, dx)
+                for m, ref in enumerate(refs):
+                    both = code.mask_bits(0) & ref.mask_bits(0)
+                    assert valid[row, m] == 3 * both.sum()
+                    assert diff[row, m] == ((code.code_bits(0) ^ ref.code_bits(0)) & both).sum()
+                    assert diff_ord[row, m] == (
+                        (ordc.code_bits(0) ^ ref.ordinal_bits(0)) & both).sum()
+                row += 1
+    compcode_only = PreparedProbe(probe, max_shift=1, min_overlap=0.1).counts(
+        ReferenceSet.from_templates(refs))
+    assert compcode_only[2] is None and np.array_equal(compcode_only[0], diff)
+
+
+def test_kernels_refuse_mismatched_shapes() -> None:
+    words = np.zeros((3, 4), np.uint64)
+    empty = np.zeros((0, 4), np.uint64)
+    with pytest.raises(ValueError, match="differ"):
+        kernels.alignment_counts((words, words[:2], empty), (words, words, empty), False)
+    with pytest.raises(ValueError, match="words per row"):
+        kernels.alignment_counts((words, words, empty),
+                                 (words[:, :3], words[:, :3], empty), False)
+    with pytest.raises(ValueError, match="ordinal"):
+        kernels.best_distances((words, words, empty), (words, words, empty), fused=True,
+                               weight=W, min_valid=1, no_match=1.0)
+    with pytest.raises(ValueError, match="refinement rows"):
+        kernels.best_distances((words, words, words), (words, words, words), fused=True,
+                               weight=W, min_valid=1, no_match=1.0,
+                               refinement=(words, words, words), n_rot=1, n_off=1, n_shift=3)
