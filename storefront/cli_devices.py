@@ -104,7 +104,10 @@ def revoke(
 
 
 @devices_app.command("list")
-def list_devices() -> None:
+def list_devices(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object per device (times ISO 8601 UTC).")] = False,
+) -> None:
     """List the registered devices of this store (never their keys)."""
     from storefront.bootstrap import bootstrap
     from storefront.devices.service import device_registry
@@ -114,6 +117,14 @@ def list_devices() -> None:
         rows = device_registry(container).list(container.settings.store_id)
     finally:
         container.close()
+    if as_json:
+        for d in rows:
+            typer.echo(json.dumps({
+                "id": d.id, "kind": d.kind, "created_at": d.created_at.isoformat(),
+                "last_seen_at": d.last_seen_at.isoformat() if d.last_seen_at else None,
+                "clock_offset_ms": d.clock_offset_ms,
+                "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None}))
+        return
     table = Table(title=f"devices of store {container.settings.store_id}")
     for column in ("id", "kind", "created", "last seen", "clock offset ms", "revoked"):
         table.add_column(column)

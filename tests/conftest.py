@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 from service_skips import skip_or_fail
 
+# The CLI's rich consoles wrap at the terminal width, or 80 columns without a terminal (and
+# pytest-xdist workers have none); long reasons holding tmp paths then break inside words.
+# One wide width for every test, set before the CLI modules build their consoles.
+os.environ["COLUMNS"] = "200"
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOREFRONT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

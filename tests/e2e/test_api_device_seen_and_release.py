@@ -3,6 +3,7 @@ claim of an unknown session is 404 like claim, close and age-check."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,11 +53,13 @@ def test_signed_http_requests_update_last_seen_once_a_minute(
 
     monkeypatch.setenv("STOREFRONT_STATE_DIR", str(c.settings.data_dir))
     monkeypatch.setenv("STOREFRONT_STORE_ID", c.settings.store_id)
-    monkeypatch.setenv("COLUMNS", "200")
-    listed = CliRunner().invoke(app, ["devices", "list"])
+    listed = CliRunner().invoke(app, ["devices", "list", "--json"])
     assert listed.exit_code == 0, listed.output
-    row = next(line for line in listed.output.splitlines() if "gate-1" in line)
-    assert gate.last_seen_at.isoformat(timespec="seconds") in row
+    rows = {r["id"]: r for r in map(json.loads, listed.output.splitlines())}
+    assert rows["gate-1"]["last_seen_at"] == gate.last_seen_at.isoformat()
+    assert rows["gate-1"]["clock_offset_ms"] == gate.clock_offset_ms
+    table = CliRunner().invoke(app, ["devices", "list"])  # the table names it too
+    assert table.exit_code == 0 and "gate-1" in table.output
 
 
 def test_last_seen_is_written_again_after_the_throttle_and_not_for_a_replay(
