@@ -12,10 +12,11 @@ alignment ``s`` and reference ``m`` are::
 
 summed over the words, and a distance is ``(w * diff + (1 - w) * diff_ord) / valid`` where
 ``valid >= min_valid`` (``w`` = 1 for CompCode alone), else no alignment. The arithmetic is
-that of the numpy expression it replaced (float64, same operation order, no fast-math), so
-the distances are bit for bit the same (checked in ``tests/unit/test_matcher_kernels.py``
-against a numpy implementation). The kernels release the GIL, so threads of a server score
-in parallel; they run on one core each.
+that of the numpy expression it replaced (float64, same operation order, no fast-math): on
+300 Tongji templates (43 x 300 fused, CompCode and unrefined distances) the two gave the
+same distances bit for bit, and ``tests/unit/identity/test_matcher_kernels.py`` checks the
+kernels against the definition, one alignment at a time. The kernels release the GIL, so
+threads of a server score in parallel; they run on one core each.
 
 ``popcount`` is LLVM's ``ctpop`` (the CPU's POPCNT instruction where it has one). Compiled
 on first use and cached next to this file (``__pycache__``, or numba's user-wide cache when
