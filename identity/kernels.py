@@ -126,6 +126,59 @@ def _best_distances(pc: U64, pm: U64, po: U64, rc: U64, rm: U64, ro: U64, fused:
         out[m] = best
 
 
+@njit(cache=True, nogil=True)
+def _translate_rows(rows: U64, k: int, width: int, row_bytes: int,
+                    out: npt.NDArray[np.uint8]) -> None:  # pragma: no cover - compiled
+    v_n, planes, height = rows.shape
+    n = 2 * k + 1
+    full = (np.uint64(1) << np.uint64(width)) - np.uint64(1) if width < 64 else ~np.uint64(0)
+    for v in range(v_n):
+        for iy in range(n):
+            dy = iy - k
+            for ix in range(n):
+                dx = ix - k
+                row = (v * n + iy) * n + ix
+                for p in range(planes):
+                    for y in range(max(0, dy), min(height, height + dy)):
+                        value = rows[v, p, y - dy]
+                        if dx > 0:
+                            value = value >> np.uint64(dx)
+                        elif dx < 0:
+                            value = (value << np.uint64(-dx)) & full
+                        at = (p * height + y) * row_bytes
+                        for b in range(row_bytes):
+                            out[row, at + b] = np.uint8(
+                                (value >> np.uint64(8 * (row_bytes - 1 - b))) & np.uint64(255))
+
+
+def translated_words(bits: npt.NDArray[np.bool_], max_shift: int) -> U64 | None:
+    """Every translation of every variant of ``bits``, packed: ``(V * n * n, words)`` uint64,
+    n = 2 * max_shift + 1, rows in the order variant, dy, dx (each from -max_shift up).
+
+    ``bits``: bool ``(V, P, H, W)``; the translated ``(P, H, W)`` array (cell ``(y, x)``
+    taken from ``(y - dy, x - dx)``, vacated cells 0) is flattened and packed as
+    ``numpy.packbits`` does, zero-padded to whole uint64 words, so the rows equal
+    :func:`identity.matcher._pack_words` of the translated arrays. Each row of W bits is
+    packed once and moved as an integer (a shift for dx, another row for dy). Returns
+    ``None`` when W is not a multiple of 8 or above 64 (the caller translates the bits
+    itself). Raises ValueError for ``max_shift < 0`` or a non-4-D array.
+    """
+    if max_shift < 0 or bits.ndim != 4:
+        raise ValueError(f"need (V, P, H, W) bits and max_shift >= 0, got {bits.shape}")
+    v_n, planes, height, width = bits.shape
+    if width % 8 or width > 64:
+        return None
+    row_bytes = width // 8
+    packed = np.packbits(bits, axis=-1).astype(np.uint64)  # (V, P, H, row_bytes), big-endian
+    weights = np.uint64(1) << (np.uint64(8) * np.arange(row_bytes - 1, -1, -1, dtype=np.uint64))
+    rows = np.ascontiguousarray((packed * weights).sum(axis=-1, dtype=np.uint64))
+    n = 2 * max_shift + 1
+    total = planes * height * row_bytes
+    out = np.zeros((v_n * n * n, total + (-total) % 8), np.uint8)
+    _translate_rows(rows, max_shift, width, row_bytes, out)
+    return out.view(np.uint64)
+
+
 def alignment_counts(probe: tuple[U64, U64, U64], refs: tuple[U64, U64, U64], fused: bool
                      ) -> tuple[I32, I32, I32]:
     """Jointly valid, differing CompCode and (``fused``) differing OrdinalCode bits at every

@@ -259,10 +259,19 @@ def _packed_alignments(probe: Template, variants: range, max_shift: int, *,
                        ) -> tuple[U64, U64, U64 | None]:
     """Every translation of ``probe``'s ``variants``, packed: codes, masks repeated over the
     3 bit planes, and (``ordinal``) OrdinalCodes, each (S, words) uint64 in the order of
-    :func:`_alignments`; ``transform`` maps the translated codes and masks first."""
+    :func:`_alignments`; ``transform`` maps the translated codes and masks first. Without a
+    transform, rows of whole bytes are moved as packed words
+    (:func:`identity.kernels.translated_words`, the same words)."""
     mask = np.stack([probe.mask_bits(v) for v in variants])
-    code_arr, mask_arr = _alignments(np.stack([probe.code_bits(v) for v in variants]),
-                                     mask, max_shift)
+    code = np.stack([probe.code_bits(v) for v in variants])
+    if transform is None:  # translated and packed as words directly, when the grid allows
+        code_w = kernels.translated_words(code, max_shift)
+        mask_w = kernels.translated_words(np.broadcast_to(mask[:, None], code.shape), max_shift)
+        ord_w = (kernels.translated_words(np.stack([probe.ordinal_bits(v) for v in variants]),
+                                          max_shift) if ordinal else None)
+        if code_w is not None and mask_w is not None and (ord_w is not None or not ordinal):
+            return code_w, mask_w, ord_w
+    code_arr, mask_arr = _alignments(code, mask, max_shift)
     if transform is not None:
         code_arr, mask_arr = transform(code_arr, mask_arr)
     n = len(code_arr)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from identity import kernels, params
-from identity.matcher import NO_MATCH_DISTANCE, PreparedProbe, ReferenceSet, translate
+from identity.matcher import NO_MATCH_DISTANCE, PreparedProbe, ReferenceSet, _pack_words, translate
 from identity.template import Template
 
 W = params.FUSION_WEIGHT_COMPCODE
@@ -136,3 +136,41 @@ def test_kernels_refuse_mismatched_shapes() -> None:
         kernels.best_distances((words, words, words), (words, words, words), fused=True,
                                weight=W, min_valid=1, no_match=1.0,
                                refinement=(words, words, words), n_rot=1, n_off=1, n_shift=3)
+
+
+@pytest.mark.parametrize("width", [8, 16, 32, 40, 64])
+@pytest.mark.parametrize("max_shift", [0, 1, 3])
+def test_translated_words_equal_translating_then_packing(width: int, max_shift: int) -> None:
+    rng = np.random.default_rng(width * 10 + max_shift)
+    bits = rng.random((2, 3, 5, width)) < 0.5
+    want = _pack_words(np.stack([
+        translate(Template.from_bits(b, np.ones(b.shape[1:], bool)), dy, dx).code_bits(0)
+        for b in bits for dy in range(-max_shift, max_shift + 1)
+        for dx in range(-max_shift, max_shift + 1)]).reshape((2 * max_shift + 1) ** 2 * 2, -1))
+    got = kernels.translated_words(bits, max_shift)
+    assert got is not None and got.dtype == np.uint64
+    assert np.array_equal(got, want)
+
+
+def test_translated_words_leave_other_widths_to_the_caller() -> None:
+    assert kernels.translated_words(np.zeros((1, 3, 4, 12), bool), 1) is None
+    assert kernels.translated_words(np.zeros((1, 3, 4, 72), bool), 1) is None
+    with pytest.raises(ValueError, match="max_shift"):
+        kernels.translated_words(np.zeros((1, 3, 4, 8), bool), -1)
+    with pytest.raises(ValueError, match="max_shift"):
+        kernels.translated_words(np.zeros((3, 4, 8), bool), 1)
+
+
+def test_probes_of_any_grid_prepare_the_same_alignments() -> None:
+    """A grid the word path takes (32 wide) and one it leaves to numpy (11 wide) give the
+    distances of the definition alike (the brute force of test_fused_matcher)."""
+    rng = np.random.default_rng(9)
+    for grid in ((6, 32), (6, 11)):
+        probe = _random(rng, grid, 2, 0.8)
+        refs = [_random(rng, grid, 1, 0.7) for _ in range(3)]
+        got = PreparedProbe(probe, fused=True, max_shift=2, min_overlap=0.2).distances(
+            ReferenceSet.from_templates(refs, fused=True))
+        want = [min(_distance(probe, r, ref, dy, dx, 0.2 * 3 * grid[0] * grid[1])
+                    for r in range(2) for dy in range(-2, 3) for dx in range(-2, 3))
+                for ref in refs]
+        assert got.tolist() == pytest.approx(want, abs=1e-12)
