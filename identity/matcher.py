@@ -49,7 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from identity import kernels, params
 from identity.errors import TemplateFormatError
-from identity.template import BITS_PER_CELL, Template
+from identity.template import BITS_PER_CELL, Template, code_nbytes, mask_nbytes
 
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
@@ -76,6 +76,16 @@ def _pack_words(bits: npt.NDArray[np.bool_]) -> U64:
             [packed, np.zeros((*packed.shape[:-1], pad), dtype=np.uint8)], axis=-1
         )
     return np.ascontiguousarray(packed).view(np.uint64)
+
+
+def _words_of(rows: list[bytes]) -> U64:
+    """Equal-length byte strings (``numpy.packbits`` rows) as (rows, words) uint64, each
+    zero-padded to whole words as :func:`_pack_words` pads."""
+    raw = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), -1)
+    pad = (-raw.shape[1]) % 8
+    if pad:
+        raw = np.concatenate([raw, np.zeros((len(rows), pad), np.uint8)], axis=1)
+    return np.ascontiguousarray(raw).view(np.uint64)
 
 
 def _plane_mask(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -120,9 +130,6 @@ class ReferenceSet:
         if not templates:
             raise ValueError("at least one reference template is needed")
         grid = _common_grid(templates)
-        codes = _pack_words(np.stack([t.code_bits(0).ravel() for t in templates]))
-        masks = _pack_words(np.stack([_plane_mask(t.mask_bits(0)).ravel() for t in templates]))
-        ordinal = None
         if fused:
             missing = sum(not t.has_ordinal for t in templates)
             if missing:
@@ -130,7 +137,16 @@ class ReferenceSet:
                     f"{missing} of {len(templates)} reference templates have no ordinal code;"
                     " fused matching needs both codes"
                 )
-            ordinal = _pack_words(np.stack([t.ordinal_bits(0).ravel() for t in templates]))
+        if (grid[0] * grid[1]) % 8 == 0:  # the stored bytes are already the packed rows
+            n_code, n_mask = code_nbytes(grid), mask_nbytes(grid)
+            codes = _words_of([t.code[:n_code] for t in templates])
+            masks = _words_of([t.mask[:n_mask] * BITS_PER_CELL for t in templates])
+            ordinal = _words_of([t.ordinal[:n_code] for t in templates]) if fused else None
+            return cls(grid, codes, masks, ordinal)
+        codes = _pack_words(np.stack([t.code_bits(0).ravel() for t in templates]))
+        masks = _pack_words(np.stack([_plane_mask(t.mask_bits(0)).ravel() for t in templates]))
+        ordinal = (_pack_words(np.stack([t.ordinal_bits(0).ravel() for t in templates]))
+                   if fused else None)
         return cls(grid, codes, masks, ordinal)
 
     def __len__(self) -> int:

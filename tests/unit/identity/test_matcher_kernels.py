@@ -174,3 +174,20 @@ def test_probes_of_any_grid_prepare_the_same_alignments() -> None:
                     for r in range(2) for dy in range(-2, 3) for dx in range(-2, 3))
                 for ref in refs]
         assert got.tolist() == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("grid", [(32, 32), (6, 32), (4, 2), (9, 11), (3, 5)])
+def test_reference_words_are_the_packed_bits(grid: tuple[int, int]) -> None:
+    """References packed from the stored bytes (grids of whole bytes) or from the bits (the
+    others) are the same words: codes, masks repeated over the 3 planes, ordinal codes."""
+    rng = np.random.default_rng(grid[0] * 100 + grid[1])
+    templates = [_random(rng, grid, 2, 0.6) for _ in range(4)]
+    refs = ReferenceSet.from_templates(templates, fused=True)
+    assert refs.ordinal is not None
+    planes = np.stack([np.broadcast_to(t.mask_bits(0), (3, *grid)).ravel() for t in templates])
+    assert np.array_equal(refs.codes, _pack_words(np.stack([t.code_bits(0).ravel()
+                                                            for t in templates])))
+    assert np.array_equal(refs.masks, _pack_words(planes))
+    assert np.array_equal(refs.ordinal, _pack_words(np.stack([t.ordinal_bits(0).ravel()
+                                                              for t in templates])))
+    assert ReferenceSet.from_templates(templates).ordinal is None
