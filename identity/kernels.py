@@ -19,24 +19,42 @@ kernels against the definition, one alignment at a time. The kernels release the
 threads of a server score in parallel; they run on one core each.
 
 ``popcount`` is LLVM's ``ctpop`` (the CPU's POPCNT instruction where it has one). Compiled
-on first use and cached next to this file (``__pycache__``, or numba's user-wide cache when
-that folder is read-only).
+on first use (about 1.7 s) and cached next to this file (``__pycache__``, or numba's
+user-wide cache when that folder is read-only; loading the cache takes about 0.2 s); with
+neither writable, compiled in every process. ``storefront serve`` and the device gateway
+call :func:`warm_up` at start-up so that no shopper waits for it. With
+``NUMBA_DISABLE_JIT=1`` the same loops run as plain Python (slowly, for debugging).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _compiled(**options: Any) -> Callable[[_F], _F]:
+    """``numba.njit(**options)`` with an on-disk cache where numba can write one (next to
+    this file, else its user-wide cache), else without one: compiled once per process
+    instead of failing at import on a read-only install with no writable home."""
+    def wrap(function: _F) -> _F:
+        try:
+            return cast(_F, njit(cache=True, **options)(function))
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return cast(_F, njit(**options)(function))
+    return wrap
 
 
 @intrinsic
@@ -50,11 +68,23 @@ def _ctpop(typingctx: Any, x: Any) -> Any:
     return sig, codegen
 
 
-# the same object, typed as it is called inside the kernels
-_popcount = cast(Callable[[Any], int], _ctpop)
+def _popcount(x: int) -> int:
+    """Number of set bits of a uint64: ``int.bit_count`` in Python (``NUMBA_DISABLE_JIT=1``),
+    LLVM ``ctpop`` in compiled code (the overload below)."""
+    return int(x).bit_count()
 
 
-@njit(cache=True, nogil=True, inline="always")
+@overload(_popcount, inline="always")
+def _popcount_compiled(x: Any) -> Any:
+    ctpop = cast(Callable[[Any], int], _ctpop)  # typed as it is called when compiled
+
+    def implementation(x: Any) -> int:  # the same parameters as the typing function's
+        return ctpop(x)
+
+    return implementation
+
+
+@_compiled(nogil=True, inline="always")
 def _counts(pc: U64, pm: U64, po: U64, s: int, rc: U64, rm: U64, ro: U64, m: int,
             fused: bool) -> tuple[int, int, int]:  # pragma: no cover - compiled
     valid = 0
@@ -69,7 +99,7 @@ def _counts(pc: U64, pm: U64, po: U64, s: int, rc: U64, rm: U64, ro: U64, m: int
     return valid, diff, diff_ord
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_compiled(nogil=True, inline="always")
 def _fraction(valid: int, diff: int, diff_ord: int, weight: float, min_valid: float,
               fused: bool) -> float:  # pragma: no cover - compiled
     if valid < min_valid:
@@ -79,7 +109,7 @@ def _fraction(valid: int, diff: int, diff_ord: int, weight: float, min_valid: fl
     return float(diff) / float(valid)
 
 
-@njit(cache=True, nogil=True)
+@_compiled(nogil=True)
 def _alignment_counts(pc: U64, pm: U64, po: U64, rc: U64, rm: U64, ro: U64, fused: bool,
                       valid: I32, diff: I32, diff_ord: I32) -> None:  # pragma: no cover
     for m in range(rc.shape[0]):
@@ -90,7 +120,7 @@ def _alignment_counts(pc: U64, pm: U64, po: U64, rc: U64, rm: U64, ro: U64, fuse
             diff_ord[s, m] = o
 
 
-@njit(cache=True, nogil=True)
+@_compiled(nogil=True)
 def _best_distances(pc: U64, pm: U64, po: U64, rc: U64, rm: U64, ro: U64, fused: bool,
                     weight: float, min_valid: float, fc: U64, fm: U64, fo: U64,
                     n_rot: int, n_off: int, n_shift: int, no_match: float,
@@ -126,7 +156,7 @@ def _best_distances(pc: U64, pm: U64, po: U64, rc: U64, rm: U64, ro: U64, fused:
         out[m] = best
 
 
-@njit(cache=True, nogil=True)
+@_compiled(nogil=True)
 def _translate_rows(rows: U64, k: int, width: int, row_bytes: int,
                     out: npt.NDArray[np.uint8]) -> None:  # pragma: no cover - compiled
     v_n, planes, height = rows.shape
@@ -241,3 +271,16 @@ def _checked(arrays: tuple[U64, U64, U64], with_ordinal: bool, words: int | None
     if not with_ordinal and ordinal.ndim != 2:
         ordinal = np.zeros((0, codes.shape[1]), np.uint64)
     return codes, masks, ordinal
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel now, on tiny inputs: the first real
+    call then costs no compilation. Raises nothing of its own."""
+    words = np.zeros((1, 1), np.uint64)
+    best_distances((words, words, words), (words, words, words), fused=True, weight=0.5,
+                   min_valid=1.0, no_match=1.0)
+    best_distances((words, words, words), (words, words, words), fused=False, weight=1.0,
+                   min_valid=1.0, no_match=1.0,
+                   refinement=(words, words, words), n_rot=1, n_off=1, n_shift=1)
+    alignment_counts((words, words, words), (words, words, words), True)
+    translated_words(np.zeros((1, 1, 1, 8), bool), 0)

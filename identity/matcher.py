@@ -1,5 +1,5 @@
 """Shift- and rotation-tolerant Hamming matching of palm templates, CompCode alone or fused
-with OrdinalCode (numpy only).
+with OrdinalCode (numpy, and numba-compiled loops in :mod:`identity.kernels`).
 
 CompCode distance: the normalised Hamming distance of Kong & Zhang's CompCode matcher
 ("Competitive coding scheme for palmprint verification", ICPR 2004): for each

@@ -106,28 +106,44 @@ def revoke(
 @devices_app.command("list")
 def list_devices(
     as_json: Annotated[bool, typer.Option(
-        "--json", help="Print one JSON object per device (times ISO 8601 UTC).")] = False,
+        "--json", help="Print the devices as one JSON array (times ISO 8601 UTC).")] = False,
 ) -> None:
-    """List the registered devices of this store (never their keys)."""
-    from storefront.bootstrap import bootstrap
-    from storefront.devices.service import device_registry
+    """List the registered devices of this store (never their keys).
 
-    container = bootstrap()
+    Exit 2 when there is no storefront database at the configured place (nothing is
+    created there) or the database cannot be read.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storefront.bootstrap import bootstrap
+    from storefront.db.existing import existing_database
+    from storefront.devices.models import Device
+    from storefront.devices.service import device_registry
+    from storefront.errors import StorefrontError
+    from storefront.settings import Settings
+
     try:
-        rows = device_registry(container).list(container.settings.store_id)
-    finally:
-        container.close()
+        with existing_database(Settings().resolved_database_url(), Device.__tablename__,
+                               "devices"):
+            pass  # there, with the tables of a storefront database: open it
+        container = bootstrap()
+        try:
+            rows = device_registry(container).list(container.settings.store_id)
+        finally:
+            container.close()
+    except (StorefrontError, SQLAlchemyError) as exc:
+        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
+        raise typer.Exit(2) from exc
     if as_json:
-        for d in rows:
-            typer.echo(json.dumps({
-                "id": d.id, "kind": d.kind, "created_at": d.created_at.isoformat(),
-                "last_seen_at": d.last_seen_at.isoformat() if d.last_seen_at else None,
-                "clock_offset_ms": d.clock_offset_ms,
-                "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None}))
+        typer.echo(json.dumps([{
+            "id": d.id, "kind": d.kind, "created_at": d.created_at.isoformat(),
+            "last_seen_at": d.last_seen_at.isoformat() if d.last_seen_at else None,
+            "clock_offset_ms": d.clock_offset_ms,
+            "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None} for d in rows]))
         return
     table = Table(title=f"devices of store {container.settings.store_id}")
     for column in ("id", "kind", "created", "last seen", "clock offset ms", "revoked"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # times are never cut short
     for d in rows:
         table.add_row(d.id, d.kind, d.created_at.isoformat(timespec="seconds"),
                       d.last_seen_at.isoformat(timespec="seconds") if d.last_seen_at else "-",

@@ -11,6 +11,7 @@ from typing import Any
 from hardware.auth import ReplayGuard
 from hardware.mqtt import MqttLink
 from hardware.settings import MqttSettings
+from identity import kernels
 from storefront.bootstrap import Container
 from storefront.clock import utc_now
 from storefront.devices.gateway import Gateway, GatewayConsumer, Observer
@@ -70,6 +71,7 @@ def start_consumer(container: Container, mqtt: MqttSettings, *,
 def run_gateway(container: Container, mqtt: MqttSettings, stop: threading.Event,
                 *, report_every_s: float = 10.0) -> dict[str, int]:
     """Serve until ``stop`` is set; logs counters periodically; returns the final counts."""
+    kernels.warm_up()  # the palm matcher's compiled loops, before the first palm entry
     consumer = start_consumer(container, mqtt)
     gateway = consumer.gateway
     try:

@@ -55,7 +55,7 @@ def test_signed_http_requests_update_last_seen_once_a_minute(
     monkeypatch.setenv("STOREFRONT_STORE_ID", c.settings.store_id)
     listed = CliRunner().invoke(app, ["devices", "list", "--json"])
     assert listed.exit_code == 0, listed.output
-    rows = {r["id"]: r for r in map(json.loads, listed.output.splitlines())}
+    rows = {r["id"]: r for r in json.loads(listed.output)}
     assert rows["gate-1"]["last_seen_at"] == gate.last_seen_at.isoformat()
     assert rows["gate-1"]["clock_offset_ms"] == gate.clock_offset_ms
     table = CliRunner().invoke(app, ["devices", "list"])  # the table names it too

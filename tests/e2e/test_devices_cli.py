@@ -44,6 +44,14 @@ def test_devices_add_writes_broker_files_and_list_shows_no_key(
     row = next(line for line in runner.invoke(app, ["devices", "list"]).output.splitlines()
                if "cart-7" in line)
     assert row.rstrip(" │").endswith("yes")
+    as_json = runner.invoke(app, ["devices", "list", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    listed_json = {d["id"]: d for d in json.loads(as_json.output)}
+    assert set(listed_json) == {"cart-7", "gate-1"}
+    assert listed_json["cart-7"]["revoked_at"] is not None
+    assert listed_json["gate-1"]["revoked_at"] is None
+    assert listed_json["gate-1"]["created_at"].endswith("+00:00")
+    assert key_line.split()[-1] not in as_json.output
     again = runner.invoke(app, ["devices", "revoke", "cart-7"])
     assert again.exit_code == 0 and "already revoked" in again.output
     unknown = runner.invoke(app, ["devices", "revoke", "ghost"])
@@ -80,3 +88,18 @@ def test_demo_through_the_broker_gives_the_same_report(tmp_path: Path) -> None:
 def test_demo_refuses_a_bad_broker_url(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--shoppers", "1", "--broker", "http://x"])
     assert result.exit_code == 2 and "mqtt://" in result.output
+
+
+def test_devices_list_of_an_empty_store_and_of_a_wrong_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "mistyped"))
+    missing = runner.invoke(app, ["devices", "list", "--json"])
+    assert missing.exit_code == 2 and "no database" in missing.output
+    assert not (tmp_path / "mistyped").exists()  # nothing created at a wrong path
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "store"))
+    added = runner.invoke(app, ["devices", "add", "gate-1", "--kind", "gate"])
+    assert added.exit_code == 0, added.output
+    monkeypatch.setenv("STOREFRONT_STORE_ID", "another-store")
+    empty = runner.invoke(app, ["devices", "list", "--json"])
+    assert empty.exit_code == 0 and json.loads(empty.output) == []

@@ -191,3 +191,24 @@ def test_reference_words_are_the_packed_bits(grid: tuple[int, int]) -> None:
     assert np.array_equal(refs.ordinal, _pack_words(np.stack([t.ordinal_bits(0).ravel()
                                                               for t in templates])))
     assert ReferenceSet.from_templates(templates).ordinal is None
+
+
+def test_without_a_writable_cache_the_kernels_compile_in_the_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba refuses ``cache=True`` when no cache folder can be written (a read-only install
+    and no writable home); the kernels are then compiled without a cache, not an error."""
+    real = kernels.njit
+
+    def no_cache_location(*args: object, **options: object) -> object:
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return real(*args, **options)
+
+    monkeypatch.setattr(kernels, "njit", no_cache_location)
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    compiled = kernels._compiled(nogil=True)(add)
+    assert compiled(2, 3) == 5 and compiled is not add
+    kernels.warm_up()  # and the real kernels load or compile without raising
