@@ -34,7 +34,11 @@ CommandHandler = Callable[[Command], None]
 class DeviceClient:
     """One device's connection. ``clock_skew`` shifts its clock (and so its frame times).
 
-    ``settings`` carries the broker URL and this device's broker username/password.
+    ``settings`` carries the broker URL, this device's broker username/password and its
+    MQTT client id: ``settings.client_id`` when set, else ``device-{store}-{device_id}``
+    (stable, so the broker keeps the device's session across restarts). Two clients
+    with the same id take each other's session over, so a second connection for the
+    same device (a test's forger, a throw-away demo device) sets its own id.
     ``key`` is the device's 32-byte HMAC key. Counters: ``sent`` (handed to MQTT),
     ``buffered`` (went through the disk buffer), ``acked`` and ``denied`` (PUBACK reason
     code >= 0x80, e.g. 0x87 not authorized by the broker's ACL), ``commands``.
@@ -55,7 +59,8 @@ class DeviceClient:
         self._counts = threading.Lock()
         self._draining = False
         self.sent = self.buffered = self.acked = self.denied = self.commands = 0
-        self._link = MqttLink(settings, client_id=f"device-{store}-{device_id}",
+        self._link = MqttLink(settings,
+                              client_id=settings.client_id or f"device-{store}-{device_id}",
                               subscriptions=(commands_topic(store, device_id),),
                               on_message=self._command, on_published=self._published,
                               on_connected=self._replay_async)
