@@ -114,24 +114,22 @@ def list_devices(
     created there) or the database cannot be read.
     """
     from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import sessionmaker
 
-    from storefront.bootstrap import bootstrap
+    from identity.errors import KeyFileError
     from storefront.db.existing import existing_database
     from storefront.devices.models import Device
-    from storefront.devices.service import device_registry
+    from storefront.devices.service import registry_over
     from storefront.errors import StorefrontError
     from storefront.settings import Settings
 
+    settings = Settings()
     try:
-        with existing_database(Settings().resolved_database_url(), Device.__tablename__,
-                               "devices"):
-            pass  # there, with the tables of a storefront database: open it
-        container = bootstrap()
-        try:
-            rows = device_registry(container).list(container.settings.store_id)
-        finally:
-            container.close()
-    except (StorefrontError, SQLAlchemyError) as exc:
+        with existing_database(settings.resolved_database_url(), Device.__tablename__,
+                               "devices") as engine:
+            rows = registry_over(sessionmaker(engine, expire_on_commit=False),
+                                 settings).list(settings.store_id)
+    except (StorefrontError, SQLAlchemyError, KeyFileError) as exc:
         console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
         raise typer.Exit(2) from exc
     if as_json:
@@ -141,7 +139,7 @@ def list_devices(
             "clock_offset_ms": d.clock_offset_ms,
             "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None} for d in rows]))
         return
-    table = Table(title=f"devices of store {container.settings.store_id}")
+    table = Table(title=f"devices of store {settings.store_id}")
     for column in ("id", "kind", "created", "last seen", "clock offset ms", "revoked"):
         table.add_column(column, overflow="fold")  # times are never cut short
     for d in rows:

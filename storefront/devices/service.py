@@ -8,6 +8,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from hardware.auth import ReplayGuard
 from hardware.mqtt import MqttLink
 from hardware.settings import MqttSettings
@@ -19,6 +21,7 @@ from storefront.devices.journal import GatewayJournal
 from storefront.devices.keys import DeviceKeyring
 from storefront.devices.registry import DeviceRegistry
 from storefront.devices.routing import Router
+from storefront.settings import Settings
 from storefront.subject_keys import KekFiles, ReloadingKeyProvider
 
 log = logging.getLogger(__name__)
@@ -30,10 +33,18 @@ def device_registry(container: Container) -> DeviceRegistry:
 
     Raises identity's KeyFileError when the key file is missing outside development.
     """
-    settings = container.settings
+    return registry_over(container.db, container.settings)
+
+
+def registry_over(sessions: sessionmaker[Session], settings: Settings) -> DeviceRegistry:
+    """:func:`device_registry` over any session factory (e.g. a database opened with
+    :func:`storefront.db.existing.existing_database`, without the whole container).
+
+    Raises identity's KeyFileError when the key file is missing outside development.
+    """
     provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
                                     development=settings.environment == "development")
-    return DeviceRegistry(container.db, DeviceKeyring(provider), utc_now)
+    return DeviceRegistry(sessions, DeviceKeyring(provider), utc_now)
 
 
 def build_gateway(container: Container, mqtt: MqttSettings, *,
