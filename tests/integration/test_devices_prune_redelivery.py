@@ -20,7 +20,6 @@ from hardware.mqtt import Received
 from hardware.settings import MqttSettings
 from hardware.topics import events_topic
 from identity.imageio import encode_png
-from identity.synthetic import SyntheticPalms
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
 from storefront.devices.gateway import Gateway, Handled
@@ -28,6 +27,7 @@ from storefront.devices.journal import GatewayJournal
 from storefront.devices.models import DeviceMessage
 from storefront.devices.service import build_gateway, device_registry
 from storefront.settings import Settings
+from tests.integration.test_mqtt_gateway_handling import enrolled_palm
 
 STORE = "s1"
 LATER = timedelta(days=40)
@@ -59,11 +59,7 @@ def _inbox_count(c: Container) -> int:
 
 def test_messages_redelivered_after_their_inbox_rows_were_pruned(store) -> None:  # type: ignore[no-untyped-def]
     c, gw, keys = store
-    palms = SyntheticPalms(4242)
-    shopper = c.shoppers.register(display_name="P", payment_token="tok_p")
-    c.shoppers.enrol_palm(shopper_id=shopper.id,
-                          images=[encode_png(palms.capture(0, k)) for k in range(5)],
-                          consent_text_version="2026-11")
+    palms = enrolled_palm(c)
     now = datetime.now(UTC)
     capture = PalmCaptureMessage(device_id="gate-1", device_seq=7, device_time=now,
                                  gate_id="g1", direction="entry",

@@ -89,13 +89,20 @@ def test_random_garbage_never_crashes_the_gateway(store) -> None:  # type: ignor
     assert gw.counts["received"] == 300
 
 
-def test_a_redelivered_palm_capture_opens_one_session(store) -> None:  # type: ignore[no-untyped-def]
-    c, gw, keys = store
+def enrolled_palm(c: Container) -> SyntheticPalms:
+    """Register a shopper and enrol synthetic palm 0 (captures 0-4); returns the palms, whose
+    capture (0, 5) is then a fresh capture of that shopper."""
     palms = SyntheticPalms(4242)
     shopper = c.shoppers.register(display_name="P", payment_token="tok_p")
     c.shoppers.enrol_palm(shopper_id=shopper.id,
                           images=[encode_png(palms.capture(0, k)) for k in range(5)],
                           consent_text_version="2026-11")
+    return palms
+
+
+def test_a_redelivered_palm_capture_opens_one_session(store) -> None:  # type: ignore[no-untyped-def]
+    c, gw, keys = store
+    palms = enrolled_palm(c)
     capture = PalmCaptureMessage(device_id="gate-1", device_seq=0, device_time=datetime.now(UTC),
                                  gate_id="g1", direction="entry",
                                  image=encode_png(palms.capture(0, 5)))

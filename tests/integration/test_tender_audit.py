@@ -160,9 +160,10 @@ def test_reconcile_audits_the_tenders_it_settles_once(
     assert c.audit.verify().ok
 
 
-def test_a_late_hold_voided_by_reconcile_is_audited_once(
-        shop: Any) -> None:  # noqa: F811 - the imported fixture
-    c, clock, processor = shop
+def late_hold_after_failed_tender(c: Any, clock: Any, processor: Any) -> str:
+    """A staffed session whose card tender (k1, 600) reconciliation recorded failed while the
+    cashier's resend was authorizing, the resend's hold placed but its answer lost; the
+    processor is up again. Returns the session id."""
     sid = _crash(c, clock, processor, "before")
 
     def reconciler() -> None:  # runs while the cashier's resend is authorizing
@@ -172,6 +173,13 @@ def test_a_late_hold_voided_by_reconcile_is_audited_once(
     processor.before_authorize = reconciler
     assert c.staffed.take_tender(**_card(sid, "k1", 600))[0].state == "failed"
     processor.down = False
+    return sid
+
+
+def test_a_late_hold_voided_by_reconcile_is_audited_once(
+        shop: Any) -> None:  # noqa: F811 - the imported fixture
+    c, clock, processor = shop
+    sid = late_hold_after_failed_tender(c, clock, processor)
     [failed] = _money(c, sid)  # the resend wrote nothing: reconciliation decided
     assert (failed.actor, failed.action, failed.details["outcome"]) == (
         "reconcile", "tender_settled", "failed")

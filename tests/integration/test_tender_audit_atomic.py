@@ -29,7 +29,7 @@ from tests.integration.test_staffed_reconcile import (  # noqa: F401 - fixture
     shop,
 )
 from tests.integration.test_staffed_review_fixes import Clock, _card, _cash, _staffed
-from tests.integration.test_tender_audit import _money
+from tests.integration.test_tender_audit import _money, late_hold_after_failed_tender
 
 
 @pytest.fixture
@@ -148,15 +148,7 @@ def test_a_settlement_by_reconcile_whose_audit_write_fails_is_redone_by_the_next
 def test_a_late_hold_release_whose_audit_write_fails_is_recorded_by_the_next_run(
         shop: Any, how: str) -> None:  # noqa: F811 - the imported fixture
     c, clock, processor = shop
-    sid = _crash(c, clock, processor, "before")
-
-    def reconciler() -> None:  # runs while the cashier's resend is authorizing
-        clock.now += LATER
-        _reconcile(c, clock)  # finds no hold yet: records the tender failed
-        processor.down = True  # the resend's hold is placed, its answer lost
-    processor.before_authorize = reconciler
-    assert c.staffed.take_tender(**_card(sid, "k1", 600))[0].state == "failed"
-    processor.down = False
+    sid = late_hold_after_failed_tender(c, clock, processor)
     [failed_entry] = _money(c, sid)
     clock.now += LATER
     with audit_write_fails(c, how) as failed, pytest.raises(raised(how)):
