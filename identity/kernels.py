@@ -259,8 +259,8 @@ def best_distances(probe: tuple[U64, U64, U64], refs: tuple[U64, U64, U64], *, f
 
 def _checked(arrays: tuple[U64, U64, U64], with_ordinal: bool, words: int | None = None
              ) -> tuple[U64, U64, U64]:
-    """The three arrays as C-contiguous uint64 of one shape (the third may be empty when
-    not ``with_ordinal``); raises ValueError otherwise."""
+    """The three arrays as C-contiguous uint64 of one shape (the third is not read, and may
+    be empty, when not ``with_ordinal``); raises ValueError otherwise."""
     codes, masks, ordinal = (np.ascontiguousarray(a, dtype=np.uint64) for a in arrays)
     if codes.ndim != 2 or masks.shape != codes.shape:
         raise ValueError(f"packed codes {codes.shape} and masks {masks.shape} differ")
@@ -268,8 +268,6 @@ def _checked(arrays: tuple[U64, U64, U64], with_ordinal: bool, words: int | None
         raise ValueError(f"{codes.shape[1]} words per row, expected {words}")
     if with_ordinal and ordinal.shape != codes.shape:
         raise ValueError(f"packed ordinal codes {ordinal.shape} != codes {codes.shape}")
-    if not with_ordinal and ordinal.ndim != 2:
-        ordinal = np.zeros((0, codes.shape[1]), np.uint64)
     return codes, masks, ordinal
 
 

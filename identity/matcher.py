@@ -69,23 +69,23 @@ def distance_to_score(distance: F64 | float) -> F64:
 
 def _pack_words(bits: npt.NDArray[np.bool_]) -> U64:
     """Pack the last axis of a bool array into uint64 words, zero-padded: (..., words)."""
-    packed = np.packbits(bits, axis=-1)
+    return _bytes_as_words(np.packbits(bits, axis=-1))
+
+
+def _words_of(rows: list[bytes]) -> U64:
+    """Equal-length byte strings (``numpy.packbits`` rows) as (rows, words) uint64, padded
+    as :func:`_pack_words` pads."""
+    return _bytes_as_words(np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), -1))
+
+
+def _bytes_as_words(packed: npt.NDArray[np.uint8]) -> U64:
+    """uint8 rows (last axis) zero-padded to whole uint64 words and viewed as them."""
     pad = (-packed.shape[-1]) % 8
     if pad:
         packed = np.concatenate(
             [packed, np.zeros((*packed.shape[:-1], pad), dtype=np.uint8)], axis=-1
         )
     return np.ascontiguousarray(packed).view(np.uint64)
-
-
-def _words_of(rows: list[bytes]) -> U64:
-    """Equal-length byte strings (``numpy.packbits`` rows) as (rows, words) uint64, each
-    zero-padded to whole words as :func:`_pack_words` pads."""
-    raw = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), -1)
-    pad = (-raw.shape[1]) % 8
-    if pad:
-        raw = np.concatenate([raw, np.zeros((len(rows), pad), np.uint8)], axis=1)
-    return np.ascontiguousarray(raw).view(np.uint64)
 
 
 def _plane_mask(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
