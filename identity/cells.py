@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from identity import kernels
+
 F32 = npt.NDArray[np.float32]
 
 
@@ -50,10 +52,15 @@ def pool(a: F32, grid: int, oy: int = 0, ox: int = 0) -> F32:
 
 def pool_offsets(maps: F32, grid: int, offsets: tuple[tuple[int, int], ...]) -> list[F32]:
     """:func:`pool` of a stack of ``(K, S, S)`` float32 maps on the grid moved by each of
-    ``offsets`` (px): float32 ``(K, grid, grid)`` per offset, the maps edge-padded once. A
-    block mean when ``S`` is a multiple of ``grid`` (the pipeline's sizes, where it equals
-    ``cv2.INTER_AREA``), else ``cv2.resize`` per map."""
+    ``offsets`` (px): float32 ``(K, grid, grid)`` per offset, cells past the maps reading
+    their edge pixels repeated. A block mean when ``S`` is a multiple of ``grid`` (the
+    pipeline's sizes and offsets below a cell, where it equals ``cv2.INTER_AREA``;
+    compiled, :func:`identity.kernels.block_means`), else ``cv2.resize`` per map of the
+    edge-padded stack."""
     k, s0, s1 = maps.shape
+    if s0 % grid == 0 and s1 % grid == 0 and all(
+            0 <= oy < s0 // grid and 0 <= ox < s1 // grid for oy, ox in offsets):
+        return [kernels.block_means(maps, grid, oy, ox) for oy, ox in offsets]
     py = max((oy for oy, _ in offsets), default=0)
     px = max((ox for _, ox in offsets), default=0)
     padded = maps  # edge pixels repeated past the map, as far as the largest offset
@@ -61,21 +68,10 @@ def pool_offsets(maps: F32, grid: int, offsets: tuple[tuple[int, int], ...]) -> 
         padded = np.concatenate([padded, np.repeat(padded[:, -1:, :], py, axis=1)], axis=1)
     if px:
         padded = np.concatenate([padded, np.repeat(padded[:, :, -1:], px, axis=2)], axis=2)
-    out = []
-    for oy, ox in offsets:
-        moved = padded[:, oy : oy + s0, ox : ox + s1]
-        if s0 % grid == 0 and s1 % grid == 0:
-            fy, fx = s0 // grid, s1 // grid
-            total = np.zeros((k, grid, grid), np.float32)
-            for y in range(fy):
-                for x in range(fx):
-                    total += moved[:, y::fy, x::fx]
-            out.append(np.asarray(total * np.float32(1.0 / (fy * fx)), np.float32))
-        else:
-            out.append(np.stack([np.asarray(cv2.resize(np.ascontiguousarray(m), (grid, grid),
-                                                       interpolation=cv2.INTER_AREA),
-                                            np.float32) for m in moved]))
-    return out
+    return [np.stack([np.asarray(cv2.resize(np.ascontiguousarray(m), (grid, grid),
+                                            interpolation=cv2.INTER_AREA), np.float32)
+                      for m in padded[:, oy : oy + s0, ox : ox + s1]])
+            for oy, ox in offsets]
 
 
 def inside(cover: F32, grid: int, oy: int = 0, ox: int = 0) -> npt.NDArray[np.bool_]:

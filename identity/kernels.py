@@ -1,4 +1,5 @@
-"""Compiled inner loops of the matcher (numba): masked Hamming counts over packed words.
+"""Compiled inner loops (numba): the matcher's masked Hamming counts over packed words, and
+the coders' cell means of filter responses (:func:`block_means`).
 
 :mod:`identity.matcher` defines the distances; this module only computes them without numpy
 temporaries. For a probe's S aligned variants and M references, all packed as ``(rows,
@@ -40,6 +41,7 @@ from numba.extending import intrinsic, overload
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
+F32 = npt.NDArray[np.float32]
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -271,6 +273,49 @@ def _checked(arrays: tuple[U64, U64, U64], with_ordinal: bool, words: int | None
     return codes, masks, ordinal
 
 
+@_compiled(nogil=True)
+def _block_means(maps: F32, grid: int, fy: int, fx: int, oy: int, ox: int,
+                 out: F32) -> None:  # pragma: no cover - compiled
+    k_n, s0, s1 = maps.shape
+    scale = np.float32(1.0 / (fy * fx))
+    last = grid - 1
+    for k in range(k_n):
+        for gy in range(grid):
+            acc = out[k, gy]
+            acc[:] = np.float32(0.0)
+            for y in range(fy):
+                row = maps[k, min(oy + gy * fy + y, s0 - 1)]
+                for x in range(fx):
+                    for gx in range(last):  # every block's y-th row, x-th pixel
+                        acc[gx] += row[ox + x + gx * fx]
+                    acc[last] += row[min(ox + x + last * fx, s1 - 1)]
+            for gx in range(grid):
+                acc[gx] = acc[gx] * scale
+
+
+def block_means(maps: F32, grid: int, oy: int, ox: int) -> F32:
+    """Means of ``(K, S0, S1)`` float32 maps over ``grid x grid`` blocks of ``S0 / grid``
+    by ``S1 / grid`` px whose grid starts ``(oy, ox)`` px into the maps; blocks reaching
+    past the maps read their last row or column repeated; ``0 <= oy < S0 / grid`` and
+    ``0 <= ox < S1 / grid``. Float32 ``(K, grid, grid)``.
+
+    Each block is summed in float32, row by row from zero, then multiplied by the float32
+    ``1 / (block area)``: the arithmetic, and so the result bit for bit, of numpy adding the
+    block's strided slices in that order. Raises ValueError when a side is not a multiple
+    of ``grid``, an offset is outside one cell, or ``maps`` is not 3-D float32.
+    """
+    if maps.ndim != 3 or maps.dtype != np.float32 or grid <= 0:
+        raise ValueError(f"need (K, S0, S1) float32 maps and grid > 0, got {maps.dtype}"
+                         f" {maps.shape}, grid {grid}")
+    k_n, s0, s1 = maps.shape
+    if s0 % grid or s1 % grid or not (0 <= oy < s0 // grid and 0 <= ox < s1 // grid):
+        raise ValueError(f"maps {s0} x {s1} px are not whole cells of grid {grid}, or"
+                         f" offset ({oy}, {ox}) px is not within one cell")
+    out = np.empty((k_n, grid, grid), np.float32)
+    _block_means(np.ascontiguousarray(maps), grid, s0 // grid, s1 // grid, oy, ox, out)
+    return out
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, on tiny inputs: the first real
     call then costs no compilation. Raises nothing of its own."""
@@ -282,3 +327,4 @@ def warm_up() -> None:
                    refinement=(words, words, words), n_rot=1, n_off=1, n_shift=1)
     alignment_counts((words, words, words), (words, words, words), True)
     translated_words(np.zeros((1, 1, 1, 8), bool), 0)
+    block_means(np.zeros((1, 2, 2), np.float32), 1, 0, 0)
