@@ -14,13 +14,15 @@ console = Console()
 @staff_app.command("add")
 def add(staff_id: Annotated[str, typer.Argument(help="Staff id.")],
         role: Annotated[str, typer.Option(help="cashier, manager, auditor or admin.")]) -> None:
-    """Create an account; the password is asked for (never echoed or logged)."""
+    """Create an account; the password is asked for (never echoed or logged) once the id
+    and role are known to be acceptable."""
     from storefront.bootstrap import bootstrap
     from storefront.errors import StorefrontError
 
-    password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     container = bootstrap(reconcile_payments=False)
     try:
+        container.security.staff.check_new(staff_id=staff_id, role=role)
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
         made = container.security.staff.add(staff_id=staff_id, role=role, password=password)
         container.audit.record(actor="cli", action="staff_added", subject=f"staff:{made.id}",
                                details={"role": made.role})

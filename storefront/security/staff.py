@@ -123,6 +123,20 @@ class StaffService:
         self._limits = limits or LoginPolicy()
         self._failures = FailureWindow(self._limits.window_s)
 
+    def check_new(self, *, staff_id: str, role: str) -> None:
+        """Check an account could be added before its password is asked for.
+
+        Raises InvalidInput (bad id or role) and Conflict (the id is taken); :meth:`add`
+        checks all of it again in its own transaction.
+        """
+        if not _ID.fullmatch(staff_id):
+            raise InvalidInput("staff id must be 1-64 characters of [A-Za-z0-9._-]")
+        if role not in ROLES:
+            raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}")
+        with self._db() as db:
+            if db.get(StaffAccount, staff_id) is not None:
+                raise Conflict(f"staff id {staff_id!r} is taken")
+
     def add(self, *, staff_id: str, role: str, password: str) -> NewStaff:
         """Create an account; managers and admins get a TOTP secret (returned once).
 
