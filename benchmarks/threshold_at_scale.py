@@ -128,7 +128,7 @@ def _acquire(captures: list[Capture], bar: Progress) -> tuple[list[Capture], lis
                                                               list[tuple[str, str]]]:
     task = bar.add_task("extract", total=len(captures))
     acq = acquire(captures, lambda _stage, done, _total: bar.update(task, completed=done))
-    return acq.captures, acq.templates, acq.failures
+    return acq.captures, acq.templates, acq.failures + acq.unreadable
 
 
 def _cache_key(probes: list[Template], gallery: list[Template]) -> str:

@@ -3,36 +3,54 @@
 Input: ``DIR/manifest.csv`` with the columns ``path,identity,session,capture,source``
 (``path`` relative to ``DIR`` and inside it, see :func:`manifest_path`; extra columns are
 ignored). Every image goes through
-:func:`identity.imageio.decode_image` -> :func:`identity.roi.extract_roi` ->
+:func:`identity.imageio.decode_image_offline` (as the upload decoder, without its upload
+limits: larger photos are shrunk to 4,096 px on their longest side) ->
+:func:`identity.roi.extract_roi` ->
 :func:`identity.features.extract_features` (CompCode and OrdinalCode) ->
 :class:`identity.template.Template`, timed per image. Comparisons use the pipeline's
 fused CompCode + OrdinalCode score (:func:`identity.matcher.score_matrix`).
 
-Protocol (the one of the shared data README): when the manifest has two or more
-session values, every capture of the first session (sorted) is a reference and is
-compared with every capture of the second session, the probe (genuine = same identity,
-impostor = different); later sessions are not used. With one session, all pairs of
-different captures are compared once (the capture later in manifest order is the probe).
+Protocol (the one of the shared data README), decided per identity: session labels
+are ordered naturally (:func:`natural_key`: numeric parts as numbers, so ``2`` comes
+before ``10`` and ISO dates sort by date). When at least one identity has two or more
+sessions, each identity's first session is its enrolment (its captures are references)
+and its second session its probe session; every probe is compared with every reference
+(genuine = same identity, impostor = different). Captures of an identity's third and
+later sessions are not used; they are counted in ``captures_unused``. An identity with
+a single session supplies references only. When no identity has two sessions (one
+session overall), all pairs of different captures are compared once (the capture later
+in manifest order is the probe).
 
-* FTA (failure to acquire, capture level): captures that could not be read, decoded,
-  or gave no usable ROI, divided by all captures in the protocol. They take part in
-  no comparison; the FMR/FNMR reported are of the acquired captures.
-* FTE (failure to enrol, identity level): identities with no usable enrolment
-  capture (two sessions: none in the reference session; one session: none at all),
-  divided by all identities.
+Manifest problems are reported, never measured: the same file (resolved path) listed
+again is dropped after its first row (``duplicate_rows``); the same file under two
+identities is refused (:class:`ManifestError`); a row whose file cannot be read (missing,
+a folder, no permission: OSError) is a data error counted in ``unreadable``, not an
+acquisition failure, and takes no part in ``images``, FTA or FTE.
+
+* FTA (failure to acquire, capture level): readable captures that did not decode or gave
+  no usable ROI, divided by the readable captures in the protocol. They take part in no
+  comparison; the FMR/FNMR reported are of the acquired captures.
+* FTE (failure to enrol, identity level, ISO/IEC 19795-1): identities all of whose
+  readable enrolment captures failed to acquire, divided by the identities with at least
+  one readable enrolment capture. Enrolment captures are an identity's first-session
+  captures (two-session protocol) or all its captures (all pairs); an identity without
+  any is neither a failure nor an attempt.
 * Rank-1: closed set. Two sessions: each probe against all references, ranked by
   identity; one session: each capture against all the others (leave one out). Only
   probes whose identity has a reference count (one session: another acquired capture of
-  the same identity).
+  the same identity), and it needs competitors: with fewer than two enrolled identities
+  (identities with an acquired reference) it is ``None``.
 
 A measure without data is ``None`` (``n/a`` on screen), never 0: EER and FNMR at FMR
-without genuine or impostor comparisons, rank-1 without a probe that has a reference,
-FTA / FTE without captures / identities, the timings without acquired captures.
+without genuine or impostor comparisons, rank-1 without a probe that has a reference or
+with fewer than two enrolled identities, FTA / FTE without captures / identities, the
+timings without acquired captures.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -46,13 +64,17 @@ import numpy.typing as npt
 from identity import evaluation as ev
 from identity.errors import AcquisitionError, IdentityError, InvalidImageError
 from identity.features import extract_features
-from identity.imageio import decode_image
+from identity.imageio import decode_image_offline
 from identity.matcher import PreparedProbe, ReferenceSet, score_matrix
 from identity.roi import extract_roi
 from identity.template import Template
 
 REQUIRED_COLUMNS = ("path", "identity", "session", "capture")
 FMR_TARGETS = {"1e-3": 1e-3, "1e-4": 1e-4, "1e-5": 1e-5}
+FIRST_FEW = 10
+"""Rows listed by name in the report's ``duplicate_first`` / ``unreadable_first``."""
+UNUSED_REASON = ("captures of an identity's third and later sessions (natural order) "
+                 "are not part of the two-session protocol")
 Progress = Callable[[str, int, int], None]
 """Called with (stage name, done, total) as the run advances."""
 
@@ -65,32 +87,87 @@ class ManifestError(IdentityError):
 
 @dataclass(frozen=True)
 class Capture:
-    """One manifest row; ``path`` is resolved against the manifest's folder."""
+    """One manifest row; ``path`` is resolved against the manifest's folder, ``line`` is
+    the row's line in manifest.csv (1 = header; 0 when not read from a file; not part of
+    equality)."""
 
     path: Path
     identity: str
     session: str
     capture: str
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A manifest row dropped because an earlier row (``first_line``) lists the same file."""
+
+    line: int
+    first_line: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The usable rows of a manifest (file order, duplicates removed) and the dropped
+    duplicate rows."""
+
+    captures: list[Capture]
+    duplicates: list[Duplicate] = field(default_factory=list)
 
 
 @dataclass
 class Acquired:
-    """Templates of the captures that were acquired, and the failures (path, reason)."""
+    """Templates of the captures that were acquired, the failures to acquire (path,
+    reason: decoded badly or no usable ROI) and the unreadable rows (path, reason: the
+    file could not be read, an OSError)."""
 
     captures: list[Capture] = field(default_factory=list)
     templates: list[Template] = field(default_factory=list)
     extract_ms: list[float] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def natural_key(label: str) -> tuple[tuple[int, int, str, str], ...]:
+    """Sort key ordering text with its numeric parts as numbers: ``"2" < "10"``,
+    ``"s2" < "s10"``, ISO dates (``2024-01-05``) by date. Runs of ASCII digits compare
+    by value (then by their text, so ``"01"`` and ``"1"`` stay distinct), other text
+    case-insensitively (then by case); a number sorts before text at the same place."""
+    parts = re.split(r"([0-9]+)", label)
+    return tuple((0, int(p), p, p) if p.isascii() and p.isdigit() else (1, 0, p.casefold(), p)
+                 for p in parts if p)
 
 
 def read_manifest(folder: Path, limit_identities: int | None = None) -> list[Capture]:
-    """The captures listed in ``folder/manifest.csv``, in file order.
+    """The captures listed in ``folder/manifest.csv``, in file order, every row as listed
+    (a file listed twice stays twice: :func:`load_manifest` is the evaluation's reading).
 
-    ``limit_identities`` keeps the first N identities in sorted order. Raises
-    :class:`ManifestError` when the folder or file is missing, a required column is
-    absent, a row has an empty field or a path that leaves the folder
+    Column names are matched case-insensitively with surrounding whitespace ignored, and
+    values are stripped of surrounding whitespace. ``limit_identities`` keeps the first N
+    identities in sorted order. Raises :class:`ManifestError` when the folder or file is
+    missing, a required column is absent (the message names the columns found) or given
+    twice, a row has an empty field or a path that leaves the folder
     (:func:`manifest_path`), or no row is left.
     """
+    return _limited(folder, _rows(folder), limit_identities)
+
+
+def load_manifest(folder: Path, limit_identities: int | None = None) -> Manifest:
+    """:func:`read_manifest` for the evaluation: a row naming the same file (resolved
+    path) as an earlier row of the same identity is dropped and listed in
+    :attr:`Manifest.duplicates` (an image is never compared with itself). Raises
+    :class:`ManifestError` as :func:`read_manifest` does, and when the same file is
+    listed under two identities (the labels contradict; the message names both lines).
+    """
+    rows, duplicates = _deduplicate(_rows(folder))
+    rows = _limited(folder, rows, limit_identities)
+    first = {r.line for r in rows}
+    return Manifest(rows, [d for d in duplicates if d.first_line in first])
+
+
+def _rows(folder: Path) -> list[Capture]:
+    """Every row of ``folder/manifest.csv`` (see :func:`read_manifest` for the errors)."""
     manifest = folder / "manifest.csv"
     if not folder.is_dir():
         raise ManifestError(f"{folder} is not a folder")
@@ -98,19 +175,66 @@ def read_manifest(folder: Path, limit_identities: int | None = None) -> list[Cap
         raise ManifestError(f"{manifest} does not exist")
     try:
         with manifest.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ManifestError(f"{manifest} lacks the column(s) {', '.join(missing)}")
-            rows = [_capture(folder, row, n) for n, row in enumerate(reader, start=2)]
+            reader = csv.reader(f)
+            columns = _columns(manifest, next(reader, []))
+            return [_capture(folder, row, columns, n)
+                    for n, row in enumerate(reader, start=2) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{manifest} cannot be read: {exc}") from exc
+
+
+def _limited(folder: Path, rows: list[Capture], limit_identities: int | None
+             ) -> list[Capture]:
+    """The rows of the first ``limit_identities`` identities (sorted); ManifestError when
+    none is left."""
     if limit_identities is not None:
         keep = set(sorted({r.identity for r in rows})[:limit_identities])
         rows = [r for r in rows if r.identity in keep]
     if not rows:
-        raise ManifestError(f"{manifest} lists no captures")
+        raise ManifestError(f"{folder / 'manifest.csv'} lists no captures")
     return rows
+
+
+def _columns(manifest: Path, header: list[str]) -> dict[str, int]:
+    """Position of each required column in ``header`` (names stripped, any case)."""
+    names = [h.strip().casefold() for h in header]
+    twice = sorted({c for c in REQUIRED_COLUMNS if names.count(c) > 1})
+    if twice:
+        raise ManifestError(f"{manifest} has the column(s) {', '.join(twice)} more than once")
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        found = ", ".join(repr(h) for h in header) or "none"
+        raise ManifestError(f"{manifest} lacks the column(s) {', '.join(missing)} "
+                            f"(columns found: {found})")
+    return {c: names.index(c) for c in REQUIRED_COLUMNS}
+
+
+def _deduplicate(rows: list[Capture]) -> tuple[list[Capture], list[Duplicate]]:
+    """Keep the first row of each file (resolved path); refuse a file under two identities."""
+    first: dict[Path, Capture] = {}
+    kept: list[Capture] = []
+    dropped: list[Duplicate] = []
+    for row in rows:
+        key = _resolved(row.path)
+        seen = first.get(key)
+        if seen is None:
+            first[key] = row
+            kept.append(row)
+        elif seen.identity != row.identity:
+            raise ManifestError(
+                f"manifest lines {seen.line} and {row.line} list the same file "
+                f"{str(row.path)!r} under two identities ({seen.identity!r}, "
+                f"{row.identity!r})")
+        else:
+            dropped.append(Duplicate(row.line, seen.line, str(row.path)))
+    return kept, dropped
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop: compare as written
+        return path.absolute()
 
 
 def manifest_path(folder: Path, path: str) -> Path:
@@ -126,8 +250,8 @@ def manifest_path(folder: Path, path: str) -> Path:
     return folder / rel
 
 
-def _capture(folder: Path, row: dict[str | Any, str | Any], line: int) -> Capture:
-    values = {c: (row.get(c) or "").strip() for c in REQUIRED_COLUMNS}
+def _capture(folder: Path, row: list[str], columns: dict[str, int], line: int) -> Capture:
+    values = {c: (row[i] if i < len(row) else "").strip() for c, i in columns.items()}
     empty = [c for c, v in values.items() if not v]
     if empty:
         raise ManifestError(f"manifest line {line}: empty {', '.join(empty)}")
@@ -135,33 +259,74 @@ def _capture(folder: Path, row: dict[str | Any, str | Any], line: int) -> Captur
         path = manifest_path(folder, values["path"])
     except ManifestError as exc:
         raise ManifestError(f"manifest line {line}: {exc.reason}") from None
-    return Capture(path, values["identity"], values["session"], values["capture"])
+    return Capture(path, values["identity"], values["session"], values["capture"], line)
 
 
 def acquire(captures: list[Capture], progress: Progress | None = None) -> Acquired:
-    """Run decode -> ROI -> features on each capture; failures are recorded, not raised."""
+    """Run decode -> ROI -> features on each capture; nothing is raised: a file that
+    cannot be read (OSError) goes to :attr:`Acquired.unreadable`, an image that does not
+    decode or gives no usable ROI to :attr:`Acquired.failures`."""
     out = Acquired()
     for n, cap in enumerate(captures, start=1):
         try:
             data = cap.path.read_bytes()
-            start = time.perf_counter()
-            roi = extract_roi(decode_image(data)).roi
-            template = extract_features(roi).to_template()
-            out.extract_ms.append((time.perf_counter() - start) * 1000.0)
-            out.captures.append(cap)
-            out.templates.append(template)
         except OSError as exc:
-            out.failures.append((str(cap.path), f"unreadable: {exc.strerror or exc}"))
-        except (InvalidImageError, AcquisitionError) as exc:
-            out.failures.append((str(cap.path), f"{exc.code}: {exc.reason}"))
+            out.unreadable.append((str(cap.path), f"unreadable: {exc.strerror or exc}"))
+            data = None
+        if data is not None:
+            try:
+                start = time.perf_counter()
+                roi = extract_roi(decode_image_offline(data)).roi
+                template = extract_features(roi).to_template()
+                out.extract_ms.append((time.perf_counter() - start) * 1000.0)
+                out.captures.append(cap)
+                out.templates.append(template)
+            except (InvalidImageError, AcquisitionError) as exc:
+                out.failures.append((str(cap.path), f"{exc.code}: {exc.reason}"))
         if progress is not None:
             progress("extract", n, len(captures))
     return out
 
 
-def _split(captures: list[Capture]) -> tuple[str, str] | None:
-    sessions = sorted({c.session for c in captures})
-    return (sessions[0], sessions[1]) if len(sessions) >= 2 else None
+@dataclass(frozen=True)
+class Plan:
+    """Which captures the protocol uses and how (see the module docstring).
+
+    ``used``: the captures compared, manifest order; ``references``: the paths of the
+    enrolment captures among them (two sessions: each identity's first session; all
+    pairs: every capture); ``paired``: two-session protocol (else all pairs);
+    ``unused``: captures of later sessions; ``protocol``: a label for the report.
+    """
+
+    used: list[Capture]
+    references: frozenset[Path]
+    paired: bool
+    unused: list[Capture]
+    protocol: str
+
+
+def plan(captures: list[Capture]) -> Plan:
+    """Split ``captures`` by the per-identity session rule of the module docstring."""
+    sessions: dict[str, set[str]] = {}
+    for c in captures:
+        sessions.setdefault(c.identity, set()).add(c.session)
+    order = {i: sorted(s, key=natural_key) for i, s in sessions.items()}
+    if all(len(s) < 2 for s in order.values()):
+        return Plan(list(captures), frozenset(c.path for c in captures), False, [],
+                    "all pairs")
+    used, unused, refs = [], [], set()
+    for c in captures:
+        rank = order[c.identity].index(c.session)
+        if rank >= 2:
+            unused.append(c)
+            continue
+        used.append(c)
+        if rank == 0:
+            refs.add(c.path)
+    pairs = sorted({(s[0], s[1]) for s in order.values() if len(s) >= 2})
+    protocol = (f"session {pairs[0][0]} x session {pairs[0][1]}" if len(pairs) == 1
+                else "each identity's first session x its second session")
+    return Plan(used, frozenset(refs), True, unused, protocol)
 
 
 @dataclass(frozen=True)
@@ -183,40 +348,51 @@ def evaluate_folder(
     ``eer``, ``fnmr_at_fmr`` (``"1e-3"``, ``"1e-4"``, ``"1e-5"``; ``None`` when
     there are too few impostor comparisons to resolve that FMR), ``rank1``, ``fta``,
     ``fte``, ``genuine_comparisons``, ``impostor_comparisons``, ``identities``,
-    ``images``, ``extract_ms_p50``, ``compare_us_p50`` and details; rates are fractions.
+    ``images`` (readable captures in the protocol), ``extract_ms_p50`` (milliseconds),
+    ``compare_us_p50`` (microseconds) and details: ``protocol``, ``score_at_fmr``,
+    ``failures`` (every failure to acquire: path, reason), ``captures_unused`` (count)
+    and ``captures_unused_reason``, ``duplicate_rows`` (count) and ``duplicate_first``
+    (up to :data:`FIRST_FEW`: line, first_line, path), ``unreadable`` (count) and
+    ``unreadable_first`` (up to :data:`FIRST_FEW`: path, reason); rates are fractions.
     ``eer`` and ``fnmr_at_fmr`` are ``None`` when genuine or impostor comparisons are
-    missing, ``rank1`` when no probe has a reference of its identity (see the module
-    docstring). Raises :class:`ManifestError` on a bad folder or manifest.
+    missing, ``rank1`` when no probe has a reference of its identity or fewer than two
+    identities are enrolled (see the module docstring). Raises :class:`ManifestError` on
+    a bad folder or manifest, and when no capture of the protocol could be read.
     """
-    captures = read_manifest(folder, limit_identities)
-    split = _split(captures)
-    if split is not None:
-        captures = [c for c in captures if c.session in split]
-    acquired = acquire(captures, progress)
+    manifest = load_manifest(folder, limit_identities)
+    split = plan(manifest.captures)
+    acquired = acquire(split.used, progress)
+    if not acquired.captures and not acquired.failures:
+        path, reason = acquired.unreadable[0]
+        raise ManifestError(f"none of the {len(acquired.unreadable)} image(s) listed in "
+                            f"{folder / 'manifest.csv'} could be read (first: {path}: "
+                            f"{reason})")
     genuine, impostor, rank1 = _compare(acquired, split, progress)
-    return Evaluation(_report(captures, acquired, split, genuine, impostor, rank1),
+    return Evaluation(_report(manifest, split, acquired, genuine, impostor, rank1),
                       genuine, impostor)
 
 
 def _compare(
-    acq: Acquired, split: tuple[str, str] | None, progress: Progress | None
+    acq: Acquired, split: Plan, progress: Progress | None
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float | None]:
     ids = np.array([c.identity for c in acq.captures], dtype=object)
-    if split is None:
+    if not split.paired:
         probes = refs = np.arange(len(acq.captures))
     else:
-        sessions = np.array([c.session for c in acq.captures], dtype=object)
-        refs, probes = np.flatnonzero(sessions == split[0]), np.flatnonzero(sessions == split[1])
+        is_ref = np.array([c.path in split.references for c in acq.captures], dtype=bool)
+        refs, probes = np.flatnonzero(is_ref), np.flatnonzero(~is_ref)
     scores = _matrix([acq.templates[i] for i in probes], [acq.templates[i] for i in refs],
                      progress)
     same = ids[probes][:, None] == ids[refs][None, :]
-    if split is None:  # each pair once: the later capture is the probe
+    if not split.paired:  # each pair once: the later capture is the probe
         pair = np.tril(np.ones_like(same, dtype=bool), k=-1)
         np.fill_diagonal(scores, -np.inf)  # leave one out for rank-1
         genuine, impostor = scores[pair & same], scores[pair & ~same]
     else:
         genuine, impostor = scores[same], scores[~same]
-    rank1 = ev.rank1_rate(scores, list(ids[probes]), list(ids[refs])) if scores.size else None
+    enrolled = len(set(ids[refs]))
+    rank1 = (ev.rank1_rate(scores, list(ids[probes]), list(ids[refs]))
+             if scores.size and enrolled >= 2 else None)
     return genuine, impostor, rank1
 
 
@@ -231,15 +407,17 @@ def _matrix(probes: list[Template], refs: list[Template], progress: Progress | N
     return out
 
 
-def _report(captures: list[Capture], acq: Acquired, split: tuple[str, str] | None,
+def _report(manifest: Manifest, split: Plan, acq: Acquired,
             genuine: npt.NDArray[np.float64], impostor: npt.NDArray[np.float64],
             rank1: float | None) -> dict[str, Any]:
-    identities = sorted({c.identity for c in captures})
-    enrol_session = split[0] if split else None
-    enrolled = {c.identity for c in acq.captures if enrol_session in (None, c.session)}
+    unreadable = {p for p, _ in acq.unreadable}
+    readable = [c for c in split.used if str(c.path) not in unreadable]
+    identities = {c.identity for c in readable}
+    attempted = {c.identity for c in readable if c.path in split.references}
+    enrolled = {c.identity for c in acq.captures if c.path in split.references}
     both = genuine.size > 0 and impostor.size > 0
     return {
-        "protocol": f"session {split[0]} x session {split[1]}" if split else "all pairs",
+        "protocol": split.protocol,
         "eer": ev.equal_error_rate(genuine, impostor) if both else None,
         "fnmr_at_fmr": {k: (ev.fnmr_at_fmr(genuine, impostor, f) if both else None)
                         for k, f in FMR_TARGETS.items()},
@@ -248,15 +426,22 @@ def _report(captures: list[Capture], acq: Acquired, split: tuple[str, str] | Non
         "score_at_fmr": {k: (ev.score_at_fmr(impostor, f) if impostor.size else None)
                          for k, f in FMR_TARGETS.items()},
         "rank1": rank1,
-        "fta": ev.failure_rate(len(acq.failures), len(captures)),
-        "fte": ev.failure_rate(len(set(identities) - enrolled), len(identities)),
+        "fta": ev.failure_rate(len(acq.failures), len(readable)),
+        "fte": ev.failure_rate(len(attempted - enrolled), len(attempted)),
         "genuine_comparisons": int(genuine.size),
         "impostor_comparisons": int(impostor.size),
         "identities": len(identities),
-        "images": len(captures),
+        "images": len(readable),
         "extract_ms_p50": statistics.median(acq.extract_ms) if acq.extract_ms else None,
         "compare_us_p50": compare_time_us(acq.templates),
         "failures": [{"path": p, "reason": r} for p, r in acq.failures],
+        "captures_unused": len(split.unused),
+        "captures_unused_reason": UNUSED_REASON if split.unused else None,
+        "duplicate_rows": len(manifest.duplicates),
+        "duplicate_first": [{"line": d.line, "first_line": d.first_line, "path": d.path}
+                            for d in manifest.duplicates[:FIRST_FEW]],
+        "unreadable": len(acq.unreadable),
+        "unreadable_first": [{"path": p, "reason": r} for p, r in acq.unreadable[:FIRST_FEW]],
     }
 
 
@@ -280,14 +465,38 @@ def compare_time_us(templates: list[Template], repeats: int = 31) -> float | Non
     return statistics.median(times)
 
 
+def det_formats() -> dict[str, str]:
+    """The file extensions (lower case, no dot) matplotlib can write a figure as, each
+    with its description: the formats :func:`write_det_plot` accepts."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return dict(FigureCanvasBase.get_supported_filetypes())
+
+
+def det_format_problem(path: Path) -> str | None:
+    """Why ``path`` cannot take a DET plot (no extension, or one matplotlib does not
+    write, see :func:`det_formats`); ``None`` when it can."""
+    ext = path.suffix[1:].lower()
+    if ext in det_formats():
+        return None
+    known = ", ".join(sorted(det_formats()))
+    what = f"extension .{ext} is not" if ext else "a file name without an extension is not"
+    return f"{what} a plot format (use one of: {known})"
+
+
 def write_det_plot(genuine: npt.ArrayLike, impostor: npt.ArrayLike, path: Path,
                    title: str = "DET") -> None:
     """Draw the DET curve (FNMR against FMR on normal-deviate axes, ISO/IEC 19795-1)
-    to a PNG at ``path`` with matplotlib's Agg backend.
+    to ``path`` with matplotlib's Agg backend, in the format of its extension (PNG,
+    PDF, SVG, ...: :func:`det_formats`; 500 x 500 pixels for raster formats).
 
-    Raises :class:`identity.evaluation.MetricsInputError` on empty score lists and
+    Raises :class:`identity.evaluation.MetricsInputError` on empty score lists,
+    ValueError when the extension is not a format (:func:`det_format_problem`) and
     OSError when the file cannot be written.
     """
+    problem = det_format_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,9 +517,9 @@ def write_det_plot(genuine: npt.ArrayLike, impostor: npt.ArrayLike, path: Path,
         ax.set_ylim(probit(lo), probit(hi))
         ax.set_xlabel("FMR")
         ax.set_ylabel("FNMR")
-        ax.set_title(title)
+        ax.set_title(title.replace("$", r"\$"))  # a folder name is no mathtext
         ax.grid(True, lw=0.5)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, format=path.suffix[1:].lower())
     finally:
         plt.close(fig)

@@ -1,14 +1,29 @@
-"""Decoding uploaded image bytes into grey palm images, and encoding them back to PNG.
+"""Decoding image bytes into grey palm images, and encoding them back to PNG.
 
 Everything that arrives from a scanner, kiosk or HTTP upload goes through
 :func:`decode_image`, which refuses anything that is not a plausible palm image
-before it reaches the ROI extractor.
+before it reaches the ROI extractor (upload limits: ``MAX_ENCODED_BYTES``,
+``MAX_PIXELS``). Offline work on one's own data sets (evaluation of full-resolution
+phone photos, up to ``OFFLINE_MAX_PIXELS``) uses :func:`decode_image_offline`, which
+shrinks large images to ``max_side`` px while it decodes.
+
+Bit depth: 8-bit images are decoded as OpenCV's ``cv2.IMREAD_GRAYSCALE`` decodes them.
+Images stored with 16 bits per sample (PNG, TIFF) are read at 16 bits and reduced to
+8 by the bit depth their data actually uses: the smallest of 10, 12, 14 and 16 bits
+that holds the image's largest value (:func:`data_bits`); the value is shifted right by
+``bits - 8`` (truncating, as OpenCV's own 16 -> 8 bit conversion does for 16-bit data).
+So a NIR sensor's 12-bit values (0..4095) in a 16-bit PNG give 0..255, not 0..15.
+This is no contrast stretch: one fixed scale per depth, never the image's own range.
+Limit: the depth is inferred from the data, so an image so dark that its largest value
+fits a smaller depth (a 12-bit image with every value below 1024, i.e. below a
+quarter of the sensor's range) is read as that smaller depth (brighter than it is).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,17 +33,40 @@ from PIL import Image
 from identity.errors import InvalidImageError
 
 MAX_ENCODED_BYTES = 20 * 1024 * 1024
-"""Largest accepted encoded payload (bytes); larger uploads are refused unread."""
+"""Largest accepted encoded payload (bytes) of an upload; larger ones are refused unread."""
 
 MAX_PIXELS = 25_000_000
-"""Largest accepted decoded image (pixels, width x height): guards against decompression bombs."""
+"""Largest accepted decoded upload (pixels, width x height): guards against decompression bombs."""
 
 MIN_SIDE = 64
 """Smallest accepted image side (px); a palm ROI needs at least this much."""
 
+OFFLINE_MAX_ENCODED_BYTES = 512 * 1024 * 1024
+"""Largest file (bytes) :func:`decode_image_offline` accepts."""
 
-def _header_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the image header alone (Pillow parses headers lazily).
+OFFLINE_MAX_PIXELS = 178_000_000
+"""Largest image (pixels, width x height, from the header) :func:`decode_image_offline`
+accepts: the decompression-bomb limit of offline decoding, checked before any pixel is
+decoded. Just below Pillow's own header limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS``, 179 MP
+by default), which the header check also applies: 48 and 108 MP phone photos pass, a
+200 MP one (16320 x 12240) is refused."""
+
+OFFLINE_MAX_SIDE = 4096
+"""Default longest side (px) of what :func:`decode_image_offline` returns: larger
+images are shrunk to it (a palm then still spans well over ``ROI_SIZE`` px)."""
+
+DATA_DEPTHS = (10, 12, 14, 16)
+"""Bit depths a 16-bit image's data may use (see :func:`data_bits`)."""
+
+_DECODE_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: JPEG with extra frames (phone cameras)
+_REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+            (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
+
+
+def _header(data: bytes) -> tuple[int, int, str]:
+    """Width, height and format name from the image header alone (Pillow parses headers
+    lazily).
 
     ``PIL.Image.open`` identifies the format and reads the header without decoding
     pixels; formats Pillow cannot size (e.g. OpenEXR, Radiance HDR) are refused, since
@@ -43,42 +81,80 @@ def _header_size(data: bytes) -> tuple[int, int]:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
+                return int(width), int(height), str(image.format)
         except Image.DecompressionBombError as error:
             raise InvalidImageError(f"image has too many pixels ({error})") from error
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
             raise InvalidImageError(
                 "data is not a decodable image (PNG, JPEG, BMP, TIFF, WebP, ...): "
                 "no readable image header"
             ) from error
-    return int(width), int(height)
 
 
-def _check_size(width: int, height: int) -> None:
+def _check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
     if width < MIN_SIDE or height < MIN_SIDE:
         raise InvalidImageError(
             f"image is {width}x{height} px; each side must be at least {MIN_SIDE} px"
         )
-    if width * height > MAX_PIXELS:
+    if width * height > max_pixels:
         raise InvalidImageError(
-            f"image is {width}x{height} px ({width * height} pixels); the limit is {MAX_PIXELS}"
+            f"image is {width}x{height} px ({width * height} pixels); the limit is {max_pixels}"
         )
 
 
+def _check_bytes(data: bytes, max_bytes: int) -> None:
+    if not data:
+        raise InvalidImageError("image data is empty")
+    if len(data) > max_bytes:
+        raise InvalidImageError(
+            f"image data is {len(data)} bytes; the limit is {max_bytes} bytes"
+        )
+
+
+def data_bits(image: NDArray[np.uint16]) -> int:
+    """The bit depth a 16-bit image's data uses: the smallest of ``DATA_DEPTHS``
+    (10, 12, 14, 16) that holds its largest value (an all-zero image: 10)."""
+    top = int(image.max()) if image.size else 0
+    return next((bits for bits in DATA_DEPTHS if top < 1 << bits), DATA_DEPTHS[-1])
+
+
+def _decode(data: bytes, flags: int) -> NDArray[Any]:
+    """``cv2.imdecode`` to one grey plane at its stored depth. Raises InvalidImageError."""
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    if decoded is None or decoded.ndim != 2 or decoded.size == 0:
+        raise InvalidImageError("data is not a decodable image (PNG, JPEG, BMP, TIFF, ...)")
+    return decoded
+
+
+def _eight_bits(decoded: NDArray[Any], data: bytes, bits: int | None) -> NDArray[np.uint8]:
+    """``decoded`` as ``uint8``: 8-bit unchanged, 16-bit shifted right by ``bits - 8``
+    (``bits`` from :func:`data_bits` of the full image when given, else of ``decoded``);
+    other depths (32-bit float TIFF, ...) as ``cv2.IMREAD_GRAYSCALE`` converts them."""
+    if decoded.dtype == np.uint8:
+        return np.ascontiguousarray(decoded, dtype=np.uint8)
+    if decoded.dtype == np.uint16:
+        deep = decoded.astype(np.uint16, copy=False)
+        shift = (data_bits(deep) if bits is None else bits) - 8
+        return np.ascontiguousarray(deep >> shift, dtype=np.uint8)
+    return np.ascontiguousarray(_decode(data, cv2.IMREAD_GRAYSCALE), dtype=np.uint8)
+
+
 def decode_image(data: bytes) -> NDArray[np.uint8]:
-    """Decode encoded image bytes (PNG, JPEG, BMP, TIFF, ... via OpenCV) to a grey image.
+    """Decode uploaded image bytes (PNG, JPEG, BMP, TIFF, ... via OpenCV) to a grey image.
 
     The width and height are read from the header (Pillow, no pixel decoding) and
     checked before OpenCV decodes anything, so decompression bombs (e.g. a 20000 x 20000
     deflate TIFF of a few kB) are refused without allocating their pixels; formats
     whose header Pillow cannot read are refused. Colour images are converted to grey
-    (ITU-R BT.601 luma, as ``cv2.IMREAD_GRAYSCALE``); OpenCV scales 16-bit images to
-    8 bits.
+    (ITU-R BT.601 luma, as ``cv2.IMREAD_GRAYSCALE``); 8-bit images decode exactly as
+    ``cv2.IMREAD_GRAYSCALE`` decodes them; 16-bit images are reduced to 8 bits by the
+    bit depth their data uses (see the module docstring and :func:`data_bits`).
 
     Args:
         data: the encoded file content.
 
     Returns:
-        ``(H, W)`` ``uint8`` array, C-contiguous.
+        ``(H, W)`` ``uint8`` array, C-contiguous, the image's full size.
 
     Raises:
         InvalidImageError: the bytes are empty, larger than ``MAX_ENCODED_BYTES``, not a
@@ -86,20 +162,72 @@ def decode_image(data: bytes) -> NDArray[np.uint8]:
             the image is smaller than ``MIN_SIDE`` px on a side or larger than
             ``MAX_PIXELS`` pixels.
     """
-    if not data:
-        raise InvalidImageError("image data is empty")
-    if len(data) > MAX_ENCODED_BYTES:
-        raise InvalidImageError(
-            f"image data is {len(data)} bytes; the limit is {MAX_ENCODED_BYTES} bytes"
-        )
-    _check_size(*_header_size(data))  # refuse decompression bombs before decoding
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
-    if decoded is None or decoded.ndim != 2 or decoded.size == 0:
-        raise InvalidImageError("data is not a decodable image (PNG, JPEG, BMP, TIFF, ...)")
-    height, width = decoded.shape
-    _check_size(width, height)
-    return np.ascontiguousarray(decoded, dtype=np.uint8)
+    _check_bytes(data, MAX_ENCODED_BYTES)
+    width, height, _ = _header(data)
+    _check_size(width, height)  # refuse decompression bombs before decoding
+    gray = _eight_bits(_decode(data, _DECODE_FLAGS), data, None)
+    _check_size(gray.shape[1], gray.shape[0])
+    return gray
+
+
+def decode_image_offline(data: bytes, *, max_side: int = OFFLINE_MAX_SIDE) -> NDArray[np.uint8]:
+    """Decode one's own image file (offline evaluation, benchmarks) to a grey image of at
+    most ``max_side`` px on its longest side; not for uploads (:func:`decode_image`).
+
+    Same decoding as :func:`decode_image` (grey BT.601 luma, 8-bit exact, 16-bit by the
+    data's bit depth), so an image whose longest side is at most ``max_side`` decodes to
+    exactly what :func:`decode_image` gives, but with the offline limits
+    ``OFFLINE_MAX_ENCODED_BYTES`` and ``OFFLINE_MAX_PIXELS`` (178 MP) instead of
+    the upload limits. A larger image is shrunk, aspect kept, so that its longest side
+    is ``max_side`` (``cv2.INTER_AREA``); a JPEG is first decoded by libjpeg at 1/2,
+    1/4 or 1/8 scale (``cv2.IMREAD_REDUCED_GRAYSCALE_*``, the largest reduction that
+    keeps the longest side at least ``max_side``), so a 100 MP JPEG never exists at
+    full size in memory.
+
+    Decompression bombs: the pixel count is read from the header and checked against
+    ``OFFLINE_MAX_PIXELS`` before anything is decoded, and formats whose header cannot
+    be read are refused. Memory: a JPEG needs about 1/4 to 1/64 of its pixel count in
+    bytes; other formats are decoded at full size first (grey, 1 byte per pixel,
+    2 for 16-bit: at most about 360 MB at ``OFFLINE_MAX_PIXELS``) plus decoder buffers.
+
+    Args:
+        data: the encoded file content.
+        max_side: longest side (px) of the result, at least ``MIN_SIDE``.
+
+    Returns:
+        ``(H, W)`` ``uint8`` array, C-contiguous, ``max(H, W) <= max_side``.
+
+    Raises:
+        ValueError: ``max_side`` is below ``MIN_SIDE``.
+        InvalidImageError: the bytes are empty, larger than ``OFFLINE_MAX_ENCODED_BYTES``,
+            not a decodable image, larger than ``OFFLINE_MAX_PIXELS`` pixels, or smaller
+            than ``MIN_SIDE`` px on a side (before or after shrinking).
+    """
+    if max_side < MIN_SIDE:
+        raise ValueError(f"max_side must be at least {MIN_SIDE} px, got {max_side}")
+    _check_bytes(data, OFFLINE_MAX_ENCODED_BYTES)
+    width, height, kind = _header(data)
+    _check_size(width, height, OFFLINE_MAX_PIXELS)  # before decoding: bomb limit
+    longest = max(width, height)
+    flags = _DECODE_FLAGS
+    if kind in _JPEG_FORMATS and longest > max_side:
+        flags = next((f | cv2.IMREAD_ANYDEPTH for k, f in _REDUCED
+                      if -(-longest // k) >= max_side), _DECODE_FLAGS)
+    decoded = _decode(data, flags)
+    bits = None
+    if decoded.dtype == np.uint16:
+        bits = data_bits(decoded.astype(np.uint16, copy=False))  # of the unshrunk image
+    elif decoded.dtype != np.uint8:  # other depths: converted first, as decode_image does
+        decoded = _eight_bits(decoded, data, None)
+    rows, cols = decoded.shape
+    if max(rows, cols) > max_side:
+        scale = max_side / max(rows, cols)
+        size = (max(1, min(max_side, round(cols * scale))),
+                max(1, min(max_side, round(rows * scale))))
+        decoded = cv2.resize(decoded, size, interpolation=cv2.INTER_AREA)
+    gray = _eight_bits(decoded, data, bits)
+    _check_size(gray.shape[1], gray.shape[0], OFFLINE_MAX_PIXELS)
+    return gray
 
 
 def encode_png(gray: NDArray[np.uint8]) -> bytes:

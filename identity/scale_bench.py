@@ -247,8 +247,12 @@ def run(data: BenchData, gallery: int, *, seed: int = 2026,
 
     ``coarse_from``: gallery size (templates) from which the first stage scans pooled
     codes, as the service's ``index_coarse_from`` setting.
-    Raises ValueError if ``gallery`` is smaller than the real palm count.
+    Raises ValueError if ``data`` has no gallery template, probe or filler source, or
+    ``gallery`` is smaller than the real palm count.
     """
+    if not (data.gallery and data.probes and data.sources):
+        raise ValueError(f"nothing to benchmark: {len(data.gallery)} gallery templates, "
+                         f"{len(data.probes)} probes, {len(data.sources)} filler sources")
     if gallery < len(data.gallery):
         raise ValueError(f"gallery {gallery} < {len(data.gallery)} real palms")
     faiss.omp_set_num_threads(1)
@@ -477,7 +481,9 @@ def load_data(folder: Any, *, real_palms: int = 150, probes_per_palm: int = 2,
     The first ``real_palms`` identities (sorted) give the gallery (their first
     session-1 capture) and probes (their first ``probes_per_palm`` session-2
     captures); the next ``source_palms`` identities, every capture, feed the fillers.
-    Raises ManifestError on a bad folder and ValueError when too few palms are usable.
+    Raises ManifestError on a bad folder, and ValueError when too few palms are listed
+    or when no real palm has a usable session-1 image, no real palm a usable session-2
+    image, or no filler palm a usable image (the reason names the first failures).
     """
     from identity.evaluate_run import acquire, read_manifest
 
@@ -491,7 +497,8 @@ def load_data(folder: Any, *, real_palms: int = 150, probes_per_palm: int = 2,
     by_palm: dict[tuple[str, str], list[Any]] = {}
     for c in sorted(caps, key=lambda d: d.capture):
         by_palm.setdefault((c.identity, c.session), []).append(c)
-    wanted += [c for p in real for c in by_palm.get((p, sessions[0]), [])[:1]]
+    enrol = [c for p in real for c in by_palm.get((p, sessions[0]), [])[:1]]
+    wanted += enrol
     wanted += [c for p in real for c in by_palm.get((p, sessions[1]), [])[:probes_per_palm]]
     acq = acquire(wanted)
     gallery: dict[str, Template] = {}
@@ -506,5 +513,29 @@ def load_data(folder: Any, *, real_palms: int = 150, probes_per_palm: int = 2,
             probes.append((c.identity, t))
     order = [p for p in real if p in gallery]
     pos = {p: i for i, p in enumerate(order)}
-    return BenchData([gallery[p] for p in order],
+    data = BenchData([gallery[p] for p in order],
                      [(pos[p], t) for p, t in probes if p in pos], sources)
+    failed = [*acq.failures, *getattr(acq, "unreadable", [])]  # FTA, then unreadable files
+    _check_usable(data, real, sessions, {str(c.path) for c in enrol}, failed)
+    return data
+
+
+def _check_usable(data: BenchData, real: list[str], sessions: list[str],
+                  enrol_paths: set[str], failures: list[tuple[str, str]]) -> None:
+    """Raise ValueError when ``data`` cannot be benchmarked: no gallery template (no real
+    palm has a usable first-session image), no probe, or no filler source template. The
+    reason gives up to three (path, failure) of the images that failed."""
+
+    def shown(paths: set[str] | None) -> str:
+        found = [f"{path}: {why}" for path, why in failures if paths is None or path in paths]
+        return f" (e.g. {'; '.join(found[:3])})" if found else ""
+
+    if not data.gallery:
+        raise ValueError(f"none of the {len(real)} real palms has a usable session-"
+                         f"{sessions[0]} image for the gallery{shown(enrol_paths)}")
+    if not data.probes:
+        raise ValueError(f"no real palm with a gallery template has a usable session-"
+                         f"{sessions[1]} probe image{shown(None)}")
+    if not data.sources:
+        raise ValueError(f"no usable image of the filler palms (identities after the first "
+                         f"{len(real)}){shown(None)}")

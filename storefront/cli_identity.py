@@ -5,14 +5,15 @@ purge stored templates of a retired format version."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,13 +36,22 @@ def evaluate(
                                                  "(path,identity,session,capture,source).")],
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")]
     = None,
-    det: Annotated[Path | None, typer.Option(help="Write the DET curve PNG here.")] = None,
+    det: Annotated[Path | None, typer.Option(
+        help="Write the DET curve here (format from the extension: png, pdf, svg, ...).")]
+    = None,
     limit_identities: Annotated[int | None, typer.Option(
         min=1, help="Use only the first N identities (sorted).")] = None,
 ) -> None:
-    """Run decode -> ROI -> template over every image and report EER, FNMR@FMR, rank-1."""
+    """Run decode -> ROI -> template over every image and report EER, FNMR@FMR, rank-1.
+
+    Exit code 2 on a bad folder, manifest or output path (checked before the run: missing
+    parent folders of --json / --det are created, a --det extension matplotlib cannot
+    write is refused), when no listed image can be read, or when writing an output fails
+    (the summary is printed first).
+    """
     from identity.evaluate_run import evaluate_folder, write_det_plot
 
+    _prepare_outputs(json_path, det)
     try:
         with _progress() as bar:
             tasks: dict[str, Any] = {}
@@ -52,19 +62,67 @@ def evaluate(
                 bar.update(tasks[stage], completed=done)
 
             result = evaluate_folder(folder, limit_identities=limit_identities, progress=step)
-        if json_path is not None:
-            json_path.write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
-        if det is not None and result.genuine.size and result.impostor.size:
-            write_det_plot(result.genuine, result.impostor, det, title=folder.name)
     except IdentityError as exc:
-        console.print(f"[red]error:[/red] {exc.reason}")
-        raise typer.Exit(2) from exc
-    except OSError as exc:
-        console.print(f"[red]error:[/red] cannot write output: {exc}")
+        console.print(f"[red]error:[/red] {escape(exc.reason)}")
         raise typer.Exit(2) from exc
     _summary(result.report)
-    if det is not None and not (result.genuine.size and result.impostor.size):
-        console.print("[yellow]no DET curve: genuine or impostor comparisons are missing[/yellow]")
+    failed = False
+    if json_path is not None:
+        failed |= not _write_output(
+            json_path, "report",
+            lambda: json_path.write_text(json.dumps(result.report, indent=2) + "\n",
+                                         encoding="utf-8"))
+    if det is not None and result.genuine.size and result.impostor.size:
+        failed |= not _write_output(
+            det, "DET curve",
+            lambda: write_det_plot(result.genuine, result.impostor, det, title=folder.name))
+    elif det is not None:
+        console.print("[yellow]no DET curve: genuine or impostor comparisons are missing"
+                      "[/yellow]")
+    if failed:
+        raise typer.Exit(2)
+
+
+def _prepare_outputs(json_path: Path | None, det: Path | None) -> None:
+    """Before the run: refuse a --det extension matplotlib cannot write and an output
+    path that is a folder, and create the missing parent folders of both outputs. Prints
+    the reason and raises typer.Exit(2)."""
+    from identity.evaluate_run import det_format_problem
+
+    problem = det_format_problem(det) if det is not None else None
+    if det is not None and problem is not None:
+        _refuse(f"--det {det}: {problem}")
+    for option, path in (("--json", json_path), ("--det", det)):
+        if path is None:
+            continue
+        if path.is_dir():
+            _refuse(f"{option} {path} is a folder, not a file")
+        parent = path.parent
+        if parent.exists() and not parent.is_dir():
+            _refuse(f"{option} {path}: {parent} is not a folder")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _refuse(f"{option} {path}: cannot create its folder: {exc.strerror or exc}")
+
+
+def _refuse(reason: str) -> NoReturn:
+    """Print ``reason`` (escaped) as an error and exit with code 2."""
+    console.print(f"[red]error:[/red] {escape(reason)}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _write_output(path: Path, what: str, write: Callable[[], object]) -> bool:
+    """Run ``write``; on OSError / ValueError print why ``what`` could not be written to
+    ``path`` and return False."""
+    try:
+        write()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        console.print(f"[red]error:[/red] cannot write the {what} to {escape(str(path))}: "
+                      f"{escape(reason)}", soft_wrap=True)
+        return False
+    return True
 
 
 def _progress() -> Progress:
@@ -77,7 +135,11 @@ def _pct(value: float | None) -> str:
 
 
 def _summary(report: dict[str, Any]) -> None:
-    table = Table(title=f"palm evaluation ({report['protocol']})")
+    """The measures table (rates in percent), then warnings about captures left out
+    (later sessions, duplicate rows, unreadable files) and the failures to acquire, each
+    list cut at 10 lines with the number left. Data-derived text is printed escaped (a
+    path may hold rich markup such as ``[red]``)."""
+    table = Table(title=f"palm evaluation ({escape(report['protocol'])})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("EER", _pct(report["eer"]))
@@ -93,8 +155,34 @@ def _summary(report: dict[str, Any]) -> None:
                   f"{'n/a' if ms is None else f'{ms:.2f} ms'} / "
                   f"{'n/a' if us is None else f'{us:.1f} us'}")
     console.print(table)
-    for failure in report["failures"][:10]:
-        console.print(f"FTA {failure['path']}: {failure['reason']}")
+    if report.get("captures_unused"):
+        _warn(f"{report['captures_unused']} capture(s) not used: "
+              f"{report['captures_unused_reason']}")
+    if report.get("duplicate_rows"):
+        _warn(f"{report['duplicate_rows']} duplicate manifest row(s) dropped (the same "
+              f"file listed again; its first row is kept)")
+        _lines([f"line {d['line']} repeats line {d['first_line']}: {d['path']}"
+                for d in report["duplicate_first"]], report["duplicate_rows"])
+    if report.get("unreadable"):
+        _warn(f"{report['unreadable']} listed file(s) could not be read (data errors, not "
+              f"counted in images, FTA or FTE)")
+        _lines([f"{u['path']}: {u['reason']}" for u in report["unreadable_first"]],
+               report["unreadable"])
+    _lines([f"FTA {f['path']}: {f['reason']}" for f in report["failures"][:10]],
+           len(report["failures"]))
+
+
+def _warn(text: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {escape(text)}", soft_wrap=True)
+
+
+def _lines(lines: list[str], total: int, shown: int = 10) -> None:
+    """Print the first ``shown`` of ``lines`` (plain text, escaped) and "... and N more"
+    when ``total`` exceeds them."""
+    for line in lines[:shown]:
+        console.print(escape(line), soft_wrap=True)
+    if total > min(len(lines), shown):
+        console.print(f"... and {total - min(len(lines), shown)} more", soft_wrap=True)
 
 
 @identity_app.command()
@@ -114,17 +202,23 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the filler templates.")] = 2026,
 ) -> None:
     """1:N search at scale: real palms (from --palms) + filler templates up to --gallery;
-    identify time, shortlist recall, bytes per palm, restart times."""
+    identify time, shortlist recall, bytes per palm, restart times.
+
+    The report is printed to stdout as one JSON document (plain text, never wrapped, so
+    it can be piped) and written to --json when given. Exit code 2 with the reason on
+    a bad folder or too few usable images (e.g. no real palm with a usable first-session
+    image)."""
     from identity.scale_bench import load_data, run
 
     try:
         data = load_data(palms, real_palms=real_palms)
         report = run(data, gallery, seed=seed)
     except (IdentityError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(getattr(exc, 'reason', exc)))}",
+                      soft_wrap=True)
         raise typer.Exit(2) from exc
     text = json.dumps(report, indent=2)
-    console.print(text)
+    typer.echo(text)  # plain stdout: rich would wrap long strings and break the JSON
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(text + "\n", encoding="utf-8")
@@ -144,11 +238,21 @@ def rotate_transform() -> None:
     Running API workers need no restart: each watches the key file and re-derives its
     index under the new key (from the new snapshot) at its next identification or
     enrolment, which waits for that rebuild. Interrupted runs are safe to repeat.
+
+    Nothing is created on a wrong setting: exit code 2, and nothing written, when the
+    database (a SQLite file that does not exist, a database without palm templates),
+    the KEK file (STOREFRONT_KEY_FILE) or the revocable key file is missing. A failed
+    rebuild (e.g. a KEK that decrypts nothing) exits 2 and leaves the key file as it was.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storefront.errors import StorefrontError
+
     try:
         report = _rotate_transform()
-    except (IdentityError, OSError) as exc:
-        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
+    except (IdentityError, StorefrontError, SQLAlchemyError, OSError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(getattr(exc, 'reason', exc)))}",
+                      soft_wrap=True)
         raise typer.Exit(2) from exc
     console.print(f"revocable key {report['old']} revoked; current key {report['new']}; "
                   f"{report['templates']} index code(s) re-derived; snapshot "
@@ -156,16 +260,32 @@ def rotate_transform() -> None:
 
 
 def _rotate_transform() -> dict[str, Any]:
-    """The steps of :func:`rotate_transform`; returns what was done. Raises IdentityError
-    (key files, undecryptable template) or OSError (writing the key or snapshot)."""
+    """The steps of :func:`rotate_transform`; returns what was done.
+
+    The store is opened as ``identity retired`` opens it (:func:`_retired_store`): the
+    database must exist (:mod:`storefront.db.existing`; it is migrated) and the KEK and
+    revocable key files are read, never created. The new key's ``<key file>.next`` is
+    removed again when the rotation fails before it is promoted.
+
+    Raises NotFound (no database, or no palm-template table), KeyFileError (a key file
+    missing or invalid), another IdentityError (undecryptable template), SQLAlchemyError,
+    or OSError (writing the key or snapshot).
+    """
     from sqlalchemy.orm import sessionmaker
 
-    from identity.revocable import KeyFileTransform, prepare_next_key, promote_next_key
+    from identity.errors import KeyFileError
+    from identity.revocable import (
+        RevocableTransform,
+        load_key,
+        next_key_file,
+        prepare_next_key,
+        promote_next_key,
+    )
     from identity.service import IdentityService
     from identity.settings import IdentitySettings
     from storefront.bootstrap import palm_index_snapshot_path, revocable_key_path
-    from storefront.db.engine import make_engine
-    from storefront.db.migrate import upgrade
+    from storefront.db.existing import existing_database, require_database_file
+    from storefront.db.models import PalmTemplate
     from storefront.settings import Settings
     from storefront.subject_keys import (
         KekFiles,
@@ -178,26 +298,33 @@ def _rotate_transform() -> dict[str, Any]:
     settings = Settings()
     development = settings.environment == "development"
     path = revocable_key_path(settings)
-    engine = make_engine(settings.resolved_database_url())
-    try:
-        upgrade(engine)
+    url = settings.resolved_database_url()
+    require_database_file(url)  # before the key files: the database is the first thing asked
+    files = KekFiles(settings.resolved_key_file())
+    for key_file, variable in ((files.current, "STOREFRONT_KEY_FILE"),
+                               (path, "STOREFRONT_REVOCABLE_KEY_FILE")):
+        if not key_file.is_file():
+            raise KeyFileError(f"key file {key_file} does not exist (check {variable}); "
+                               f"nothing was created")
+    with existing_database(url, PalmTemplate.__tablename__, "palm templates") as engine:
         db = sessionmaker(engine, expire_on_commit=False)
-        old = KeyFileTransform(path, development=development).current()
-        provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
-                                        development=development)
+        old = RevocableTransform(load_key(path, development=development, create=False))
+        provider = ReloadingKeyProvider(files, development=development)
         new = prepare_next_key(path)
-        service = IdentityService(repository=SqlTemplateRepository(db),
-                                  cipher=StoreKeyring(provider, SqlSubjectKeyStore(db)),
-                                  settings=IdentitySettings(),
-                                  snapshot_path=palm_index_snapshot_path(settings),
-                                  transform=new)
-        with _progress() as bar:
-            task = bar.add_task("re-deriving palm-index codes", total=_template_count(db))
-            count = service.rebuild(progress=lambda done: bar.update(task, completed=done))
-        size = palm_index_snapshot_path(settings).stat().st_size
-        promote_next_key(path)
-    finally:
-        engine.dispose()
+        try:
+            service = IdentityService(repository=SqlTemplateRepository(db),
+                                      cipher=StoreKeyring(provider, SqlSubjectKeyStore(db)),
+                                      settings=IdentitySettings(),
+                                      snapshot_path=palm_index_snapshot_path(settings),
+                                      transform=new)
+            with _progress() as bar:
+                task = bar.add_task("re-deriving palm-index codes", total=_template_count(db))
+                count = service.rebuild(progress=lambda done: bar.update(task, completed=done))
+            size = palm_index_snapshot_path(settings).stat().st_size
+            promote_next_key(path)
+        except BaseException:
+            next_key_file(path).unlink(missing_ok=True)  # never promoted: made no stored code
+            raise
     return {"old": old.key_id, "new": new.key_id, "templates": count, "snapshot_bytes": size}
 
 

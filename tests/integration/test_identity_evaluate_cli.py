@@ -60,6 +60,8 @@ def test_two_session_synthetic_folder(tmp_path: Path) -> None:
 
 
 def test_single_session_all_pairs_and_unreadable_images_are_fta(tmp_path: Path) -> None:
+    """A file that does not decode is an FTA; a missing file is a data error, reported
+    apart and left out of the FTA's count (it was an FTA before)."""
     folder = _folder(tmp_path / "set", palms=3, per_session=3, sessions=1)
     (folder / "p0" / "s1_0.png").write_bytes(b"not an image")
     (folder / "p1" / "s1_1.png").unlink()
@@ -68,8 +70,9 @@ def test_single_session_all_pairs_and_unreadable_images_are_fta(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["protocol"] == "all pairs"
-    assert report["fta"] == pytest.approx(2 / 9)
-    assert len(report["failures"]) == 2
+    assert report["fta"] == pytest.approx(1 / 8)
+    assert len(report["failures"]) == 1
+    assert report["unreadable"] == 1 and report["images"] == 8
     assert report["genuine_comparisons"] == 1 + 1 + 3  # pairs within p0, p1, p2
     assert report["impostor_comparisons"] == 7 * 6 // 2 - 5
     assert report["fte"] == 0.0
