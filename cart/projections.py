@@ -190,7 +190,7 @@ class _Fold:
             self.flag(known or FlagReason.DEVICE_FLAGGED, op, detail)
             return
         if op.confidence < self.min_confidence:
-            self.flag(FlagReason.LOW_CONFIDENCE, op)
+            self.flag(FlagReason.LOW_CONFIDENCE, op, _left_out(op, self.min_confidence))
             return
         assert op.code is not None
         if op.kind in ("pick", "put_back"):
@@ -228,6 +228,21 @@ class _Fold:
         if price is not None:
             price = max(0, price - (label or 0)) if grams else 0
         self.weighed[code] = WeighedLine(grams, price)
+
+
+_VERBS = {"pick": "picked", "put_back": "put back", "weigh_add": "weighed",
+          "weigh_remove": "weighed off"}
+
+
+def _left_out(op: CartOp, threshold: float) -> str:
+    """The reviewer's sentence for an event left out for its low confidence: what the
+    device reported and that the cart does not count it until staff decide."""
+    amount = f"{op.amount} g of" if op.kind in ("weigh_add", "weigh_remove") else f"{op.amount} x"
+    effect = ("not taken off the cart" if op.kind in ("put_back", "weigh_remove")
+              else "left out of the cart")
+    return (f"{_VERBS.get(op.kind, op.kind)} {amount} {op.code} at confidence "
+            f"{op.confidence:g} (below the {threshold:g} threshold): {effect} until staff "
+            f"decide")
 
 
 def device_sessions(stored: Iterable[tuple[str, Event]]) -> Mapping[str, str]:

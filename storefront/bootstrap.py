@@ -127,7 +127,8 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                                currency=settings.currency,
                                tax=tax_policy_from_settings(settings), clock=clock,
                                payment=payment,
-                               exit_lease=timedelta(seconds=settings.exit_lease_s))
+                               exit_lease=timedelta(seconds=settings.exit_lease_s),
+                               max_charge_minor=settings.max_exit_charge_minor)
     gates.on_missed_exit(lambda session_id, reason: checkout.exit(session_id,
                                                                   missed_exit=reason))
     staff = _staff_services(db, carts, catalogue, read_model, shoppers, processor, settings,

@@ -2,9 +2,10 @@
 
 The payment captures against the hold placed at entry (raised in place or
 re-authorized when the total exceeds it, released when the cart is empty).
-Anything uncertain (flagged events, age-restricted goods, decline, processor
-failure, an abandoned session) sends the session to the staffed-checkout queue
-with the reason instead of charging, and releases the hold. One process at a
+Anything uncertain (flagged events, age-restricted goods, a total above the
+automatic charge limit, decline, processor failure, an abandoned session) sends
+the session to the staffed-checkout queue with the reason instead of charging, and
+releases the hold. One process at a
 time runs a session's exit: it holds a lease on the session row
 (``SessionReadModel.claim``); concurrent callers
 wait for its result, and a retry after a crash resumes from the stored state
@@ -37,6 +38,7 @@ from storefront.clock import Clock
 from storefront.db.models import Receipt
 from storefront.errors import Conflict, InvalidInput, StorefrontError
 from storefront.exit_payment import ExitPayment
+from storefront.money import format_minor
 from storefront.payments import PaymentProcessor
 from storefront.pricing import TaxPolicy, price_cart
 from storefront.receipts import priced_receipt_lines
@@ -68,8 +70,10 @@ class CheckoutService:
                  catalogue: Catalogue, processor: PaymentProcessor, shoppers: ShopperService,
                  read_model: SessionReadModel, currency: str, tax: TaxPolicy,
                  clock: Clock, payment: ExitPayment | None = None,
-                 exit_lease: timedelta = EXIT_LEASE) -> None:
+                 exit_lease: timedelta = EXIT_LEASE,
+                 max_charge_minor: int | None = None) -> None:
         self._db = sessions
+        self._max_charge = max_charge_minor
         self._lease = exit_lease
         self._tax = tax
         self._carts = carts
@@ -171,6 +175,12 @@ class CheckoutService:
         if restricted:
             return self._to_staffed(session_id, lines, total,
                                     f"age check needed for {', '.join(restricted)}")
+        if self._max_charge is not None and total > self._max_charge:
+            return self._to_staffed(
+                session_id, lines, total,
+                f"total {format_minor(total, self._currency)} is above the automatic charge "
+                f"limit of {format_minor(self._max_charge, self._currency)}: needs a staff "
+                f"check")
         return self._charge(view, lines, total)
 
     def _age_restricted(self, lines: tuple[dict[str, Any], ...],
@@ -188,10 +198,15 @@ class CheckoutService:
         ``items`` holds the products of the cart.
 
         Raises InvalidInput for weighed goods the exit cannot price by itself
-        (a price-embedded label, a product not sold by weight, or a code also
-        counted in units): staff check those.
+        (a price-embedded label, a product not sold by weight, a code also
+        counted in units, or a product sold by weight that was counted in units,
+        not weighed: pricing reads its quantity as grams): staff check those.
         """
         quantities = dict(contents.lines)
+        for code in sorted(quantities):
+            if items[code].sold_by_weight:
+                raise InvalidInput(f"weighed item {code} was counted in units, not weighed: "
+                                   f"needs a staff check")
         for code, weighed in contents.weighed.items():
             if weighed.label_price_minor is not None or not items[code].sold_by_weight \
                     or code in quantities:

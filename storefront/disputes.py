@@ -19,9 +19,13 @@ lines. It goes back to the card captures of the sale first (through the
 processor, one refund per capture, idempotency key ``dispute:<id>:<capture>``,
 the state written before and after each call), and only the part that was
 paid in cash (cash tenders of the sale less earlier cash refunds) is paid out
-of the cash drawer open at ``till_id``. A refund larger than what the sale was
+of the cash drawer open at ``till_id``, never more than that drawer is expected to
+hold (``storefront.till.drawer_cash_minor``, read under the drawer's lock; Conflict
+otherwise, nothing stored). A refund larger than what the sale was
 paid by card and in cash and not yet refunded is refused (Conflict), never made
-up from the drawer. A
+up from the drawer. Each card refund of a checkout-free payment is added to its
+``payments.refunded_minor`` (what was refunded of that capture) in the transaction
+that records it refunded. A
 refund interrupted mid-call, or failed, resumes when the same dispute is sent
 again. Each card refund is claimed (compare-and-set under the dispute row's lock)
 before its call, so two requests of one dispute never both send it, and the
@@ -57,7 +61,7 @@ from storefront.pricing.rounding import round_half_up
 from storefront.receipts import ReceiptStore, stamp_tax, total_of
 from storefront.security.audit import Audit, NewEntry
 from storefront.security.errors import PermissionDenied
-from storefront.till import lock_open_drawer
+from storefront.till import drawer_cash_minor, lock_open_drawer
 
 # A refund call claimed longer ago than this is presumed dead (its request crashed) and is
 # sent again under the same key: the default STOREFRONT_PAYMENT_RECONCILE_AFTER_S, which
@@ -109,6 +113,8 @@ class DisputeService:
                 positive integer or more than is left on the receipt, product not on it,
                 a cash part without a till.
             Conflict: the key reused for another dispute, no drawer open at the till,
+                the cash part more than that drawer is expected to hold (nothing is
+                stored: a drawer never reads negative),
                 another dispute of the receipt landed at the same moment, another
                 request of this dispute is making its card refund (retry), the refund
                 is more than the sale was paid and not yet refunded, or the receipt's
@@ -193,6 +199,13 @@ class DisputeService:
                 drawer = lock_open_drawer(db, till_id)
                 if drawer is None:
                     raise Conflict(f"no cash drawer is open at till {till_id}")
+                held = drawer_cash_minor(db, drawer)  # under the drawer's lock
+                if cash > held:
+                    raise Conflict(
+                        f"the cash part of the refund, {format_minor(cash, latest.currency)}, "
+                        f"is more than the cash drawer at till {till_id} is expected to hold "
+                        f"({format_minor(held, drawer.currency)}): nothing was refunded; pay "
+                        f"it out at a till whose drawer holds enough cash")
                 drawer_id = drawer.id
             dispute_id, amended_id = f"dsp_{uuid.uuid4().hex}", f"rca_{uuid.uuid4().hex}"
             row = Dispute(id=dispute_id, dispute_key=key, receipt_id=original_id,
@@ -292,7 +305,9 @@ class DisputeService:
     def _end_claim(self, dispute_id: str, index: int, token: str, refund_id: str | None,
                    failure: str | None) -> None:
         """Record the answer of this request's call on part ``index`` (``refund_id``, or
-        ``failure``: back to pending), unless its claim was taken over meanwhile."""
+        ``failure``: back to pending), unless its claim was taken over meanwhile. A part
+        recorded refunded adds its amount (minor units) to ``payments.refunded_minor`` of
+        the payment whose capture it refunded, in the same transaction: once per part."""
         now = self._clock()
         with self._db.begin() as db:
             stored = self._locked(db, dispute_id)
@@ -304,6 +319,9 @@ class DisputeService:
                 part.update(state="pending", claim=None, claimed_at=None)
             else:
                 part.update(state="refunded", refund_id=refund_id, claim=None, claimed_at=None)
+                db.execute(sa.update(Payment).where(Payment.capture_ref == part["capture_id"])
+                           .values(refunded_minor=Payment.refunded_minor
+                                   + int(part["amount_minor"])))
             self._write(db, stored, parts, "refunding", failure, now)
 
     def _mark_refunded(self, dispute_id: str, actor: str) -> Dispute:
@@ -370,27 +388,51 @@ def _amend(lines: tuple[PricedLine, ...], code: str, quantity: int) -> tuple[Pri
 
 
 def _refundable(db: Session, session_id: str, original_id: str) -> list[tuple[str, int]]:
-    """(capture id, amount still refundable) of the sale's card captures, oldest first."""
+    """(capture id, amount still refundable) of the sale's card captures, oldest first.
+
+    A checkout-free payment's capture less what was refunded of it: the larger of its
+    ``refunded_minor`` (every refund recorded on it, disputes' card refunds included) and
+    the refunded parts of the receipt's disputes (refunds made before the column was
+    kept), less the parts still to be sent. A staffed card tender's capture less every
+    part of the receipt's disputes on it. Minor units.
+
+    Read consistently: ``_end_claim`` moves a part to ``refunded`` and adds it to its
+    payment's ``refunded_minor`` in one commit, under the dispute row's lock. The
+    receipt's disputes are locked here first (a no-op write: the rows on PostgreSQL,
+    the database's write lock on SQLite), so no such commit lands between the reads
+    below, and both reads run after the lock (each statement sees every commit made
+    before it). Otherwise a commit between the two reads counts its part twice (read
+    pending in the disputes, then in ``refunded_minor``) or, read the other way round,
+    not at all when ``refunded_minor`` also holds refunds made outside disputes.
+    ``populate_existing``: rows loaded earlier in ``db`` are read again, never stale."""
+    db.execute(sa.update(Dispute).where(Dispute.receipt_id == original_id)
+               .values(state=Dispute.state))
+    fresh = {"populate_existing": True}
+    payments = list(db.scalars(sa.select(Payment).where(Payment.session_id == session_id,
+                                                        Payment.state == "captured")
+                               .order_by(Payment.created_at).execution_options(**fresh)))
+    done: dict[str, int] = {}
+    owed: dict[str, int] = {}
+    for dispute in db.scalars(sa.select(Dispute).where(Dispute.receipt_id == original_id)
+                              .execution_options(**fresh)):
+        for part in dispute.refund_parts:
+            into = done if part["state"] == "refunded" else owed
+            into[part["capture_id"]] = into.get(part["capture_id"], 0) + part["amount_minor"]
     captures: list[tuple[str, int]] = []
-    for pay in db.scalars(sa.select(Payment).where(Payment.session_id == session_id,
-                                                   Payment.state == "captured")
-                          .order_by(Payment.created_at)):
+    for pay in payments:
         ref = getattr(pay, "capture_ref", None)
         if not ref:
             raise Conflict(f"the capture of payment {pay.id} is not recorded: "
                            f"it cannot be refunded to the card")
-        amount = (getattr(pay, "captured_minor", None) or pay.amount_minor) \
-            - int(getattr(pay, "refunded_minor", 0) or 0)
-        captures.append((ref, amount))
+        refunded = max(int(getattr(pay, "refunded_minor", 0) or 0), done.get(ref, 0))
+        captures.append((ref, (getattr(pay, "captured_minor", None) or pay.amount_minor)
+                         - refunded - owed.get(ref, 0)))
     for tender in db.scalars(sa.select(Tender).where(Tender.session_id == session_id,
                                                      Tender.state == "captured")
                              .order_by(Tender.created_at, Tender.id)):
-        captures.append((tender.capture_id or "", tender.amount_minor))
-    used: dict[str, int] = {}
-    for dispute in db.scalars(sa.select(Dispute).where(Dispute.receipt_id == original_id)):
-        for part in dispute.refund_parts:
-            used[part["capture_id"]] = used.get(part["capture_id"], 0) + part["amount_minor"]
-    return [(ref, amount - used.get(ref, 0)) for ref, amount in captures]
+        ref = tender.capture_id or ""
+        captures.append((ref, tender.amount_minor - done.get(ref, 0) - owed.get(ref, 0)))
+    return captures
 
 
 def _cash_refundable(db: Session, session_id: str, original_id: str) -> int:

@@ -11,6 +11,14 @@ the role's limit and every decision is a stored flag resolution:
 * ``correct``: staff counted the goods: the line is set to the corrected quantity;
 * ``reject``: the event is wrong: what it did to its line is undone (a correction).
 
+An accept or reject works the line's new quantity out from the event log's counts, so it
+is refused (Conflict) when that would change a line from a count in another measure than
+the product's: a product sold by weight (grams, priced per kg) counted in units, or a
+product sold in units that was weighed. Its correction would price 2 apples as 2 g and
+clear the cart's issue that the line needs its weight; staff decide such a flag with
+``correct`` and the weight in grams (or the count) instead. An accept or reject that
+changes no line is made as usual, and the line's issue stays until it is corrected.
+
 A flag can only be decided once its session is at the staffed checkout (status
 ``staffed``): while the shopper is still in the store the cart keeps changing, and a
 correction (an absolute quantity) would silently override later picks. Every flagged
@@ -19,7 +27,13 @@ flags are listed (with that reason) and refused with Conflict until then.
 
 Deciding claims the session for the reviewer when nobody holds it (Conflict while
 another staff member's claim is live) and gives the claim back afterwards; a claim
-the reviewer already held is kept. Quantities are units, or grams for weighed goods.
+the reviewer already held is kept. A flag is decided once: the same decision sent again
+(a retry) answers with its stored outcome, another one is Conflict. The check that the
+flag is unresolved, the correction and the resolution are one write, guarded by the
+claim (``StaffedCheckout.resolve_flag``), so of two decisions racing on one flag exactly
+one changes the cart. The staff web
+console and the JSON API (``POST /staff/sessions/{id}/flags/resolve``) both decide
+through :meth:`ReviewQueue.decide`. Quantities are units, or grams for weighed goods.
 """
 
 from __future__ import annotations
@@ -47,7 +61,14 @@ from storefront.catalog import Catalogue
 from storefront.errors import Conflict, InvalidInput, NotFound, StorefrontError
 from storefront.sessions import SessionReadModel, SessionView
 from storefront.shoppers import ShopperService
-from storefront.staffed import MAX_QUANTITY, CorrectionView, FlagView, StaffedCart, StaffedCheckout
+from storefront.staffed import (
+    MAX_QUANTITY,
+    CorrectionView,
+    FlagCorrection,
+    FlagView,
+    StaffedCart,
+    StaffedCheckout,
+)
 
 if TYPE_CHECKING:
     from storefront.bootstrap import Container
@@ -168,11 +189,21 @@ class ReviewQueue:
         """Decide the flags of one device event (see the module docstring).
 
         ``corrected_quantity`` (units or grams) is required for ``correct``;
-        ``max_change`` is the role's correction limit (None: no limit). Raises
-        InvalidInput (unknown decision, no reason, bad quantity, a correction of a
+        ``max_change`` is the role's correction limit (None: no limit).
+
+        A decision sent again for a flag it resolved (the same decision and reason and,
+        for ``correct``, the same quantity) is a replay: nothing changes and the answer
+        is the stored outcome (the correction the decision made, if any, and the
+        session's flags now), also after the sale is closed. Anything else for a
+        resolved flag is Conflict, naming what was decided.
+
+        Raises InvalidInput (unknown decision, no reason, bad quantity, a correction of a
         flag naming no product), NotFound (no such session or flag), Conflict (the
-        session is not at the staffed checkout, the flag is already resolved, another
-        staff member holds the claim, tenders were taken), PermissionDenied (the
+        session is not at the staffed checkout, the flag is already resolved otherwise,
+        another staff member holds the claim, tenders were taken, an accept or reject
+        would set a line from a count in another measure than the product's: see the
+        module docstring; the line was corrected while the decision was worked out),
+        PermissionDenied (the
         change is over ``max_change``), UnknownProduct.
         """
         reason = _reason(reason)
@@ -181,35 +212,46 @@ class ReviewQueue:
         if decision == "correct":
             corrected_quantity = _quantity(corrected_quantity)
         view = self._read_model.get(session_id)
-        if view.status != "staffed":
-            raise Conflict(_waiting(view))
         cart = self._staffed.cart(session_id)
         flags = [f for f in cart.flags if (f.device_id, f.device_seq) == (device_id, device_seq)]
+        code = next((f.product_code for f in flags if f.product_code), None)
+        marker = f"flag {device_id}#{device_seq}"
+        if flags and all(f.resolved_by is not None for f in flags):
+            return _replay(cart, flags, code, decision, reason, corrected_quantity)
+        if view.status != "staffed":
+            raise Conflict(_waiting(view))
         if not flags:
             raise NotFound(f"no review flag for device event {device_id}#{device_seq} "
                            f"in session {session_id}")
-        done = [f for f in flags if f.resolved_by is not None]
-        if len(done) == len(flags):
-            raise Conflict(f"flag {device_id}#{device_seq} was already resolved by "
-                           f"staff {done[0].resolved_by}")
-        code = next((f.product_code for f in flags if f.product_code), None)
-        marker = f"flag {device_id}#{device_seq}"
         target = self._target(cart, code, decision, corrected_quantity, (device_id, device_seq))
+        change = None
+        if code is not None and target is not None and not _applied(cart, code, marker):
+            mine = [c for c in cart.corrections if c.product_code == code]
+            change = FlagCorrection(code, target, f"review {decision} of {marker}: {reason}"[:300],
+                                    exact=decision == "correct",
+                                    basis=mine[-1].id if mine else None)
         claimed_here = self._hold(cart, staff_id)
         try:
-            correction = None
-            if code is not None and target is not None and not _applied(cart, code, marker):
-                correction = self._staffed.correct(
-                    session_id=session_id, staff_id=staff_id, product_code=code,
-                    quantity=target, reason=f"review {decision} of {marker}: {reason}"[:300],
-                    max_change=max_change)
+            # The check that the flag is unresolved, the correction and the resolution
+            # are one guarded write: of two racing decisions exactly one changes the cart.
             flags_after = self._staffed.resolve_flag(
                 session_id=session_id, staff_id=staff_id, device_id=device_id,
-                device_seq=device_seq, note=f"{decision}: {reason}")
+                device_seq=device_seq, note=f"{decision}: {reason}", correction=change,
+                max_change=max_change)
+        except Conflict:
+            after = self._staffed.cart(session_id)
+            mine_now = [f for f in after.flags if (f.device_id, f.device_seq) == (device_id,
+                                                                                   device_seq)]
+            if mine_now and all(f.resolved_by is not None for f in mine_now):
+                # Another request decided it first: its outcome if it was this decision.
+                return _replay(after, mine_now, code, decision, reason, corrected_quantity)
+            raise
         finally:
             if claimed_here:
                 with contextlib.suppress(StorefrontError):
                     self._staffed.release(session_id=session_id, staff_id=staff_id)
+        correction = None if change is None else _made(self._staffed.cart(session_id),
+                                                       code, marker)
         return ReviewOutcome(session_id, device_id, device_seq, decision, correction,
                              tuple(flags_after))
 
@@ -229,13 +271,34 @@ class ReviewQueue:
         counted = self._quantity_of(events, code)
         current = _current(cart, code, counted)
         if decision == "accept":
-            boosted = [_full_confidence(e) if _key(e) == key else e for e in events]
-            target = current + self._quantity_of(boosted, code) - counted
+            other = [_full_confidence(e) if _key(e) == key else e for e in events]
         else:
-            without = [e for e in events if _key(e) != key]
-            target = current - (counted - self._quantity_of(without, code))
-        target = min(max(target, 0), MAX_QUANTITY)
-        return None if target == current else target
+            other = [e for e in events if _key(e) != key]
+        target = min(max(current + self._quantity_of(other, code) - counted, 0), MAX_QUANTITY)
+        if target == current:
+            return None
+        self._same_measure(code, (events, other))
+        return target
+
+    def _same_measure(self, code: str, logs: tuple[list[Event], ...]) -> None:
+        """Conflict unless every count of ``code`` in ``logs`` (the event log, and as the
+        decision would have it) is in the product's measure: grams for a product sold by
+        weight, units otherwise. An accept or reject works the line's quantity out from
+        those counts, so a count in units of a product priced per kg would become grams
+        (2 apples priced as 2 g), and its correction would also clear the cart's issue
+        that the line needs its weight; staff decide such a flag with ``correct`` and
+        the quantity they weighed or counted instead."""
+        item = self._catalogue.get(code)
+        for contents in (cart_contents(log, min_confidence=self._min_confidence)
+                         for log in logs):
+            if item.sold_by_weight and contents.lines.get(code, 0):
+                raise Conflict(f"{code} is sold by weight: decide with correct and its "
+                               f"weight in grams (it is counted in units here, and an "
+                               f"accept or reject would set its line from that count)")
+            if not item.sold_by_weight and code in contents.weighed:
+                raise Conflict(f"{code} is sold in units: decide with correct and its "
+                               f"quantity in units (it was weighed here, and an accept or "
+                               f"reject would set its line from the grams)")
 
     def _quantity_of(self, events: list[Event], code: str) -> int:
         contents = cart_contents(events, min_confidence=self._min_confidence)
@@ -246,7 +309,15 @@ class ReviewQueue:
         """Claim the session unless ``staff_id`` holds it; True when claimed here."""
         if cart.claim is not None and cart.claim.staff_id == staff_id:
             return False
-        self._staffed.claim(session_id=cart.session_id, staff_id=staff_id)
+        try:
+            self._staffed.claim(session_id=cart.session_id, staff_id=staff_id)
+        except Conflict:
+            # Another request of the same staff member (a double click, the console and
+            # the API at once) claimed it at the same moment: it is theirs to give back.
+            claim = self._staffed.cart(cart.session_id).claim
+            if claim is None or claim.staff_id != staff_id:
+                raise
+            return False
         return True
 
     def _with_status(self, statuses: tuple[str, ...]) -> list[SessionView]:
@@ -290,7 +361,36 @@ def _current(cart: StaffedCart, code: str, counted: int) -> int:
 
 def _applied(cart: StaffedCart, code: str, marker: str) -> bool:
     """True when a correction for this flag was made (a decision retried after a failure)."""
-    return any(c.product_code == code and f" {marker}:" in c.reason for c in cart.corrections)
+    return _made(cart, code, marker) is not None
+
+
+def _made(cart: StaffedCart, code: str | None, marker: str) -> CorrectionView | None:
+    """The last correction made for this flag (``marker``: ``flag <device>#<seq>``)."""
+    mine = [c for c in cart.corrections if c.product_code == code and f" {marker}:" in c.reason]
+    return mine[-1] if mine else None
+
+
+def _replay(cart: StaffedCart, flags: list[FlagView], code: str | None, decision: str,
+            reason: str, corrected: int | None) -> ReviewOutcome:
+    """The stored outcome of the resolved ``flags`` (of one device event) when this is
+    the decision that resolved them; Conflict, naming that decision, otherwise."""
+    first = flags[0]
+    marker = f"flag {first.device_id}#{first.device_seq}"
+    made = _made(cart, code, marker)
+    notes = {f.note for f in flags}
+    if notes == {f"{decision}: {reason}"} and (
+            decision != "correct" or (made is not None and made.quantity_after == corrected)):
+        return ReviewOutcome(cart.session_id, first.device_id, first.device_seq, decision,
+                             made, cart.flags)
+    said = next(iter(notes)) or ""
+    stored = said.split(":", 1)[0] if said.split(":", 1)[0] in DECISIONS else None
+    if stored == "correct" and made is not None:
+        stored = f"correct to {made.quantity_after}"
+    how = f"as {stored} ({said!r})" if stored else f"with the note {said!r}"
+    at = f" at {first.resolved_at.isoformat()}" if first.resolved_at else ""
+    raise Conflict(f"{marker} was already resolved by staff {first.resolved_by}{at} {how}; "
+                   f"a resolved flag is not decided again (the same decision, reason and "
+                   f"quantity sent again answers with its outcome)")
 
 
 def _waiting(view: SessionView) -> str:

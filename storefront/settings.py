@@ -64,6 +64,10 @@ class Settings(BaseSettings):
             API URL (default Stripe's; a ``localstripe`` URL in tests).
         entry_hold_minor: hold placed at the entry gate, minor units; 0 places no
             hold and authorizes the total at exit instead.
+        max_exit_charge_minor: the largest total charged at the exit without a person,
+            minor units (default 100,000: 1,000.00 in the store's currency); a larger
+            cart goes to the staffed checkout (a sensor error or a bulk purchase that
+            staff should see). The staffed checkout itself takes up to 10^9 per tender.
         unpaid_grace_s: a staffed-checkout session unsettled for longer than this
             (seconds) refuses the shopper's next entry.
         exit_lease_s: an exit claim older than this (seconds) is presumed dead; must
@@ -107,6 +111,7 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = None
     entry_hold_minor: int = Field(default=0, ge=0, le=10_000_000)
+    max_exit_charge_minor: int = Field(default=100_000, ge=1, le=10**12)
     unpaid_grace_s: float = Field(default=900.0, ge=0.0)
     exit_lease_s: float = Field(default=150.0, gt=0.0, le=3600.0)
     min_event_confidence: float = Field(default=0.5, ge=0.0, le=1.0)

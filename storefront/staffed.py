@@ -21,10 +21,16 @@ payment and close cannot make it over- or underpaid. The age check is not frozen
 it is needed when the cart held an age-restricted product at the freeze or holds
 one that is age-restricted in the catalogue now. Corrections are refused
 while a tender has paid or reserves money (a wrong line is put right after the
-close by a dispute, which refunds it); when every tender ended without money
-(declined, failed, voided), a correction un-freezes the cart in its own guarded
-transaction and the audit record of the correction says so. Money is integer
-minor units.
+close by a dispute, which refunds it, or before it by voiding the tenders); when
+every tender ended without money (declined, failed, voided), a correction
+un-freezes the cart in its own guarded transaction and the audit record of the
+correction says so. Money is integer minor units.
+
+A tender of a sale that is not closed can be voided (:meth:`StaffedCheckout.void_tender`,
+reason required, audited as ``tender_voided``): cash goes back out of the drawer open
+at its till (the X/Z reports count it as a cash void), a card tender is refunded
+through the processor under the key ``void:<tender id>``. A voided tender no longer
+pays, so the balance rises again and, once no tender pays, the lines unlock.
 
 Money taken is audited (when an ``Audit`` is wired): each tender is recorded as
 ``tender`` by the request that took it, and a pending card tender that a resend
@@ -51,13 +57,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from cart.errors import SessionNotFound
 from cart.projections import CartContents, CartFlag
 from cart.service import SessionService
-from storefront.catalog import Catalogue
+from storefront.catalog import Catalogue, CatalogueItem
 from storefront.clock import Clock
 from storefront.db.models import (
     AgeCheck,
     CartCorrection,
     FlagResolution,
     FrozenCart,
+    Payment,
     Product,
     Receipt,
     ShoppingSession,
@@ -126,6 +133,26 @@ class CorrectionView:
 
 
 @dataclass(frozen=True)
+class FlagCorrection:
+    """The correction a review decision makes to its flagged event's line, written by
+    :meth:`StaffedCheckout.resolve_flag` in the resolution's guarded transaction.
+
+    ``quantity``: units, or grams for goods sold by weight. ``reason`` names the flag
+    (``... flag <device>#<seq>: ...``), which marks the correction as the decision's.
+    ``exact``: the decision set this quantity (``correct``): a correction of the flag to
+    another quantity is Conflict. Otherwise (``accept``, ``reject``) the quantity is the
+    line as it stood plus or minus the event's effect, and ``basis`` the id of the
+    product's last correction then (None: none); a line corrected since is Conflict.
+    """
+
+    product_code: str
+    quantity: int
+    reason: str
+    exact: bool = False
+    basis: str | None = None
+
+
+@dataclass(frozen=True)
 class StaffedCart:
     """Everything staff need to finish a sale; ``blockers`` say what still prevents closing.
 
@@ -133,6 +160,13 @@ class StaffedCart:
     ``total_minor`` is None while the cart cannot be priced (see ``issues``).
     ``frozen``: True once a tender froze the cart; ``priced_at`` is then when
     its prices and promotions were read (UTC), None while the cart is priced live.
+
+    A settled session shows its sale as closed: ``lines`` and ``total_minor`` are its
+    receipt's (``receipt_id``), never repriced; ``paid_minor`` is what was paid, the
+    card capture at the exit (``paid_at_exit_minor``) plus the paid tenders; it has no
+    blockers. ``history_erased``: the session's item history (its cart event log) was
+    erased by account deletion or retention; only the kept accounting record is shown
+    (no flags, corrections or age check). ``notice`` says so in words.
     """
 
     session_id: str
@@ -155,6 +189,10 @@ class StaffedCart:
     blockers: tuple[str, ...]
     priced_at: datetime | None = None
     frozen: bool = False
+    receipt_id: str | None = None
+    paid_at_exit_minor: int = 0
+    history_erased: bool = False
+    notice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,8 +295,16 @@ class StaffedCheckout:
     # --- the cart ------------------------------------------------------------------------
 
     def cart(self, session_id: str) -> StaffedCart:
-        """The session's cart as staff see it. Raises NotFound."""
+        """The session's cart as staff see it. Raises NotFound.
+
+        A settled session is shown as its receipt and what was paid (see
+        ``StaffedCart``), also when its item history was erased.
+        """
         view = self._read_model.get(session_id)
+        if view.status == "settled":
+            closed = self._settled_cart(view)
+            if closed is not None:
+                return closed
         state = self._state(session_id)
         with self._db() as db:
             claim = db.get(StaffClaim, session_id)
@@ -279,6 +325,58 @@ class StaffedCheckout:
             age.staff_id if age else None, age.checked_at if age else None, tenders, blockers,
             priced.priced_at if priced and priced.frozen else None,
             priced.frozen if priced else False)
+
+    def _settled_cart(self, view: SessionView) -> StaffedCart | None:
+        """The closed sale of the settled session ``view``: its receipt's lines and total
+        (never repriced), what was paid (the exit's card capture plus paid tenders, minor
+        units) and no blockers; None when it has no receipt (the live view is shown).
+
+        When the item history (the cart event log) was erased (account deletion or
+        retention), only the kept accounting record is shown: no flags, corrections or
+        age check, and ``notice`` says that the history was erased.
+        """
+        try:
+            contents: CartContents | None = self._carts.cart(view.id)
+        except SessionNotFound:
+            contents = None  # erased: the session row and its receipt are kept
+        with self._db() as db:
+            receipt = db.scalars(sa.select(Receipt)
+                                 .where(Receipt.session_id == view.id)).one_or_none()
+            if receipt is None:
+                return None
+            captured = db.execute(sa.select(Payment.captured_minor, Payment.amount_minor)
+                                  .where(Payment.session_id == view.id,
+                                         Payment.state == "captured")).all()
+            at_exit = sum(int(c if c is not None else a) for c, a in captured)
+            frozen = db.get(FrozenCart, view.id)
+            claim = db.get(StaffClaim, view.id)
+            live = _claim_view(claim) if claim and claim.expires_at > self._clock() else None
+            erased = contents is None
+            age = None if erased else db.get(AgeCheck, view.id)
+            corrections = () if erased else tuple(
+                _correction_view(c) for c in _corrections(db, view.id))
+            flags = () if contents is None else tuple(
+                _flag_views(db, view.id, contents.flags))
+            lines = tuple(dict(line) for line in receipt.lines)
+            total, currency, receipt_id = receipt.total_minor, receipt.currency, receipt.id
+            priced_at = frozen.priced_at if frozen is not None else receipt.issued_at
+            age_required = not erased and (age is not None or bool(
+                frozen is not None and frozen.age_restricted))
+        tenders = tuple(self._till.tenders(view.id))
+        paid = at_exit + sum(t.amount_minor for t in tenders if t.state in PAID_STATES)
+        issues = () if paid == total else (
+            f"paid {format_minor(paid, currency)} against the receipt's total of "
+            f"{format_minor(total, currency)}: check the payments",)
+        notice = (f"settled: the sale is closed; lines and total as on receipt {receipt_id}"
+                  if not erased else
+                  f"settled: the item history of this session was erased (account deletion "
+                  f"or retention); shown is the kept accounting record: status, totals, "
+                  f"receipt {receipt_id} and payments")
+        return StaffedCart(
+            view.id, view.shopper_id, view.status, view.staffed_reason, currency, live,
+            lines, total, paid, total - paid, flags, corrections, issues, age_required,
+            age.staff_id if age else None, age.checked_at if age else None, tenders, (),
+            priced_at, True, receipt_id, at_exit, erased, notice)
 
     def correct(self, *, session_id: str, staff_id: str, product_code: str, quantity: int,
                 reason: str, max_change: int | None = None) -> CorrectionView:
@@ -303,28 +401,36 @@ class StaffedCheckout:
         database error of the audit write (the correction rolled back with it).
         """
         reason = _text("reason", reason)
-        if isinstance(quantity, bool) or not isinstance(quantity, int) \
-                or not 0 <= quantity <= MAX_QUANTITY:
-            raise InvalidInput(f"quantity must be an integer from 0 to {MAX_QUANTITY}")
+        _check_quantity(quantity)
         self._staffed(session_id)
         self._catalogue.get(product_code)
         with self._db.begin() as db:
             self._guard(session_id, staff_id)(db)
-            unfrozen = self._unfreeze(db, session_id)
-            state = self._state(session_id, db, price=False)
-            before = state.quantities.get(product_code, 0)
-            if before == quantity and product_code not in state.issues:
-                raise InvalidInput(f"{product_code} already has quantity {quantity}")
-            if max_change is not None:
-                self._check_change_limit(db, session_id, abs(quantity - before), max_change)
-            row = CartCorrection(id=f"cor_{uuid.uuid4().hex}", session_id=session_id,
-                                 staff_id=staff_id, product_code=product_code,
-                                 quantity_before=before, quantity_after=quantity,
-                                 reason=reason, corrected_at=self._clock())
-            db.add(row)
-            db.flush()
-            self._audit_correction(db, row, unfrozen)
+            row = self._write_correction(db, session_id, staff_id, product_code, quantity,
+                                         reason, max_change)
         return _correction_view(row)
+
+    def _write_correction(self, db: Session, session_id: str, staff_id: str,
+                          product_code: str, quantity: int, reason: str,
+                          max_change: int | None) -> CartCorrection:
+        """The body of :meth:`correct`, inside a transaction ``db`` that passed the guard
+        (also :meth:`resolve_flag`'s, which writes a review decision's correction)."""
+        unfrozen = self._unfreeze(db, session_id)
+        state = self._state(session_id, db, price=False)
+        before = state.quantities.get(product_code, 0)
+        if before == quantity and product_code not in state.issues:
+            raise InvalidInput(f"{product_code} already has quantity {quantity}")
+        if max_change is not None:
+            self._check_change_limit(db, session_id, product_code, before, quantity,
+                                     max_change)
+        row = CartCorrection(id=f"cor_{uuid.uuid4().hex}", session_id=session_id,
+                             staff_id=staff_id, product_code=product_code,
+                             quantity_before=before, quantity_after=quantity,
+                             reason=reason, corrected_at=self._clock())
+        db.add(row)
+        db.flush()
+        self._audit_correction(db, row, unfrozen)
+        return row
 
     def _audit_correction(self, db: Session, row: CartCorrection,
                           unfrozen: int | None) -> None:
@@ -350,49 +456,115 @@ class StaffedCheckout:
             total = "" if frozen is None else (
                 f" at {format_minor(frozen.total_minor, frozen.currency)}, priced "
                 f"{frozen.priced_at.isoformat()}")
-            raise Conflict(f"tenders have been taken: the lines are locked{total}; a wrong "
-                           f"line is refunded by a dispute of the receipt after the close")
+            raise Conflict(f"tenders have been taken: the lines are locked{total}; void "
+                           f"the tenders first (a manager, POST .../tenders/<id>/void), or "
+                           f"refund a wrong line by a dispute of the receipt after the close")
         if frozen is None:
             return None
         db.delete(frozen)
         db.flush()
         return frozen.total_minor
 
-    def _check_change_limit(self, db: Session, session_id: str, change: int,
-                            limit: int) -> None:
-        """PermissionDenied when ``change`` (units or grams) plus the session's earlier
-        corrections exceed ``limit``; run inside the correction's guarded transaction."""
-        rows = db.execute(sa.select(CartCorrection.quantity_before,
+    def _check_change_limit(self, db: Session, session_id: str, code: str, before: int,
+                            after: int, limit: int) -> None:
+        """PermissionDenied when this correction of ``code`` (``before`` -> ``after``)
+        plus the session's earlier corrections change more than ``limit`` items; run
+        inside the correction's guarded transaction. A line of goods sold by weight
+        counts as one item per correction whatever its grams (a cashier weighs the
+        apples, they do not add 450 of them); other lines count their units."""
+        rows = db.execute(sa.select(CartCorrection.product_code, CartCorrection.quantity_before,
                                     CartCorrection.quantity_after)
                           .where(CartCorrection.session_id == session_id)).all()
-        earlier = sum(abs(after - before) for before, after in rows)
+        weighed = {c for c, item in self._known_products({code, *(r[0] for r in rows)}).items()
+                   if item.sold_by_weight}
+
+        def items(product: str, old: int, new: int) -> int:
+            return int(old != new) if product in weighed else abs(new - old)
+
+        change = items(code, before, after)
+        earlier = sum(items(*row) for row in rows)
         if change + earlier > limit:
             already = f" (with {earlier} corrected on this session before)" if earlier else ""
-            raise PermissionDenied(f"a change of {change}{already} is over your limit "
-                                   f"of {limit}: ask a manager")
+            raise PermissionDenied(f"a change of {change} item(s){already} is over your "
+                                   f"limit of {limit}: ask a manager")
 
     def resolve_flag(self, *, session_id: str, staff_id: str, device_id: str, device_seq: int,
-                     note: str) -> list[FlagView]:
-        """Resolve the review flags of one device event (idempotent); returns all flags.
+                     note: str, correction: FlagCorrection | None = None,
+                     max_change: int | None = None) -> list[FlagView]:
+        """Resolve the review flags of one device event; returns all flags.
 
-        Raises InvalidInput (no note), NotFound (no such session or flag), Conflict (no claim).
+        ``correction``: the decision's effect on the lines
+        (``storefront.review.ReviewQueue.decide``), written in the resolution's guarded
+        transaction, so the check that the flag is unresolved, the correction (with its
+        audit entry, the limit ``max_change`` and the lock as in :meth:`correct`) and the
+        resolution are one write that the claim row serialises: of two racing decisions
+        of one flag exactly one changes the cart. A correction already made for the flag
+        (its reason names ``flag <device>#<seq>``) is not made again.
+
+        The same note again is a replay (nothing changes; a flag of the event not
+        resolved yet is resolved with it); another note when every flag of the event is
+        already resolved is Conflict, and so is the same note with an ``exact``
+        correction to another quantity than the flag's (a retry with another count).
+
+        Raises InvalidInput (no note, bad quantity, the line already has the quantity),
+        UnknownProduct, NotFound (no such session or flag), Conflict (no claim; resolved
+        otherwise; the line was corrected since the decision's quantity was worked out;
+        tenders were taken), PermissionDenied (over ``max_change``).
         """
         note = _text("note", note)
+        if correction is not None:
+            _text("reason", correction.reason)
+            _check_quantity(correction.quantity)
+            self._catalogue.get(correction.product_code)
         self._staffed(session_id)
-        flags = [f for f in self._state(session_id).contents.flags
+        flags = [f for f in self._state(session_id, price=False).contents.flags
                  if (f.device_id, f.device_seq) == (device_id, device_seq)]
         if not flags:
             raise NotFound(f"no review flag for device event {device_id}#{device_seq}")
+        marker = f"flag {device_id}#{device_seq}"
         with self._db.begin() as db:
             self._guard(session_id, staff_id)(db)
-            for flag in flags:
-                key = (session_id, device_id, device_seq, str(flag.reason))
-                if db.get(FlagResolution, key) is None:
+            rows = [db.get(FlagResolution, (session_id, device_id, device_seq, str(f.reason)))
+                    for f in flags]
+            done = [r for r in rows if r is not None]
+            if len(done) == len(rows) and note not in {r.note for r in done}:
+                raise Conflict(f"{marker} was already resolved by staff "
+                               f"{done[0].staff_id} with the note {done[0].note!r}")
+            if correction is not None:
+                self._flag_correction(db, session_id, staff_id, marker, correction,
+                                      max_change, resolved=done[0] if len(done) == len(rows)
+                                      else None)
+            for flag, row in zip(flags, rows, strict=True):
+                if row is None:
                     db.add(FlagResolution(session_id=session_id, device_id=device_id,
                                           device_seq=device_seq, reason=str(flag.reason),
                                           staff_id=staff_id, note=note,
                                           resolved_at=self._clock()))
         return list(self.cart(session_id).flags)
+
+    def _flag_correction(self, db: Session, session_id: str, staff_id: str, marker: str,
+                         correction: FlagCorrection, max_change: int | None,
+                         resolved: FlagResolution | None) -> None:
+        """In :meth:`resolve_flag`'s guarded transaction: write ``correction`` unless the
+        flag (``marker``) already has one; Conflict when that one has another quantity
+        and ``correction`` is exact, or when a relative correction's line was corrected
+        since its ``basis``. ``resolved``: the flag's resolution when it is resolved with
+        this note (a replay: nothing is written)."""
+        code = correction.product_code
+        mine = [c for c in _corrections(db, session_id) if c.product_code == code]
+        made = next((c for c in reversed(mine) if f" {marker}:" in c.reason), None)
+        if made is not None or resolved is not None:
+            if correction.exact and (made is None or made.quantity_after != correction.quantity):
+                who = f"resolved by staff {resolved.staff_id}" if resolved else "decided"
+                to = f" to {made.quantity_after}" if made else " without a correction"
+                raise Conflict(f"{marker} was already {who} with a correction of {code}{to}; "
+                               f"a resolved flag is not decided again")
+            return
+        if not correction.exact and (mine[-1].id if mine else None) != correction.basis:
+            raise Conflict(f"the line of {code} was corrected while {marker} was decided; "
+                           f"look at the cart again")
+        self._write_correction(db, session_id, staff_id, code, correction.quantity,
+                               correction.reason, max_change)
 
     def confirm_age(self, *, session_id: str, staff_id: str) -> tuple[str, datetime]:
         """Record that ``staff_id`` checked the shopper's age now; the first check is kept.
@@ -503,6 +675,53 @@ class StaffedCheckout:
         closed = self._closed(view)
         return stored, closed.total_minor - closed.paid_minor
 
+    def void_tender(self, *, session_id: str, staff_id: str, tender_id: str, reason: str,
+                    supervisor: bool = False) -> tuple[TenderView, int | None]:
+        """Void a tender of a sale that is not closed (see ``Till.void_tender``): a cash
+        tender's cash (tendered minus change) goes back out of the drawer open at its
+        till, a captured card tender is refunded through the processor under the key
+        ``void:<tender id>``. Returns the tender and the balance still due (minor units;
+        None while the cart cannot be priced).
+
+        The void is written in a transaction guarded by ``staff_id``'s claim, like
+        corrections, and audited as ``tender_voided`` (reason required; actor
+        ``staff:<staff_id>``). ``supervisor`` (the API sets it for a manager, the only
+        role it lets void): the claim may be held by the cashier working the session
+        instead, so a manager voids at the cashier's till without taking the claim. A voided tender
+        no longer pays: the sale's paid amount drops by it and the balance rises; once
+        no tender has paid or reserves money, a correction unlocks the lines again (see
+        :meth:`correct`). Close still needs the balance paid. Idempotent: a tender
+        already voided is returned unchanged (also with another reason, and with no
+        claim); a card void whose refund outcome is unknown is finished by sending the
+        same void again, never refunding twice.
+
+        Raises InvalidInput (no reason), NotFound (no such session, or no such tender
+        in it), Conflict (not at the staffed checkout or closed; no claim; the tender is
+        a pending card tender or took no money; no drawer open at a cash tender's till;
+        the audit log stayed contended), PaymentPending (the refund's outcome is still
+        unknown: send the void again), PaymentError (the processor refused the refund:
+        the tender stays paid), and a database error of the audit write (the void
+        rolled back with it).
+        """
+        reason = _text("reason", reason)
+        view = self._read_model.get(session_id)
+        stored = next((t for t in self._till.tenders(session_id) if t.id == tender_id), None)
+        if stored is None:
+            raise NotFound(f"no tender {tender_id!r} in session {session_id}")
+        if stored.void_state == "voided":
+            return stored, self._balance(session_id)
+        _at_staffed_checkout(view)
+        voided = self._till.void_tender(session_id=session_id, tender_id=tender_id,
+                                        staff_id=staff_id, reason=reason,
+                                        guard=(self._supervised_guard if supervisor
+                                               else self._guard)(session_id, staff_id),
+                                        audit=self._audit)
+        return voided, self._balance(session_id)
+
+    def _balance(self, session_id: str) -> int | None:
+        """The balance due (minor units; None while the cart cannot be priced)."""
+        return self.cart(session_id).balance_due_minor
+
     def _sale_total(self, session_id: str, staff_id: str,
                     key: str) -> Callable[[Session], int]:
         """The sale's total (minor units), read inside the tender's guarded transaction.
@@ -585,6 +804,12 @@ class StaffedCheckout:
             if current is None or (current.total_minor, current.lines) != (cart.total_minor,
                                                                            cart.lines):
                 raise Conflict("cannot close: the cart changed while closing; look at it again")
+            paid = sum(db.scalars(sa.select(Tender.amount_minor).where(
+                Tender.session_id == session_id, Tender.state.in_(PAID_STATES),
+                Tender.void_state.is_(None))))
+            if paid != cart.paid_minor:  # a void started since the cart was read
+                raise Conflict("cannot close: the tenders changed while closing (a void); "
+                               "look at it again")
             receipt = db.scalars(sa.select(Receipt)
                                  .where(Receipt.session_id == session_id)).one_or_none()
             if receipt is None:
@@ -633,6 +858,23 @@ class StaffedCheckout:
                 if db.get(ShoppingSession, session_id) is None:
                     raise NotFound(f"shopping session {session_id!r} does not exist")
                 raise Conflict(f"staff {staff_id} must claim session {session_id} first")
+        return guard
+
+    def _supervised_guard(self, session_id: str, staff_id: str) -> Callable[[Session], None]:
+        """As :meth:`_guard`, for a supervisor (a manager's void): the session needs a live
+        claim, held by ``staff_id`` or by the cashier working it; the claim is renewed
+        (and its row locked, serialising the session's writes) for its holder."""
+        def guard(db: Session) -> None:
+            now = self._clock()
+            row = StaffClaim
+            renewed = db.execute(sa.update(row).where(
+                row.session_id == session_id, row.expires_at > now)
+                .values(expires_at=now + self._ttl))
+            if int(renewed.rowcount or 0) != 1:  # type: ignore[attr-defined]
+                if db.get(ShoppingSession, session_id) is None:
+                    raise NotFound(f"shopping session {session_id!r} does not exist")
+                raise Conflict(f"session {session_id} must be claimed first (by {staff_id} "
+                               f"or the cashier working it)")
         return guard
 
     def _state(self, session_id: str, db: Session | None = None, *,
@@ -690,14 +932,20 @@ class StaffedCheckout:
             yield fresh
 
     def _weighed(self, state: _State) -> None:
-        """Weighed goods priced per kg join the quantities; others need a correction."""
+        """Weighed goods priced per kg join the quantities; others need a correction.
+
+        So does a product sold by weight that was counted in units, not weighed:
+        pricing would read its units as grams, so staff correct it with its weight
+        (grams). Unknown products are left to pricing, which names them.
+        """
         weighed = state.contents.weighed
-        if not weighed:
-            return
-        try:
-            items = self._catalogue.get_many(weighed)
-        except StorefrontError:
-            items = {}
+        items = self._known_products({*state.quantities, *weighed})
+        for code, units in state.quantities.items():
+            item = items.get(code)
+            if item is not None and item.sold_by_weight and code not in weighed:
+                state.issues[code] = (f"weighed item {code} was counted in units ({units}), "
+                                      f"not weighed: needs a correction with its weight "
+                                      f"in grams")
         for code, line in weighed.items():
             item = items.get(code)
             if item is None or line.label_price_minor is not None or not item.sold_by_weight \
@@ -706,6 +954,22 @@ class StaffedCheckout:
                                       f"correction with its quantity")
             else:
                 state.quantities[code] = line.grams
+
+    def _known_products(self, codes: set[str]) -> dict[str, CatalogueItem]:
+        """The catalogue's products among ``codes`` (unknown codes are left out)."""
+        if not codes:
+            return {}
+        try:
+            return self._catalogue.get_many(codes)
+        except StorefrontError:
+            pass
+        found = {}
+        for code in sorted(codes):
+            try:
+                found[code] = self._catalogue.get(code)
+            except StorefrontError:
+                continue
+        return found
 
 
 _BALANCE = "balance due"
@@ -741,6 +1005,8 @@ def _blockers(state: _State, flags: tuple[FlagView, ...], age_checked: bool,
     if state.age_restricted and not age_checked:
         out.append(_AGE)
     out += [_pending_blocker(t.id, t.key) for t in tenders if t.state in PENDING_STATES]
+    out += [f"the void of tender {t.id} is unfinished: send the void again to finish it"
+            for t in tenders if t.void_state == "voiding"]
     if state.priced is not None:
         due = state.priced.total_minor - paid
         if due > 0:
@@ -749,6 +1015,12 @@ def _blockers(state: _State, flags: tuple[FlagView, ...], age_checked: bool,
             out.append(f"overpaid by {format_minor(-due, currency)}: the cart changed after "
                        f"payment")
     return tuple(out)
+
+
+def _check_quantity(quantity: int) -> None:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) \
+            or not 0 <= quantity <= MAX_QUANTITY:
+        raise InvalidInput(f"quantity must be an integer from 0 to {MAX_QUANTITY}")
 
 
 def _text(what: str, value: str) -> str:

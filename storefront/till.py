@@ -3,7 +3,20 @@
 A cash drawer is opened with a float; cash tenders go into the drawer open at
 their till. The X report shows the running totals and leaves the drawer open;
 the Z report closes it with the final totals and compares the cash expected
-(float + cash sales - cash refunds) with the cash counted.
+(float + cash sales - cash refunds - cash voids) with the cash counted. The whole Z
+report is stored at close (``cash_drawers.z_report``), so a closed drawer's Z report is
+read again unchanged (:meth:`Till.drawer`, :meth:`Till.drawers`) whatever is voided or
+refunded later (a drawer closed before migration 0012 has none stored: it is recomputed,
+with the expected cash stored at close), and a Z report sent again while no
+drawer is open at the till, with the same staff member and count, answers with the
+stored one (another count is a Conflict that says who closed it, when, with what).
+
+Cash paid out of a drawer never exceeds the cash it is expected to hold
+(:func:`drawer_cash_minor`, under the drawer's lock): a dispute's cash refund larger
+than that is refused. Change at a cash tender is not checked: it is always less
+than the cash handed over, which goes into the drawer first, so it never takes the
+expected cash below what it was (denominations are not tracked: whether the notes
+in the drawer make the change is for the cashier to see).
 
 Tenders pay a staffed-checkout sale: cash (the change is computed) or card
 through the payment processor (authorize then capture, each call with an
@@ -64,7 +77,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -73,11 +86,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storefront.clock import Clock
-from storefront.db.models import CashDrawer, Dispute, Tender
+from storefront.db.models import CashDrawer, Dispute, Receipt, Tender
 from storefront.errors import Conflict, InvalidInput, NotFound, PaymentError, StorefrontError
 from storefront.money import format_minor
 from storefront.payments import Operation, PaymentProcessor, ProcessorUnavailable
-from storefront.payments.base import OperationKind
+from storefront.payments.base import OperationKind, PaymentPending
 from storefront.payments.retry import RetryPolicy, call_with_retry, resume_or_call
 from storefront.security.audit import Audit, NewEntry
 
@@ -91,6 +104,7 @@ _RESUME = "send the tender again with its key to finish it"
 _NO_HOLD = ("reconciliation: the processor has no record of the authorization, no money "
             "was taken; take another tender")
 ReconcileOutcome = Literal["paid", "no_money", "still_pending", "busy"]
+VoidOutcome = Literal["voided", "not_voided", "still_voiding", "busy"]
 # How long after reconciliation found no hold for a tender a later run still looks for one
 # that arrived late (a resend's authorization that landed at the processor after the
 # tender was recorded failed, its answer lost): such a hold is released.
@@ -101,9 +115,12 @@ LATE_HOLD_WINDOW = timedelta(days=1)
 class DrawerReport:
     """An X (running) or Z (final) report of one cash drawer; money in minor units.
 
-    ``expected_cash_minor = float_minor + cash_sales_minor - cash_refunds_minor``;
-    ``difference_minor = counted_minor - expected_cash_minor`` (Z only: negative
-    means cash is missing).
+    ``expected_cash_minor = float_minor + cash_sales_minor - cash_refunds_minor -
+    cash_voids_minor``; ``difference_minor = counted_minor - expected_cash_minor`` (Z
+    only: negative means cash is missing). ``cash_sales_minor`` (and the cash tendered
+    and change given) count every cash tender taken into the drawer, also one voided
+    later; ``cash_voids_minor`` is the cash of voided tenders paid back out of this
+    drawer (the one open at the tender's till when it was voided).
     """
 
     kind: Literal["X", "Z"]
@@ -124,6 +141,7 @@ class DrawerReport:
     closed_at: str | None = None
     counted_minor: int | None = None
     difference_minor: int | None = None
+    cash_voids_minor: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,6 +186,14 @@ class TenderView:
     created_at: str
     key: str | None = None
     """The client's idempotency key of the tender (send it again to resume the tender)."""
+    void_state: str | None = None
+    """None (not voided), ``voiding`` (a card refund whose outcome is not recorded yet:
+    send the void again) or ``voided`` (the money went back; ``state`` is ``voided``)."""
+    voided_by: str | None = None
+    void_reason: str | None = None
+    voided_at: str | None = None
+    void_refund_id: str | None = None
+    void_drawer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +215,28 @@ class TenderResolution:
     state_before: str
     state: str
     outcome: ReconcileOutcome
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class VoidResolution:
+    """What one reconciliation run did with a card tender it found ``voiding`` (its
+    void's refund was started under ``void:<tender id>`` and its outcome never recorded).
+
+    ``outcome``: ``voided`` (the processor has the refund: the tender is recorded
+    ``voided`` with ``refund_id``; ``amount_minor`` went back to the shopper),
+    ``not_voided`` (the processor has no record of a refund: the tender is back to
+    paid, no void; staff may void it again), ``still_voiding`` (the processor could not
+    answer, or its look-up cannot prove a miss: left for the next run or a resend of the
+    void) or ``busy`` (a resend of the void or another run worked on the tender since it
+    was read; left to it). ``reason`` says why, for the report.
+    """
+
+    tender_id: str
+    session_id: str
+    amount_minor: int
+    outcome: VoidOutcome
+    refund_id: str | None
     reason: str | None
 
 
@@ -304,7 +352,10 @@ def tender_view(row: Tender) -> TenderView:
                       row.tendered_minor, row.change_minor, row.till_id, row.drawer_id,
                       row.staff_id, row.capture_id, row.failure_reason,
                       row.created_at.isoformat(),
-                      key[len(prefix):] if key.startswith(prefix) else key)
+                      key[len(prefix):] if key.startswith(prefix) else key,
+                      row.void_state, row.voided_by, row.void_reason,
+                      row.voided_at.isoformat() if row.voided_at else None,
+                      row.void_refund_id, row.void_drawer_id)
 
 
 def lock_open_drawer(db: Session, till_id: str) -> CashDrawer | None:
@@ -355,30 +406,69 @@ class Till:
     def x_report(self, *, till_id: str) -> DrawerReport:
         """Running totals of the drawer open at ``till_id``; it stays open.
 
-        Raises NotFound when no drawer is open there.
+        Raises NotFound when no drawer is open there (the reason names the till's last
+        closed drawer, whose Z report :meth:`drawer` and :meth:`drawers` still read).
         """
         with self._db() as db:
             drawer = db.scalars(sa.select(CashDrawer)
                                 .where(CashDrawer.open_till == till_id)).first()
             if drawer is None:
-                raise NotFound(f"no cash drawer is open at till {till_id}")
+                raise NotFound(_none_open(till_id, _last_drawer(db, till_id)))
             return _report(db, drawer, "X")
 
     def close_drawer(self, *, till_id: str, staff_id: str, counted_minor: int) -> DrawerReport:
-        """Z report: final totals, close the drawer, compare expected and counted cash.
+        """Z report: final totals, close the drawer, compare expected and counted cash
+        (minor units). The whole report is stored with the drawer in the closing
+        transaction (``cash_drawers.z_report``), so the report read
+        again later (:meth:`drawer`, :meth:`drawers`) is the one given here.
 
-        Raises InvalidInput (negative count), NotFound (no drawer open there).
+        Sent again when no drawer is open at the till (its answer was lost, or two
+        requests raced): the same content (``staff_id`` and ``counted_minor``) as the Z
+        report of the till's last drawer answers with that stored report, and nothing is
+        written. There is no client key: once a new drawer is open at the till, a Z report
+        closes that one.
+
+        Raises InvalidInput (negative count), NotFound (no drawer was ever opened at the
+        till), Conflict (no drawer open and the last one was closed with another count or
+        by another staff member: the reason says by whom, when and with what count).
         """
         _check_amount("counted cash", counted_minor, allow_zero=True)
         with self._db.begin() as db:
             drawer = lock_open_drawer(db, till_id)
             if drawer is None:
-                raise NotFound(f"no cash drawer is open at till {till_id}")
+                return _replay_close(db, till_id, staff_id, counted_minor)
             drawer.closed_by, drawer.closed_at = staff_id, self._clock()
             drawer.counted_minor, drawer.open_till = counted_minor, None
             report = _report(db, drawer, "Z")
             drawer.expected_minor = report.expected_cash_minor
+            drawer.z_report = asdict(report)  # read back as is: a later void changes nothing
             return report
+
+    def drawers(self, *, till_id: str, limit: int = 20) -> list[DrawerReport]:
+        """The till's drawers, newest first (at most ``limit``): the open one as its X
+        report, closed ones as their Z reports (expected, counted and difference in minor
+        units, as given when the drawer was closed). Empty for a till never opened.
+
+        Raises ValueError when ``limit`` is not an integer between 1 and 1000.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValueError("limit must be an integer between 1 and 1000")
+        with self._db() as db:
+            rows = db.scalars(sa.select(CashDrawer).where(CashDrawer.till_id == till_id)
+                              .order_by(CashDrawer.opened_at.desc(), CashDrawer.id.desc())
+                              .limit(limit)).all()
+            return [_stored_report(db, row) for row in rows]
+
+    def drawer(self, *, till_id: str, drawer_id: str) -> DrawerReport:
+        """One drawer of ``till_id``: its Z report once closed, its X report while open.
+
+        Raises NotFound when the till has no drawer ``drawer_id``.
+        """
+        with self._db() as db:
+            row = db.get(CashDrawer, drawer_id)
+            if row is None or row.till_id != till_id:
+                raise NotFound(f"till {till_id} has no cash drawer {drawer_id}")
+            return _stored_report(db, row)
 
     # --- tenders ---------------------------------------------------------------------
 
@@ -801,21 +891,288 @@ class Till:
         return lambda: self._processor.lookup(kind="authorize", idempotency_key=key,
                                               reference=None)
 
-    def _claim_for_reconcile(self, row: Tender, cutoff: datetime) -> datetime | None:
+    def _claim_for_reconcile(self, row: Tender, cutoff: datetime, *,
+                             void_state: str | None = None) -> datetime | None:
         """Stamp ``row`` as worked on now, provided it is still in the state read and
         nobody (a cashier's resend, another reconciliation run) stamped it since
         ``cutoff``; returns the stamp, which the outcome's write requires to be still
         there (a resend that started meanwhile re-stamps the tender, and then
-        reconciliation backs off). None: leave it to them."""
+        reconciliation backs off). With ``void_state``, also only while the tender's void
+        is still in that state. None: leave it to them."""
         stamp = self._clock()
+        void = () if void_state is None else (Tender.void_state == void_state,)
         with self._db.begin() as db:
             done = db.execute(sa.update(Tender).where(
-                Tender.id == row.id, Tender.state == row.state, Tender.updated_at < cutoff)
-                .values(updated_at=stamp))
+                Tender.id == row.id, Tender.state == row.state, Tender.updated_at < cutoff,
+                *void).values(updated_at=stamp))
             claimed = bool(int(done.rowcount or 0))  # type: ignore[attr-defined]
         if claimed:
             row.updated_at = stamp
         return stamp if claimed else None
+
+    # --- voids -----------------------------------------------------------------------
+
+    def void_tender(self, *, session_id: str, tender_id: str, staff_id: str, reason: str,
+                    guard: Callable[[Session], None],
+                    audit: Audit | None = None) -> TenderView:
+        """Void a tender of an open sale: its money goes back to the shopper.
+
+        In one write transaction, after ``guard(db)`` (the staffed checkout's claim
+        check, which serialises the writes of a session): the tender is read again and
+        checked (no receipt yet; the tender paid). A cash tender (``taken``) is voided
+        there: the cash it kept (``amount_minor``, tendered minus change) is paid back
+        out of the drawer open at the tender's till (``void_drawer_id``; its X/Z reports
+        count it in ``cash_voids_minor``), and the tender reads ``voided``. A card tender
+        (``captured``: staffed card tenders are captured in the request that takes them)
+        is refunded through the processor: ``void_state`` ``voiding`` is written first,
+        then the refund of ``amount_minor`` is sent under the idempotency key
+        ``void:<tender id>`` (bounded retries with a look-up before each retry, and
+        before the first call when an earlier request already started the void), and
+        the refund's id and the ``voided`` state are written after it. Until then the
+        tender still counts as paid. The ``tender_voided`` audit entry (actor
+        ``staff:<staff_id>``, subject ``session:<id>``; :func:`audit_details` with the
+        reason, ``voided_minor`` and the refund id or payout drawer) is written in the
+        transaction that records the void: both are stored or neither.
+
+        Idempotent: a tender already voided is returned unchanged (no claim needed), and
+        sending a void that is ``voiding`` again finishes it: the processor is asked
+        first what became of the refund, so nothing is refunded twice. Money in minor
+        units.
+
+        Raises:
+            NotFound: no such tender in this session.
+            Conflict: the sale is closed (a receipt was issued); the tender is a pending
+                card tender (finish it first by sending it again with its key, or let
+                reconciliation settle it) or took no money (declined, failed); no cash
+                drawer is open at the tender's till, or it is expected to hold less cash
+                than the tender kept; whatever ``guard`` raises; the audit
+                log stayed contended (nothing recorded: send the void again).
+            PaymentPending: the refund's outcome is still unknown after the retries, or
+                the processor refused it and could not say whether an earlier refund
+                under the key went through; the tender stays ``voiding`` and still
+                counts as paid: send the void again (or let reconciliation settle it,
+                :meth:`reconcile_voiding`).
+            PaymentError: the processor refused the refund and its look-up found no
+                earlier one; nothing was refunded and the tender stays paid, not voiding.
+            Conflict: also when the void's last write found the tender changed by
+                another request or run that did not void it (the reason says whether
+                this request's refund went through, with its id).
+        """
+        with self._db.begin() as db:
+            row = db.get(Tender, tender_id)
+            if row is None or row.session_id != session_id:
+                raise NotFound(f"no tender {tender_id!r} in session {session_id}")
+            if row.void_state == "voided":
+                return tender_view(row)
+            guard(db)
+            db.refresh(row)
+            if row.void_state == "voided":
+                return tender_view(row)
+            if db.scalars(sa.select(Receipt.id)
+                          .where(Receipt.session_id == session_id)).first() is not None:
+                raise Conflict(f"session {session_id} is closed: a tender of a closed sale "
+                               f"is refunded by a dispute of the receipt, not voided")
+            if row.state in PENDING_STATES:
+                raise Conflict(f"card tender {row.id} is pending ({row.state}): "
+                               f"{_RESUME} (or run reconciliation), then void it")
+            if row.state not in PAID_STATES:
+                raise Conflict(f"tender {row.id} took no money ({row.state}): there is "
+                               f"nothing to void")
+            now = self._clock()
+            if row.kind == "cash":
+                drawer = lock_open_drawer(db, row.till_id)
+                if drawer is None:
+                    raise Conflict(f"no cash drawer is open at till {row.till_id} to pay "
+                                   f"the cash of tender {row.id} back from: open one first")
+                held = drawer_cash_minor(db, drawer)
+                if row.amount_minor > held:
+                    kept = format_minor(row.amount_minor, row.currency)
+                    raise Conflict(f"tender {row.id} kept {kept} in cash, more than the "
+                                   f"drawer at till {row.till_id} is expected to hold "
+                                   f"({format_minor(held, row.currency)}): nothing was voided")
+                row.state, row.void_state, row.void_drawer_id = "voided", "voided", drawer.id
+                row.void_reason, row.voided_by, row.voided_at = reason, staff_id, now
+                row.updated_at = now
+                db.flush()
+                _audit_void(audit, db, row)
+                return tender_view(row)
+            resumed = row.void_state == "voiding"
+            if not resumed:
+                row.void_state, row.void_reason, row.voided_by = "voiding", reason, staff_id
+            # Stamped as worked on (also a resend): reconciliation of voids leaves a tender
+            # changed since its cutoff alone, and never undoes one stamped after its claim.
+            row.updated_at = now
+            db.flush()
+        return self._refund_void(row, resumed=resumed, audit=audit)
+
+    def _refund_void(self, row: Tender, *, resumed: bool, audit: Audit | None) -> TenderView:
+        """Refund the captured card tender ``row`` (``voiding``) under ``void:<id>`` and
+        record it ``voided`` (see :meth:`void_tender` for what is raised)."""
+        key, capture_id = f"void:{row.id}", row.capture_id or ""
+
+        def call() -> Operation:
+            done = self._processor.refund(capture_id=capture_id, amount_minor=row.amount_minor,
+                                          idempotency_key=key)
+            return Operation("refund", done.refund_id, "succeeded", done.amount_minor)
+
+        def lookup() -> Operation | None:
+            return self._processor.lookup(kind="refund", idempotency_key=key,
+                                          reference=capture_id)
+
+        try:
+            found = self._call(call, kind="refund", key=key, reference=capture_id,
+                               resumed=resumed)
+        except ProcessorUnavailable as exc:
+            raise PaymentPending(f"the refund of voided tender {row.id} has an unknown "
+                                 f"outcome ({exc.reason}): the tender still counts as paid; "
+                                 f"send the void again (nothing is refunded twice)") from exc
+        except PaymentError as exc:
+            try:  # a refused call: had an earlier one under the key gone through?
+                earlier = lookup()
+            except PaymentError as missed:
+                # No answer is not "no refund": undoing the void now could leave a refund
+                # that went through recorded as paid. Keep it voiding for a resend or
+                # reconciliation (:meth:`reconcile_voiding`) to settle.
+                raise PaymentPending(
+                    f"the processor refused the refund of tender {row.id} ({exc.reason}) "
+                    f"and could not say whether an earlier refund under its key went "
+                    f"through ({missed.reason}): the tender stays voiding and still counts "
+                    f"as paid; send the void again (nothing is refunded twice)") from exc
+            if earlier is None:
+                if self._undo_void(row):
+                    raise PaymentError(f"the processor refused the refund of tender "
+                                       f"{row.id}: {exc.reason}; the tender stays paid") from exc
+                return self._void_winner(row, None, exc.reason)
+            found = earlier
+        view = self._record_void(row, found.reference, actor=None, audit=audit)
+        return view if view is not None else self._void_winner(row, found.reference, None)
+
+    def _record_void(self, row: Tender, refund_id: str, *, actor: str | None,
+                     audit: Audit | None, stamp: datetime | None = None) -> TenderView | None:
+        """Record the ``voiding`` card tender ``row`` ``voided`` with the processor's
+        ``refund_id`` and its ``tender_voided`` entry (``actor``; None: the staff member
+        who voided it) in one transaction, compare-and-set on ``voiding`` (and, with
+        ``stamp``, on reconciliation's claim). None: the compare-and-set lost (another
+        request or run changed the tender first; nothing written)."""
+        with self._db.begin() as db:
+            now = self._clock()
+            claim = () if stamp is None else (Tender.updated_at == stamp,)
+            done = db.execute(sa.update(Tender).where(
+                Tender.id == row.id, Tender.void_state == "voiding",
+                Tender.state.in_(PAID_STATES), *claim).values(
+                state="voided", void_state="voided", voided_at=now,
+                void_refund_id=refund_id, updated_at=now))
+            if int(done.rowcount or 0):  # type: ignore[attr-defined]
+                stored = db.get_one(Tender, row.id)
+                db.refresh(stored)
+                _audit_void(audit, db, stored, actor=actor)
+                return tender_view(stored)
+        return None
+
+    def _void_winner(self, row: Tender, refund_id: str | None,
+                     refused: str | None) -> TenderView:
+        """This request's last write of a void lost its compare-and-set: the tender as the
+        request (or run) that moved it first left it, when that is ``voided``.
+
+        Raises Conflict otherwise, saying what this request knows: its refund
+        ``refund_id`` went through (None: it was refused, ``refused`` saying why) while
+        the tender is no longer ``voiding`` (put back to paid meanwhile: staff must
+        check the sale, the refund is recorded nowhere else)."""
+        with self._db() as db:
+            stored = db.get_one(Tender, row.id)
+            if stored.void_state == "voided":
+                return tender_view(stored)
+            state = f"{stored.state}, void state {stored.void_state or 'none'}"
+        if refund_id is None:
+            raise Conflict(f"the processor refused the refund of tender {row.id} "
+                           f"({refused}), and the tender was meanwhile changed by another "
+                           f"request ({state}): read it again before voiding")
+        raise Conflict(f"the refund {refund_id} of tender {row.id} went through, but the "
+                       f"tender was meanwhile changed by another request ({state}) and is "
+                       f"not recorded voided: check the sale; this refund is not recorded "
+                       f"anywhere else")
+
+    def reconcile_voiding(self, *, older_than: timedelta) -> list[VoidResolution]:
+        """Settle the card tenders left ``voiding`` (a crash or a lost answer after the
+        void's refund was sent, before its outcome was written) whose last change is
+        older than ``older_than``; returns what was done with each, oldest first.
+
+        Each tender is claimed first (compare-and-set on ``voiding`` and its last change
+        still before the cutoff; a resend of the void re-stamps the tender, and then
+        reconciliation backs off: ``busy``), then the refund is looked up under
+        ``void:<tender id>`` (never sent). Found: the tender is recorded ``voided`` with
+        the refund's id and a ``tender_voided`` audit entry (actor ``reconcile``) in one
+        transaction. The processor has no record of it (a miss from a processor whose
+        look-up is complete): the tender goes back to paid, no void (``not_voided``; the
+        void's reason is dropped, the resolution says so). The processor cannot answer,
+        or its look-up is not complete (a miss proves nothing): the tender stays
+        ``voiding`` for the next run (``still_voiding``). Money in minor units.
+
+        Raises ValueError for a negative ``older_than``; whatever the audit log raises
+        (the write is rolled back with it: the tender stays ``voiding`` for the next run,
+        as do the tenders after it).
+        """
+        if older_than < timedelta(0):
+            raise ValueError("older_than must be >= 0")
+        cutoff = self._clock() - older_than
+        with self._db() as db:
+            rows = list(db.scalars(sa.select(Tender).where(
+                Tender.kind == "card", Tender.void_state == "voiding",
+                Tender.state.in_(PAID_STATES), Tender.updated_at < cutoff)
+                .order_by(Tender.created_at, Tender.id)))
+        return [self._reconcile_void(row, cutoff) for row in rows]
+
+    def _reconcile_void(self, row: Tender, cutoff: datetime) -> VoidResolution:
+        """Look up and settle one ``voiding`` card tender (see :meth:`reconcile_voiding`)."""
+        def resolved(outcome: VoidOutcome, refund_id: str | None,
+                     reason: str | None) -> VoidResolution:
+            return VoidResolution(row.id, row.session_id, row.amount_minor, outcome,
+                                  refund_id, reason)
+
+        stamp = self._claim_for_reconcile(row, cutoff, void_state="voiding")
+        if stamp is None:
+            return resolved("busy", None, "changed since it was read: left to that request")
+        key, capture_id = f"void:{row.id}", row.capture_id or ""
+
+        def lookup() -> Operation | None:
+            return self._processor.lookup(kind="refund", idempotency_key=key,
+                                          reference=capture_id)
+
+        try:
+            found = call_with_retry(lookup, lookup=lookup, policy=self._retry)
+        except PaymentError as exc:  # unreachable or refusing to say: try again later
+            return resolved("still_voiding", None,
+                            f"the processor could not say what became of the refund: "
+                            f"{exc.reason}")
+        if found is not None:
+            view = self._record_void(row, found.reference, actor="reconcile",
+                                     audit=self._audit, stamp=stamp)
+            if view is None:
+                return resolved("busy", found.reference,
+                                "another request settled the void first")
+            return resolved("voided", view.void_refund_id, "the processor has the refund")
+        if not self._processor.lookup_is_complete:
+            return resolved("still_voiding", None,
+                            "the processor's look-up found no refund, which does not prove "
+                            "there is none: send the void again to finish it")
+        if not self._undo_void(row, stamp):
+            return resolved("busy", None, "changed since it was claimed: left to that request")
+        return resolved("not_voided", None,
+                        f"the processor has no record of a refund under {key}: the tender "
+                        f"is paid again, not voided (void it again if it still should be)")
+
+    def _undo_void(self, row: Tender, stamp: datetime | None = None) -> bool:
+        """A refund the processor has no record of (refused, nothing refunded): the
+        tender stays paid and is no longer ``voiding``; compare-and-set on ``voiding``
+        (and, with ``stamp``, on reconciliation's claim). False: another request or run
+        changed the tender first (nothing written)."""
+        claim = () if stamp is None else (Tender.updated_at == stamp,)
+        with self._db.begin() as db:
+            done = db.execute(sa.update(Tender).where(Tender.id == row.id,
+                                                      Tender.void_state == "voiding", *claim)
+                              .values(void_state=None, void_reason=None, voided_by=None,
+                                      updated_at=self._clock()))
+            return bool(int(done.rowcount or 0))  # type: ignore[attr-defined]
 
     # --- queries ---------------------------------------------------------------------
 
@@ -837,6 +1194,24 @@ class Till:
         with self._db() as db:
             return _sum(db, Tender.amount_minor, Tender.session_id == session_id,
                         Tender.state.in_(PAID_STATES))
+
+
+def _audit_void(audit: Audit | None, db: Session, row: Tender, *,
+                actor: str | None = None) -> None:
+    """Append the ``tender_voided`` entry of the voided tender ``row`` inside the void's
+    write transaction ``db`` (``actor``; None: ``staff:<voided_by>``): :func:`audit_details`, the
+    reason, ``voided_minor`` (minor units gone back to the shopper) and the refund id
+    (card) or the drawer the cash was paid out of. Raises what the audit log raises."""
+    if audit is None:
+        return
+    details = {**audit_details(row), "reason": row.void_reason,
+               "voided_minor": row.amount_minor}
+    if row.kind == "cash":
+        details["void_drawer_id"] = row.void_drawer_id
+    else:
+        details["refund_id"] = row.void_refund_id
+    audit.record_in(db, [NewEntry(actor or f"staff:{row.voided_by}", "tender_voided",
+                                  f"session:{row.session_id}", details)])
 
 
 def _audit_lost_race(by: _Auditor, row: Tender, wrote: str | None) -> None:
@@ -926,12 +1301,76 @@ def _describe(kind: str, amount_minor: int, currency: str, till_id: str) -> str:
     return f"{kind} {format_minor(amount_minor, currency)} at till {till_id}"
 
 
+def drawer_cash_minor(db: Session, drawer: CashDrawer) -> int:
+    """The cash ``drawer`` is expected to hold now, in minor units: its X report's
+    ``expected_cash_minor`` (float plus cash sales less the cash paid back out of it),
+    read in ``db``'s transaction. Lock the drawer first (:func:`lock_open_drawer`) when
+    paying cash out of it: a payout larger than this is refused by its callers, so the
+    drawer never reads negative."""
+    return _report(db, drawer, "X").expected_cash_minor
+
+
+def _last_drawer(db: Session, till_id: str) -> CashDrawer | None:
+    """The drawer opened last at ``till_id`` (None: never one)."""
+    return db.scalars(sa.select(CashDrawer).where(CashDrawer.till_id == till_id)
+                      .order_by(CashDrawer.opened_at.desc(), CashDrawer.id.desc())).first()
+
+
+def _none_open(till_id: str, last: CashDrawer | None) -> str:
+    """The reason given when no drawer is open at ``till_id``."""
+    if last is None or last.closed_at is None:
+        return f"no cash drawer is open at till {till_id}"
+    return (f"no cash drawer is open at till {till_id}: its last drawer {last.id} was "
+            f"closed by {last.closed_by} at {last.closed_at.isoformat()}; its Z report is "
+            f"kept with the till's drawers")
+
+
+def _replay_close(db: Session, till_id: str, staff_id: str,
+                  counted_minor: int) -> DrawerReport:
+    """A Z report sent when no drawer is open at ``till_id``: the stored Z report of the
+    till's last drawer when it was closed by ``staff_id`` with ``counted_minor``.
+    Raises NotFound (no drawer ever), Conflict (closed with other content)."""
+    last = _last_drawer(db, till_id)
+    if last is None or last.closed_at is None:
+        raise NotFound(_none_open(till_id, last))
+    if (last.closed_by, last.counted_minor) != (staff_id, counted_minor):
+        counted = format_minor(int(last.counted_minor or 0), last.currency)
+        raise Conflict(f"the cash drawer {last.id} at till {till_id} was already closed by "
+                       f"{last.closed_by} at {last.closed_at.isoformat()} with {counted} "
+                       f"counted; read its Z report with the till's drawers (no drawer is "
+                       f"open there now)")
+    return _stored_report(db, last)
+
+
+def _stored_report(db: Session, drawer: CashDrawer) -> DrawerReport:
+    """The drawer's Z report once closed, else its X report.
+
+    A closed drawer answers with the Z report stored when it was closed
+    (``cash_drawers.z_report``), exactly as given then: a tender voided afterwards, or
+    a dispute's cash refund, never changes it. A drawer closed before migration 0012
+    has none stored (NULL): its Z report is recomputed from the tenders now, with the
+    expected cash as stored at close (``expected_minor``), so its card sales and tender
+    count may differ from what was given at close if a tender was voided since."""
+    if drawer.closed_at is None:
+        return _report(db, drawer, "X")
+    if drawer.z_report is not None:
+        known = {f.name for f in fields(DrawerReport)}
+        return DrawerReport(**{k: v for k, v in drawer.z_report.items() if k in known})
+    return _report(db, drawer, "Z")
+
+
 def _report(db: Session, drawer: CashDrawer, kind: Literal["X", "Z"]) -> DrawerReport:
     mine = Tender.drawer_id == drawer.id
-    cash = (mine, Tender.kind == "cash", Tender.state == "taken")
+    # Cash taken into the drawer, also of tenders voided later (paid back as a void).
+    cash = (mine, Tender.kind == "cash",
+            sa.or_(Tender.state == "taken", Tender.void_state == "voided"))
     sales = _sum(db, Tender.amount_minor, *cash)
     refunds = _sum(db, Dispute.cash_refund_minor, Dispute.drawer_id == drawer.id)
-    expected = drawer.float_minor + sales - refunds
+    voids = _sum(db, Tender.amount_minor, Tender.void_drawer_id == drawer.id,
+                 Tender.kind == "cash", Tender.void_state == "voided")
+    expected = drawer.float_minor + sales - refunds - voids
+    if kind == "Z" and drawer.expected_minor is not None:
+        expected = drawer.expected_minor  # as stored when the drawer was closed
     count = int(db.scalar(sa.select(sa.func.count()).select_from(Tender)
                           .where(mine, Tender.state.in_(PAID_STATES))) or 0)
     counted = drawer.counted_minor if kind == "Z" else None
@@ -946,4 +1385,5 @@ def _report(db: Session, drawer: CashDrawer, kind: Literal["X", "Z"]) -> DrawerR
         tenders=count, expected_cash_minor=expected,
         closed_by=drawer.closed_by if kind == "Z" else None,
         closed_at=drawer.closed_at.isoformat() if kind == "Z" and drawer.closed_at else None,
-        counted_minor=counted, difference_minor=None if counted is None else counted - expected)
+        counted_minor=counted, difference_minor=None if counted is None else counted - expected,
+        cash_voids_minor=voids)

@@ -292,6 +292,11 @@ class CashDrawer(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     expected_minor: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
     counted_minor: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+    z_report: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON(), nullable=True)
+    """The whole Z report as given when the drawer was closed (``storefront.till.
+    DrawerReport`` as a JSON object, money in minor units), written in the closing
+    transaction and read back unchanged. NULL: still open, or closed before migration
+    0012 (its Z report is then recomputed, with ``expected_minor`` as stored)."""
 
 
 class Tender(Base):
@@ -325,6 +330,18 @@ class Tender(Base):
     as ``shoppers.payment_token`` holds it); cleared when the tender reaches a final state."""
     payment_token_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     """Hex SHA-256 of the card's token, kept so a replay with another card is refused."""
+    void_state: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    """None (never voided), ``voiding`` (a card tender's refund was started under the
+    key ``void:<id>``; the tender still counts as paid until it is recorded) or
+    ``voided`` (the money went back; ``state`` is then ``voided``)."""
+    void_reason: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
+    voided_by: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    void_refund_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    """The processor's refund id of a voided card tender."""
+    void_drawer_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    """The drawer a voided cash tender's cash was paid back out of (the one open at the
+    tender's till then; its X and Z reports count it as a cash void)."""
 
 
 class Dispute(Base):

@@ -20,7 +20,9 @@ def reconcile_command(
 ) -> None:
     """Ask the processor about calls a crash left in flight; release stray holds; settle
     the staffed checkout's card tenders left pending (paid when the processor has the
-    money, failed when it has no record). Prints the counts and the tenders as JSON."""
+    money, failed when it has no record) and those left voiding (voided when the processor
+    has the refund, paid again when it has no record). Prints the counts, the tenders and
+    the voids as JSON."""
     from storefront.bootstrap import bootstrap
     from storefront.payments.reconcile import reconcile
     from storefront.settings import Settings

@@ -24,6 +24,11 @@ crash or a timeout in mid-call) are settled too when a ``till`` is given
 (``storefront payments reconcile`` gives it): each tender at rest for longer than
 ``older_than`` is looked up under its own keys and recorded paid (captured) or failed
 (no money), with the tender path's compare-and-set (``Till.reconcile_pending``).
+Card tenders left ``voiding`` (the void's refund was sent under ``void:<tender id>`` and
+its outcome never recorded) for longer than ``older_than`` are settled as well: the refund
+is looked up (never sent), and the tender recorded ``voided`` when the processor has it,
+back to paid when it has no record, left for the next run when it cannot answer
+(``Till.reconcile_voiding``).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from storefront.payments.retry import call_with_retry
 from storefront.sessions import SessionReadModel
 
 if TYPE_CHECKING:
-    from storefront.till import TenderResolution, Till
+    from storefront.till import TenderResolution, Till, VoidResolution
 
 
 @dataclass
@@ -66,6 +71,11 @@ class ReconcileReport:
     ``tenders_late_holds_released``: holds that reached the processor after their tender
     was recorded failed, now voided (``Till.release_late_holds``).
     ``tenders`` says what was done with each one (``storefront.till.TenderResolution``).
+    ``voids_*`` count the card tenders left ``voiding``: looked up, now ``voided`` (the
+    processor has the refund), ``not_voided`` (it has no record: the tender is paid
+    again), still voiding (it could not answer) and busy (a resend of the void was
+    working on it); ``voids`` says what was done with each one
+    (``storefront.till.VoidResolution``).
     """
 
     looked_up: int = 0
@@ -81,6 +91,12 @@ class ReconcileReport:
     tenders_busy: int = 0
     tenders_late_holds_released: int = 0
     tenders: list[TenderResolution] = field(default_factory=list)
+    voids_looked_up: int = 0
+    voids_voided: int = 0
+    voids_not_voided: int = 0
+    voids_still_voiding: int = 0
+    voids_busy: int = 0
+    voids: list[VoidResolution] = field(default_factory=list)
 
     def add_tenders(self, resolutions: list[TenderResolution]) -> None:
         """Count and keep what reconciliation did with the pending card tenders."""
@@ -92,6 +108,16 @@ class ReconcileReport:
             self.tenders_still_pending += done.outcome == "still_pending"
             self.tenders_busy += done.outcome == "busy"
 
+    def add_voids(self, resolutions: list[VoidResolution]) -> None:
+        """Count and keep what reconciliation did with the card tenders left voiding."""
+        self.voids.extend(resolutions)
+        for done in resolutions:
+            self.voids_looked_up += done.outcome != "busy"
+            self.voids_voided += done.outcome == "voided"
+            self.voids_not_voided += done.outcome == "not_voided"
+            self.voids_still_voiding += done.outcome == "still_voiding"
+            self.voids_busy += done.outcome == "busy"
+
 
 def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Clock,
               older_than: timedelta, lease: timedelta,
@@ -102,8 +128,9 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
     (``busy``); a call the processor cannot answer about now stays in flight
     (``still_unknown``) for the next run or the next exit retry. With ``till``, the
     staffed checkout's card tenders pending for longer than ``older_than`` are settled
-    as well (``Till.reconcile_pending``; counted in ``tenders_*``). Raises ValueError
-    for a negative ``older_than`` when ``till`` is given.
+    as well (``Till.reconcile_pending``; counted in ``tenders_*``), and the card tenders
+    left ``voiding`` as long (``Till.reconcile_voiding``; counted in ``voids_*``).
+    Raises ValueError for a negative ``older_than`` when ``till`` is given.
     """
     report = ReconcileReport()
     resolved: set[str] = set()  # payments whose orphaned call this run found done
@@ -139,6 +166,7 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
     if till is not None:
         report.add_tenders(till.reconcile_pending(older_than=older_than))
         report.tenders_late_holds_released = till.release_late_holds()
+        report.add_voids(till.reconcile_voiding(older_than=older_than))
     return report
 
 

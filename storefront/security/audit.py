@@ -49,14 +49,15 @@ GENESIS: Final = "0" * 64
 _LABEL: Final = b"storefront-audit/v1\x00"
 ACTIONS: Final = frozenset({"enrol", "identify", "verify", "delete", "export", "correction",
                             "refund", "staff_added", "staff_login", "tender", "tender_settled",
-                            "hold_released", "compare"})
+                            "hold_released", "tender_voided", "compare"})
 """What may be recorded. ``compare``: a person's stored palm templates were decrypted and
 compared with a probe during someone else's identification or enrolment
 (:mod:`storefront.biometric_audit`). The staffed checkout's money: ``tender`` (a tender taken,
 whatever its outcome: approved, declined or pending), ``tender_settled`` (a pending card
 tender decided later: captured or failed, by reconciliation or by a cashier's resend) and
 ``hold_released`` (reconciliation voided a hold that reached the processor after its
-tender was recorded failed); see :mod:`storefront.till`."""
+tender was recorded failed) and ``tender_voided`` (staff voided a tender of an open sale:
+its cash paid back or its card refunded); see :mod:`storefront.till`."""
 _ATTEMPTS: Final = 20
 _BACKOFF_S: Final = 0.002
 """Upper bound of the random pause before retry n (seconds, times n)."""

@@ -18,8 +18,10 @@ class SecuritySettings(BaseSettings):
             timestamp and the server clock, seconds; nonces are kept twice as long.
         cashier_refund_limit_minor, manager_refund_limit_minor: largest refund one
             dispute may pay out, per role, minor units.
-        cashier_correction_limit: largest change of a line's quantity (units, or grams)
-            a cashier may make in one correction; managers have no limit.
+        cashier_correction_limit: the most items a cashier may change by corrections
+            on one session (units added or removed, summed over its corrections; setting
+            the weight of a line sold by weight counts as one item); managers have no
+            limit.
         shopper_dispute_limit_minor: largest refund a shopper may claim themselves by
             disputing one receipt line in the portal, minor units; above it the
             shopper is asked to go to the store's staffed checkout.

@@ -64,7 +64,7 @@ def session_page(session_id: SessionIdPath, request: Request, user: CheckoutPage
     """One session's sale: facts, lines, flags, blockers and the forms to finish it."""
     c = container_of(request)
     cart = c.staffed.cart(session_id)
-    receipt_id = c.carts.state(session_id).receipt_id if cart.status == "settled" else None
+    receipt_id = cart.receipt_id if cart.status == "settled" else None
     return render(request, "console/session.html", {
         "nav": "checkout", "cart": cart, "shopper_name": _shopper_name(request, cart),
         "products": _products(request, cart), "receipt_id": receipt_id,

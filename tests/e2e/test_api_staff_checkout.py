@@ -203,10 +203,12 @@ def test_correction_with_reason_is_audited_and_flags_resolved(shop: Shop) -> Non
     shop.post(f"/staff/sessions/{sid}/corrections", {
         "staff_id": "dan", "product_code": "WATER", "quantity": 1,
         "reason": "the water said to be put back is in the basket"}, 201)
-    flags = shop.post(f"/staff/sessions/{sid}/flags/resolve", {
-        "staff_id": "dan", "device_id": "shelf-1", "device_seq": 99,
+    done = shop.post(f"/staff/sessions/{sid}/flags/resolve", {
+        "staff_id": "dan", "device_id": "shelf-1", "device_seq": 99, "decision": "accept",
         "note": "checked the basket"}, 200)
-    assert flags[0]["resolved_by"] == "dan" and flags[0]["note"] == "checked the basket"
+    flags = done["flags"]
+    assert flags[0]["resolved_by"] == "dan" and flags[0]["note"] == "accept: checked the basket"
+    assert done["correction"] is None  # the water was already corrected to 1
     cart = shop.cart(sid)
     assert cart["total_minor"] == 2 * 35 + 95 and len(cart["corrections"]) == 2
     shop.post("/staff/tills/till-9/open", {"staff_id": "dan", "float_minor": 0}, 201)
@@ -255,7 +257,8 @@ def test_malformed_input_is_refused_and_changes_nothing(shop: Shop) -> None:
         (f"/staff/sessions/{sid}/corrections", {"staff_id": "ann", "product_code": "NOPE",
                                                 "quantity": 1, "reason": "typo"}, 422),
         (f"/staff/sessions/{sid}/flags/resolve", {"staff_id": "ann", "device_id": "d",
-                                                  "device_seq": 1, "note": "n"}, 404),
+                                                  "device_seq": 1, "decision": "accept",
+                                                  "note": "n"}, 404),
         ("/staff/tills/till-1/open", {"staff_id": "ann", "float_minor": 10}, 409),
         ("/staff/tills/till-3/open", {"staff_id": "ann", "float_minor": -1}, 422),
         ("/staff/tills/till-1/z-report", {"staff_id": "ann", "counted_minor": -1}, 422),

@@ -4,6 +4,7 @@ stored flag resolutions, the claim taken and given back), and what it refuses.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,3 +188,161 @@ def test_the_correction_limit_covers_the_session_so_splitting_does_not_get_round
     c.staffed.correct(session_id=sid, staff_id="fay", product_code="WATER", quantity=22,
                       reason="checked by the manager")  # no limit
     assert quantities(c, sid)["WATER"] == 22
+
+
+def test_a_decision_sent_again_answers_with_its_outcome_and_another_is_refused(
+        c: Container) -> None:
+    sid = session(c, "d1", [("picked", "APPLE-1", 1, 1.0, 0), ("picked", "WATER", 2, 0.2, 1)])
+    queue = ReviewQueue.of(c)
+    args: dict[str, object] = {"session_id": sid, "device_id": "d1", "device_seq": 1,
+                               "staff_id": "ann", "decision": "correct", "reason": "counted",
+                               "corrected_quantity": 3}
+    first = queue.decide(**args)  # type: ignore[arg-type]
+    assert first.correction is not None and first.correction.quantity_after == 3
+    again = ReviewQueue.of(c).decide(**(args | {"staff_id": "bob"}))  # type: ignore[arg-type]
+    assert again == first and len(c.staffed.cart(sid).corrections) == 1
+    others: list[dict[str, object]] = [{"corrected_quantity": 4}, {"reason": "recounted"},
+                                       {"decision": "reject", "corrected_quantity": None}]
+    for other in others:
+        with pytest.raises(Conflict, match="already resolved by staff ann at .* as correct to 3"):
+            queue.decide(**(args | other))  # type: ignore[arg-type]
+    assert quantities(c, sid) == {"APPLE-1": 1, "WATER": 3}
+    assert len(c.staffed.cart(sid).corrections) == 1
+
+
+def test_resolving_a_resolved_flag_with_another_note_is_refused(c: Container) -> None:
+    """The check in the resolution's guarded transaction: of two racing decisions of one
+    flag, the second cannot also be recorded as if it had decided the flag."""
+    sid = session(c, "d1", [("picked", "WATER", 1, 0.2, 0)])
+    c.staffed.claim(session_id=sid, staff_id="ann")
+    args = {"session_id": sid, "staff_id": "ann", "device_id": "d1", "device_seq": 0}
+    [flag] = c.staffed.resolve_flag(**args, note="reject: not taken")  # type: ignore[arg-type]
+    assert flag.note == "reject: not taken"
+    assert c.staffed.resolve_flag(**args, note="reject: not taken") == [flag]  # type: ignore[arg-type]
+    with pytest.raises(Conflict, match="already resolved by staff ann with the note "
+                                       "'reject: not taken'"):
+        c.staffed.resolve_flag(**args, note="accept: seen")  # type: ignore[arg-type]
+    assert c.staffed.cart(sid).flags == (flag,)
+
+
+# --- racing decisions, on SQLite and PostgreSQL --------------------------------------------
+
+
+@pytest.fixture
+def cdb(tmp_path: Path, database: str | None) -> Iterator[Container]:
+    """As ``c``, on the embedded SQLite and on PostgreSQL."""
+    container = bootstrap(Settings(data_dir=tmp_path / "store", database_url=database),
+                          processor=SimulatedProcessor(seed=3, decline_rate=0.0))
+    container.catalogue.upsert([make_item("WATER", "Sparkling water", 95, "GBP"),
+                                make_item("APPLE-1", "Apple", 35, "GBP")])
+    yield container
+    container.close()
+
+
+def _race(c: Container, monkeypatch: pytest.MonkeyPatch,
+          decisions: list[dict[str, object]]) -> list[object]:
+    """Two decisions sent at once: both have read the flag unresolved and worked their
+    correction out (held at ``_hold``, which comes after) before either writes. Returns
+    each one's outcome or the exception it raised."""
+    barrier = threading.Barrier(2, timeout=20)
+    hold = ReviewQueue._hold
+
+    def held(self: ReviewQueue, cart: object, staff_id: str) -> bool:
+        barrier.wait()
+        return hold(self, cart, staff_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ReviewQueue, "_hold", held)
+    out: list[object] = [None, None]
+
+    def run(i: int) -> None:
+        try:
+            out[i] = ReviewQueue.of(c).decide(**decisions[i])  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - the test looks at what each got
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    monkeypatch.setattr(ReviewQueue, "_hold", hold)
+    return out
+
+
+def test_two_racing_decisions_of_one_flag_change_the_cart_once(
+        cdb: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Console and API at once (the same staff member): accept (WATER 0 -> 2) and
+    correct to 5. Exactly one is made; the other is Conflict naming it; the cart has the
+    winner's quantity and one correction."""
+    sid = session(cdb, "d1", [("picked", "APPLE-1", 1, 1.0, 0), ("picked", "WATER", 2, 0.2, 1)])
+    base: dict[str, object] = {"session_id": sid, "device_id": "d1", "device_seq": 1,
+                               "staff_id": "ann", "reason": "checked"}
+    out = _race(cdb, monkeypatch, [base | {"decision": "accept"},
+                                   base | {"decision": "correct", "corrected_quantity": 5}])
+    won = [o for o in out if not isinstance(o, Exception)]
+    lost = [o for o in out if isinstance(o, Exception)]
+    assert len(won) == 1 and len(lost) == 1, out
+    assert isinstance(lost[0], Conflict) and "already resolved by staff ann" in str(lost[0])
+    winner = won[0]
+    cart = cdb.staffed.cart(sid)
+    [correction] = cart.corrections
+    assert winner.correction == correction  # type: ignore[attr-defined]
+    expected = 2 if winner.decision == "accept" else 5  # type: ignore[attr-defined]
+    assert quantities(cdb, sid) == {"APPLE-1": 1, "WATER": expected}
+    assert [f.note for f in cart.flags] == [f"{winner.decision}: checked"]  # type: ignore[attr-defined]
+    assert cart.claim is None
+
+
+def test_a_retry_with_another_quantity_racing_the_first_is_refused(
+        cdb: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same decision and reason with another count (a retry after a recount): the
+    notes are equal, so the quantity tells them apart; one correction stands."""
+    sid = session(cdb, "d1", [("put_back", "WATER", 1, 1.0, 0)])
+    base: dict[str, object] = {"session_id": sid, "device_id": "d1", "device_seq": 0,
+                               "staff_id": "ann", "decision": "correct", "reason": "counted"}
+    out = _race(cdb, monkeypatch, [base | {"corrected_quantity": 3},
+                                   base | {"corrected_quantity": 4}])
+    won = [o for o in out if not isinstance(o, Exception)]
+    lost = [o for o in out if isinstance(o, Exception)]
+    assert len(won) == 1 and len(lost) == 1, out
+    kept = won[0].correction.quantity_after  # type: ignore[attr-defined]
+    assert isinstance(lost[0], Conflict) and f"as correct to {kept}" in str(lost[0])
+    assert quantities(cdb, sid) == {"WATER": kept}
+    assert len(cdb.staffed.cart(sid).corrections) == 1
+
+
+def test_the_same_decision_sent_twice_at_once_is_made_once(
+        cdb: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A double click: both answers are the one outcome; one correction."""
+    sid = session(cdb, "d1", [("picked", "APPLE-1", 1, 1.0, 0), ("picked", "WATER", 2, 0.2, 1)])
+    decision: dict[str, object] = {"session_id": sid, "device_id": "d1", "device_seq": 1,
+                                   "staff_id": "ann", "decision": "accept", "reason": "seen"}
+    first, second = _race(cdb, monkeypatch, [decision, decision])
+    assert not isinstance(first, Exception) and not isinstance(second, Exception), (first,
+                                                                                    second)
+    assert first.correction == second.correction  # type: ignore[attr-defined]
+    assert first.flags == second.flags  # type: ignore[attr-defined]
+    assert quantities(cdb, sid) == {"APPLE-1": 1, "WATER": 2}
+    assert len(cdb.staffed.cart(sid).corrections) == 1
+
+
+def test_a_line_corrected_while_an_accept_was_worked_out_is_not_overwritten(
+        c: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An accept adds the event to the line as it stood; a correction of that line made
+    meanwhile (another till) is not silently replaced: Conflict, nothing written."""
+    sid = session(c, "d1", [("picked", "WATER", 1, 1.0, 0), ("picked", "WATER", 2, 0.2, 1)])
+    c.staffed.claim(session_id=sid, staff_id="ann")
+    hold = ReviewQueue._hold
+
+    def meanwhile(self: ReviewQueue, cart: object, staff_id: str) -> bool:
+        c.staffed.correct(session_id=sid, staff_id="ann", product_code="WATER", quantity=6,
+                          reason="recounted a crate")
+        return hold(self, cart, staff_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ReviewQueue, "_hold", meanwhile)
+    with pytest.raises(Conflict, match="WATER was corrected while flag d1#1 was decided"):
+        ReviewQueue.of(c).decide(session_id=sid, device_id="d1", device_seq=1,
+                                 staff_id="ann", decision="accept", reason="seen")
+    cart = c.staffed.cart(sid)
+    assert quantities(c, sid) == {"WATER": 6} and len(cart.corrections) == 1
+    assert cart.flags[0].resolved_by is None

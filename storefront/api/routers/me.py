@@ -80,7 +80,10 @@ def delete_palm(palm_id: IdPath, shopper: ShopperDep, p: PrivacyDep) -> Any:
 
 @router.get("/trips")
 def trips(shopper: ShopperDep, p: PrivacyDep) -> Any:
-    """My trips, newest first, with their receipt ids."""
+    """My trips, newest first, with their receipt ids; ``refunded_minor`` and
+    ``refund_pending_minor`` (what disputes refunded, or are still refunding, to me) and
+    ``current_total_minor`` (my receipt's latest, amended total) beside ``total_minor``
+    (the total when I checked out). Minor units."""
     return [_json(t) for t in p.portal.trips(shopper)]
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import sqlalchemy as sa
 from fastapi import APIRouter
 
+from cart.errors import SessionNotFound
+from cart.projections import CartContents
 from storefront.api.deps import ContainerDep
 from storefront.api.schemas import (
     CartLineOut,
@@ -15,6 +18,7 @@ from storefront.api.schemas import (
     SessionIdPath,
     SessionOut,
 )
+from storefront.db.models import Receipt
 from storefront.devices.routing import check_not_ahead
 from storefront.security.api import Cart, Checkout, Gate, StaffOrDevice
 from storefront.security.errors import PermissionDenied
@@ -42,18 +46,53 @@ def record_event(session_id: SessionIdPath, body: ItemEventIn, c: ContainerDep,
     return ItemEventOut(session_id=session_id, version=stored.version, position=stored.position)
 
 
-@router.get("/sessions/{session_id}", response_model=SessionOut)
-def get_session(session_id: SessionIdPath, c: ContainerDep, _who: StaffOrDevice) -> SessionOut:
+class SessionViewOut(SessionOut):
+    """The session as ``SessionOut``, plus ``receipt_id`` once it is settled.
+
+    ``history_erased``: the item history (the cart event log) of this settled session
+    was erased by account deletion or retention; ``cart`` and ``flags`` are then empty
+    and ``notice`` says so. The session row itself (status, times, total) is kept.
+    """
+
+    receipt_id: str | None = None
+    history_erased: bool = False
+    notice: str | None = None
+
+
+ERASED_NOTICE = ("the item history of this session was erased (account deletion or "
+                 "retention): only the kept record (status, times, total, receipt) is shown")
+
+
+@router.get("/sessions/{session_id}", response_model=SessionViewOut)
+def get_session(session_id: SessionIdPath, c: ContainerDep,
+                _who: StaffOrDevice) -> SessionViewOut:
     """The session with its current cart (derived from the event log) and flags
-    (checkout staff or a signed device)."""
+    (checkout staff or a signed device); 404 for an unknown session.
+
+    A settled session whose item history was erased (its shopper's account deleted,
+    or retention) answers with its kept row, an empty cart and ``history_erased``.
+    """
     view = c.read_model.get(session_id)
-    contents = c.carts.cart(session_id)
-    return SessionOut(
+    try:
+        contents: CartContents | None = c.carts.cart(session_id)
+    except SessionNotFound:
+        if view.status != "settled":
+            raise
+        contents = None  # erased with the account or by retention; the row is kept
+    receipt_id = None
+    if view.status == "settled":
+        with c.db() as db:
+            receipt_id = db.scalars(sa.select(Receipt.id)
+                                    .where(Receipt.session_id == session_id)).first()
+    lines = sorted(contents.lines.items()) if contents is not None else []
+    return SessionViewOut(
         id=view.id, shopper_id=view.shopper_id, status=view.status,
         entry_method=view.entry_method, opened_at=view.opened_at, exited_at=view.exited_at,
         total_minor=view.total_minor, staffed_reason=view.staffed_reason,
-        cart=[CartLineOut(product_code=k, quantity=v) for k, v in sorted(contents.lines.items())],
-        flags=[flag.reason for flag in contents.flags])
+        cart=[CartLineOut(product_code=k, quantity=v) for k, v in lines],
+        flags=[flag.reason for flag in contents.flags] if contents is not None else [],
+        receipt_id=receipt_id, history_erased=contents is None,
+        notice=ERASED_NOTICE if contents is None else None)
 
 
 @router.post("/sessions/{session_id}/exit", response_model=ExitOut)

@@ -1,7 +1,8 @@
 """Staffed-checkout and till endpoints (``/staff/...``).
 
 Every endpoint needs a staff bearer token (``POST /staff/login``) of a checkout role
-(cashier or manager); the Z report (closing a drawer) needs a manager. ``staff_id`` in
+(cashier or manager); the Z report (closing a drawer) and voiding a tender need a
+manager. ``staff_id`` in
 a body must be the signed-in staff member's id (403 otherwise); it is what is recorded.
 """
 
@@ -10,20 +11,22 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from storefront.api.deps import ContainerDep
 from storefront.api.schemas import ID_PATTERN, SessionIdPath, StrictCount, Text
+from storefront.review import DECISIONS, MAX_REASON, Decision, ReviewQueue
 from storefront.security.api import Checkout, Manager, check_stated_staff
 from storefront.security.staff import StaffPrincipal
-from storefront.staffed import StaffedCart
+from storefront.staffed import MAX_QUANTITY, StaffedCart
 
 router = APIRouter(prefix="/staff", tags=["staffed checkout"])
 
 StaffId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN,
                                description="the signed-in staff member's id")]
 TillIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+TenderIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Key = Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)]
 Amount = Annotated[StrictCount, Field(ge=1, le=10**9)]
 
@@ -44,11 +47,36 @@ class CorrectionIn(StaffIn):
 
 
 class FlagResolutionIn(StaffIn):
-    """Resolve the review flags of one device event."""
+    """Decide the review flags of one device event, as the staff console's review queue does.
+
+    ``decision`` is required: ``accept`` (the event stands: an event left out of the
+    cart for its low confidence goes in as the device reported it), ``correct`` (staff
+    counted the goods: the line is set to ``corrected_quantity``, units or grams for
+    weighed goods, given with ``correct`` only) or ``reject`` (the event is wrong: what
+    it did is undone; an event left out stays out). ``note`` is the reason, recorded
+    as ``<decision>: <note>``.
+    """
 
     device_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     device_seq: StrictCount = Field(ge=0, le=2**62)
-    note: Text = Field(min_length=1, max_length=300)
+    decision: Decision
+    corrected_quantity: StrictCount | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+    note: Text = Field(min_length=1, max_length=MAX_REASON)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decision_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("decision") is None:
+            raise ValueError(f"decision is required: one of {', '.join(DECISIONS)} (a flag "
+                             f"is decided, not only marked resolved)")
+        return data
+
+    @model_validator(mode="after")
+    def _quantity_with_correct(self) -> FlagResolutionIn:
+        if (self.decision == "correct") != (self.corrected_quantity is not None):
+            raise ValueError("corrected_quantity is given with decision correct, and only "
+                             "with it")
+        return self
 
 
 class TenderIn(StaffIn):
@@ -64,6 +92,12 @@ class TenderIn(StaffIn):
     till_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     amount_minor: Amount
     payment_token: Text | None = Field(default=None, min_length=1, max_length=200)
+
+
+class VoidIn(StaffIn):
+    """Void a tender of an open sale; the reason is required and audited."""
+
+    reason: Text = Field(min_length=1, max_length=300)
 
 
 class DrawerOpenIn(StaffIn):
@@ -113,8 +147,16 @@ def release(session_id: SessionIdPath, body: StaffIn, c: ContainerDep,
 
 @router.get("/sessions/{session_id}")
 def cart(session_id: SessionIdPath, c: ContainerDep, _who: Checkout) -> dict[str, Any]:
-    """The cart with its flags, corrections, tenders, balance and what blocks closing."""
-    return _cart(c.staffed.cart(session_id))
+    """The cart with its flags, corrections, tenders, balance and what blocks closing.
+
+    A settled session is its closed sale: the receipt's lines and total, what was paid
+    (at the exit and by tenders), no balance due, ``can_close`` false (it is closed);
+    ``history_erased`` when its item history was erased (404 only for unknown sessions).
+    """
+    out = _cart(c.staffed.cart(session_id))
+    if out["status"] == "settled":
+        out["can_close"] = False
+    return out
 
 
 @router.post("/sessions/{session_id}/corrections", status_code=201)
@@ -131,12 +173,23 @@ def correct(session_id: SessionIdPath, body: CorrectionIn, c: ContainerDep,
 
 @router.post("/sessions/{session_id}/flags/resolve")
 def resolve_flag(session_id: SessionIdPath, body: FlagResolutionIn,
-                 c: ContainerDep, who: Checkout) -> list[dict[str, Any]]:
-    """Resolve the flags of one device event; returns every flag of the cart."""
-    flags = c.staffed.resolve_flag(session_id=session_id, staff_id=_acting(who, body),
-                                   device_id=body.device_id, device_seq=body.device_seq,
-                                   note=body.note)
-    return [asdict(flag) for flag in flags]
+                 c: ContainerDep, who: Checkout) -> dict[str, Any]:
+    """Decide the flags of one device event (``storefront.review.ReviewQueue.decide``).
+
+    Returns the decision, the audited correction it made (None when the line was
+    right), every flag of the cart and the cart. The same decision sent again (same
+    decision, note and quantity) answers with the stored outcome; another decision
+    for a resolved flag is 409 with what was decided. A cashier's correction is
+    limited as on ``/corrections``; the session is claimed for the decision when
+    nobody holds it (409 while another staff member does) and released afterwards.
+    """
+    done = ReviewQueue.of(c).decide(
+        session_id=session_id, device_id=body.device_id, device_seq=body.device_seq,
+        staff_id=_acting(who, body), decision=body.decision, reason=body.note,
+        corrected_quantity=body.corrected_quantity,
+        max_change=None if who.role == "manager"
+        else c.security.settings.cashier_correction_limit)
+    return asdict(done) | {"cart": _cart(c.staffed.cart(session_id))}
 
 
 @router.post("/sessions/{session_id}/age-check")
@@ -162,6 +215,26 @@ def tender(session_id: SessionIdPath, body: TenderIn, c: ContainerDep,
     return {"tender": asdict(taken), "balance_due_minor": balance}
 
 
+@router.post("/sessions/{session_id}/tenders/{tender_id}/void")
+def void_tender(session_id: SessionIdPath, tender_id: TenderIdPath, body: VoidIn,
+                c: ContainerDep, who: Manager) -> dict[str, Any]:
+    """Void a tender of a sale that is not closed (managers only; reason required, audited).
+
+    Cash (tendered minus change) is paid back out of the drawer open at the tender's till
+    (the X/Z reports count it as a cash void); a captured card tender is refunded through
+    the processor under the key ``void:<tender id>``. The session needs a live claim, the
+    manager's or the cashier's working it. The same void sent again answers with the
+    voided tender; a card refund whose outcome is unknown (502 ``payment_pending``) is
+    finished by sending it again, never refunding twice. 404: no such tender in the
+    session; 409: the sale is closed, the tender is a pending card tender or took no
+    money, no drawer is open at a cash tender's till, or no claim.
+    """
+    voided, balance = c.staffed.void_tender(
+        session_id=session_id, staff_id=_acting(who, body), tender_id=tender_id,
+        reason=body.reason, supervisor=True)
+    return {"tender": asdict(voided), "balance_due_minor": balance}
+
+
 @router.post("/sessions/{session_id}/close")
 def close(session_id: SessionIdPath, body: StaffIn, c: ContainerDep,
           who: Checkout) -> dict[str, Any]:
@@ -179,13 +252,38 @@ def open_drawer(till_id: TillIdPath, body: DrawerOpenIn, c: ContainerDep,
 
 @router.get("/tills/{till_id}/x-report")
 def x_report(till_id: TillIdPath, c: ContainerDep, _who: Checkout) -> dict[str, Any]:
-    """Running totals of the open drawer; it stays open."""
+    """Running totals of the open drawer; it stays open (404 when none is open: a closed
+    drawer's Z report is read with ``GET /staff/tills/{till_id}/drawers``)."""
     return asdict(c.till.x_report(till_id=till_id))
 
 
 @router.post("/tills/{till_id}/z-report")
 def z_report(till_id: TillIdPath, body: DrawerCloseIn, c: ContainerDep,
              who: Manager) -> dict[str, Any]:
-    """Final totals: close the drawer, expected vs counted cash and the difference."""
+    """Final totals: close the drawer, expected vs counted cash and the difference.
+
+    Sent again while no drawer is open at the till (a lost answer), the same body answers
+    with the stored Z report of the till's last drawer and changes nothing; another count
+    or staff member is refused (409, the reason says who closed it, when, with what count).
+    404 when no drawer was ever opened there. Managers only.
+    """
     return asdict(c.till.close_drawer(till_id=till_id, staff_id=_acting(who, body),
                                       counted_minor=body.counted_minor))
+
+
+@router.get("/tills/{till_id}/drawers")
+def drawers(till_id: TillIdPath, c: ContainerDep, _who: Manager,
+            limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[dict[str, Any]]:
+    """The till's cash drawers, newest first (at most ``limit``): the open one as its X
+    report, closed ones as their Z reports as given at close (expected, counted and the
+    difference, minor units). Managers only, as the Z report."""
+    return [asdict(report) for report in c.till.drawers(till_id=till_id, limit=limit)]
+
+
+@router.get("/tills/{till_id}/drawers/{drawer_id}")
+def drawer(till_id: TillIdPath,
+           drawer_id: Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)],
+           c: ContainerDep, _who: Manager) -> dict[str, Any]:
+    """One cash drawer of the till: its Z report once closed, else its X report (404 for a
+    drawer of another till or none). Managers only, as the Z report."""
+    return asdict(c.till.drawer(till_id=till_id, drawer_id=drawer_id))

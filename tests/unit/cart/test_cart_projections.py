@@ -16,6 +16,7 @@ from cart.events import (
     ItemPutBack,
     SessionExited,
     SessionOpened,
+    WeighedItemAdded,
 )
 from cart.projections import CartContents, CartFlag, FlagReason, cart_contents
 
@@ -86,10 +87,25 @@ def test_low_confidence_events_are_flagged_and_left_out() -> None:
     unsure = ItemPicked("a", 1, "cam-2", 7, at(3), 0.4)
     cart = cart_contents([picked("a", 1, 1, 1), unsure], min_confidence=0.5)
     assert cart.lines == {"a": 1}
-    assert cart.flags == [CartFlag(FlagReason.LOW_CONFIDENCE, "a", "cam-2", 7)]
+    assert cart.flags == [CartFlag(
+        FlagReason.LOW_CONFIDENCE, "a", "cam-2", 7,
+        "picked 1 x a at confidence 0.4 (below the 0.5 threshold): left out of the cart "
+        "until staff decide")]
     assert cart_contents([unsure]).lines == {"a": 1}  # the default threshold keeps all
     with pytest.raises(InvalidCommand):
         cart_contents([], min_confidence=1.5)
+
+
+def test_a_low_confidence_flag_says_what_the_event_was_and_that_it_is_not_counted() -> None:
+    events: list[Event] = [picked("a", 2, 1, 1), ItemPutBack("a", 1, "cam-2", 2, at(2), 0.25),
+                           WeighedItemAdded("2012345", 350, "scale-1", 3, at(3), 0.1)]
+    cart = cart_contents(events, min_confidence=0.5)
+    assert cart.lines == {"a": 2} and cart.weighed == {}
+    assert [f.detail for f in cart.flags] == [
+        "put back 1 x a at confidence 0.25 (below the 0.5 threshold): not taken off the "
+        "cart until staff decide",
+        "weighed 350 g of 2012345 at confidence 0.1 (below the 0.5 threshold): left out of "
+        "the cart until staff decide"]
 
 
 def test_duplicate_device_keys_count_once_and_conflicts_are_flagged() -> None:
