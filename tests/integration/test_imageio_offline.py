@@ -4,11 +4,10 @@ bombs are refused from the header."""
 
 from __future__ import annotations
 
-import zlib
-
 import cv2
 import numpy as np
 import pytest
+from image_bytes import png_header
 
 from identity.errors import InvalidImageError
 from identity.imageio import (
@@ -85,18 +84,6 @@ def test_jpeg_offline_decode_is_reduced_before_the_full_image_exists(
     assert len(seen) == 1 and seen[0][1] == (1500, 2000)  # 1/4: 8000/4 >= 1200 > 8000/8
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(kind + body).to_bytes(4, "big")
-    return len(body).to_bytes(4, "big") + kind + body + crc
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """An 8-bit grey PNG declaring ``width`` x ``height`` with a few kB of deflate data."""
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    idat = zlib.compress(b"\x00" * 100_000)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat)
-
-
 def test_offline_decompression_bombs_are_refused_from_the_header(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -105,20 +92,20 @@ def test_offline_decompression_bombs_are_refused_from_the_header(
 
     monkeypatch.setattr("identity.imageio.cv2.imdecode", forbidden)
     with pytest.raises(InvalidImageError, match=f"the limit is {OFFLINE_MAX_PIXELS}"):
-        decode_image_offline(_png_header(13_400, 13_300))  # 178.2 MP from a few kB
+        decode_image_offline(png_header(13_400, 13_300))  # 178.2 MP from a few kB
     with pytest.raises(InvalidImageError, match="too many pixels"):
-        decode_image_offline(_png_header(20_000, 20_000))  # 400 MP: Pillow's limit too
+        decode_image_offline(png_header(20_000, 20_000))  # 400 MP: Pillow's limit too
 
 
 def test_offline_header_limit_refuses_a_200_megapixel_header() -> None:
     """199.8 MP (a 200 MP phone sensor) is over OFFLINE_MAX_PIXELS and Pillow's own
     limit: refused from the header, before any pixel is decoded."""
     with pytest.raises(InvalidImageError, match="pixels"):
-        decode_image_offline(_png_header(16_320, 12_240))
+        decode_image_offline(png_header(16_320, 12_240))
 
 
 def test_108_megapixel_header_gets_past_the_size_check() -> None:
     """Within the limit: it reaches pixel decoding (and fails there: truncated data)."""
     with pytest.raises(InvalidImageError, match="not a decodable image") as caught:
-        decode_image_offline(_png_header(12_000, 9_000))
+        decode_image_offline(png_header(12_000, 9_000))
     assert "pixels" not in caught.value.reason

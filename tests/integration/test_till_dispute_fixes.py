@@ -36,18 +36,9 @@ from storefront.payments import SimulatedProcessor
 from storefront.privacy.wiring import build_privacy
 from storefront.security.client import authenticated
 from storefront.settings import Settings
+from tests.integration.test_staffed_service import Clock
 
 _SEQ = itertools.count(1)  # device sequence numbers of the shelf's events
-
-
-class Clock:
-    """A settable UTC clock."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Flaky:

@@ -32,13 +32,13 @@ from storefront.db.models import Tender
 from storefront.errors import Conflict
 from storefront.payments import SimulatedProcessor
 from storefront.payments.base import PaymentPending
-from storefront.payments.reconcile import ReconcileReport, reconcile
+from storefront.payments.reconcile import ReconcileReport
 from storefront.settings import Settings
 from storefront.till import VoidResolution
+from tests.integration.test_staffed_reconcile import _reconcile
 from tests.integration.test_staffed_review_fixes import Clock, Crash, _card, _staffed
 from tests.integration.test_staffed_void import Refunds, _void, _voids
 
-AFTER = timedelta(seconds=60)
 LATER = timedelta(minutes=2)
 
 
@@ -79,11 +79,6 @@ def shop(tmp_path: Path, database: str | None) -> Iterator[tuple[Container, Cloc
     c.catalogue.upsert([make_item("TEA", "Tea", 300, "GBP")])
     yield c, clock, processor
     c.close()
-
-
-def _reconcile(c: Container, clock: Clock) -> ReconcileReport:
-    return reconcile(payment=c.checkout.payment, read_model=c.read_model, clock=clock,
-                     older_than=AFTER, lease=timedelta(seconds=30), till=c.till)
 
 
 def _row(c: Container, tender_id: str) -> Tender:

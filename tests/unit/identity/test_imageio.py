@@ -8,6 +8,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from image_bytes import png_header
 
 from identity.errors import InvalidImageError
 from identity.imageio import MAX_ENCODED_BYTES, decode_image, encode_png
@@ -82,18 +83,6 @@ def _refuse_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("identity.imageio.cv2.imdecode", forbidden)
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(kind + body).to_bytes(4, "big")
-    return len(body).to_bytes(4, "big") + kind + body + crc
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG (8-bit grey) declaring ``width`` x ``height`` with a few kB of deflate data."""
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    idat = zlib.compress(b"\x00" * 100_000)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat)
-
-
 def _tiff_header(width: int, height: int) -> bytes:
     """A little-endian TIFF with one IFD: deflate-compressed 8-bit grey, one strip."""
     tags = [
@@ -124,7 +113,7 @@ def _webp_lossless_header(width: int, height: int) -> bytes:
 @pytest.mark.parametrize(
     "data",
     [
-        _png_header(20_000, 20_000),
+        png_header(20_000, 20_000),
         _tiff_header(20_000, 20_000),
         _webp_lossless_header(16_000, 16_000),
     ],
