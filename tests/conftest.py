@@ -54,24 +54,78 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test, dropped afterwards.
-
-    Yields a SQLAlchemy URL (``postgresql+psycopg://...``).
-    """
-    if not _port_open("127.0.0.1", 5432):
-        skip_or_fail("PostgreSQL is not reachable on 127.0.0.1:5432")
+def _create_database(template: str | None = None) -> str:
+    """A new PostgreSQL database (a copy of ``template`` when given); returns its name."""
     import sqlalchemy as sa
 
     name = f"sf_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
+    admin.dispose()
+    return name
+
+
+def _drop_database(name: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _url(name: str) -> str:
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _require_postgres() -> None:
+    if not _port_open("127.0.0.1", 5432):
+        skip_or_fail("PostgreSQL is not reachable on 127.0.0.1:5432")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards.
+
+    Yields a SQLAlchemy URL (``postgresql+psycopg://...``).
+    """
+    _require_postgres()
+    name = _create_database()
     try:
-        yield url
+        yield _url(name)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        _drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def _migrated_template() -> Iterator[str]:
+    """One database per test process migrated to the head revision, the template that
+    :func:`migrated_postgres_url` copies (running the migrations once, not per test)."""
+    _require_postgres()
+    from storefront.db.engine import make_engine
+    from storefront.db.migrate import upgrade
+
+    name = _create_database()
+    try:
+        engine = make_engine(_url(name))
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()  # a template must have no connections when copied
+        yield name
+    finally:
+        _drop_database(name)
+
+
+@pytest.fixture
+def migrated_postgres_url(_migrated_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database already at the head migration (a copy of the
+    process's template), dropped afterwards: what ``storefront`` would create on first
+    start, without running every migration again for each test. Yields its URL."""
+    name = _create_database(_migrated_template)
+    try:
+        yield _url(name)
+    finally:
+        _drop_database(name)

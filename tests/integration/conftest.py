@@ -12,12 +12,13 @@ from tests.integration import localstripe
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """The database URL to test against: None (the embedded SQLite default, in the test's
-    state folder) or the PostgreSQL of ``postgres_url`` (skipped when it is down, except
-    under CI=true)."""
+    state folder) or a PostgreSQL database already at the head migration
+    (``migrated_postgres_url``; skipped when PostgreSQL is down, except under CI=true).
+    Tests of the migrations themselves use the empty ``postgres_url``."""
     if request.param == "sqlite":
         yield None
     else:
-        yield request.getfixturevalue("postgres_url")
+        yield request.getfixturevalue("migrated_postgres_url")
 
 
 @pytest.fixture(scope="module")
