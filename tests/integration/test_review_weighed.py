@@ -1,5 +1,6 @@
 """Review decisions on goods sold by weight (priced per kg, cart quantities in grams), on
-SQLite and PostgreSQL, through the review queue, the JSON API and the staff console.
+SQLite (the decision's transaction on PostgreSQL: ``test_review_queue.py``), through the
+review queue, the JSON API and the staff console.
 
 The break-test this answers: APPLE (3.00 GBP/kg) counted in units, not weighed, goes to
 the staffed checkout with the issue that its line needs its weight in grams. Accepting a
@@ -80,8 +81,8 @@ class Shop:
 
 
 @pytest.fixture
-def shop(tmp_path: Path, database: str | None) -> Iterator[Shop]:
-    c = bootstrap(Settings(data_dir=tmp_path / "store", database_url=database),
+def shop(tmp_path: Path) -> Iterator[Shop]:
+    c = bootstrap(Settings(data_dir=tmp_path / "store", database_url=None),
                   processor=SimulatedProcessor(seed=3, decline_rate=0.0))
     c.catalogue.upsert([make_item("APPLE", "Apples per kg", 300, "GBP", sold_by_weight=True),
                         make_item("TEA", "Tea", 150, "GBP")])

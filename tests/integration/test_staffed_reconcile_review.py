@@ -85,7 +85,7 @@ def test_a_resend_whose_hold_answer_is_lost_after_reconcile_failed_it_leaves_no_
 
 
 def test_reconcile_does_not_fail_a_tender_whose_stripe_hold_the_look_up_missed(
-        tmp_path: Path, database: str | None, localstripe_url: str) -> None:
+        tmp_path: Path, localstripe_url: str) -> None:
     """With Stripe, the look-up of an authorization by its key is a search, and when the
     Search API is unavailable (429/5xx, or localstripe) the adapter falls back to the 100
     newest PaymentIntents, so "not found" is not proof that no hold exists. The tender
@@ -103,7 +103,7 @@ def test_reconcile_does_not_fail_a_tender_whose_stripe_hold_the_look_up_missed(
     clock = Clock()
     stripe_processor = StripeProcessor(api_key=KEY, api_base=localstripe_url, timeout_s=5)
     processor = _KeepsHolds(stripe_processor)
-    c = bootstrap(Settings(data_dir=tmp_path, database_url=database),
+    c = bootstrap(Settings(data_dir=tmp_path),  # SQLite: the Stripe look-up is the subject
                   processor=processor, clock=clock)
     try:
         c.catalogue.upsert([make_item("TEA", "Tea", 300, "GBP")])

@@ -1,4 +1,5 @@
-"""Goods sold by weight counted in units, not weighed, on SQLite and PostgreSQL over HTTP:
+"""Goods sold by weight counted in units, not weighed, over HTTP (SQLite only: pricing
+rules, no SQL of their own; the staffed checkout on PostgreSQL is tested elsewhere):
 the exit never prices their units as grams but sends the cart to the staffed checkout
 with the reason; there the line blocks payment until staff correct it with its weight
 in grams, and the sale is then priced per kg. Money is integer minor units."""
@@ -67,9 +68,9 @@ class Shop:
 
 
 @pytest.fixture
-def shop(tmp_path: Path, database: str | None) -> Iterator[Shop]:
+def shop(tmp_path: Path) -> Iterator[Shop]:
     processor = SimulatedProcessor(seed=5, decline_rate=0.0)
-    container = bootstrap(Settings(data_dir=tmp_path / "store", database_url=database),
+    container = bootstrap(Settings(data_dir=tmp_path / "store", database_url=None),
                           processor=processor)
     with authenticated(TestClient(create_app(container)), container.security,
                        container.settings.store_id) as client:
