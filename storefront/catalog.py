@@ -199,12 +199,20 @@ class Catalogue:
                 raise UnknownProduct(f"product {code!r} is not in the catalogue")
             return _to_item(row)
 
+    def find_many(self, codes: Iterable[str]) -> dict[str, CatalogueItem]:
+        """Products for those of ``codes`` that are in the catalogue (one query); unknown
+        codes are left out."""
+        wanted = sorted(set(codes))
+        if not wanted:
+            return {}
+        with self._sessions() as db:
+            rows = db.scalars(sa.select(Product).where(Product.code.in_(wanted))).all()
+        return {row.code: _to_item(row) for row in rows}
+
     def get_many(self, codes: Iterable[str]) -> dict[str, CatalogueItem]:
         """Products for ``codes``; raises UnknownProduct naming the first missing code."""
         wanted = sorted(set(codes))
-        with self._sessions() as db:
-            rows = db.scalars(sa.select(Product).where(Product.code.in_(wanted))).all()
-        found = {row.code: _to_item(row) for row in rows}
+        found = self.find_many(wanted)
         missing = [code for code in wanted if code not in found]
         if missing:
             raise UnknownProduct(f"product {missing[0]!r} is not in the catalogue")

@@ -54,7 +54,7 @@ from cart.events import (
     ItemPutBack,
     WeighedItemAdded,
 )
-from cart.projections import cart_contents
+from cart.projections import CartContents, cart_contents
 from cart.service import SessionService
 from cart.sql_event_store import SqlEventStore
 from storefront.catalog import Catalogue
@@ -268,29 +268,30 @@ class ReviewQueue:
         if decision == "correct":
             return corrected
         events = [stored.event for stored in self._events.load(cart.session_id)]
-        counted = self._quantity_of(events, code)
-        current = _current(cart, code, counted)
         if decision == "accept":
             other = [_full_confidence(e) if _key(e) == key else e for e in events]
         else:
             other = [e for e in events if _key(e) != key]
-        target = min(max(current + self._quantity_of(other, code) - counted, 0), MAX_QUANTITY)
+        now, then = (cart_contents(log, min_confidence=self._min_confidence)
+                     for log in (events, other))
+        counted = _quantity_of(now, code)
+        current = _current(cart, code, counted)
+        target = min(max(current + _quantity_of(then, code) - counted, 0), MAX_QUANTITY)
         if target == current:
             return None
-        self._same_measure(code, (events, other))
+        self._same_measure(code, (now, then))
         return target
 
-    def _same_measure(self, code: str, logs: tuple[list[Event], ...]) -> None:
-        """Conflict unless every count of ``code`` in ``logs`` (the event log, and as the
-        decision would have it) is in the product's measure: grams for a product sold by
+    def _same_measure(self, code: str, carts: tuple[CartContents, ...]) -> None:
+        """Conflict unless every count of ``code`` in ``carts`` (the event log's cart, and
+        as the decision would have it) is in the product's measure: grams for a product sold by
         weight, units otherwise. An accept or reject works the line's quantity out from
         those counts, so a count in units of a product priced per kg would become grams
         (2 apples priced as 2 g), and its correction would also clear the cart's issue
         that the line needs its weight; staff decide such a flag with ``correct`` and
         the quantity they weighed or counted instead."""
         item = self._catalogue.get(code)
-        for contents in (cart_contents(log, min_confidence=self._min_confidence)
-                         for log in logs):
+        for contents in carts:
             if item.sold_by_weight and contents.lines.get(code, 0):
                 raise Conflict(f"{code} is sold by weight: decide with correct and its "
                                f"weight in grams (it is counted in units here, and an "
@@ -299,11 +300,6 @@ class ReviewQueue:
                 raise Conflict(f"{code} is sold in units: decide with correct and its "
                                f"quantity in units (it was weighed here, and an accept or "
                                f"reject would set its line from the grams)")
-
-    def _quantity_of(self, events: list[Event], code: str) -> int:
-        contents = cart_contents(events, min_confidence=self._min_confidence)
-        weighed = contents.weighed.get(code)
-        return contents.lines.get(code, 0) + (weighed.grams if weighed else 0)
 
     def _hold(self, cart: StaffedCart, staff_id: str) -> bool:
         """Claim the session unless ``staff_id`` holds it; True when claimed here."""
@@ -412,3 +408,9 @@ def _quantity(value: int | None) -> int:
         raise InvalidInput(f"the corrected quantity must be a whole number from 0 to "
                            f"{MAX_QUANTITY}")
     return value
+
+
+def _quantity_of(contents: CartContents, code: str) -> int:
+    """Units plus grams of ``code`` in a cart's contents."""
+    weighed = contents.weighed.get(code)
+    return contents.lines.get(code, 0) + (weighed.grams if weighed else 0)

@@ -57,7 +57,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cart.errors import SessionNotFound
 from cart.projections import CartContents, CartFlag
 from cart.service import SessionService
-from storefront.catalog import Catalogue, CatalogueItem
+from storefront.catalog import Catalogue
 from storefront.clock import Clock
 from storefront.db.models import (
     AgeCheck,
@@ -475,7 +475,7 @@ class StaffedCheckout:
         rows = db.execute(sa.select(CartCorrection.product_code, CartCorrection.quantity_before,
                                     CartCorrection.quantity_after)
                           .where(CartCorrection.session_id == session_id)).all()
-        weighed = {c for c, item in self._known_products({code, *(r[0] for r in rows)}).items()
+        weighed = {c for c, item in self._catalogue.find_many({code, *(r[0] for r in rows)}).items()
                    if item.sold_by_weight}
 
         def items(product: str, old: int, new: int) -> int:
@@ -939,7 +939,7 @@ class StaffedCheckout:
         (grams). Unknown products are left to pricing, which names them.
         """
         weighed = state.contents.weighed
-        items = self._known_products({*state.quantities, *weighed})
+        items = self._catalogue.find_many({*state.quantities, *weighed})
         for code, units in state.quantities.items():
             item = items.get(code)
             if item is not None and item.sold_by_weight and code not in weighed:
@@ -954,22 +954,6 @@ class StaffedCheckout:
                                       f"correction with its quantity")
             else:
                 state.quantities[code] = line.grams
-
-    def _known_products(self, codes: set[str]) -> dict[str, CatalogueItem]:
-        """The catalogue's products among ``codes`` (unknown codes are left out)."""
-        if not codes:
-            return {}
-        try:
-            return self._catalogue.get_many(codes)
-        except StorefrontError:
-            pass
-        found = {}
-        for code in sorted(codes):
-            try:
-                found[code] = self._catalogue.get(code)
-            except StorefrontError:
-                continue
-        return found
 
 
 _BALANCE = "balance due"

@@ -214,3 +214,15 @@ def test_cli_counts_an_absurd_price_instead_of_crashing(tmp_path: Path,
     assert result.exception is None
     assert "rejected: bad price" in result.output
     assert "rejected: bad promotion price" in result.output
+
+
+def test_find_many_leaves_unknown_codes_out_where_get_many_refuses(
+        catalogue: Catalogue) -> None:
+    from storefront.catalog import make_item
+    from storefront.errors import UnknownProduct
+
+    catalogue.upsert([make_item("TEA", "Tea", 150, "GBP"), make_item("JAM", "Jam", 300, "GBP")])
+    assert set(catalogue.find_many(["TEA", "NOPE", "JAM", "TEA"])) == {"TEA", "JAM"}
+    assert catalogue.find_many([]) == {}
+    with pytest.raises(UnknownProduct, match="'NOPE'"):
+        catalogue.get_many(["TEA", "NOPE"])
