@@ -457,7 +457,8 @@ class StaffedCheckout:
                 f" at {format_minor(frozen.total_minor, frozen.currency)}, priced "
                 f"{frozen.priced_at.isoformat()}")
             raise Conflict(f"tenders have been taken: the lines are locked{total}; void "
-                           f"the tenders first (a manager, POST .../tenders/<id>/void), or "
+                           f"the tenders first (a manager: Void tender on the console's session "
+                           f"page, or POST .../tenders/<id>/void), or "
                            f"refund a wrong line by a dispute of the receipt after the close")
         if frozen is None:
             return None

@@ -63,8 +63,10 @@ compare-and-set: the tender's state and its audit entry are stored together or n
 all. :meth:`Till.take` records the ``tender`` entry of a new tender with the request's
 final write (a cash tender's insert; a card tender's outcome) and ``tender_settled`` with
 a resend's write that decides a pending tender; reconciliation records
-``tender_settled`` (actor ``reconcile``) with each outcome it writes and
-``hold_released`` with the note of each late hold it voided. Details are ids, amounts in
+``tender_settled`` (actor ``reconcile``, with the ``state_before`` it found) with each
+outcome it writes, ``hold_released`` with the note of each late hold it voided, and for a
+card tender left ``voiding`` ``tender_voided`` (the processor has the refund) or
+``tender_void_undone`` (it has none: the tender is paid again). Details are ids, amounts in
 minor units, the currency and the processor's references (:func:`audit_details`),
 never a card token or its digest. A failed audit write rolls its write back and is
 raised: a cash tender is then not stored (sending it again takes it), a card tender
@@ -265,13 +267,15 @@ class _Auditor:
     its final write (:func:`tender_details`); otherwise each write that decides a pending
     tender (a state out of ``PENDING_STATES``) owes ``tender_settled``
     (:func:`settled_details`). ``recorded``: the ``tender`` entry went in with a write.
-    ``audit`` None: nothing is recorded.
+    ``found``: the state a reconciliation run found the tender in, recorded as the
+    entry's ``state_before`` (None: not recorded). ``audit`` None: nothing is recorded.
     """
 
     audit: Audit | None
     actor: str
     new: bool
     recorded: bool = False
+    found: str | None = None
 
     def owed(self, row: Tender, state: str, *, final: bool) -> NewEntry | None:
         """The entry owed by writing ``state`` (``row`` holds what the write stored);
@@ -287,7 +291,7 @@ class _Auditor:
         if state in PENDING_STATES:
             return None
         return NewEntry(self.actor, "tender_settled", subject,
-                        settled_details(audit_details(row), state))
+                        settled_details(audit_details(row), state, before=self.found))
 
     def record_in(self, db: Session, row: Tender, state: str, *, final: bool = True) -> None:
         """Append the entry owed by writing ``state`` inside the write's transaction
@@ -330,13 +334,19 @@ def tender_details(details: dict[str, object], state: str) -> dict[str, object]:
     return {**details, "outcome": tender_outcome(state), "state": state}
 
 
-def settled_details(details: dict[str, object], state: str) -> dict[str, object]:
+def settled_details(details: dict[str, object], state: str, *,
+                    before: str | None = None) -> dict[str, object]:
     """``tender_settled`` details: ``details`` (:func:`audit_details`) with ``outcome``
     ``captured`` (the money counts toward the sale) or ``failed`` (no money: failed,
-    declined or voided), the ``state`` written and ``captured_minor`` (minor units)."""
+    declined or voided), the ``state`` written and ``captured_minor`` (minor units);
+    with ``before`` (reconciliation: the pending state it found the tender in, e.g.
+    ``authorizing``), also ``state_before``."""
     captured = state in PAID_STATES
-    return {**details, "outcome": "captured" if captured else "failed", "state": state,
-            "captured_minor": details["amount_minor"] if captured else 0}
+    out = {**details, "outcome": "captured" if captured else "failed", "state": state,
+           "captured_minor": details["amount_minor"] if captured else 0}
+    if before is not None:
+        out["state_before"] = before
+    return out
 
 
 def tender_key(session_id: str, key: str) -> str:
@@ -783,7 +793,11 @@ class Till:
 
         Each outcome this run wrote itself (never one another request or run wrote first,
         nor a tender left pending) is recorded in the audit log as ``tender_settled``
-        (actor ``reconcile``, :func:`settled_details`) in the write's own transaction.
+        (actor ``reconcile``, :func:`settled_details` with ``state_before``, the pending
+        state the run found) in the write's own transaction. A tender the run leaves
+        pending has no entry, also when it moved it from ``authorizing`` to ``authorized``
+        (its hold found, the capture's outcome unknown): no money moved, and the entry of
+        its outcome, when a later run or a resend decides it, says ``authorized``.
 
         Raises ValueError for a negative ``older_than``; whatever the audit log raises
         (the outcome's write is rolled back with it: the tender stays pending for the
@@ -804,7 +818,7 @@ class Till:
         stamp = self._claim_for_reconcile(row, cutoff)
         if stamp is None:
             return _resolution(row, before, "busy")
-        by = _Auditor(self._audit, "reconcile", new=False)
+        by = _Auditor(self._audit, "reconcile", new=False, found=before)
         if row.state == "authorizing":
             lookup = self._authorization_lookup(row)
             try:
@@ -990,11 +1004,12 @@ class Till:
                     raise Conflict(f"tender {row.id} kept {kept} in cash, more than the "
                                    f"drawer at till {row.till_id} is expected to hold "
                                    f"({format_minor(held, row.currency)}): nothing was voided")
+                before = row.state, row.void_state
                 row.state, row.void_state, row.void_drawer_id = "voided", "voided", drawer.id
                 row.void_reason, row.voided_by, row.voided_at = reason, staff_id, now
                 row.updated_at = now
                 db.flush()
-                _audit_void(audit, db, row)
+                _audit_void(audit, db, row, before=before)
                 return tender_view(row)
             resumed = row.void_state == "voiding"
             if not resumed:
@@ -1065,7 +1080,8 @@ class Till:
             if int(done.rowcount or 0):  # type: ignore[attr-defined]
                 stored = db.get_one(Tender, row.id)
                 db.refresh(stored)
-                _audit_void(audit, db, stored, actor=actor)
+                # Before the write: paid (as read, and as the WHERE above required), voiding.
+                _audit_void(audit, db, stored, before=(row.state, "voiding"), actor=actor)
                 return tender_view(stored)
         return None
 
@@ -1104,7 +1120,10 @@ class Till:
         the refund's id and a ``tender_voided`` audit entry (actor ``reconcile``) in one
         transaction. The processor has no record of it (a miss from a processor whose
         look-up is complete): the tender goes back to paid, no void (``not_voided``; the
-        void's reason is dropped, the resolution says so). The processor cannot answer,
+        void's reason is dropped, the resolution says so), with a ``tender_void_undone``
+        entry (actor ``reconcile``: the void's reason and who started it, the states
+        before and after, the amount in minor units) in the same transaction. The
+        processor cannot answer,
         or its look-up is not complete (a miss proves nothing): the tender stays
         ``voiding`` for the next run (``still_voiding``). Money in minor units.
 
@@ -1155,24 +1174,33 @@ class Till:
             return resolved("still_voiding", None,
                             "the processor's look-up found no refund, which does not prove "
                             "there is none: send the void again to finish it")
-        if not self._undo_void(row, stamp):
+        if not self._undo_void(row, stamp, audit=self._audit):
             return resolved("busy", None, "changed since it was claimed: left to that request")
         return resolved("not_voided", None,
                         f"the processor has no record of a refund under {key}: the tender "
                         f"is paid again, not voided (void it again if it still should be)")
 
-    def _undo_void(self, row: Tender, stamp: datetime | None = None) -> bool:
+    def _undo_void(self, row: Tender, stamp: datetime | None = None, *,
+                   audit: Audit | None = None) -> bool:
         """A refund the processor has no record of (refused, nothing refunded): the
         tender stays paid and is no longer ``voiding``; compare-and-set on ``voiding``
         (and, with ``stamp``, on reconciliation's claim). False: another request or run
-        changed the tender first (nothing written)."""
+        changed the tender first (nothing written).
+
+        ``audit`` (reconciliation's): the ``tender_void_undone`` entry (actor
+        ``reconcile``, :func:`_audit_void_undone`) is appended in the same transaction,
+        so the tender goes back to paid with its entry or not at all (what the audit log
+        raises is raised, the write rolled back: the tender stays ``voiding``)."""
         claim = () if stamp is None else (Tender.updated_at == stamp,)
         with self._db.begin() as db:
             done = db.execute(sa.update(Tender).where(Tender.id == row.id,
                                                       Tender.void_state == "voiding", *claim)
                               .values(void_state=None, void_reason=None, voided_by=None,
                                       updated_at=self._clock()))
-            return bool(int(done.rowcount or 0))  # type: ignore[attr-defined]
+            undone = bool(int(done.rowcount or 0))  # type: ignore[attr-defined]
+            if undone and audit is not None:
+                _audit_void_undone(audit, db, row)
+            return undone
 
     # --- queries ---------------------------------------------------------------------
 
@@ -1197,20 +1225,43 @@ class Till:
 
 
 def _audit_void(audit: Audit | None, db: Session, row: Tender, *,
-                actor: str | None = None) -> None:
+                before: tuple[str, str | None], actor: str | None = None) -> None:
     """Append the ``tender_voided`` entry of the voided tender ``row`` inside the void's
     write transaction ``db`` (``actor``; None: ``staff:<voided_by>``): :func:`audit_details`, the
-    reason, ``voided_minor`` (minor units gone back to the shopper) and the refund id
-    (card) or the drawer the cash was paid out of. Raises what the audit log raises."""
+    reason, ``voided_minor`` (minor units gone back to the shopper), the refund id
+    (card) or the drawer the cash was paid out of, and the tender's state and void state
+    before the write (``before``: ``state_before``, ``void_state_before``, e.g.
+    ``captured``, ``voiding``) and after it (``state``, ``void_state``: ``voided``).
+    Raises what the audit log raises."""
     if audit is None:
         return
     details = {**audit_details(row), "reason": row.void_reason,
-               "voided_minor": row.amount_minor}
+               "voided_minor": row.amount_minor, "state_before": before[0],
+               "void_state_before": before[1], "state": row.state,
+               "void_state": row.void_state}
     if row.kind == "cash":
         details["void_drawer_id"] = row.void_drawer_id
     else:
         details["refund_id"] = row.void_refund_id
     audit.record_in(db, [NewEntry(actor or f"staff:{row.voided_by}", "tender_voided",
+                                  f"session:{row.session_id}", details)])
+
+
+def _audit_void_undone(audit: Audit, db: Session, row: Tender) -> None:
+    """Append the ``tender_void_undone`` entry (actor ``reconcile``, subject
+    ``session:<id>``) of the card tender ``row``, read while it was ``voiding``, that
+    reconciliation put back to paid because the processor has no record of its refund,
+    inside that write's transaction ``db``: :func:`audit_details` (``amount_minor``: what
+    counts toward the sale again, minor units), the state before and after (``state``
+    unchanged, paid; ``void_state_before`` ``voiding``, ``void_state`` None), the void's
+    reason and who started it (both dropped from the tender), the refund's idempotency
+    key that was looked up and ``outcome`` ``not_voided``. Raises what the audit log
+    raises."""
+    details = {**audit_details(row), "outcome": "not_voided", "state_before": row.state,
+               "state": row.state, "void_state_before": "voiding", "void_state": None,
+               "void_reason": row.void_reason, "voided_by": row.voided_by,
+               "refund_key": f"void:{row.id}"}
+    audit.record_in(db, [NewEntry("reconcile", "tender_void_undone",
                                   f"session:{row.session_id}", details)])
 
 

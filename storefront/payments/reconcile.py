@@ -29,6 +29,13 @@ its outcome never recorded) for longer than ``older_than`` are settled as well: 
 is looked up (never sent), and the tender recorded ``voided`` when the processor has it,
 back to paid when it has no record, left for the next run when it cannot answer
 (``Till.reconcile_voiding``).
+
+Every change it makes to a tender is audited (actor ``reconcile``, subject
+``session:<id>``) in the transaction that writes it: ``tender_settled`` (pending to
+captured or failed), ``hold_released``, ``tender_voided`` (voiding to voided) and
+``tender_void_undone`` (voiding back to paid); the entries carry the tender id and the
+amounts in minor units, and those of a state change the states before and after
+(``storefront.till``).
 """
 
 from __future__ import annotations

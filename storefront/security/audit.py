@@ -48,16 +48,25 @@ from storefront.errors import Conflict, InvalidInput
 GENESIS: Final = "0" * 64
 _LABEL: Final = b"storefront-audit/v1\x00"
 ACTIONS: Final = frozenset({"enrol", "identify", "verify", "delete", "export", "correction",
-                            "refund", "staff_added", "staff_login", "tender", "tender_settled",
-                            "hold_released", "tender_voided", "compare"})
+                            "refund", "staff_added", "staff_changed", "staff_login", "tender",
+                            "tender_settled",
+                            "hold_released", "tender_voided", "tender_void_undone",
+                            "compare", "bulk_decrypt"})
 """What may be recorded. ``compare``: a person's stored palm templates were decrypted and
 compared with a probe during someone else's identification or enrolment
-(:mod:`storefront.biometric_audit`). The staffed checkout's money: ``tender`` (a tender taken,
-whatever its outcome: approved, declined or pending), ``tender_settled`` (a pending card
-tender decided later: captured or failed, by reconciliation or by a cashier's resend) and
-``hold_released`` (reconciliation voided a hold that reached the processor after its
-tender was recorded failed) and ``tender_voided`` (staff voided a tender of an open sale:
-its cash paid back or its card refunded); see :mod:`storefront.till`."""
+(:mod:`storefront.biometric_audit`). ``bulk_decrypt``: a command decrypted every stored
+template (``storefront identity rotate-transform``, ``identity retired``; one entry per
+run, subject ``palm_templates``, counts in the details). The staffed checkout's money:
+``tender`` (a tender taken, whatever its outcome: approved, declined or pending),
+``tender_settled`` (a pending card tender decided later: captured or failed, by
+reconciliation or by a cashier's resend), ``hold_released`` (reconciliation voided a
+hold that reached the processor after its tender was recorded failed), ``tender_voided``
+(staff voided a tender of an open sale: its cash paid back or its card refunded; or
+reconciliation found the refund of a void left unfinished) and ``tender_void_undone``
+(reconciliation put a card tender left ``voiding`` back to paid: the processor has no
+record of its refund); see :mod:`storefront.till`.
+``staff_changed``: a staff account was disabled, enabled, given a new password, TOTP secret
+or role (:mod:`storefront.security.staff_admin`; never the secret itself)."""
 _ATTEMPTS: Final = 20
 _BACKOFF_S: Final = 0.002
 """Upper bound of the random pause before retry n (seconds, times n)."""

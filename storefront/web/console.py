@@ -7,9 +7,9 @@
 * ``/console/tills``: cash drawers with X and Z reports (``console_tills``).
 
 Every page needs a checkout role (cashier or manager; others get a 403 page); the Z
-report needs a manager. Pages are GETs that change nothing; every change is a form
-POST whose origin and CSRF token were checked, calling the same services, with the
-same role limits, as the JSON API.
+report and voiding a tender need a manager. Pages are GETs that change nothing; every
+change is a form POST whose origin and CSRF token were checked, calling the same
+services, with the same role limits, as the JSON API.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The pages call ``StaffedCheckout`` exactly as ``storefront.api.routers.staff`` d
 the acting staff member is the signed-in one, a cashier's corrections are limited to
 ``cashier_correction_limit`` (managers have none), every change needs the session's
 claim. Each rendered tender form carries a fresh idempotency key, so sending the same
-form twice takes the tender once.
+form twice takes the tender once. Voiding a tender is for managers only (a cashier's
+post is refused with 403, as the API refuses it), under the manager's claim or the
+cashier's working the session; sending the same void again changes nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from storefront.api.schemas import SessionIdPath
 from storefront.bootstrap import Container
 from storefront.errors import InvalidInput, NotFound, StorefrontError
 from storefront.staffed import MAX_QUANTITY, StaffedCart
-from storefront.till import TenderView
+from storefront.till import PAID_STATES, TenderView
 from storefront.web import console_forms as forms
-from storefront.web.auth import CheckoutAction, CheckoutPage, StaffUser
+from storefront.web.auth import CheckoutAction, CheckoutPage, ManagerAction, StaffUser
 from storefront.web.console_forms import ACTION_ERRORS, Posted, container_of, failed
 from storefront.web.render import money, redirect, render
 
@@ -70,7 +72,8 @@ def session_page(session_id: SessionIdPath, request: Request, user: CheckoutPage
         "products": _products(request, cart), "receipt_id": receipt_id,
         "mine": cart.claim is not None and cart.claim.staff_id == user.id,
         "key": forms.new_key(), "due": forms.major(max(cart.balance_due_minor or 0, 0)),
-        "till": DEFAULT_TILL, "back": f"{BASE}/{session_id}"}, user=user)
+        "till": DEFAULT_TILL, "back": f"{BASE}/{session_id}",
+        "voidable": [t for t in cart.tenders if t.state in PAID_STATES]}, user=user)
 
 
 @router.post(BASE + "/{session_id}/claim")
@@ -153,6 +156,25 @@ def tender(session_id: SessionIdPath, request: Request, user: CheckoutAction,
     return redirect(request, back, message=message, kind="ok" if ok else "error")
 
 
+@router.post(BASE + "/{session_id}/void")
+def void(session_id: SessionIdPath, request: Request, user: ManagerAction,
+         form: Posted) -> Response:
+    """Void a tender of the open sale (managers only; reason required, audited
+    ``tender_voided``): cash is paid back out of the drawer open at its till, a card
+    tender is refunded (``StaffedCheckout.void_tender``, as a supervisor)."""
+    back = f"{BASE}/{session_id}"
+    c = container_of(request)
+    try:
+        tender_id = forms.ident(form, "tender_id", "Tender") or ""
+        reason = forms.required_text(form, "reason", "Reason")
+        voided, balance = c.staffed.void_tender(session_id=session_id, staff_id=user.id,
+                                                tender_id=tender_id, reason=reason,
+                                                supervisor=True)
+    except ACTION_ERRORS as exc:
+        return failed(request, back, exc)
+    return redirect(request, back, message=_void_message(voided, balance, c.settings.currency))
+
+
 @router.post(BASE + "/{session_id}/close")
 def close(session_id: SessionIdPath, request: Request, user: CheckoutAction) -> Response:
     """Issue the receipt and settle the session; then show the receipt."""
@@ -190,6 +212,16 @@ def _tender_message(taken: TenderView, balance: int, currency: str) -> tuple[str
     if taken.state == "captured":
         return f"Card payment of {money(taken.amount_minor, currency)} captured. {due}", True
     return f"Card tender {taken.state}: {taken.reason or 'no reason given'}. {due}", False
+
+
+def _void_message(voided: TenderView, balance: int | None, currency: str) -> str:
+    """What a void did: where the money went back and the balance now due."""
+    amount = money(voided.amount_minor, currency)
+    gone = (f"{amount} cash paid back out of the drawer at till {voided.till_id}"
+            if voided.kind == "cash" else
+            f"{amount} refunded to the card (refund {voided.void_refund_id})")
+    due = "" if balance is None else f" Balance due {money(max(balance, 0), currency)}."
+    return f"Tender {voided.id} voided: {gone}.{due}"
 
 
 def _shopper_name(request: Request, cart: StaffedCart) -> str | None:

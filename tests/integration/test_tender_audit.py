@@ -148,11 +148,12 @@ def test_reconcile_audits_the_tenders_it_settles_once(
                                 "currency": "GBP", "till_id": "t1",
                                 "authorization_id": row.authorization_id,
                                 "capture_id": row.capture_id, "outcome": "captured",
-                                "state": "captured", "captured_minor": 600}
-    assert {k: failed.details[k] for k in ("tender_id", "outcome", "state",
+                                "state": "captured", "captured_minor": 600,
+                                "state_before": "authorizing"}
+    assert {k: failed.details[k] for k in ("tender_id", "outcome", "state", "state_before",
                                            "captured_minor")} == (
         {"tender_id": _tender(c, unpaid).id, "outcome": "failed", "state": "failed",
-         "captured_minor": 0})
+         "state_before": "authorizing", "captured_minor": 0})
     clock.now += LATER
     assert _reconcile(c, clock).tenders == []  # nothing pending: no new entry
     assert [e.seq for e in _money(c, paid) + _money(c, unpaid)] == [captured.seq, failed.seq]

@@ -4,7 +4,8 @@ hardened, on SQLite and PostgreSQL:
 - a void whose refund went through but whose outcome was never recorded (lost answer,
   crash) is found under ``void:<tender id>`` and recorded ``voided`` with the refund id
   and a ``tender_voided`` entry (actor ``reconcile``); one the processor has no record of
-  is put back to paid (no void); one the processor cannot answer about is left for the
+  is put back to paid (no void; audited ``tender_void_undone``, see
+  ``test_void_reconcile_audit.py``); one the processor cannot answer about is left for the
   next run; a young one, or one a resend works on, is left alone; the command prints them;
 - a refused refund whose look-up fails is kept ``voiding`` (PaymentPending), never undone;
 - a void whose last write loses to another request answers with the winner's ``voided``
@@ -28,7 +29,7 @@ from typer.testing import CliRunner
 from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
 from storefront.cli import app
-from storefront.db.models import Tender
+from storefront.db.models import AuditEntry, Tender
 from storefront.errors import Conflict
 from storefront.payments import SimulatedProcessor
 from storefront.payments.base import PaymentPending
@@ -271,7 +272,12 @@ def test_the_command_reports_the_voids_it_settled(tmp_path: Path, database: str 
     engine = sa.create_engine(Settings().resolved_database_url())
     with engine.connect() as db:
         states = dict(db.execute(sa.select(Tender.id, Tender.void_state)).all())
+        audited = db.execute(sa.select(AuditEntry.actor, AuditEntry.action, AuditEntry.details)
+                             .where(AuditEntry.actor == "reconcile")).all()
     engine.dispose()
     assert states == {refunded: "voided", unsent: None}
+    # Each change the command made is audited (actor reconcile), with the tender's id.
+    assert sorted((a, json.loads(d)["tender_id"]) for _, a, d in audited) == sorted(
+        [("tender_voided", refunded), ("tender_void_undone", unsent)])
     again = CliRunner().invoke(app, ["payments", "reconcile", "--older-than", "0"])
     assert again.exit_code == 0 and json.loads(again.output)["voids"] == []
