@@ -416,6 +416,7 @@ class ShopperAccount(Base):
     totp_secret: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     totp_enabled: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
 
 
 class ShopperAuthSession(Base):
@@ -438,6 +439,7 @@ class BiometricConsent(Base):
     text_version: Mapped[str] = mapped_column(sa.String(32))
     given_at: Mapped[datetime] = mapped_column(UtcDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    recorded_by: Mapped[str | None] = mapped_column(sa.String(80), nullable=True)
 
 
 class PrivacyChoice(Base):
@@ -475,6 +477,7 @@ class PrivacyExport(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     archive: Mapped[bytes | None] = mapped_column(sa.LargeBinary(), nullable=True)
     error: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class StaffAccount(Base):
@@ -488,6 +491,7 @@ class StaffAccount(Base):
     totp_secret_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
 
 
 class StaffToken(Base):
@@ -548,6 +552,8 @@ class EntryCode(Base):
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    purpose: Mapped[str] = mapped_column(sa.String(16), default="entry",
+                                         server_default="entry")
 
 
 class SubjectKey(Base):
