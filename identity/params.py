@@ -21,6 +21,25 @@ ROI_DARK_LEVEL_OF_P90 = 0.5  # "dark" = below this fraction of the 90th percenti
 ROI_PASSTHROUGH_MAX_DARK_FRACTION = 0.2  # Tongji max 0.16
 ROI_TEXTURE_SIGMA = 3.0  # px, high-pass = image - Gaussian(sigma)
 ROI_PASSTHROUGH_MIN_TILE_TEXTURE = 0.8  # grey levels; Tongji/PolyU ROI tiles >= 1.2
+# Palm texture of a pass-through (roi_quality.orientation_coherence: energy-weighted
+# coherence of the structure tensor, Bigun & Granlund 1987, Sobel gradients of the
+# ROI_ANALYSIS_SIDE copy integrated with a Gaussian of ROI_COHERENCE_SIGMA px): below
+# ROI_MIN_ORIENTATION_COHERENCE the ROI fails to acquire ("no palm texture"). Measured
+# 2026-12-01 over every image (benchmarks/roi_texture.py, results/roi_texture.json):
+# minimum Tongji 0.289 (6000), PolyU-MS ROI bands 0.311 (240), the same sets shrunk to
+# 64 px (a coarser unseen sensor) 0.237 / 0.331, synthetic palms 0.474 (1728); uniform
+# and Gaussian white noise at most 0.140 (30 each, 64-200 px), checkerboards of 2-8 px
+# squares <= 0.133. Noise blurred with sigma 1 px reaches 0.22 (half of it passes), with
+# sigma 2 to 8 px maxima 0.37 to 0.86: smooth noise is locally a ramp, as coherent as a palm,
+# and the faintest Tongji ROIs score no higher, so no orientation threshold refuses it
+# without refusing real palms (the sharpness gate refuses the low-contrast ones).
+# Straight stripes score ~1 and pass. 0.18 is 38 % below the lowest real ROI (24 %
+# below the 64 px ones) and 29 % above white noise; it costs 0.35-0.54 ms per ROI (p50,
+# one thread, measured at load average 3-11 on the 2 cores).
+# Pass-throughs only: a whole-hand ROI comes from a segmented hand with finger valleys
+# (its ROIs measure >= 0.255 all the same; drawn test hands have noise texture).
+ROI_COHERENCE_SIGMA = 4.0  # px at ROI_ANALYSIS_SIDE
+ROI_MIN_ORIENTATION_COHERENCE = 0.18
 # Contrast: ROIs whose 1st..99th percentile range is below ROI_MIN_DYNAMIC_RANGE grey
 # levels are stretched to ROI_NORMALISED_RANGE.
 ROI_MIN_DYNAMIC_RANGE = 64.0

@@ -3,8 +3,9 @@
 Two kinds of input reach :func:`extract_roi`:
 
 * an image that already is a palm ROI (e.g. the Tongji or PolyU 128x128 ROIs):
-  recognised from its content (square, no dark background, texture everywhere) and
-  passed through, resized to ``ROI_SIZE``;
+  recognised from its content (square, no dark background, texture everywhere, and
+  that texture oriented like palm lines rather than isotropic like noise) and passed
+  through, resized to ``ROI_SIZE``;
 * a whole-hand image (bright hand on a darker background, contact or contactless,
   left or right, any in-plane rotation): the hand is segmented
   (:mod:`identity.roi_segment`, Otsu mask and a lower-level outline for the valleys),
@@ -27,8 +28,10 @@ Two kinds of input reach :func:`extract_roi`:
 The quality gate (:mod:`identity.roi_quality` and the checks here) raises
 :class:`AcquisitionError` (failure to acquire) with a reason: "no hand found",
 "fingers closed", "fingers closed or palm out of frame" (fingers cut and no plausible
-valley pair), "palm out of frame", "too dark", "saturated", "blurred"; no ``uint8``
-image makes this module crash.
+valley pair), "palm out of frame", "too dark", "saturated", "blurred", "no palm texture"
+(a frame-filling image without oriented texture, e.g. noise: pass-throughs only, see
+:func:`identity.roi_quality.check_palm_texture`); no ``uint8`` image makes this module
+crash.
 """
 
 from __future__ import annotations
@@ -58,9 +61,11 @@ from identity.roi_quality import (
     DebugHook,
     GrayImage,
     check_exposure,
+    check_palm_texture,
     check_saturation,
     emit,
     finish_roi,
+    orientation_coherence,
 )
 from identity.roi_segment import Hand, segment_hand
 
@@ -138,8 +143,10 @@ def looks_like_roi(gray: GrayImage) -> bool:
 
     Decided from content: roughly square (aspect <= ``ROI_PASSTHROUGH_MAX_ASPECT``), no
     dark background (at most ``ROI_PASSTHROUGH_MAX_DARK_FRACTION`` of the blurred
-    pixels below ``ROI_DARK_LEVEL_OF_P90`` x the 90th percentile level) and skin texture
-    in every tile of a 4x4 grid (high-pass std >= ``ROI_PASSTHROUGH_MIN_TILE_TEXTURE``).
+    pixels below ``ROI_DARK_LEVEL_OF_P90`` x the 90th percentile level), skin texture
+    in every tile of a 4x4 grid (high-pass std >= ``ROI_PASSTHROUGH_MIN_TILE_TEXTURE``)
+    and oriented texture (:func:`identity.roi_quality.orientation_coherence` >=
+    ``ROI_MIN_ORIENTATION_COHERENCE``; white noise is isotropic).
 
     Args:
         gray: ``(H, W)`` ``uint8`` image, H, W >= 1.
@@ -148,7 +155,12 @@ def looks_like_roi(gray: GrayImage) -> bool:
         True for a ROI-like image.
     """
     small = _analysis_copy(gray)
-    return small is not None and _frame_is_palm(small) and _texture_fills_frame(small)
+    return (
+        small is not None
+        and _frame_is_palm(small)
+        and _texture_fills_frame(small)
+        and orientation_coherence(small) >= P.ROI_MIN_ORIENTATION_COHERENCE
+    )
 
 
 def _whole_hand(
@@ -411,7 +423,8 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
         AcquisitionError: failure to acquire; ``reason`` says which check failed
             ("image too small", "too dark", "saturated", "no hand found",
             "fingers closed", "fingers closed or palm out of frame", "palm out of
-            frame", "no palm found", "blurred ...").
+            frame", "no palm found", "blurred ...", "no palm texture ..." for a
+            frame-filling image whose texture is not oriented, e.g. noise).
     """
     image = _validated(gray)
     emit(debug, "input", image)
@@ -428,4 +441,6 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
     interpolation = cv2.INTER_AREA if max(image.shape) > P.ROI_SIZE else cv2.INTER_LINEAR
     roi = cv2.resize(image, size, interpolation=interpolation).astype(np.uint8)
     roi, sharpness, brightness = finish_roi(roi, debug)
+    # Checked last, so "too dark", "saturated" and "blurred" keep their reasons.
+    check_palm_texture(small)
     return RoiResult(roi=roi, passthrough=True, sharpness=sharpness, brightness=brightness)

@@ -1,9 +1,13 @@
 """Quality gate of the palm ROI step: exposure, saturation, sharpness, contrast.
 
 Each check raises :class:`identity.errors.AcquisitionError` (failure to acquire, FTA)
-whose ``reason`` starts with the failed check ("too dark", "saturated", "blurred").
+whose ``reason`` starts with the failed check ("too dark", "saturated", "blurred",
+"no palm texture").
 Sharpness is the variance of the Laplacian (Pech-Pacheco et al., "Diatom autofocusing
-in brightfield microscopy: a comparative study", ICPR 2000).
+in brightfield microscopy: a comparative study", ICPR 2000). Palm texture is the
+orientation coherence of the structure tensor (Bigun & Granlund, "Optimal orientation
+detection of linear symmetry", ICCV 1987; Kass & Witkin, "Analyzing oriented
+patterns", CVGIP 37, 1987): palm lines and creases are oriented, white noise is not.
 """
 
 from __future__ import annotations
@@ -57,6 +61,53 @@ def check_saturation(pixels: NDArray[np.uint8], where: str) -> None:
             f"saturated ({saturated:.0%} of the {where} at >= {P.ROI_SATURATION_LEVEL}, "
             f"limit {P.ROI_MAX_SATURATED_FRACTION:.0%})"
         )
+
+
+def orientation_coherence(image: NDArray[np.float32]) -> float:
+    """Energy-weighted orientation coherence of the structure tensor of ``image``.
+
+    The tensor ``J = G_s * (grad I grad I^T)`` (Sobel gradients, Gaussian window of
+    sigma ``s = ROI_COHERENCE_SIGMA`` px, reflected borders) has eigenvalues l1 >= l2;
+    the result is ``sum(l1 - l2) / sum(l1 + l2)`` over all pixels (Bigun & Granlund
+    1987; Kass & Witkin 1987): 1 for parallel straight lines, about 0.13 for white
+    noise at this window, 0 for a flat image. Independent of gain and offset.
+
+    Args:
+        image: ``(H, W)`` ``float32`` grey image, H, W >= 3 (the ``ROI_ANALYSIS_SIDE``
+            copy of a pass-through ROI).
+
+    Returns:
+        Coherence in [0, 1].
+    """
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+    sigma = P.ROI_COHERENCE_SIGMA
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), sigma)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), sigma)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), sigma)
+    energy = float((jxx + jyy).sum())
+    if energy <= 0.0:
+        return 0.0
+    return min(1.0, float(np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy**2).sum()) / energy)
+
+
+def check_palm_texture(image: NDArray[np.float32]) -> float:
+    """Raise unless ``image`` has oriented (line) texture; returns its coherence.
+
+    Args:
+        image: ``(H, W)`` ``float32`` grey image (see :func:`orientation_coherence`).
+
+    Raises:
+        AcquisitionError: "no palm texture" when the orientation coherence is below
+            ``ROI_MIN_ORIENTATION_COHERENCE`` (isotropic texture such as noise).
+    """
+    coherence = orientation_coherence(image)
+    if coherence < P.ROI_MIN_ORIENTATION_COHERENCE:
+        raise AcquisitionError(
+            f"no palm texture (orientation coherence {coherence:.2f} < "
+            f"{P.ROI_MIN_ORIENTATION_COHERENCE}: no oriented lines, e.g. noise)"
+        )
+    return coherence
 
 
 def normalise_contrast(roi: GrayImage) -> GrayImage:
