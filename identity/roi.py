@@ -440,7 +440,7 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
     size = (P.ROI_SIZE, P.ROI_SIZE)
     interpolation = cv2.INTER_AREA if max(image.shape) > P.ROI_SIZE else cv2.INTER_LINEAR
     roi = cv2.resize(image, size, interpolation=interpolation).astype(np.uint8)
-    roi, sharpness, brightness = finish_roi(roi, debug)
+    roi, sharpness, brightness = finish_roi(roi, debug, native_side=min(image.shape))
     # Checked last, so "too dark", "saturated" and "blurred" keep their reasons.
     check_palm_texture(small)
     return RoiResult(roi=roi, passthrough=True, sharpness=sharpness, brightness=brightness)

@@ -121,16 +121,21 @@ def normalise_contrast(roi: GrayImage) -> GrayImage:
     return result
 
 
-def finish_roi(roi: GrayImage, debug: DebugHook | None) -> tuple[GrayImage, float, float]:
+def finish_roi(roi: GrayImage, debug: DebugHook | None,
+               native_side: int | None = None) -> tuple[GrayImage, float, float]:
     """Quality-gate a cropped ROI and normalise its contrast.
 
     Args:
         roi: ``(ROI_SIZE, ROI_SIZE)`` ``uint8`` grey ROI.
         debug: optional step hook; receives "roi".
+        native_side: side (px) the ROI had in the captured image, when it was enlarged
+            to ``ROI_SIZE``; the sharpness is then measured at that side, since
+            interpolation lowers the variance of the Laplacian of a sharp but small
+            capture (about 16-fold for a 2x enlargement) and would call it blurred.
 
     Returns:
-        (normalised ROI, sharpness = variance of its Laplacian in grey levels^2,
-        brightness = mean grey level before normalisation).
+        (normalised ROI, sharpness = variance of its Laplacian in grey levels^2, at the
+        capture's resolution, brightness = mean grey level before normalisation).
 
     Raises:
         AcquisitionError: "too dark", "saturated" or "blurred" (sharpness below
@@ -139,10 +144,20 @@ def finish_roi(roi: GrayImage, debug: DebugHook | None) -> tuple[GrayImage, floa
     check_exposure(roi, "ROI")
     brightness = float(roi.mean())
     roi = normalise_contrast(roi)
-    sharpness = float(cv2.Laplacian(roi, cv2.CV_64F).var())
+    sharpness = _sharpness(roi, native_side)
     if sharpness < P.ROI_MIN_SHARPNESS:
         raise AcquisitionError(
             f"blurred (variance of Laplacian {sharpness:.1f} < {P.ROI_MIN_SHARPNESS})"
         )
     emit(debug, "roi", roi)
     return roi, sharpness, brightness
+
+
+def _sharpness(roi: GrayImage, native_side: int | None) -> float:
+    """Variance of the Laplacian of ``roi``, shrunk back (area averaging) to
+    ``native_side`` px when it was enlarged from a smaller capture."""
+    measured = roi
+    if native_side is not None and native_side < roi.shape[0]:
+        side = max(native_side, 3)
+        measured = np.asarray(cv2.resize(roi, (side, side), interpolation=cv2.INTER_AREA))
+    return float(cv2.Laplacian(measured, cv2.CV_64F).var())
