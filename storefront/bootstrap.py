@@ -37,6 +37,7 @@ from storefront.security.audit import Audit
 from storefront.security.service import Security, build_security
 from storefront.sessions import ItemIngest, SessionReadModel
 from storefront.settings import Settings
+from storefront.shopper_totp import seal_clear_totp_secrets
 from storefront.shoppers import ShopperService
 from storefront.staffed import StaffedCheckout
 from storefront.subject_keys import (
@@ -83,8 +84,9 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
               identity_settings: IdentitySettings | None = None,
               clock: Clock = utc_now, migrate: bool = True,
               reconcile_payments: bool = True) -> Container:
-    """Build the services: migrate the database, load the key, rebuild the palm index,
-    reconcile payment calls left in flight (``reconcile_payments``).
+    """Build the services: migrate the database, load the key, seal shopper TOTP secrets
+    still stored in clear (:func:`storefront.shopper_totp.seal_clear_totp_secrets`),
+    rebuild the palm index, reconcile payment calls left in flight (``reconcile_payments``).
 
     Raises identity errors when a key file (the KEK, the revocable-transform key) is
     missing or unsafe outside development mode.
@@ -97,6 +99,7 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     db = sessionmaker(engine, expire_on_commit=False)
     provider = ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
                                     development=settings.environment == "development")
+    seal_clear_totp_secrets(db, provider)  # shopper secrets stored in clear before 0013
     transform = KeyFileTransform(revocable_key_path(settings),  # followed across rotations
                                  development=settings.environment == "development")
     identity = IdentityService(repository=SqlTemplateRepository(db),  # a data key per person

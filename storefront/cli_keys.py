@@ -8,12 +8,12 @@ Steps, each idempotent, so an interrupted run is finished by running it again:
    keys under the new KEK and can still read the previous one;
 2. every shopper data key is re-wrapped, row by row with compare-and-swap
    (:meth:`identity.keyring.Keyring.rotate`); legacy per-blob templates (blob version 1)
-   are re-encrypted under their shopper's data key; device HMAC keys and staff TOTP
-   secrets are re-sealed;
+   are re-encrypted under their shopper's data key; device HMAC keys and staff and
+   shopper TOTP secrets are re-sealed (a shopper secret still stored in clear is sealed);
 3. when nothing is left under the previous KEK, ``.previous`` is deleted (retired).
 
 Running processes follow a rotation without a restart: palm data keys, device keys and
-staff TOTP secrets are all opened through the reloading key provider, which re-reads the
+staff and shopper TOTP secrets are all opened through the reloading key provider, which re-reads the
 key files (a device key row names the KEK that sealed it; a TOTP secret is tried with the
 current KEK, then with the previous key file's and KEKs the process saw earlier).
 Source of the scheme: envelope encryption with KEK rotation, NIST SP 800-57 Part 1 r5
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from identity.errors import IdentityError, KeyFileError
 from identity.protection import load_or_create_key_file
+from storefront.shopper_totp import reseal_shopper_totp, seal_clear_totp_secrets
 from storefront.subject_keys import KekFiles, SqlSubjectKeyStore, StoreKeyring
 
 keys_app = typer.Typer(help="Key-encryption key (KEK) of templates and device secrets.",
@@ -49,6 +50,7 @@ class RotationReport:
     legacy_templates: int
     device_keys: int
     staff_secrets: int
+    shopper_secrets: int = 0
 
 
 def promote_new_kek(files: KekFiles) -> None:
@@ -85,12 +87,14 @@ def rotate(db: sessionmaker[Session], files: KekFiles, keyring: StoreKeyring) ->
     legacy = _convert_legacy_templates(db, keyring)
     devices = _reseal_devices(db, old_kek, old_id, new_kek, new_id)
     staff = _reseal_staff(db, old_kek, new_kek)
+    shoppers = reseal_shopper_totp(db, old_kek, new_kek)
+    seal_clear_totp_secrets(db, new_kek)  # rows no service has started on since 0013
     left = keyring.store.count_not_under(new_id)
     if left:
         raise KeyFileError(f"{left} data key(s) are still wrapped under another KEK than "
                            f"{new_id!r}; the previous KEK is kept: run the rotation again")
     files.previous.unlink()
-    return RotationReport(old_id, new_id, data_keys, legacy, devices, staff)
+    return RotationReport(old_id, new_id, data_keys, legacy, devices, staff, shoppers)
 
 
 def _convert_legacy_templates(db: sessionmaker[Session], keyring: StoreKeyring) -> int:
@@ -167,7 +171,8 @@ def _reseal_staff(db: sessionmaker[Session], old_kek: bytes, new_kek: bytes) -> 
 
 @keys_app.command("rotate")
 def rotate_command() -> None:
-    """Make a new KEK, re-wrap every data key and device/staff secret, retire the old KEK."""
+    """Make a new KEK, re-wrap every data key and device/staff/shopper secret, retire the
+    old KEK."""
     from storefront.db.engine import make_engine
     from storefront.db.migrate import upgrade
     from storefront.errors import StorefrontError
@@ -191,5 +196,6 @@ def rotate_command() -> None:
     console.print(f"KEK {report.old_kek_id} retired; current KEK {report.new_kek_id}; "
                   f"re-wrapped {report.data_keys} data key(s), {report.legacy_templates} "
                   f"legacy template(s), {report.device_keys} device key(s), "
-                  f"{report.staff_secrets} staff secret(s)")
+                  f"{report.staff_secrets} staff secret(s), {report.shopper_secrets} shopper "
+                  f"TOTP secret(s)")
 

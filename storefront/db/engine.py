@@ -16,22 +16,34 @@ many threads writing at once spend their time asleep while the lock is free. The
 connections of :func:`make_engine` therefore queue on a lock of the process, per
 database file, from the statement that opens their write transaction to its commit or
 rollback (:class:`GatedConnection`); other processes still meet SQLite's own locking.
+
+SQLite file mode: the database holds e-mails, names, processor tokens and export
+archives, so its file is created 0600 (owner only) before SQLite opens it; SQLite
+creates the ``-wal`` and ``-shm`` files with the database file's mode. An existing file
+(and its ``-wal``/``-shm``) readable or writable by others is tightened to 0600 when an
+engine is made, with a warning logged.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+DB_FILE_MODE = 0o600
+"""The mode of a SQLite database file and its ``-wal`` / ``-shm`` files."""
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -40,17 +52,38 @@ def make_engine(url: str) -> sa.Engine:
     SQLite gets foreign keys on, WAL journaling with ``synchronous=NORMAL`` (see the
     module docstring), a busy timeout of ``BUSY_TIMEOUT_S`` so that the API server and a
     CLI command can share the file, and :class:`GatedConnection` connections (writers of
-    one process queue on a lock instead of napping in SQLite's busy handler).
+    one process queue on a lock instead of napping in SQLite's busy handler). The file
+    is created 0600, an existing one tightened to 0600 (:func:`private_sqlite_file`).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.database and parsed.database != ":memory:" \
+            and not parsed.database.startswith("file:"):
+        private_sqlite_file(Path(parsed.database))
     engine = sa.create_engine(url, connect_args={
         "check_same_thread": False, "timeout": BUSY_TIMEOUT_S, "factory": GatedConnection})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Make ``path`` (a SQLite database file) private to its owner: create its folder and
+    an empty file (a valid empty database) with mode 0600 when it does not exist; tighten
+    the file and its ``-wal`` / ``-shm`` to 0600, logging a warning, when group or others
+    have any access. Raises OSError when the folder or file cannot be made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(name.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(name, DB_FILE_MODE)
+            log.warning("database file %s was mode %04o (readable by others); set to 0600",
+                        name, mode)
 
 
 BUSY_TIMEOUT_S = 30.0

@@ -14,17 +14,20 @@ from storefront.security.audit import Audit
 from storefront.security.devices_http import DeviceRequestVerifier
 from storefront.security.settings import SecuritySettings
 from storefront.security.staff import StaffService
+from storefront.security.staff_admin import StaffAdmin
 
 
 @dataclass
 class Security:
-    """Staff accounts, the device registry and request verifier, the audit log, limits."""
+    """Staff accounts (sign-in and tokens; changes to accounts), the device registry and
+    request verifier, the audit log, limits."""
 
     settings: SecuritySettings
     staff: StaffService
     registry: DeviceRegistry
     devices: DeviceRequestVerifier
     audit: Audit
+    staff_admin: StaffAdmin
 
 
 def build_security(db: sessionmaker[Session], *, keys: ListingKeyProvider, store_id: str,
@@ -41,4 +44,5 @@ def build_security(db: sessionmaker[Session], *, keys: ListingKeyProvider, store
     verifier = DeviceRequestVerifier(registry=registry, sessions=db, clock=clock,
                                      store_id=store_id, window_s=settings.device_window_s)
     staff = StaffService(db, keys, clock, token_ttl_s=settings.token_ttl_s)
-    return Security(settings, staff, registry, verifier, audit)
+    return Security(settings, staff, registry, verifier, audit,
+                    StaffAdmin(db, staff, audit, clock))

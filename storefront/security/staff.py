@@ -12,17 +12,22 @@ Roles (least privilege; see :data:`PERMISSIONS`):
 Passwords are hashed with argon2id (RFC 9106, ``argon2-cffi`` defaults); an unknown
 staff id is checked against a dummy hash so that both failures take the same time.
 TOTP (RFC 6238, 30 s steps, 6 digits, one step of drift allowed, ``pyotp``) is
-required for managers and admins; the secret is sealed with AES-256-GCM under the
-template KEK (the current one of a :class:`identity.keyring.KeyProvider`, so a running
-service follows ``storefront keys rotate``; a secret no readable KEK opens is
-:class:`storefront.errors.KeyUnavailable`, HTTP 503, not a credentials failure).
-Tokens are 256-bit random strings; only their SHA-256 is stored.
+required for managers and admins; each step's code signs in at most once per account
+(the last accepted step is kept in ``staff_accounts.totp_last_step``, claimed in one
+conditional UPDATE: :func:`storefront.accounts.claim_totp_step`); the secret is sealed
+with AES-256-GCM under the template KEK (the current one of a
+:class:`identity.keyring.KeyProvider`, so a running service follows ``storefront keys
+rotate``; a secret no readable KEK opens is :class:`storefront.errors.KeyUnavailable`,
+HTTP 503, not a credentials failure).
+Tokens are 256-bit random strings; only their SHA-256 is stored. Every request's token
+is checked against its account: a revoked or expired token, or one of a disabled
+account, is refused. Disabling, enabling, password and TOTP resets and role changes are
+:mod:`storefront.security.staff_admin`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -33,18 +38,15 @@ import pyotp
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session, sessionmaker
 
-from identity.errors import KeyFileError
-from identity.keyring import FixedKeyProvider, ListingKeyProvider
-from identity.protection import key_id_for
-from storefront.accounts import FailureWindow, LoginPolicy
+from identity.keyring import ListingKeyProvider
+from storefront.accounts import FailureWindow, LoginPolicy, claim_totp_step, totp_step
 from storefront.clock import Clock
 from storefront.db.models import StaffAccount, StaffToken
-from storefront.errors import Conflict, InvalidInput, KeyUnavailable
+from storefront.errors import Conflict, InvalidInput
 from storefront.security.errors import AuthenticationRequired
+from storefront.security.sealing import SecretSealer
 
 Role = Literal["cashier", "manager", "auditor", "admin"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
@@ -113,10 +115,7 @@ class StaffService:
                  clock: Clock, *, token_ttl_s: int, issuer: str = "storefront",
                  limits: LoginPolicy | None = None) -> None:
         self._db = sessions
-        self._keys: ListingKeyProvider = FixedKeyProvider(kek, key_id_for(kek)) \
-            if isinstance(kek, bytes) else kek
-        self._seen_kek_ids: list[str] = []  # KEKs seen as current, oldest first
-        self._current_kek()
+        self._sealer = SecretSealer(kek, label=_LABEL, kind="staff")
         self._clock = clock
         self._ttl = timedelta(seconds=token_ttl_s)
         self._issuer = issuer
@@ -131,8 +130,7 @@ class StaffService:
         """
         if not _ID.fullmatch(staff_id):
             raise InvalidInput("staff id must be 1-64 characters of [A-Za-z0-9._-]")
-        if role not in ROLES:
-            raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}")
+        check_role(role)
         with self._db() as db:
             if db.get(StaffAccount, staff_id) is not None:
                 raise Conflict(f"staff id {staff_id!r} is taken")
@@ -145,27 +143,35 @@ class StaffService:
         """
         if not _ID.fullmatch(staff_id):
             raise InvalidInput("staff id must be 1-64 characters of [A-Za-z0-9._-]")
-        if role not in ROLES:
-            raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}")
-        if not 12 <= len(password) <= 1024:
-            raise InvalidInput("passwords are 12 to 1024 characters")
+        check_role(role)
+        password_hash = hash_password(password)
         secret = pyotp.random_base32() if role in MFA_ROLES else None
         with self._db.begin() as db:
             if db.get(StaffAccount, staff_id) is not None:
                 raise Conflict(f"staff id {staff_id!r} is taken")
-            db.add(StaffAccount(id=staff_id, role=role, password_hash=_HASHER.hash(password),
+            db.add(StaffAccount(id=staff_id, role=role, password_hash=password_hash,
                                 totp_secret_sealed=self._seal(staff_id, secret)
                                 if secret else None, created_at=self._clock()))
-        uri = pyotp.TOTP(secret).provisioning_uri(name=staff_id, issuer_name=self._issuer) \
+        return NewStaff(staff_id, role, secret, self.totp_uri(staff_id, secret))
+
+    def new_totp_secret(self, staff_id: str) -> tuple[str, bytes]:
+        """A new TOTP secret (base32, to show once) and its sealed form for ``staff_id``'s
+        row. Raises KeyUnavailable when the current KEK cannot be read."""
+        secret = pyotp.random_base32()
+        return secret, self._seal(staff_id, secret)
+
+    def totp_uri(self, staff_id: str, secret: str | None) -> str | None:
+        """The ``otpauth://`` provisioning URI of ``secret`` (None without one)."""
+        return pyotp.TOTP(secret).provisioning_uri(name=staff_id, issuer_name=self._issuer) \
             if secret else None
-        return NewStaff(staff_id, role, secret, uri)
 
     def login(self, *, staff_id: str, password: str, totp: str | None = None,
               client_ip: str = "unknown") -> IssuedToken:
         """Check the password (and TOTP code for managers and admins); issue a token.
 
         Raises AuthenticationRequired with one message for every failure (unknown id,
-        wrong password, missing or wrong code, disabled account), and TooManyAttempts
+        wrong password, missing, wrong or already used code, disabled account), each
+        counted as a failure, and TooManyAttempts
         (before any check) once the staff id or the client address has had too many
         failures in the window (``storefront.accounts.LoginPolicy``: 5 per id, 20 per
         address, 15 minutes; counted in this process's memory).
@@ -180,20 +186,30 @@ class StaffService:
         password_ok = _verify_password(stored, password)
         # the secret is opened only for a right password of an enabled account, so a
         # server key problem (KeyUnavailable, 503) is never reported to a wrong guess
-        totp_ok = role not in MFA_ROLES or (
-            sealed is not None and totp is not None and password_ok and not disabled
-            and pyotp.TOTP(self._open(staff_id, sealed)).verify(totp, valid_window=1))
-        if disabled or not password_ok or not totp_ok:
+        step = totp_step(self._open(staff_id, sealed), totp) \
+            if role in MFA_ROLES and sealed is not None and totp is not None \
+            and password_ok and not disabled else None
+        token = None if disabled or not password_ok or (role in MFA_ROLES and step is None) \
+            else self._issue(staff_id, step)
+        if token is None:
             for key in keys:
                 self._failures.add(key)
             raise AuthenticationRequired("staff id, password or one-time code is not valid")
+        return IssuedToken(token, staff_id, role, int(self._ttl.total_seconds()))
+
+    def _issue(self, staff_id: str, step: int | None) -> str | None:
+        """A new token of ``staff_id``, after claiming TOTP ``step`` (None: no code);
+        None when the step was used already (a replayed or older code)."""
         token = secrets.token_urlsafe(32)
         now = self._clock()
         with self._db.begin() as db:
+            if step is not None and not claim_totp_step(
+                    db, StaffAccount, (StaffAccount.id, staff_id), step):
+                return None
             db.execute(sa.delete(StaffToken).where(StaffToken.expires_at < now))
             db.add(StaffToken(token_hash=token_hash(token), staff_id=staff_id, issued_at=now,
                               expires_at=now + self._ttl))
-        return IssuedToken(token, staff_id, role, int(self._ttl.total_seconds()))
+        return token
 
     def _refuse_when_limited(self, keys: tuple[str, str]) -> None:
         self._failures.refuse_when_over(
@@ -218,44 +234,28 @@ class StaffService:
             db.execute(sa.update(StaffToken).where(StaffToken.token_hash == token_hash(token))
                        .values(revoked_at=self._clock()))
 
-    def _current_kek(self) -> tuple[str, bytes]:
-        """The provider's current KEK, remembered so that secrets sealed under it stay
-        readable after it becomes the previous KEK. Raises KeyUnavailable."""
-        try:
-            kek_id, kek = self._keys.current()
-        except KeyFileError as exc:
-            raise KeyUnavailable(f"no current KEK for staff secrets: {exc}") from None
-        if kek_id not in self._seen_kek_ids:
-            self._seen_kek_ids.append(kek_id)
-        return kek_id, kek
-
     def _seal(self, staff_id: str, secret: str) -> bytes:
-        nonce = os.urandom(12)
-        aead = AESGCM(self._current_kek()[1])
-        return nonce + aead.encrypt(nonce, secret.encode(), _LABEL + staff_id.encode())
+        """``secret`` sealed for ``staff_id`` (:meth:`SecretSealer.seal`)."""
+        return self._sealer.seal(staff_id, secret)
 
     def _open(self, staff_id: str, blob: bytes) -> str:
         """The TOTP secret sealed in ``blob``; raises KeyUnavailable when no KEK this
         process can read opens it (a server key problem, not the user's credentials)."""
-        current_id, current = self._current_kek()
-        candidates = [(current_id, current)]
-        # the provider's key files name the previous KEK even when this process never
-        # saw it as current (two rotations without a sign-in)
-        for kek_id in dict.fromkeys([*self._keys.key_ids(), *reversed(self._seen_kek_ids)]):
-            if kek_id != current_id:
-                try:
-                    candidates.append((kek_id, self._keys.get(kek_id)))
-                except KeyFileError:
-                    continue
-        for _, kek in candidates:
-            try:
-                return AESGCM(kek).decrypt(blob[:12], blob[12:],
-                                           _LABEL + staff_id.encode()).decode()
-            except (InvalidTag, ValueError):
-                continue
-        raise KeyUnavailable(f"the one-time-code secret of staff {staff_id!r} does not open "
-                             f"with the server's KEK {current_id!r} (the KEK was rotated: "
-                             "reload the key files or restart the service)")
+        return self._sealer.open(staff_id, blob)
+
+
+def check_role(role: str) -> None:
+    """Raise InvalidInput unless ``role`` is one of :data:`ROLES`."""
+    if role not in ROLES:
+        raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}")
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash of a staff password; raises InvalidInput unless it is 12 to 1024
+    characters."""
+    if not 12 <= len(password) <= 1024:
+        raise InvalidInput("passwords are 12 to 1024 characters")
+    return _HASHER.hash(password)
 
 
 def _verify_password(stored: str, password: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from storefront.accounts import TooManyAttempts
 from storefront.api.routers.auth import get_privacy
 from storefront.errors import Conflict, InvalidInput
 from storefront.web.auth import (
@@ -34,7 +35,8 @@ def shopper_signup_page(request: Request, next: NextTarget = None) -> Response: 
 @router.post("/portal/signup")
 def shopper_signup(request: Request, form: AnonymousForm) -> Response:
     """Create the account (``AccountService.sign_up``), sign it in and go to ``next``;
-    the form again with the reason (422, or 409 for a registered e-mail) otherwise."""
+    the form again with the reason (422, 409 for a registered e-mail, 429 once the
+    address has tried too many registered e-mails) otherwise."""
     target = safe_next(form_text(form, "next", 500), "/portal")
     values = {"display_name": form_text(form, "display_name", 200),
               "email": form_text(form, "email", 254),
@@ -42,15 +44,21 @@ def shopper_signup(request: Request, form: AnonymousForm) -> Response:
     password = form.get("password")
     password = password if isinstance(password, str) else ""
     privacy = get_privacy(request, request.app.state.container)
+    ip = request.client.host if request.client else "unknown"
     try:
         if password != form.get("password_again"):
             raise InvalidInput("the two passwords differ")
         privacy.accounts.sign_up(email=values["email"], password=password,
                                  display_name=values["display_name"],
-                                 payment_token=values["payment_token"])
-        issued = privacy.accounts.login(
-            email=values["email"], password=password,
-            client_ip=request.client.host if request.client else "unknown")
+                                 payment_token=values["payment_token"], client_ip=ip)
+        issued = privacy.accounts.login(email=values["email"], password=password,
+                                        client_ip=ip)
+    except TooManyAttempts as exc:
+        answer = render(request, "portal/signup.html",
+                        {"next": target, "error": exc.reason, "values": values},
+                        status_code=429)
+        answer.headers["Retry-After"] = str(exc.retry_after_s)
+        return answer
     except (InvalidInput, Conflict) as exc:
         status = 409 if isinstance(exc, Conflict) else 422
         return render(request, "portal/signup.html",

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -106,12 +106,17 @@ class TotpCodeIn(BaseModel):
     code: str = Field(pattern=r"^\d{6}$")
 
 
-@router.post("/signup", status_code=201)
-def sign_up(body: SignUpIn, p: PrivacyDep) -> dict[str, str]:
-    """Create a shopper account with login credentials."""
-    shopper_id = p.accounts.sign_up(email=body.email, password=body.password,
-                                    display_name=body.display_name,
-                                    payment_token=body.payment_token)
+@router.post("/signup", status_code=201,
+             responses={409: {"description": "the e-mail has an account"},
+                        429: {"description": "too many taken addresses tried (Retry-After)"}})
+def sign_up(body: SignUpIn, request: Request, p: PrivacyDep) -> dict[str, str]:
+    """Create a shopper account with login credentials (409 for a registered e-mail,
+    429 once the client address has had 5 of those in 15 minutes)."""
+    with auth_errors():
+        shopper_id = p.accounts.sign_up(
+            email=body.email, password=body.password, display_name=body.display_name,
+            payment_token=body.payment_token,
+            client_ip=request.client.host if request.client else "unknown")
     return {"shopper_id": shopper_id}
 
 
@@ -143,8 +148,10 @@ def totp_enrol(shopper: ShopperDep, p: PrivacyDep) -> TotpEnrolOut:
 
 
 @router.post("/totp/verify")
-def totp_verify(body: TotpCodeIn, shopper: ShopperDep, p: PrivacyDep) -> dict[str, bool]:
-    """Confirm TOTP enrolment with one code; logins then need a code."""
+def totp_verify(body: TotpCodeIn, shopper: ShopperDep,
+                token: Annotated[str, Depends(bearer_token)], p: PrivacyDep) -> dict[str, Any]:
+    """Confirm TOTP enrolment with one code; logins then need a code. Every other session
+    of the shopper ends (``sessions_ended``); this request's session stays."""
     with auth_errors():
-        p.accounts.totp_verify(shopper, body.code)
-    return {"totp_enabled": True}
+        ended = p.accounts.totp_verify(shopper, body.code, keep_token=token)
+    return {"totp_enabled": True, "sessions_ended": ended}

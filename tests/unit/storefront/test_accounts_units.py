@@ -8,7 +8,7 @@ import hashlib
 import pyotp
 import pytest
 
-from storefront.accounts import FailureWindow, _totp_ok, normalise_email, token_digest
+from storefront.accounts import FailureWindow, normalise_email, token_digest, totp_step
 from storefront.errors import InvalidInput
 
 
@@ -29,12 +29,17 @@ def test_token_digest_is_sha256_hex_and_never_the_token() -> None:
 def test_totp_codes() -> None:
     secret = pyotp.random_base32()
     totp = pyotp.TOTP(secret)
-    assert _totp_ok(secret, totp.now())
-    assert not _totp_ok(secret, None)
-    assert not _totp_ok(None, totp.now())
-    assert not _totp_ok(secret, "12a456")
-    wrong = f"{(int(totp.now()) + 1) % 1_000_000:06d}"
-    assert not _totp_ok(secret, wrong) or pyotp.TOTP(secret).verify(wrong, valid_window=1)
+    now = 1_800_000_015.0  # 15 s into step 60,000,000
+    step = int(now // 30)
+    assert totp_step(secret, totp.at(now), at=now) == step
+    assert totp_step(secret, totp.at(now - 30), at=now) == step - 1  # clock drift, one step
+    assert totp_step(secret, totp.at(now + 30), at=now) == step + 1
+    far = {totp.at(now - 60), totp.at(now + 60)} - {totp.at(now + k) for k in (-30, 0, 30)}
+    assert all(totp_step(secret, code, at=now) is None for code in far)
+    assert totp_step(secret, None, at=now) is None
+    assert totp_step(None, totp.at(now), at=now) is None
+    for bad in ("12a456", "12345", "1234567", " 123456", ""):
+        assert totp_step(secret, bad, at=now) is None
 
 
 def test_failure_window_counts_per_key_and_forgets_old_failures() -> None:
