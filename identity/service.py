@@ -385,16 +385,31 @@ class IdentityService:
         """The record's template, or None (its subject added to ``retired``) when it is of
         a retired format version, which the matcher cannot score: that person is not
         identified until they enrol again, and every other palm keeps working. Any other
-        bad record raises (TemplateDecryptionError / TemplateFormatError)."""
+        bad record raises (TemplateDecryptionError / TemplateFormatError), except one
+        deleted since it was read (its subject's key shredded by a concurrent deletion):
+        None, the deletion's removal is in the change log after it."""
         try:
             return self._decrypt(record)
         except RetiredTemplateError:
             retired.add(record.subject_id)
             return None
+        except TemplateDecryptionError:
+            stored = self._repository.of_subjects([record.subject_id])
+            if any(r.template_id == record.template_id for r in stored):
+                raise
+            return None
 
     def enrol(self, *, subject_id: str, images: Sequence[bytes],
-              add_to_own: bool = True, min_captures: int | None = None) -> Enrolment:
+              add_to_own: bool = True, min_captures: int | None = None,
+              store: Callable[[Sequence[TemplateRecord]], None] | None = None) -> Enrolment:
         """Enrol the usable captures in ``images`` for ``subject_id``.
+
+        ``store`` writes the encrypted records atomically (default: the repository's
+        ``add``); the caller may pass its own to write them in one transaction with
+        checks of its own, and refuse by raising (nothing stored, the index unchanged,
+        the exception propagates). Afterwards the index is brought up to date from the
+        repository's change log, so a deletion committed right after the write is applied
+        too, whichever of the two reaches the index first.
 
         ``add_to_own`` False refuses captures of a palm this subject already enrolled
         (a new palm only: a form sent twice does not enrol the palm twice); True adds
@@ -445,11 +460,10 @@ class IdentityService:
                            self._cipher.encrypt(subject_id, t.rotations_only().to_bytes()), now)
             for tid, t in templates
         ]
-        self._repository.add(records)
-        with self._lock:
-            for tid, t in templates:
-                if tid not in self._index:  # a concurrent refresh may have added it
-                    self._index.add(tid, subject_id, t)
+        (store or self._repository.add)(records)
+        # From the change log, not from ``templates``: a deletion that committed after the
+        # write and was applied by another thread's refresh must not be undone here.
+        self._catch_up()
         return Enrolment(subject_id, tuple(tid for tid, _ in templates), tuple(outcomes),
                          compared)
 
@@ -604,9 +618,19 @@ class IdentityService:
         self._cipher.shred(subject_id)  # per-person data key: every copy becomes unreadable
         with self._lock:
             self._index.remove_subject(subject_id)
-            if self._snapshot_path is not None:  # it may hold this palm: never keep it on disk
-                self._snapshot_path.unlink(missing_ok=True)
+            self.discard_snapshot()
         return deleted
+
+    def discard_snapshot(self) -> bool:
+        """Remove the on-disk index snapshot (after a deletion it may hold the deleted palm's
+        codes: never keep them on disk); the next :meth:`load` rebuilds from the repository
+        and writes a fresh one. True if there was one; False also when none is configured."""
+        if self._snapshot_path is None:
+            return False
+        with self._lock:
+            existed = self._snapshot_path.exists()
+            self._snapshot_path.unlink(missing_ok=True)
+            return existed
 
 
 def _others(subjects: set[str], subject_id: str) -> tuple[str, ...]:

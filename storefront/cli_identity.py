@@ -4,6 +4,7 @@ purge stored templates of a retired format version."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -235,6 +236,9 @@ def rotate_transform() -> None:
     key file (STOREFRONT_REVOCABLE_KEY_FILE, default <data dir>/keys/revocable.key).
     The old key is destroyed: codes made under it match no probe any more.
 
+    Every run that decrypts templates writes one "bulk_decrypt" audit entry (actor
+    "cli", subject "palm_templates", how many templates and the outcome).
+
     Running API workers need no restart: each watches the key file and re-derives its
     index under the new key (from the new snapshot) at its next identification or
     enrolment, which waits for that rebuild. Interrupted runs are safe to repeat.
@@ -319,13 +323,33 @@ def _rotate_transform() -> dict[str, Any]:
                                       transform=new)
             with _progress() as bar:
                 task = bar.add_task("re-deriving palm-index codes", total=_template_count(db))
-                count = service.rebuild(progress=lambda done: bar.update(task, completed=done))
+                try:
+                    count = service.rebuild(
+                        progress=lambda done: bar.update(task, completed=done))
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the first error is what to show
+                        _audit_bulk(db, "identity rotate-transform", outcome="failed",
+                                    templates=_template_count(db))
+                    raise
+            _audit_bulk(db, "identity rotate-transform", outcome="done", templates=count,
+                        new_transform=new.key_id)
             size = palm_index_snapshot_path(settings).stat().st_size
             promote_next_key(path)
         except BaseException:
             next_key_file(path).unlink(missing_ok=True)  # never promoted: made no stored code
             raise
     return {"old": old.key_id, "new": new.key_id, "templates": count, "snapshot_bytes": size}
+
+
+def _audit_bulk(db: Any, command: str, **details: Any) -> None:
+    """One ``bulk_decrypt`` audit entry (actor ``cli``, subject ``palm_templates``) for a
+    run of ``command`` that decrypted every stored template; ``details``: counts and
+    outcome (ids of persons never). Raises what the audit log raises."""
+    from storefront.clock import utc_now
+    from storefront.security.audit import Audit
+
+    Audit(db, utc_now).record(actor="cli", action="bulk_decrypt", subject="palm_templates",
+                              details={"command": command, **details})
 
 
 def _template_count(db: Any) -> int:
@@ -351,7 +375,8 @@ def retired(
     they are not identified until they enrol again. ``--purge`` deletes exactly those
     templates (usable ones are kept); a person left with no template is removed and their
     data key shredded; a person who also has unreadable templates is skipped. Each purged
-    person gets a "delete" audit entry (actor "cli").
+    person gets a "delete" audit entry (actor "cli"); every run one "bulk_decrypt" entry
+    (subject "palm_templates", the counts scanned).
 
     Every template is decrypted once to read its authenticated format version (see
     :mod:`identity.retired`); templates that cannot be decrypted are counted as
@@ -436,6 +461,10 @@ def _retired(store: _RetiredStore, *, purge: bool, yes: bool,
     from identity.retired import scan_retired
 
     report = scan_retired(store.repository, store.cipher)
+    store.audit.record(actor="cli", action="bulk_decrypt", subject="palm_templates",
+                       details={"command": "identity retired", "persons": report.persons_scanned,
+                                "templates": report.templates_scanned,
+                                "usable": report.usable, "purge": purge})
     if not as_json:
         _print_retired(report)
     if not purge:

@@ -1,14 +1,99 @@
-"""``storefront privacy ...``: apply the shoppers' retention periods."""
+"""``storefront privacy ...``: apply the shoppers' retention periods; export or erase one
+shopper's data on their request (shoppers without a login, registered by staff).
+
+``export`` and ``delete`` use the portal's services (the same archive; the same erasure,
+refused while a trip is not settled) and are audited with actor ``cli``. Errors print
+the reason and exit 2; a declined confirmation exits 1.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-privacy_app = typer.Typer(help="Shopper privacy: retention.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from storefront.privacy.wiring import Privacy
+
+privacy_app = typer.Typer(help="Shopper privacy: retention, data-subject requests.",
+                          no_args_is_help=True)
 console = Console()
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _shopper_id(value: str) -> str:
+    if not _ID.match(value):
+        raise typer.BadParameter("a shopper id: 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
+ShopperOpt = Annotated[str, typer.Option("--shopper", help="The shopper's id (shp_...).",
+                                         callback=_shopper_id)]
+
+
+@contextmanager
+def _privacy() -> Iterator[Privacy]:
+    """The privacy services over the configured store; StorefrontError and OSError end
+    the command with the reason and exit code 2."""
+    from storefront.bootstrap import bootstrap
+    from storefront.errors import StorefrontError
+    from storefront.privacy.wiring import build_privacy
+
+    container = bootstrap(reconcile_payments=False)
+    try:
+        yield build_privacy(container)
+    except (StorefrontError, OSError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(getattr(exc, 'reason', exc)))}",
+                      soft_wrap=True)
+        raise typer.Exit(2) from exc
+    finally:
+        container.close()
+
+
+@privacy_app.command("export")
+def export(shopper: ShopperOpt,
+           out: Annotated[Path, typer.Option("--out", help="The zip file to write (must not "
+                                             "exist; written with mode 0600).",
+                                             dir_okay=False)]) -> None:
+    """Write the archive of everything held about a shopper (the portal's export: data.json
+    and one CSV per table) to --out, for a shopper who cannot sign in. Audited (actor
+    ``cli``). Prints a JSON summary: shopper, file, bytes."""
+    if out.exists():
+        raise typer.BadParameter(f"{out} exists; choose a new file", param_hint="'--out'")
+    if not out.parent.is_dir():
+        raise typer.BadParameter(f"folder {out.parent} does not exist", param_hint="'--out'")
+    with _privacy() as p:
+        data = p.exports.export_now(shopper, actor="cli")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    typer.echo(json.dumps({"shopper_id": shopper, "out": str(out), "bytes": len(data)}))
+
+
+@privacy_app.command("delete")
+def delete(shopper: ShopperOpt,
+           yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
+           = False) -> None:
+    """Erase a shopper as their own account deletion does: personal data, palms (their data
+    key destroyed), credentials, exports, entry codes and cart event logs; receipts,
+    payments and tenders kept under a fresh pseudonym per trip. Refused while a trip is not
+    settled. Asks for confirmation unless --yes. Audited (actor ``cli``). Prints what was
+    erased and kept as JSON."""
+    if not yes:
+        typer.confirm(f"Erase shopper {shopper} and all their personal data? This cannot be "
+                      "undone", abort=True)
+    with _privacy() as p:
+        done = p.deletion.delete_account(shopper_id=shopper, actor="cli")
+    typer.echo(json.dumps(asdict(done), default=str))
 
 
 @privacy_app.command()

@@ -41,6 +41,12 @@ class Conflict(StorefrontError):
     code = "conflict"
 
 
+class Gone(StorefrontError):
+    """The thing existed but is gone for good (e.g. an expired data export); answered 410."""
+
+    code = "gone"
+
+
 class EntryRefused(StorefrontError):
     """The gate refuses entry; ``reason`` is shown to the shopper."""
 

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
             (:data:`cart.session.MAX_CLOCK_SKEW`, 300 s), which refuses item events
             further ahead in any case.
         host, port: where ``storefront serve`` listens.
+        export_ttl_days: a shopper's stored data-export archive is deleted this many days
+            after it was built (default 7); downloading it later answers 410.
+        export_max_live: live (pending, running or ready) data exports one shopper may
+            hold (default 3); export_min_interval_s: seconds between two export requests
+            of one shopper (default 60). Beyond either: 429 with ``Retry-After``.
+        retention_sweep_interval_s: ``storefront serve`` applies the shoppers' retention
+            periods (:meth:`storefront.privacy.retention.RetentionService.sweep`) this
+            often, seconds (default 3600; 0: never, leave it to ``storefront privacy
+            sweep`` from cron); retention_sweep_first_delay_s: the first run, this long
+            after start-up (default 60).
     """
 
     model_config = SettingsConfigDict(env_prefix="STOREFRONT_", env_file=".env", extra="ignore")
@@ -119,6 +129,11 @@ class Settings(BaseSettings):
                                             le=MAX_CLOCK_SKEW.total_seconds())
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    export_ttl_days: int = Field(default=7, ge=1, le=90)
+    export_max_live: int = Field(default=3, ge=1, le=100)
+    export_min_interval_s: float = Field(default=60.0, ge=0.0, le=86_400.0)
+    retention_sweep_interval_s: float = Field(default=3600.0, ge=0.0, le=7 * 86_400.0)
+    retention_sweep_first_delay_s: float = Field(default=60.0, ge=0.0, le=86_400.0)
 
     @field_validator("currency")
     @classmethod

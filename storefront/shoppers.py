@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from stdnum import luhn
 
@@ -16,9 +17,15 @@ from identity.service import Enrolment, IdentityService
 from storefront.biometric_audit import audit_enrolment
 from storefront.clock import Clock
 from storefront.db.models import Shopper
-from storefront.errors import InvalidInput, NotFound
-from storefront.privacy.consent import ConsentRequired, give_palm_consent, has_consent
-from storefront.privacy.palms import mark_palm_used, record_enrolment
+from storefront.errors import InvalidInput, NotFound, StorefrontError
+from storefront.privacy.consent import (
+    CONSENT_TEXTS,
+    CURRENT_TEXT_VERSION,
+    ConsentRequired,
+    has_consent,
+)
+from storefront.privacy.enrolment_guard import GuardedEnrolmentWrite, enrolment_start
+from storefront.privacy.palms import mark_palm_used
 from storefront.security.audit import Audit
 
 
@@ -86,34 +93,50 @@ class ShopperService:
     def enrol_palm(self, *, shopper_id: str, images: Sequence[bytes],
                    store_id: str | None = None,
                    consent_text_version: str | None = None,
-                   actor: str = "system", min_captures: int | None = None) -> Enrolment:
+                   actor: str = "system", min_captures: int | None = None,
+                   enrolment_code: str | None = None) -> Enrolment:
         """Enrol palm captures (encoded image bytes) for an existing shopper.
 
-        The shopper must have given consent (``storefront.privacy.consent``);
-        ``consent_text_version`` records it first (ticked at an enrolment kiosk).
+        The shopper must have given consent (``storefront.privacy.consent``), or give it
+        with this enrolment: ``consent_text_version`` (ticked at an enrolment kiosk, or
+        confirmed at the staff point) is recorded as given by ``actor`` in the same
+        transaction as the templates, so a refused enrolment records no consent.
+        ``enrolment_code``: the shopper's enrolment code (staff-assisted enrolment,
+        checked by the caller first), used up in that transaction too. The final write is
+        serialised with consent withdrawal and palm or account deletion
+        (:mod:`storefront.privacy.enrolment_guard`): one of those committed while the
+        images were processed refuses the enrolment with nothing stored.
         The enrolment is written to the audit log as done by ``actor``, with an entry
         for each other person whose templates its duplicate check compared; a refusal
         after that check (palm already enrolled) is written too.
         ``min_captures``: usable captures needed (default: the identity settings').
-        Raises NotFound, ConsentRequired, InvalidInput (no images), and identity's
-        InvalidImageError, AcquisitionError or EnrolmentError with the reason.
+        Raises NotFound, ConsentRequired, Conflict (palm data deleted meanwhile),
+        EnrolmentCodeRefused, InvalidInput (no images, unknown consent text version), and
+        identity's InvalidImageError, AcquisitionError or EnrolmentError with the reason.
         """
         self.get(shopper_id)
         if not images:
             raise InvalidInput("at least one palm image is required")
-        if consent_text_version is not None:
-            give_palm_consent(self._sessions, shopper_id=shopper_id, at=self._clock(),
-                              text_version=consent_text_version)
+        if consent_text_version is not None and consent_text_version not in CONSENT_TEXTS:
+            raise InvalidInput(f"unknown consent text version {consent_text_version!r}; "
+                               f"current: {CURRENT_TEXT_VERSION}")
+        start = enrolment_start(self._sessions, shopper_id)
         with self._sessions() as db:
-            if not has_consent(db, shopper_id):
+            if consent_text_version is None and not has_consent(db, shopper_id):
                 raise ConsentRequired("no consent to palm identification is recorded: "
                                       "agree to the consent text first (the kiosk's consent "
                                       "box, or POST /me/consents in the app)")
+        write = GuardedEnrolmentWrite(
+            self._sessions, shopper_id, start, self._clock(), store_id=store_id,
+            consent_text_version=consent_text_version,
+            recorded_by=actor if consent_text_version is not None else None,
+            enrolment_code=enrolment_code)
         # Each enrolment is one palm the shopper sees and can delete: captures of a palm
         # already enrolled are refused rather than listed twice.
         try:
             result = self._identity.enrol(subject_id=shopper_id, images=images,
-                                          add_to_own=False, min_captures=min_captures)
+                                          add_to_own=False, min_captures=min_captures,
+                                          store=write)
         except EnrolmentError as exc:
             if self._audit is not None and (exc.duplicate or exc.compared_subjects):
                 audit_enrolment(self._audit, actor=actor, shopper_id=shopper_id,
@@ -122,13 +145,16 @@ class ShopperService:
                                 details={"outcome": "refused", "reason": exc.reason,
                                          "captures": len(images)})
             raise
+        except (StorefrontError, IntegrityError) as exc:  # a race lost in the final write
+            write.clean_up()
+            if isinstance(exc, IntegrityError):  # a data key for a shopper deleted meanwhile
+                self.get(shopper_id)  # NotFound then
+            raise
         if self._audit is not None:
             audit_enrolment(self._audit, actor=actor, shopper_id=shopper_id,
                             compared=result.compared_subjects, store_id=store_id,
                             details={"outcome": "enrolled", "templates": len(result.template_ids),
                                      "captures": len(images)})
-        record_enrolment(self._sessions, shopper_id=shopper_id, template_ids=result.template_ids,
-                         store_id=store_id, at=self._clock())
         return result
 
     def palm_used(self, *, shopper_id: str, store_id: str) -> None:

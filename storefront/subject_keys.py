@@ -27,6 +27,7 @@ from identity.errors import KeyFileError, TemplateDecryptionError
 from identity.keyring import KeyProvider, Keyring, WrappedKey
 from identity.protection import BLOB_VERSION as LEGACY_BLOB_VERSION
 from identity.protection import KeyFileProvider, TemplateCipher
+from identity.snapshot import derive_key
 from storefront.db.models import SubjectKey
 
 _PAGE = 500
@@ -188,6 +189,21 @@ class StoreKeyring(Keyring):
         if blob[:1] != bytes([LEGACY_BLOB_VERSION]):
             return super().decrypt(subject_id, blob)
         return self.decrypt_legacy(subject_id, blob)
+
+    def purpose_key(self, subject_id: str, info: bytes, *, create: bool) -> bytes | None:
+        """A 32-byte key for another purpose than templates (``info``, e.g. the stored data
+        exports), derived from the person's data key (HKDF-SHA256, RFC 5869): it is
+        destroyed with that key (:meth:`shred`, on palm or account deletion), so whatever
+        it encrypted becomes unreadable everywhere, backups included, once the KEK that
+        wrapped the data key is rotated away. ``create``: make the person's data key when
+        they have none (a shopper without palms). None when they have none and ``create``
+        is False. Raises TemplateDecryptionError when the data key cannot be unwrapped."""
+        stored = self._store.get(subject_id)
+        if stored is None:
+            if not create:
+                return None
+            stored = self._store.add(self._wrap(subject_id, os.urandom(32)))
+        return derive_key(self._unwrap(stored), info)
 
     def decrypt_legacy(self, subject_id: str, blob: bytes) -> bytes:
         """Open a version-1 blob; raises TemplateDecryptionError."""

@@ -5,7 +5,9 @@ Tables ``palm_templates`` (encrypted templates) and ``palm_template_changes``
 Template writes take a transaction-scoped advisory lock on PostgreSQL so that
 change-log positions become visible in increasing order: a reader can never
 pass position 8 while 7 is still uncommitted and then miss it. SQLite
-serialises writers by itself.
+serialises writers by itself. Writes of one shopper's palm data (enrolment, palm and
+account deletion, consent withdrawal) also lock that shopper's row first
+(:func:`lock_shopper`), always before the advisory lock.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from identity.repository import TemplateChanges, TemplateRecord
-from storefront.db.models import PalmTemplate, PalmTemplateChange
+from storefront.db.models import PalmTemplate, PalmTemplateChange, Shopper
 
 _LOCK_KEY = 0x7A1A7E5  # arbitrary advisory-lock key of template writes
 _CHANGES_PER_CALL = 5000
@@ -33,13 +35,7 @@ class SqlTemplateRepository:
     def add(self, records: Sequence[TemplateRecord]) -> None:
         """Store ``records`` and their change-log rows atomically (all or nothing)."""
         with self._sessions.begin() as db:
-            _serialise_writers(db)
-            db.add_all(PalmTemplate(template_id=r.template_id, shopper_id=r.subject_id,
-                                    ciphertext=r.ciphertext, created_at=r.created_at)
-                       for r in records)
-            db.add_all(PalmTemplateChange(kind="added", shopper_id=r.subject_id,
-                                          template_id=r.template_id, at=r.created_at)
-                       for r in records)
+            write_templates(db, records)
 
     def all(self) -> Iterator[TemplateRecord]:
         """Every stored template, in batches, ordered by template id."""
@@ -50,14 +46,11 @@ class SqlTemplateRepository:
                 yield _record(row)
 
     def delete_subject(self, subject_id: str) -> int:
-        """Delete every template of ``subject_id`` and log it; returns how many rows went."""
+        """Delete every template of ``subject_id`` and log it; returns how many rows went.
+        Serialised on the shopper's row (:func:`lock_shopper`) against enrolments."""
         with self._sessions.begin() as db:
-            _serialise_writers(db)
-            result = db.execute(sa.delete(PalmTemplate)
-                                .where(PalmTemplate.shopper_id == subject_id))
-            db.add(PalmTemplateChange(kind="removed", shopper_id=subject_id, template_id=None,
-                                      at=datetime.now(UTC)))
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            lock_shopper(db, subject_id)
+            return remove_subject_rows(db, subject_id)
 
     def delete_templates(self, template_ids: Sequence[str]) -> int:
         """Delete the templates of ``template_ids`` (unknown ids ignored) in one transaction;
@@ -140,6 +133,44 @@ def _log_replaced(db: Session, shopper_ids: list[str]) -> None:
             db.add(PalmTemplateChange(kind="added", shopper_id=shopper_id,
                                       template_id=template_id, at=at))
     db.flush()
+
+
+def write_templates(db: Session, records: Sequence[TemplateRecord]) -> None:
+    """Add ``records`` and their ``added`` change-log rows to ``db``'s transaction (after
+    the template writers' lock)."""
+    _serialise_writers(db)
+    db.add_all(PalmTemplate(template_id=r.template_id, shopper_id=r.subject_id,
+                            ciphertext=r.ciphertext, created_at=r.created_at)
+               for r in records)
+    db.add_all(PalmTemplateChange(kind="added", shopper_id=r.subject_id,
+                                  template_id=r.template_id, at=r.created_at)
+               for r in records)
+
+
+def remove_subject_rows(db: Session, subject_id: str) -> int:
+    """Delete every template of ``subject_id`` in ``db``'s transaction and log a
+    ``removed`` change (after the template writers' lock); returns how many rows went."""
+    _serialise_writers(db)
+    result = db.execute(sa.delete(PalmTemplate).where(PalmTemplate.shopper_id == subject_id))
+    db.add(PalmTemplateChange(kind="removed", shopper_id=subject_id, template_id=None,
+                              at=datetime.now(UTC)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def lock_shopper(db: Session, shopper_id: str) -> bool:
+    """Lock the shopper's row for ``db``'s transaction; False when there is no such shopper.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` of the row. SQLite: a no-op UPDATE of the row
+    opens the write transaction (the database's write lock, see
+    :mod:`storefront.db.engine`). Every write of a shopper's palm data or palm consent
+    takes it first (before :func:`_serialise_writers`), so an enrolment's final write and
+    a consent withdrawal, palm deletion or account deletion run one after the other.
+    """
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(sa.update(Shopper).where(Shopper.id == shopper_id)
+                   .values(display_name=Shopper.display_name))
+    return db.scalar(sa.select(Shopper.id).where(Shopper.id == shopper_id)
+                     .with_for_update()) is not None
 
 
 def _serialise_writers(db: Session) -> None:

@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from identity import kernels
 from storefront.api.errors import install_error_handlers
 from storefront.api.routers import auth as auth_router
-from storefront.api.routers import catalogue, gates, sessions, shoppers
+from storefront.api.routers import catalogue, gates, sessions, shoppers, staff_privacy
 from storefront.api.routers import entry_code as entry_code_router
 from storefront.api.routers import me as me_router
 from storefront.api.routers import receipts as receipts_router
 from storefront.api.routers import staff as staff_router
 from storefront.bootstrap import Container, bootstrap
+from storefront.privacy.scheduler import PeriodicTask, start_retention_sweeps
+from storefront.privacy.wiring import build_privacy
 from storefront.security import routes as security_routes
 from storefront.security.devices_http import SignedBodyMiddleware
 from storefront.security.headers import SecurityHeadersMiddleware
@@ -41,9 +43,12 @@ def create_app(container: Container | None = None, settings: Settings | None = N
             # with benchmarks/bench_exit.py).
             gc.collect()
             gc.freeze()
+        sweeps = _retention_sweeps(app) if owned else None
         try:
             yield
         finally:
+            if sweeps is not None:
+                sweeps.stop()
             if owned:
                 gc.unfreeze()
                 app.state.container.close()
@@ -59,6 +64,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     for module in (catalogue, shoppers, gates, sessions):
         app.include_router(module.router)
     app.include_router(staff_router.router)
+    app.include_router(staff_privacy.router)
     app.include_router(receipts_router.router)
     app.include_router(auth_router.router)
     app.include_router(me_router.router)
@@ -71,3 +77,14 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         return {"status": "ok"}
 
     return app
+
+
+def _retention_sweeps(app: FastAPI) -> PeriodicTask | None:
+    """Start the periodic retention sweep of a served app (settings
+    ``retention_sweep_interval_s``, 0: off) over the app's privacy services."""
+    c: Container = app.state.container
+    privacy = getattr(app.state, "privacy", None) or build_privacy(c)
+    app.state.privacy = privacy
+    return start_retention_sweeps(c.engine, privacy.retention.sweep,
+                                  interval_s=c.settings.retention_sweep_interval_s,
+                                  first_delay_s=c.settings.retention_sweep_first_delay_s)

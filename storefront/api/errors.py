@@ -35,6 +35,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (sf_errors.UnknownProduct, 422),
     (sf_errors.InvalidInput, 422),
     (sf_errors.Conflict, 409),
+    (sf_errors.Gone, 410),
     (sf_errors.EntryRefused, 403),
     (sf_errors.PaymentError, 502),
     (sf_errors.KeyUnavailable, 503),  # server-side key problem, not the client's input

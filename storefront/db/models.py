@@ -407,7 +407,12 @@ class PalmTemplateChange(Base):
 
 
 class ShopperAccount(Base):
-    """Login credentials of a shopper: an argon2id password hash and an optional TOTP secret."""
+    """Login credentials of a shopper: an argon2id password hash and an optional TOTP secret,
+    ``totp_secret_sealed`` (AES-256-GCM under the KEK, :mod:`storefront.shopper_totp`);
+    ``totp_secret``: the secret in clear as versions before 0013 stored it, sealed and
+    emptied at start-up, never written now; ``totp_last_step``: the last 30-second TOTP
+    step accepted (a code of it or an earlier step is refused: each code signs in once),
+    None before the first."""
 
     __tablename__ = "shopper_accounts"
     shopper_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -417,6 +422,7 @@ class ShopperAccount(Base):
     totp_enabled: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+    totp_secret_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary(), nullable=True)
 
 
 class ShopperAuthSession(Base):
@@ -430,7 +436,9 @@ class ShopperAuthSession(Base):
 
 
 class BiometricConsent(Base):
-    """Consent to a purpose (e.g. palm enrolment): text version shown, when given, withdrawn."""
+    """Consent to a purpose (e.g. palm enrolment): text version shown, when given, withdrawn;
+    ``recorded_by``: who recorded it (``shopper:<id>`` self-service, ``staff:<id>`` at a
+    staff-assisted enrolment with the shopper's enrolment code; NULL before revision 0013)."""
 
     __tablename__ = "biometric_consents"
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -467,7 +475,10 @@ class PalmEnrolment(Base):
 
 
 class PrivacyExport(Base):
-    """A requested data export: ``state`` pending, running, ready or failed; the zip archive."""
+    """A requested data export: ``state`` pending, running, ready, failed or expired (its
+    archive deleted; ``error`` says why); the zip archive, sealed under the shopper's own
+    key (:mod:`storefront.privacy.archives`); ``expires_at``: when the archive is deleted
+    (NULL for rows built before migration 0013: ``finished_at`` plus the expiry period)."""
 
     __tablename__ = "privacy_exports"
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -482,7 +493,10 @@ class PrivacyExport(Base):
 
 class StaffAccount(Base):
     """A staff member: ``role`` cashier, manager, auditor or admin; argon2id password hash;
-    TOTP secret sealed under the KEK (AES-256-GCM), required for manager and admin."""
+    TOTP secret sealed under the KEK (AES-256-GCM), required for manager and admin;
+    ``totp_last_step``: the last 30-second TOTP step accepted (a code of it or an earlier
+    step is refused), None before the first or after a TOTP reset; ``disabled_at``: set
+    while the account is disabled (no sign-in, its tokens refused)."""
 
     __tablename__ = "staff_accounts"
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -544,7 +558,9 @@ class AuditHead(Base):
 
 
 class EntryCode(Base):
-    """A short-lived, single-use app entry code (stored as its SHA-256) for a shopper."""
+    """A short-lived, single-use code (stored as its SHA-256) of a shopper; ``purpose``
+    ``entry`` (app entry code, read by a gate) or ``enrolment`` (shown to staff for a
+    staff-assisted palm enrolment); a code is accepted only for its purpose."""
 
     __tablename__ = "entry_codes"
     code_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)

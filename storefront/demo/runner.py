@@ -65,8 +65,10 @@ def enrol_all(c: Container, plan: DayPlan, report: DayReport, step: Progress) ->
         shopper = c.shoppers.register(display_name=f"Shopper {number + 1}",
                                       payment_token=f"tok_demo_{number:05d}")
         try:
+            # The demo shopper enrols themself (kiosk-style): consent given by them.
             c.shoppers.enrol_palm(shopper_id=shopper.id, images=[s() for s in person.enrol],
-                                  consent_text_version=CURRENT_TEXT_VERSION)
+                                  consent_text_version=CURRENT_TEXT_VERSION,
+                                  actor=f"shopper:{shopper.id}")
             report.enrolled += 1
             ids.append(shopper.id)
         except (IdentityError, StorefrontError) as exc:

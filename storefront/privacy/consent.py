@@ -2,10 +2,13 @@
 
 No consent, no enrolment: :func:`has_consent` is checked by
 ``ShopperService.enrol_palm``. Each consent row records the purpose, the
-version of the text the shopper was shown, and when it was given or withdrawn
-(GDPR Art. 7(1): the controller must be able to demonstrate consent; Art. 9(2)(a):
-explicit consent for biometric data). Withdrawing the palm consent deletes the
-palm data (``on_withdraw_palm``). Times are tz-aware UTC.
+version of the text the shopper was shown, when it was given or withdrawn, and who
+recorded it (``recorded_by``: ``shopper:<id>`` for the shopper's own app, portal or kiosk,
+``staff:<id>`` at a staff-assisted enrolment, which needs the shopper's enrolment code;
+NULL for rows written before this was recorded) (GDPR Art. 7(1): the controller must be
+able to demonstrate consent; Art. 9(2)(a): explicit consent for biometric data).
+Withdrawing the palm consent deletes the palm data (``on_withdraw_palm``). Times are
+tz-aware UTC.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storefront.clock import Clock
 from storefront.db.models import BiometricConsent, PrivacyChoice
 from storefront.errors import Conflict, InvalidInput
+from storefront.templates_repo import lock_shopper
 
 PALM_PURPOSE = "palm_identification"
 CONSENT_TEXTS: dict[str, str] = {
@@ -77,8 +81,10 @@ class ConsentService:
         self._clock = clock
         self._on_withdraw_palm = on_withdraw_palm
 
-    def give(self, *, shopper_id: str, purpose: str, text_version: str) -> ConsentView:
-        """Record consent to ``purpose`` with the text version shown.
+    def give(self, *, shopper_id: str, purpose: str, text_version: str,
+             recorded_by: str | None = None) -> ConsentView:
+        """Record consent to ``purpose`` with the text version shown, given by the shopper
+        themself (``recorded_by`` default ``shopper:<id>``, the audit log's actor name).
 
         Raises InvalidInput for an unknown purpose or text version.
         """
@@ -89,7 +95,8 @@ class ConsentService:
                                f"current: {CURRENT_TEXT_VERSION}")
         row = BiometricConsent(id=f"cns_{uuid.uuid4().hex}", shopper_id=shopper_id,
                                purpose=purpose, text_version=text_version,
-                               given_at=self._clock(), withdrawn_at=None)
+                               given_at=self._clock(), withdrawn_at=None,
+                               recorded_by=recorded_by or f"shopper:{shopper_id}")
         with self._sessions.begin() as db:
             db.add(row)
         return _view(row)
@@ -97,13 +104,23 @@ class ConsentService:
     def withdraw(self, *, shopper_id: str, purpose: str = PALM_PURPOSE) -> int:
         """Withdraw every open consent to ``purpose``; palm consent also deletes the palms.
 
+        Serialised on the shopper's row with an enrolment's final write and an export
+        build's (:func:`storefront.templates_repo.lock_shopper`): an enrolment that has not
+        written yet is refused, one written before is deleted with the others; the
+        shopper's stored export archives are deleted and exports being built store nothing
+        (:func:`storefront.privacy.archives.end_for_shopper`, in the same transaction).
         Returns how many consent records were withdrawn.
         """
+        from storefront.privacy.archives import CONSENT_REASON, end_for_shopper  # import cycle
+
         with self._sessions.begin() as db:
+            lock_shopper(db, shopper_id)
             result = db.execute(sa.update(BiometricConsent).where(
                 BiometricConsent.shopper_id == shopper_id, BiometricConsent.purpose == purpose,
                 BiometricConsent.withdrawn_at.is_(None)).values(withdrawn_at=self._clock()))
             count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            if purpose == PALM_PURPOSE:
+                end_for_shopper(db, shopper_id, CONSENT_REASON)
         if purpose == PALM_PURPOSE:
             self._on_withdraw_palm(shopper_id)
         return count
@@ -137,18 +154,3 @@ def _view(row: BiometricConsent) -> ConsentView:
     return ConsentView(row.id, row.purpose, row.text_version, CONSENT_TEXTS[row.text_version],
                        row.given_at, row.withdrawn_at)
 
-
-def give_palm_consent(sessions: sessionmaker[Session], *, shopper_id: str, at: datetime,
-                      text_version: str = CURRENT_TEXT_VERSION) -> str:
-    """Record consent to palm identification (e.g. ticked at an enrolment kiosk); returns its id.
-
-    Raises InvalidInput for an unknown text version.
-    """
-    if text_version not in CONSENT_TEXTS:
-        raise InvalidInput(f"unknown consent text version {text_version!r}; "
-                           f"current: {CURRENT_TEXT_VERSION}")
-    consent_id = f"cns_{uuid.uuid4().hex}"
-    with sessions.begin() as db:
-        db.add(BiometricConsent(id=consent_id, shopper_id=shopper_id, purpose=PALM_PURPOSE,
-                                text_version=text_version, given_at=at))
-    return consent_id

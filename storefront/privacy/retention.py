@@ -1,8 +1,12 @@
 """Per-shopper retention: palm data deleted after N days without use (default 730) and
 finished trips detached from the shopper after M days (off unless chosen).
 
-``storefront privacy sweep`` runs :meth:`RetentionService.sweep`; running it
-again deletes nothing more (idempotent). "Use" is the last identification at a
+``storefront privacy sweep`` runs :meth:`RetentionService.sweep`, and ``storefront
+serve`` runs it periodically (:mod:`storefront.privacy.scheduler`); running it again
+deletes nothing more (idempotent), so two processes may sweep the same database.
+Stored data-export archives go too: expired ones always, and every archive of a
+shopper requested before a sweep that deleted their palms or detached their trips
+(the archive holds that data). "Use" is the last identification at a
 gate (``palm_enrolments.last_used_at``), else the enrolment time. Trips are
 detached as on account deletion (:func:`storefront.privacy.deletion.detach_trips`):
 the receipts stay, anonymised, for the accounting retention period.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,32 +27,39 @@ from storefront.errors import InvalidInput
 from storefront.privacy.consent import DEFAULT_PALM_RETENTION_DAYS, choices_of
 from storefront.privacy.deletion import FINISHED, DeletionService, detach_trips
 
+if TYPE_CHECKING:
+    from storefront.privacy.export import ExportService
+
 MAX_DAYS = 3650
 
 
 @dataclass
 class SweepReport:
-    """What one sweep did: shoppers whose palms were deleted, trips detached."""
+    """What one sweep did: shoppers whose palms were deleted, trips detached, stored
+    export archives deleted (expired, or holding what the sweep removed)."""
 
     palms_deleted_for: list[str] = field(default_factory=list)
     templates_deleted: int = 0
     trips_detached: int = 0
+    archives_deleted: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (printed by the CLI)."""
         return {"palms_deleted_for": len(self.palms_deleted_for),
                 "templates_deleted": self.templates_deleted,
-                "trips_detached": self.trips_detached}
+                "trips_detached": self.trips_detached,
+                "archives_deleted": self.archives_deleted}
 
 
 class RetentionService:
     """Set retention periods and apply them."""
 
     def __init__(self, *, sessions: sessionmaker[Session], deletion: DeletionService,
-                 clock: Clock) -> None:
+                 clock: Clock, exports: ExportService | None = None) -> None:
         self._sessions = sessions
         self._deletion = deletion
         self._clock = clock
+        self._exports = exports
 
     def set_periods(self, *, shopper_id: str, palm_days: int,
                     trip_days: int | None) -> None:
@@ -66,13 +78,17 @@ class RetentionService:
             db.merge(row)
 
     def sweep(self) -> SweepReport:
-        """Apply every shopper's periods now; idempotent."""
+        """Apply every shopper's periods now, then delete the stored export archives that
+        expired or hold what this sweep removed; idempotent."""
         now, report = self._clock(), SweepReport()
+        touched: set[str] = set()
         for shopper_id in self._stale_palm_owners(now):
             done = self._deletion.delete_all_palms(shopper_id=shopper_id,
                                                    actor="system:retention")
             report.palms_deleted_for.append(shopper_id)
             report.templates_deleted += done.deleted["templates"]
+            report.archives_deleted += done.deleted.get("exports", 0)  # ended with the palms
+            touched.add(shopper_id)
         with self._sessions.begin() as db:
             for shopper_id, days in db.execute(sa.select(PrivacyChoice.shopper_id,
                                                          PrivacyChoice.trip_retention_days)
@@ -82,7 +98,15 @@ class RetentionService:
                     ShoppingSession.shopper_id == shopper_id,
                     ShoppingSession.status == FINISHED,
                     ShoppingSession.opened_at < now - timedelta(days=days or 0))))
-                report.trips_detached += detach_trips(db, shopper_id, old)["trips"]
+                detached = detach_trips(db, shopper_id, old)["trips"]
+                report.trips_detached += detached
+                if detached:
+                    touched.add(shopper_id)
+        if self._exports is not None:
+            swept = self._clock()  # any export requested until now may hold what went
+            for shopper_id in sorted(touched):
+                report.archives_deleted += self._exports.drop_archives(shopper_id, before=swept)
+            report.archives_deleted += self._exports.purge_expired()
         return report
 
     def _stale_palm_owners(self, now: datetime) -> list[str]:

@@ -3,10 +3,11 @@
 The page shows the consent text (``CONSENT_TEXTS[CURRENT_TEXT_VERSION]``), a consent
 checkbox and a file input for at least ``MIN_CAPTURES`` photos of the same palm. The
 post calls ``ShopperService.enrol_palm`` (as the JSON API does, off the event loop)
-with the consent version when ticked; the result page lists every capture as accepted
-or refused with the reason, and whether the palm was enrolled (200) or why not
-(422). A kiosk is shared: after an enrolment attempt the shopper is signed out,
-and the form shows who is signed in.
+with the consent version when ticked (recorded as given by ``shopper:<id>`` in the same
+transaction as the templates: a refused enrolment records no consent); the result page
+lists every capture as accepted or refused with the reason, and whether the palm was
+enrolled (200) or why not (422). A kiosk is shared: after an enrolment attempt the
+shopper is signed out, and the form shows who is signed in.
 Fewer than ``MIN_CAPTURES`` files, an empty or oversized file, or no consent (none
 ticked and none recorded) store nothing and show the form again with the reason.
 A form sent twice is refused the second time (the palm is already enrolled).
@@ -134,7 +135,7 @@ async def enrol(request: Request, user: ShopperAction) -> Response:
             "is below")
         return _signed_out(request, user, _result(
             request, None, captures, refused=(exc.code, reason), templates=0,
-            consent_recorded=consent))
+            consent_recorded=False))  # recorded only with an enrolment (one transaction)
     except (IdentityError, StorefrontError) as exc:
         return _form(request, user, status_code=status_for(exc), code=error_code(exc),
                      error=exc.reason)

@@ -2,6 +2,9 @@
 
 Each deletion has its own confirmation page (GET shows what happens, POST deletes);
 afterwards the palms page shows the confirmation returned by the deletion service.
+The palms page also makes an enrolment code (POST ``/portal/palms/enrolment-code``): the
+single-use code, valid 10 minutes, that the shopper shows to staff so they may enrol a
+palm for them (staff cannot enrol a palm without it).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from fastapi.responses import Response
 
 from storefront.errors import NotFound, StorefrontError
 from storefront.privacy.deletion import DeletionConfirmation
-from storefront.web.auth import ShopperAction, ShopperPage
+from storefront.privacy.one_time_codes import IssuedCode
+from storefront.web.auth import ShopperAction, ShopperPage, ShopperUser
 from storefront.web.portal_common import IdPath, plural, privacy_of
 from storefront.web.render import redirect, render, when
 
@@ -26,11 +30,24 @@ def deletion_summary(done: DeletionConfirmation) -> str:
     return f"Deleted {' and '.join(parts)} at {when(done.at)}."
 
 
+def _palms_page(request: Request, user: ShopperUser, code: IssuedCode | None) -> Response:
+    rows = privacy_of(request).portal.palms(user.shopper_id)
+    return render(request, "portal/palms.html",
+                  {"nav": "palms", "palms": rows, "enrolment_code": code}, user=user)
+
+
 @router.get(PALMS)
 def palms(request: Request, user: ShopperPage) -> Response:
     """My enrolled palms: when and where enrolled, when and where last used."""
-    rows = privacy_of(request).portal.palms(user.shopper_id)
-    return render(request, "portal/palms.html", {"nav": "palms", "palms": rows}, user=user)
+    return _palms_page(request, user, None)
+
+
+@router.post(f"{PALMS}/enrolment-code")
+def enrolment_code(request: Request, user: ShopperAction) -> Response:
+    """Issue an enrolment code to show to staff and show it on the palms page (in this
+    answer only, never in a cookie or a URL; reloading asks for a new one)."""
+    code = privacy_of(request).enrolment_codes.issue(user.shopper_id)
+    return _palms_page(request, user, code)
 
 
 def _palm_number(request: Request, shopper_id: str, palm_id: str) -> int:

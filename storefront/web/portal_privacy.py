@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from storefront.accounts import TooManyAttempts
 from storefront.db.models import PrivacyExport
 from storefront.errors import InvalidInput, StorefrontError
 from storefront.privacy.consent import CONSENT_TEXTS, CURRENT_TEXT_VERSION, PALM_PURPOSE
@@ -58,8 +59,12 @@ def privacy_page(request: Request, user: ShopperPage) -> Response:
 
 @router.post(f"{PRIVACY}/exports")
 async def request_export(request: Request, user: ShopperAction) -> Response:
-    """Ask for an archive of everything held about me (built now, or in the background)."""
-    status = await run_in_threadpool(privacy_of(request).exports.request, user.shopper_id)
+    """Ask for an archive of everything held about me (built now, or in the background);
+    asking too often comes back with the reason."""
+    try:
+        status = await run_in_threadpool(privacy_of(request).exports.request, user.shopper_id)
+    except TooManyAttempts as exc:
+        return redirect(request, PRIVACY, message=exc.reason, kind="error")
     message = ("Your data export is ready to download." if status.state == "ready" else
                "Your data export is being prepared; this page refreshes until it is ready.")
     return redirect(request, PRIVACY, message=message)
@@ -67,7 +72,8 @@ async def request_export(request: Request, user: ShopperAction) -> Response:
 
 @router.get("/portal/exports/{export_id}/download")
 def download_export(request: Request, export_id: IdPath, user: ShopperPage) -> Response:
-    """The zip archive of one of my exports (404 page for another's, 409 before ready)."""
+    """The zip archive of one of my exports (404 page for another's, 409 before ready, 410
+    once expired)."""
     data = privacy_of(request).exports.download(user.shopper_id, export_id)
     return Response(data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{export_id}.zip"'})

@@ -6,8 +6,9 @@ in ``tmp_path``, or on the URL given), palms are seeded synthetic captures.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from storefront.security.client import authenticated
 from storefront.settings import Settings
 
 PALM_SEED = 4242
+SHOPPER_PASSWORD = "e2e-shopper-password"
 ENROL_CAPTURES = range(5)
 PROBE_CAPTURE = 5
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -66,6 +68,7 @@ class Store:
     client: TestClient
     container: Container
     processor: SimulatedProcessor
+    bearers: dict[str, str] = field(default_factory=dict)  # shopper id -> session token
 
     # Module helpers, reachable from the test modules through the fixture.
     PRODUCTS = PRODUCTS
@@ -82,16 +85,33 @@ class Store:
             assert r.status_code == 200, r.text
 
     def register(self, name: str, token: str | None = None) -> str:
-        r = self.client.post("/shoppers", json={"display_name": name,
-                                                "payment_token": token or f"tok_{name.lower()}"})
+        """A shopper with a sign-in account (``POST /auth/signup``, then ``/auth/login``;
+        the bearer token is kept in ``bearers``): staff can enrol a palm only with the
+        shopper's enrolment code, which a shopper registered by staff cannot make."""
+        email = f"{re.sub(r'[^a-z0-9]+', '.', name.lower())}.{len(self.bearers)}@example.org"
+        r = self.client.post("/auth/signup", json={
+            "email": email, "password": SHOPPER_PASSWORD, "display_name": name,
+            "payment_token": token or f"tok_{name.lower()}"})
         assert r.status_code == 201, r.text
-        return str(r.json()["id"])
+        r = self.client.post("/auth/login", json={"email": email, "password": SHOPPER_PASSWORD})
+        assert r.status_code == 200, r.text
+        self.bearers[r.json()["shopper_id"]] = r.json()["token"]
+        return str(r.json()["shopper_id"])
+
+    def enrolment_code(self, shopper_id: str) -> str:
+        """A fresh enrolment code, made by the signed-in shopper (``POST /me/enrolment-codes``)."""
+        r = self.client.post("/me/enrolment-codes",
+                             headers={"Authorization": f"Bearer {self.bearers[shopper_id]}"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["code"])
 
     def enrol(self, shopper_id: str, palm: int) -> dict[str, Any]:
+        """Staff-assisted enrolment with the shopper's code and consent given at the staff point."""
         files = [("images", (f"p{palm}_c{c}.png", palm_png(palm, c), "image/png"))
                  for c in ENROL_CAPTURES]
         r = self.client.post(f"/shoppers/{shopper_id}/palms", files=files,
-                             data={"consent_text_version": "2026-11"})
+                             data={"consent_text_version": "2026-11",
+                                   "enrolment_code": self.enrolment_code(shopper_id)})
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
         assert body["templates"] >= 1

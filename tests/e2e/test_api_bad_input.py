@@ -49,15 +49,17 @@ def test_uploads_that_are_not_images(shop: dict[str, Any]) -> None:
     store, shopper = shop["store"], shop["shopper"]
     c = store.client
     enrol = f"/shoppers/{shopper}/palms"
+    # The shopper's code: a refused upload does not use it up.
+    form = {"consent_text_version": "2026-11", "enrolment_code": store.enrolment_code(shopper)}
 
     # Not an image (enrol and gate).
-    store.error_of(c.post(enrol, data={"consent_text_version": "2026-11"},
+    store.error_of(c.post(enrol, data=form,
                           files=[("images", ("doc.pdf", NOT_AN_IMAGE, "image/png"))]),
                    422)
     store.error_of(c.post("/gates/entry", files={"image": ("doc.pdf", NOT_AN_IMAGE,
                                                            "image/png")}), 422)
     # Empty uploads.
-    body = store.error_of(c.post(enrol, data={"consent_text_version": "2026-11"},
+    body = store.error_of(c.post(enrol, data=form,
                                  files=[("images", ("empty.png", b"", "image/png"))]), 422)
     assert "empty" in body["reason"]
     body = store.error_of(c.post("/gates/entry", files={"image": ("e.png", b"", "image/png")}),
@@ -67,11 +69,11 @@ def test_uploads_that_are_not_images(shop: dict[str, Any]) -> None:
     store.error_of(c.post(enrol), 422)
     store.error_of(c.post(enrol, data={"note": "no file"}), 422)
     store.error_of(c.post("/gates/entry"), 422)
-    # Unknown shopper enrol.
-    body = store.error_of(c.post("/shoppers/shp_nobody/palms",
+    # Unknown shopper enrol: no code can be theirs (Eve's code is hers only).
+    body = store.error_of(c.post("/shoppers/shp_nobody/palms", data=form,
                                  files=[("images", ("p.png", store.palm_png(9, 0), "image/png"))]),
-                          404)
-    assert "shp_nobody" in body["reason"]
+                          403)
+    assert body["error"] == "enrolment_code_refused" and "sign up" in body["reason"]
     # Palm 9 was never enrolled by any of the refused requests.
     refused = store.enter(store.palm_png(9, store.PROBE_CAPTURE))
     assert refused["admitted"] is False and refused["session_id"] is None
@@ -86,7 +88,8 @@ def test_mixed_batch_reports_each_capture(make_store: Any) -> None:
              ("images", ("bad.png", NOT_AN_IMAGE, "image/png")),
              ("images", ("ok1.png", store.palm_png(9, 1), "image/png"))]
     r = store.client.post(f"/shoppers/{shopper}/palms", files=mixed,
-                          data={"consent_text_version": "2026-11"})
+                          data={"consent_text_version": "2026-11",
+                                "enrolment_code": store.enrolment_code(shopper)})
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["templates"] == 2
@@ -104,7 +107,8 @@ def test_palm_of_another_shopper_and_oversized_upload(shop: dict[str, Any]) -> N
     mallory = store.register("Mallory")
     files = [("images", (f"{i}.png", store.palm_png(3, i), "image/png")) for i in range(5)]
     store.error_of(c.post(f"/shoppers/{mallory}/palms", files=files,
-                          data={"consent_text_version": "2026-11"}), 422)
+                          data={"consent_text_version": "2026-11",
+                                "enrolment_code": store.enrolment_code(mallory)}), 422)
     found = store.container.identity.identify(image=store.palm_png(3, store.PROBE_CAPTURE))
     assert found.subject_id == shopper
     # More than 10 MiB in one file.
@@ -203,7 +207,8 @@ def test_intact_after_everything(shop: dict[str, Any]) -> None:
     store, shopper, session_id = shop["store"], shop["shopper"], shop["session"]
     c = store.client
     c.post(f"/shoppers/{shopper}/palms", files=[("images", ("x.png", b"junk", "image/png"))],
-           data={"consent_text_version": "2026-11"})
+           data={"consent_text_version": "2026-11",
+                 "enrolment_code": store.enrolment_code(shopper)})
     c.post("/gates/entry", files={"image": ("x.png", b"junk", "image/png")})
     store.send(session_id, shop["first"])
     store.send(session_id, dict(shop["first"], device_seq=99, product_code="NOPE"))

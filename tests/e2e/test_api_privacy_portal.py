@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -210,11 +211,15 @@ def test_totp_second_factor(portal: dict[str, Any]) -> None:
     assert client.post("/auth/totp/verify", headers=h, json={"code": "000000" if totp.now()
                                                              != "000000" else "111111"}
                        ).status_code == 401
-    assert client.post("/auth/totp/verify", headers=h, json={"code": totp.now()}).json() == {
-        "totp_enabled": True}
+    code = totp.now()
+    assert client.post("/auth/totp/verify", headers=h, json={"code": code}).json() == {
+        "totp_enabled": True, "sessions_ended": 0}
     assert client.post("/auth/login", json={"email": "bob@example.org", "password": PASSWORD}
                        ).status_code == 401
-    _login(client, "bob", totp_code=totp.now())
+    # the code that turned TOTP on is used up; the next step's code signs in
+    assert client.post("/auth/login", json={"email": "bob@example.org", "password": PASSWORD,
+                                            "totp_code": code}).status_code == 401
+    _login(client, "bob", totp_code=totp.at(time.time() + 30))
     assert client.get("/me", headers=h).json()["totp_enabled"] is True
 
 

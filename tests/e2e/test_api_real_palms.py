@@ -37,7 +37,8 @@ def test_real_palms_enrol_identify_and_shop(tongji_dir: Path, make_store: Any) -
         files = [("images", (p.name, p.read_bytes(), "image/png"))
                  for p in captures[(identity, 1)]]
         r = store.client.post(f"/shoppers/{shopper}/palms", files=files,
-                              data={"consent_text_version": "2026-11"})
+                              data={"consent_text_version": "2026-11",
+                                    "enrolment_code": store.enrolment_code(shopper)})
         assert r.status_code == 201, r.text
         assert r.json()["templates"] >= len(files) - 1
         shopper_of[identity] = shopper

@@ -25,7 +25,7 @@ from html_tree import Node, parse
 from storefront.catalog import make_item
 from storefront.db.models import AmendedReceipt, Dispute
 from storefront.privacy.export import ExportService
-from storefront.privacy.wiring import Privacy, build_privacy
+from storefront.privacy.wiring import Privacy, build_privacy, export_keys
 
 PASSWORD = "correct horse battery"
 HEBREW = "חלב 3% תנובה"
@@ -335,6 +335,7 @@ def test_a_pending_export_refreshes_the_page_until_ready(world: World) -> None:
     held: list[Callable[[], None]] = []
     world.privacy.exports = ExportService(sessions=world.store.container.db,
                                           clock=lambda: datetime.now(UTC), sync_row_limit=0,
+                                          keys=export_keys(world.store.container),
                                           start_thread=held.append)
     ann = world.ann
     page = ann.submit(ann.page("/portal/privacy"), "/portal/privacy/exports")

@@ -60,7 +60,8 @@ def store(request: pytest.FixtureRequest,
 
 def _shopper(c: Container, p: Privacy, name: str, palm: int | None) -> str:
     sid = p.accounts.sign_up(email=f"{name}@example.org", password="correct horse battery",
-                             display_name=name, payment_token=f"tok_{name}")
+                             display_name=name, payment_token=f"tok_{name}",
+                             client_ip="10.0.0.9")
     if palm is not None:
         p.consents.give(shopper_id=sid, purpose="palm_identification", text_version="2026-11")
         c.shoppers.enrol_palm(shopper_id=sid, images=[png(palm, k) for k in range(4)])
@@ -118,7 +119,7 @@ def test_gate_use_is_recorded_and_retention_sweep_is_idempotent(store) -> None: 
     report = p.retention.sweep()
     assert report.palms_deleted_for == [dropped] and report.templates_deleted == 4
     assert p.retention.sweep().as_dict() == {"palms_deleted_for": 0, "templates_deleted": 0,
-                                             "trips_detached": 0}
+                                             "trips_detached": 0, "archives_deleted": 0}
     assert not c.gates.enter_by_palm(image=png(4, 5)).admitted
     clock.now += timedelta(days=731)
     assert p.retention.sweep().palms_deleted_for == [kept]
@@ -185,6 +186,6 @@ def test_account_deletion_erases_personal_data_and_keeps_accounts(store) -> None
         assert sid not in raw
     assert not c.gates.enter_by_palm(image=png(6, 5)).admitted
     assert c.gates.enter_by_palm(image=png(7, 5)).shopper_id == other
-    with pytest.raises(AuthenticationFailed, match="wrong e-mail or password"):
+    with pytest.raises(AuthenticationFailed, match="wrong e-mail, password or TOTP code"):
         p.accounts.login(email="gil@example.org", password="correct horse battery",
                          client_ip="10.0.0.1")

@@ -73,12 +73,19 @@ def _core_flow(client: TestClient, container: Container) -> dict[str, Any]:
         assert r.status_code == 200, r.text
     shoppers = []
     for palm, name in enumerate(("Gus", "Hal")):
-        r = client.post("/shoppers", json={"display_name": name, "payment_token": f"tok_{name}"})
+        # A shopper with a sign-in account: staff enrol only with the shopper's code.
+        login = {"email": f"{name.lower()}@example.org", "password": "pg-shopper-password"}
+        r = client.post("/auth/signup", json={**login, "display_name": name,
+                                              "payment_token": f"tok_{name}"})
         assert r.status_code == 201, r.text
-        shopper = r.json()["id"]
+        shopper = r.json()["shopper_id"]
+        token = client.post("/auth/login", json=login).json()["token"]
+        made = client.post("/me/enrolment-codes", headers={"Authorization": f"Bearer {token}"})
+        assert made.status_code == 201, made.text
         files = [("images", (f"{c}.png", _palm(palm, c), "image/png")) for c in range(5)]
         r = client.post(f"/shoppers/{shopper}/palms", files=files,
-                        data={"consent_text_version": "2026-11"})
+                        data={"consent_text_version": "2026-11",
+                              "enrolment_code": made.json()["code"]})
         assert r.status_code == 201, r.text
         assert r.json()["templates"] == 5
         shoppers.append(shopper)

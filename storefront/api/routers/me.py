@@ -174,6 +174,13 @@ def entry_code(shopper: ShopperDep, p: PrivacyDep) -> Any:
     return _json(p.entry_codes.issue(shopper))
 
 
+@router.post("/enrolment-codes", status_code=201)
+def enrolment_code(shopper: ShopperDep, p: PrivacyDep) -> Any:
+    """A single-use code valid 10 minutes that I show to staff so they may enrol my palm
+    (``POST /shoppers/{id}/palms`` needs it: staff cannot enrol a palm without me)."""
+    return _json(p.enrolment_codes.issue(shopper))
+
+
 @router.delete("")
 async def delete_account(shopper: ShopperDep, p: PrivacyDep) -> Any:
     """Delete my account: personal data erased, accounting records kept anonymised."""

@@ -163,13 +163,18 @@ class LiveStore:
                        display_name, shopper["payment_token"])
 
     def enrol_palm(self, shopper: Shopper, captures: int = 4) -> int:
-        """Enrol a palm of its own for ``shopper`` through the kiosk's JSON API route
-        (consent recorded with it); returns the synthetic palm number."""
+        """Enrol a palm of its own for ``shopper`` through the staff API route, with the
+        enrolment code the signed-in shopper made (``POST /me/enrolment-codes``) and the
+        consent given at the staff point; returns the synthetic palm number."""
         palm = self.next_serial()
         files = [("images", (f"p{palm}_c{c}.png", palm_png(palm, c), "image/png"))
                  for c in range(captures)]
+        made = self.api.post("/me/enrolment-codes", headers={
+            "Authorization": f"Bearer {self.shopper_token(shopper)}"})
+        assert made.status_code == 201, made.text
         r = self.api.post(f"/shoppers/{shopper.id}/palms", files=files,
-                          data={"consent_text_version": CONSENT_VERSION})
+                          data={"consent_text_version": CONSENT_VERSION,
+                                "enrolment_code": made.json()["code"]})
         assert r.status_code == 201, r.text
         assert r.json()["templates"] >= 1, r.json()
         return palm

@@ -1,0 +1,80 @@
+"""Enrolment codes: the shopper's proof of presence for a staff-assisted palm enrolment.
+
+Staff may enrol a palm (``POST /shoppers/{id}/palms``) only with a code the signed-in
+shopper created (``POST /me/enrolment-codes``, or the button on the portal's palms
+page) and shows them: 10 characters (:mod:`storefront.privacy.one_time_codes`), valid
+``ttl`` (default 10 minutes), single use, stored only hashed in ``entry_codes`` with
+purpose ``enrolment`` (a gate never accepts it, and an entry code is never accepted
+here). A shopper registered by staff without a sign-in account cannot make one, so
+staff cannot enrol them: they sign up first (or enrol themselves at the kiosk).
+
+Failed code attempts are counted per staff member and per client address like failed
+logins (:class:`storefront.accounts.FailureWindow`): over the limit, TooManyAttempts
+(HTTP 429) before any check.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.accounts import FailureWindow
+from storefront.clock import Clock
+from storefront.privacy.one_time_codes import (
+    ENROLMENT,
+    EnrolmentCodeRefused,
+    IssuedCode,
+    is_usable,
+    issue_code,
+    refused_reason,
+)
+
+__all__ = ["EnrolmentCodeRefused", "EnrolmentCodeService", "refused_reason"]
+
+PER_STAFF = 10
+PER_CLIENT = 20
+WINDOW_S = 900.0
+
+
+class EnrolmentCodeService:
+    """Issue enrolment codes to signed-in shoppers; check them for staff (throttled)."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock,
+                 ttl: timedelta = timedelta(minutes=10), per_staff: int = PER_STAFF,
+                 per_client: int = PER_CLIENT, window_s: float = WINDOW_S) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._ttl = ttl
+        self._limits = (per_staff, per_client)
+        self._failures = FailureWindow(window_s)
+
+    @property
+    def ttl(self) -> timedelta:
+        """How long a code is valid."""
+        return self._ttl
+
+    def issue(self, shopper_id: str) -> IssuedCode:
+        """A fresh enrolment code for ``shopper_id`` (shown once)."""
+        with self._sessions.begin() as db:
+            return issue_code(db, shopper_id=shopper_id, purpose=ENROLMENT, now=self._clock(),
+                              ttl=self._ttl)
+
+    def check(self, code: str | None, *, shopper_id: str, staff_id: str, client: str) -> str:
+        """The code when it is usable for ``shopper_id`` now (it is used up by the
+        enrolment's final write, :mod:`storefront.privacy.enrolment_guard`).
+
+        Raises TooManyAttempts once ``staff_id`` or ``client`` has had too many failed
+        codes in the window (before any check), EnrolmentCodeRefused (counted) otherwise.
+        """
+        keys = {f"staff:{staff_id}": self._limits[0], f"client:{client}": self._limits[1]}
+        self._failures.refuse_when_over(keys, "too many wrong enrolment codes; try again "
+                                              "later")
+        if code:
+            with self._sessions() as db:
+                if is_usable(db, code, purpose=ENROLMENT, now=self._clock(),
+                             shopper_id=shopper_id):
+                    return code
+        for key in keys:
+            self._failures.add(key)
+        raise EnrolmentCodeRefused(refused_reason())
