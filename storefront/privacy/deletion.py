@@ -107,16 +107,16 @@ class DeletionService:
         self._identity = identity
         self._clock = clock
 
-    def _audited(self, shopper_id: str, actor: str,
-                 done: DeletionConfirmation) -> DeletionConfirmation:
+    def _audited(self, shopper_id: str, actor: str, done: DeletionConfirmation,
+                 note: dict[str, object] | None = None) -> DeletionConfirmation:
         """Record ``done`` (action ``delete``, subject ``shopper:<id>``). The default actor
         ``shopper`` (the shopper acting on their own data) is written ``shopper:<id>``, as
         ``docs/privacy.md`` says; other actors (``staff:<id>``, ``cli``,
-        ``system:retention``) as given."""
+        ``system:retention``) as given; ``note``: more details for the entry."""
         if self._audit is not None:
             who = f"shopper:{shopper_id}" if actor == "shopper" else actor
             self._audit.record(actor=who, action="delete", subject=f"shopper:{shopper_id}",
-                               details={"what": done.what, **done.deleted})
+                               details={"what": done.what, **done.deleted, **(note or {})})
         return done
 
     def delete_palm(self, *, shopper_id: str, palm_id: str,
@@ -184,9 +184,10 @@ class DeletionService:
         self._identity.refresh()
         self._identity.discard_snapshot()
 
-    def delete_account(self, *, shopper_id: str,
-                       actor: str = "shopper") -> DeletionConfirmation:
-        """Erase the shopper's personal data; keep accounting records anonymised.
+    def delete_account(self, *, shopper_id: str, actor: str = "shopper",
+                       note: dict[str, object] | None = None) -> DeletionConfirmation:
+        """Erase the shopper's personal data; keep accounting records anonymised (``note``:
+        more details for the audit entry).
 
         Raises NotFound (no such shopper) or Conflict while a trip is not settled
         (it must be paid, or settled at the staffed checkout, first).
@@ -222,7 +223,7 @@ class DeletionService:
         if late:
             self._forget()
         return self._audited(shopper_id, actor, DeletionConfirmation(
-            "account", self._clock(), deleted, kept))
+            "account", self._clock(), deleted, kept), note)
 
 
 def _with_exports(deleted: dict[str, int], exports: int) -> dict[str, int]:

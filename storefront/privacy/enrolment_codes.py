@@ -8,9 +8,11 @@ purpose ``enrolment`` (a gate never accepts it, and an entry code is never accep
 here). A shopper registered by staff without a sign-in account cannot make one, so
 staff cannot enrol them: they sign up first (or enrol themselves at the kiosk).
 
-Failed code attempts are counted per staff member and per client address like failed
-logins (:class:`storefront.accounts.FailureWindow`): over the limit, TooManyAttempts
-(HTTP 429) before any check.
+A shopper holds at most 5 live enrolment codes (429 beyond,
+:func:`storefront.privacy.one_time_codes.issue_wait`). Failed code attempts are counted
+per staff member and per client address like failed logins
+(:class:`storefront.accounts.FailureWindow`): over the limit, TooManyAttempts (HTTP 429)
+before any check.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from storefront.accounts import FailureWindow
+from storefront.accounts import FailureWindow, TooManyAttempts
 from storefront.clock import Clock
 from storefront.privacy.one_time_codes import (
     ENROLMENT,
+    MAX_LIVE,
     EnrolmentCodeRefused,
     IssuedCode,
     is_usable,
     issue_code,
+    issue_wait,
     refused_reason,
 )
 
@@ -55,9 +59,15 @@ class EnrolmentCodeService:
         return self._ttl
 
     def issue(self, shopper_id: str) -> IssuedCode:
-        """A fresh enrolment code for ``shopper_id`` (shown once)."""
+        """A fresh enrolment code for ``shopper_id`` (shown once); TooManyAttempts (429, with
+        the seconds until the oldest expires) while they hold 5 unused, unexpired ones."""
+        now = self._clock()
         with self._sessions.begin() as db:
-            return issue_code(db, shopper_id=shopper_id, purpose=ENROLMENT, now=self._clock(),
+            wait = issue_wait(db, shopper_id=shopper_id, purpose=ENROLMENT, now=now)
+            if wait is not None:
+                raise TooManyAttempts(f"at most {MAX_LIVE} unused enrolment codes at a time; "
+                                      "use one or wait until one expires", retry_after_s=wait)
+            return issue_code(db, shopper_id=shopper_id, purpose=ENROLMENT, now=now,
                               ttl=self._ttl)
 
     def check(self, code: str | None, *, shopper_id: str, staff_id: str, client: str) -> str:

@@ -5,7 +5,8 @@ A code is 10 characters of the Crockford base32 alphabet (50 random bits from
 ``secrets``), valid ``ttl`` (default 2 minutes), stored only as its SHA-256 with purpose
 ``entry`` (:mod:`storefront.privacy.one_time_codes`, shared with enrolment codes, which
 a gate never accepts). A redemption marks it used in one conditional UPDATE, so two
-gates cannot both accept it.
+gates cannot both accept it. A shopper holds at most 5 live entry codes (429 beyond,
+:func:`storefront.privacy.one_time_codes.issue_wait`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from storefront.accounts import TooManyAttempts
 from storefront.clock import Clock
 from storefront.errors import EntryRefused
 from storefront.gates import OTHER_WAY, GateService
@@ -21,8 +23,10 @@ from storefront.privacy.one_time_codes import (  # noqa: F401 - ALPHABET, LENGTH
     ALPHABET,
     ENTRY,
     LENGTH,
+    MAX_LIVE,
     IssuedCode,
     issue_code,
+    issue_wait,
     use_code,
 )
 
@@ -38,9 +42,15 @@ class EntryCodeService:
         self._ttl = ttl
 
     def issue(self, shopper_id: str) -> IssuedCode:
-        """A fresh code for ``shopper_id``."""
+        """A fresh code for ``shopper_id``; TooManyAttempts (429, with the seconds until the
+        oldest expires) while they hold 5 unused, unexpired entry codes."""
+        now = self._clock()
         with self._sessions.begin() as db:
-            return issue_code(db, shopper_id=shopper_id, purpose=ENTRY, now=self._clock(),
+            wait = issue_wait(db, shopper_id=shopper_id, purpose=ENTRY, now=now)
+            if wait is not None:
+                raise TooManyAttempts(f"at most {MAX_LIVE} unused entry codes at a time; use "
+                                      "one or wait until one expires", retry_after_s=wait)
+            return issue_code(db, shopper_id=shopper_id, purpose=ENTRY, now=now,
                               ttl=self._ttl)
 
     def redeem(self, code: str) -> tuple[str, str]:

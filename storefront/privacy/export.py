@@ -273,10 +273,13 @@ class ExportService:
             raise NotFound(f"shopper {shopper_id!r} does not exist (the account was deleted "
                            "while the export was requested)") from None
 
-    def export_now(self, shopper_id: str, *, actor: str) -> bytes:
+    def export_now(self, shopper_id: str, *, actor: str,
+                   note: dict[str, Any] | None = None) -> bytes:
         """The zip of everything held about ``shopper_id``, built now and never stored: a
         data-subject request handled by staff (``actor`` ``staff:<id>`` or ``cli``), audited
-        as ``export``. Raises NotFound for an unknown shopper."""
+        as ``export`` (``note``: more details for the audit entry). Raises NotFound for an
+        unknown shopper. Callers refuse shoppers with a login first
+        (:mod:`storefront.privacy.staff_requests`)."""
         with self._sessions() as db:
             if db.get(Shopper, shopper_id) is None:
                 raise NotFound(f"shopper {shopper_id!r} does not exist")
@@ -285,7 +288,7 @@ class ExportService:
         if self._audit is not None:  # recorded before anything is handed over
             self._audit.record(actor=actor, action="export", subject=f"shopper:{shopper_id}",
                                details={"delivered": "to staff, not stored",
-                                        "bytes": len(archive)})
+                                        "bytes": len(archive), **(note or {})})
         return archive
 
     def build(self, job_id: str) -> None:

@@ -6,11 +6,18 @@ and the enrolment codes (:mod:`storefront.privacy.enrolment_codes`, purpose
 from ``secrets``), stored only as its SHA-256 in ``entry_codes`` with its purpose; using
 one marks it used in one conditional UPDATE that also matches the purpose, so a code is
 accepted once and only for the purpose it was made for.
+
+A shopper holds at most :data:`MAX_LIVE` live (unused, unexpired) codes of one purpose
+(:func:`issue_wait`: the services then refuse with 429 until the oldest expires). Used and
+expired rows are deleted by the retention sweep once :data:`PURGE_GRACE` old
+(:func:`purge_spent`): such a row names the shopper and its use to the second, which would
+link a trip detached from the shopper (times cut to the day) back to them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,13 +25,17 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from storefront.clock import as_utc
 from storefront.db.models import EntryCode
 from storefront.security.errors import PermissionDenied
+from storefront.templates_repo import lock_shopper
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32 (no I, L, O, U)
 LENGTH = 10
 ENTRY = "entry"
 ENROLMENT = "enrolment"
+MAX_LIVE = 5  # live codes of one purpose per shopper
+PURGE_GRACE = timedelta(days=1)  # used or expired rows are kept this long, then deleted
 
 
 class EnrolmentCodeRefused(PermissionDenied):
@@ -63,6 +74,32 @@ def issue_code(db: Session, *, shopper_id: str, purpose: str, now: datetime,
     db.add(EntryCode(code_hash=digest(code), shopper_id=shopper_id, issued_at=now,
                      expires_at=now + ttl, purpose=purpose))
     return IssuedCode(code, now + ttl)
+
+
+def issue_wait(db: Session, *, shopper_id: str, purpose: str, now: datetime,
+               limit: int = MAX_LIVE) -> int | None:
+    """None when ``shopper_id`` may get another code of ``purpose`` now, else the seconds
+    until their oldest live code expires (they hold ``limit`` unused, unexpired ones).
+    Locks the shopper's row for ``db``'s transaction first, so concurrent requests of one
+    shopper are counted one after the other."""
+    lock_shopper(db, shopper_id)
+    live = db.scalars(sa.select(EntryCode.expires_at).where(
+        EntryCode.shopper_id == shopper_id, EntryCode.purpose == purpose,
+        EntryCode.used_at.is_(None), EntryCode.expires_at > now)
+        .order_by(EntryCode.expires_at)).all()
+    if len(live) < limit:
+        return None
+    return max(1, math.ceil((as_utc(live[0]) - now).total_seconds()))
+
+
+def purge_spent(db: Session, now: datetime, grace: timedelta = PURGE_GRACE) -> int:
+    """Delete the codes (every purpose) used, or expired, more than ``grace`` before
+    ``now``; returns how many rows went."""
+    cutoff = now - grace
+    done = db.execute(sa.delete(EntryCode).where(sa.or_(
+        EntryCode.used_at <= cutoff,
+        sa.and_(EntryCode.used_at.is_(None), EntryCode.expires_at <= cutoff))))
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _usable(code: str, purpose: str, now: datetime,

@@ -6,7 +6,9 @@ serve`` runs it periodically (:mod:`storefront.privacy.scheduler`); running it a
 deletes nothing more (idempotent), so two processes may sweep the same database.
 Stored data-export archives go too: expired ones always, and every archive of a
 shopper requested before a sweep that deleted their palms or detached their trips
-(the archive holds that data). "Use" is the last identification at a
+(the archive holds that data). Entry and enrolment codes used or expired more than a
+day ago are deleted (:func:`storefront.privacy.one_time_codes.purge_spent`: a used code
+row would tie a detached trip to the shopper). "Use" is the last identification at a
 gate (``palm_enrolments.last_used_at``), else the enrolment time. Trips are
 detached as on account deletion (:func:`storefront.privacy.deletion.detach_trips`):
 the receipts stay, anonymised, for the accounting retention period.
@@ -26,6 +28,7 @@ from storefront.db.models import PalmEnrolment, PalmTemplate, PrivacyChoice, Sho
 from storefront.errors import InvalidInput
 from storefront.privacy.consent import DEFAULT_PALM_RETENTION_DAYS, choices_of
 from storefront.privacy.deletion import FINISHED, DeletionService, detach_trips
+from storefront.privacy.one_time_codes import purge_spent
 
 if TYPE_CHECKING:
     from storefront.privacy.export import ExportService
@@ -36,19 +39,22 @@ MAX_DAYS = 3650
 @dataclass
 class SweepReport:
     """What one sweep did: shoppers whose palms were deleted, trips detached, stored
-    export archives deleted (expired, or holding what the sweep removed)."""
+    export archives deleted (expired, or holding what the sweep removed), used or expired
+    entry and enrolment code rows deleted."""
 
     palms_deleted_for: list[str] = field(default_factory=list)
     templates_deleted: int = 0
     trips_detached: int = 0
     archives_deleted: int = 0
+    codes_deleted: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (printed by the CLI)."""
         return {"palms_deleted_for": len(self.palms_deleted_for),
                 "templates_deleted": self.templates_deleted,
                 "trips_detached": self.trips_detached,
-                "archives_deleted": self.archives_deleted}
+                "archives_deleted": self.archives_deleted,
+                "codes_deleted": self.codes_deleted}
 
 
 class RetentionService:
@@ -78,8 +84,9 @@ class RetentionService:
             db.merge(row)
 
     def sweep(self) -> SweepReport:
-        """Apply every shopper's periods now, then delete the stored export archives that
-        expired or hold what this sweep removed; idempotent."""
+        """Apply every shopper's periods now, delete spent entry and enrolment codes, then
+        the stored export archives that expired or hold what this sweep removed;
+        idempotent."""
         now, report = self._clock(), SweepReport()
         touched: set[str] = set()
         for shopper_id in self._stale_palm_owners(now):
@@ -102,6 +109,7 @@ class RetentionService:
                 report.trips_detached += detached
                 if detached:
                     touched.add(shopper_id)
+            report.codes_deleted = purge_spent(db, now)
         if self._exports is not None:
             swept = self._clock()  # any export requested until now may hold what went
             for shopper_id in sorted(touched):

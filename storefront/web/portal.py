@@ -17,11 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from storefront.accounts import TooManyAttempts
 from storefront.privacy.entry_codes import IssuedCode
 from storefront.web import portal_account, portal_palms, portal_privacy, portal_trips
 from storefront.web.auth import ShopperAction, ShopperPage, ShopperUser
 from storefront.web.portal_common import privacy_of
-from storefront.web.render import render
+from storefront.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
 for _module in (portal_trips, portal_palms, portal_privacy, portal_account):
@@ -50,5 +51,8 @@ def entry_code(request: Request, user: ShopperAction) -> Response:
     The code is shown in this answer only (never put in a cookie or a URL); reloading
     asks for a new one.
     """
-    code = privacy_of(request).entry_codes.issue(user.shopper_id)
+    try:
+        code = privacy_of(request).entry_codes.issue(user.shopper_id)
+    except TooManyAttempts as exc:  # too many unused codes: say so on the page
+        return redirect(request, "/portal", message=exc.reason, kind="error")
     return _overview(request, user, code)

@@ -31,6 +31,7 @@ LABELS = {
     "palms": "enrolled palms", "templates": "palm templates (stored captures)",
     "shopper_auth_sessions": "sign-in sessions", "biometric_consents": "consent records",
     "privacy_choices": "privacy choices", "privacy_exports": "data exports",
+    "exports": "stored data exports ended",
     "entry_codes": "entry codes", "shopper_accounts": "login accounts",
     "cart_events": "cart events of your trips", "shoppers": "profiles (name, payment token)",
     "trips": "trips", "receipts": "receipts", "payments": "payments",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from storefront.accounts import TooManyAttempts
 from storefront.errors import NotFound, StorefrontError
 from storefront.privacy.deletion import DeletionConfirmation
 from storefront.privacy.one_time_codes import IssuedCode
@@ -27,7 +28,10 @@ def deletion_summary(done: DeletionConfirmation) -> str:
     """One sentence for people: what a deletion erased, and when."""
     parts = [plural(done.deleted.get("palms", 0), "palm"),
              plural(done.deleted.get("templates", 0), "stored capture")]
-    return f"Deleted {' and '.join(parts)} at {when(done.at)}."
+    exports = done.deleted.get("exports", 0)
+    ended = (f" {plural(exports, 'stored data export')} ended with it (request a new one)."
+             if exports else "")
+    return f"Deleted {' and '.join(parts)} at {when(done.at)}.{ended}"
 
 
 def _palms_page(request: Request, user: ShopperUser, code: IssuedCode | None) -> Response:
@@ -46,7 +50,10 @@ def palms(request: Request, user: ShopperPage) -> Response:
 def enrolment_code(request: Request, user: ShopperAction) -> Response:
     """Issue an enrolment code to show to staff and show it on the palms page (in this
     answer only, never in a cookie or a URL; reloading asks for a new one)."""
-    code = privacy_of(request).enrolment_codes.issue(user.shopper_id)
+    try:
+        code = privacy_of(request).enrolment_codes.issue(user.shopper_id)
+    except TooManyAttempts as exc:  # too many unused codes: say so on the page
+        return redirect(request, PALMS, message=exc.reason, kind="error")
     return _palms_page(request, user, code)
 
 

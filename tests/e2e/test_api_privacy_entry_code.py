@@ -86,3 +86,15 @@ def test_expired_unknown_and_malformed_codes(gate: dict[str, Any]) -> None:
     bad = _redeem(gate, "<script>")
     assert bad.status_code == 422 and "code" in bad.json()["reason"]
     assert gate["client"].post("/me/entry-code").status_code == 401
+
+
+def test_at_most_five_live_codes_then_429_with_retry_after(gate: dict[str, Any]) -> None:
+    client, auth = gate["client"], gate["auth"]
+    for _ in range(5):
+        assert client.post("/me/entry-code", headers=auth).status_code == 201
+    gate["clock"].now += timedelta(seconds=20)
+    r = client.post("/me/entry-code", headers=auth)
+    assert r.status_code == 429 and r.headers["retry-after"] == "100", r.text
+    assert "at most 5 unused entry codes" in r.json()["reason"]
+    gate["clock"].now += timedelta(seconds=100)  # the first five expired
+    assert client.post("/me/entry-code", headers=auth).status_code == 201

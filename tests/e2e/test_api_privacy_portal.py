@@ -143,7 +143,9 @@ def test_changes_by_one_shopper_leave_the_other_untouched(portal: dict[str, Any]
     assert client.get("/me/choices", headers=bob["auth"]).json() == {
         "recommendations_opt_out": False, "palm_retention_days": 730, "trip_retention_days": None}
     confirmation = client.delete(f"/me/palms/{ann['palm']}", headers=h).json()
-    assert confirmation["deleted"] == {"palms": 1, "templates": 4}
+    # ann's stored export lists the palm: deleted with it (its download now answers 410)
+    assert confirmation["deleted"] == {"palms": 1, "templates": 4, "exports": 1}
+    assert client.get(f"/me/exports/{ann['export']}/download", headers=h).status_code == 410
     assert not c.gates.enter_by_palm(image=png(0, 6)).admitted
     assert c.gates.enter_by_palm(image=png(1, 6)).shopper_id == bob["id"]
     actions = {e.action for e in c.audit.entries(subject=f"shopper:{ann['id']}")}

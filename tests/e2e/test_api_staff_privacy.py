@@ -81,3 +81,21 @@ def test_only_managers_and_only_well_formed_ids(make_store: Any) -> None:
         assert db.get(Shopper, sid) is not None  # nothing refused changed anything
     assert [e for e in store.container.audit.entries(subject=f"shopper:{sid}")
             if e.action in ("export", "delete")] == []
+
+
+def test_a_shopper_with_a_login_is_refused(make_store: Any) -> None:
+    """Least privilege: a portal user exports and deletes in the portal; a manager gets
+    409 ``shopper_has_login`` for both, and nothing is exported, erased or audited."""
+    store = make_store()
+    r = store.client.post("/auth/signup", json={
+        "email": "portal@example.org", "password": "correct horse battery staple",
+        "display_name": "Portal User", "payment_token": "tok_portal"})
+    assert r.status_code == 201, r.text
+    sid = str(r.json()["shopper_id"])
+    for method, path in (("POST", EXPORT), ("DELETE", DELETE)):
+        body = store.error_of(store.client.request(method, path.format(sid=sid)), 409)
+        assert body["error"] == "shopper_has_login" and "portal" in body["reason"]
+    with store.container.db() as db:
+        assert db.get(Shopper, sid) is not None
+    assert [e for e in store.container.audit.entries(subject=f"shopper:{sid}")
+            if e.action in ("export", "delete")] == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,6 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 
 from identity.errors import TemplateDecryptionError
-from identity.imageio import encode_png
-from identity.synthetic import SyntheticPalms
 from storefront.accounts import TooManyAttempts
 from storefront.bootstrap import Container, bootstrap, palm_index_snapshot_path
 from storefront.db.models import (
@@ -37,23 +35,9 @@ from storefront.privacy.enrolment_codes import EnrolmentCodeRefused, EnrolmentCo
 from storefront.privacy.one_time_codes import digest
 from storefront.privacy.wiring import Privacy, build_privacy
 from storefront.settings import Settings
+from tests.integration.test_privacy_services import MovableClock, png
 
-PALMS = SyntheticPalms(4242)
 CONSENT = "2026-11"
-
-
-class MovableClock:
-    """A clock the test moves forward (tz-aware UTC)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def png(palm: int, capture: int) -> bytes:
-    return encode_png(PALMS.capture(palm, capture))
 
 
 World = tuple[Container, Privacy, MovableClock]

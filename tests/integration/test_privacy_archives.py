@@ -14,15 +14,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 
 from identity.imageio import encode_png
 from identity.synthetic import SyntheticPalms
 from storefront.accounts import TooManyAttempts
 from storefront.bootstrap import Container, bootstrap
 from storefront.catalog import make_item
-from storefront.db.models import PrivacyExport, ShoppingSession, SubjectKey
+from storefront.db.models import PrivacyExport, ShopperAccount, ShoppingSession, SubjectKey
 from storefront.errors import Gone, NotFound
 from storefront.payments import SimulatedProcessor
 from storefront.privacy.archives import MAGIC
@@ -193,3 +195,31 @@ def test_erasure_cuts_kept_trip_times_to_the_day(store) -> None:  # type: ignore
     (entry,) = [e for e in c.audit.entries(subject=f"shopper:{sid}") if e.action == "delete"
                 and e.details["what"] == "account"]
     assert entry.actor == "staff:m1"
+
+
+def test_export_holds_no_totp_secret_but_the_last_step(store) -> None:  # type: ignore[no-untyped-def]
+    """A real export of a shopper with TOTP on: the password hash and the TOTP secret (in
+    clear or sealed) are nowhere in the archive; ``totp_last_step`` (the 30-second step of
+    the last accepted code, i.e. when the shopper last signed in with TOTP) is exported: it
+    is about the shopper, and no code can be made from it."""
+    c, _, clock = store
+    p = build_privacy(c, clock=clock, hasher=PasswordHasher(time_cost=1, memory_cost=1024,
+                                                            parallelism=1))
+    sid = p.accounts.sign_up(email="tia@example.org", password="correct horse battery",
+                             display_name="Tia", payment_token="tok_tia", client_ip="10.0.0.1")
+    totp = pyotp.parse_uri(p.accounts.totp_enrol(sid))
+    assert isinstance(totp, pyotp.TOTP)
+    p.accounts.totp_verify(sid, totp.now())
+    with c.db() as db:
+        account = db.get(ShopperAccount, sid)
+        assert account is not None and account.totp_secret_sealed and account.totp_last_step
+        sealed, step, hashed = (bytes(account.totp_secret_sealed), account.totp_last_step,
+                                account.password_hash)
+    raw = p.exports.download(sid, p.exports.request(sid).id)
+    archive = zipfile.ZipFile(io.BytesIO(raw))
+    (row,) = json.loads(archive.read("data.json"))["tables"]["shopper_accounts"]
+    assert not {"password_hash", "totp_secret", "totp_secret_sealed"} & set(row)
+    assert row["totp_last_step"] == step and row["totp_enabled"] is True
+    text = b"".join(archive.read(name) for name in archive.namelist())
+    for secret in (totp.secret.encode(), sealed.hex().encode(), hashed.encode()):
+        assert secret not in text

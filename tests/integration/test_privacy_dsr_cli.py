@@ -11,11 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from typer.testing import CliRunner, Result
 
 from storefront.bootstrap import bootstrap
 from storefront.cli import app
 from storefront.db.models import Shopper
+from storefront.privacy.wiring import build_privacy
 from storefront.settings import Settings
 
 
@@ -115,3 +117,40 @@ def test_delete_refuses_bad_options(shop: tuple[Path, str, str], args: list[str]
     r = run("delete", *args)
     assert r.exit_code == 2, r.output
     assert _audit(folder, sid) == []
+
+
+def test_a_shopper_with_a_login_needs_has_login_ok(shop: tuple[Path, str, str],
+                                                   tmp_path: Path) -> None:
+    """A portal user is refused (exit 2, nothing written or audited) unless the operator
+    passes --has-login-ok, which the audit entry records."""
+    folder, _, _ = shop
+    container = bootstrap(Settings(data_dir=folder))
+    try:
+        sid = build_privacy(container, hasher=PasswordHasher(
+            time_cost=1, memory_cost=1024, parallelism=1)).accounts.sign_up(
+            email="portal@example.org", password="correct horse battery",
+            display_name="Portal", payment_token="tok_p", client_ip="10.0.0.1")
+    finally:
+        container.close()
+    out = tmp_path / "portal.zip"
+    for args in (["export", "--shopper", sid, "--out", str(out)],
+                 ["delete", "--shopper", sid, "--yes"]):
+        r = run(*args)
+        assert r.exit_code == 2 and "has a login account" in r.output, r.output
+    assert not out.exists() and _audit(folder, sid) == []
+    r = run("export", "--shopper", sid, "--out", str(out), "--has-login-ok")
+    assert r.exit_code == 0, r.output
+    tables = json.loads(zipfile.ZipFile(out).read("data.json"))["tables"]
+    assert tables["shopper_accounts"][0]["email"] == "portal@example.org"
+    r = run("delete", "--shopper", sid, "--yes", "--has-login-ok")
+    assert r.exit_code == 0, r.output
+    container = bootstrap(Settings(data_dir=folder))
+    try:
+        entries = container.audit.entries(subject=f"shopper:{sid}")
+        noted = {e.action: e.details for e in entries if e.actor == "cli"}
+        assert noted["export"]["override"] == "--has-login-ok"
+        assert noted["delete"]["has_login"] is True and noted["delete"]["what"] == "account"
+        with container.db() as db:
+            assert db.get(Shopper, sid) is None
+    finally:
+        container.close()

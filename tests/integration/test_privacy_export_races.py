@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from identity.imageio import encode_png
-from identity.synthetic import SyntheticPalms
 from storefront.bootstrap import Container, bootstrap
 from storefront.db.models import PrivacyExport, SubjectKey
 from storefront.errors import Gone, NotFound
@@ -28,8 +26,8 @@ from storefront.privacy.export import DELETED_WHILE_BUILDING
 from storefront.privacy.wiring import Privacy, build_privacy
 from storefront.settings import Settings
 from storefront.templates_repo import SqlTemplateRepository
+from tests.integration.test_privacy_archives import _shopper
 
-PALMS = SyntheticPalms(515)
 World = tuple[Container, Privacy]
 
 
@@ -42,14 +40,6 @@ def world(database: str | None, tmp_path: Path) -> Iterator[World]:
                   processor=SimulatedProcessor(seed=3, decline_rate=0.0))
     yield c, build_privacy(c, clock=clock)
     c.close()
-
-
-def _shopper(c: Container, name: str, palm: int | None = None) -> str:
-    sid = c.shoppers.register(display_name=name, payment_token=f"tok_{name}").id
-    if palm is not None:
-        c.shoppers.enrol_palm(shopper_id=sid, consent_text_version="2026-11",
-                              images=[encode_png(PALMS.capture(palm, k)) for k in range(3)])
-    return sid
 
 
 def _keys(c: Container, sid: str) -> int:
