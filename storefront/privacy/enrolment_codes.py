@@ -21,16 +21,14 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from storefront.accounts import FailureWindow, TooManyAttempts
+from storefront.accounts import FailureWindow
 from storefront.clock import Clock
+from storefront.privacy.code_issuing import issue_within_limit
 from storefront.privacy.one_time_codes import (
     ENROLMENT,
-    MAX_LIVE,
     EnrolmentCodeRefused,
     IssuedCode,
     is_usable,
-    issue_code,
-    issue_wait,
     refused_reason,
 )
 
@@ -61,14 +59,8 @@ class EnrolmentCodeService:
     def issue(self, shopper_id: str) -> IssuedCode:
         """A fresh enrolment code for ``shopper_id`` (shown once); TooManyAttempts (429, with
         the seconds until the oldest expires) while they hold 5 unused, unexpired ones."""
-        now = self._clock()
-        with self._sessions.begin() as db:
-            wait = issue_wait(db, shopper_id=shopper_id, purpose=ENROLMENT, now=now)
-            if wait is not None:
-                raise TooManyAttempts(f"at most {MAX_LIVE} unused enrolment codes at a time; "
-                                      "use one or wait until one expires", retry_after_s=wait)
-            return issue_code(db, shopper_id=shopper_id, purpose=ENROLMENT, now=now,
-                              ttl=self._ttl)
+        return issue_within_limit(self._sessions, shopper_id=shopper_id, purpose=ENROLMENT,
+                                  noun="enrolment codes", now=self._clock(), ttl=self._ttl)
 
     def check(self, code: str | None, *, shopper_id: str, staff_id: str, client: str) -> str:
         """The code when it is usable for ``shopper_id`` now (it is used up by the

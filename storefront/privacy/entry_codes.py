@@ -15,18 +15,15 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from storefront.accounts import TooManyAttempts
 from storefront.clock import Clock
 from storefront.errors import EntryRefused
 from storefront.gates import OTHER_WAY, GateService
+from storefront.privacy.code_issuing import issue_within_limit
 from storefront.privacy.one_time_codes import (  # noqa: F401 - ALPHABET, LENGTH re-exported
     ALPHABET,
     ENTRY,
     LENGTH,
-    MAX_LIVE,
     IssuedCode,
-    issue_code,
-    issue_wait,
     use_code,
 )
 
@@ -44,14 +41,8 @@ class EntryCodeService:
     def issue(self, shopper_id: str) -> IssuedCode:
         """A fresh code for ``shopper_id``; TooManyAttempts (429, with the seconds until the
         oldest expires) while they hold 5 unused, unexpired entry codes."""
-        now = self._clock()
-        with self._sessions.begin() as db:
-            wait = issue_wait(db, shopper_id=shopper_id, purpose=ENTRY, now=now)
-            if wait is not None:
-                raise TooManyAttempts(f"at most {MAX_LIVE} unused entry codes at a time; use "
-                                      "one or wait until one expires", retry_after_s=wait)
-            return issue_code(db, shopper_id=shopper_id, purpose=ENTRY, now=now,
-                              ttl=self._ttl)
+        return issue_within_limit(self._sessions, shopper_id=shopper_id, purpose=ENTRY,
+                                  noun="entry codes", now=self._clock(), ttl=self._ttl)
 
     def redeem(self, code: str) -> tuple[str, str]:
         """Use the code once and open a session; returns ``(session_id, shopper_id)``.
