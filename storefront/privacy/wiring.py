@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 
+from identity.keyring import ListingKeyProvider
 from storefront.accounts import AccountService, LoginPolicy
 from storefront.bootstrap import Container
 from storefront.clock import Clock, utc_now
@@ -19,12 +20,7 @@ from storefront.privacy.export import SYNC_ROW_LIMIT, ExportService
 from storefront.privacy.portal import Portal
 from storefront.privacy.retention import RetentionService
 from storefront.settings import Settings
-from storefront.subject_keys import (
-    KekFiles,
-    ReloadingKeyProvider,
-    SqlSubjectKeyStore,
-    StoreKeyring,
-)
+from storefront.subject_keys import SqlSubjectKeyStore, StoreKeyring
 
 
 @dataclass
@@ -67,11 +63,12 @@ def build_privacy(c: Container, *, clock: Clock = utc_now, hasher: PasswordHashe
         enrolment_codes=EnrolmentCodeService(sessions=c.db, clock=clock))
 
 
-def kek_provider(c: Container) -> ReloadingKeyProvider:
-    """The store's KEK files as bootstrap reads them (re-read after ``storefront keys
-    rotate``): what seals shopper TOTP secrets and wraps the per-shopper data keys."""
-    files = KekFiles(c.settings.resolved_key_file())
-    return ReloadingKeyProvider(files, development=c.settings.environment == "development")
+def kek_provider(c: Container) -> ListingKeyProvider:
+    """The store's KEK provider that bootstrap built (re-reads the key files after
+    ``storefront keys rotate``): what seals shopper TOTP secrets and wraps the keys of
+    stored export archives. One provider per container, so every service knows the same
+    earlier KEKs."""
+    return c.security.keys
 
 
 def export_keys(c: Container) -> StoreKeyring:

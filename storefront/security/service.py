@@ -28,6 +28,9 @@ class Security:
     devices: DeviceRequestVerifier
     audit: Audit
     staff_admin: StaffAdmin
+    keys: ListingKeyProvider
+    """The store's KEK provider that seals device keys and TOTP secrets (the one the
+    service was built with; the privacy services seal and wrap under it too)."""
 
 
 def build_security(db: sessionmaker[Session], *, keys: ListingKeyProvider, store_id: str,
@@ -45,4 +48,4 @@ def build_security(db: sessionmaker[Session], *, keys: ListingKeyProvider, store
                                      store_id=store_id, window_s=settings.device_window_s)
     staff = StaffService(db, keys, clock, token_ttl_s=settings.token_ttl_s)
     return Security(settings, staff, registry, verifier, audit,
-                    StaffAdmin(db, staff, audit, clock))
+                    StaffAdmin(db, staff, audit, clock), keys)
