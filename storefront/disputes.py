@@ -45,9 +45,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -345,11 +346,12 @@ class DisputeService:
                failure: str | None, now: datetime) -> None:
         """UPDATE the dispute only while it is still in the state read (never from
         ``refunded`` back); raises Conflict when it moved on (the lock makes that a bug)."""
-        done = db.execute(sa.update(Dispute).where(Dispute.id == stored.id,
-                                                   Dispute.state == stored.state,
-                                                   Dispute.state != "refunded")
-                          .values(refund_parts=parts, state=state, failure_reason=failure,
-                                  updated_at=now))
+        update = (sa.update(Dispute)
+                  .where(Dispute.id == stored.id, Dispute.state == stored.state,
+                         Dispute.state != "refunded")
+                  .values(refund_parts=parts, state=state, failure_reason=failure,
+                          updated_at=now))
+        done = cast("CursorResult[Any]", db.execute(update))
         if not done.rowcount:
             raise Conflict(f"dispute {stored.dispute_key} changed meanwhile; send it again")
 

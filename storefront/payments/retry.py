@@ -36,8 +36,8 @@ class RetryPolicy:
         """Seconds slept between the attempts when every one fails: tenacity's
         ``wait_exponential`` sleeps ``min(wait_s * 2^(n-1), max_wait_s)`` after attempt n,
         for n = 1 .. attempts - 1 (none after the last)."""
-        return sum(min(self.wait_s * 2 ** (n - 1), self.max_wait_s)
-                   for n in range(1, self.attempts))
+        return float(sum(min(self.wait_s * 2 ** (n - 1), self.max_wait_s)
+                         for n in range(1, self.attempts)))
 
 
 def longest_call_s(policy: RetryPolicy, *, request_s: float, requests_per_call: int = 1,

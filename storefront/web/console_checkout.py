@@ -24,7 +24,7 @@ from storefront.errors import InvalidInput, NotFound, StorefrontError
 from storefront.staffed import MAX_QUANTITY, StaffedCart
 from storefront.till import PAID_STATES, TenderView
 from storefront.web import console_forms as forms
-from storefront.web.auth import CheckoutAction, CheckoutPage, ManagerAction, StaffUser
+from storefront.web.auth import CheckoutAction, CheckoutPage, ManagerAction, StaffUser, form_text
 from storefront.web.console_forms import ACTION_ERRORS, Posted, container_of, failed
 from storefront.web.render import money, redirect, render
 
@@ -140,13 +140,13 @@ def tender(session_id: SessionIdPath, request: Request, user: CheckoutAction,
     back = f"{BASE}/{session_id}"
     c = container_of(request)
     try:
-        kind = forms.form_text(form, "kind", 10)
+        kind = form_text(form, "kind", 10)
         if kind not in ("cash", "card"):
             raise InvalidInput("choose the tender: Cash or Card")
         amount = forms.amount_minor(form, "amount", "Amount", allow_zero=False)
         till_id = forms.ident(form, "till", "Till") or DEFAULT_TILL
         key = forms.ident(form, "key", "The form's key") or ""
-        token = forms.form_text(form, "payment_token", 200) or None
+        token = form_text(form, "payment_token", 200) or None
         taken, balance = c.staffed.take_tender(
             session_id=session_id, staff_id=user.id, kind=kind,  # type: ignore[arg-type]
             key=key, till_id=till_id, amount_minor=amount, payment_token=token)

@@ -13,7 +13,7 @@ from storefront.errors import InvalidInput
 from storefront.review import ReviewQueue
 from storefront.staffed import MAX_QUANTITY
 from storefront.web import console_forms as forms
-from storefront.web.auth import CheckoutAction, CheckoutPage, safe_next
+from storefront.web.auth import CheckoutAction, CheckoutPage, form_text, safe_next
 from storefront.web.console_forms import ACTION_ERRORS, Posted, container_of, failed
 from storefront.web.render import redirect, render
 
@@ -32,13 +32,13 @@ def review_page(request: Request, user: CheckoutPage) -> Response:
 @router.post(BASE + "/decide")
 def decide(request: Request, user: CheckoutAction, form: Posted) -> Response:
     """Accept, correct or reject one flag with a reason; back to the page it came from."""
-    back = _back(forms.form_text(form, "back", 200))
+    back = _back(form_text(form, "back", 200))
     c = container_of(request)
     try:
         session_id = forms.ident(form, "session_id", "Session") or ""
         device_id = forms.ident(form, "device_id", "Device") or ""
         device_seq = forms.count(form, "device_seq", "Sequence", low=0, high=2**62)
-        decision = forms.form_text(form, "decision", 20)
+        decision = form_text(form, "decision", 20)
         if decision not in ("accept", "correct", "reject"):
             raise InvalidInput("choose a decision: Accept, Correct or Reject")
         quantity = None

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from storefront.accounts import TooManyAttempts
-from storefront.privacy.entry_codes import IssuedCode
+from storefront.privacy.one_time_codes import IssuedCode
 from storefront.web import portal_account, portal_palms, portal_privacy, portal_trips
 from storefront.web.auth import ShopperAction, ShopperPage, ShopperUser
 from storefront.web.portal_common import privacy_of
