@@ -53,7 +53,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storefront.clock import Clock
-from storefront.db.models import AmendedReceipt, Dispute, Payment, Receipt, Tender
+from storefront.db.models import (
+    AmendedReceipt,
+    CashDrawer,
+    Dispute,
+    Payment,
+    Receipt,
+    Tender,
+)
 from storefront.errors import Conflict, InvalidInput, PaymentError, StorefrontError
 from storefront.money import format_minor
 from storefront.payments import PaymentProcessor
@@ -113,7 +120,11 @@ class DisputeService:
             InvalidInput: no reason (or one with control characters), quantity not a
                 positive integer or more than is left on the receipt, product not on it,
                 a cash part without a till.
-            Conflict: the key reused for another dispute, no drawer open at the till,
+            Conflict: the key reused for another dispute (another receipt, product,
+                quantity or reason, or its cash part paid out at another till; the
+                same dispute sent twice at once answers both with one dispute, or
+                asks the later one to retry while the first one's card refund is in
+                flight), no drawer open at the till,
                 the cash part more than that drawer is expected to hold (nothing is
                 stored: a drawer never reads negative),
                 another dispute of the receipt landed at the same moment, another
@@ -151,12 +162,28 @@ class DisputeService:
                 if row is None:
                     raise Conflict("another dispute of this receipt was just recorded; "
                                    "retry") from None
-        if (row.receipt_id, row.product_code, row.quantity) != (original, product_code,
-                                                                quantity):
-            raise Conflict(f"dispute key {dispute_key!r} was already used for another dispute")
+        self._check_same(row, original, product_code, quantity, reason, till_id)
         if row.state != "refunded":
             row = self._refund(row, actor)
         return _result(row)
+
+    def _check_same(self, row: Dispute, original_id: str, code: str, quantity: int,
+                    reason: str, till_id: str | None) -> None:
+        """Raise Conflict unless ``row`` (the dispute stored under the key) is this one:
+        same receipt, product, quantity and reason, and, when part of it was paid out in
+        cash, the same till."""
+        key = row.dispute_key
+        if (row.receipt_id, row.product_code, row.quantity) != (original_id, code, quantity):
+            raise Conflict(f"dispute key {key!r} was already used for another dispute")
+        if row.reason != reason:
+            raise Conflict(f"dispute key {key!r} was already used with another reason")
+        if row.drawer_id is not None:
+            with self._db() as db:
+                till = db.scalar(sa.select(CashDrawer.till_id)
+                                 .where(CashDrawer.id == row.drawer_id))
+            if till != till_id:
+                raise Conflict(f"dispute key {key!r} was already used with its cash part "
+                               f"paid out at till {till}")
 
     def _by_key(self, key: str) -> Dispute | None:
         with self._db() as db:
@@ -169,6 +196,12 @@ class DisputeService:
             # A no-op write locks the receipt: disputes of one receipt run one at a time.
             db.execute(sa.update(Receipt).where(Receipt.id == original_id)
                        .values(total_minor=Receipt.total_minor))
+            # The same dispute sent twice at once: the one that waited on the lock finds
+            # the first one's row here and answers with it instead of disputing again.
+            stored = db.scalars(sa.select(Dispute).where(Dispute.dispute_key == key)).first()
+            if stored is not None:
+                db.expunge(stored)
+                return stored
             latest = self._receipts.latest(original_id)
             sale = latest.tax_policy
             if sale is None or (latest.tax_basis == "unknown"

@@ -794,10 +794,10 @@ class StaffedCheckout:
         cart = self.cart(session_id)
         if view.status != "staffed":
             raise Conflict(f"session {session_id} is {view.status}, not at the staffed checkout")
-        if cart.blockers or cart.total_minor is None:
-            raise Conflict("cannot close: " + "; ".join(cart.blockers))
         with self._db.begin() as db:
-            self._guard(session_id, staff_id)(db)
+            self._guard(session_id, staff_id)(db)  # another's claim is said first
+            if cart.blockers or cart.total_minor is None:
+                raise Conflict("cannot close: " + "; ".join(cart.blockers))
             state = self._state(session_id, db)
             if state.age_restricted and db.get(AgeCheck, session_id) is None:
                 raise Conflict("cannot close: " + _AGE)

@@ -30,8 +30,10 @@ def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
         failed = state in ("declined", "failed") or failure is not None
         overdue = exited_at is not None and exited_at < now - grace
         if failed or overdue:
-            owed = f" of {total} minor units" if total else ""
             why = reason or "not settled"
-            return (f"unpaid balance{owed} from session {session_id} ({why}); "
-                    "please settle it at the staffed checkout")
+            if not total:  # nothing priced (an empty cart, or no exit recorded)
+                return (f"session {session_id} is still open at the staffed checkout "
+                        f"({why}); please settle it there")
+            return (f"unpaid balance of {total} minor units from session {session_id} "
+                    f"({why}); please settle it at the staffed checkout")
     return None

@@ -112,6 +112,14 @@ def form_text(form: FormData, name: str, limit: int = 300) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+def form_secret(form: FormData, name: str, limit: int = 1024) -> str:
+    """A password field exactly as typed (not stripped: spaces at either end are part of
+    a password, as the JSON API takes them), at most ``limit`` characters; "" when
+    missing or not text."""
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
 async def checked_form(request: Request, session_token: str | None) -> FormData:
     """The posted form once its origin and (for a signed-in user) CSRF token are right.
 

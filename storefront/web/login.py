@@ -26,6 +26,7 @@ from storefront.web.auth import (
     StaffUser,
     checked_form,
     clear_session_cookie,
+    form_secret,
     form_text,
     safe_next,
     set_session_cookie,
@@ -51,7 +52,7 @@ def staff_login(request: Request, form: AnonymousForm) -> Response:
     code = form_text(form, "totp", 6) or None
     try:
         issued = security_of(request).staff.login(
-            staff_id=staff_id, password=form_text(form, "password", 1024),
+            staff_id=staff_id, password=form_secret(form, "password"),
             totp=code if code and code.isdigit() else None,
             client_ip=request.client.host if request.client else "unknown")
     except (AuthenticationRequired, TooManyAttempts) as exc:
@@ -93,7 +94,7 @@ def shopper_login(request: Request, form: AnonymousForm) -> Response:
     privacy = get_privacy(request, request.app.state.container)
     ip = request.client.host if request.client else "unknown"
     try:
-        issued = privacy.accounts.login(email=email, password=form_text(form, "password", 1024),
+        issued = privacy.accounts.login(email=email, password=form_secret(form, "password"),
                                         client_ip=ip,
                                         totp_code=code if code and code.isdigit() else None)
     except (AuthenticationFailed, TooManyAttempts) as exc:

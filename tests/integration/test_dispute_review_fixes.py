@@ -245,3 +245,69 @@ def test_put_product_keeps_flags_it_does_not_name(tmp_path: Path) -> None:
         assert r.status_code == 422, r.text
         assert c.catalogue.get("NEW-1").tax_category == "standard"
     c.close()
+
+
+# --- The same dispute sent again: at once, and with other content ---------------------------
+
+
+def test_the_same_dispute_sent_twice_at_once_answers_both_with_one_refund(
+        stores: Stores) -> None:
+    """Both requests pass the key look-up before either has stored its row; the one that
+    waits on the receipt's lock must answer with the first one's dispute, not dispute the
+    amended receipt again (which has no TV left: 'not on the receipt')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = stores.start()
+    c.catalogue.upsert([make_item("TV", "Television", 10000, "GBP")])
+    receipt = _paid_exit(c, {"TV": 1})
+    real_by_key = c.disputes._by_key
+    c.disputes._by_key = lambda key: None  # type: ignore[method-assign]  # both miss it
+
+    def send(_: int) -> Any:
+        try:
+            return _dispute(c, receipt, "same", 1)
+        except Conflict as exc:  # the first one's card refund still in flight: retry
+            assert "in progress" in str(exc), exc
+            return None
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [r for r in pool.map(send, range(4)) if r is not None]
+    c.disputes._by_key = real_by_key  # type: ignore[method-assign]
+    results.append(_dispute(c, receipt, "same", 1))  # the retry once it has landed
+    assert {r.dispute_id for r in results} == {results[0].dispute_id}
+    assert {r.refund_minor for r in results} == {10000}
+    with c.db() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(Dispute)) == 1
+        assert db.scalar(sa.select(sa.func.count()).select_from(AmendedReceipt)) == 1
+        assert db.scalar(sa.select(Payment.refunded_minor)) == 10000
+
+
+def test_a_dispute_key_sent_again_with_another_reason_or_till_is_a_conflict(
+        stores: Stores) -> None:
+    c = stores.start()
+    c.catalogue.upsert([make_item("TV", "Television", 300, "GBP")])
+    receipt = _paid_exit(c, {"TV": 2})
+    first = _dispute(c, receipt, "k", 1)
+    assert _dispute(c, receipt, "k", 1).dispute_id == first.dispute_id  # same content
+    with pytest.raises(Conflict, match="another reason"):
+        c.disputes.dispute(receipt_id=receipt, dispute_key="k", product_code="TV",
+                           quantity=1, reason="other")
+    with pytest.raises(Conflict, match="another dispute"):
+        _dispute(c, receipt, "k", 2)
+
+    shopper = c.shoppers.register(display_name="Cash", payment_token="tok_c").id
+    sid = c.gates.open_session(shopper_id=shopper, entry_method="palm")
+    c.carts.record_item(sid, RecordItem("picked", "TV", 1, "d", 1, T0, 1.0))
+    c.carts.send_to_staffed(sid, "test")
+    c.read_model.update(sid, status="staffed", staffed_reason="test")
+    c.till.open_drawer(till_id="t1", staff_id="ann", float_minor=1000)
+    c.till.open_drawer(till_id="t2", staff_id="bob", float_minor=1000)
+    c.staffed.claim(session_id=sid, staff_id="ann")
+    c.staffed.take_tender(session_id=sid, staff_id="ann", kind="cash", key="c1",
+                          till_id="t1", amount_minor=300)
+    cash_receipt = c.staffed.close(session_id=sid, staff_id="ann").receipt_id
+    paid = _dispute(c, cash_receipt, "cash", 1, till_id="t1")
+    assert paid.cash_refund_minor == 300
+    assert _dispute(c, cash_receipt, "cash", 1, till_id="t1").dispute_id == paid.dispute_id
+    with pytest.raises(Conflict, match="till t1"):
+        _dispute(c, cash_receipt, "cash", 1, till_id="t2")
