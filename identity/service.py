@@ -24,6 +24,7 @@ those fused scores.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -237,6 +238,11 @@ class IdentityService:
                             target_fpir=self._settings.target_fpir)
         return PalmIndex(coarse_from=self._settings.index_coarse_from, transform=transform,
                          early_accept=early)
+
+    @property
+    def max_enrolment_captures(self) -> int:
+        """Most captures one enrolment may send (``settings.max_enrolment_captures``)."""
+        return self._settings.max_enrolment_captures
 
     @property
     def transform_id(self) -> str:
@@ -495,7 +501,15 @@ class IdentityService:
         outcomes: list[CaptureOutcome] = []
         templates: list[tuple[str, Template]] = []
         errors: list[InvalidImageError] = []
+        first_of: dict[bytes, int] = {}
         for i, data in enumerate(images):
+            digest = hashlib.sha256(data).digest()
+            if digest in first_of:  # a sensor never takes the same bytes twice
+                outcomes.append(CaptureOutcome(
+                    i, False, None, f"duplicate_capture: the same file as capture "
+                    f"{first_of[digest]} (each capture must be taken anew)"))
+                continue
+            first_of[digest] = i
             try:
                 template = template_from_image(data)
             except (InvalidImageError, AcquisitionError) as e:

@@ -69,6 +69,11 @@ def test_uploads_that_are_not_images(shop: dict[str, Any]) -> None:
     store.error_of(c.post(enrol), 422)
     store.error_of(c.post(enrol, data={"note": "no file"}), 422)
     store.error_of(c.post("/gates/entry"), 422)
+    # More captures than one enrolment takes: refused before any is read.
+    most = store.container.identity.max_enrolment_captures
+    many = [("images", (f"n{i}.png", NOT_AN_IMAGE, "image/png")) for i in range(most + 1)]
+    body = store.error_of(c.post(enrol, data=form, files=many), 422)
+    assert f"between 1 and {most} captures are needed ({most + 1} sent)" in body["reason"]
     # Unknown shopper enrol: no code can be theirs (Eve's code is hers only).
     body = store.error_of(c.post("/shoppers/shp_nobody/palms", data=form,
                                  files=[("images", ("p.png", store.palm_png(9, 0), "image/png"))]),

@@ -17,6 +17,7 @@ from storefront.api.schemas import (
     ShopperOut,
 )
 from storefront.api.uploads import read_image
+from storefront.errors import InvalidInput
 from storefront.security.api import Checkout
 
 router = APIRouter(prefix="/shoppers", tags=["shoppers"])
@@ -67,6 +68,9 @@ async def enrol(shopper_id: ShopperIdPath, request: Request, c: ContainerDep, wh
     client = request.client.host if request.client else "unknown"
     code = p.enrolment_codes.check(enrolment_code, shopper_id=shopper_id,
                                    staff_id=who.id, client=client)
+    most = c.identity.max_enrolment_captures
+    if not 1 <= len(images) <= most:  # before any upload is read into memory
+        raise InvalidInput(f"between 1 and {most} captures are needed ({len(images)} sent)")
     data = [await read_image(upload) for upload in images]
     # Image work is CPU-bound: keep it off the event loop.
     result = await run_in_threadpool(c.shoppers.enrol_palm, shopper_id=shopper_id, images=data,

@@ -97,6 +97,21 @@ def test_enrolment_reports_each_capture() -> None:
     assert "invalid_image" in enrolment.captures[1].reason
 
 
+def test_the_same_capture_sent_twice_counts_once() -> None:
+    """Byte-identical files in one enrolment are one capture: the copies are refused
+    with the reason, and three copies of one image do not meet a 2-capture minimum."""
+    svc = _service()
+    one, other = _png(0, 0), _png(0, 1)
+    enrolment = svc.enrol(subject_id="a", images=[one, other, one, one])
+    assert [(c.index, c.accepted) for c in enrolment.captures] == [
+        (0, True), (1, True), (2, False), (3, False)]
+    assert enrolment.captures[2].reason.startswith("duplicate_capture: the same file as "
+                                                   "capture 0")
+    assert len(enrolment.template_ids) == 2
+    with pytest.raises(EnrolmentError, match="1 usable capture"):
+        _service().enrol(subject_id="b", images=[_png(1, 0)] * 3, min_captures=2)
+
+
 def test_enrolment_without_usable_capture_refused() -> None:
     svc = _service()
     with pytest.raises(InvalidImageError):
