@@ -132,10 +132,25 @@ def _frame_is_palm(small: NDArray[np.float32]) -> bool:
 def _texture_fills_frame(small: NDArray[np.float32]) -> bool:
     """Every tile of a 4x4 grid has high-pass std >= ``ROI_PASSTHROUGH_MIN_TILE_TEXTURE``."""
     highpass = small - cv2.GaussianBlur(small, (0, 0), P.ROI_TEXTURE_SIGMA)
-    rows = np.array_split(np.arange(small.shape[0]), 4)
-    cols = np.array_split(np.arange(small.shape[1]), 4)
-    tile_std = [float(highpass[np.ix_(r, c)].std()) for r in rows for c in cols]
+    rows = _tile_bounds(small.shape[0], 4)
+    cols = _tile_bounds(small.shape[1], 4)
+    # Contiguous copies of slices: the same values in the same order as fancy indexing
+    # gave, so the same sums, at a fraction of the cost.
+    tile_std = [float(np.ascontiguousarray(highpass[r0:r1, c0:c1]).std())
+                for r0, r1 in rows for c0, c1 in cols]
     return min(tile_std) >= P.ROI_PASSTHROUGH_MIN_TILE_TEXTURE
+
+
+def _tile_bounds(length: int, parts: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of ``parts`` near-equal runs of ``range(length)``, the first
+    ones longer by one when it does not divide (as ``np.array_split``)."""
+    size, extra = divmod(length, parts)
+    bounds, start = [], 0
+    for i in range(parts):
+        stop = start + size + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
 
 
 def looks_like_roi(gray: GrayImage) -> bool:
