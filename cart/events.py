@@ -27,6 +27,17 @@ MAX_QUANTITY = 999
 MAX_GRAMS = 50_000
 """Heaviest weighed item or scale change one event may carry, in grams (50 kg)."""
 
+MAX_DEVICE_SEQ = 2**62
+"""Largest device sequence number, inclusive: the bound of the HTTP API, the staff
+console and the MQTT protocol (``hardware.messages.MAX_DEVICE_SEQ``), and far inside
+the event store's signed 64-bit ``device_seq`` column, so the (device id, sequence)
+key is stored exactly on every engine."""
+
+MAX_LABEL_PRICE_MINOR = 10**9
+"""Highest price a variable-measure label may print, in minor units (10,000,000.00 in
+a two-decimal currency; the catalogue's highest unit price): label totals stay far
+inside a signed 64-bit column."""
+
 
 def _require_text(name: str, value: object, max_length: int | None = None) -> None:
     if not isinstance(value, str) or not value.strip():
@@ -35,12 +46,16 @@ def _require_text(name: str, value: object, max_length: int | None = None) -> No
         raise InvalidCommand(f"{name} is longer than {max_length} characters")
 
 
-def _require_int(name: str, value: object, minimum: int) -> None:
+def _require_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """Raise InvalidCommand unless ``value`` is an int (not a bool) in
+    [``minimum``, ``maximum``] (no upper bound when ``maximum`` is None)."""
     # bool is an int subclass; True is not a quantity.
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidCommand(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise InvalidCommand(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidCommand(f"{name} must be <= {maximum}, got {value}")
 
 
 def _require_code(name: str, value: object) -> None:
@@ -61,7 +76,7 @@ def _require_confidence(obj: object) -> None:
 
 def _require_device(obj: object) -> None:
     _require_text("device_id", getattr(obj, "device_id"), MAX_ID_LENGTH)  # noqa: B009
-    _require_int("device_seq", getattr(obj, "device_seq"), 0)  # noqa: B009
+    _require_int("device_seq", getattr(obj, "device_seq"), 0, MAX_DEVICE_SEQ)  # noqa: B009
     _utc(obj, "sensor_time")
 
 
@@ -117,7 +132,7 @@ class _ItemEvent(DeviceObservation):
     ``product_code`` is a GTIN (string) or store code, printable, at most
     :data:`MAX_CODE_LENGTH` characters; ``quantity`` is a count of units in
     [1, :data:`MAX_QUANTITY`]; ``device_seq`` the emitting device's sequence number
-    (>= 0); ``sensor_time`` the device's UTC timestamp of the observation;
+    in [0, :data:`MAX_DEVICE_SEQ`]; ``sensor_time`` the device's UTC timestamp of the observation;
     ``confidence`` a probability in [0, 1]. Raises InvalidCommand otherwise.
     """
 
@@ -130,9 +145,7 @@ class _ItemEvent(DeviceObservation):
 
     def __post_init__(self) -> None:
         _require_code("product_code", self.product_code)
-        _require_int("quantity", self.quantity, 1)
-        if self.quantity > MAX_QUANTITY:
-            raise InvalidCommand(f"quantity must be <= {MAX_QUANTITY}, got {self.quantity}")
+        _require_int("quantity", self.quantity, 1, MAX_QUANTITY)
         _require_device(self)
         _require_confidence(self)
 
@@ -237,8 +250,9 @@ class WeighedItemAdded(DeviceObservation):
 
     ``code`` is a PLU (``"4011"``, organic ``"94011"``) or a GTIN string (for a
     variable-measure label, the label's GTIN-13). ``label_price_minor`` is the price
-    printed in a price-embedded label (minor units), else None: pricing per kg is the
-    pricing component's job. Device fields as in :class:`ItemPicked`.
+    printed in a price-embedded label (minor units, [0, :data:`MAX_LABEL_PRICE_MINOR`]),
+    else None: pricing per kg is the pricing component's job. Device fields as in
+    :class:`ItemPicked`. Raises InvalidCommand on a value out of range.
     """
 
     code: str
@@ -251,11 +265,9 @@ class WeighedItemAdded(DeviceObservation):
 
     def __post_init__(self) -> None:
         _require_code("code", self.code)
-        _require_int("grams", self.grams, 1)
-        if self.grams > MAX_GRAMS:
-            raise InvalidCommand(f"grams must be <= {MAX_GRAMS}, got {self.grams}")
+        _require_int("grams", self.grams, 1, MAX_GRAMS)
         if self.label_price_minor is not None:
-            _require_int("label_price_minor", self.label_price_minor, 0)
+            _require_int("label_price_minor", self.label_price_minor, 0, MAX_LABEL_PRICE_MINOR)
         _require_device(self)
         _require_confidence(self)
 

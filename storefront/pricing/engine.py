@@ -88,23 +88,48 @@ def price_lines(lines: Mapping[str, int], items: Mapping[str, CatalogueItem], cu
 
 
 def _best_first(active: list[Promotion], pool: dict[str, PoolLine]) -> list[Application]:
+    """Apply ``active`` (sorted by id) best first on ``pool``, updating ``pool``.
+
+    A promotion is evaluated again only when a product it covers was used by the
+    promotion just applied (its result cannot have changed otherwise), so the work
+    is about promotions x products, whatever the quantities.
+    """
     applied: list[Application] = []
-    remaining = [promo for promo in active if promo.codes & pool.keys()]
-    while remaining:
-        best: Application | None = None
-        for promo in remaining:
-            app = evaluate(promo, pool.values())
-            if app is not None and (best is None or app.saving_minor > best.saving_minor):
-                best = app
-        if best is None:
-            break
+    pending = [(promo, evaluate(promo, _covered(promo, pool)))
+               for promo in active if promo.codes & pool.keys()]
+    while (found := _best(pending)) is not None:
+        index, best = found
+        del pending[index]
         applied.append(best)
-        remaining.remove(best.promotion)
-        for code, used in best.consumed.items():
-            line = pool[code]
-            left = 0 if line.sold_by_weight else line.quantity - used
-            pool[code] = PoolLine(code, line.unit_price_minor, left, line.sold_by_weight)
+        _use(pool, best.consumed)
+        pending = [(promo, evaluate(promo, _covered(promo, pool))
+                    if promo.codes & best.consumed.keys() else app) for promo, app in pending]
     return applied
+
+
+def _best(pending: list[tuple[Promotion, Application | None]]
+          ) -> tuple[int, Application] | None:
+    """The largest saving in ``pending`` and its position (the first on a tie), or None."""
+    found: tuple[int, Application] | None = None
+    for index, (_, app) in enumerate(pending):
+        if app is not None and (found is None or app.saving_minor > found[1].saving_minor):
+            found = (index, app)
+    return found
+
+
+def _covered(promo: Promotion, pool: dict[str, PoolLine]) -> list[PoolLine]:
+    """The lines of ``pool`` that ``promo`` covers (looked up from the smaller side)."""
+    if len(promo.codes) < len(pool):
+        return [pool[code] for code in promo.codes if code in pool]
+    return [line for code, line in pool.items() if code in promo.codes]
+
+
+def _use(pool: dict[str, PoolLine], consumed: Mapping[str, int]) -> None:
+    """Take ``consumed`` (code -> units) out of ``pool``; a weighed line goes whole."""
+    for code, used in consumed.items():
+        line = pool[code]
+        left = 0 if line.sold_by_weight else line.quantity - used
+        pool[code] = PoolLine(code, line.unit_price_minor, left, line.sold_by_weight)
 
 
 def _line(item: CatalogueItem, quantity: int, discount: int) -> PricedLine:

@@ -5,11 +5,15 @@ Mix and match: a promotion's ``codes`` form one pool, so "any 3 of these for
 different prices, they are ranked most expensive first (ties by code) and
 bundled in that order, which gives the shopper the larger saving; in "buy X get
 Y" the cheapest units of each group are the discounted ones, as tills do.
+
+The ranked units are handled as runs (one per product: code, price, count), never
+one by one, so evaluating a promotion costs time in the number of products it
+covers, not in the number of units in the cart (a cart's units are unbounded).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from storefront.pricing.model import (
@@ -96,6 +100,8 @@ def _fixed_price(promo: Promotion, lines: list[PoolLine]) -> _Result:
 
 
 def _multi_buy(promo: Promotion, lines: list[PoolLine]) -> _Result:
+    """Savings and units used (code -> minor units, code -> units or grams) of a
+    multi-buy: weighed lines prorated, units bundled in price rank while a bundle saves."""
     price, bundle = promo.price_minor or 0, promo.bundle_milli or 1
     savings: dict[str, int] = {}
     consumed: dict[str, int] = {}
@@ -107,14 +113,13 @@ def _multi_buy(promo: Promotion, lines: list[PoolLine]) -> _Result:
     size = bundle // MILLI_PER_UNIT
     if size == 0:  # a bundle under one unit ("200 g for 30") only fits weighed goods
         return savings, consumed
-    units = _units([line for line in lines if not line.sold_by_weight])
-    for start in range(0, len(units) - size + 1, size):
-        group = units[start:start + size]
-        saving = sum(unit_price for _, unit_price in group) - price
+    for group, repeat in _groups(_runs(lines), size):
+        saving = sum(unit_price * count for _, unit_price, count in group) - price
         if saving <= 0:
             break  # units are ranked by price, so later groups save even less
-        _add(savings, allocate(saving, group))
-        _add(consumed, _count(group))
+        parts = allocate(saving, [(code, unit_price * count) for code, unit_price, count in group])
+        _add(savings, {code: amount * repeat for code, amount in parts.items()})
+        _add(consumed, {code: count * repeat for code, _, count in group})
     return savings, consumed
 
 
@@ -128,14 +133,24 @@ def _percent_off(promo: Promotion, lines: list[PoolLine]) -> _Result:
 
 
 def _buy_x_get_y(promo: Promotion, lines: list[PoolLine]) -> _Result:
-    buy, get = promo.buy_units or 1, promo.get_units or 1
-    units = _units(lines)
+    """Savings and units used (code -> minor units, code -> units) of "buy X get Y":
+    complete groups of X + Y units in price rank, the last Y of each discounted."""
+    buy, step = promo.buy_units or 1, (promo.buy_units or 1) + (promo.get_units or 1)
+    runs = _runs(lines)
+    end = sum(count for _, _, count in runs) // step * step  # units in complete groups
     discounted: list[tuple[str, int]] = []
     consumed: dict[str, int] = {}
-    for start in range(0, len(units) - buy - get + 1, buy + get):
-        group = units[start:start + buy + get]
-        discounted.extend(group[buy:])  # ranked by price: the last ``get`` are the cheapest
-        _add(consumed, _count(group))
+    start = 0
+    for code, unit_price, count in runs:
+        stop = min(start + count, end)
+        if stop <= start:
+            break
+        consumed[code] = stop - start
+        # ranked by price: in each group the last ``get`` units are the cheapest
+        free = _discounted_before(stop, buy, step) - _discounted_before(start, buy, step)
+        if free:
+            discounted.append((code, unit_price * free))
+        start = stop
     if not discounted:
         return {}, {}
     saving = round_half_up(sum(price for _, price in discounted) * (promo.rate_bp or 0),
@@ -145,17 +160,64 @@ def _buy_x_get_y(promo: Promotion, lines: list[PoolLine]) -> _Result:
     return allocate(saving, discounted), consumed
 
 
-def _units(lines: list[PoolLine]) -> list[tuple[str, int]]:
-    """Every unit as (code, price), most expensive first, ties by code."""
-    units = [(line.code, line.unit_price_minor) for line in lines for _ in range(line.quantity)]
-    return sorted(units, key=lambda unit: (-unit[1], unit[0]))
+_Run = tuple[str, int, int]
+"""Units of one product in price rank: (code, unit price in minor units, unit count)."""
 
 
-def _count(group: list[tuple[str, int]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for code, _ in group:
-        counts[code] = counts.get(code, 0) + 1
-    return counts
+def _runs(lines: list[PoolLine]) -> list[_Run]:
+    """The units of the unit-priced ``lines``, most expensive first (ties by code), as
+    runs of one code each: one entry per line, so the cost is in lines, not units."""
+    runs = [(line.code, line.unit_price_minor, line.quantity) for line in lines
+            if not line.sold_by_weight and line.quantity > 0]
+    return sorted(runs, key=lambda run: (-run[1], run[0]))
+
+
+def _groups(runs: list[_Run], size: int) -> Iterator[tuple[list[_Run], int]]:
+    """Consecutive groups of ``size`` units along ``runs`` (complete groups only).
+
+    Yields ``(group, repeat)``: ``group`` lists the (code, unit price, count) making
+    up one group, and ``repeat`` identical groups follow one another there. A run
+    holding many groups yields once, so the steps are at most twice the runs.
+    """
+    index, left = 0, runs[0][2] if runs else 0
+    while index < len(runs):
+        code, unit_price, _ = runs[index]
+        if left >= size:
+            yield [(code, unit_price, size)], left // size
+            left %= size
+        if left == 0:
+            index, left = index + 1, runs[index + 1][2] if index + 1 < len(runs) else 0
+            continue
+        group, index, left = _straddling(runs, size, index, left)
+        if sum(count for _, _, count in group) < size:
+            return
+        yield group, 1
+
+
+def _straddling(runs: list[_Run], size: int, index: int, left: int
+                ) -> tuple[list[_Run], int, int]:
+    """The group of ``size`` units starting with the ``left`` last units of
+    ``runs[index]`` and taking the next runs' units (fewer units when they run out).
+
+    Returns the group and the position after it: (run index, units left in that run).
+    """
+    group: list[_Run] = []
+    need = size
+    while need and index < len(runs):
+        code, unit_price, _ = runs[index]
+        take = min(left, need)
+        group.append((code, unit_price, take))
+        need, left = need - take, left - take
+        if left == 0:
+            index += 1
+            left = runs[index][2] if index < len(runs) else 0
+    return group, index, left
+
+
+def _discounted_before(position: int, buy: int, step: int) -> int:
+    """How many of the first ``position`` ranked units are discounted when every
+    group of ``step`` units discounts the units after its first ``buy``."""
+    return position // step * (step - buy) + max(0, position % step - buy)
 
 
 def _add(target: dict[str, int], parts: dict[str, int]) -> None:
