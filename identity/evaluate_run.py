@@ -23,9 +23,18 @@ in manifest order is the probe).
 
 Manifest problems are reported, never measured: the same file (resolved path) listed
 again is dropped after its first row (``duplicate_rows``); the same file under two
-identities is refused (:class:`ManifestError`); a row whose file cannot be read (missing,
-a folder, no permission: OSError) is a data error counted in ``unreadable``, not an
-acquisition failure, and takes no part in ``images``, FTA or FTE.
+identities is refused (:class:`ManifestError`). Copies are found by content too (SHA-256
+of the bytes read, so hard links and byte-identical copies): a file byte-identical to an
+earlier capture of the same identity is dropped like a duplicate row (listed with
+``"same": "content"``), one byte-identical to a capture of another identity is refused
+like the same file under two identities (found while the images are read: the run stops
+there). Only the captures the protocol uses are read, so copies among unused sessions
+are not looked for; empty files (failures to acquire) are never copies. A row whose file
+cannot be read (missing, a folder, no permission, not a regular file such as a FIFO or a
+device: OSError, see :func:`identity.imageio.read_image_file`) is a data error counted
+in ``unreadable``, not an acquisition failure, and takes no part in ``images``, FTA or
+FTE. A file larger than ``OFFLINE_MAX_ENCODED_BYTES`` is read no further and is a
+failure to acquire.
 
 * FTA (failure to acquire, capture level): readable captures that did not decode or gave
   no usable ROI, divided by the readable captures in the protocol. They take part in no
@@ -50,6 +59,7 @@ timings without acquired captures.
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import statistics
 import time
@@ -64,13 +74,17 @@ import numpy.typing as npt
 from identity import evaluation as ev
 from identity.errors import AcquisitionError, IdentityError, InvalidImageError
 from identity.features import extract_features
-from identity.imageio import decode_image_offline
+from identity.imageio import decode_image_offline, read_image_file
 from identity.matcher import PreparedProbe, ReferenceSet, score_matrix
-from identity.roi import extract_roi
+from identity.roi import DebugHook, RoiResult, extract_roi
 from identity.template import Template
 
 REQUIRED_COLUMNS = ("path", "identity", "session", "capture")
 FMR_TARGETS = {"1e-3": 1e-3, "1e-4": 1e-4, "1e-5": 1e-5}
+DET_FORMATS = frozenset({"png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif",
+                         "tiff", "webp", "raw", "rgba"})
+"""DET plot formats matplotlib writes without an external program (``pgf`` needs a LaTeX
+installation and is left out)."""
 FIRST_FEW = 10
 """Rows listed by name in the report's ``duplicate_first`` / ``unreadable_first``."""
 UNUSED_REASON = ("captures of an identity's third and later sessions (natural order) "
@@ -100,11 +114,13 @@ class Capture:
 
 @dataclass(frozen=True)
 class Duplicate:
-    """A manifest row dropped because an earlier row (``first_line``) lists the same file."""
+    """A manifest row dropped because an earlier row (``first_line``) of the same identity
+    lists the same file (``same="file"``) or a byte-identical one (``same="content"``)."""
 
     line: int
     first_line: int
     path: str
+    same: str = "file"
 
 
 @dataclass(frozen=True)
@@ -119,14 +135,18 @@ class Manifest:
 @dataclass
 class Acquired:
     """Templates of the captures that were acquired, the failures to acquire (path,
-    reason: decoded badly or no usable ROI) and the unreadable rows (path, reason: the
-    file could not be read, an OSError)."""
+    reason: too large, decoded badly or no usable ROI), the unreadable rows (path,
+    reason: the file could not be read, an OSError), ``readable``: the captures read
+    and kept (acquired or failed, manifest order) and ``copies``: the captures dropped as
+    byte-identical to an earlier one of their identity (only with ``drop_copies``)."""
 
     captures: list[Capture] = field(default_factory=list)
     templates: list[Template] = field(default_factory=list)
     extract_ms: list[float] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    readable: list[Capture] = field(default_factory=list)
+    copies: list[Duplicate] = field(default_factory=list)
 
 
 def natural_key(label: str) -> tuple[tuple[int, int, str, str], ...]:
@@ -145,10 +165,10 @@ def read_manifest(folder: Path, limit_identities: int | None = None) -> list[Cap
 
     Column names are matched case-insensitively with surrounding whitespace ignored, and
     values are stripped of surrounding whitespace. ``limit_identities`` keeps the first N
-    identities in sorted order. Raises :class:`ManifestError` when the folder or file is
-    missing, a required column is absent (the message names the columns found) or given
-    twice, a row has an empty field or a path that leaves the folder
-    (:func:`manifest_path`), or no row is left.
+    identities in natural order (:func:`natural_key`: ``p2`` before ``p10``). Raises
+    :class:`ManifestError` when the folder or file is missing, a required column is
+    absent (the message names the columns found) or given twice, a row has an empty
+    field or a path that leaves the folder (:func:`manifest_path`), or no row is left.
     """
     return _limited(folder, _rows(folder), limit_identities)
 
@@ -185,10 +205,10 @@ def _rows(folder: Path) -> list[Capture]:
 
 def _limited(folder: Path, rows: list[Capture], limit_identities: int | None
              ) -> list[Capture]:
-    """The rows of the first ``limit_identities`` identities (sorted); ManifestError when
-    none is left."""
+    """The rows of the first ``limit_identities`` identities (natural order, as session
+    labels); ManifestError when none is left."""
     if limit_identities is not None:
-        keep = set(sorted({r.identity for r in rows})[:limit_identities])
+        keep = set(sorted({r.identity for r in rows}, key=natural_key)[:limit_identities])
         rows = [r for r in rows if r.identity in keep]
     if not rows:
         raise ManifestError(f"{folder / 'manifest.csv'} lists no captures")
@@ -262,30 +282,71 @@ def _capture(folder: Path, row: list[str], columns: dict[str, int], line: int) -
     return Capture(path, values["identity"], values["session"], values["capture"], line)
 
 
-def acquire(captures: list[Capture], progress: Progress | None = None) -> Acquired:
-    """Run decode -> ROI -> features on each capture; nothing is raised: a file that
-    cannot be read (OSError) goes to :attr:`Acquired.unreadable`, an image that does not
-    decode or gives no usable ROI to :attr:`Acquired.failures`."""
+def capture_roi(data: bytes, debug: DebugHook | None = None) -> RoiResult:
+    """The pipeline's acquisition of one file's bytes: :func:`decode_image_offline` (at
+    its default size) then :func:`identity.roi.extract_roi` (with ``debug``, see there).
+    Raises InvalidImageError or AcquisitionError (a failure to acquire)."""
+    return extract_roi(decode_image_offline(data), debug=debug)
+
+
+def acquire(captures: list[Capture], progress: Progress | None = None, *,
+            drop_copies: bool = False) -> Acquired:
+    """Run read -> decode -> ROI -> features on each capture.
+
+    A file that cannot be read (OSError from :func:`identity.imageio.read_image_file`:
+    missing, no permission, a folder, a FIFO or device) goes to
+    :attr:`Acquired.unreadable`; one too large to read, an image that does not decode or
+    gives no usable ROI to :attr:`Acquired.failures`. With ``drop_copies``, a non-empty
+    file byte-identical to an earlier capture of the same identity is skipped and listed
+    in :attr:`Acquired.copies`, and one byte-identical to a capture of another identity
+    raises :class:`ManifestError`; nothing else is raised.
+    """
     out = Acquired()
+    first: dict[bytes, Capture] = {}
     for n, cap in enumerate(captures, start=1):
         try:
-            data = cap.path.read_bytes()
+            data = read_image_file(cap.path)
         except OSError as exc:
             out.unreadable.append((str(cap.path), f"unreadable: {exc.strerror or exc}"))
-            data = None
-        if data is not None:
-            try:
-                start = time.perf_counter()
-                roi = extract_roi(decode_image_offline(data)).roi
-                template = extract_features(roi).to_template()
-                out.extract_ms.append((time.perf_counter() - start) * 1000.0)
-                out.captures.append(cap)
-                out.templates.append(template)
-            except (InvalidImageError, AcquisitionError) as exc:
-                out.failures.append((str(cap.path), f"{exc.code}: {exc.reason}"))
+        except InvalidImageError as exc:  # larger than the offline limit: read no further
+            out.readable.append(cap)
+            out.failures.append((str(cap.path), f"{exc.code}: {exc.reason}"))
+        else:
+            if not (drop_copies and data and _is_copy(cap, data, first, out)):
+                out.readable.append(cap)
+                _extract(cap, data, out)
         if progress is not None:
             progress("extract", n, len(captures))
     return out
+
+
+def _is_copy(cap: Capture, data: bytes, first: dict[bytes, Capture], out: Acquired) -> bool:
+    """Whether ``data`` repeats the bytes of an earlier capture (``first``: SHA-256 ->
+    first capture) of the same identity, then listed in ``out.copies``. Raises
+    ManifestError when the earlier capture is of another identity."""
+    seen = first.setdefault(hashlib.sha256(data).digest(), cap)
+    if seen is cap:
+        return False
+    if seen.identity != cap.identity:
+        raise ManifestError(
+            f"manifest lines {seen.line} and {cap.line} list byte-identical files "
+            f"{str(seen.path)!r} and {str(cap.path)!r} under two identities "
+            f"({seen.identity!r}, {cap.identity!r})")
+    out.copies.append(Duplicate(cap.line, seen.line, str(cap.path), same="content"))
+    return True
+
+
+def _extract(cap: Capture, data: bytes, out: Acquired) -> None:
+    """Decode -> ROI -> features of one capture's bytes into ``out`` (a template and its
+    time, or a failure to acquire)."""
+    try:
+        start = time.perf_counter()
+        template = extract_features(capture_roi(data).roi).to_template()
+        out.extract_ms.append((time.perf_counter() - start) * 1000.0)
+        out.captures.append(cap)
+        out.templates.append(template)
+    except (InvalidImageError, AcquisitionError) as exc:
+        out.failures.append((str(cap.path), f"{exc.code}: {exc.reason}"))
 
 
 @dataclass(frozen=True)
@@ -351,18 +412,20 @@ def evaluate_folder(
     ``images`` (readable captures in the protocol), ``extract_ms_p50`` (milliseconds),
     ``compare_us_p50`` (microseconds) and details: ``protocol``, ``score_at_fmr``,
     ``failures`` (every failure to acquire: path, reason), ``captures_unused`` (count)
-    and ``captures_unused_reason``, ``duplicate_rows`` (count) and ``duplicate_first``
-    (up to :data:`FIRST_FEW`: line, first_line, path), ``unreadable`` (count) and
+    and ``captures_unused_reason``, ``duplicate_rows`` (count, rows of the same file
+    and byte-identical copies) and ``duplicate_first`` (up to :data:`FIRST_FEW`: line,
+    first_line, path, same: ``"file"`` or ``"content"``), ``unreadable`` (count) and
     ``unreadable_first`` (up to :data:`FIRST_FEW`: path, reason); rates are fractions.
     ``eer`` and ``fnmr_at_fmr`` are ``None`` when genuine or impostor comparisons are
     missing, ``rank1`` when no probe has a reference of its identity or fewer than two
     identities are enrolled (see the module docstring). Raises :class:`ManifestError` on
-    a bad folder or manifest, and when no capture of the protocol could be read.
+    a bad folder or manifest, a file byte-identical to one of another identity, and when
+    no capture of the protocol could be read.
     """
     manifest = load_manifest(folder, limit_identities)
     split = plan(manifest.captures)
-    acquired = acquire(split.used, progress)
-    if not acquired.captures and not acquired.failures:
+    acquired = acquire(split.used, progress, drop_copies=True)
+    if not acquired.readable:
         path, reason = acquired.unreadable[0]
         raise ManifestError(f"none of the {len(acquired.unreadable)} image(s) listed in "
                             f"{folder / 'manifest.csv'} could be read (first: {path}: "
@@ -410,8 +473,8 @@ def _matrix(probes: list[Template], refs: list[Template], progress: Progress | N
 def _report(manifest: Manifest, split: Plan, acq: Acquired,
             genuine: npt.NDArray[np.float64], impostor: npt.NDArray[np.float64],
             rank1: float | None) -> dict[str, Any]:
-    unreadable = {p for p, _ in acq.unreadable}
-    readable = [c for c in split.used if str(c.path) not in unreadable]
+    readable = acq.readable
+    duplicates = sorted([*manifest.duplicates, *acq.copies], key=lambda d: d.line)
     identities = {c.identity for c in readable}
     attempted = {c.identity for c in readable if c.path in split.references}
     enrolled = {c.identity for c in acq.captures if c.path in split.references}
@@ -437,9 +500,9 @@ def _report(manifest: Manifest, split: Plan, acq: Acquired,
         "failures": [{"path": p, "reason": r} for p, r in acq.failures],
         "captures_unused": len(split.unused),
         "captures_unused_reason": UNUSED_REASON if split.unused else None,
-        "duplicate_rows": len(manifest.duplicates),
-        "duplicate_first": [{"line": d.line, "first_line": d.first_line, "path": d.path}
-                            for d in manifest.duplicates[:FIRST_FEW]],
+        "duplicate_rows": len(duplicates),
+        "duplicate_first": [{"line": d.line, "first_line": d.first_line, "path": d.path,
+                             "same": d.same} for d in duplicates[:FIRST_FEW]],
         "unreadable": len(acq.unreadable),
         "unreadable_first": [{"path": p, "reason": r} for p, r in acq.unreadable[:FIRST_FEW]],
     }
@@ -466,16 +529,18 @@ def compare_time_us(templates: list[Template], repeats: int = 31) -> float | Non
 
 
 def det_formats() -> dict[str, str]:
-    """The file extensions (lower case, no dot) matplotlib can write a figure as, each
-    with its description: the formats :func:`write_det_plot` accepts."""
+    """The file extensions (lower case, no dot) of :data:`DET_FORMATS` that this
+    matplotlib can write a figure as, each with its description: the formats
+    :func:`write_det_plot` accepts (none needs an external program such as LaTeX)."""
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return dict(FigureCanvasBase.get_supported_filetypes())
+    return {ext: name for ext, name in FigureCanvasBase.get_supported_filetypes().items()
+            if ext in DET_FORMATS}
 
 
 def det_format_problem(path: Path) -> str | None:
-    """Why ``path`` cannot take a DET plot (no extension, or one matplotlib does not
-    write, see :func:`det_formats`); ``None`` when it can."""
+    """Why ``path`` cannot take a DET plot (no extension, or one not among
+    :func:`det_formats`, e.g. ``pgf``, which needs LaTeX); ``None`` when it can."""
     ext = path.suffix[1:].lower()
     if ext in det_formats():
         return None

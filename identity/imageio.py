@@ -17,12 +17,26 @@ This is no contrast stretch: one fixed scale per depth, never the image's own ra
 Limit: the depth is inferred from the data, so an image so dark that its largest value
 fits a smaller depth (a 12-bit image with every value below 1024, i.e. below a
 quarter of the sensor's range) is read as that smaller depth (brighter than it is).
+
+Other sample formats (TIFF): 32-bit (or other signed) integer samples are reduced the
+same way, by the smallest of ``WIDE_DEPTHS`` (10, 12, 14, 16, 24, 32 bits, up to the
+type's width) that holds the largest value; negative values are refused. Float samples
+(32 or 64 bits) are read by the float image convention, 0.0 = black and 1.0 = white,
+scaled by 255 and rounded; an image with a NaN, an infinite value or a value outside
+0..1 is refused (:class:`InvalidImageError`) rather than guessed at.
+
+Files: :func:`read_image_file` reads one's own image file for offline decoding (regular
+files only, at most ``OFFLINE_MAX_ENCODED_BYTES`` + 1 bytes).
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import stat
 import warnings
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -57,6 +71,10 @@ images are shrunk to it (a palm then still spans well over ``ROI_SIZE`` px)."""
 
 DATA_DEPTHS = (10, 12, 14, 16)
 """Bit depths a 16-bit image's data may use (see :func:`data_bits`)."""
+
+WIDE_DEPTHS = (*DATA_DEPTHS, 24, 32)
+"""Bit depths the data of an image with integer samples other than 8 or unsigned 16 bits
+may use (those no wider than its type; see the module docstring)."""
 
 _DECODE_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: JPEG with extra frames (phone cameras)
@@ -126,17 +144,48 @@ def _decode(data: bytes, flags: int) -> NDArray[Any]:
     return decoded
 
 
-def _eight_bits(decoded: NDArray[Any], data: bytes, bits: int | None) -> NDArray[np.uint8]:
+def _eight_bits(decoded: NDArray[Any], bits: int | None) -> NDArray[np.uint8]:
     """``decoded`` as ``uint8``: 8-bit unchanged, 16-bit shifted right by ``bits - 8``
     (``bits`` from :func:`data_bits` of the full image when given, else of ``decoded``);
-    other depths (32-bit float TIFF, ...) as ``cv2.IMREAD_GRAYSCALE`` converts them."""
+    other integer and float samples by :func:`_other_depth` (module docstring)."""
     if decoded.dtype == np.uint8:
         return np.ascontiguousarray(decoded, dtype=np.uint8)
     if decoded.dtype == np.uint16:
         deep = decoded.astype(np.uint16, copy=False)
         shift = (data_bits(deep) if bits is None else bits) - 8
         return np.ascontiguousarray(deep >> shift, dtype=np.uint8)
-    return np.ascontiguousarray(_decode(data, cv2.IMREAD_GRAYSCALE), dtype=np.uint8)
+    return _other_depth(decoded)
+
+
+def _other_depth(decoded: NDArray[Any]) -> NDArray[np.uint8]:
+    """Integer samples (not ``uint8`` / ``uint16``) shifted right by their data's depth
+    minus 8 (:data:`WIDE_DEPTHS`), float samples 0..1 scaled by 255 and rounded.
+
+    Raises:
+        InvalidImageError: negative integers; float NaN, infinity or values outside 0..1;
+            any other sample type.
+    """
+    width = decoded.dtype.itemsize * 8
+    if decoded.dtype.kind == "f":
+        values = decoded.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise InvalidImageError(f"unsupported sample values: {width}-bit float image "
+                                    f"with NaN or infinite samples")
+        low, high = (float(values.min()), float(values.max())) if values.size else (0, 0)
+        if low < 0.0 or high > 1.0:
+            raise InvalidImageError(f"unsupported sample values: {width}-bit float samples "
+                                    f"must lie in 0..1 (black..white), found {low:g}..{high:g}")
+        return np.ascontiguousarray(np.rint(values * 255.0), dtype=np.uint8)
+    if decoded.dtype.kind in "iu":
+        values64 = decoded.astype(np.int64)
+        if values64.size and int(values64.min()) < 0:
+            raise InvalidImageError(f"unsupported sample values: negative {width}-bit "
+                                    f"integer samples")
+        top = int(values64.max()) if values64.size else 0
+        depths = [b for b in WIDE_DEPTHS if b <= width] or [width]
+        bits = next((b for b in depths if top < 1 << b), depths[-1])
+        return np.ascontiguousarray(values64 >> max(bits - 8, 0), dtype=np.uint8)
+    raise InvalidImageError(f"unsupported sample format: {decoded.dtype}")
 
 
 def decode_image(data: bytes) -> NDArray[np.uint8]:
@@ -165,7 +214,7 @@ def decode_image(data: bytes) -> NDArray[np.uint8]:
     _check_bytes(data, MAX_ENCODED_BYTES)
     width, height, _ = _header(data)
     _check_size(width, height)  # refuse decompression bombs before decoding
-    gray = _eight_bits(_decode(data, _DECODE_FLAGS), data, None)
+    gray = _eight_bits(_decode(data, _DECODE_FLAGS), None)
     _check_size(gray.shape[1], gray.shape[0])
     return gray
 
@@ -188,7 +237,8 @@ def decode_image_offline(data: bytes, *, max_side: int = OFFLINE_MAX_SIDE) -> ND
     ``OFFLINE_MAX_PIXELS`` before anything is decoded, and formats whose header cannot
     be read are refused. Memory: a JPEG needs about 1/4 to 1/64 of its pixel count in
     bytes; other formats are decoded at full size first (grey, 1 byte per pixel,
-    2 for 16-bit: at most about 360 MB at ``OFFLINE_MAX_PIXELS``) plus decoder buffers.
+    2 for 16-bit: at most about 360 MB at ``OFFLINE_MAX_PIXELS``; 4 for 32-bit TIFF
+    samples, which are converted at full size) plus decoder buffers.
 
     Args:
         data: the encoded file content.
@@ -200,8 +250,9 @@ def decode_image_offline(data: bytes, *, max_side: int = OFFLINE_MAX_SIDE) -> ND
     Raises:
         ValueError: ``max_side`` is below ``MIN_SIDE``.
         InvalidImageError: the bytes are empty, larger than ``OFFLINE_MAX_ENCODED_BYTES``,
-            not a decodable image, larger than ``OFFLINE_MAX_PIXELS`` pixels, or smaller
-            than ``MIN_SIDE`` px on a side (before or after shrinking).
+            not a decodable image (or of sample values the module docstring refuses),
+            larger than ``OFFLINE_MAX_PIXELS`` pixels, or smaller than ``MIN_SIDE`` px on
+            a side (before or after shrinking; the message gives the file's own size).
     """
     if max_side < MIN_SIDE:
         raise ValueError(f"max_side must be at least {MIN_SIDE} px, got {max_side}")
@@ -218,16 +269,63 @@ def decode_image_offline(data: bytes, *, max_side: int = OFFLINE_MAX_SIDE) -> ND
     if decoded.dtype == np.uint16:
         bits = data_bits(decoded.astype(np.uint16, copy=False))  # of the unshrunk image
     elif decoded.dtype != np.uint8:  # other depths: converted first, as decode_image does
-        decoded = _eight_bits(decoded, data, None)
+        decoded = _eight_bits(decoded, None)
     rows, cols = decoded.shape
     if max(rows, cols) > max_side:
         scale = max_side / max(rows, cols)
         size = (max(1, min(max_side, round(cols * scale))),
                 max(1, min(max_side, round(rows * scale))))
         decoded = cv2.resize(decoded, size, interpolation=cv2.INTER_AREA)
-    gray = _eight_bits(decoded, data, bits)
-    _check_size(gray.shape[1], gray.shape[0], OFFLINE_MAX_PIXELS)
+    gray = _eight_bits(decoded, bits)
+    if min(gray.shape) < MIN_SIDE:  # the file's own size first: it is what one can check
+        raise InvalidImageError(
+            f"image is {width}x{height} px, {gray.shape[1]}x{gray.shape[0]} px once shrunk "
+            f"to {max_side} px on its longest side; each side must be at least {MIN_SIDE} px"
+        )
     return gray
+
+
+def read_image_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """The content of one's own image file, for :func:`decode_image_offline`.
+
+    Only a regular file is read (symbolic links are followed): a FIFO, a device (such as
+    ``/dev/zero``), a socket or a folder is refused before any byte is read, so a listed
+    FIFO cannot block and a device cannot fill memory. At most ``max_bytes`` + 1 bytes
+    are read (default ``OFFLINE_MAX_ENCODED_BYTES``, looked up at each call), so a file
+    that grows while read is still bounded.
+
+    Raises:
+        OSError: the file cannot be opened or read (missing, no permission, a symbolic
+            link loop), is a folder (``IsADirectoryError``) or is no regular file
+            (``errno.EINVAL``, ``strerror`` says which kind).
+        InvalidImageError: the file is larger than ``max_bytes``.
+    """
+    limit = OFFLINE_MAX_ENCODED_BYTES if max_bytes is None else max_bytes
+    _check_regular(path, os.stat(path).st_mode)  # before opening: no FIFO / device opened
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    with open(os.open(path, flags), "rb") as handle:  # O_NONBLOCK: a swapped-in FIFO
+        info = os.fstat(handle.fileno())  # the file opened, whatever the path names now
+        _check_regular(path, info.st_mode)
+        if info.st_size > limit:
+            raise InvalidImageError(f"image file is {info.st_size} bytes; the limit is "
+                                    f"{limit} bytes")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidImageError(f"image file is more than {limit} bytes; the limit is "
+                                f"{limit} bytes")
+    return data
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    """Raise OSError unless ``mode`` is a regular file's (IsADirectoryError for a folder)."""
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "of an unknown kind")
+    raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
 
 
 def encode_png(gray: NDArray[np.uint8]) -> bytes:

@@ -38,21 +38,30 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")]
     = None,
     det: Annotated[Path | None, typer.Option(
-        help="Write the DET curve here (format from the extension: png, pdf, svg, ...).")]
+        help="Write the DET curve here (format from the extension: png, pdf, svg, eps, "
+             "ps, jpg, tif, webp, raw, rgba).")]
     = None,
     limit_identities: Annotated[int | None, typer.Option(
-        min=1, help="Use only the first N identities (sorted).")] = None,
+        min=1, help="Use only the first N identities in natural order (p2 before p10, "
+                    "as session labels).")] = None,
 ) -> None:
     """Run decode -> ROI -> template over every image and report EER, FNMR@FMR, rank-1.
 
-    Exit code 2 on a bad folder, manifest or output path (checked before the run: missing
-    parent folders of --json / --det are created, a --det extension matplotlib cannot
-    write is refused), when no listed image can be read, or when writing an output fails
-    (the summary is printed first).
+    A file listed twice, or a byte-identical copy (same SHA-256) of an earlier capture of
+    the same identity, is used once (duplicate rows); one file, or byte-identical files,
+    under two identities is refused. Only regular files are read (a FIFO or device is
+    unreadable).
+
+    Exit code 2 on a bad folder, manifest or output path (checked before the run: a --det
+    extension that needs an external program or is no plot format, --json / --det naming
+    the input manifest or the same file, an output path that is a folder), when no
+    listed image can be read, or when writing an output fails (the summary is printed
+    first). Missing parent folders of --json / --det are created when the output is
+    written.
     """
     from identity.evaluate_run import evaluate_folder, write_det_plot
 
-    _prepare_outputs(json_path, det)
+    _prepare_outputs(folder, json_path, det)
     try:
         with _progress() as bar:
             tasks: dict[str, Any] = {}
@@ -84,27 +93,45 @@ def evaluate(
         raise typer.Exit(2)
 
 
-def _prepare_outputs(json_path: Path | None, det: Path | None) -> None:
-    """Before the run: refuse a --det extension matplotlib cannot write and an output
-    path that is a folder, and create the missing parent folders of both outputs. Prints
-    the reason and raises typer.Exit(2)."""
+def _prepare_outputs(folder: Path, json_path: Path | None, det: Path | None) -> None:
+    """Before the run, nothing created: refuse a --det extension that is not a plot
+    format written without external programs, an output path that is a folder or under
+    a file, and outputs that are the input manifest or the same file. Prints the reason
+    and raises typer.Exit(2)."""
     from identity.evaluate_run import det_format_problem
 
     problem = det_format_problem(det) if det is not None else None
     if det is not None and problem is not None:
         _refuse(f"--det {det}: {problem}")
-    for option, path in (("--json", json_path), ("--det", det)):
-        if path is None:
-            continue
+    outputs = [(o, p) for o, p in (("--json", json_path), ("--det", det)) if p is not None]
+    for option, path in outputs:
         if path.is_dir():
             _refuse(f"{option} {path} is a folder, not a file")
-        parent = path.parent
-        if parent.exists() and not parent.is_dir():
+        parent = _nearest_existing(path.parent)
+        if not parent.is_dir():
             _refuse(f"{option} {path}: {parent} is not a folder")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            _refuse(f"{option} {path}: cannot create its folder: {exc.strerror or exc}")
+        if _same_file(path, folder / "manifest.csv"):
+            _refuse(f"{option} {path} is the input manifest {folder / 'manifest.csv'}")
+    if len(outputs) == 2 and _same_file(outputs[0][1], outputs[1][1]):
+        _refuse(f"--json {json_path} and --det {det} name the same file")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the folder a write would start in)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file: the same resolved path, or (both existing)
+    the same inode (a hard link)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and a.samefile(b)
+    except (OSError, RuntimeError):  # a symbolic link loop: compare as written
+        return a.absolute() == b.absolute()
 
 
 def _refuse(reason: str) -> NoReturn:
@@ -114,14 +141,15 @@ def _refuse(reason: str) -> NoReturn:
 
 
 def _write_output(path: Path, what: str, write: Callable[[], object]) -> bool:
-    """Run ``write``; on OSError / ValueError print why ``what`` could not be written to
-    ``path`` and return False."""
+    """Create ``path``'s missing parent folders and run ``write``; on any error print why
+    ``what`` could not be written to ``path`` and return False."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write()
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # any failure of an output is reported, never a traceback
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         console.print(f"[red]error:[/red] cannot write the {what} to {escape(str(path))}: "
-                      f"{escape(reason)}", soft_wrap=True)
+                      f"{escape(reason or type(exc).__name__)}", soft_wrap=True)
         return False
     return True
 
@@ -161,8 +189,9 @@ def _summary(report: dict[str, Any]) -> None:
               f"{report['captures_unused_reason']}")
     if report.get("duplicate_rows"):
         _warn(f"{report['duplicate_rows']} duplicate manifest row(s) dropped (the same "
-              f"file listed again; its first row is kept)")
-        _lines([f"line {d['line']} repeats line {d['first_line']}: {d['path']}"
+              f"file, or a byte-identical copy, listed again; its first row is kept)")
+        _lines([f"line {d['line']} repeats line {d['first_line']}"
+                f"{' (identical bytes)' if d.get('same') == 'content' else ''}: {d['path']}"
                 for d in report["duplicate_first"]], report["duplicate_rows"])
     if report.get("unreadable"):
         _warn(f"{report['unreadable']} listed file(s) could not be read (data errors, not "

@@ -153,9 +153,77 @@ def test_no_readable_image_exits_2(tmp_path: Path) -> None:
 def test_more_than_ten_failures_say_how_many_more(tmp_path: Path) -> None:
     junk = [[f"p0/junk{n:02d}.png", "p0", "1", f"j{n}", "junk"] for n in range(13)]
     folder = _folder(tmp_path / "set", extra=junk)
-    for row in junk:
-        (folder / row[0]).write_bytes(b"not an image")
+    for n, row in enumerate(junk):  # distinct bytes: identical ones are duplicate rows
+        (folder / row[0]).write_bytes(b"not an image %d" % n)
     result = runner.invoke(app, ["identity", "evaluate", str(folder)])
     assert result.exit_code == 0, result.output
     listed = [line for line in result.output.splitlines() if line.startswith(f"FTA {folder}")]
     assert len(listed) == 10 and "... and 3 more" in _flat(result.output)
+
+
+def test_a_det_format_needing_latex_is_refused_before_the_run(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "set")
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--det",
+                                 str(tmp_path / "y.pgf")])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    text = _flat(result.output)
+    assert "extension .pgf is not a plot format" in text and "extract" not in text
+
+
+def test_any_failure_while_writing_an_output_is_reported_with_exit_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity import evaluate_run
+
+    def no_latex(*_: Any, **__: Any) -> None:
+        raise RuntimeError("'xelatex' not found")
+
+    monkeypatch.setattr(evaluate_run, "write_det_plot", no_latex)
+    folder = _folder(tmp_path / "set")
+    out, det = tmp_path / "r.json", tmp_path / "det.pdf"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out),
+                                 "--det", str(det)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "cannot write the DET curve" in _flat(result.output)
+    assert "'xelatex' not found" in _flat(result.output)
+    assert json.loads(out.read_text())["images"] == 4  # the report is still written
+
+
+def test_outputs_naming_the_manifest_or_each_other_are_refused(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "set")
+    manifest = folder / "manifest.csv"
+    before = manifest.read_bytes()
+    (tmp_path / "link.json").symlink_to(manifest)
+    cases = [(["--json", str(manifest)], "is the input manifest"),
+             (["--json", str(folder / "p0" / ".." / "manifest.csv")], "is the input manifest"),
+             (["--json", str(tmp_path / "link.json")], "is the input manifest"),
+             (["--json", str(tmp_path / "o.png"), "--det", str(tmp_path / "o.png")],
+              "name the same file")]
+    for args, reason in cases:
+        result = runner.invoke(app, ["identity", "evaluate", str(folder), *args])
+        assert result.exit_code == 2, result.output
+        assert reason in _flat(result.output) and "extract" not in result.output
+    assert manifest.read_bytes() == before and not (tmp_path / "o.png").exists()
+
+
+def test_a_refused_run_leaves_no_output_folders(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deep" / "r.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(tmp_path / "missing"),
+                                 "--json", str(out), "--det", str(tmp_path / "d2" / "x.png")])
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "new").exists() and not (tmp_path / "d2").exists()
+
+
+def test_byte_identical_images_under_two_identities_exit_2(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "set", extra=[["p1/copy.png", "p1", "1", "9", "copy"]])
+    (folder / "p1" / "copy.png").write_bytes((folder / "p0" / "s1.png").read_bytes())
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["identity", "evaluate", str(folder), "--json", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "byte-identical files" in _flat(result.output) and not out.exists()
+
+
+def test_limit_identities_help_says_natural_order() -> None:
+    result = runner.invoke(app, ["identity", "evaluate", "--help"], env={"COLUMNS": "200"})
+    assert "natural order" in _flat(result.output) and "p2 before p10" in _flat(result.output)
