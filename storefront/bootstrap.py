@@ -26,6 +26,7 @@ from storefront.clock import Clock, utc_now
 from storefront.db.engine import make_engine
 from storefront.db.migrate import upgrade
 from storefront.disputes import REFUND_CLAIM_TIMEOUT, DisputeService
+from storefront.entry_lock import EntryLocks
 from storefront.exit_payment import ExitPayment
 from storefront.gates import EntryPolicy, GateService
 from storefront.payments import PaymentProcessor, RetryPolicy
@@ -123,8 +124,9 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                         store_id=settings.store_id, clock=clock, payment=payment,
                         policy=EntryPolicy(hold_minor=settings.entry_hold_minor,
                                            currency=settings.currency,
-                                           unpaid_grace=timedelta(seconds=settings.unpaid_grace_s)),
-                       audit=audit)
+                                           unpaid_grace=timedelta(seconds=settings.unpaid_grace_s),
+                                           same_entry=timedelta(seconds=settings.same_entry_s)),
+                        audit=audit, entry_locks=EntryLocks(engine))
     checkout = CheckoutService(sessions=db, carts=carts, catalogue=catalogue, processor=processor,
                                shoppers=shoppers, read_model=read_model,
                                currency=settings.currency,

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -13,6 +15,7 @@ from cart.service import SessionService
 from identity.service import IdentityService
 from storefront.biometric_audit import audit_identification
 from storefront.clock import Clock
+from storefront.entry_lock import EntryLocks
 from storefront.errors import EntryRefused, PaymentError
 from storefront.exit_payment import ExitPayment
 from storefront.security.audit import Audit
@@ -40,11 +43,14 @@ class EntryDecision:
 @dataclass(frozen=True)
 class EntryPolicy:
     """``hold_minor``: entry hold in minor units (0: none); ``currency``: ISO 4217;
-    ``unpaid_grace``: how long an unsettled staffed session may stay open."""
+    ``unpaid_grace``: how long an unsettled staffed session may stay open;
+    ``same_entry``: how soon an entry again is the same entry while its session has
+    recorded nothing (zero: never)."""
 
     hold_minor: int = 0
     currency: str = "GBP"
     unpaid_grace: timedelta = timedelta(minutes=15)
+    same_entry: timedelta = timedelta(seconds=60)
 
 
 OTHER_WAY = "please use the staffed checkout"
@@ -57,7 +63,12 @@ class GateService:
     def __init__(self, *, identity: IdentityService, carts: SessionService,
                  read_model: SessionReadModel, shoppers: ShopperService,
                  store_id: str, clock: Clock, payment: ExitPayment | None = None,
-                 policy: EntryPolicy | None = None, audit: Audit | None = None) -> None:
+                 policy: EntryPolicy | None = None, audit: Audit | None = None,
+                 entry_locks: EntryLocks | None = None) -> None:
+        """``entry_locks``: serialise each shopper's entries across processes (see
+        :mod:`storefront.entry_lock`); None: one process, a lock of its own."""
+        self._locks = entry_locks
+        self._own_lock = threading.Lock()
         self._audit = audit
         self._payment = payment
         self._policy = policy or EntryPolicy()
@@ -104,18 +115,40 @@ class GateService:
     def open_session(self, *, shopper_id: str, entry_method: str) -> str:
         """Open a shopping session for a known shopper; returns its id.
 
-        A session of the shopper still open (no exit recorded) is first sent to the
-        staffed checkout with the reason (see :meth:`on_missed_exit`).
+        A shopper is in the store once, whichever gates and processes they enter by:
+        the steps below run under the shopper's entry lock (:mod:`storefront.entry_lock`).
+        A session of the shopper opened less than ``policy.same_entry`` ago that has
+        recorded nothing yet is this entry again (a double scan, two gates at once):
+        its id is returned and no second hold is placed. Any other session of the
+        shopper still open (no exit recorded) is first sent to the staffed checkout
+        with the reason (see :meth:`on_missed_exit`).
         Raises EntryRefused (with the reason and the staffed checkout offered)
         when the shopper has an unpaid balance or the entry hold is declined or
-        cannot be placed; NotFound for an unknown shopper.
+        cannot be placed; NotFound for an unknown shopper; EntryBusy (a Conflict)
+        when another entry of the shopper holds the lock for too long.
         """
         self._shoppers.get(shopper_id)
+        with self._entry_lock(shopper_id):
+            return self._open_locked(shopper_id, entry_method)
+
+    @contextlib.contextmanager
+    def _entry_lock(self, shopper_id: str) -> Iterator[None]:
+        if self._locks is not None:
+            with self._locks.hold(shopper_id):
+                yield
+        else:
+            with self._own_lock:
+                yield
+
+    def _open_locked(self, shopper_id: str, entry_method: str) -> str:
         if self._payment is not None:
             owed = self._payment.owed(shopper_id=shopper_id, now=self._clock(),
                                       grace=self._policy.unpaid_grace)
             if owed is not None:
                 raise EntryRefused(owed)
+        same = self._same_entry(shopper_id)
+        if same is not None:
+            return same
         self._close_left_open(shopper_id)
         session_id = f"ses_{uuid.uuid4().hex}"
         self._hold(session_id, shopper_id)
@@ -124,6 +157,20 @@ class GateService:
         self._read_model.opened(session_id=session_id, shopper_id=shopper_id,
                                 store_id=self._store_id, entry_method=entry_method, at=at)
         return session_id
+
+    def _same_entry(self, shopper_id: str) -> str | None:
+        """The shopper's newest open session when it was opened within
+        ``policy.same_entry`` and holds nothing but its opening (no item, companion or
+        cart device), else None."""
+        if self._policy.same_entry <= timedelta(0):
+            return None
+        open_ids = self._read_model.open_of(shopper_id)
+        if not open_ids:
+            return None
+        newest = self._read_model.get(open_ids[-1])
+        if self._clock() - newest.opened_at > self._policy.same_entry:
+            return None
+        return newest.id if self._carts.state(newest.id).version == 1 else None
 
     def _close_left_open(self, shopper_id: str) -> None:
         """A shopper is in the store once: a session of theirs still open (its exit was

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
             staff should see). The staffed checkout itself takes up to 10^9 per tender.
         unpaid_grace_s: a staffed-checkout session unsettled for longer than this
             (seconds) refuses the shopper's next entry.
+        same_entry_s: a shopper entering again within this many seconds of an entry
+            whose session has recorded nothing yet (a double scan, or two gates at
+            once) is answered with that session instead of a second one; 0 turns
+            this off (every entry then sends a session left open to review).
         exit_lease_s: an exit claim older than this (seconds) is presumed dead; must
             exceed :meth:`longest_payment_call_s` (one call; an exit makes several calls
             under one lease, and an exit that takes over a lease while a call is still in
@@ -123,6 +127,7 @@ class Settings(BaseSettings):
     entry_hold_minor: int = Field(default=0, ge=0, le=10_000_000)
     max_exit_charge_minor: int = Field(default=100_000, ge=1, le=10**12)
     unpaid_grace_s: float = Field(default=900.0, ge=0.0)
+    same_entry_s: float = Field(default=60.0, ge=0.0, le=3600.0)
     exit_lease_s: float = Field(default=150.0, gt=0.0, le=3600.0)
     min_event_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     device_max_future_skew_s: float = Field(default=MAX_CLOCK_SKEW.total_seconds(), ge=0.0,
