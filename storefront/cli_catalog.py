@@ -31,8 +31,16 @@ def import_files(
                                                    "YYYY-MM-DD (default: date in the file name).")]
     = None,
     report: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
+    replace_store: Annotated[bool, typer.Option(
+        "--replace-store", help="Import another chain or store than the one imported "
+                                "before: its promotions are deleted (its products stay).")]
+    = False,
 ) -> None:
-    """Load one store's prices and promotions as the catalogue (safe to repeat)."""
+    """Load one store's prices and promotions as the catalogue (safe to repeat).
+
+    Exit 2, nothing written, when a file cannot be read or another store was imported
+    before (without ``--replace-store``); malformed rows are counted and skipped.
+    """
     from storefront.bootstrap import bootstrap
     from storefront.catalog_import import import_israeli_catalogue
 
@@ -49,7 +57,8 @@ def import_files(
             task = bar.add_task("rows", total=None)
             result = import_israeli_catalogue(
                 container.catalogue, prices=prices, promos=promos, chain=chain, store=store,
-                as_of=day, progress=lambda n: bar.advance(task, n))
+                as_of=day, progress=lambda n: bar.advance(task, n),
+                replace_store=replace_store)
     except ValueError as exc:
         console.print(f"[red]error:[/red] bad --as-of date: {exc}")
         raise typer.Exit(2) from exc
@@ -72,13 +81,25 @@ def _print_summary(summary: dict[str, object]) -> None:
     table.add_column("file")
     table.add_column("what")
     table.add_column("rows", justify="right")
+    table.add_column("lines (first)")
     table.add_row("prices", "read", str(summary["prices_read"]))
     table.add_row("prices", "imported", str(summary["products_imported"]))
-    for reason, count in dict(summary["prices_rejected"]).items():  # type: ignore[call-overload]
-        table.add_row("prices", f"rejected: {reason}", str(count))
+    _rejected_rows(table, "prices", summary["prices_rejected"], summary["prices_rejected_lines"])
     table.add_row("promotions", "read", str(summary["promo_rows_read"]))
     table.add_row("promotions", "imported rows", str(summary["promo_rows_imported"]))
     table.add_row("promotions", "promotions", str(summary["promotions_imported"]))
-    for reason, count in dict(summary["promos_rejected"]).items():  # type: ignore[call-overload]
-        table.add_row("promotions", f"rejected: {reason}", str(count))
+    _rejected_rows(table, "promotions", summary["promos_rejected"],
+                   summary["promos_rejected_lines"])
+    for source in list(summary["replaced_stores"]):  # type: ignore[call-overload]
+        table.add_row("promotions", f"retired: store {source}", "")
     console.print(table)
+
+
+def _rejected_rows(table: Table, file: str, counts: object, lines: object) -> None:
+    """One row per rejection reason: count and its first three line numbers (the JSON
+    report keeps more; none for rows of other stores)."""
+    first = dict(lines)  # type: ignore[call-overload]
+    for reason, count in dict(counts).items():  # type: ignore[call-overload]
+        numbers = first.get(reason, [])
+        shown = ", ".join(str(n) for n in numbers[:3]) + (", ..." if count > 3 else "")
+        table.add_row(file, f"rejected: {reason}", str(count), shown if numbers else "")

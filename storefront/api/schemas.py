@@ -10,14 +10,27 @@ from fastapi import Path
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from storefront.catalog import MAX_PRICE_MINOR
+from storefront.pricing.receipt_text import has_control
 
 EARLIEST_SENSOR_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 
 
 def _printable(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("control characters (such as NUL) are not allowed")
+    """``value`` unless it holds a control character: C0 (NUL, tab, line breaks, ESC...),
+    DEL, C1 (U+0080-U+009F) or U+2028 / U+2029, as the catalogue import refuses them
+    (:func:`storefront.pricing.receipt_text.has_control`). Raises ValueError (422)."""
+    if has_control(value):
+        raise ValueError("control characters (such as NUL, ESC, line breaks, U+0080-U+009F, "
+                         "U+2028, U+2029) are not allowed")
+    return value
+
+
+def _product_name(value: str) -> str:
+    """A printable (:func:`_printable`) name that is not only whitespace. Raises
+    ValueError (422)."""
+    if not _printable(value).strip():
+        raise ValueError("a product name must not be only whitespace")
     return value
 
 
@@ -34,6 +47,7 @@ def _plausible_time(value: datetime) -> datetime:
 
 
 Text = Annotated[str, AfterValidator(_printable)]
+ProductName = Annotated[str, AfterValidator(_product_name)]
 StrictCount = Annotated[int, Field(strict=True)]
 def _iso_text(value: object) -> object:
     if isinstance(value, datetime):
@@ -57,7 +71,7 @@ class ProductIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
-    name: Text = Field(min_length=1, max_length=300)
+    name: ProductName = Field(min_length=1, max_length=300)
     unit_price_minor: StrictCount = Field(ge=0, le=MAX_PRICE_MINOR)
 
 

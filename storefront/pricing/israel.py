@@ -27,6 +27,14 @@ decimal point, at most 15 decimals. Exponents (``1e3``), NaN, Infinity, digit
 separators and non-ASCII digits reject the row. A price or promotion price is
 0.01 to ``MAX_PRICE_MINOR`` agorot (the catalogue's bound); a minimum quantity
 at most ``MAX_MIN_QUANTITY`` units or kg.
+
+Text: a product name or promotion description holding a control character (C0 or C1,
+tab and line breaks included, or U+2028 / U+2029; see
+:func:`storefront.pricing.receipt_text.has_control`) rejects the row, as the API
+refuses such a name; runs of spaces are then collapsed. A promotion id is 1 to
+``MAX_PROMO_ID_CHARS`` characters without any. A valid-until date is ``YYYY-MM-DD``
+(what the files write), optionally followed by a time ``HH:MM`` or ``HH:MM:SS``
+after ``T`` or a space, which is ignored; anything else rejects the row.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from storefront.catalog import MAX_PRICE_MINOR, CatalogueItem, make_item
 from storefront.errors import InvalidInput
 from storefront.money import parse_major_to_minor
 from storefront.pricing.model import FULL_RATE_BP, MILLI_PER_UNIT, Promotion, PromotionKind
+from storefront.pricing.receipt_text import has_control
 
 CURRENCY = "ILS"
 PRICE_COLUMNS = {"chain": "מזהה רשת", "store": "מזהה חנות", "barcode": "ברקוד",
@@ -55,6 +64,12 @@ _ANY_WEIGHT_GRAMS = 10
 MAX_MIN_QUANTITY = 1_000_000
 """The largest minimum quantity of a promotion row (units, or kg for weighed goods); the
 files' largest is 10,000. Keeps the milli-quantities stored far inside their columns."""
+MAX_PROMO_ID_CHARS = 32
+"""The longest promotion id kept (the files' longest is 10): with the chain and store
+ids (at most 20 characters each) the stored promotion id stays within its 80."""
+_DATE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]"
+                   r"(?::[0-5][0-9])?)?")
+"""A valid-until date as the files write it (ASCII digits), an optional time ignored."""
 _PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]{0,15})?|\.[0-9]{1,15})")
 """ASCII digits, optional sign and point, at most 15 decimals: with the bounds below, every
 number accepted is computed exactly in Decimal's 28 digits (no silent rounding)."""
@@ -81,10 +96,11 @@ def parse_product(row: Mapping[str, str]) -> CatalogueItem:
     """A catalogue item (ILS agorot; price per kg when weighed) from a price row.
 
     Raises:
-        Rejected: missing barcode or name, a price that is not a plain decimal of whole
-            agorot, not positive or above ``MAX_PRICE_MINOR``, bad flags.
+        Rejected: missing barcode or name, a control character in the name, a price that
+            is not a plain decimal of whole agorot, not positive or above
+            ``MAX_PRICE_MINOR``, bad flags.
     """
-    code, name = row["barcode"].strip(), " ".join(row["name"].split())
+    code, name = row["barcode"].strip(), _text(row["name"], "control character in name")
     if not code:
         raise Rejected("missing barcode")
     if not name:
@@ -104,22 +120,22 @@ def parse_promotion_row(row: Mapping[str, str], products: Mapping[str, Catalogue
     """The terms of one promotion row for one product of ``products``.
 
     Raises:
-        Rejected: coupon, unknown product, unsupported reward type, bad numbers,
-            expired before ``as_of``.
+        Rejected: coupon, unknown product, bad promotion id, control character in
+            the description, unsupported reward type, bad numbers, bad date, expired
+            before ``as_of``.
     """
     if _flag(row["coupon"], default=False, reason="bad coupon flag"):
         raise Rejected("needs a coupon")
     item = products.get(row["barcode"].strip())
     if item is None:
         raise Rejected("unknown product")
-    promo_id = row["promo_id"].strip()
-    if not promo_id:
-        raise Rejected("missing promotion id")
+    promo_id = _promo_id(row["promo_id"])
+    description = _text(row["description"], "control character in description")
     valid_until = _date(row["valid_until"])
     if as_of is not None and valid_until is not None and valid_until < as_of:
         raise Rejected("expired")
     base = Promotion(f"{prefix}:{promo_id}", PromotionKind.PERCENT_OFF, frozenset({item.code}),
-                     " ".join(row["description"].split())[:300], rate_bp=FULL_RATE_BP,
+                     description[:300], rate_bp=FULL_RATE_BP,
                      club_only=_flag(row["club"], default=False, reason="bad club flag"),
                      valid_until=valid_until)
     try:
@@ -250,11 +266,34 @@ def _decimal(text: str, reason: str) -> Decimal:
         raise Rejected(reason) from exc
 
 
+def _text(text: str, reason: str) -> str:
+    """``text`` with its runs of spaces collapsed; Rejected(reason) if it holds a control
+    character (checked first: collapsing would hide line breaks and tabs)."""
+    if has_control(text):
+        raise Rejected(reason)
+    return " ".join(text.split())
+
+
+def _promo_id(text: str) -> str:
+    """The promotion id (stripped of spaces); Rejected when empty, too long or holding a
+    control character (anywhere: stripping would drop a trailing line break or tab)."""
+    promo_id = text.strip()
+    if not promo_id:
+        raise Rejected("missing promotion id")
+    if len(promo_id) > MAX_PROMO_ID_CHARS or has_control(text):
+        raise Rejected("bad promotion id")
+    return promo_id
+
+
 def _date(text: str) -> date | None:
+    """The date of a valid-until cell (see the module docstring); None when empty."""
     if not text.strip():
         return None
+    match = _DATE.fullmatch(text.strip())
     try:
-        return date.fromisoformat(text.strip()[:10])
+        if match is None:
+            raise ValueError(text)
+        return date.fromisoformat(match.group(1))
     except ValueError as exc:
         raise Rejected("bad valid-until date") from exc
 

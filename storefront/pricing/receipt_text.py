@@ -6,6 +6,13 @@ isolation marks, FIRST STRONG ISOLATE (U+2068) ... POP DIRECTIONAL ISOLATE
 Hebrew or Arabic name is laid out right-to-left inside its isolate and cannot
 reorder the quantities and amounts around it. Bidi control characters inside a
 name are removed first so a name cannot spoof the layout. Amounts are ASCII.
+
+Control characters never reach the text: the catalogue import and the API refuse
+names holding them (see :func:`has_control`), and a name or promotion description
+stored before they did has each C0/C1 control character (NUL, ESC, CR, LF, ...) and
+line or paragraph separator (U+2028, U+2029) replaced with U+FFFD, the replacement
+character, so a terminal or printer gets no escape sequence and a name keeps to its
+line.
 """
 
 from __future__ import annotations
@@ -17,13 +24,30 @@ from storefront.pricing.model import GRAMS_PER_KG, PricedCart, PricedLine
 
 FSI = "\u2068"
 PDI = "\u2069"
-_BIDI_CONTROLS = dict.fromkeys(
+REPLACEMENT = "\ufffd"
+_SEPARATORS = frozenset("\u2028\u2029")
+_BIDI_CONTROLS: dict[int, str | None] = dict.fromkeys(
     [0x200E, 0x200F, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_SHOWN_AS_REPLACEMENT: dict[int, str | None] = dict.fromkeys(
+    [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029], REPLACEMENT)
+
+
+def is_control(char: str) -> bool:
+    """True for a C0 or C1 control character (Unicode category Cc: U+0000-U+001F,
+    U+007F-U+009F; tab and line feed included) and for U+2028 / U+2029 (line and
+    paragraph separators): characters no product name or promotion text may hold."""
+    return unicodedata.category(char) == "Cc" or char in _SEPARATORS
+
+
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a character of :func:`is_control`."""
+    return any(is_control(char) for char in text)
 
 
 def isolate(name: str) -> str:
-    """``name`` without bidi controls, wrapped in FSI ... PDI."""
-    return f"{FSI}{name.translate(_BIDI_CONTROLS)}{PDI}"
+    """``name`` without bidi controls, its control characters (:func:`is_control`) each
+    shown as U+FFFD, wrapped in FSI ... PDI."""
+    return f"{FSI}{name.translate(_BIDI_CONTROLS).translate(_SHOWN_AS_REPLACEMENT)}{PDI}"
 
 
 def display_width(text: str) -> int:

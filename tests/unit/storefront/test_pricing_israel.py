@@ -112,3 +112,46 @@ def test_rows_of_one_promotion_id_group_by_terms() -> None:
     grouped = {promo.promotion_id: promo for promo in group_promotions(rows)}
     assert set(grouped) == {"c:s:1", "c:s:1#2", "c:s:2"}
     assert grouped["c:s:1"].codes == frozenset({"7290018724941"})
+
+
+CONTROLS = ["\x00", "\x1b", "\t", "\n", "\r", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", CONTROLS)
+def test_control_characters_in_names_descriptions_and_ids_reject_the_row(char: str) -> None:
+    with pytest.raises(Rejected, match="control character in name"):
+        parse_product({**PRICE_ROW, "name": f"חלב{char}[31m"})
+    with pytest.raises(Rejected, match="control character in description"):
+        _promo(description=f"3ב10{char}")
+    with pytest.raises(Rejected, match="bad promotion id"):
+        _promo(promo_id=f"12{char}3")
+    with pytest.raises(Rejected, match="bad promotion id"):
+        _promo(promo_id=f"123{char}")
+    with pytest.raises(Rejected, match="control character in name"):
+        parse_product({**PRICE_ROW, "name": f"{char}חלב{char}"})
+
+
+def test_names_keep_their_text_with_runs_of_spaces_collapsed() -> None:
+    item = parse_product({**PRICE_ROW, "name": "  חלב \u00a0 3%  "})
+    assert item.name == "חלב 3%"
+    assert _promo(description=" 3 ב 10 ").description == "3 ב 10"
+    with pytest.raises(Rejected, match="bad promotion id"):
+        _promo(promo_id="9" * 33)
+    assert _promo(promo_id="9" * 32).promotion_id == "c:s:" + "9" * 32
+
+
+@pytest.mark.parametrize("text", [
+    "2031-01-01xyz", "2031-01-01T", "2031-01-01 x", "2031-13-45", "20310101", "2031-1-1",
+    "2031-01-01T24:00", "2031-01-01T12:60", "2031-01-01T12:00:00+02:00", "٢٠٣١-٠١-٠١",
+    "2031-01-01Z", "x2031-01-01",
+])
+def test_valid_until_dates_are_parsed_strictly(text: str) -> None:
+    with pytest.raises(Rejected, match="bad valid-until date"):
+        _promo(valid_until=text)
+
+
+@pytest.mark.parametrize("text", ["2031-01-01", " 2031-01-01 ", "2031-01-01T23:59",
+                                  "2031-01-01 00:00:00"])
+def test_valid_until_dates_as_the_files_write_them(text: str) -> None:
+    assert _promo(valid_until=text).valid_until == date(2031, 1, 1)
+    assert _promo(valid_until="").valid_until is None

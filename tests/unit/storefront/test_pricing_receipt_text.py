@@ -1,5 +1,6 @@
 """Plain-text receipts: names in any script survive, isolated from the amounts."""
 
+import unicodedata
 from datetime import date
 
 from storefront.catalog import make_item
@@ -38,3 +39,21 @@ def test_amount_rows_hold_no_right_to_left_text_and_align() -> None:
 def test_bidi_controls_in_names_cannot_escape_the_isolate() -> None:
     assert isolate("abc\u202e\u2069def") == f"{FSI}abcdef{PDI}"
     assert display_width("牛奶") == 4 and display_width(isolate("שָׁ")) == 1
+
+
+def test_control_characters_never_reach_the_text() -> None:
+    # Rows stored before the import and the API refused control characters.
+    nasty = "red\x1b[31mRED\x1b[0m\x00\r\n\x85\x9b2J\u2028\u2029\x7f\t"
+    assert isolate(nasty) == f"{FSI}red\ufffd[31mRED\ufffd[0m" + "\ufffd" * 5 + "2J" \
+        + "\ufffd" * 4 + PDI
+    items = {"E": make_item("E", f"esc {nasty}", 100, "ILS")}
+    promo = Promotion("p", PromotionKind.PERCENT_OFF, frozenset({"E"}), "off\x1b]0;x\x07",
+                      rate_bp=1000)
+    text = render_receipt_text(price_lines({"E": 1}, items, "ILS", promotions=[promo],
+                                           on=date(2026, 8, 10)))
+    lines = text.split("\n")
+    assert lines[-1] == ""
+    for line in lines:
+        assert not any(unicodedata.category(char) == "Cc" or char in "\u2028\u2029"
+                       for char in line), repr(line)
+    assert _names_in(text) == [isolate(f"esc {nasty}")[1:-1], "off\ufffd]0;x\ufffd"]
