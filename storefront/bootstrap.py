@@ -36,7 +36,7 @@ from storefront.pricing import tax_policy_from_settings
 from storefront.receipts import ReceiptStore
 from storefront.security.audit import Audit
 from storefront.security.service import Security, build_security
-from storefront.sessions import ItemIngest, SessionReadModel
+from storefront.sessions import ItemIngest, SessionReadModel, SessionScope
 from storefront.settings import Settings
 from storefront.shopper_totp import seal_clear_totp_secrets
 from storefront.shoppers import ShopperService
@@ -127,13 +127,15 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                                            unpaid_grace=timedelta(seconds=settings.unpaid_grace_s),
                                            same_entry=timedelta(seconds=settings.same_entry_s)),
                         audit=audit, entry_locks=EntryLocks(engine))
+    scope = SessionScope(read_model, settings.store_id)
     checkout = CheckoutService(sessions=db, carts=carts, catalogue=catalogue, processor=processor,
                                shoppers=shoppers, read_model=read_model,
                                currency=settings.currency,
                                tax=tax_policy_from_settings(settings), clock=clock,
                                payment=payment,
                                exit_lease=timedelta(seconds=settings.exit_lease_s),
-                               max_charge_minor=settings.max_exit_charge_minor)
+                               max_charge_minor=settings.max_exit_charge_minor,
+                               scope=scope)
     gates.on_missed_exit(lambda session_id, reason: checkout.exit(session_id,
                                                                   missed_exit=reason))
     staff = _staff_services(db, carts, catalogue, read_model, shoppers, processor, settings,
@@ -143,7 +145,8 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                   older_than=timedelta(seconds=settings.payment_reconcile_after_s),
                   lease=timedelta(seconds=settings.exit_lease_s), till=staff["till"])
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
-                     gates, ItemIngest(carts=carts, catalogue=catalogue), checkout, processor,
+                     gates, ItemIngest(carts=carts, catalogue=catalogue, scope=scope),
+                     checkout, processor,
                      **staff,
                      audit=audit, security=build_security(db, keys=provider,
                                                           store_id=settings.store_id,

@@ -42,7 +42,7 @@ from storefront.money import format_minor
 from storefront.payments import PaymentProcessor
 from storefront.pricing import TaxPolicy, price_cart
 from storefront.receipts import priced_receipt_lines
-from storefront.sessions import SessionReadModel, SessionView
+from storefront.sessions import SessionReadModel, SessionScope, SessionView
 from storefront.shoppers import ShopperService
 
 EXIT_LEASE = timedelta(seconds=30)  # a claim older than this is presumed dead
@@ -71,7 +71,10 @@ class CheckoutService:
                  read_model: SessionReadModel, currency: str, tax: TaxPolicy,
                  clock: Clock, payment: ExitPayment | None = None,
                  exit_lease: timedelta = EXIT_LEASE,
-                 max_charge_minor: int | None = None) -> None:
+                 max_charge_minor: int | None = None,
+                 scope: SessionScope | None = None) -> None:
+        """``scope``: an exit of a session of another store is NotFound (None: any)."""
+        self._scope = scope
         self._db = sessions
         self._max_charge = max_charge_minor
         self._lease = exit_lease
@@ -91,9 +94,12 @@ class CheckoutService:
         ``missed_exit``: the reason a session still open is closed without its shopper
         at the exit gate (they entered again): it goes to the staffed checkout with that
         reason instead of being charged, for staff to review.
-        Raises NotFound for an unknown session, Conflict when another caller's
+        Raises NotFound for an unknown session (or, with a ``scope``, one of another
+        store, unless ``missed_exit``), Conflict when another caller's
         exit is still running after ``WAIT_FOR_OTHER_EXIT_S`` seconds.
         """
+        if self._scope is not None and missed_exit is None:  # a gate's exit
+            self._scope.check(session_id)
         deadline = time.monotonic() + WAIT_FOR_OTHER_EXIT_S
         while True:
             token = uuid.uuid4().hex

@@ -7,6 +7,8 @@ each lifecycle change and serves lists and queues.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -105,6 +107,15 @@ class SessionReadModel:
                 raise NotFound(f"shopping session {session_id!r} does not exist")
             return _view(row)
 
+    def store_of(self, session_id: str) -> str:
+        """The store a session was opened in; raises NotFound."""
+        with self._sessions() as db:
+            store = db.scalar(sa.select(ShoppingSession.store_id)
+                              .where(ShoppingSession.id == session_id))
+        if store is None:
+            raise NotFound(f"shopping session {session_id!r} does not exist")
+        return str(store)
+
     def open_of(self, shopper_id: str) -> list[str]:
         """Ids of the shopper's sessions still open (entered, no exit yet), oldest first."""
         with self._sessions() as db:
@@ -151,12 +162,44 @@ def _view(row: ShoppingSession | sa.Row[Any]) -> SessionView:
                        tuple(row.priced_lines or ()))
 
 
+class SessionScope:
+    """Sessions of this store only: devices and services of one store never touch a
+    session opened in another store sharing the database (it does not exist for them).
+
+    A session's store never changes, so each session found in this store is remembered
+    (at most ``remember`` of them, the oldest forgotten first).
+    """
+
+    def __init__(self, read_model: SessionReadModel, store_id: str, *,
+                 remember: int = 10_000) -> None:
+        self._read_model = read_model
+        self._store_id = store_id
+        self._remember = remember
+        self._known: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, session_id: str) -> None:
+        """Raise NotFound unless ``session_id`` was opened in this store."""
+        with self._lock:
+            if session_id in self._known:
+                return
+        if self._read_model.store_of(session_id) != self._store_id:
+            raise NotFound(f"shopping session {session_id!r} does not exist in this store")
+        with self._lock:
+            self._known[session_id] = None
+            while len(self._known) > self._remember:
+                self._known.popitem(last=False)
+
+
 class ItemIngest:
     """Validates item events against the catalogue and appends them to the session log."""
 
-    def __init__(self, *, carts: SessionService, catalogue: Catalogue) -> None:
+    def __init__(self, *, carts: SessionService, catalogue: Catalogue,
+                 scope: SessionScope | None = None) -> None:
+        """``scope``: refuse sessions of other stores (None: any session)."""
         self._carts = carts
         self._catalogue = catalogue
+        self._scope = scope
 
     def record(self, *, session_id: str, kind: Literal["picked", "put_back"],
                product_code: str, quantity: int, device_id: str, device_seq: int,
@@ -165,12 +208,14 @@ class ItemIngest:
 
         Raises:
             UnknownProduct: the code is not in the catalogue.
-            NotFound: no such session.
+            NotFound: no such session (in this store, with a ``scope``).
             cart.errors.SessionClosed: the session is no longer open.
             cart.errors.DuplicateDeviceEvent: this (device id, sequence) is already recorded.
             cart.errors.InvalidCommand: quantity, confidence or time out of range.
         """
         self._catalogue.get(product_code)
+        if self._scope is not None:
+            self._scope.check(session_id)
         command = RecordItem(kind=kind, product_code=product_code, quantity=quantity,
                              device_id=device_id, device_seq=device_seq,
                              sensor_time=sensor_time, confidence=confidence)

@@ -73,14 +73,19 @@ def require_device(*kinds: str) -> Callable[..., DevicePrincipal]:
     return dependency
 
 
-def staff_or_device(*roles: str) -> Callable[..., StaffPrincipal | DevicePrincipal]:
-    """A dependency admitting staff holding one of ``roles`` or any signed device."""
+def staff_or_device(*roles: str, device_kinds: tuple[str, ...] = ("gate", "cart")
+                    ) -> Callable[..., StaffPrincipal | DevicePrincipal]:
+    """A dependency admitting staff holding one of ``roles`` or a signed device of one of
+    ``device_kinds`` (gates and carts: a shelf plate or scanner reads no session)."""
 
     def dependency(request: Request,
                    credentials: Annotated[HTTPAuthorizationCredentials | None,
                                           Depends(_bearer)]) -> StaffPrincipal | DevicePrincipal:
         if H_SIG in request.headers:
-            return device_principal(request)
+            device = device_principal(request)
+            if device.kind not in device_kinds:
+                raise PermissionDenied(f"a {device.kind} device may not do this")
+            return device
         principal = staff_principal(request, credentials)
         if principal.role not in roles:
             raise PermissionDenied(f"role {principal.role} may not do this")

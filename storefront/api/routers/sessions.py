@@ -20,6 +20,7 @@ from storefront.api.schemas import (
 )
 from storefront.db.models import Receipt
 from storefront.devices.routing import check_not_ahead
+from storefront.errors import NotFound
 from storefront.security.api import Cart, Checkout, Gate, StaffOrDevice
 from storefront.security.errors import PermissionDenied
 
@@ -67,11 +68,14 @@ ERASED_NOTICE = ("the item history of this session was erased (account deletion 
 def get_session(session_id: SessionIdPath, c: ContainerDep,
                 _who: StaffOrDevice) -> SessionViewOut:
     """The session with its current cart (derived from the event log) and flags
-    (checkout staff or a signed device); 404 for an unknown session.
+    (checkout staff or a signed gate or cart); 404 for an unknown session or one of
+    another store.
 
     A settled session whose item history was erased (its shopper's account deleted,
     or retention) answers with its kept row, an empty cart and ``history_erased``.
     """
+    if c.read_model.store_of(session_id) != c.settings.store_id:
+        raise NotFound(f"shopping session {session_id!r} does not exist in this store")
     view = c.read_model.get(session_id)
     try:
         contents: CartContents | None = c.carts.cart(session_id)
