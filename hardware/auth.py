@@ -7,11 +7,21 @@ Every message (and every command back) travels in a *signed frame*, a JSON objec
      "mac": <64 hex digits>}
 
 ``mac`` is HMAC-SHA256 (RFC 2104, FIPS 198-1) with the device's 32-byte key over
-``b"storefront-device-frame/v1\\x00"`` followed by the canonical JSON of
-``{"body", "nonce", "topic", "ts"}``. The topic is signed but not carried: a frame
-copied onto another device's topic fails to verify. Canonical JSON is the RFC 8785
-(JCS) subset our messages need: keys sorted, no whitespace, UTF-8, no NaN/Infinity;
-floats written as their shortest round-trip form (Python ``repr``).
+``b"storefront-device-frame/v1\\x00"`` followed by the RFC 8785 (JCS) canonical JSON
+(:func:`jcs_json`) of ``{"body", "nonce", "topic", "ts"}``. The topic is signed but not
+carried: a frame copied onto another device's topic fails to verify. JCS: no whitespace,
+UTF-8, object keys sorted by their UTF-16 code units, strings escaped as ECMAScript's
+``JSON.stringify`` does, no NaN/Infinity, and numbers written as ECMAScript's
+``Number.prototype.toString`` writes them (:func:`jcs_number`: shortest round-trip digits,
+plain decimal notation for decimal exponents from -6 to 20, else ``1e+21`` / ``1e-7``
+form; ``-0`` as ``0``; ``1.0`` as ``1``), so a device built on any JCS library signs the
+same bytes. One deviation: an integer beyond 2**53 (only ``device_seq`` can be one) is
+written with all its digits, where a JavaScript signer could not hold it exactly anyway.
+
+Frames signed before this encoding was JCS (floats as Python ``repr``: ``1.0``,
+``1e-05``) still verify (:func:`verify` tries that older form when the JCS form does not
+match and the two differ), so devices running an older build keep working while the
+fleet is upgraded; both forms are MACs with the same key over the same values.
 
 Freshness: a receiver refuses a frame whose ``ts`` lies more than the replay window
 from its own clock (:class:`ReplayGuard`), and a nonce seen before inside the window.
@@ -24,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 from collections import OrderedDict
@@ -47,16 +58,95 @@ def new_device_key() -> bytes:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Canonical UTF-8 JSON bytes of ``value`` (sorted keys, no whitespace, no NaN).
+    """Sorted-key, whitespace-free UTF-8 JSON of ``value``, floats as Python ``repr``.
 
+    Not RFC 8785 (see :func:`jcs_json` for that): ``1.0`` stays ``1.0`` and ``0.00001`` is
+    ``1e-05``. Its output must never change, because the audit log's stored hash chain
+    (:mod:`storefront.security.audit`) is computed over it; device frames are signed over
+    :func:`jcs_json` (this form is only accepted from older device builds).
     Raises ``ValueError`` for NaN/Infinity and ``TypeError`` for non-JSON values.
     """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
 
 
-def _mac(key: bytes, topic: str, ts: int, nonce: str, body: dict[str, Any]) -> str:
-    signed = canonical_json({"body": body, "nonce": nonce, "topic": topic, "ts": ts})
+def jcs_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) canonical UTF-8 JSON of ``value`` (dicts, lists, str, int, float,
+    bool, None); see the module docstring.
+
+    Raises ``ValueError`` for NaN/Infinity or a string that is not valid Unicode (a lone
+    surrogate) and ``TypeError`` for non-JSON values or non-string keys.
+    """
+    return _jcs(value).encode("utf-8")
+
+
+def _jcs(value: Any) -> str:
+    """The JCS text of one JSON value."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return jcs_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("JSON object keys must be strings")
+        items = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be", "surrogatepass"))
+        return "{" + ",".join(f"{_jcs(k)}:{_jcs(v)}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_jcs(v) for v in value) + "]"
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def jcs_number(value: float) -> str:
+    """``value`` as ECMAScript's ``Number.prototype.toString`` writes it (RFC 8785 3.2.2.3).
+
+    Raises ``ValueError`` for NaN and infinities, which JSON cannot carry.
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not valid JSON")
+    if value == 0:
+        return "0"  # -0 too
+    if value < 0:
+        return "-" + jcs_number(-value)
+    digits, n = _shortest_digits(value)
+    k = len(digits)
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return f"{digits[:n]}.{digits[n:]}"
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    exponent = n - 1
+    mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{mantissa}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """``(digits, n)`` of a positive finite float: the fewest decimal digits that read back
+    as ``value`` (Python's ``repr``, correctly rounded), no leading or trailing zeros, and
+    ``n`` such that ``value == 0.digits * 10**n`` (ECMAScript's *s*, *k* and *n*)."""
+    mantissa, _, exponent = repr(value).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    every = whole + fraction
+    significant = every.lstrip("0")
+    n = len(whole) + int(exponent or 0) - (len(every) - len(significant))
+    return significant.rstrip("0"), n
+
+
+def _signed_bytes(topic: str, ts: int, nonce: str, body: dict[str, Any]) -> bytes:
+    """What a frame's MAC covers after the label: the JCS of body, nonce, topic and ts."""
+    return jcs_json({"body": body, "nonce": nonce, "topic": topic, "ts": ts})
+
+
+def _legacy_signed_bytes(topic: str, ts: int, nonce: str, body: dict[str, Any]) -> bytes:
+    """The same fields in the encoding of builds before JCS (floats as Python ``repr``)."""
+    return canonical_json({"body": body, "nonce": nonce, "topic": topic, "ts": ts})
+
+
+def _hmac_hex(key: bytes, signed: bytes) -> str:
     return hmac.new(key, _LABEL + signed, hashlib.sha256).hexdigest()
 
 
@@ -82,8 +172,8 @@ def seal(key: bytes, topic: str, body: dict[str, Any], *, ts_ms: int,
     if not _NONCE.fullmatch(nonce):
         raise ValueError("nonce must be 32 lowercase hex digits")
     frame = {"v": FRAME_VERSION, "alg": ALGORITHM, "ts": ts_ms, "nonce": nonce, "body": body,
-             "mac": _mac(key, topic, ts_ms, nonce, body)}
-    return canonical_json(frame)
+             "mac": _hmac_hex(key, _signed_bytes(topic, ts_ms, nonce, body))}
+    return jcs_json(frame)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -124,15 +214,22 @@ def decode_frame(raw: bytes, max_bytes: int) -> Frame:
 def verify(frame: Frame, key: bytes, topic: str) -> None:
     """Check ``frame``'s HMAC for ``topic`` with ``key`` (constant-time comparison).
 
+    The MAC is over the JCS form (:func:`jcs_json`); when that does not match and the
+    pre-JCS form (:func:`canonical_json`) of the same fields differs (a float such as
+    ``1.0`` or ``1e-05``), a MAC over that form from an older device build is accepted.
     Raises :class:`~hardware.errors.AuthenticationFailed` on a mismatch and
     :class:`~hardware.errors.InvalidMessage` if the body is not canonical-JSON encodable.
     """
     try:
-        expected = _mac(key, topic, frame.ts, frame.nonce, frame.body)
-    except (TypeError, ValueError) as exc:
+        signed = _signed_bytes(topic, frame.ts, frame.nonce, frame.body)
+        legacy = _legacy_signed_bytes(topic, frame.ts, frame.nonce, frame.body)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidMessage(f"frame body cannot be encoded canonically: {exc}") from None
-    if not hmac.compare_digest(expected, frame.mac):
-        raise AuthenticationFailed("HMAC does not match the device key for this topic")
+    if hmac.compare_digest(_hmac_hex(key, signed), frame.mac):
+        return
+    if legacy != signed and hmac.compare_digest(_hmac_hex(key, legacy), frame.mac):
+        return
+    raise AuthenticationFailed("HMAC does not match the device key for this topic")
 
 
 class ReplayGuard:

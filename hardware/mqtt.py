@@ -6,6 +6,12 @@ exponential back-off between ``reconnect_min_s`` and ``reconnect_max_s`` (paho's
 network thread); subscriptions renewed on every connect; optional manual
 acknowledgement, so a consumer sends PUBACK only after its effect is durably stored;
 and :meth:`MqttLink.dead_letter` for payloads that could not be accepted.
+
+Retained messages: subscriptions use the MQTT 5 options *retain handling* 2 (the broker
+never sends its stored retained messages when the subscription is made, so a restart
+does not hand an old retained event or command over again) and *retain as published*
+(a live delivery keeps the publisher's retain flag, :attr:`Received.retain`, so the
+receiver can refuse it: the gateway refuses retained device events).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hardware.settings import MqttSettings
 
@@ -36,13 +43,15 @@ DEAD_LETTER_SAMPLE_BYTES = 1024
 
 @dataclass(frozen=True)
 class Received:
-    """One message as delivered by the broker. ``mid`` is needed to acknowledge it."""
+    """One message as delivered by the broker. ``mid`` is needed to acknowledge it;
+    ``retain``: it was published with the retain flag (see the module docstring)."""
 
     topic: str
     payload: bytes
     mid: int
     qos: int
     dup: bool
+    retain: bool = False
 
 
 Handler = Callable[[Received], None]
@@ -141,7 +150,9 @@ class MqttLink:
             return
         # Ready only once the broker confirms the subscriptions (SUBACK): a message
         # published before that would find no subscriber and be dropped.
-        client.subscribe([(topic, QOS) for topic in self._subscriptions])
+        options = SubscribeOptions(qos=QOS, retainAsPublished=True,
+                                   retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        client.subscribe([(topic, options) for topic in self._subscriptions])
 
     def _subscribed(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any,
                     _props: Any) -> None:
@@ -168,7 +179,8 @@ class MqttLink:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers refuse these, but never trust the wire
             topic = bytes(msg._topic).decode("utf-8", "replace")
-        self._on_message(Received(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup)))
+        self._on_message(Received(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup),
+                                  bool(msg.retain)))
 
     def _published(self, _client: mqtt.Client, _userdata: Any, mid: int, reason: Any,
                    _props: Any) -> None:

@@ -1,5 +1,5 @@
-"""``storefront devices``: register and list store devices, run the MQTT gateway, prune
-the gateway's inbox and refusal log."""
+"""``storefront devices``: register, list, revoke store devices and rotate their keys,
+run the MQTT gateway, prune the gateway's inbox and refusal log."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import secrets
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from storefront.devices.journal import GatewayJournal, PruneReport
+    from storefront.devices.registry import DeviceRegistry
 
 devices_app = typer.Typer(help="Store devices over MQTT (gates, carts, shelf plates).",
                           no_args_is_help=True)
@@ -101,6 +103,76 @@ def revoke(
     finally:
         container.close()
     console.print(f"device {device_id} " + ("was already revoked" if already else "revoked"))
+
+
+@devices_app.command("rotate-key")
+def rotate_key(
+    device_id: Annotated[str, typer.Argument(help="The device to give a new HMAC key.")],
+    reinstate: Annotated[bool, typer.Option(
+        help="Also lift the device's revocation (a recovered or replaced device).")] = False,
+    password_file: Annotated[Path | None, typer.Option(
+        help="Mosquitto password file: also give the device a new broker password.")] = None,
+    acl_file: Annotated[Path | None, typer.Option(
+        help="Mosquitto ACL file to rewrite for every active device of this store.")] = None,
+    gateway_user: Annotated[str, typer.Option(help="Broker user of the gateway (ACL).")]
+    = "storefront-gateway",
+) -> None:
+    """Give a device a new HMAC key, printed once and stored encrypted like ``add``'s. The
+    old key is refused from now on (running servers and gateways within their 30 s
+    device cache, as for ``revoke``). A revoked device is refused (exit 2) unless
+    ``--reinstate``. With ``--password-file`` the device also gets a new broker password
+    (printed once). Exit 2 for a device not registered in this store; the new key is
+    printed before the broker files are written, so a failure there (exit 2) never
+    loses it."""
+    from storefront.bootstrap import bootstrap
+    from storefront.devices.service import device_registry
+    from storefront.errors import StorefrontError
+
+    if password_file is not None and shutil.which("mosquitto_passwd") is None:
+        console.print("[red]error:[/red] mosquitto_passwd is not installed (it comes with "
+                      "mosquitto); nothing was changed")
+        raise typer.Exit(2)
+    container = bootstrap()
+    try:
+        registry = device_registry(container)
+        store = container.settings.store_id
+        try:
+            key = registry.rotate_key(store_id=store, device_id=device_id,
+                                      reinstate=reinstate)
+        except StorefrontError as exc:
+            console.print(f"[red]error:[/red] {exc.reason}")
+            raise typer.Exit(2) from exc
+        console.print(f"device {device_id} has a new key"
+                      + (" and is not revoked" if reinstate else "")
+                      + "; its old key is refused within 30 s")
+        console.print(f"hmac key (base64): {base64.b64encode(key).decode()}")
+        _rotate_broker_files(registry, store, device_id, password_file, acl_file,
+                             gateway_user)
+    finally:
+        container.close()
+
+
+def _rotate_broker_files(registry: DeviceRegistry, store: str, device_id: str,
+                         password_file: Path | None, acl_file: Path | None,
+                         gateway_user: str) -> None:
+    """``rotate-key``'s broker steps: a new broker password (printed once) and the ACL of
+    the store's active devices. Exit 2 when a file cannot be written."""
+    from storefront.devices.mosquitto import acl_text, add_password
+    from storefront.errors import StorefrontError
+
+    try:
+        if password_file is not None:
+            password = secrets.token_urlsafe(24)
+            add_password(password_file, device_id, password)
+            console.print(f"broker user: {device_id}  password: {password}")
+        if acl_file is not None:
+            acl_file.write_text(acl_text(store, [d.id for d in registry.list(store)
+                                                 if d.revoked_at is None],
+                                         gateway_user), encoding="utf-8")
+    except (StorefrontError, OSError) as exc:
+        console.print(f"[red]error:[/red] the new key above is in force, but the broker "
+                      f"files were not updated: {getattr(exc, 'reason', exc)}")
+        raise typer.Exit(2) from exc
 
 
 @devices_app.command("list")

@@ -153,6 +153,9 @@ class DeviceClient:
                 self.acked += 1
 
     def _command(self, received: Received) -> None:
+        if received.retain:  # a stored copy, never a fresh command from the gateway
+            log.warning("device %s ignored a retained command", self.device_id)
+            return
         try:
             frame = decode_frame(received.payload, max_bytes=64 * 1024)
             verify(frame, self._key, received.topic)

@@ -16,6 +16,13 @@ Per message, in order (the first failure decides):
    a replay): acknowledged, not re-run;
 6. schema: a valid versioned message, else dead-lettered ``invalid_payload``;
 7. the payload's ``device_id`` equals the topic's device, else ``misdirected``;
+7a. the publish was not retained, else ``retained_message`` (answered with a signed
+   ``refuse`` command, nothing done): a retained event is kept by the broker and handed
+   to every new subscription, so acting on it would re-run a stale capture or item
+   event. The gateway subscribes with MQTT 5 *retain as published* (so it sees the flag
+   of a live retained publish, which it refuses and audits once) and *retain handling 2*
+   (the broker never sends stored retained messages on subscribing, so a gateway
+   restart neither re-handles nor re-audits them; :mod:`hardware.mqtt`);
 7b. the device's kind may send that message type (:data:`MESSAGE_KINDS`, the same rule as
    the HTTP API's: item events from carts, palm captures and gate events from gates,
    plate readings from plates, heartbeats from any), else ``wrong_device_kind``;
@@ -30,7 +37,13 @@ Per message, in order (the first failure decides):
    database errors are retried with back-off and the message is not acknowledged
    until its effect is committed; commands are published back, signed.
 
-Every refusal is written to ``device_audit`` and counted in :attr:`Gateway.counts`;
+Every refusal is written to ``device_audit`` and counted in :attr:`Gateway.counts`:
+the checks above, and the messages refused at routing (item events for a closed or
+unknown session or an unknown product, a sequence number reused with other content
+(``conflicting_duplicate``), an unusable or exit palm capture), with the reason code
+and reason. An entry the gate declines (palm not identified, ambiguous, entry refused)
+is a decision, not a refused message: it is recorded in the audit log (the
+identification) and the inbox (outcome and the commands sent), not in ``device_audit``;
 unexpected errors in handling one message are audited as ``internal_error`` and the
 message dead-lettered, so the gateway never crashes on input (a refusal reason is stored
 with NUL and other control characters escaped, which PostgreSQL text refuses, and a
@@ -150,13 +163,16 @@ class Gateway:
         self.counts[result.outcome] += 1
         if result.reason_code:
             self.counts[f"rejected:{result.reason_code}"] += 1
+        if result.audit_reason is not None:
+            self._audit(received, Refused(result.reason_code or "rejected",
+                                          result.audit_reason, device_id=message.device_id))
         if self._observer is not None:
             self._observer(message, result)
         replies = [self._reply(device, c) for c in result.commands]
         return Handled(result.outcome, result.reason_code, replies)
 
     def _admit(self, r: Received) -> tuple[Message | None, RegisteredDevice]:
-        """Steps 1-7 of the module docstring; (None, device) for a redelivered duplicate."""
+        """Steps 1-7c of the module docstring; (None, device) for a redelivered duplicate."""
         try:
             parts = parse_topic(r.topic)
         except InvalidMessage as exc:
@@ -191,6 +207,9 @@ class Gateway:
         if message.device_id != device.id:
             raise Refused("misdirected", f"payload device {message.device_id!r} sent on the "
                           f"topic of {device.id!r}", device_id=device.id)
+        if r.retain:
+            raise Refused("retained_message", "device events must not be published with the "
+                          "MQTT retain flag", device_id=device.id, answer=(device, message))
         allowed = MESSAGE_KINDS.get(message.type)
         if allowed is not None and device.kind not in allowed:
             raise Refused("wrong_device_kind", f"a {device.kind} device may not send "

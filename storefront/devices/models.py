@@ -54,7 +54,9 @@ class DeviceMessage(Base):
     Item events are made idempotent by the cart event log itself; gate captures, gate
     events, plate readings and heartbeats are recorded here, with the commands sent in
     reply (``reply``), so a redelivered capture gets the same answer and never opens a
-    second session.
+    second session. ``body`` tells a redelivery from other content under the same
+    sequence number: the message itself, except for palm captures, which keep only
+    ``{"sha256": ...}`` of their canonical body (no palm image is stored here).
     """
 
     __tablename__ = "device_messages"

@@ -15,7 +15,7 @@ from hardware.auth import new_device_key
 from storefront.clock import Clock
 from storefront.devices.keys import DeviceKeyring
 from storefront.devices.models import Device
-from storefront.errors import Conflict, InvalidInput
+from storefront.errors import Conflict, InvalidInput, NotFound
 
 DeviceKind = Literal["gate", "cart", "plate", "scanner"]
 DEVICE_KINDS: tuple[str, ...] = get_args(DeviceKind)
@@ -50,8 +50,8 @@ class DeviceRegistry:
     """Adds, lists and looks up devices; keys sealed with ``keys`` (each row opened with
     the KEK it names, so a running process follows ``storefront keys rotate``).
 
-    Lookups are cached for ``cache_ttl_s`` seconds, so a revocation takes effect
-    within that time in a running gateway.
+    Lookups are cached for ``cache_ttl_s`` seconds, so a revocation or a new key
+    (:meth:`rotate_key`) takes effect within that time in a running gateway.
     """
 
     def __init__(self, sessions: sessionmaker[Session], keys: DeviceKeyring, clock: Clock,
@@ -80,6 +80,31 @@ class DeviceRegistry:
                 raise Conflict(f"device {device_id!r} is already registered")
             db.add(Device(id=device_id, store_id=store_id, kind=kind, key_ciphertext=sealed,
                           kek_id=kek_id, created_at=self._clock()))
+        return key
+
+    def rotate_key(self, *, store_id: str, device_id: str, reinstate: bool = False) -> bytes:
+        """Give a device of ``store_id`` a new random key; returns it (shown once, stored
+        sealed under the current KEK like :meth:`add`'s). The old key is refused from then
+        on (in other processes after their cache TTL). A revoked device keeps its
+        revocation unless ``reinstate``, which lifts it (a recovered or replaced device).
+
+        Raises NotFound for a device not registered in ``store_id`` and Conflict for a
+        revoked one without ``reinstate``.
+        """
+        key = new_device_key()
+        sealed, kek_id = self._keys.seal(store_id, device_id, key)
+        with self._sessions.begin() as db:
+            row = db.get(Device, device_id, with_for_update=True)
+            if row is None or row.store_id != store_id:
+                raise NotFound(f"device {device_id[:80]!r} is not registered in store "
+                               f"{store_id}")
+            if row.revoked_at is not None and not reinstate:
+                raise Conflict(f"device {device_id!r} is revoked: add --reinstate to give "
+                               "it a new key and accept it again")
+            row.key_ciphertext, row.kek_id = sealed, kek_id
+            if reinstate:
+                row.revoked_at = None
+        self._cache.pop(device_id, None)
         return key
 
     def revoke(self, device_id: str) -> None:

@@ -4,6 +4,14 @@ Item events go to ``ItemIngest.record`` (idempotent on device id + sequence), en
 palm captures to ``GateService.enter_by_palm``; gate events, plate readings and
 heartbeats are recorded in the inbox. Each route returns the commands to send back.
 
+A (device, seq) names one message: the same content again is a duplicate (acknowledged,
+answered as the first time), other content under the same (device, seq) is refused
+``conflicting_duplicate``. Item events are compared by the cart event log; the others by
+their inbox row: gate events, plate readings and heartbeats store their body, palm
+captures only the SHA-256 of their canonical body (:func:`capture_digest`, image
+included), so a reused sequence number can never replay an earlier shopper's
+``open_gate`` and the inbox keeps no palm image.
+
 :func:`check_not_ahead` is the bound on device clocks shared by both device paths: a
 device time more than ``Settings.device_max_future_skew_s`` ahead of the server clock
 is refused ``device_time_in_future`` (by the gateway over MQTT, by the item-event route
@@ -12,12 +20,14 @@ over HTTP); late times are not bounded by it.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from cart.errors import DuplicateDeviceEvent, InvalidCommand, SessionClosed
+from hardware.auth import canonical_json
 from hardware.commands import (
     Command,
     OpenGateCommand,
@@ -72,12 +82,17 @@ class RouteResult:
     not counted again), ``rejected`` (the service refused it; ``reason_code`` says why)
     or ``recorded`` (kept in the inbox). ``detail`` is the service's answer (a
     ``StoredEvent`` or ``EntryDecision``), for observers such as the demo.
+    ``audit_reason``: for a refused message, the reason the gateway writes to
+    ``device_audit``; None otherwise, and for an entry the gate declined (not
+    identified, ambiguous, entry refused), which is a decision on a valid message,
+    recorded in the audit log (identification) and the inbox (outcome and reply).
     """
 
     outcome: str
     commands: list[Command] = field(default_factory=list)
     reason_code: str | None = None
     detail: Any = None
+    audit_reason: str | None = None
 
 
 class Router:
@@ -109,7 +124,9 @@ class Router:
         return RouteResult("recorded")
 
     def _refuse(self, message: Message, code: str, reason: str) -> RouteResult:
-        return RouteResult("rejected", [refusal(message, code, reason, self._clock())], code)
+        """A refused message: the ``refuse`` command, and ``reason`` to audit."""
+        return RouteResult("rejected", [refusal(message, code, reason, self._clock())], code,
+                           audit_reason=reason)
 
     def _conflict(self, m: Message, earlier_type: str) -> RouteResult:
         """A sequence number this device already used for another message."""
@@ -138,10 +155,13 @@ class Router:
         if m.direction != "entry":
             return self._refuse(m, "exit_by_palm_unsupported",
                                 "exit gates close sessions through the exit API")
+        digest = {"sha256": capture_digest(m)}
         earlier = self._journal.claim(device_id=m.device_id, device_seq=m.device_seq,
-                                      type_=m.type, device_time=m.device_time, body=None)
+                                      type_=m.type, device_time=m.device_time, body=digest)
         if earlier is not None:
-            if earlier.type != m.type:
+            # A row without a digest (written before digests were kept) proves nothing
+            # about the content: refused, never answered with its stored open_gate.
+            if earlier.type != m.type or earlier.body != digest:
                 return self._conflict(m, earlier.type)
             return RouteResult("duplicate", _replay(earlier.reply))
         try:
@@ -161,8 +181,8 @@ class Router:
                     self._show(m, "Welcome", "info")]
                 result = RouteResult("applied", commands, detail=decision)
             else:
-                refused = self._refuse(m, decision.outcome, decision.reason)
-                result = RouteResult("rejected", [*refused.commands,
+                refused = refusal(m, decision.outcome, decision.reason, self._clock())
+                result = RouteResult("rejected", [refused,
                                                   self._show(m, ALTERNATIVES, "warning")],
                                      decision.outcome, decision)
         self._journal.settle(device_id=m.device_id, device_seq=m.device_seq,
@@ -176,9 +196,14 @@ class Router:
                                   text=text, level=level)  # type: ignore[arg-type]
 
 
+def capture_digest(m: PalmCaptureMessage) -> str:
+    """SHA-256 (hex) of a capture's canonical JSON body, image included: what its inbox
+    row keeps to tell a redelivery (same digest) from a reused sequence number."""
+    return hashlib.sha256(canonical_json(m.model_dump(mode="json"))).hexdigest()
+
+
 def _replay(reply: list[dict[str, Any]] | None) -> list[Command]:
     """The commands stored for a capture, to answer its redelivery identically."""
-    from hardware.auth import canonical_json
     from hardware.commands import parse_command
 
     return [parse_command(canonical_json(c)) for c in reply or []]
