@@ -145,8 +145,10 @@ class CheckoutService:
         session_id = view.id
         state, contents, closed_now = self._carts.close_at_exit(session_id)
         status = state.status
-        if closed_now and missed_exit is not None:
-            return self._to_staffed(session_id, (), None, missed_exit, exited_at=state.exited_at)
+        if closed_now and missed_exit is not None:  # an empty cart owes 0, known now
+            empty = not (contents.lines or contents.weighed or contents.flags)
+            return self._to_staffed(session_id, (), 0 if empty else None, missed_exit,
+                                    exited_at=state.exited_at)
         if status in (SessionStatus.SETTLED, SessionStatus.STAFFED):
             return self._resync(view, state)
         if status == SessionStatus.ABANDONED:

@@ -16,18 +16,23 @@ def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
 
     Owed: a session at the staffed checkout whose payment failed (declined,
     refused, hold not released), or one left unsettled for longer than ``grace``
-    since exit. Raises nothing; ``now`` is tz-aware UTC.
+    since exit. A session whose exit was never recorded and whose cart was empty
+    (priced at zero with no line: the shopper entered again and had taken nothing)
+    owes nothing, however long it waits for review. Raises nothing; ``now`` is
+    tz-aware UTC.
     """
     row, pay = ShoppingSession, Payment
     with db() as s:
         found = s.execute(
             sa.select(row.id, row.total_minor, row.staffed_reason, row.exited_at, pay.state,
-                      pay.failure_reason)
+                      pay.failure_reason, row.priced_lines)
             .outerjoin(pay, pay.session_id == row.id)
             .where(row.shopper_id == shopper_id, row.status == "staffed")
             .order_by(row.exited_at)).all()
-    for session_id, total, reason, exited_at, state, failure in found:
+    for session_id, total, reason, exited_at, state, failure, lines in found:
         failed = state in ("declined", "failed") or failure is not None
+        if not failed and _left_empty(total, reason, lines):
+            continue
         overdue = exited_at is not None and exited_at < now - grace
         if failed or overdue:
             why = reason or "not settled"
@@ -37,3 +42,9 @@ def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
             return (f"unpaid balance of {total} minor units from session {session_id} "
                     f"({why}); please settle it at the staffed checkout")
     return None
+
+
+def _left_empty(total: int | None, reason: str | None, lines: object) -> bool:
+    """A session closed because its shopper entered again, with nothing in its cart."""
+    return (total == 0 and not lines
+            and (reason or "").startswith("no exit recorded"))

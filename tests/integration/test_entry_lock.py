@@ -21,6 +21,7 @@ import pytest
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
 from storefront.entry_lock import EntryBusy, EntryLocks, advisory_key, bucket_of
+from storefront.errors import EntryRefused
 from storefront.payments import SimulatedProcessor
 from storefront.settings import Settings
 
@@ -143,3 +144,32 @@ def test_keys_and_buckets_are_stable() -> None:
     assert advisory_key("shp_a") == advisory_key("shp_a") != advisory_key("shp_b")
     assert -(2**63) <= advisory_key("shp_a") < 2**63
     assert all(0 <= bucket_of(f"shp_{i}") < 256 for i in range(100))
+
+
+def test_an_empty_session_left_open_is_no_unpaid_balance(tmp_path: Path) -> None:
+    """The shopper entered, took nothing and left without an exit; entering again sends
+    that session to review, and it never refuses a later entry. A left-open session with
+    an item still does, once the grace has passed."""
+    clock = FakeClock()
+    c = bootstrap(Settings(data_dir=tmp_path / "store", same_entry_s=0, unpaid_grace_s=600),
+                  processor=SimulatedProcessor(seed=1, decline_rate=0.0), clock=clock)
+    try:
+        c.catalogue.upsert(builtin_items())
+        code = builtin_items()[0].code
+        shopper = c.shoppers.register(display_name="Eli", payment_token="tok_eli").id
+        empty = c.gates.open_session(shopper_id=shopper, entry_method="palm")
+        clock.now += timedelta(minutes=5)
+        second = c.gates.open_session(shopper_id=shopper, entry_method="palm")
+        view = c.read_model.get(empty)
+        assert (view.status, view.total_minor) == ("staffed", 0)
+        c.ingest.record(session_id=second, kind="picked", product_code=code, quantity=1,
+                        device_id="cart-3", device_seq=1, sensor_time=clock.now)
+        clock.now += timedelta(minutes=20)  # past the grace for both
+        third = c.gates.open_session(shopper_id=shopper, entry_method="palm")
+        assert c.read_model.get(second).status == "staffed"  # it held an item
+        clock.now += timedelta(minutes=20)
+        with pytest.raises(EntryRefused, match=f"session {second} is still open at the staffed"):
+            c.gates.open_session(shopper_id=shopper, entry_method="palm")
+        assert third != second
+    finally:
+        c.close()
