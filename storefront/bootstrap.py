@@ -32,6 +32,7 @@ from storefront.gates import EntryPolicy, GateService
 from storefront.payments import PaymentProcessor, RetryPolicy
 from storefront.payments.factory import build_processor
 from storefront.payments.reconcile import reconcile
+from storefront.payments.stuck_exits import finish_stuck_exits
 from storefront.pricing import tax_policy_from_settings
 from storefront.receipts import ReceiptStore
 from storefront.security.audit import Audit
@@ -141,9 +142,16 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     staff = _staff_services(db, carts, catalogue, read_model, shoppers, processor, settings,
                             clock, audit)
     if reconcile_payments:  # settle calls (exits and staffed card tenders) a crash left
+        alone = settings.payment_reconcile_after_s == 0  # the only process: leases are dead
         reconcile(payment=payment, read_model=read_model, clock=clock,
                   older_than=timedelta(seconds=settings.payment_reconcile_after_s),
-                  lease=timedelta(seconds=settings.exit_lease_s), till=staff["till"])
+                  lease=timedelta(seconds=settings.exit_lease_s), till=staff["till"],
+                  take_over_leases=alone)
+        finish_stuck_exits(checkout=checkout, db=db, store_id=settings.store_id, clock=clock,
+                           older_than=timedelta(seconds=0 if alone
+                                                else settings.stuck_exit_after_s),
+                           lease=timedelta(seconds=settings.exit_lease_s),
+                           take_over_leases=alone)
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
                      gates, ItemIngest(carts=carts, catalogue=catalogue, scope=scope),
                      checkout, processor,

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
             staff should see). The staffed checkout itself takes up to 10^9 per tender.
         unpaid_grace_s: a staffed-checkout session unsettled for longer than this
             (seconds) refuses the shopper's next entry.
+        stuck_exit_after_s, stuck_exit_interval_s: an exit left ``exited`` (a crash
+            mid-exit, a processor that could not answer) for longer than
+            ``stuck_exit_after_s`` with no live exit lease is run again by the server
+            (:mod:`storefront.payments.stuck_exits`): at start-up and every
+            ``stuck_exit_interval_s`` seconds in ``storefront serve`` (0: only at
+            start-up and by ``storefront payments reconcile``).
         same_entry_s: a shopper entering again within this many seconds of an entry
             whose session has recorded nothing yet (a double scan, or two gates at
             once) is answered with that session instead of a second one; 0 turns
@@ -128,6 +134,8 @@ class Settings(BaseSettings):
     max_exit_charge_minor: int = Field(default=100_000, ge=1, le=10**12)
     unpaid_grace_s: float = Field(default=900.0, ge=0.0)
     same_entry_s: float = Field(default=60.0, ge=0.0, le=3600.0)
+    stuck_exit_after_s: float = Field(default=60.0, ge=0.0, le=86_400.0)
+    stuck_exit_interval_s: float = Field(default=60.0, ge=0.0, le=86_400.0)
     exit_lease_s: float = Field(default=150.0, gt=0.0, le=3600.0)
     min_event_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     device_max_future_skew_s: float = Field(default=MAX_CLOCK_SKEW.total_seconds(), ge=0.0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -17,6 +19,7 @@ from storefront.api.routers import me as me_router
 from storefront.api.routers import receipts as receipts_router
 from storefront.api.routers import staff as staff_router
 from storefront.bootstrap import Container, bootstrap
+from storefront.payments.stuck_exits import finish_stuck_exits
 from storefront.privacy.scheduler import PeriodicTask, start_retention_sweeps
 from storefront.privacy.wiring import build_privacy
 from storefront.security import routes as security_routes
@@ -44,11 +47,13 @@ def create_app(container: Container | None = None, settings: Settings | None = N
             gc.collect()
             gc.freeze()
         sweeps = _retention_sweeps(app) if owned else None
+        finisher = _stuck_exit_runs(app.state.container) if owned else None
         try:
             yield
         finally:
-            if sweeps is not None:
-                sweeps.stop()
+            for task in (sweeps, finisher):
+                if task is not None:
+                    task.stop()
             if owned:
                 gc.unfreeze()
                 app.state.container.close()
@@ -77,6 +82,24 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         return {"status": "ok"}
 
     return app
+
+
+def _stuck_exit_runs(c: Container) -> PeriodicTask | None:
+    """Finish exits left ``exited`` every ``stuck_exit_interval_s`` seconds (0: off;
+    :mod:`storefront.payments.stuck_exits`)."""
+    every = c.settings.stuck_exit_interval_s
+    if every <= 0:
+        return None
+
+    def run() -> object:
+        report = finish_stuck_exits(
+            checkout=c.checkout, db=c.db, store_id=c.settings.store_id,
+            clock=c.checkout.clock,
+            older_than=timedelta(seconds=c.settings.stuck_exit_after_s),
+            lease=timedelta(seconds=c.settings.exit_lease_s))
+        return {k: v for k, v in asdict(report).items() if k != "sessions"}
+
+    return PeriodicTask(run, interval_s=every, first_delay_s=every, name="stuck-exits").start()
 
 
 def _retention_sweeps(app: FastAPI) -> PeriodicTask | None:

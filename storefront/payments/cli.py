@@ -21,10 +21,12 @@ def reconcile_command(
     """Ask the processor about calls a crash left in flight; release stray holds; settle
     the staffed checkout's card tenders left pending (paid when the processor has the
     money, failed when it has no record) and those left voiding (voided when the processor
-    has the refund, paid again when it has no record). Prints the counts, the tenders and
-    the voids as JSON."""
+    has the refund, paid again when it has no record); then finish the exits left
+    ``exited`` with no live lease (``stuck_exits``: settled or sent to the staffed
+    checkout). Prints the counts, the tenders, the voids and the stuck exits as JSON."""
     from storefront.bootstrap import bootstrap
     from storefront.payments.reconcile import reconcile
+    from storefront.payments.stuck_exits import finish_stuck_exits
     from storefront.settings import Settings
 
     settings = Settings()
@@ -36,6 +38,10 @@ def reconcile_command(
                            older_than=timedelta(seconds=after),
                            lease=timedelta(seconds=settings.exit_lease_s),
                            till=container.till)
-        typer.echo(json.dumps(asdict(report)))
+        stuck = finish_stuck_exits(checkout=container.checkout, db=container.db,
+                                   store_id=settings.store_id, clock=container.checkout.clock,
+                                   older_than=timedelta(seconds=after),
+                                   lease=timedelta(seconds=settings.exit_lease_s))
+        typer.echo(json.dumps({**asdict(report), "stuck_exits": asdict(stuck)}))
     finally:
         container.close()

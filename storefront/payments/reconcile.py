@@ -128,7 +128,7 @@ class ReconcileReport:
 
 def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Clock,
               older_than: timedelta, lease: timedelta,
-              till: Till | None = None) -> ReconcileReport:
+              till: Till | None = None, take_over_leases: bool = False) -> ReconcileReport:
     """Resolve orphaned in-flight calls and release stray holds; returns the counts.
 
     A session whose exit is running elsewhere (live lease) is left alone
@@ -138,6 +138,8 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
     as well (``Till.reconcile_pending``; counted in ``tenders_*``), and the card tenders
     left ``voiding`` as long (``Till.reconcile_voiding``; counted in ``voids_*``).
     Raises ValueError for a negative ``older_than`` when ``till`` is given.
+    ``take_over_leases``: every exit lease is a dead process's (start-up of the only
+    process, ``payment_reconcile_after_s`` 0): taken over however fresh, not ``busy``.
     """
     report = ReconcileReport()
     resolved: set[str] = set()  # payments whose orphaned call this run found done
@@ -150,7 +152,8 @@ def reconcile(*, payment: ExitPayment, read_model: SessionReadModel, clock: Cloc
                                PaymentOperation.updated_at < cutoff)).all()
     for op, session_id in ops:
         token = uuid.uuid4().hex
-        claimed = _claim(journal.sessions, read_model, session_id, token, clock, lease)
+        claimed = _claim(journal.sessions, read_model, session_id, token, clock,
+                         timedelta(0) if take_over_leases else lease)
         if claimed is False:
             report.busy += 1
             continue

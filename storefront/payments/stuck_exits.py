@@ -1,0 +1,112 @@
+"""Finish exits that no caller will finish: the server side of "every exit ends".
+
+An exit writes the session ``exited`` (priced, committed) before any processor call,
+then captures and settles, or sends the session to the staffed checkout. A crash in
+between (or a processor that could not answer: 502 ``payment_pending``) leaves the
+session ``exited`` with no receipt, its hold open or its money captured but not
+recorded, until the gate sends the exit again, and a gate may never do so once the
+shopper has left. :func:`finish_stuck_exits` runs the exit again for each such session,
+as the gate's retry would: :meth:`storefront.checkout.CheckoutService.exit` resumes from
+the payment journal (a call found done at the processor is recorded, never sent again),
+so it charges at most once.
+
+A session counts as stuck when it is ``exited``, in this store, exited longer than
+``older_than`` ago, and no live process holds its exit lease (none, or one older than
+``lease``). ``take_over_leases`` (start-up of the only process: every lease is a dead
+process's) gives back the leases first. ``storefront serve`` runs it at start-up and
+then every ``stuck_exit_interval_s``; ``storefront payments reconcile`` runs it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront.clock import Clock
+from storefront.db.models import ShoppingSession
+from storefront.errors import Conflict, PaymentError, StorefrontError
+
+if TYPE_CHECKING:
+    from storefront.checkout import CheckoutService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StuckExitReport:
+    """What one run did: sessions found stuck, then settled (paid), sent to the staffed
+    checkout, still pending (the processor could not answer: next run), busy (another
+    process took the exit meanwhile) or failed (an error, logged); their ids by outcome."""
+
+    found: int = 0
+    settled: int = 0
+    staffed: int = 0
+    still_pending: int = 0
+    busy: int = 0
+    failed: int = 0
+    sessions: dict[str, str] = field(default_factory=dict)
+
+
+def stuck_exits(db: sessionmaker[Session], *, store_id: str, clock: Clock,
+                older_than: timedelta, lease: timedelta, limit: int = 500) -> list[str]:
+    """Ids of this store's sessions stuck in ``exited`` (see the module docstring),
+    oldest exit first, at most ``limit``."""
+    now = clock()
+    row = ShoppingSession
+    with db() as s:
+        return list(s.scalars(
+            sa.select(row.id)
+            .where(row.status == "exited", row.store_id == store_id,
+                   row.exited_at <= now - older_than,
+                   sa.or_(row.exit_claim.is_(None), row.exit_claimed_at < now - lease))
+            .order_by(row.exited_at).limit(limit)))
+
+
+def _give_back_leases(db: sessionmaker[Session], store_id: str) -> int:
+    row = ShoppingSession
+    with db.begin() as s:
+        done = s.execute(sa.update(row).where(row.status == "exited", row.store_id == store_id,
+                                              row.exit_claim.is_not(None))
+                         .values(exit_claim=None, exit_claimed_at=None))
+        return int(getattr(done, "rowcount", 0) or 0)
+
+
+def finish_stuck_exits(*, checkout: CheckoutService, db: sessionmaker[Session],
+                       store_id: str, clock: Clock, older_than: timedelta, lease: timedelta,
+                       take_over_leases: bool = False, limit: int = 500) -> StuckExitReport:
+    """Run the exit again for each stuck session; returns what became of them.
+
+    Raises nothing for one session's failure (counted and logged); database errors
+    finding the sessions propagate.
+    """
+    if take_over_leases:
+        _give_back_leases(db, store_id)
+    report = StuckExitReport()
+    for session_id in stuck_exits(db, store_id=store_id, clock=clock, older_than=older_than,
+                                  lease=lease, limit=limit):
+        report.found += 1
+        report.sessions[session_id] = outcome = _finish_one(checkout, session_id)
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    if report.found:
+        log.info("stuck exits: %s", {k: v for k, v in vars(report).items()
+                                     if k != "sessions"})
+    return report
+
+
+def _finish_one(checkout: CheckoutService, session_id: str) -> str:
+    try:
+        result = checkout.exit(session_id)
+    except Conflict:
+        return "busy"
+    except PaymentError as exc:
+        log.warning("exit of %s still pending at the processor: %s", session_id, exc.reason)
+        return "still_pending"
+    except StorefrontError as exc:
+        log.error("exit of %s could not be finished: %s", session_id, exc.reason)
+        return "failed"
+    return "settled" if result.status == "paid" else "staffed"
