@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from storefront.cli_audit import audit_app
 from storefront.cli_catalog import catalog_app
 from storefront.cli_devices import devices_app
+from storefront.cli_errors import (
+    ConfigError,
+    cli_errors,
+    database_setting,
+    explain,
+    fail,
+    os_reason,
+    reported_errors,
+    shown_url,
+)
 from storefront.cli_identity import identity_app
 from storefront.cli_keys import keys_app
 from storefront.cli_privacy import privacy_app
@@ -67,43 +79,149 @@ def demo(
 
 
 @app.command()
+@cli_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default from settings).")]
     = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default from settings).")] = None,
 ) -> None:
-    """Run the HTTP API (OpenAPI docs at /docs); migrations are applied on start."""
+    """Run the HTTP API (OpenAPI docs at /docs); migrations are applied on start.
+
+    Before the server starts, the configuration is checked as start-up will use it (the
+    state folder, the key files, the payment processor, the database and its migrations):
+    a problem ends the command with one line naming the setting and exit code 2.
+    """
     import uvicorn
 
     from storefront.api.app import create_app
     from storefront.settings import Settings
 
     settings = Settings()
-    _check_keys(settings)
+    _preflight(settings)
     uvicorn.run(create_app(settings=settings), host=host or settings.host,
                 port=port or settings.port)
 
 
-def _check_keys(settings: Settings) -> None:
-    """Open the key-encryption key as start-up will, so that a missing, placeholder or
-    badly permissioned key file ends ``serve`` with its reason and exit 2 before the
-    server starts (rather than a server traceback); in development mode a missing key
-    file is created, as start-up does."""
-    from identity.errors import KeyFileError
-    from storefront.subject_keys import KekFiles, ReloadingKeyProvider
+def _preflight(settings: Settings) -> None:
+    """What start-up (:func:`storefront.bootstrap.bootstrap`, run later in the server's
+    lifespan, where a failure is a traceback) needs, built and checked here first; each
+    problem raises ConfigError (or typer.Exit) naming its setting. Creates what start-up
+    would (the state folder, in development the key files, the SQLite file, the schema)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    url = settings.resolved_database_url()
+    try:
+        make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"STOREFRONT_DATABASE_URL is not a database URL ({exc}); e.g. "
+                          f"postgresql+psycopg://user@host:5432/db") from exc
+    if settings.payment_processor == "stripe" and settings.stripe_api_key is None:
+        raise ConfigError("STOREFRONT_STRIPE_API_KEY is required when "
+                          "STOREFRONT_PAYMENT_PROCESSOR=stripe")
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"STOREFRONT_STATE_DIR={settings.data_dir} cannot be used: "
+                          f"{os_reason(exc)}") from exc
+    _check_keys(settings)
+    _check_processor(settings)
+    _check_database(settings)
+
+
+def _check_processor(settings: Settings) -> None:
+    """Build the payment processor as start-up will; for Stripe, one authenticated request
+    (a refused key stops here; Stripe out of reach is only warned about: the service
+    starts and payments wait, as during any outage)."""
+    from storefront.payments.base import ProcessorUnavailable
+    from storefront.payments.factory import build_processor
 
     try:
-        ReloadingKeyProvider(KekFiles(settings.resolved_key_file()),
-                             development=settings.environment == "development").current()
-    except KeyFileError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        processor = build_processor(settings)
+    except OSError as exc:
+        raise ConfigError(f"STOREFRONT_PAYMENT_SIM_STATE={settings.payment_sim_state} "
+                          f"cannot be used: {os_reason(exc)}") from exc
+    except sqlite3.Error as exc:
+        raise ConfigError(f"STOREFRONT_PAYMENT_SIM_STATE={settings.payment_sim_state} "
+                          f"cannot be used: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if settings.payment_processor != "stripe":
+        close = getattr(processor, "close", None)
+        if close is not None:
+            close()
+        return
+    from storefront.payments.stripe_adapter import (
+        ProcessorCredentialsRefused,
+        StripeProcessor,
+    )
+
+    assert isinstance(processor, StripeProcessor)
+    try:
+        processor.check_credentials()
+    except ProcessorCredentialsRefused as exc:
+        status = getattr(exc.__cause__, "http_status", None)
+        raise ConfigError(f"STOREFRONT_STRIPE_API_KEY was refused by Stripe (HTTP {status}: "
+                          f"a wrong, revoked or expired key, or one without permission to "
+                          f"read PaymentIntents)") from exc
+    except ProcessorUnavailable as exc:
+        console.print(f"[yellow]warning:[/yellow] Stripe could not be asked whether "
+                      f"STOREFRONT_STRIPE_API_KEY is valid ({escape(exc.reason)}); "
+                      f"starting anyway", soft_wrap=True)
+
+
+def _check_database(settings: Settings) -> None:
+    """Open the database and migrate it, as start-up will (``storefront serve`` applies
+    the migrations); a database newer than this version, unreachable, missing or without
+    its driver raises for :func:`storefront.cli_errors.explain`."""
+    from storefront.db.engine import make_engine
+    from storefront.db.migrate import upgrade
+
+    url = settings.resolved_database_url()
+    with reported_errors(settings):
+        try:
+            engine = make_engine(url)
+        except OSError as exc:  # the SQLite file's folder or the file itself
+            raise ConfigError(f"{database_setting(settings)}: the database "
+                              f"{shown_url(url)} cannot be used: {os_reason(exc)}") from exc
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+
+
+def _check_keys(settings: Settings) -> None:
+    """Open the key-encryption key and the revocable-transform key as start-up will, so
+    that a missing, placeholder or badly permissioned key file ends ``serve`` with its
+    reason and exit 2 before the server starts (rather than a server traceback); in
+    development mode a missing key file is created, as start-up does."""
+    from identity.errors import KeyFileError
+    from identity.revocable import KeyFileTransform
+    from storefront.bootstrap import revocable_key_path
+    from storefront.subject_keys import KekFiles, ReloadingKeyProvider
+
+    development = settings.environment == "development"
+    kek, revocable = settings.resolved_key_file(), revocable_key_path(settings)
+    for setting, check in (
+            ("STOREFRONT_KEY_FILE", lambda: ReloadingKeyProvider(
+                KekFiles(kek), development=development).current()),
+            ("STOREFRONT_REVOCABLE_KEY_FILE", lambda: KeyFileTransform(
+                revocable, development=development))):
+        try:
+            check()
+        except KeyFileError as exc:
+            raise ConfigError(f"{exc.reason} ({setting} or STOREFRONT_STATE_DIR)") from exc
+        except OSError as exc:
+            raise ConfigError(f"{setting} cannot be used: {os_reason(exc)}") from exc
 
 
 @db_app.command("upgrade")
+@cli_errors
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head"
                ) -> None:
-    """Apply the Alembic migrations to the configured database."""
+    """Apply the Alembic migrations to the configured database (created when it is a new
+    SQLite file). An unreachable database, a missing driver or an unknown revision ends
+    the command with one line and exit code 2."""
     from storefront.db.engine import make_engine
     from storefront.db.migrate import current_revision, upgrade
     from storefront.settings import Settings
@@ -122,7 +240,9 @@ def main() -> None:
 
     A setting that does not validate (a ``STOREFRONT_*`` variable or ``.env`` value of the
     wrong type or out of range) ends the command with its reasons and exit code 2, rather
-    than a traceback.
+    than a traceback; so does a configuration problem a command lets through
+    (:func:`storefront.cli_errors.explain`: the database, its driver or migrations, a
+    state path, a key file).
     """
     from pydantic import ValidationError
 
@@ -138,6 +258,12 @@ def main() -> None:
             name = f"{prefix}{where}" if prefix and where else where or exc.title
             console.print(f"  {name}: {problem['msg']}", markup=False, highlight=False,
                           soft_wrap=True)
+        raise SystemExit(2) from None
+    except Exception as exc:
+        reason = explain(exc)
+        if reason is None:
+            raise  # not a configuration problem: a defect to see in full
+        fail(reason)
         raise SystemExit(2) from None
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from storefront.cli_errors import cli_errors
 from storefront.errors import StorefrontError
 
 catalog_app = typer.Typer(help="Product catalogue and promotions.", no_args_is_help=True)
@@ -19,6 +20,7 @@ console = Console()
 
 
 @catalog_app.command("import")
+@cli_errors
 def import_files(
     prices: Annotated[Path, typer.Option(exists=True, dir_okay=False,
                                          help="Price file (CSV, gzip allowed, Hebrew headers).")],

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from identity.errors import IdentityError, KeyFileError
 from identity.protection import load_or_create_key_file
+from storefront.cli_errors import cli_errors, require_store
 from storefront.shopper_totp import reseal_shopper_totp, seal_clear_totp_secrets
 from storefront.subject_keys import KekFiles, SqlSubjectKeyStore, StoreKeyring
 
@@ -170,9 +171,10 @@ def _reseal_staff(db: sessionmaker[Session], old_kek: bytes, new_kek: bytes) -> 
 
 
 @keys_app.command("rotate")
+@cli_errors
 def rotate_command() -> None:
     """Make a new KEK, re-wrap every data key and device/staff/shopper secret, retire the
-    old KEK."""
+    old KEK. Exit 2, nothing created, when there is no store at the configured place."""
     from storefront.db.engine import make_engine
     from storefront.db.migrate import upgrade
     from storefront.errors import StorefrontError
@@ -180,6 +182,7 @@ def rotate_command() -> None:
     from storefront.subject_keys import ReloadingKeyProvider
 
     settings = Settings()
+    require_store(settings)
     files = KekFiles(settings.resolved_key_file())
     engine = make_engine(settings.resolved_database_url())
     try:

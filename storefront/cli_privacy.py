@@ -5,7 +5,8 @@ shopper's data on their request (shoppers without a login, registered by staff).
 refused while a trip is not settled) and are audited with actor ``cli``. A shopper with
 a login uses the portal: refused (exit 2) unless ``--has-login-ok`` (an operator acting on
 a verified request), which the audit entry records. Errors print the reason and exit 2; a
-declined confirmation exits 1.
+declined confirmation exits 1. Every command refuses (exit 2, nothing created) when there
+is no store at the configured place (``storefront.cli_errors.require_store``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from storefront.cli_errors import cli_errors, require_store
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -71,8 +74,11 @@ def _privacy() -> Iterator[tuple[Privacy, sessionmaker[Session]]]:
     from storefront.bootstrap import bootstrap
     from storefront.errors import StorefrontError
     from storefront.privacy.wiring import build_privacy
+    from storefront.settings import Settings
 
-    container = bootstrap(reconcile_payments=False)
+    settings = Settings()
+    require_store(settings, keys=True)
+    container = bootstrap(settings, reconcile_payments=False)
     try:
         yield build_privacy(container), container.db
     except (StorefrontError, OSError) as exc:
@@ -84,6 +90,7 @@ def _privacy() -> Iterator[tuple[Privacy, sessionmaker[Session]]]:
 
 
 @privacy_app.command("export")
+@cli_errors
 def export(shopper: ShopperOpt,
            out: Annotated[Path, typer.Option("--out", help="The zip file to write (must not "
                                              "exist; written with mode 0600).",
@@ -107,6 +114,7 @@ def export(shopper: ShopperOpt,
 
 
 @privacy_app.command("delete")
+@cli_errors
 def delete(shopper: ShopperOpt,
            yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
            = False, has_login_ok: LoginOkOpt = False) -> None:
@@ -125,6 +133,7 @@ def delete(shopper: ShopperOpt,
 
 
 @privacy_app.command()
+@cli_errors
 def sweep() -> None:
     """Delete palm data unused for longer than each shopper's period (default 730 days) and
     detach trips older than the chosen trip period; safe to run again (idempotent).
@@ -134,8 +143,11 @@ def sweep() -> None:
     """
     from storefront.bootstrap import bootstrap
     from storefront.privacy.wiring import build_privacy
+    from storefront.settings import Settings
 
-    container = bootstrap(reconcile_payments=False)
+    settings = Settings()
+    require_store(settings, keys=True)
+    container = bootstrap(settings, reconcile_payments=False)
     try:
         report = build_privacy(container).retention.sweep()
     finally:

@@ -3,6 +3,9 @@ list them, disable or enable one, reset its password or TOTP secret, change its 
 
 Every change is audited with actor ``cli`` (``storefront.security.staff_admin``); all but
 ``enable`` revoke the member's tokens at once. Errors print the reason and exit 2.
+``add`` creates the store when there is none yet (the first admin of a new store); the
+other commands refuse (exit 2, nothing created) when there is no store at the configured
+place (``storefront.cli_errors.require_store``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from storefront.cli_errors import cli_errors, require_store
+
 if TYPE_CHECKING:
     from storefront.security.staff_admin import StaffAdmin, StaffChange
 
@@ -23,6 +28,7 @@ StaffIdArg = Annotated[str, typer.Argument(help="Staff id.")]
 
 
 @staff_app.command("add")
+@cli_errors
 def add(staff_id: Annotated[str, typer.Argument(help="Staff id.")],
         role: Annotated[str, typer.Option(help="cashier, manager, auditor or admin.")]) -> None:
     """Create an account; the password is asked for (never echoed or logged) once the id
@@ -51,11 +57,15 @@ def add(staff_id: Annotated[str, typer.Argument(help="Staff id.")],
 
 @contextmanager
 def _staff_admin() -> Iterator[StaffAdmin]:
-    """The service's staff account changes; a StorefrontError prints its reason, exit 2."""
+    """The service's staff account changes; a StorefrontError prints its reason, exit 2.
+    Refuses a store that does not exist (nothing is created)."""
     from storefront.bootstrap import bootstrap
     from storefront.errors import StorefrontError
+    from storefront.settings import Settings
 
-    container = bootstrap(reconcile_payments=False)
+    settings = Settings()
+    require_store(settings, keys=True)
+    container = bootstrap(settings, reconcile_payments=False)
     try:
         yield container.security.staff_admin
     except StorefrontError as exc:
@@ -86,6 +96,7 @@ def _change(staff_id: str, what: str,
 
 
 @staff_app.command("list")
+@cli_errors
 def list_staff() -> None:
     """List the staff accounts, one a line, tab-separated: id, role, ``enabled`` or
     ``disabled``, ``totp`` or ``no-totp``."""
@@ -97,18 +108,21 @@ def list_staff() -> None:
 
 
 @staff_app.command("disable")
+@cli_errors
 def disable(staff_id: StaffIdArg) -> None:
     """Disable an account and revoke its tokens (the last enabled admin cannot be)."""
     _change(staff_id, "disabled", lambda a: a.disable(actor="cli", staff_id=staff_id))
 
 
 @staff_app.command("enable")
+@cli_errors
 def enable(staff_id: StaffIdArg) -> None:
     """Enable a disabled account."""
     _change(staff_id, "enabled", lambda a: a.enable(actor="cli", staff_id=staff_id))
 
 
 @staff_app.command("reset-password")
+@cli_errors
 def reset_password(staff_id: StaffIdArg) -> None:
     """Set a new password (asked for twice once the account is known to exist; never
     echoed or logged) and revoke the member's tokens."""
@@ -120,6 +134,7 @@ def reset_password(staff_id: StaffIdArg) -> None:
 
 
 @staff_app.command("reset-totp")
+@cli_errors
 def reset_totp(staff_id: StaffIdArg) -> None:
     """Issue a new TOTP secret to a manager or admin (printed once) and revoke the
     member's tokens; the old secret stops working."""
@@ -128,6 +143,7 @@ def reset_totp(staff_id: StaffIdArg) -> None:
 
 
 @staff_app.command("set-role")
+@cli_errors
 def set_role(staff_id: StaffIdArg,
              role: Annotated[str, typer.Option(help="cashier, manager, auditor or admin.")]
              ) -> None:

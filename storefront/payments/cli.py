@@ -9,10 +9,13 @@ from typing import Annotated
 
 import typer
 
+from storefront.cli_errors import ConfigError, cli_errors, require_store
+
 payments_app = typer.Typer(help="Payments: reconcile with the processor.", no_args_is_help=True)
 
 
 @payments_app.command("reconcile")
+@cli_errors
 def reconcile_command(
     older_than: Annotated[float | None, typer.Option(
         min=0.0, help="Look up calls in flight for longer than this many seconds "
@@ -30,6 +33,13 @@ def reconcile_command(
     from storefront.settings import Settings
 
     settings = Settings()
+    require_store(settings, keys=True)  # a mistyped folder: refused, nothing created
+    if settings.payment_processor == "simulated" and settings.payment_sim_state is None:
+        raise ConfigError(
+            "the simulated processor keeps its state in memory unless "
+            "STOREFRONT_PAYMENT_SIM_STATE names its file: a reconcile run in its own "
+            "process would ask an empty processor and record the server's calls as never "
+            "made; set STOREFRONT_PAYMENT_SIM_STATE to the server's state file")
     container = bootstrap(settings, reconcile_payments=False)
     try:
         after = settings.payment_reconcile_after_s if older_than is None else older_than

@@ -13,6 +13,7 @@ Card data is only ever a PaymentMethod id (e.g. ``pm_card_visa``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from storefront.payments.base import (
 
 T = TypeVar("T")
 _META = "idempotency_key"
+log = logging.getLogger(__name__)
 
 
 # Stripe's error code for a request whose idempotency key another request still being
@@ -48,6 +50,21 @@ class IdempotencyKeyMisuse(StorefrontError):
     code = "idempotency_key_misuse"
 
 
+class ProcessorCredentialsRefused(ProcessorUnavailable):
+    """Stripe refused this store's API key itself (HTTP 401 ``AuthenticationError``: a
+    wrong, revoked or expired key; HTTP 403 ``PermissionError``: a restricted key without
+    the permission): a configuration problem of the store, never the shopper's card.
+
+    A ProcessorUnavailable on purpose: the call did not take effect, and the payment
+    journal records nothing against the shopper; the exit answers ``payment_pending``
+    (the session stays exited, priced, not sent to the staffed checkout, so the shopper
+    is not refused at their next entry as owing money) and is settled once the key is
+    corrected (the exit retried, or ``storefront payments reconcile``). ``storefront
+    serve`` checks the key at start-up (:meth:`StripeProcessor.check_credentials`)."""
+
+    code = "processor_credentials_refused"
+
+
 def _error_code(exc: stripe.StripeError) -> str | None:
     """Stripe's ``error.code`` of an answer (the library sets ``exc.code`` only for some
     error classes; it is always in the JSON body)."""
@@ -57,19 +74,30 @@ def _error_code(exc: stripe.StripeError) -> str | None:
     return exc.code or (str(code) if code else None)
 
 
-def _translate(call: Callable[[], T]) -> T:
+def _translate(call: Callable[[], T], *, log_refused_key: bool = True) -> T:
     """Run a Stripe call; transient failures -> ProcessorUnavailable, refusals -> PaymentError.
 
     Transient (outcome unknown: look it up, retry with the same key): no connection or no
     answer, 429, 5xx, and HTTP 409 or the ``idempotency_key_in_use`` code (another request
     with this key is still being processed; it may yet succeed). An idempotency key reused
-    with other parameters raises :class:`IdempotencyKeyMisuse`. Any other refusal (4xx,
-    card errors) raises PaymentError.
+    with other parameters raises :class:`IdempotencyKeyMisuse`. The API key refused (401,
+    403) raises :class:`ProcessorCredentialsRefused` (a ProcessorUnavailable: the store's
+    configuration, not the shopper's refusal), logged at ERROR (unless not
+    ``log_refused_key``: the caller reports it). Any other refusal (4xx, card errors)
+    raises PaymentError.
     """
     try:
         return call()
     except stripe.APIConnectionError as exc:
         raise ProcessorTimeout(f"Stripe unreachable: {exc.user_message or exc}") from exc
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        if log_refused_key:
+            log.error("Stripe refused STOREFRONT_STRIPE_API_KEY (HTTP %s: %s): every payment "
+                      "call fails until the key is corrected; exits are left "
+                      "payment_pending", exc.http_status, exc.user_message or exc)
+        raise ProcessorCredentialsRefused(
+            f"the payment processor refused the store's API key (HTTP {exc.http_status}): "
+            f"a configuration problem of the store, not the shopper's card") from exc
     except stripe.StripeError as exc:
         if exc.http_status == 409 or _error_code(exc) == _KEY_IN_USE:
             raise ProcessorUnavailable(f"Stripe answered {exc.http_status}: another request "
@@ -97,6 +125,14 @@ class StripeProcessor:
             api_key, base_addresses=bases,  # type: ignore[arg-type]
             max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout_s))
         self._incremental = incremental_authorization
+
+    def check_credentials(self) -> None:
+        """One cheap authenticated request (list one PaymentIntent: a permission the
+        adapter needs anyway), for start-up. Raises ProcessorCredentialsRefused when
+        Stripe refuses the key, ProcessorUnavailable when it cannot be asked (no answer,
+        5xx), PaymentError for another refusal. Logs nothing: the caller reports."""
+        _translate(lambda: self._client.v1.payment_intents.list(params={"limit": 1}),
+                   log_refused_key=False)
 
     @property
     def supports_adjust(self) -> bool:

@@ -216,6 +216,8 @@ def test_cli_rotate_refuses_a_missing_or_unsafe_key_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREFRONT_STATE_DIR", str(tmp_path / "store"))
     runner = CliRunner()
+    assert runner.invoke(app, ["keys", "rotate"]).exit_code == 2  # no store there yet
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     result = runner.invoke(app, ["keys", "rotate"])
     assert result.exit_code == 2 and "does not exist" in result.output
     key = tmp_path / "store" / "keys" / "kek.key"
