@@ -19,6 +19,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from storefront.cli_errors import cli_errors, require_store
+from storefront.settings import Settings
+
 if TYPE_CHECKING:
     from storefront.devices.journal import GatewayJournal, PruneReport
     from storefront.devices.registry import DeviceRegistry
@@ -69,6 +72,7 @@ def add(
 
 
 @devices_app.command("revoke")
+@cli_errors
 def revoke(
     device_id: Annotated[str, typer.Argument(help="The device to revoke.")],
     acl_file: Annotated[Path | None, typer.Option(
@@ -84,6 +88,7 @@ def revoke(
     from storefront.devices.mosquitto import acl_text
     from storefront.devices.service import device_registry
 
+    require_store(Settings(), keys=True)  # a mistyped folder: refused
     container = bootstrap()
     try:
         registry = device_registry(container)
@@ -106,6 +111,7 @@ def revoke(
 
 
 @devices_app.command("rotate-key")
+@cli_errors
 def rotate_key(
     device_id: Annotated[str, typer.Argument(help="The device to give a new HMAC key.")],
     reinstate: Annotated[bool, typer.Option(
@@ -132,6 +138,7 @@ def rotate_key(
         console.print("[red]error:[/red] mosquitto_passwd is not installed (it comes with "
                       "mosquitto); nothing was changed")
         raise typer.Exit(2)
+    require_store(Settings(), keys=True)  # a mistyped folder: refused
     container = bootstrap()
     try:
         registry = device_registry(container)
@@ -223,6 +230,7 @@ def list_devices(
 
 
 @devices_app.command("run")
+@cli_errors
 def run(
     broker: Annotated[str | None, typer.Option(
         help="Broker URL mqtt://host:port (default STOREFRONT_MQTT_URL).")] = None,
@@ -236,6 +244,7 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     mqtt = MqttSettings() if broker is None else MqttSettings(url=broker)
+    require_store(Settings(), keys=True)  # a mistyped folder: refused
     container = bootstrap()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

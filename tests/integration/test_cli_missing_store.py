@@ -24,6 +24,9 @@ EXISTING_STORE_COMMANDS = [
     ["staff", "set-role", "ann", "--role", "cashier"],
     ["privacy", "sweep"],
     ["privacy", "delete", "--shopper", "shp_1", "--yes"],
+    ["devices", "revoke", "gate-1"],
+    ["devices", "rotate-key", "gate-1"],
+    ["devices", "run"],
 ]
 
 
