@@ -28,7 +28,8 @@ class IdentitySettings(BaseSettings):
     stage scans pooled codes (:mod:`identity.index`).
     """
 
-    model_config = SettingsConfigDict(env_prefix="STOREFRONT_IDENTITY_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="STOREFRONT_IDENTITY_", env_file=".env",
+                                      extra="ignore", frozen=True)
 
     identify_threshold: float = Field(default=params.IDENTIFY_THRESHOLD, gt=0.0, le=1.0)
     ambiguity_margin: float = Field(default=params.AMBIGUITY_MARGIN, ge=0.0, le=1.0)

@@ -209,6 +209,10 @@ class DisputeService:
                 raise Conflict(f"the tax rates receipt {latest.id} was charged at are not "
                                f"recorded and cannot be derived from its total: the refund "
                                f"cannot be computed; refund it by hand")
+            if latest.id != original_id and all(ln.code != code for ln in latest.lines) \
+                    and any(ln.code == code for ln in self._receipts.get(original_id).lines):
+                raise InvalidInput(f"nothing of product {code} is left to dispute on receipt "
+                                   f"{original_id}: earlier disputes refunded all of it")
             amended = _amend(latest.lines, code, quantity)
             after, _ = total_of(amended, sale)
             refund = max(0, latest.total_minor - after)
@@ -407,7 +411,7 @@ def _amend(lines: tuple[PricedLine, ...], code: str, quantity: int) -> tuple[Pri
             continue
         found = True
         if quantity > line.quantity:
-            raise InvalidInput(f"only {line.quantity} of {code} is on the receipt")
+            raise InvalidInput(f"only {line.quantity} of {code} is left on the receipt")
         left = line.quantity - quantity
         if left == 0:
             continue

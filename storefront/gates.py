@@ -131,6 +131,15 @@ class GateService:
         with self._entry_lock(shopper_id):
             return self._open_locked(shopper_id, entry_method)
 
+    def entry_refusal(self, shopper_id: str) -> str | None:
+        """Why the shopper may not enter now (an unpaid balance), or None: the check
+        entry makes first, for callers that want to say so before the gate (an app
+        entry code)."""
+        if self._payment is None:
+            return None
+        return self._payment.owed(shopper_id=shopper_id, now=self._clock(),
+                                  grace=self._policy.unpaid_grace)
+
     @contextlib.contextmanager
     def _entry_lock(self, shopper_id: str) -> Iterator[None]:
         if self._locks is not None:
@@ -141,11 +150,9 @@ class GateService:
                 yield
 
     def _open_locked(self, shopper_id: str, entry_method: str) -> str:
-        if self._payment is not None:
-            owed = self._payment.owed(shopper_id=shopper_id, now=self._clock(),
-                                      grace=self._policy.unpaid_grace)
-            if owed is not None:
-                raise EntryRefused(owed)
+        owed = self.entry_refusal(shopper_id)
+        if owed is not None:
+            raise EntryRefused(owed)
         same = self._same_entry(shopper_id)
         if same is not None:
             return same

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from storefront.db.models import Payment, ShoppingSession
+from storefront.money import format_minor
 
 
 def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
@@ -25,11 +26,11 @@ def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
     with db() as s:
         found = s.execute(
             sa.select(row.id, row.total_minor, row.staffed_reason, row.exited_at, pay.state,
-                      pay.failure_reason, row.priced_lines)
+                      pay.failure_reason, row.priced_lines, pay.currency)
             .outerjoin(pay, pay.session_id == row.id)
             .where(row.shopper_id == shopper_id, row.status == "staffed")
             .order_by(row.exited_at)).all()
-    for session_id, total, reason, exited_at, state, failure, lines in found:
+    for session_id, total, reason, exited_at, state, failure, lines, currency in found:
         failed = state in ("declined", "failed") or failure is not None
         if not failed and _left_empty(total, reason, lines):
             continue
@@ -39,7 +40,8 @@ def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
             if not total:  # nothing priced (an empty cart, or no exit recorded)
                 return (f"session {session_id} is still open at the staffed checkout "
                         f"({why}); please settle it there")
-            return (f"unpaid balance of {total} minor units from session {session_id} "
+            owed = format_minor(total, currency) if currency else f"{total} minor units"
+            return (f"unpaid balance of {owed} from session {session_id} "
                     f"({why}); please settle it at the staffed checkout")
     return None
 

@@ -39,8 +39,13 @@ class EntryCodeService:
         self._ttl = ttl
 
     def issue(self, shopper_id: str) -> IssuedCode:
-        """A fresh code for ``shopper_id``; TooManyAttempts (429, with the seconds until the
-        oldest expires) while they hold 5 unused, unexpired entry codes."""
+        """A fresh code for ``shopper_id``; EntryRefused (403, with the reason) when the
+        shopper may not enter now (an unpaid balance: the gate would refuse the code);
+        TooManyAttempts (429, with the seconds until the oldest expires) while they hold 5
+        unused, unexpired entry codes."""
+        refusal = self._gates.entry_refusal(shopper_id)
+        if refusal is not None:
+            raise EntryRefused(refusal)
         return issue_within_limit(self._sessions, shopper_id=shopper_id, purpose=ENTRY,
                                   noun="entry codes", now=self._clock(), ttl=self._ttl)
 

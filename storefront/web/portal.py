@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from storefront.accounts import TooManyAttempts
+from storefront.errors import EntryRefused
 from storefront.privacy.one_time_codes import IssuedCode
 from storefront.web import portal_account, portal_palms, portal_privacy, portal_trips
 from storefront.web.auth import ShopperAction, ShopperPage, ShopperUser
@@ -53,6 +54,6 @@ def entry_code(request: Request, user: ShopperAction) -> Response:
     """
     try:
         code = privacy_of(request).entry_codes.issue(user.shopper_id)
-    except TooManyAttempts as exc:  # too many unused codes: say so on the page
+    except (TooManyAttempts, EntryRefused) as exc:  # say why on the page
         return redirect(request, "/portal", message=exc.reason, kind="error")
     return _overview(request, user, code)

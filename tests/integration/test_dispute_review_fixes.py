@@ -311,3 +311,17 @@ def test_a_dispute_key_sent_again_with_another_reason_or_till_is_a_conflict(
     assert _dispute(c, cash_receipt, "cash", 1, till_id="t1").dispute_id == paid.dispute_id
     with pytest.raises(Conflict, match="till t1"):
         _dispute(c, cash_receipt, "cash", 1, till_id="t2")
+
+
+def test_a_line_refunded_in_full_says_so_when_disputed_again(stores: Stores) -> None:
+    from storefront.errors import InvalidInput
+
+    c = stores.start()
+    c.catalogue.upsert([make_item("TV", "Television", 300, "GBP")])
+    receipt = _paid_exit(c, {"TV": 2})
+    _dispute(c, receipt, "first", 1)
+    with pytest.raises(InvalidInput, match="only 1 of TV is left on the receipt"):
+        _dispute(c, receipt, "too-many", 2)
+    _dispute(c, receipt, "second", 1)
+    with pytest.raises(InvalidInput, match="nothing of product TV is left to dispute"):
+        _dispute(c, receipt, "third", 1)

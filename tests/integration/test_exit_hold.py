@@ -111,7 +111,7 @@ def test_declined_reauthorization_goes_to_staff_and_blocks_the_next_entry(
     processor._decline_rate = 0.0
     with pytest.raises(EntryRefused) as refused:
         c.gates.open_session(shopper_id=shopper.id, entry_method="app")
-    assert "unpaid balance of 1500" in refused.value.reason
+    assert "unpaid balance of 15.00 GBP" in refused.value.reason
     assert "staffed checkout" in refused.value.reason
     c.read_model.update(session_id, status="settled")  # staff took another tender
     assert c.gates.open_session(shopper_id=shopper.id, entry_method="app")
