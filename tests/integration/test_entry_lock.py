@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clocks import FakeClock
 
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
@@ -24,16 +25,6 @@ from storefront.entry_lock import EntryBusy, EntryLocks, advisory_key, bucket_of
 from storefront.errors import EntryRefused
 from storefront.payments import SimulatedProcessor
 from storefront.settings import Settings
-
-
-class FakeClock:
-    """A settable clock (tz-aware UTC)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class SlowHolds(SimulatedProcessor):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from clocks import FakeClock
 
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
@@ -19,16 +20,6 @@ from storefront.settings import Settings
 
 ITEMS = builtin_items()
 WHISKY = make_item("5010000000001", "Single malt 70 cl", 3200, "GBP", age_restricted=True)
-
-
-class FakeClock:
-    """A settable clock (tz-aware UTC)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class NoIncrement(SimulatedProcessor):

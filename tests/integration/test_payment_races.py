@@ -16,12 +16,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from clocks import FakeClock
 
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
@@ -393,16 +394,6 @@ def test_exit_that_lost_its_lease_still_answers_paid(tmp_path: Path,
         assert (first.result.status, first.result.receipt_id) == ("paid", second.receipt_id)
     finally:
         c.close()
-
-
-class FakeClock:
-    """A settable clock (tz-aware UTC)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_slow_entry_hold_is_not_released_as_stray_until_it_has_rested(

@@ -4,11 +4,12 @@ periodic run, by ``storefront payments reconcile``), charged at most once."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clocks import FakeClock
 
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
@@ -19,16 +20,6 @@ from storefront.payments.stuck_exits import finish_stuck_exits, stuck_exits
 from storefront.settings import Settings
 
 ITEM = builtin_items()[0]
-
-
-class FakeClock:
-    """A settable clock (tz-aware UTC)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class LostCaptureAnswers(SimulatedProcessor):
