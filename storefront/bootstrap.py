@@ -32,7 +32,6 @@ from storefront.gates import EntryPolicy, GateService
 from storefront.payments import PaymentProcessor, RetryPolicy
 from storefront.payments.factory import build_processor
 from storefront.payments.reconcile import reconcile
-from storefront.payments.stuck_exits import finish_stuck_exits
 from storefront.pricing import tax_policy_from_settings
 from storefront.receipts import ReceiptStore
 from storefront.security.audit import Audit
@@ -79,6 +78,7 @@ class Container:
         """Save the encrypted palm-index snapshot (best effort) and release connections."""
         with contextlib.suppress(OSError):  # the next start rebuilds from the database
             self.identity.save_snapshot()
+        self.gates.close()
         self.engine.dispose()
 
 
@@ -147,11 +147,6 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                   older_than=timedelta(seconds=settings.payment_reconcile_after_s),
                   lease=timedelta(seconds=settings.exit_lease_s), till=staff["till"],
                   take_over_leases=alone)
-        finish_stuck_exits(checkout=checkout, db=db, store_id=settings.store_id, clock=clock,
-                           older_than=timedelta(seconds=0 if alone
-                                                else settings.stuck_exit_after_s),
-                           lease=timedelta(seconds=settings.exit_lease_s),
-                           take_over_leases=alone)
     return Container(settings, engine, db, identity, catalogue, shoppers, carts, read_model,
                      gates, ItemIngest(carts=carts, catalogue=catalogue, scope=scope),
                      checkout, processor,

@@ -49,7 +49,7 @@ def import_files(
     container = None
     try:
         day = date.fromisoformat(as_of) if as_of else None
-        container = bootstrap()
+        container = bootstrap(reconcile_payments=False)  # payments are the server's
         if container.settings.currency != "ILS":
             console.print(f"[yellow]note:[/yellow] the store currency is "
                           f"{container.settings.currency}; these prices are ILS "

@@ -48,7 +48,7 @@ def add(
     from storefront.devices.service import device_registry
     from storefront.errors import StorefrontError
 
-    container = bootstrap()
+    container = bootstrap(reconcile_payments=False)  # payments are the server's to settle
     try:
         registry = device_registry(container)
         store = container.settings.store_id
@@ -89,7 +89,7 @@ def revoke(
     from storefront.devices.service import device_registry
 
     require_store(Settings(), keys=True)  # a mistyped folder: refused
-    container = bootstrap()
+    container = bootstrap(reconcile_payments=False)  # payments are the server's to settle
     try:
         registry = device_registry(container)
         store = container.settings.store_id
@@ -139,7 +139,7 @@ def rotate_key(
                       "mosquitto); nothing was changed")
         raise typer.Exit(2)
     require_store(Settings(), keys=True)  # a mistyped folder: refused
-    container = bootstrap()
+    container = bootstrap(reconcile_payments=False)  # payments are the server's to settle
     try:
         registry = device_registry(container)
         store = container.settings.store_id
@@ -245,7 +245,7 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     mqtt = MqttSettings() if broker is None else MqttSettings(url=broker)
     require_store(Settings(), keys=True)  # a mistyped folder: refused
-    container = bootstrap()
+    container = bootstrap(reconcile_payments=False)  # payments are the server's to settle
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

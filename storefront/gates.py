@@ -80,6 +80,11 @@ class GateService:
         self._clock = clock
         self._close_missed: Callable[[str, str], object] | None = None
 
+    def close(self) -> None:
+        """Release the entry locks' connections (PostgreSQL)."""
+        if self._locks is not None:
+            self._locks.close()
+
     def on_missed_exit(self, close: Callable[[str, str], object]) -> None:
         """Set how a session left open is closed when its shopper enters again:
         ``close(session_id, reason)`` (the checkout sends it to the staffed checkout)."""
@@ -166,12 +171,12 @@ class GateService:
         return session_id
 
     def _same_entry(self, shopper_id: str) -> str | None:
-        """The shopper's newest open session when it was opened within
+        """The shopper's newest open session in this store when it was opened within
         ``policy.same_entry`` and holds nothing but its opening (no item, companion or
         cart device), else None."""
         if self._policy.same_entry <= timedelta(0):
             return None
-        open_ids = self._read_model.open_of(shopper_id)
+        open_ids = self._read_model.open_of(shopper_id, store_id=self._store_id)
         if not open_ids:
             return None
         newest = self._read_model.get(open_ids[-1])

@@ -116,13 +116,15 @@ class SessionReadModel:
             raise NotFound(f"shopping session {session_id!r} does not exist")
         return str(store)
 
-    def open_of(self, shopper_id: str) -> list[str]:
-        """Ids of the shopper's sessions still open (entered, no exit yet), oldest first."""
+    def open_of(self, shopper_id: str, store_id: str | None = None) -> list[str]:
+        """Ids of the shopper's sessions still open (entered, no exit yet), oldest first;
+        with ``store_id``, only those opened in that store."""
+        row = ShoppingSession
+        query = sa.select(row.id).where(row.shopper_id == shopper_id, row.status == "open")
+        if store_id is not None:
+            query = query.where(row.store_id == store_id)
         with self._sessions() as db:
-            return list(db.scalars(sa.select(ShoppingSession.id)
-                                   .where(ShoppingSession.shopper_id == shopper_id,
-                                          ShoppingSession.status == "open")
-                                   .order_by(ShoppingSession.opened_at)).all())
+            return list(db.scalars(query.order_by(row.opened_at)).all())
 
     def with_status(self, status: str) -> list[SessionView]:
         """Sessions in ``status`` (e.g. ``staffed``), oldest first."""

@@ -84,22 +84,29 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     return app
 
 
-def _stuck_exit_runs(c: Container) -> PeriodicTask | None:
-    """Finish exits left ``exited`` every ``stuck_exit_interval_s`` seconds (0: off;
-    :mod:`storefront.payments.stuck_exits`)."""
-    every = c.settings.stuck_exit_interval_s
-    if every <= 0:
-        return None
+def _stuck_exit_runs(c: Container) -> PeriodicTask:
+    """Finish exits left ``exited`` (:mod:`storefront.payments.stuck_exits`) on a
+    background thread: at once, then every ``stuck_exit_interval_s`` seconds (0: the
+    first run only). The first run of the only process (``payment_reconcile_after_s``
+    0) takes every exit, and gives back the leases taken before this process started."""
+    s, started = c.settings, c.checkout.clock()
+    alone = s.payment_reconcile_after_s == 0
+    runs = 0
 
     def run() -> object:
+        nonlocal runs
+        first, runs = runs == 0, runs + 1
+        if not first and s.stuck_exit_interval_s <= 0:
+            return "off"
         report = finish_stuck_exits(
-            checkout=c.checkout, db=c.db, store_id=c.settings.store_id,
-            clock=c.checkout.clock,
-            older_than=timedelta(seconds=c.settings.stuck_exit_after_s),
-            lease=timedelta(seconds=c.settings.exit_lease_s))
+            checkout=c.checkout, db=c.db, store_id=s.store_id, clock=c.checkout.clock,
+            older_than=timedelta(seconds=0 if first and alone else s.stuck_exit_after_s),
+            lease=timedelta(seconds=s.exit_lease_s),
+            claimed_before=started if first and alone else None)
         return {k: v for k, v in asdict(report).items() if k != "sessions"}
 
-    return PeriodicTask(run, interval_s=every, first_delay_s=every, name="stuck-exits").start()
+    every = s.stuck_exit_interval_s if s.stuck_exit_interval_s > 0 else 86_400.0
+    return PeriodicTask(run, interval_s=every, first_delay_s=0, name="stuck-exits").start()
 
 
 def _retention_sweeps(app: FastAPI) -> PeriodicTask | None:

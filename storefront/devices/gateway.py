@@ -171,6 +171,22 @@ class Gateway:
         replies = [self._reply(device, c) for c in result.commands]
         return Handled(result.outcome, result.reason_code, replies)
 
+
+    def _verified(self, frame: Frame, device: RegisteredDevice, topic: str) -> RegisteredDevice:
+        """The device whose key signed ``frame``: the cached one, or, when that key does
+        not verify, the one stored now (a key rotated by another process works at once).
+        Raises AuthenticationFailed."""
+        try:
+            verify(frame, device.key, topic)
+            return device
+        except AuthenticationFailed:
+            fresh = self._registry.reload(device.id)
+            if (fresh is None or fresh.revoked or fresh.store_id != self.store_id
+                    or fresh.key == device.key):
+                raise
+            verify(frame, fresh.key, topic)
+            return fresh
+
     def _admit(self, r: Received) -> tuple[Message | None, RegisteredDevice]:
         """Steps 1-7c of the module docstring; (None, device) for a redelivered duplicate."""
         try:
@@ -188,7 +204,7 @@ class Gateway:
         stale: StaleMessage | None = None
         try:
             frame = decode_frame(r.payload, self._max_frame)
-            verify(frame, device.key, r.topic)
+            device = self._verified(frame, device, r.topic)
             try:
                 offset: int | None = self._guard.check(device.id, frame,
                                                        int(time.time() * 1000))

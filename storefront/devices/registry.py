@@ -131,6 +131,18 @@ class DeviceRegistry:
         self._cache[device_id] = (time.monotonic(), device)
         return device
 
+    def reload(self, device_id: str, *, min_age_s: float = 1.0) -> RegisteredDevice | None:
+        """The device read again from the database when its cached entry is at least
+        ``min_age_s`` old (else the cached one): a signature that fails against a cached
+        key is checked once against the stored one, so a key just rotated by another
+        process works at once, while a stream of bad signatures costs at most one read a
+        second per device."""
+        cached = self._cache.get(device_id)
+        if cached is not None and time.monotonic() - cached[0] < min_age_s:
+            return cached[1]
+        self._cache.pop(device_id, None)
+        return self.lookup(device_id)
+
     def list(self, store_id: str | None = None) -> list[DeviceView]:
         """Every device (of ``store_id`` when given), by id."""
         query = sa.select(Device).order_by(Device.id)

@@ -48,9 +48,10 @@ def reconcile_command(
                            older_than=timedelta(seconds=after),
                            lease=timedelta(seconds=settings.exit_lease_s),
                            till=container.till)
+        stuck_after = settings.stuck_exit_after_s if older_than is None else older_than
         stuck = finish_stuck_exits(checkout=container.checkout, db=container.db,
                                    store_id=settings.store_id, clock=container.checkout.clock,
-                                   older_than=timedelta(seconds=after),
+                                   older_than=timedelta(seconds=stuck_after),
                                    lease=timedelta(seconds=settings.exit_lease_s))
         typer.echo(json.dumps({**asdict(report), "stuck_exits": asdict(stuck)}))
     finally:

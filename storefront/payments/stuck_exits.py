@@ -12,16 +12,21 @@ so it charges at most once.
 
 A session counts as stuck when it is ``exited``, in this store, exited longer than
 ``older_than`` ago, and no live process holds its exit lease (none, or one older than
-``lease``). ``take_over_leases`` (start-up of the only process: every lease is a dead
-process's) gives back the leases first. ``storefront serve`` runs it at start-up and
-then every ``stuck_exit_interval_s``; ``storefront payments reconcile`` runs it too.
+``lease``). ``claimed_before`` (the start of the only process: a lease taken before it
+is a dead process's) gives those leases back first. ``storefront serve`` runs it on a
+background thread (:func:`storefront.api.app`), first as soon as it starts (not before it
+listens: a processor that does not answer must not keep the service from starting), then
+every ``stuck_exit_interval_s``; ``storefront payments reconcile`` runs it too. One run
+stops starting exits after ``budget_s`` seconds; the next run takes the rest. A session
+whose exit fails with any error is logged and counted ``failed``, and the run goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -67,28 +72,33 @@ def stuck_exits(db: sessionmaker[Session], *, store_id: str, clock: Clock,
             .order_by(row.exited_at).limit(limit)))
 
 
-def _give_back_leases(db: sessionmaker[Session], store_id: str) -> int:
+def _give_back_leases(db: sessionmaker[Session], store_id: str, before: datetime) -> int:
     row = ShoppingSession
     with db.begin() as s:
         done = s.execute(sa.update(row).where(row.status == "exited", row.store_id == store_id,
-                                              row.exit_claim.is_not(None))
+                                              row.exit_claim.is_not(None),
+                                              row.exit_claimed_at < before)
                          .values(exit_claim=None, exit_claimed_at=None))
         return int(getattr(done, "rowcount", 0) or 0)
 
 
 def finish_stuck_exits(*, checkout: CheckoutService, db: sessionmaker[Session],
                        store_id: str, clock: Clock, older_than: timedelta, lease: timedelta,
-                       take_over_leases: bool = False, limit: int = 500) -> StuckExitReport:
+                       claimed_before: datetime | None = None, limit: int = 500,
+                       budget_s: float = 120.0) -> StuckExitReport:
     """Run the exit again for each stuck session; returns what became of them.
 
     Raises nothing for one session's failure (counted and logged); database errors
     finding the sessions propagate.
     """
-    if take_over_leases:
-        _give_back_leases(db, store_id)
+    if claimed_before is not None:
+        _give_back_leases(db, store_id, claimed_before)
     report = StuckExitReport()
+    stop_at = time.monotonic() + budget_s
     for session_id in stuck_exits(db, store_id=store_id, clock=clock, older_than=older_than,
                                   lease=lease, limit=limit):
+        if time.monotonic() > stop_at:
+            break
         report.found += 1
         report.sessions[session_id] = outcome = _finish_one(checkout, session_id)
         setattr(report, outcome, getattr(report, outcome) + 1)
@@ -108,5 +118,8 @@ def _finish_one(checkout: CheckoutService, session_id: str) -> str:
         return "still_pending"
     except StorefrontError as exc:
         log.error("exit of %s could not be finished: %s", session_id, exc.reason)
+        return "failed"
+    except Exception:  # noqa: BLE001 - one broken session must not stop the others
+        log.exception("exit of %s could not be finished", session_id)
         return "failed"
     return "settled" if result.status == "paid" else "staffed"

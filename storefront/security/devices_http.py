@@ -106,10 +106,18 @@ class DeviceRequestVerifier:
         (missing headers, unknown or revoked device, stale timestamp, replayed nonce,
         wrong signature). The nonce is spent only by a request that verifies."""
         device, ts, nonce, sig, offset_ms = self._admit(headers)
-        expected = signature(device.key, device_id=device.id, method=method, path=path,
-                             query=query, body=body, ts_ms=ts, nonce=nonce)
-        if not hmac.compare_digest(expected, sig):
-            raise AuthenticationRequired("device signature does not match")
+
+        def matches(key: bytes) -> bool:
+            expected = signature(key, device_id=device.id, method=method, path=path,
+                                 query=query, body=body, ts_ms=ts, nonce=nonce)
+            return hmac.compare_digest(expected, sig)
+
+        if not matches(device.key):  # a key rotated since it was cached?
+            fresh = self._registry.reload(device.id)
+            if (fresh is None or fresh.revoked or fresh.store_id != self._store_id
+                    or fresh.key == device.key or not matches(fresh.key)):
+                raise AuthenticationRequired("device signature does not match")
+            device = fresh
         self._spend(device.id, nonce, offset_ms)
         return DevicePrincipal(device.id, device.kind, device.store_id)
 

@@ -108,3 +108,43 @@ def test_rotate_key_can_give_a_new_broker_password(tmp_path: Path) -> None:
     assert "broker user: cart-1  password: " in rotated.output
     after = passwd.read_text()
     assert after.startswith("cart-1:$7$") and after != before
+
+
+def test_a_key_rotated_by_another_process_works_at_once_where_the_old_one_is_cached(
+        ) -> None:
+    """The gateway and the HTTP verifier cached the old key; the rotation happens in
+    another process (the CLI). The new key is accepted at its first use (the stored key is
+    read again once a signature fails), and from then on the old one is refused."""
+    from storefront.security.devices_http import sign_headers
+
+    added = runner.invoke(app, ["devices", "add", "gate-1", "--kind", "gate"])
+    old = _key(added.output)
+    container = bootstrap(reconcile_payments=False)
+    try:
+        gateway = build_gateway(container, MqttSettings())
+        topic = events_topic(STORE, "gate-1")
+
+        def beat(key: bytes, seq: int) -> str | None:
+            body = HeartbeatMessage(device_id="gate-1", device_seq=seq,
+                                    device_time=datetime.now(UTC), uptime_s=1)
+            frame = seal(key, topic, body.model_dump(mode="json"),
+                         ts_ms=int(time.time() * 1000))
+            handled = gateway.handle(Received(topic, frame, seq, 1, False))
+            return handled.reason_code or handled.outcome
+
+        def http(key: bytes) -> str:
+            headers = sign_headers(key, device_id="gate-1", method="GET", path="/x",
+                                   query="", body=b"", ts_ms=int(time.time() * 1000))
+            try:
+                return container.security.devices.verify(method="GET", path="/x", query="",
+                                                         body=b"", headers=headers).id
+            except Exception as exc:  # noqa: BLE001 - the refusal is the answer here
+                return type(exc).__name__
+
+        assert beat(old, 1) == "recorded" and http(old) == "gate-1"  # both cached it
+        new = _key(runner.invoke(app, ["devices", "rotate-key", "gate-1"]).output)
+        time.sleep(1.05)  # a cached entry is read again at most once a second
+        assert beat(new, 2) == "recorded" and http(new) == "gate-1"
+        assert beat(old, 3) == "bad_signature" and http(old) == "AuthenticationRequired"
+    finally:
+        container.close()

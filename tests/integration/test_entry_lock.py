@@ -164,3 +164,30 @@ def test_an_empty_session_left_open_is_no_unpaid_balance(tmp_path: Path) -> None
         assert third != second
     finally:
         c.close()
+
+
+def test_many_shoppers_entering_at_once_do_not_starve_the_database_pool(
+        two_processes: tuple[list[Container], SimulatedProcessor]) -> None:
+    """20 entries of 20 shoppers at once, each holding its lock across a slow hold: more
+    than the service's pool (5 + 10) could hold; the locks use connections of their own."""
+    (api, _), processor = two_processes
+    shoppers = [api.shoppers.register(display_name=f"S{i}", payment_token=f"tok_{i}").id
+                for i in range(20)]
+    start = threading.Barrier(len(shoppers))
+    opened: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def enter(shopper: str) -> None:
+        start.wait()
+        try:
+            opened[shopper] = api.gates.open_session(shopper_id=shopper, entry_method="palm")
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enter, args=(s,)) for s in shoppers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(opened.values())) == 20
+    assert len(processor.holds()) == 20

@@ -52,3 +52,16 @@ def test_an_unknown_session_is_still_not_found(two_stores: tuple[Container, Cont
     here, _ = two_stores
     with pytest.raises(NotFound):
         here.checkout.exit("ses_nobody")
+
+
+def test_the_same_entry_rule_keeps_to_its_store(two_stores: tuple[Container, Container]) -> None:
+    """Entering here seconds after entering there is a new entry here, not 'there''s'
+    session, which this store could not use."""
+    here, there = two_stores
+    shopper = there.shoppers.register(display_name="Pia", payment_token="tok_pia").id
+    theirs = there.gates.open_session(shopper_id=shopper, entry_method="palm")
+    ours = here.gates.open_session(shopper_id=shopper, entry_method="palm")
+    assert ours != theirs
+    here.ingest.record(session_id=ours, kind="picked", product_code=builtin_items()[0].code,
+                       quantity=1, device_id="cart-2", device_seq=1,
+                       sensor_time=datetime.now(UTC))

@@ -4,6 +4,7 @@ periodic run, by ``storefront payments reconcile``), charged at most once."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from clocks import FakeClock
 
+from storefront.api.app import _stuck_exit_runs
 from storefront.bootstrap import Container, bootstrap
 from storefront.builtin_catalog import builtin_items
 from storefront.errors import PaymentError
@@ -54,11 +56,11 @@ def _start(tmp_path: Path, processor: SimulatedProcessor, clock: FakeClock,
     return c
 
 
-def _stuck_exit(c: Container, clock: FakeClock) -> str:
+def _stuck_exit(c: Container, clock: FakeClock, seq: int = 1) -> str:
     shopper = c.shoppers.register(display_name="Kim", payment_token="tok_kim").id
     sid = c.gates.open_session(shopper_id=shopper, entry_method="palm")
     c.ingest.record(session_id=sid, kind="picked", product_code=ITEM.code, quantity=2,
-                    device_id="cart-1", device_seq=1, sensor_time=clock.now)
+                    device_id="cart-1", device_seq=seq, sensor_time=clock.now)
     with pytest.raises(PaymentError):
         c.checkout.exit(sid)
     assert c.read_model.get(sid).status == "exited"
@@ -70,6 +72,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def _served(c: Container) -> None:
+    """What ``storefront serve`` runs once it has started: the first stuck-exit run, on
+    its background thread."""
+    task = _stuck_exit_runs(c)
+    deadline = time.monotonic() + 30
+    while task.runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    task.stop()
+    assert task.runs >= 1 and task.failures == 0
+
+
 def test_a_restart_of_the_only_process_finishes_the_exit(
         tmp_path: Path, processor: LostCaptureAnswers, clock: FakeClock) -> None:
     first = _start(tmp_path, processor, clock, payment_reconcile_after_s=0)
@@ -78,6 +91,8 @@ def test_a_restart_of_the_only_process_finishes_the_exit(
     processor.lose = False
     again = _start(tmp_path, processor, clock, payment_reconcile_after_s=0)
     try:
+        assert again.read_model.get(sid).status == "exited"  # start-up does not wait on it
+        _served(again)
         view = again.read_model.get(sid)
         assert view.status == "settled" and view.total_minor == 2 * ITEM.unit_price_minor
         assert processor.captured_total() == 2 * ITEM.unit_price_minor  # once
@@ -92,8 +107,10 @@ def test_a_dead_process_lease_is_taken_over_at_start_up(
     assert first.read_model.claim_exit(sid, "dead-process", clock.now, timedelta(minutes=5))
     first.close()  # it died holding the exit lease
     processor.lose = False
+    clock.now += timedelta(seconds=1)
     again = _start(tmp_path, processor, clock, payment_reconcile_after_s=0)
     try:
+        _served(again)
         assert again.read_model.get(sid).status == "settled"
     finally:
         again.close()
@@ -143,5 +160,26 @@ def test_a_processor_still_down_leaves_it_for_the_next_run(
                                   clock=clock, older_than=timedelta(seconds=60),
                                   lease=timedelta(seconds=150))
         assert done.settled == 1 and processor.captured_total() == 2 * ITEM.unit_price_minor
+    finally:
+        c.close()
+
+
+def test_one_broken_session_does_not_stop_the_others(
+        tmp_path: Path, processor: LostCaptureAnswers, clock: FakeClock) -> None:
+    import sqlalchemy as sa
+
+    c = _start(tmp_path, processor, clock)
+    try:
+        broken = _stuck_exit(c, clock)
+        clock.now += timedelta(seconds=1)
+        fine = _stuck_exit(c, clock, seq=2)
+        with c.db.begin() as db:  # its event log lost (a bad restore): the exit cannot run
+            db.execute(sa.text("DELETE FROM cart_events WHERE session_id = :s"), {"s": broken})
+        processor.lose = False
+        clock.now += timedelta(minutes=2)
+        done = finish_stuck_exits(checkout=c.checkout, db=c.db, store_id="store-1",
+                                  clock=clock, older_than=timedelta(seconds=60),
+                                  lease=timedelta(seconds=150))
+        assert done.sessions == {broken: "failed", fine: "settled"}
     finally:
         c.close()
