@@ -3,7 +3,7 @@
 The images are those of ``DIR/manifest.csv``, read as ``storefront identity evaluate``
 reads it (:func:`identity.evaluate_run.load_manifest`: the same checks and errors; a file
 listed twice is shown once), or, when there is no manifest, every image file under
-``DIR`` (sorted; the ``--out`` folder is skipped). Each file is read and acquired exactly
+``DIR`` (sorted). Each file is read and acquired exactly
 as the evaluation does (:func:`identity.imageio.read_image_file`, then
 :func:`identity.evaluate_run.capture_roi`: the offline decoder, which shrinks large
 photos and scales 16-bit data by its depth, then :func:`identity.roi.extract_roi`), with
@@ -16,7 +16,8 @@ starts with a dot. ``OUT/failures.csv`` lists every image that was not acquired
 counted apart as the evaluation counts it), and a summary is printed.
 
 Exit code 0 after a run, 2 with the reason on a bad folder, manifest or ``--out`` (no
-traceback) or when there is no image.
+traceback; ``--out`` must lie outside the image folder, so nothing is written into the
+data set) or when there is no image.
 
 Run: ``python benchmarks/roi_debug.py /path/to/palm/coep-hand --out /tmp/roi-debug --limit 20``
 """
@@ -126,8 +127,13 @@ def _relative(path: Path, folder: Path) -> str:
 def run(folder: Path, out: Path, limit: int | None) -> tuple[int, Counter[str], int]:
     """Debug the images of ``folder`` into ``out``; (images, FTA reasons, unreadable).
     Raises DebugError (bad input or ``out``) or OSError (writing ``out``)."""
-    if out.resolve() == folder.resolve():
+    inside = out.resolve()
+    if inside == folder.resolve():
         raise DebugError(f"--out {out} is the image folder itself")
+    if inside.is_relative_to(folder.resolve()):
+        raise DebugError(f"--out {out} is inside the image folder {folder}: the step images "
+                         "and failures.csv would be written into the data set; choose a "
+                         "folder outside it")
     if out.exists() and not out.is_dir():
         raise DebugError(f"--out {out} is not a folder")
     paths = image_paths(folder, out)[:limit]

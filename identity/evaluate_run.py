@@ -153,10 +153,19 @@ def natural_key(label: str) -> tuple[tuple[int, int, str, str], ...]:
     """Sort key ordering text with its numeric parts as numbers: ``"2" < "10"``,
     ``"s2" < "s10"``, ISO dates (``2024-01-05``) by date. Runs of ASCII digits compare
     by value (then by their text, so ``"01"`` and ``"1"`` stay distinct), other text
-    case-insensitively (then by case); a number sorts before text at the same place."""
+    case-insensitively (then by case); a number sorts before text at the same place.
+    Values are compared without ``int()`` (its 4,300-digit limit): by the number of
+    digits without leading zeros, then by those digits."""
     parts = re.split(r"([0-9]+)", label)
-    return tuple((0, int(p), p, p) if p.isascii() and p.isdigit() else (1, 0, p.casefold(), p)
+    return tuple(_number_key(p) if p.isascii() and p.isdigit() else (1, 0, p.casefold(), p)
                  for p in parts if p)
+
+
+def _number_key(digits: str) -> tuple[int, int, str, str]:
+    """The :func:`natural_key` part of a run of ASCII digits: equal-length digit strings
+    without leading zeros compare as their values do."""
+    value = digits.lstrip("0")
+    return 0, len(value), value, digits
 
 
 def read_manifest(folder: Path, limit_identities: int | None = None) -> list[Capture]:

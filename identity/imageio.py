@@ -19,11 +19,15 @@ fits a smaller depth (a 12-bit image with every value below 1024, i.e. below a
 quarter of the sensor's range) is read as that smaller depth (brighter than it is).
 
 Other sample formats (TIFF): 32-bit (or other signed) integer samples are reduced the
-same way, by the smallest of ``WIDE_DEPTHS`` (10, 12, 14, 16, 24, 32 bits, up to the
-type's width) that holds the largest value; negative values are refused. Float samples
-(32 or 64 bits) are read by the float image convention, 0.0 = black and 1.0 = white,
-scaled by 255 and rounded; an image with a NaN, an infinite value or a value outside
-0..1 is refused (:class:`InvalidImageError`) rather than guessed at.
+same way, by the smallest of ``WIDE_DEPTHS`` (8, 10, 12, 14, 16, 24, 32 bits) no wider
+than the type's usable depth (its width, less the sign bit for signed types: 31 bits
+for ``int32``, the last candidate) that holds the largest value; data whose largest
+value fits 8 bits is taken as 8-bit (unchanged); negative values are refused. Float
+samples (32 or 64 bits) are read by the float image convention, 0.0 = black and 1.0 =
+white, scaled by 255 and rounded; an image with a NaN, an infinite value or a value
+outside 0..1 is refused (:class:`InvalidImageError`) rather than guessed at. Pillow
+cannot open 64-bit float TIFFs: their width and height are read from the first image
+file directory's tags instead (:func:`_float64_tiff_size`), then OpenCV decodes them.
 
 Files: :func:`read_image_file` reads one's own image file for offline decoding (regular
 files only, at most ``OFFLINE_MAX_ENCODED_BYTES`` + 1 bytes).
@@ -42,7 +46,7 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from identity.errors import InvalidImageError
 
@@ -72,9 +76,10 @@ images are shrunk to it (a palm then still spans well over ``ROI_SIZE`` px)."""
 DATA_DEPTHS = (10, 12, 14, 16)
 """Bit depths a 16-bit image's data may use (see :func:`data_bits`)."""
 
-WIDE_DEPTHS = (*DATA_DEPTHS, 24, 32)
+WIDE_DEPTHS = (8, *DATA_DEPTHS, 24, 32)
 """Bit depths the data of an image with integer samples other than 8 or unsigned 16 bits
-may use (those no wider than its type; see the module docstring)."""
+may use (those below its type's usable depth, then that depth; see the module
+docstring)."""
 
 _DECODE_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: JPEG with extra frames (phone cameras)
@@ -103,10 +108,37 @@ def _header(data: bytes) -> tuple[int, int, str]:
         except Image.DecompressionBombError as error:
             raise InvalidImageError(f"image has too many pixels ({error})") from error
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
+            size = _float64_tiff_size(data)
+            if size is not None:
+                return size[0], size[1], "TIFF"
             raise InvalidImageError(
                 "data is not a decodable image (PNG, JPEG, BMP, TIFF, WebP, ...): "
                 "no readable image header"
             ) from error
+
+
+def _float64_tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a TIFF whose samples are all 64-bit floats (which Pillow
+    cannot open), from its first image file directory's tags alone; None for any other
+    data or a directory that does not parse."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return None
+    try:
+        big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: a 16-byte file header
+        directory = TiffImagePlugin.ImageFileDirectory_v2(data[:16 if big else 8])
+        stream = io.BytesIO(data)
+        stream.seek(directory.next)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a corrupt directory is refused below
+            directory.load(stream)
+        width, height = directory.get(256), directory.get(257)
+        float64 = {*directory.get(258, ())} == {64} and {*directory.get(339, ())} == {3}
+    except Exception:  # noqa: BLE001 - any malformed directory: not a readable header
+        return None
+    if not (float64 and isinstance(width, int) and isinstance(height, int)
+            and width > 0 and height > 0):
+        return None
+    return width, height
 
 
 def _check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
@@ -159,7 +191,9 @@ def _eight_bits(decoded: NDArray[Any], bits: int | None) -> NDArray[np.uint8]:
 
 def _other_depth(decoded: NDArray[Any]) -> NDArray[np.uint8]:
     """Integer samples (not ``uint8`` / ``uint16``) shifted right by their data's depth
-    minus 8 (:data:`WIDE_DEPTHS`), float samples 0..1 scaled by 255 and rounded.
+    minus 8 (:data:`WIDE_DEPTHS` below the type's usable depth, then that depth: its
+    width, less one bit for signed types; nothing for data that fits 8 bits), float
+    samples 0..1 scaled by 255 and rounded.
 
     Raises:
         InvalidImageError: negative integers; float NaN, infinity or values outside 0..1;
@@ -182,7 +216,8 @@ def _other_depth(decoded: NDArray[Any]) -> NDArray[np.uint8]:
             raise InvalidImageError(f"unsupported sample values: negative {width}-bit "
                                     f"integer samples")
         top = int(values64.max()) if values64.size else 0
-        depths = [b for b in WIDE_DEPTHS if b <= width] or [width]
+        usable = width - 1 if decoded.dtype.kind == "i" else width  # no sign bit
+        depths = [b for b in WIDE_DEPTHS if b < usable] + [usable]
         bits = next((b for b in depths if top < 1 << b), depths[-1])
         return np.ascontiguousarray(values64 >> max(bits - 8, 0), dtype=np.uint8)
     raise InvalidImageError(f"unsupported sample format: {decoded.dtype}")

@@ -13,7 +13,8 @@ that does not parse on its own (an unbalanced quote, i.e. a field that would run
 over the following lines, or text after a closing quote), a field count other than
 the header's, a line longer than ``MAX_LINE_CHARS``, and the row-level reasons of
 ``storefront.pricing.israel`` (control characters in a name or description
-included). The lines after a malformed one are read as usual.
+included, and a name with no visible character). The lines after a malformed one are
+read as usual. Blank lines (empty or only whitespace) are skipped, not counted.
 
 Nothing is written until both files have been read in full: a file that cannot be
 read (not gzip, corrupt or truncated compressed data, not UTF-8, missing columns)
@@ -30,6 +31,10 @@ store's products are not deleted (open carts, receipts and disputes name product
 code): those in the new file take its name and price, the others stay at their old
 price until changed with ``PUT /products/{code}``. An import that brought no
 promotions (no promotion file, or none accepted) leaves no record of its store.
+
+Imports into one database run one at a time: the write transaction first takes a lock
+(:func:`_serialise_imports`) and only then checks for another store, so two stores
+imported at once cannot both pass the check; the second waits and is refused.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ _STORE_ID = re.compile(r"[0-9A-Za-z._-]{1,20}")
 """A chain or store id that can be imported (the files' are digits): it makes the
 promotions' source ``chain:store`` and their ids, which must fit their columns."""
 _IMPORTED_SOURCE = re.compile(r"[0-9A-Za-z._-]{1,20}:[0-9A-Za-z._-]{1,20}")
+_IMPORT_LOCK_KEY = 0x1A7A10C  # arbitrary PostgreSQL advisory-lock key of catalogue imports
 Progress = Callable[[int], None]
 
 
@@ -171,6 +177,8 @@ def read_rows(path: Path, columns: dict[str, str]) -> Iterator[Record]:
                 raise InvalidInput(f"{path.name}: missing columns {missing}")
             index = {ours: header.index(hebrew) for ours, hebrew in columns.items()}
             for number, line in lines:
+                if line is not None and not line.strip():
+                    continue  # a blank line (e.g. at the end of a file) is no record
                 yield _record(number, line, len(header), index)
     except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise InvalidInput(f"{path.name} cannot be read: {exc}") from exc
@@ -293,6 +301,7 @@ def _write(catalogue: Catalogue, report: ImportReport, items: dict[str, Catalogu
         InvalidInput: another store imported before and not ``replace_store``.
     """
     with _one_transaction(catalogue) as sessions:
+        _serialise_imports(sessions)  # before the check: it must see the last import
         retired = _previous_stores(sessions, report.source, replace_store)
         repository = PromotionRepository(sessions)
         for source in retired:
@@ -319,6 +328,24 @@ def _one_transaction(catalogue: Catalogue) -> Iterator[sessionmaker[Session]]:
     with engine.begin() as connection:
         yield sessionmaker(bind=connection, expire_on_commit=False,
                            join_transaction_mode="rollback_only")
+
+
+def _serialise_imports(sessions: sessionmaker[Session]) -> None:
+    """Make imports of one database run one after the other, from here to the end of the
+    transaction, so the previous-store check sees every import committed before and no
+    other import writes until this one ends (two stores imported at once would mix).
+
+    PostgreSQL: a transaction-level advisory lock (``pg_advisory_xact_lock``), held until
+    commit or rollback; under READ COMMITTED each statement after it sees what the
+    import before committed. SQLite: a write statement that changes nothing opens the
+    write transaction now (SQLite has one writer at a time; :func:`make_engine`'s
+    connections queue for it), so the check reads inside it rather than before it.
+    """
+    with sessions() as db:
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK_KEY})
+        else:
+            db.execute(sa.text("DELETE FROM promotions WHERE 0 = 1"))  # opens the write
 
 
 def _previous_stores(sessions: sessionmaker[Session], source: str,

@@ -10,6 +10,7 @@ from fastapi import Path
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from storefront.catalog import MAX_PRICE_MINOR
+from storefront.pricing.israel import has_visible
 from storefront.pricing.receipt_text import has_control
 
 EARLIEST_SENSOR_TIME = datetime(2000, 1, 1, tzinfo=UTC)
@@ -27,10 +28,16 @@ def _printable(value: str) -> str:
 
 
 def _product_name(value: str) -> str:
-    """A printable (:func:`_printable`) name that is not only whitespace. Raises
-    ValueError (422)."""
+    """A printable (:func:`_printable`) name with a visible character: not only
+    whitespace and invisible characters (U+200B, U+FEFF, U+00AD, ...; see
+    :func:`storefront.pricing.israel.has_visible`), which a receipt prints empty, as the
+    catalogue import refuses it. Raises ValueError (422)."""
     if not _printable(value).strip():
         raise ValueError("a product name must not be only whitespace")
+    if not has_visible(value):
+        raise ValueError("a product name must not be only whitespace and invisible "
+                         "characters (such as U+200B, U+200D, U+FEFF, U+00AD, U+202E): it "
+                         "needs a visible character")
     return value
 
 

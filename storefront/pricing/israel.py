@@ -31,7 +31,9 @@ at most ``MAX_MIN_QUANTITY`` units or kg.
 Text: a product name or promotion description holding a control character (C0 or C1,
 tab and line breaks included, or U+2028 / U+2029; see
 :func:`storefront.pricing.receipt_text.has_control`) rejects the row, as the API
-refuses such a name; runs of spaces are then collapsed. A promotion id is 1 to
+refuses such a name; runs of spaces are then collapsed. A product name with no visible
+character (only whitespace and invisible characters such as U+200B, U+FEFF or U+00AD:
+:func:`has_visible`) rejects the row too, as the API refuses it. A promotion id is 1 to
 ``MAX_PROMO_ID_CHARS`` characters without any. A valid-until date is ``YYYY-MM-DD``
 (what the files write), optionally followed by a time ``HH:MM`` or ``HH:MM:SS``
 after ``T`` or a space, which is ignored; anything else rejects the row.
@@ -40,6 +42,7 @@ after ``T`` or a space, which is ignored; anything else rejects the row.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
@@ -96,7 +99,8 @@ def parse_product(row: Mapping[str, str]) -> CatalogueItem:
     """A catalogue item (ILS agorot; price per kg when weighed) from a price row.
 
     Raises:
-        Rejected: missing barcode or name, a control character in the name, a price that
+        Rejected: missing barcode or name, a control character in the name, a name with
+            no visible character (:func:`has_visible`), a price that
             is not a plain decimal of whole agorot, not positive or above
             ``MAX_PRICE_MINOR``, bad flags.
     """
@@ -105,6 +109,8 @@ def parse_product(row: Mapping[str, str]) -> CatalogueItem:
         raise Rejected("missing barcode")
     if not name:
         raise Rejected("missing name")
+    if not has_visible(name):
+        raise Rejected("no visible character in name")
     price = _minor(row["price"], "price")
     weighed = _flag(row["weighed"], default=False, reason="bad weighed flag")
     allow = _flag(row["allow_discount"], default=True, reason="bad allow-discount flag")
@@ -148,19 +154,26 @@ def group_promotions(rows: list[PromoRow]) -> list[Promotion]:
     """One promotion per (chain promotion id, terms), with every product code it covers.
 
     A chain id whose rows carry different terms (a different price per product)
-    becomes several promotions, ``id``, ``id#2``, ... in order of first appearance.
+    becomes several promotions, ``id``, ``id#2``, ... in order of first appearance;
+    a suffixed id that is already some promotion's id of the rows (a file with ids
+    ``X``, ``X`` and ``X#2``) is skipped for the next number (``X#3``), so every
+    promotion returned has its own id.
     """
     groups: dict[tuple[str, Promotion], set[str]] = {}
     for row in rows:
         key = (row.promo_id, replace(row.terms, codes=frozenset({"*"})))
         groups.setdefault(key, set()).add(row.code)
+    taken = {terms.promotion_id for _, terms in groups}  # every id of the file, unsuffixed
     seen: dict[str, int] = {}
     out = []
     for (promo_id, terms), codes in groups.items():
         seen[promo_id] = seen.get(promo_id, 0) + 1
-        suffix = "" if seen[promo_id] == 1 else f"#{seen[promo_id]}"
-        out.append(replace(terms, promotion_id=terms.promotion_id + suffix,
-                           codes=frozenset(codes)))
+        new_id = terms.promotion_id
+        if seen[promo_id] > 1:
+            while (new_id := f"{terms.promotion_id}#{seen[promo_id]}") in taken:
+                seen[promo_id] += 1
+            taken.add(new_id)
+        out.append(replace(terms, promotion_id=new_id, codes=frozenset(codes)))
     return out
 
 
@@ -264,6 +277,28 @@ def _decimal(text: str, reason: str) -> Decimal:
         return Decimal(text.strip())
     except InvalidOperation as exc:  # not reached for a plain decimal; kept as a guard
         raise Rejected(reason) from exc
+
+
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Letters and symbols that print as blank space: the Hangul fillers and the blank
+Braille pattern."""
+
+
+def is_visible(char: str) -> bool:
+    """True unless ``char`` prints as nothing or blank space on its own: whitespace,
+    control and format characters (category Cc, Cf: U+200B, U+200D, U+FEFF, U+00AD,
+    bidi controls such as U+202E ...), separators, combining marks (Mn, Me: they need a
+    base) and blank letters (Hangul fillers, U+2800)."""
+    return not (char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+                or char in _BLANK_LETTERS)
+
+
+def has_visible(text: str) -> bool:
+    """True when ``text`` holds a character of :func:`is_visible`: a product name without
+    one prints empty on a receipt. Invisible characters between visible ones (a
+    zero-width joiner in an emoji sequence) are fine."""
+    return any(is_visible(char) for char in text)
 
 
 def _text(text: str, reason: str) -> str:

@@ -5,6 +5,7 @@ the file is, and a file that cannot be read changes nothing (SQLite and PostgreS
 from __future__ import annotations
 
 import gzip
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,3 +304,102 @@ def test_put_products_refuses_what_the_import_refuses(tmp_path: Path) -> None:
             assert ok.status_code == 200, ok.text
     finally:
         container.close()
+
+
+def test_blank_lines_are_skipped_not_counted(catalogue: Catalogue, tmp_path: Path) -> None:
+    """A blank line (between rows, at the end, CRLF, spaces only) was counted as 'wrong
+    number of fields'; the line numbers of the lines after it are kept."""
+    prices = _write(tmp_path / "p.csv", PRICE_HEADER, [
+        _price("1000", "לחם", "4.00"), "", "\r", "   ", _price("1001", '"חלב', "5.00"),
+        _price("1002", "מים", "6.00"), "", ""])
+    promos = _write(tmp_path / "q.csv.gz", PROMO_HEADER, ["", _promo("1000", "1"), ""])
+    report = _import(catalogue, prices, promos)
+    assert report.prices_read == 3 and report.products_imported == 2
+    assert report.prices_rejected == {"unbalanced quote": 1}
+    assert report.prices_rejected_lines == {"unbalanced quote": [6]}
+    assert (report.promo_rows_read, report.promotions_imported) == (1, 1)
+    assert not report.promos_rejected
+
+
+def test_names_with_no_visible_character_are_rejected(catalogue: Catalogue,
+                                                      tmp_path: Path) -> None:
+    """Names of only invisible characters (format characters, whitespace) were imported
+    and printed empty on receipts; invisible characters between visible ones are kept."""
+    invisible = ["\u200b", "\u200d\u200d", "\ufeff", "\u00ad", "\u202e", "\u200b \u2060"]
+    prices = _write(tmp_path / "p.csv.gz", PRICE_HEADER, [
+        *(_price(str(1000 + i), name, "5.00") for i, name in enumerate(invisible)),
+        _price("2000", "👨\u200d👩\u200d👧", "4.00"), _price("2001", "a\u200bb", "4.00")])
+    report = _import(catalogue, prices)
+    assert report.prices_rejected == {"no visible character in name": len(invisible)}
+    assert report.prices_rejected_lines == {
+        "no visible character in name": list(range(2, 2 + len(invisible)))}
+    assert sorted(catalogue.find_many(["2000", "2001", "1000"])) == ["2000", "2001"]
+    assert catalogue.get("2000").name == "👨\u200d👩\u200d👧"
+
+
+def test_a_promotion_id_like_a_generated_one_does_not_crash_the_import(
+        catalogue: Catalogue, tmp_path: Path) -> None:
+    """Ids X, X (other terms) and X#2: the second X was also given X#2 (IntegrityError
+    traceback); every promotion is now stored under its own id."""
+    prices = _write(tmp_path / "p.csv.gz", PRICE_HEADER, [
+        _price("1000", "לחם", "4.00"), _price("1001", "חלב", "6.00")])
+    promos = _write(tmp_path / "q.csv.gz", PROMO_HEADER, [
+        _promo("1000", "X"), _promo("1001", "X").replace(",1,1.00,", ",1,2.00,"),
+        _promo("1000", "X#2").replace(",1,1.00,", ",1,3.00,")])
+    report = _import(catalogue, prices, promos)
+    assert (report.promo_rows_imported, report.promotions_imported) == (3, 3)
+    with catalogue.sessions() as db:
+        stored = dict(db.execute(sa.select(PromotionItem.promotion_id,
+                                           PromotionItem.code)).all())
+    prefix = f"{CHAIN}:7:"
+    assert {key.removeprefix(prefix): code for key, code in stored.items()} == {
+        "X": "1000", "X#3": "1001", "X#2": "1000"}
+    assert _import(catalogue, prices, promos).promotions_imported == 3  # idempotent
+
+
+def test_concurrent_imports_of_two_stores_do_not_mix(catalogue: Catalogue, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store 8 imported while store 7's import is inside its transaction: both used to
+    pass the 'another store' check (PostgreSQL, READ COMMITTED, no lock) and the
+    catalogue held both stores' promotions. The second now waits for the first and is
+    refused."""
+    p7, q7, p8, q8 = _two_stores(tmp_path)
+    inside, release = threading.Event(), threading.Event()
+    upsert, calls = Catalogue.upsert, []
+
+    def held(self: Catalogue, *args: object, **kwargs: object) -> object:
+        calls.append(self)
+        if len(calls) == 1:  # the first import, inside its transaction, after the check
+            inside.set()
+            assert release.wait(30)
+        return upsert(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Catalogue, "upsert", held)
+    outcomes: dict[str, object] = {}
+
+    def run(store: str, prices: Path, promos: Path) -> None:
+        try:
+            outcomes[store] = _import(catalogue, prices, promos, store=store)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+            outcomes[store] = exc
+
+    first = threading.Thread(target=run, args=("7", p7, q7))
+    first.start()
+    try:
+        assert inside.wait(30)
+        second = threading.Thread(target=run, args=("8", p8, q8))
+        second.start()
+        second.join(1.0)
+        assert second.is_alive()  # waiting for the first import's transaction
+    finally:
+        release.set()
+        first.join(30)
+    second.join(30)
+    assert not first.is_alive() and not second.is_alive()
+    assert isinstance(outcomes["7"], catalog_import.ImportReport)
+    assert isinstance(outcomes["8"], InvalidInput), outcomes["8"]
+    assert "--replace-store" in str(outcomes["8"])
+    with catalogue.sessions() as db:
+        assert db.scalars(sa.select(PromotionRow.source).distinct()).all() == [f"{CHAIN}:7"]
+    assert catalogue.get("1000").unit_price_minor == 400
+    assert "1002" not in catalogue.find_many(["1002"])

@@ -131,14 +131,20 @@ def test_output_names_are_unique_and_never_hidden(tmp_path: Path) -> None:
     assert len({n.split("-", 1)[0] for n in inputs}) == 5  # one number per image
 
 
-def test_an_output_folder_inside_the_input_is_not_scanned(tmp_path: Path) -> None:
+def test_an_output_folder_in_or_inside_the_input_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--out`` inside the image folder wrote step images and failures.csv into the
+    data set; it is refused (exit 2, nothing written), as the folder itself is."""
     folder = tmp_path / "set"
     _palm(folder, "x.png")
-    out = folder / "debug"
-    for _ in range(2):  # a rerun must not pick up the first run's step images
-        assert roi_debug.main([str(folder), "--out", str(out)]) == 0
-        assert sorted(p.name.split("__")[0] for p in out.glob("*.png")) == ["0001-x.png"] * 2
-    assert roi_debug.main([str(folder), "--out", str(folder)]) == 2
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    for out in (folder, folder / "debug", folder / "a" / "b", folder / "." / "debug"):
+        assert roi_debug.main([str(folder), "--out", str(out)]) == 2
+        assert "image folder" in capsys.readouterr().err
+    (tmp_path / "link").symlink_to(folder)
+    assert roi_debug.main([str(folder), "--out", str(tmp_path / "link" / "debug")]) == 2
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert roi_debug.main([str(folder), "--out", str(tmp_path / "set-debug")]) == 0
 
 
 def test_unreadable_files_are_counted_apart_from_failures_to_acquire(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,16 @@ def test_det_formats_leave_out_formats_needing_external_programs() -> None:
     assert {"png", "pdf", "svg", "eps"} <= set(formats) and "pgf" not in formats
     assert det_format_problem(Path("y.pgf")) is not None
     assert det_format_problem(Path("y.PDF")) is None
+
+
+def test_natural_key_takes_digit_runs_longer_than_int_allows() -> None:
+    """5,000 nines: int() raised ValueError (its 4,300-digit limit)."""
+    huge = "9" * 5000
+    labels = [f"p{huge}", "p10", "p2", f"p0{huge}", "p02", "q1", "p1" + "0" * 5000]
+    assert sorted(labels, key=evaluate_run.natural_key) == [
+        "p02", "p2", "p10", f"p0{huge}", f"p{huge}", "p1" + "0" * 5000, "q1"]
+    ordinary = ["10", "2", "01", "1", "s2", "S1", "s10", "2024-9-30", "2024-10-01", "a", "0"]
+    expected = sorted(ordinary, key=lambda t: tuple(
+        (0, int(p), p, p) if p.isdigit() else (1, 0, p.casefold(), p)
+        for p in re.split(r"([0-9]+)", t) if p))
+    assert sorted(ordinary, key=evaluate_run.natural_key) == expected

@@ -92,3 +92,39 @@ def test_read_image_file_refuses_a_file_over_the_limit(tmp_path: Path) -> None:
     assert read_image_file(tmp_path / "big", max_bytes=101) == b"x" * 101
     with pytest.raises(InvalidImageError, match="101 bytes; the limit is 100 bytes"):
         read_image_file(tmp_path / "big", max_bytes=100)
+
+
+def test_int32_tiff_of_8_bit_data_is_read_as_8_bit() -> None:
+    """Was read as 10-bit data (shifted right by 2: four times too dark)."""
+    eight = _ramp().astype(np.int32)  # 0..255
+    for decode in (decode_image, decode_image_offline):
+        np.testing.assert_array_equal(decode(_tiff(eight)), _ramp().astype(np.uint8))
+
+
+def test_full_range_signed_int32_tiff_is_31_bit_data() -> None:
+    """A signed type has one bit less: full-range int32 was taken as 32-bit (half as
+    bright); int32 ``2**31 - 1`` is white."""
+    full = (_ramp().astype(np.int64) << 23 | 0x7FFFFF).astype(np.int32)  # 0..2**31-1
+    np.testing.assert_array_equal(decode_image(_tiff(full)), _ramp().astype(np.uint8))
+    white = np.full((96, 128), 2**31 - 1, np.int32)
+    assert int(decode_image(_tiff(white)).min()) == 255
+
+
+def test_float64_tiff_is_decoded_as_float32_is() -> None:
+    """Pillow cannot open a 64-bit float TIFF (was 'no readable image header'): its size
+    comes from the TIFF tags, OpenCV decodes it; size limits still apply first."""
+    eight = _ramp().astype(np.uint8)
+    ok, encoded = cv2.imencode(".tiff", eight / 255.0)  # float64 samples
+    assert ok
+    for decode in (decode_image, decode_image_offline):
+        np.testing.assert_array_equal(decode(encoded.tobytes()), eight)
+    bad = eight / 255.0
+    bad[1, 1] = np.nan
+    ok, encoded = cv2.imencode(".tiff", bad)
+    with pytest.raises(InvalidImageError, match="64-bit float .*NaN"):
+        decode_image(encoded.tobytes())
+    ok, small = cv2.imencode(".tiff", np.zeros((40, 128)))
+    with pytest.raises(InvalidImageError, match="at least 64 px"):
+        decode_image(small.tobytes())
+    with pytest.raises(InvalidImageError, match="no readable image header"):
+        decode_image(b"II*\x00\x08\x00\x00\x00" + b"\x00" * 64)  # an empty directory

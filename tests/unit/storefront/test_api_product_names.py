@@ -32,3 +32,16 @@ def test_names_of_only_whitespace_are_refused(name: str) -> None:
                                   "a\u00a0b", " padded "])
 def test_names_in_any_script_are_accepted(name: str) -> None:
     assert ProductIn.model_validate({**BODY, "name": name}).name == name
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\u200d", "\ufeff", "\u00ad", "\u202e",
+                                  "\u200b \ufeff", "\u2060\u2061", "\U000e0041"])
+def test_names_of_only_invisible_characters_are_refused(name: str) -> None:
+    """Were accepted (a receipt printed them empty), as the catalogue import did."""
+    with pytest.raises(ValidationError, match="needs a visible character"):
+        ProductIn.model_validate({**BODY, "name": name})
+
+
+@pytest.mark.parametrize("name", ["👨\u200d👩\u200d👧", "a\u200bb", "\ufeffmilk", "co\u00adop"])
+def test_names_with_invisible_characters_between_visible_ones_are_accepted(name: str) -> None:
+    assert ProductIn.model_validate({**BODY, "name": name}).name == name

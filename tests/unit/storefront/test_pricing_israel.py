@@ -155,3 +155,35 @@ def test_valid_until_dates_are_parsed_strictly(text: str) -> None:
 def test_valid_until_dates_as_the_files_write_them(text: str) -> None:
     assert _promo(valid_until=text).valid_until == date(2031, 1, 1)
     assert _promo(valid_until="").valid_until is None
+
+
+def test_generated_promotion_ids_never_collide_with_the_files_ids() -> None:
+    """Ids X, X (other terms) and X#2: the second X became X#2 as well (an IntegrityError
+    when stored); the generated id skips every id of the file."""
+    rows = [parse_promotion_row({**PROMO_ROW, **changes}, ITEMS, prefix="c:s")
+            for changes in ({"promo_id": "X"},
+                            {"promo_id": "X", "barcode": "2094", "min_qty": "1.5"},
+                            {"promo_id": "X#2", "price": "9.00"},
+                            {"promo_id": "X#3", "price": "8.00"},
+                            {"promo_id": "X", "price": "7.00"},
+                            {"promo_id": "X#2", "price": "6.00"})]
+    grouped = group_promotions(rows)
+    ids = [promo.promotion_id for promo in grouped]
+    assert len(ids) == len(set(ids)) == 6
+    assert ids == ["c:s:X", "c:s:X#4", "c:s:X#2", "c:s:X#3", "c:s:X#5", "c:s:X#2#2"]
+    assert {p.promotion_id: p.price_minor for p in grouped}["c:s:X#2"] == 900
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\u200d", "\ufeff", "\u00ad", "\u202e",
+                                  "\u200b \u2060\u200e", " \u3164 ", "\u0301", "\u2800"])
+def test_names_with_no_visible_character_are_rejected(name: str) -> None:
+    """Were accepted and printed empty on receipts."""
+    with pytest.raises(Rejected) as caught:
+        parse_product({**PRICE_ROW, "name": name})
+    assert caught.value.reason == "no visible character in name"
+
+
+@pytest.mark.parametrize("name", ["👨\u200d👩\u200d👧", "a\u200bb", "\u200bחלב", "e\u0301",
+                                  "\u202eabc"])
+def test_names_with_invisible_characters_among_visible_ones_are_kept(name: str) -> None:
+    assert parse_product({**PRICE_ROW, "name": name}).name == name
