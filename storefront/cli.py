@@ -74,8 +74,7 @@ def demo(
                  data_dir=data_dir, decline_rate=decline_rate, console=console,
                  broker=broker)
     except StorefrontError as exc:
-        console.print(f"[red]error:[/red] {exc.reason}")
-        raise typer.Exit(2) from exc
+        raise fail(exc.reason) from exc
 
 
 @app.command()
@@ -88,8 +87,10 @@ def serve(
     """Run the HTTP API (OpenAPI docs at /docs); migrations are applied on start.
 
     Before the server starts, the configuration is checked as start-up will use it (the
-    state folder, the key files, the payment processor, the database and its migrations):
-    a problem ends the command with one line naming the setting and exit code 2.
+    listen address first, then the database and its migration state, the state folder,
+    the key files, the payment processor, and last the migrations): a problem ends the
+    command with one line naming the setting and exit code 2. Nothing is created when
+    it refuses on the listen address or the database.
     """
     import uvicorn
 
@@ -97,19 +98,25 @@ def serve(
     from storefront.settings import Settings
 
     settings = Settings()
-    _preflight(settings)
-    uvicorn.run(create_app(settings=settings), host=host or settings.host,
-                port=port or settings.port)
+    host, port = host or settings.host, port or settings.port
+    _preflight(settings, host, port)
+    uvicorn.run(create_app(settings=settings), host=host, port=port)
 
 
-def _preflight(settings: Settings) -> None:
+def _preflight(settings: Settings, host: str, port: int) -> None:
     """What start-up (:func:`storefront.bootstrap.bootstrap`, run later in the server's
     lifespan, where a failure is a traceback) needs, built and checked here first; each
-    problem raises ConfigError (or typer.Exit) naming its setting. Creates what start-up
-    would (the state folder, in development the key files, the SQLite file, the schema)."""
+    problem raises ConfigError (or typer.Exit) naming its setting.
+
+    Order: the listen address (:func:`_check_listen`), the database URL and the Stripe
+    key setting, the database itself, read only (:func:`_check_database_state`:
+    reachable, a migration state this version knows), and only then what start-up
+    creates (the state folder, in development the key files, the simulated processor's
+    state file, the SQLite file, the schema: :func:`_check_database` migrates)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    _check_listen(host, port)
     url = settings.resolved_database_url()
     try:
         make_url(url)
@@ -119,6 +126,7 @@ def _preflight(settings: Settings) -> None:
     if settings.payment_processor == "stripe" and settings.stripe_api_key is None:
         raise ConfigError("STOREFRONT_STRIPE_API_KEY is required when "
                           "STOREFRONT_PAYMENT_PROCESSOR=stripe")
+    _check_database_state(settings)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -127,6 +135,103 @@ def _preflight(settings: Settings) -> None:
     _check_keys(settings)
     _check_processor(settings)
     _check_database(settings)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse (ConfigError) a listen address the server could not bind: bind and close a
+    socket on each address ``host`` resolves to, as the server's listener would
+    (SO_REUSEADDR as asyncio sets it on POSIX: a port held only by connections in
+    TIME_WAIT is usable; one another process listens on is not)."""
+    import os
+    import socket
+
+    where = f"{host}:{port} (--host/--port or STOREFRONT_HOST/STOREFRONT_PORT)"
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"cannot listen on {where}: the host is not known "
+                          f"({getattr(exc, 'strerror', None) or exc})") from exc
+    for family, kind, proto, _, address in {(a[0], a[1], a[2], None, a[4])
+                                            for a in addresses}:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                if os.name == "posix":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {where}: "
+                              f"{exc.strerror or exc}") from exc
+
+
+def _check_database_state(settings: Settings) -> None:
+    """The database as start-up will find it, read only and creating nothing: a server
+    that can be reached, a database that exists, and a migration state this version
+    knows (not one written by a newer version). A SQLite file that does not exist yet is
+    fine (start-up creates it) when nothing but missing folders stands in its way.
+    Raises ConfigError, or the driver's error for :func:`storefront.cli_errors.explain`."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    url = settings.resolved_database_url()
+    parsed = make_url(url)
+    with reported_errors(settings):
+        if parsed.get_backend_name() == "sqlite":
+            _check_sqlite_state(settings, url, Path(parsed.database or ""))
+            return
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                _known_revisions(conn)
+        finally:
+            engine.dispose()
+
+
+def _check_sqlite_state(settings: Settings, url: str, path: Path) -> None:
+    """:func:`_check_database_state` for a SQLite file (opened read only, if it exists)."""
+    import sqlalchemy as sa
+
+    if not str(path) or str(path) == ":memory:":
+        return
+    if not path.exists():
+        if not settings.database_url:  # under the state folder: checked when made
+            return
+        part = path.parent
+        while not part.exists() and part.parent != part:
+            part = part.parent
+        if not part.is_dir():
+            raise ConfigError(f"{database_setting(settings)}: the database {shown_url(url)} "
+                              f"cannot be used: {part} is not a folder")
+        return
+    engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True))
+    try:
+        with engine.connect() as conn:
+            _known_revisions(conn)
+    except sa.exc.DatabaseError as exc:
+        if isinstance(exc.orig, sqlite3.DatabaseError) \
+                and not isinstance(exc.orig, sqlite3.OperationalError):
+            raise ConfigError(f"{database_setting(settings)}: {shown_url(url)} is not a "
+                              f"storefront database ({exc.orig}); nothing was "
+                              f"changed") from exc
+        raise
+    finally:
+        engine.dispose()
+
+
+def _known_revisions(conn: object) -> None:
+    """Raise Alembic's CommandError (for :func:`storefront.cli_errors.explain`: cannot
+    migrate) when the database is at a revision this version does not ship."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from storefront.db.migrate import MIGRATIONS_DIR
+
+    heads = MigrationContext.configure(conn).get_current_heads()  # type: ignore[arg-type]
+    if heads:
+        ScriptDirectory(str(MIGRATIONS_DIR)).get_revisions(heads)
 
 
 def _check_processor(settings: Settings) -> None:

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from storefront.cli_errors import cli_errors
+from storefront.cli_errors import cli_errors, fail
 from storefront.errors import StorefrontError
 
 catalog_app = typer.Typer(help="Product catalogue and promotions.", no_args_is_help=True)
@@ -46,14 +47,20 @@ def import_files(
     from storefront.bootstrap import bootstrap
     from storefront.catalog_import import import_israeli_catalogue
 
-    container = None
     try:
         day = date.fromisoformat(as_of) if as_of else None
-        container = bootstrap(reconcile_payments=False)  # payments are the server's
+    except ValueError as exc:
+        raise fail(f"bad --as-of date: {exc}") from exc
+    container = None
+    try:
+        try:
+            container = bootstrap(reconcile_payments=False)  # payments are the server's
+        except ValueError as exc:  # a setting start-up refuses (Stripe without its key)
+            raise fail(str(exc)) from exc
         if container.settings.currency != "ILS":
             console.print(f"[yellow]note:[/yellow] the store currency is "
-                          f"{container.settings.currency}; these prices are ILS "
-                          "(set STOREFRONT_CURRENCY=ILS to sell them).")
+                          f"{escape(container.settings.currency)}; these prices are ILS "
+                          "(set STOREFRONT_CURRENCY=ILS to sell them).", soft_wrap=True)
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("rows", total=None)
@@ -61,12 +68,8 @@ def import_files(
                 container.catalogue, prices=prices, promos=promos, chain=chain, store=store,
                 as_of=day, progress=lambda n: bar.advance(task, n),
                 replace_store=replace_store)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] bad --as-of date: {exc}")
-        raise typer.Exit(2) from exc
     except StorefrontError as exc:
-        console.print(f"[red]error:[/red] {exc.reason}")
-        raise typer.Exit(2) from exc
+        raise fail(exc.reason) from exc
     finally:
         if container is not None:
             container.close()

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from storefront.cli_errors import cli_errors, require_store
+from storefront.cli_errors import cli_errors, fail, reason_of, require_store
 from storefront.settings import Settings
 
 if TYPE_CHECKING:
@@ -209,8 +209,7 @@ def list_devices(
             rows = registry_over(sessionmaker(engine, expire_on_commit=False),
                                  settings).list(settings.store_id)
     except (StorefrontError, SQLAlchemyError, KeyFileError) as exc:
-        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
-        raise typer.Exit(2) from exc
+        raise fail(reason_of(exc, settings)) from exc  # one line, setting named
     if as_json:
         typer.echo(json.dumps([{
             "id": d.id, "kind": d.kind, "created_at": d.created_at.isoformat(),
@@ -294,17 +293,15 @@ def prune(
 
     window_s = MqttSettings().replay_window_s
     if messages_days * 86_400 < 2 * window_s:
-        console.print(f"[red]error:[/red] --messages-days {messages_days} is shorter than "
-                      f"twice the replay window ({window_s:g} s): a redelivered palm "
-                      f"capture could open a second session")
-        raise typer.Exit(2)
+        raise fail(f"--messages-days {messages_days} is shorter than twice the replay "
+                   f"window ({window_s:g} s): a redelivered palm capture could open a "
+                   f"second session")
     try:
         with _gateway_journal() as journal:
             report = journal.prune_older_than(messages_days=messages_days,
                                               audit_days=audit_days)
     except (StorefrontError, SQLAlchemyError) as exc:
-        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
-        raise typer.Exit(2) from exc
+        raise fail(reason_of(exc)) from exc  # one line, setting named, password masked
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:

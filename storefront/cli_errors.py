@@ -50,16 +50,125 @@ class ConfigError(Exception):
         self.reason = reason
 
 
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword")
+"""Query parameters of a database URL whose values are never shown (nor is the value of
+any key containing one of :data:`SECRET_KEY_PARTS`)."""
+SECRET_KEY_PARTS = ("pass", "secret", "token", "key")
+MASK = "***"
+
+
+def _secret_key(name: str) -> bool:
+    """Whether a URL query parameter named ``name`` holds a secret."""
+    from urllib.parse import unquote_plus
+
+    key = unquote_plus(name).strip().lower()
+    return key in SECRET_QUERY_KEYS or any(part in key for part in SECRET_KEY_PARTS)
+
+
+def _url_parts(url: str) -> tuple[str, str | None, str, str | None] | None:
+    """``url`` split as written: scheme, userinfo (None without ``@``), host part (host,
+    port, database) and query (None without ``?``); None without ``://``.
+
+    The userinfo ends at the LAST ``@`` before the query, so a password holding an
+    unescaped ``@`` (``user:Pa@ss@host``) is all userinfo, unlike SQLAlchemy's parse
+    (password ``Pa``, host ``ss@host``); a password holding ``?`` is found by the last
+    ``@`` before the first ``/`` instead."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    q = rest.find("?")
+    at = (rest if q < 0 else rest[:q]).rfind("@")
+    if at < 0 and q >= 0:
+        slash = rest.find("/")
+        at = rest.rfind("@", 0, slash if slash >= 0 else len(rest))
+    userinfo = rest[:at] if at >= 0 else None
+    after = rest[at + 1:] if at >= 0 else rest
+    host, qsep, query = after.partition("?")
+    return scheme, userinfo, host, query if qsep else None
+
+
+def _masked_userinfo(userinfo: str) -> str:
+    """``user:***`` (a user name without a password is kept as it is)."""
+    user, colon, _ = userinfo.partition(":")
+    return f"{user}:{MASK}" if colon else user
+
+
+def _masked_query(query: str) -> str:
+    """``query`` with the values of secret-looking keys replaced by ``***``."""
+    out = []
+    for item in query.split("&"):
+        key, eq, _ = item.partition("=")
+        out.append(f"{key}={MASK}" if eq and _secret_key(key) else item)
+    return "&".join(out)
+
+
+def _secrets(url: str) -> list[tuple[str, str]]:
+    """(text, replacement) pairs to scrub from any message about ``url``: the password as
+    written and decoded (and its pieces between ``@``, which a driver may show as part of
+    a host name), SQLAlchemy's parsed password, a parsed host holding ``@`` (a password
+    piece before it), the values of secret-looking query keys. Texts shorter than four
+    characters are left (replacing them everywhere would garble the message; the URL
+    itself is masked by :func:`shown_url` whatever their length)."""
+    from urllib.parse import unquote, unquote_plus
+
+    found: set[str] = set()
+    pairs: list[tuple[str, str]] = []
+    parts = _url_parts(url)
+    if parts is not None:
+        _, userinfo, _, query = parts
+        if userinfo is not None and ":" in userinfo:
+            password = userinfo.partition(":")[2]
+            for text in (password, unquote(password)):
+                found.add(text)
+                found.update(text.split("@"))
+        for item in (query or "").split("&"):
+            key, eq, value = item.partition("=")
+            if eq and _secret_key(key):
+                found.update((value, unquote_plus(value), unquote(value)))
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL: the raw pieces above are all there is
+        parsed = None
+    if parsed is not None:
+        if parsed.password:
+            found.add(str(parsed.password))
+        host = parsed.host or ""
+        if "@" in host:
+            before, _, real = host.rpartition("@")
+            pairs.append((host, f"{MASK}@{real}"))
+            found.update((before, *before.split("@")))
+        for key, value in parsed.query.items():
+            if _secret_key(key):
+                found.update([value] if isinstance(value, str) else value)
+    pairs += [(text, MASK) for text in found if len(text) >= 4]
+    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+
 def shown_url(url: str) -> str:
-    """``url`` as it may be printed: the password masked (``***``); a string that is not
-    a URL is not echoed (it may hold a password)."""
+    """``url`` as it may be printed: the userinfo's password masked (``user:***@``; all
+    of the text between ``://`` and the last ``@`` before the host, so a password with
+    an unescaped ``@`` is masked whole), and the values of secret-looking query keys
+    (password, passwd, pwd, sslpassword, any key containing pass, secret, token or key)
+    masked too; a string that is not a URL is not echoed (it may hold a password)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        make_url(url)
     except (ArgumentError, ValueError):
         return "(not a database URL)"
+    parts = _url_parts(url)
+    if parts is None:
+        return "(not a database URL)"
+    scheme, userinfo, host, query = parts
+    shown = (f"{scheme}://" + ("" if userinfo is None else f"{_masked_userinfo(userinfo)}@")
+             + host + ("" if query is None else f"?{_masked_query(query)}"))
+    for text, replacement in _secrets(url):  # e.g. a password repeated in another option
+        if text != MASK and text not in (userinfo or "").partition(":")[0]:
+            shown = shown.replace(text, replacement)
+    return shown
 
 
 def database_setting(settings: Settings) -> str:
@@ -81,14 +190,30 @@ def explain(exc: BaseException, settings: Settings | None = None) -> str | None:
     from storefront.errors import StorefrontError
 
     if isinstance(exc, ConfigError | StorefrontError | IdentityError):
-        return str(exc.reason)
+        return scrub(str(exc.reason), settings)
     if isinstance(exc, NoSuchModuleError | ArgumentError | OperationalError | InterfaceError
                   | CommandError) or _driver_missing(exc):
         return _database_reason(exc, settings)
     if isinstance(exc, OSError) and exc.filename:
-        return (f"{os_reason(exc)} (check STOREFRONT_STATE_DIR, STOREFRONT_DATABASE_URL and "
-                f"the key and state file settings)")
+        return scrub(f"{os_reason(exc)} (check STOREFRONT_STATE_DIR, STOREFRONT_DATABASE_URL "
+                     f"and the key and state file settings)", settings)
     return None
+
+
+def reason_of(exc: BaseException, settings: Settings | None = None) -> str:
+    """:func:`explain`'s line, else for any other database error (SQLAlchemyError) the
+    database named with the driver's first line, else the error's own first line; the
+    database password masked in every case. For commands that end on more errors than
+    :func:`explain` knows (they exit 2 on any database error)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    reason = explain(exc, settings)
+    if reason is not None:
+        return reason
+    if isinstance(exc, SQLAlchemyError):
+        return _database_reason(exc, settings)
+    text = str(getattr(exc, "reason", None) or exc).strip().splitlines()
+    return scrub(text[0] if text else type(exc).__name__, settings)
 
 
 def _database_reason(exc: BaseException, settings: Settings | None) -> str:
@@ -122,20 +247,28 @@ def _database_reason(exc: BaseException, settings: Settings | None) -> str:
 
 
 def _scrub(text: str, url: str | None) -> str:
-    """``text`` without the raw URL or its password (belt and braces: the messages used
-    above never hold them)."""
+    """``text`` without the raw URL or its secrets (:func:`_secrets`): for driver errors
+    (``failed to resolve host 'ssSecret@host'``) and belt and braces for the rest."""
     if not url:
         return text
     text = text.replace(url, shown_url(url))
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:  # noqa: BLE001 - not a URL: nothing more to hide
-        return text
-    if password and len(str(password)) >= 4:
-        text = text.replace(str(password), "***")
+    for secret, replacement in _secrets(url):
+        text = text.replace(secret, replacement)
     return text
+
+
+def scrub(text: str, settings: Settings | None = None) -> str:
+    """``text`` with the configured database URL's secrets masked (:func:`_scrub`); the
+    settings are read from the environment when None (unreadable settings: as is)."""
+    try:
+        if settings is None:
+            from storefront.settings import Settings
+
+            settings = Settings()
+        url = settings.resolved_database_url()
+    except Exception:  # noqa: BLE001 - no URL to hide
+        return text
+    return _scrub(text, url)
 
 
 def _driver_missing(exc: BaseException) -> bool:
@@ -165,8 +298,10 @@ def os_reason(exc: OSError) -> str:
 
 
 def fail(reason: str) -> typer.Exit:
-    """Print ``error: <reason>`` (one line) and return the exit to raise (code 2)."""
-    console.print(f"[red]error:[/red] {escape(reason)}", soft_wrap=True, highlight=False)
+    """Print ``error: <reason>`` (one line: never wrapped, rich markup in it escaped, the
+    configured database URL's secrets masked) and return the exit to raise (code 2)."""
+    console.print(f"[red]error:[/red] {escape(scrub(reason))}", soft_wrap=True,
+                  highlight=False)
     return typer.Exit(2)
 
 

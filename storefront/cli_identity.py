@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from identity.errors import IdentityError
+from storefront.cli_errors import fail, reason_of
 
 if TYPE_CHECKING:
     from identity.protection import TemplateProtector
@@ -54,7 +55,8 @@ def evaluate(
 
     Exit code 2 on a bad folder, manifest or output path (checked before the run: a --det
     extension that needs an external program or is no plot format, --json / --det naming
-    the input manifest or the same file, an output path that is a folder), when no
+    the input manifest, an image the manifest lists or the same file, an output path
+    that is a folder), when no
     listed image can be read, or when writing an output fails (the summary is printed
     first). Missing parent folders of --json / --det are created when the output is
     written.
@@ -73,8 +75,7 @@ def evaluate(
 
             result = evaluate_folder(folder, limit_identities=limit_identities, progress=step)
     except IdentityError as exc:
-        console.print(f"[red]error:[/red] {escape(exc.reason)}")
-        raise typer.Exit(2) from exc
+        raise fail(exc.reason) from exc
     _summary(result.report)
     failed = False
     if json_path is not None:
@@ -96,8 +97,8 @@ def evaluate(
 def _prepare_outputs(folder: Path, json_path: Path | None, det: Path | None) -> None:
     """Before the run, nothing created: refuse a --det extension that is not a plot
     format written without external programs, an output path that is a folder or under
-    a file, and outputs that are the input manifest or the same file. Prints the reason
-    and raises typer.Exit(2)."""
+    a file, and outputs that are the input manifest, an image it lists or the same file.
+    Prints the reason and raises typer.Exit(2)."""
     from identity.evaluate_run import det_format_problem
 
     problem = det_format_problem(det) if det is not None else None
@@ -114,6 +115,48 @@ def _prepare_outputs(folder: Path, json_path: Path | None, det: Path | None) -> 
             _refuse(f"{option} {path} is the input manifest {folder / 'manifest.csv'}")
     if len(outputs) == 2 and _same_file(outputs[0][1], outputs[1][1]):
         _refuse(f"--json {json_path} and --det {det} name the same file")
+    for option, path, image in _outputs_over_inputs(folder, outputs):
+        _refuse(f"{option} {path} is the input image {image} listed in "
+                f"{folder / 'manifest.csv'}")
+
+
+def _outputs_over_inputs(folder: Path, outputs: list[tuple[str, Path]]
+                         ) -> Iterator[tuple[str, Path, Path]]:
+    """(option, output, image) for each output that names a file the manifest lists (the
+    same resolved path, or for an existing output the same inode: a hard link). A
+    manifest that cannot be read yields nothing: the run refuses it before any output
+    is written."""
+    from identity.evaluate_run import read_manifest
+
+    if not outputs:
+        return
+    try:
+        images = [c.path for c in read_manifest(folder)]
+    except IdentityError:
+        return
+    by_path = {_resolved(i): i for i in images}
+    by_inode: dict[tuple[int, int], Path] | None = None
+    for option, path in outputs:
+        image = by_path.get(_resolved(path))
+        if image is None and path.exists():
+            if by_inode is None:
+                by_inode = {}
+                for i in images:
+                    with contextlib.suppress(OSError):
+                        st = i.stat()
+                        by_inode.setdefault((st.st_dev, st.st_ino), i)
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                image = by_inode.get((st.st_dev, st.st_ino))
+        if image is not None:
+            yield option, path, image
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop: compare as written
+        return path.absolute()
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -135,9 +178,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _refuse(reason: str) -> NoReturn:
-    """Print ``reason`` (escaped) as an error and exit with code 2."""
-    console.print(f"[red]error:[/red] {escape(reason)}", soft_wrap=True)
-    raise typer.Exit(2)
+    """Print ``reason`` (escaped, one line) as an error and exit with code 2."""
+    raise fail(reason)
 
 
 def _write_output(path: Path, what: str, write: Callable[[], object]) -> bool:
@@ -244,9 +286,7 @@ def bench(
         data = load_data(palms, real_palms=real_palms)
         report = run(data, gallery, seed=seed)
     except (IdentityError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(getattr(exc, 'reason', exc)))}",
-                      soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(getattr(exc, "reason", exc))) from exc
     text = json.dumps(report, indent=2)
     typer.echo(text)  # plain stdout: rich would wrap long strings and break the JSON
     if json_path is not None:
@@ -284,9 +324,7 @@ def rotate_transform() -> None:
     try:
         report = _rotate_transform()
     except (IdentityError, StorefrontError, SQLAlchemyError, OSError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(getattr(exc, 'reason', exc)))}",
-                      soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise fail(reason_of(exc)) from exc  # one line, setting named, password masked
     console.print(f"revocable key {report['old']} revoked; current key {report['new']}; "
                   f"{report['templates']} index code(s) re-derived; snapshot "
                   f"{report['snapshot_bytes']} bytes")
@@ -425,8 +463,7 @@ def retired(
         with _retired_store() as store:
             report, purged = _retired(store, purge=purge, yes=yes, as_json=as_json)
     except (IdentityError, StorefrontError, SQLAlchemyError, OSError) as exc:
-        console.print(f"[red]error:[/red] {getattr(exc, 'reason', exc)}")
-        raise typer.Exit(2) from exc
+        raise fail(reason_of(exc)) from exc  # one line, setting named, password masked
     if as_json:
         typer.echo(json.dumps(_retired_json(report, purged), indent=2))
     elif purged is not None:

@@ -26,7 +26,10 @@ def reconcile_command(
     money, failed when it has no record) and those left voiding (voided when the processor
     has the refund, paid again when it has no record); then finish the exits left
     ``exited`` with no live lease (``stuck_exits``: settled or sent to the staffed
-    checkout). Prints the counts, the tenders, the voids and the stuck exits as JSON."""
+    checkout). Prints the counts, the tenders, the voids and the stuck exits as JSON.
+
+    With the simulated processor, STOREFRONT_PAYMENT_SIM_STATE must name the server's
+    existing state file: exit 2, nothing created, when it is unset or does not exist."""
     from storefront.bootstrap import bootstrap
     from storefront.payments.reconcile import reconcile
     from storefront.payments.stuck_exits import finish_stuck_exits
@@ -40,6 +43,15 @@ def reconcile_command(
             "STOREFRONT_PAYMENT_SIM_STATE names its file: a reconcile run in its own "
             "process would ask an empty processor and record the server's calls as never "
             "made; set STOREFRONT_PAYMENT_SIM_STATE to the server's state file")
+    state = settings.payment_sim_state
+    if settings.payment_processor == "simulated" and state is not None \
+            and not state.is_file():
+        raise ConfigError(
+            f"STOREFRONT_PAYMENT_SIM_STATE={state} "
+            + ("is not a file" if state.exists() else "does not exist")
+            + ": a reconcile run would ask an empty processor and record the server's "
+              "calls as never made; set it to the server's state file (nothing was "
+              "created)")
     container = bootstrap(settings, reconcile_payments=False)
     try:
         after = settings.payment_reconcile_after_s if older_than is None else older_than

@@ -227,3 +227,27 @@ def test_byte_identical_images_under_two_identities_exit_2(tmp_path: Path) -> No
 def test_limit_identities_help_says_natural_order() -> None:
     result = runner.invoke(app, ["identity", "evaluate", "--help"], env={"COLUMNS": "200"})
     assert "natural order" in _flat(result.output) and "p2 before p10" in _flat(result.output)
+
+
+def test_outputs_naming_an_input_image_are_refused_before_the_run(tmp_path: Path) -> None:
+    """--det / --json naming a listed image (as written, through '..', through a symbolic
+    link or as a hard link) would overwrite the data set: refused, nothing written."""
+    folder = _folder(tmp_path / "set", extra=[["p1/listed-missing.png", "p1", "1", "7", "s"]])
+    images = {p: p.read_bytes() for p in folder.glob("p*/*.png")}
+    (tmp_path / "hard.png").hardlink_to(folder / "p1" / "s2.png")
+    (tmp_path / "soft.png").symlink_to(folder / "p0" / "s1.png")
+    cases = [["--det", str(folder / "p1" / "s1.png")],
+             ["--json", str(folder / "p0" / "s2.png")],
+             ["--json", str(folder / "p0" / ".." / "p1" / "s1.png")],
+             ["--det", str(tmp_path / "hard.png")],
+             ["--det", str(tmp_path / "soft.png")],
+             ["--json", str(folder / "p1" / "listed-missing.png")],
+             ["--det", str(tmp_path / "ok.png"), "--json", str(folder / "p0" / "s1.png")]]
+    for args in cases:
+        result = runner.invoke(app, ["identity", "evaluate", str(folder), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert "is the input image" in _flat(result.output), result.output
+        assert "extract" not in result.output  # before the run
+    assert {p: p.read_bytes() for p in folder.glob("p*/*.png")} == images
+    assert not (folder / "p1" / "listed-missing.png").exists()
+    assert not (tmp_path / "ok.png").exists()
