@@ -138,10 +138,10 @@ def _secrets(url: str) -> list[tuple[str, str]]:
         if "@" in host:
             before, _, real = host.rpartition("@")
             pairs.append((host, f"{MASK}@{real}"))
-            found.update((before, *before.split("@")))
-        for key, value in parsed.query.items():
-            if _secret_key(key):
-                found.update([value] if isinstance(value, str) else value)
+            found.update([before, *before.split("@")])
+        for name, given in parsed.query.items():  # str, or a tuple when repeated
+            if _secret_key(name):
+                found.update([given] if isinstance(given, str) else given)
     pairs += [(text, MASK) for text in found if len(text) >= 4]
     return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
 
