@@ -9,8 +9,9 @@ shrinks large images to ``max_side`` px while it decodes.
 
 Bit depth: 8-bit images are decoded as OpenCV's ``cv2.IMREAD_GRAYSCALE`` decodes them.
 Images stored with 16 bits per sample (PNG, TIFF) are read at 16 bits and reduced to
-8 by the bit depth their data actually uses: the smallest of 10, 12, 14 and 16 bits
-that holds the image's largest value (:func:`data_bits`); the value is shifted right by
+8 by the bit depth their data actually uses: the smallest of 8, 10, 12, 14 and 16 bits
+that holds the image's largest value (:func:`data_bits`: 8-bit data kept in a 16-bit
+file is read unchanged, as for wider integer types below); the value is shifted right by
 ``bits - 8`` (truncating, as OpenCV's own 16 -> 8 bit conversion does for 16-bit data).
 So a NIR sensor's 12-bit values (0..4095) in a 16-bit PNG give 0..255, not 0..15.
 This is no contrast stretch: one fixed scale per depth, never the image's own range.
@@ -73,10 +74,10 @@ OFFLINE_MAX_SIDE = 4096
 """Default longest side (px) of what :func:`decode_image_offline` returns: larger
 images are shrunk to it (a palm then still spans well over ``ROI_SIZE`` px)."""
 
-DATA_DEPTHS = (10, 12, 14, 16)
+DATA_DEPTHS = (8, 10, 12, 14, 16)
 """Bit depths a 16-bit image's data may use (see :func:`data_bits`)."""
 
-WIDE_DEPTHS = (8, *DATA_DEPTHS, 24, 32)
+WIDE_DEPTHS = (*DATA_DEPTHS, 24, 32)
 """Bit depths the data of an image with integer samples other than 8 or unsigned 16 bits
 may use (those below its type's usable depth, then that depth; see the module
 docstring)."""
@@ -163,7 +164,7 @@ def _check_bytes(data: bytes, max_bytes: int) -> None:
 
 def data_bits(image: NDArray[np.uint16]) -> int:
     """The bit depth a 16-bit image's data uses: the smallest of ``DATA_DEPTHS``
-    (10, 12, 14, 16) that holds its largest value (an all-zero image: 10)."""
+    (8, 10, 12, 14, 16) that holds its largest value (an all-zero image: 8)."""
     top = int(image.max()) if image.size else 0
     return next((bits for bits in DATA_DEPTHS if top < 1 << bits), DATA_DEPTHS[-1])
 

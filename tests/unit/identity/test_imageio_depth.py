@@ -33,7 +33,7 @@ def _eight_bit(palm: int = 0) -> np.ndarray:
     return np.clip(np.rint(PALMS.palm_image(palm)), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("bits", [10, 12, 14, 16])
+@pytest.mark.parametrize("bits", [8, 10, 12, 14, 16])  # 8: 8-bit data in a 16-bit file
 def test_deep_pngs_of_one_palm_decode_to_the_same_eight_bit_image(bits: int) -> None:
     decoded = decode_image(_deep_png(bits))
     assert decoded.dtype == np.uint8 and decoded.shape == (160, 160)
