@@ -118,7 +118,7 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     carts = SessionService(SqlEventStore(engine), clock, max_attempts=20,
                            min_confidence=settings.min_event_confidence)
     catalogue = Catalogue(db)
-    read_model = SessionReadModel(db)
+    read_model = SessionReadModel(db, store_id=settings.store_id)
     audit = Audit(db, clock)
     shoppers = ShopperService(sessions=db, identity=identity, clock=clock, audit=audit)
     gates = GateService(identity=identity, carts=carts, read_model=read_model, shoppers=shoppers,

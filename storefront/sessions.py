@@ -42,10 +42,17 @@ class SessionView:
 
 
 class SessionReadModel:
-    """Writes and reads the ``shopping_sessions`` table."""
+    """Writes and reads the ``shopping_sessions`` table.
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    ``store_id``: the store whose lists (:meth:`with_status`: the staffed-checkout queue,
+    the console's live and review lists) this read model gives; None: every store's.
+    Look-ups by id are not scoped (a shopper's session left open in another store is
+    still closed when they enter here).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], store_id: str | None = None) -> None:
         self._sessions = sessions
+        self._store_id = store_id
 
     def opened(self, *, session_id: str, shopper_id: str, store_id: str, entry_method: str,
                at: datetime) -> None:
@@ -127,11 +134,14 @@ class SessionReadModel:
             return list(db.scalars(query.order_by(row.opened_at)).all())
 
     def with_status(self, status: str) -> list[SessionView]:
-        """Sessions in ``status`` (e.g. ``staffed``), oldest first."""
+        """Sessions in ``status`` (e.g. ``staffed``) of this read model's store, oldest
+        first."""
+        query = sa.select(ShoppingSession).where(ShoppingSession.status == status)
+        if self._store_id is not None:
+            query = query.where(ShoppingSession.store_id == self._store_id)
         with self._sessions() as db:
-            rows = db.scalars(sa.select(ShoppingSession)
-                              .where(ShoppingSession.status == status)
-                              .order_by(ShoppingSession.exited_at, ShoppingSession.id)).all()
+            rows = db.scalars(query.order_by(ShoppingSession.exited_at,
+                                             ShoppingSession.id)).all()
             return [_view(row) for row in rows]
 
 

@@ -65,3 +65,16 @@ def test_the_same_entry_rule_keeps_to_its_store(two_stores: tuple[Container, Con
     here.ingest.record(session_id=ours, kind="picked", product_code=builtin_items()[0].code,
                        quantity=1, device_id="cart-2", device_seq=1,
                        sensor_time=datetime.now(UTC))
+
+
+def test_each_store_lists_only_its_own_staffed_sessions(
+        two_stores: tuple[Container, Container]) -> None:
+    here, there = two_stores
+    shopper = there.shoppers.register(display_name="Rui", payment_token="tok_rui").id
+    theirs = there.gates.open_session(shopper_id=shopper, entry_method="palm")
+    there.carts.send_to_staffed(theirs, "test")
+    there.read_model.update(theirs, status="staffed", staffed_reason="test")
+    assert [row["id"] for row in there.checkout.staffed_queue()] == [theirs]
+    assert here.checkout.staffed_queue() == []
+    assert here.staffed.queue() == []
+    assert [view.id for view, _ in there.staffed.queue()] == [theirs]
