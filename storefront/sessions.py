@@ -61,6 +61,11 @@ class SessionReadModel:
             db.add(ShoppingSession(id=session_id, shopper_id=shopper_id, store_id=store_id,
                                    entry_method=entry_method, status="open", opened_at=at))
 
+    @property
+    def store_id(self) -> str | None:
+        """The store whose lists this read model gives (None: every store's)."""
+        return self._store_id
+
     def update(self, session_id: str, **values: object) -> None:
         """Set columns of one session (status, exited_at, total_minor, staffed_reason,
         priced_lines); one UPDATE on the table (no ORM unit of work)."""

@@ -261,9 +261,13 @@ class StaffedCheckout:
     def claim(self, *, session_id: str, staff_id: str) -> ClaimView:
         """Claim the session for ``staff_id`` (renews an own claim).
 
-        Raises NotFound, Conflict (not at the staffed checkout, or claimed by
+        Raises NotFound (also for a session of another store: every staffed-checkout
+        step needs this claim first), Conflict (not at the staffed checkout, or claimed by
         another staff member whose claim has not lapsed).
         """
+        store = self._read_model.store_id
+        if store is not None and self._read_model.store_of(session_id) != store:
+            raise NotFound(f"shopping session {session_id!r} does not exist in this store")
         self._staffed(session_id)
         now = self._clock()
         row = StaffClaim

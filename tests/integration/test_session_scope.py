@@ -78,3 +78,6 @@ def test_each_store_lists_only_its_own_staffed_sessions(
     assert here.checkout.staffed_queue() == []
     assert here.staffed.queue() == []
     assert [view.id for view, _ in there.staffed.queue()] == [theirs]
+    with pytest.raises(NotFound, match="in this store"):
+        here.staffed.claim(session_id=theirs, staff_id="ann")
+    assert there.staffed.claim(session_id=theirs, staff_id="bo").staff_id == "bo"
