@@ -22,15 +22,15 @@ is refused with InvalidInput and the database is left as it was. Products,
 promotions and the retirement of a previous store's promotions are then written in
 one transaction.
 
-The store imported is recorded by the ``source`` (``chain:store``) of the promotions
-it brought (table ``promotions``; there is no settings table to hold it). An import
-of another chain or store is refused while the catalogue holds a previous store's
-imported promotions, unless ``replace_store`` is given: those promotions are then
-deleted with the import, so only the new store's promotions apply. The previous
-store's products are not deleted (open carts, receipts and disputes name products by
-code): those in the new file take its name and price, the others stay at their old
-price until changed with ``PUT /products/{code}``. An import that brought no
-promotions (no promotion file, or none accepted) leaves no record of its store.
+Every import records its store (``chain:store``) in ``catalogue_imports``, promotions
+or none (imports made before that table, migration 0014, are known by the ``source`` of
+the promotions they brought). An import of another chain or store is refused while the
+catalogue holds a previous store's import, unless ``replace_store`` is given: that
+store's promotions are then deleted with the import and its record replaced, so only
+the new store's promotions apply. The previous store's products are not deleted (open
+carts, receipts and disputes name products by code): those in the new file take its
+name and price, the others stay at their old price until changed with
+``PUT /products/{code}``.
 
 Imports into one database run one at a time: the write transaction first takes a lock
 (:func:`_serialise_imports`) and only then checks for another store, so two stores
@@ -49,14 +49,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from storefront.catalog import Catalogue, CatalogueItem
-from storefront.db.models import PromotionRow
+from storefront.db.models import CatalogueImport, PromotionRow
 from storefront.errors import InvalidInput
 from storefront.pricing.israel import (
     PRICE_COLUMNS,
@@ -306,6 +306,7 @@ def _write(catalogue: Catalogue, report: ImportReport, items: dict[str, Catalogu
         repository = PromotionRepository(sessions)
         for source in retired:
             repository.replace_source(source, [])
+        _record_store(sessions, report.source, retired)
         # The price files carry no age restriction or tax category: those set by an
         # administrator on products already stored survive a re-import.
         Catalogue(sessions).upsert(items.values(), keep_stored=("age_restricted",
@@ -314,6 +315,16 @@ def _write(catalogue: Catalogue, report: ImportReport, items: dict[str, Catalogu
             report.promotions_imported = repository.replace_source(report.source, promotions)
     report.products_imported = len(items)
     report.replaced_stores = retired
+
+
+def _record_store(sessions: sessionmaker[Session], source: str, retired: list[str]) -> None:
+    """Record ``source`` as the catalogue's store (and forget the ``retired`` ones), in the
+    import's transaction."""
+    row = CatalogueImport
+    with sessions.begin() as db:
+        if retired:
+            db.execute(sa.delete(row).where(row.source.in_(retired)))
+        db.merge(row(source=source, imported_at=datetime.now(UTC)))
 
 
 @contextmanager
@@ -350,14 +361,15 @@ def _serialise_imports(sessions: sessionmaker[Session]) -> None:
 
 def _previous_stores(sessions: sessionmaker[Session], source: str,
                      replace_store: bool) -> list[str]:
-    """The ``chain:store`` of earlier imports other than ``source`` (from the promotions'
-    sources), sorted.
+    """The ``chain:store`` of earlier imports other than ``source`` (recorded in
+    ``catalogue_imports``, and the promotions' sources of imports made before it), sorted.
 
     Raises:
         InvalidInput: there is one and ``replace_store`` is False.
     """
     with sessions() as db:
-        sources = db.scalars(sa.select(PromotionRow.source).distinct()).all()
+        sources = {*db.scalars(sa.select(PromotionRow.source).distinct()),
+                   *db.scalars(sa.select(CatalogueImport.source))}
     others = sorted(s for s in sources if s != source and _IMPORTED_SOURCE.fullmatch(s))
     if others and not replace_store:
         raise InvalidInput(

@@ -113,6 +113,16 @@ class PromotionRow(Base):
     valid_until: Mapped[date | None] = mapped_column(sa.Date(), nullable=True)
 
 
+class CatalogueImport(Base):
+    """A store whose price files were imported into the catalogue (``chain:store``, as
+    the promotions' ``source``), and when last: ``storefront catalog import`` refuses
+    another store's files unless told to replace it, promotions or none."""
+
+    __tablename__ = "catalogue_imports"
+    source: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    imported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class PromotionItem(Base):
     """A product code eligible for a promotion."""
 

@@ -21,7 +21,7 @@ from storefront.catalog_import import import_israeli_catalogue
 from storefront.cli import app
 from storefront.db.engine import make_engine
 from storefront.db.migrate import upgrade
-from storefront.db.models import Product, PromotionItem, PromotionRow
+from storefront.db.models import CatalogueImport, Product, PromotionItem, PromotionRow
 from storefront.errors import InvalidInput
 from storefront.pricing import PromotionRepository, price_cart
 
@@ -228,6 +228,23 @@ def test_another_store_is_refused_unless_replace_store(catalogue: Catalogue,
     assert catalogue.get("1001").unit_price_minor == 600  # kept, not deleted
     again = _import(catalogue, p8, q8, store="8")
     assert again.replaced_stores == [] and again.promotions_imported == 1
+
+
+def test_an_import_without_promotions_still_records_its_store(catalogue: Catalogue,
+                                                               tmp_path: Path) -> None:
+    """Prices only, then another store's prices only: refused as well (the store is
+    recorded in catalogue_imports, not only by the promotions it brought)."""
+    p7, _, p8, q8 = _two_stores(tmp_path)
+    _import(catalogue, p7, None)
+    before = _snapshot(catalogue)
+    with pytest.raises(InvalidInput, match=f"{CHAIN}:7.*--replace-store"):
+        _import(catalogue, p8, None, store="8")
+    assert _snapshot(catalogue) == before
+    report = _import(catalogue, p8, q8, store="8", replace_store=True)
+    assert report.replaced_stores == [f"{CHAIN}:7"]
+    with catalogue.sessions() as db:
+        assert db.scalars(sa.select(CatalogueImport.source)).all() == [f"{CHAIN}:8"]
+    assert _import(catalogue, p8, None, store="8").replaced_stores == []
 
 
 def test_cli_refuses_another_store_with_exit_2(tmp_path: Path,
