@@ -128,7 +128,7 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                                            unpaid_grace=timedelta(seconds=settings.unpaid_grace_s),
                                            same_entry=timedelta(seconds=settings.same_entry_s)),
                         audit=audit, entry_locks=EntryLocks(engine))
-    scope = SessionScope(read_model, settings.store_id)
+    scope = SessionScope(read_model)
     checkout = CheckoutService(sessions=db, carts=carts, catalogue=catalogue, processor=processor,
                                shoppers=shoppers, read_model=read_model,
                                currency=settings.currency,

@@ -18,6 +18,7 @@ from storefront.clock import Clock
 from storefront.entry_lock import EntryLocks
 from storefront.errors import EntryRefused, PaymentError
 from storefront.exit_payment import ExitPayment
+from storefront.payments.balance import NO_EXIT_RECORDED
 from storefront.security.audit import Audit
 from storefront.sessions import SessionReadModel
 from storefront.shoppers import ShopperService
@@ -190,7 +191,7 @@ class GateService:
         if self._close_missed is None:
             return
         for old in self._read_model.open_of(shopper_id):
-            self._close_missed(old, "no exit recorded: the shopper entered again at "
+            self._close_missed(old, f"{NO_EXIT_RECORDED}: the shopper entered again at "
                                     f"{self._clock():%Y-%m-%d %H:%M} UTC")
 
     def _hold(self, session_id: str, shopper_id: str) -> None:

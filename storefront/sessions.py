@@ -45,9 +45,10 @@ class SessionReadModel:
     """Writes and reads the ``shopping_sessions`` table.
 
     ``store_id``: the store whose lists (:meth:`with_status`: the staffed-checkout queue,
-    the console's live and review lists) this read model gives; None: every store's.
-    Look-ups by id are not scoped (a shopper's session left open in another store is
-    still closed when they enter here).
+    the console's live and review lists) this read model gives, and whose sessions
+    :meth:`require_in_store` admits; None: every store's. Other look-ups by id are not
+    scoped (a shopper's session left open in another store is still closed when they
+    enter here).
     """
 
     def __init__(self, sessions: sessionmaker[Session], store_id: str | None = None) -> None:
@@ -60,11 +61,6 @@ class SessionReadModel:
         with self._sessions.begin() as db:
             db.add(ShoppingSession(id=session_id, shopper_id=shopper_id, store_id=store_id,
                                    entry_method=entry_method, status="open", opened_at=at))
-
-    @property
-    def store_id(self) -> str | None:
-        """The store whose lists this read model gives (None: every store's)."""
-        return self._store_id
 
     def update(self, session_id: str, **values: object) -> None:
         """Set columns of one session (status, exited_at, total_minor, staffed_reason,
@@ -128,6 +124,13 @@ class SessionReadModel:
             raise NotFound(f"shopping session {session_id!r} does not exist")
         return str(store)
 
+    def require_in_store(self, session_id: str) -> None:
+        """Raise NotFound unless the session exists and, when this read model has a store,
+        was opened in it (devices and staff of one store never touch another's)."""
+        store = self.store_of(session_id)
+        if self._store_id is not None and store != self._store_id:
+            raise NotFound(f"shopping session {session_id!r} does not exist in this store")
+
     def open_of(self, shopper_id: str, store_id: str | None = None) -> list[str]:
         """Ids of the shopper's sessions still open (entered, no exit yet), oldest first;
         with ``store_id``, only those opened in that store."""
@@ -187,10 +190,9 @@ class SessionScope:
     (at most ``remember`` of them, the oldest forgotten first).
     """
 
-    def __init__(self, read_model: SessionReadModel, store_id: str, *,
-                 remember: int = 10_000) -> None:
+    def __init__(self, read_model: SessionReadModel, *, remember: int = 10_000) -> None:
+        """``read_model``: one scoped to the store (its ``store_id`` set)."""
         self._read_model = read_model
-        self._store_id = store_id
         self._remember = remember
         self._known: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
@@ -200,8 +202,7 @@ class SessionScope:
         with self._lock:
             if session_id in self._known:
                 return
-        if self._read_model.store_of(session_id) != self._store_id:
-            raise NotFound(f"shopping session {session_id!r} does not exist in this store")
+        self._read_model.require_in_store(session_id)
         with self._lock:
             self._known[session_id] = None
             while len(self._known) > self._remember:

@@ -265,9 +265,7 @@ class StaffedCheckout:
         step needs this claim first), Conflict (not at the staffed checkout, or claimed by
         another staff member whose claim has not lapsed).
         """
-        store = self._read_model.store_id
-        if store is not None and self._read_model.store_of(session_id) != store:
-            raise NotFound(f"shopping session {session_id!r} does not exist in this store")
+        self._read_model.require_in_store(session_id)
         self._staffed(session_id)
         now = self._clock()
         row = StaffClaim

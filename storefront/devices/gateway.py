@@ -180,9 +180,8 @@ class Gateway:
             verify(frame, device.key, topic)
             return device
         except AuthenticationFailed:
-            fresh = self._registry.reload(device.id)
-            if (fresh is None or fresh.revoked or fresh.store_id != self.store_id
-                    or fresh.key == device.key):
+            fresh = self._registry.rotated(device)
+            if fresh is None:
                 raise
             verify(frame, fresh.key, topic)
             return fresh

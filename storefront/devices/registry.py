@@ -131,17 +131,24 @@ class DeviceRegistry:
         self._cache[device_id] = (time.monotonic(), device)
         return device
 
-    def reload(self, device_id: str, *, min_age_s: float = 1.0) -> RegisteredDevice | None:
-        """The device read again from the database when its cached entry is at least
-        ``min_age_s`` old (else the cached one): a signature that fails against a cached
-        key is checked once against the stored one, so a key just rotated by another
-        process works at once, while a stream of bad signatures costs at most one read a
-        second per device."""
-        cached = self._cache.get(device_id)
+    def rotated(self, device: RegisteredDevice, *,
+                min_age_s: float = 1.0) -> RegisteredDevice | None:
+        """The device as stored now when its key differs from ``device``'s (rotated by
+        another process) and it is still registered, not revoked, in the same store;
+        else None. Callers whose signature failed against the cached key check it once
+        against this one, so a rotated key works at once. The database is read only when
+        the cached entry is at least ``min_age_s`` old: a stream of bad signatures costs
+        at most one read a second per device."""
+        cached = self._cache.get(device.id)
         if cached is not None and time.monotonic() - cached[0] < min_age_s:
-            return cached[1]
-        self._cache.pop(device_id, None)
-        return self.lookup(device_id)
+            fresh: RegisteredDevice | None = cached[1]
+        else:
+            self._cache.pop(device.id, None)
+            fresh = self.lookup(device.id)
+        if (fresh is None or fresh.revoked or fresh.store_id != device.store_id
+                or fresh.key == device.key):
+            return None
+        return fresh
 
     def list(self, store_id: str | None = None) -> list[DeviceView]:
         """Every device (of ``store_id`` when given), by id."""

@@ -10,6 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from storefront.db.models import Payment, ShoppingSession
 from storefront.money import format_minor
 
+NO_EXIT_RECORDED = "no exit recorded"
+"""How the reason of a session closed because its shopper entered again begins
+(:meth:`storefront.gates.GateService`); such a session with an empty cart owes nothing."""
+
 
 def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
                    grace: timedelta) -> str | None:
@@ -49,4 +53,4 @@ def unpaid_balance(db: sessionmaker[Session], *, shopper_id: str, now: datetime,
 def _left_empty(total: int | None, reason: str | None, lines: object) -> bool:
     """A session closed because its shopper entered again, with nothing in its cart."""
     return (total == 0 and not lines
-            and (reason or "").startswith("no exit recorded"))
+            and (reason or "").startswith(NO_EXIT_RECORDED))

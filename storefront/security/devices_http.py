@@ -113,9 +113,8 @@ class DeviceRequestVerifier:
             return hmac.compare_digest(expected, sig)
 
         if not matches(device.key):  # a key rotated since it was cached?
-            fresh = self._registry.reload(device.id)
-            if (fresh is None or fresh.revoked or fresh.store_id != self._store_id
-                    or fresh.key == device.key or not matches(fresh.key)):
+            fresh = self._registry.rotated(device)
+            if fresh is None or not matches(fresh.key):
                 raise AuthenticationRequired("device signature does not match")
             device = fresh
         self._spend(device.id, nonce, offset_ms)

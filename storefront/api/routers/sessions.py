@@ -20,7 +20,6 @@ from storefront.api.schemas import (
 )
 from storefront.db.models import Receipt
 from storefront.devices.routing import check_not_ahead
-from storefront.errors import NotFound
 from storefront.security.api import Cart, Checkout, Gate, StaffOrDevice
 from storefront.security.errors import PermissionDenied
 
@@ -74,8 +73,7 @@ def get_session(session_id: SessionIdPath, c: ContainerDep,
     A settled session whose item history was erased (its shopper's account deleted,
     or retention) answers with its kept row, an empty cart and ``history_erased``.
     """
-    if c.read_model.store_of(session_id) != c.settings.store_id:
-        raise NotFound(f"shopping session {session_id!r} does not exist in this store")
+    c.read_model.require_in_store(session_id)
     view = c.read_model.get(session_id)
     try:
         contents: CartContents | None = c.carts.cart(session_id)
