@@ -21,6 +21,7 @@ from storefront.cli_errors import (
     fail,
     os_reason,
     reported_errors,
+    require_kek_opens_store,
     shown_url,
 )
 from storefront.cli_identity import identity_app
@@ -88,7 +89,8 @@ def serve(
 
     Before the server starts, the configuration is checked as start-up will use it (the
     listen address first, then the database and its migration state, the state folder,
-    the key files, the payment processor, and last the migrations): a problem ends the
+    the key files and whether the key-encryption key opens the store's data keys, the
+    payment processor, and last the migrations): a problem ends the
     command with one line naming the setting and exit code 2. Nothing is created when
     it refuses on the listen address or the database.
     """
@@ -299,7 +301,10 @@ def _check_keys(settings: Settings) -> None:
     """Open the key-encryption key and the revocable-transform key as start-up will, so
     that a missing, placeholder or badly permissioned key file ends ``serve`` with its
     reason and exit 2 before the server starts (rather than a server traceback); in
-    development mode a missing key file is created, as start-up does."""
+    development mode a missing key file is created, as start-up does. Then a readable
+    key-encryption key that does not open the store's existing data keys (a key file
+    replaced after the store was made) is refused the same way
+    (:func:`storefront.cli_errors.require_kek_opens_store`, read only)."""
     from identity.errors import KeyFileError
     from identity.revocable import KeyFileTransform
     from storefront.bootstrap import revocable_key_path
@@ -318,6 +323,8 @@ def _check_keys(settings: Settings) -> None:
             raise ConfigError(f"{exc.reason} ({setting} or STOREFRONT_STATE_DIR)") from exc
         except OSError as exc:
             raise ConfigError(f"{setting} cannot be used: {os_reason(exc)}") from exc
+    with reported_errors(settings):
+        require_kek_opens_store(settings)
 
 
 @db_app.command("upgrade")

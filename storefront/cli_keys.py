@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from identity.errors import IdentityError, KeyFileError
 from identity.protection import load_or_create_key_file
-from storefront.cli_errors import cli_errors, require_store
+from storefront.cli_errors import cli_errors, require_kek_opens_store, require_store
 from storefront.shopper_totp import reseal_shopper_totp, seal_clear_totp_secrets
 from storefront.subject_keys import KekFiles, SqlSubjectKeyStore, StoreKeyring
 
@@ -183,6 +183,9 @@ def rotate_command() -> None:
 
     settings = Settings()
     require_store(settings)
+    # Before a new KEK is promoted: a key file replaced by another key would otherwise be
+    # kept as the previous one and the key the store was made with lost for good.
+    require_kek_opens_store(settings)
     files = KekFiles(settings.resolved_key_file())
     engine = make_engine(settings.resolved_database_url())
     try:
