@@ -19,7 +19,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from storefront.cli_errors import cli_errors, fail, reason_of, require_store
+from storefront.cli_errors import (
+    ConfigError,
+    cli_errors,
+    fail,
+    os_reason,
+    reason_of,
+    require_kek_opens_store,
+    require_store,
+)
 from storefront.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +40,7 @@ console = Console()
 
 
 @devices_app.command("add")
+@cli_errors
 def add(
     device_id: Annotated[str, typer.Argument(help="Device id ([A-Za-z0-9._-], 1-64).")],
     kind: Annotated[str, typer.Option(help="gate, cart, plate or scanner.")] = "cart",
@@ -42,13 +51,20 @@ def add(
     gateway_user: Annotated[str, typer.Option(help="Broker user of the gateway (ACL).")]
     = "storefront-gateway",
 ) -> None:
-    """Register a device; prints its HMAC key and broker password once (not stored in clear)."""
+    """Register a device; prints its HMAC key and broker password once (not stored in clear).
+
+    Exit 2 with one line (:mod:`storefront.cli_errors`) for an id or kind that is not
+    valid, a device already registered, ``--password-file`` without mosquitto_passwd
+    (refused before anything is changed), a key-encryption key that does not open the
+    store's data keys, or a broker file that cannot be written."""
     from storefront.bootstrap import bootstrap
     from storefront.devices.mosquitto import acl_text, add_password
     from storefront.devices.service import device_registry
-    from storefront.errors import StorefrontError
 
-    container = bootstrap(reconcile_payments=False)  # payments are the server's to settle
+    _require_mosquitto_passwd(password_file)
+    settings = Settings()
+    require_kek_opens_store(settings)  # an existing store only; a new one is made below
+    container = bootstrap(settings, reconcile_payments=False)  # payments: the server's
     try:
         registry = device_registry(container)
         store = container.settings.store_id
@@ -60,9 +76,6 @@ def add(
             acl_file.write_text(acl_text(store, [d.id for d in registry.list(store)
                                                  if d.revoked_at is None],
                                          gateway_user), encoding="utf-8")
-    except StorefrontError as exc:
-        console.print(f"[red]error:[/red] {exc.reason}")
-        raise typer.Exit(2) from exc
     finally:
         container.close()
     console.print(f"device {device_id} ({kind}) registered in store {store}")
@@ -87,6 +100,7 @@ def revoke(
     from storefront.bootstrap import bootstrap
     from storefront.devices.mosquitto import acl_text
     from storefront.devices.service import device_registry
+    from storefront.errors import NotFound
 
     require_store(Settings(), keys=True)  # a mistyped folder: refused
     container = bootstrap(reconcile_payments=False)  # payments are the server's to settle
@@ -95,9 +109,7 @@ def revoke(
         store = container.settings.store_id
         known = {d.id: d for d in registry.list(store)}
         if device_id not in known:
-            console.print(f"[red]error:[/red] device {device_id!r} is not registered in "
-                          f"store {store}")
-            raise typer.Exit(2)
+            raise NotFound(f"device {device_id!r} is not registered in store {store}")
         already = known[device_id].revoked_at is not None
         if not already:
             registry.revoke(device_id)
@@ -132,23 +144,14 @@ def rotate_key(
     loses it."""
     from storefront.bootstrap import bootstrap
     from storefront.devices.service import device_registry
-    from storefront.errors import StorefrontError
 
-    if password_file is not None and shutil.which("mosquitto_passwd") is None:
-        console.print("[red]error:[/red] mosquitto_passwd is not installed (it comes with "
-                      "mosquitto); nothing was changed")
-        raise typer.Exit(2)
+    _require_mosquitto_passwd(password_file)
     require_store(Settings(), keys=True)  # a mistyped folder: refused
     container = bootstrap(reconcile_payments=False)  # payments are the server's to settle
     try:
         registry = device_registry(container)
         store = container.settings.store_id
-        try:
-            key = registry.rotate_key(store_id=store, device_id=device_id,
-                                      reinstate=reinstate)
-        except StorefrontError as exc:
-            console.print(f"[red]error:[/red] {exc.reason}")
-            raise typer.Exit(2) from exc
+        key = registry.rotate_key(store_id=store, device_id=device_id, reinstate=reinstate)
         console.print(f"device {device_id} has a new key"
                       + (" and is not revoked" if reinstate else "")
                       + "; its old key is refused within 30 s")
@@ -177,9 +180,17 @@ def _rotate_broker_files(registry: DeviceRegistry, store: str, device_id: str,
                                                  if d.revoked_at is None],
                                          gateway_user), encoding="utf-8")
     except (StorefrontError, OSError) as exc:
-        console.print(f"[red]error:[/red] the new key above is in force, but the broker "
-                      f"files were not updated: {getattr(exc, 'reason', exc)}")
-        raise typer.Exit(2) from exc
+        why = os_reason(exc) if isinstance(exc, OSError) else exc.reason
+        raise fail(f"the new key above is in force, but the broker files were not "
+                   f"updated: {why}") from exc
+
+
+def _require_mosquitto_passwd(password_file: Path | None) -> None:
+    """Refuse (ConfigError, before anything is changed) ``--password-file`` when
+    mosquitto_passwd, which writes that file, is not installed."""
+    if password_file is not None and shutil.which("mosquitto_passwd") is None:
+        raise ConfigError("mosquitto_passwd is not installed (it comes with mosquitto); "
+                          "nothing was changed")
 
 
 @devices_app.command("list")
