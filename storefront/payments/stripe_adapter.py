@@ -13,7 +13,9 @@ Card data is only ever a PaymentMethod id (e.g. ``pm_card_visa``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,7 +76,66 @@ def _error_code(exc: stripe.StripeError) -> str | None:
     return exc.code or (str(code) if code else None)
 
 
-def _translate(call: Callable[[], T], *, log_refused_key: bool = True) -> T:
+class _RefusedKeys:
+    """How often Stripe refused each API key in this process, to log the first refusal of
+    a key at ERROR and the later ones at DEBUG, with a WARNING counting them at the 10th,
+    100th, 1000th, ... refusal: a refused key fails every payment call (and each of its
+    retries), which would otherwise flood the log with the same ERROR. Keys are known by
+    a SHA-256 fingerprint (never logged, nor the key). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def count(self, fingerprint: str) -> int:
+        """Record one refusal of the key ``fingerprint``; returns how many so far (1: the
+        first in this process)."""
+        with self._lock:
+            self._counts[fingerprint] = self._counts.get(fingerprint, 0) + 1
+            return self._counts[fingerprint]
+
+    def clear(self) -> None:
+        """Forget every count (the next refusal of any key is logged at ERROR again)."""
+        with self._lock:
+            self._counts.clear()
+
+
+refused_keys = _RefusedKeys()
+"""The process's refusal counts (:class:`_RefusedKeys`)."""
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A SHA-256 fingerprint of ``api_key`` (hex), to tell keys apart without keeping them."""
+    return hashlib.sha256(b"storefront-stripe-key\x00" + api_key.encode()).hexdigest()
+
+
+def _log_refused_key(exc: stripe.StripeError, fingerprint: str) -> None:
+    """Log a refusal of the key ``fingerprint``: ERROR the first time in this process,
+    then DEBUG, and a WARNING with the count at the 10th, 100th, ... refusal."""
+    seen = refused_keys.count(fingerprint)
+    if seen == 1:
+        log.error("Stripe refused STOREFRONT_STRIPE_API_KEY (HTTP %s: %s): every payment "
+                  "call fails until the key is corrected; exits are left payment_pending "
+                  "(later refusals of this key are logged at DEBUG, with a WARNING at the "
+                  "10th, 100th, ... refusal)", exc.http_status, exc.user_message or exc)
+    elif _power_of_ten(seen):
+        log.warning("Stripe has refused STOREFRONT_STRIPE_API_KEY %d times in this process "
+                    "(HTTP %s): payment calls keep failing and exits are left "
+                    "payment_pending until the key is corrected", seen, exc.http_status)
+    else:
+        log.debug("Stripe refused STOREFRONT_STRIPE_API_KEY again (HTTP %s; refusal %d in "
+                  "this process)", exc.http_status, seen)
+
+
+def _power_of_ten(n: int) -> bool:
+    """True for 10, 100, 1000, ..."""
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
+def _translate(call: Callable[[], T], *, log_refused_key: bool = True,
+               key: str | None = None) -> T:
     """Run a Stripe call; transient failures -> ProcessorUnavailable, refusals -> PaymentError.
 
     Transient (outcome unknown: look it up, retry with the same key): no connection or no
@@ -82,8 +143,10 @@ def _translate(call: Callable[[], T], *, log_refused_key: bool = True) -> T:
     with this key is still being processed; it may yet succeed). An idempotency key reused
     with other parameters raises :class:`IdempotencyKeyMisuse`. The API key refused (401,
     403) raises :class:`ProcessorCredentialsRefused` (a ProcessorUnavailable: the store's
-    configuration, not the shopper's refusal), logged at ERROR (unless not
-    ``log_refused_key``: the caller reports it). Any other refusal (4xx, card errors)
+    configuration, not the shopper's refusal), logged (unless not ``log_refused_key``:
+    the caller reports it) at ERROR the first time this process sees the key ``key`` (a
+    :func:`key_fingerprint`; None: always at ERROR) refused, later at DEBUG (a counted
+    WARNING at the 10th, 100th, ... refusal). Any other refusal (4xx, card errors)
     raises PaymentError.
     """
     try:
@@ -91,7 +154,9 @@ def _translate(call: Callable[[], T], *, log_refused_key: bool = True) -> T:
     except stripe.APIConnectionError as exc:
         raise ProcessorTimeout(f"Stripe unreachable: {exc.user_message or exc}") from exc
     except (stripe.AuthenticationError, stripe.PermissionError) as exc:
-        if log_refused_key:
+        if log_refused_key and key is not None:
+            _log_refused_key(exc, key)
+        elif log_refused_key:
             log.error("Stripe refused STOREFRONT_STRIPE_API_KEY (HTTP %s: %s): every payment "
                       "call fails until the key is corrected; exits are left "
                       "payment_pending", exc.http_status, exc.user_message or exc)
@@ -125,6 +190,12 @@ class StripeProcessor:
             api_key, base_addresses=bases,  # type: ignore[arg-type]
             max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout_s))
         self._incremental = incremental_authorization
+        self._key = key_fingerprint(api_key)
+
+    def _call(self, call: Callable[[], T]) -> T:
+        """:func:`_translate` for this processor's key (a refused key logged at ERROR once
+        per process)."""
+        return _translate(call, key=self._key)
 
     def check_credentials(self) -> None:
         """One cheap authenticated request (list one PaymentIntent: a permission the
@@ -159,7 +230,7 @@ class StripeProcessor:
             params["payment_method_options"] = {
                 "card": {"request_incremental_authorization": "if_available"}}
         try:
-            intent = _translate(lambda: self._client.v1.payment_intents.create(
+            intent = self._call(lambda: self._client.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": idempotency_key}))
         except PaymentError as exc:
@@ -176,7 +247,7 @@ class StripeProcessor:
         """Incremental authorization (raise only); PaymentError when not enabled."""
         if not self._incremental:
             raise PaymentError("incremental authorization is not enabled: re-authorize")
-        intent = _translate(lambda: self._client.v1.payment_intents.increment_authorization(
+        intent = self._call(lambda: self._client.v1.payment_intents.increment_authorization(
             authorization_id, params={"amount": amount_minor},
             options={"idempotency_key": idempotency_key}))
         return _authorization(intent, str(intent.currency).upper())
@@ -208,7 +279,7 @@ class StripeProcessor:
             raise PaymentError(f"payment {authorization_id} cannot be captured "
                                f"({intent.status})")
         try:
-            intent = _translate(lambda: self._client.v1.payment_intents.capture(
+            intent = self._call(lambda: self._client.v1.payment_intents.capture(
                 authorization_id, params={"amount_to_capture": amount_minor},
                 options={"idempotency_key": idempotency_key}))
         except ProcessorUnavailable:
@@ -224,17 +295,17 @@ class StripeProcessor:
 
     def void(self, *, authorization_id: str, idempotency_key: str) -> None:
         """Cancel the intent (release the hold); cancelling twice is harmless."""
-        intent = _translate(lambda: self._client.v1.payment_intents.retrieve(authorization_id))
+        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(authorization_id))
         if intent.status == "canceled":
             return
         if intent.status == "succeeded":
             raise PaymentError(f"payment {authorization_id} was captured")
-        _translate(lambda: self._client.v1.payment_intents.cancel(
+        self._call(lambda: self._client.v1.payment_intents.cancel(
             authorization_id, options={"idempotency_key": idempotency_key}))
 
     def refund(self, *, capture_id: str, amount_minor: int, idempotency_key: str) -> Refund:
         """Refund part or all of a captured intent."""
-        done = _translate(lambda: self._client.v1.refunds.create(
+        done = self._call(lambda: self._client.v1.refunds.create(
             params={"payment_intent": capture_id, "amount": amount_minor,
                     "metadata": {_META: idempotency_key}},
             options={"idempotency_key": idempotency_key}))
@@ -256,7 +327,7 @@ class StripeProcessor:
             return self._find_refund(idempotency_key, reference)
         if reference is None:
             return None
-        intent = _translate(lambda: self._client.v1.payment_intents.retrieve(reference))
+        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(reference))
         if kind == "capture" and intent.status == "succeeded":
             return Operation("capture", intent.id, "succeeded", self._captured(intent))
         if kind == "void" and intent.status == "canceled":
@@ -266,7 +337,7 @@ class StripeProcessor:
         return None
 
     def _retrieve(self, intent_id: str) -> Any:
-        return _translate(lambda: self._client.v1.payment_intents.retrieve(intent_id))
+        return self._call(lambda: self._client.v1.payment_intents.retrieve(intent_id))
 
     def _earlier_capture(self, intent: Any, amount_minor: int) -> Capture:
         """The capture already made on a ``succeeded`` intent, when it is for
@@ -280,11 +351,11 @@ class StripeProcessor:
     def _find_intent(self, key: str) -> Any:
         query = f"metadata['{_META}']:'{key}'"
         try:
-            found = _translate(lambda: self._client.v1.payment_intents.search(
+            found = self._call(lambda: self._client.v1.payment_intents.search(
                 params={"query": query}))
             return found.data[0] if found.data else None
         except PaymentError:  # no Search API here (localstripe): scan the newest intents
-            page = _translate(lambda: self._client.v1.payment_intents.list(
+            page = self._call(lambda: self._client.v1.payment_intents.list(
                 params={"limit": 100}))
             hits = [i for i in page.data if _meta(i) == key]
             return hits[0] if hits else None
@@ -292,7 +363,7 @@ class StripeProcessor:
     def _find_refund(self, key: str, capture_id: str | None) -> Operation | None:
         if capture_id is None:
             return None
-        page = _translate(lambda: self._client.v1.refunds.list(
+        page = self._call(lambda: self._client.v1.refunds.list(
             params={"payment_intent": capture_id, "limit": 100}))
         for refund in page.data:
             if _meta(refund) == key:
@@ -305,7 +376,7 @@ class StripeProcessor:
             return int(received)
         # localstripe keeps no amount_received: the charge less the uncaptured rest,
         # which it books as a refund without our metadata.
-        page = _translate(lambda: self._client.v1.refunds.list(
+        page = self._call(lambda: self._client.v1.refunds.list(
             params={"payment_intent": intent.id, "limit": 100}))
         rest = sum(int(r.amount) for r in page.data if not _meta(r))
         return int(intent.amount) - rest

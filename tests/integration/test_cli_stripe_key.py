@@ -22,12 +22,20 @@ from storefront.payments.stripe_adapter import (
     ProcessorCredentialsRefused,
     StripeProcessor,
     _translate,
+    refused_keys,
 )
 from storefront.settings import Settings
 from tests.integration.localstripe import KEY
 
 ITEMS = builtin_items()
 BAD_KEY = "garbage-key"
+
+
+@pytest.fixture(autouse=True)
+def _first_refusal_logged_at_error() -> None:
+    """Each test starts as a new process would: no key refused yet, so the first refusal
+    is logged at ERROR whatever ran before."""
+    refused_keys.clear()
 
 
 def test_a_refused_key_is_not_a_refusal_of_the_payment(
