@@ -10,7 +10,8 @@ templates per palm) with the fused distance ``min over alignments of (0.6 d_comp
 0.4 d_ord) / valid`` (both codes share CompCode's validity mask, so one denominator), and,
 for a paired comparison under the same code path, with CompCode alone. Since 2026-12-01 both
 are the pipeline's own matcher (``identity.matcher``), so the fused score includes the
-half-cell refinement of ``params.FEATURE_REFINE_OFFSETS_CELLS``.
+half-cell and sheared refinement of ``params.FEATURE_REFINE_OFFSETS_CELLS`` and
+``params.FEATURE_REFINE_SHEARS``.
 
 Run (data in ``$STOREFRONT_DATA_DIR``; about 6 min on 2 cores for the two score matrices,
 cached in ``--cache``)::
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"candidate": {
         "ordinal": "identity.ordinal defaults (w128_s3x1_k2.5)",
         "w_comp": params.FUSION_WEIGHT_COMPCODE, "mode": "joint",
-        "refine_offsets_cells": params.FEATURE_REFINE_OFFSETS_CELLS}}
+        "refine_offsets_cells": params.FEATURE_REFINE_OFFSETS_CELLS,
+        "refine_shears": params.FEATURE_REFINE_SHEARS}}
     for name, study in studies(args.palms, args.cache, args.workers).items():
         report[name] = tas.run(args, study)
         print(name)

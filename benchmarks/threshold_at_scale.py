@@ -355,9 +355,10 @@ def _stage_rows(probe: Template, index: faiss.IndexBinaryFlat, shortlist: int
     """Rows the small-gallery staged search re-scores, per stage (see module docstring)."""
     n_code, n_mask = code_nbytes(probe.grid), mask_nbytes(probe.grid)
     variants = [Template(probe.grid, probe.code[v * n_code:(v + 1) * n_code],
-                         probe.mask[v * n_mask:(v + 1) * n_mask]) for v in range(probe.variants)]
+                         probe.mask[v * n_mask:(v + 1) * n_mask])
+                for v in range(probe.rotation_variants)]  # as the index: rotations only
     out = []
-    for stage in query_stages(probe.variants):
+    for stage in query_stages(probe.rotation_variants):
         q = np.stack([np.frombuffer(translate(variants[v], dy, dx).reference_code, np.uint8)
                       for v, dy, dx in stage])
         dist, labels = index.search(q, shortlist)

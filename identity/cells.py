@@ -85,3 +85,58 @@ def inside(cover: F32, grid: int, oy: int = 0, ox: int = 0) -> npt.NDArray[np.bo
     padded[:s0, :s1] = cover
     window = np.ascontiguousarray(padded[oy:, ox:])
     return np.asarray(pool(window, grid) > 0.999, dtype=bool)
+
+
+def _sheared_centres(size: int, grid: int, shear: float
+                     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Where the box-filtered map is read for each cell of the grid sheared by ``shear``
+    about the map centre: float32 ``(grid, grid)`` x and y, in px of a ``(size, size)`` map
+    (cell centre ``z`` moved to ``(x + shear * y, y)`` about the centre ``m``, plus half a
+    pixel: an even box's mean at pixel ``p`` is centred on ``p - 0.5``)."""
+    cell = size / grid
+    z = (np.arange(grid) + 0.5) * cell - 0.5
+    xs, ys = np.meshgrid(z, z)
+    m = (size - 1) / 2.0
+    return ((xs - m) + shear * (ys - m) + m + 0.5).astype(np.float32), \
+        (ys + 0.5).astype(np.float32)
+
+
+def pool_sheared(maps: F32, grid: int, shear: float) -> F32:
+    """Cell means of a stack of ``(K, S, S)`` float32 maps on the ``grid x grid`` cell grid
+    sheared about the map centre (column offset ``shear`` x the row's height above or below
+    the centre, in px per px): float32 ``(K, grid, grid)``.
+
+    Each cell's mean is the box mean of its (unsheared) ``S/grid`` px square read at the
+    sheared cell centre by bilinear interpolation, so ``shear = 0`` gives :func:`pool`'s
+    cell means up to float32 rounding; a cell centre past the map reads it reflected
+    (:func:`inside_sheared` tells which cells lie on image content). The sheared code of
+    an ROI without filtering it again: the filter responses are not sheared themselves (a
+    line turned by the shear keeps its orientation's response), the approximation
+    measured in ``identity/params.py`` (``FEATURE_REFINE_SHEARS``). Raises ValueError when
+    ``S`` is not a multiple of ``grid``.
+    """
+    k, size, width = maps.shape
+    if size != width or size % grid:
+        raise ValueError(f"maps of {size} x {width} px do not hold a {grid} x {grid} grid")
+    cell = size // grid
+    xs, ys = _sheared_centres(size, grid, shear)
+    stacked = np.ascontiguousarray(maps.transpose(1, 2, 0))
+    box = cv2.boxFilter(stacked, -1, (cell, cell), borderType=cv2.BORDER_REFLECT)
+    read = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return np.ascontiguousarray(read.reshape(grid, grid, k).transpose(2, 0, 1), np.float32)
+
+
+def inside_sheared(cover: F32, grid: int, shear: float) -> npt.NDArray[np.bool_]:
+    """The cells of the grid sheared by ``shear`` (:func:`pool_sheared`) lying wholly on
+    image content: bool ``(grid, grid)``; ``cover`` as in :func:`inside` (a cell reaching
+    past the map counts as outside). Raises ValueError as :func:`pool_sheared`."""
+    size = cover.shape[0]
+    if cover.shape != (size, size) or size % grid:
+        raise ValueError(f"a {cover.shape} cover does not hold a {grid} x {grid} grid")
+    cell = size // grid
+    xs, ys = _sheared_centres(size, grid, shear)
+    box = cv2.boxFilter(np.asarray(cover, np.float32), -1, (cell, cell),
+                        borderType=cv2.BORDER_CONSTANT)
+    covered = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                        borderValue=0.0)
+    return np.asarray(covered > 0.999, dtype=bool)

@@ -86,8 +86,8 @@ def gallery_threshold(floor: float, target_fpir: float, subjects: int) -> float:
     tail ``params.SUBJECT_FMR_TAIL_*``: a subject scores its best template), and never
     below ``floor`` (the configured threshold, which rules small galleries). The score is
     the service's fused CompCode + OrdinalCode subject score. With the Tongji tuning fit
-    and FPIR 0.3 %: ``floor`` (0.25) up to about 19,000 subjects, 0.265 at 10^5, 0.285
-    at 1M, 0.305 at 10^7. Raises ValueError unless 0 < target_fpir < 1.
+    and FPIR 0.3 %: ``floor`` (0.25) up to about 19,000 subjects, 0.264 at 10^5, 0.283
+    at 1M, 0.302 at 10^7. Raises ValueError unless 0 < target_fpir < 1.
     """
     if not 0.0 < target_fpir < 1.0:
         raise ValueError("target_fpir must lie in (0, 1)")

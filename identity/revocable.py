@@ -93,14 +93,15 @@ class RevocableTransform:
         return (flat ^ self._xor).reshape(code.shape), cells.reshape(mask.shape)
 
     def apply(self, template: Template) -> Template:
-        """Every rotation variant of ``template`` transformed (a reference for matching).
+        """Every rotation variant of ``template`` transformed (a reference for matching;
+        a probe's in-memory refinement variants are left out, as in stored templates).
 
         Raises ValueError on another grid.
         """
         if template.grid != self.grid:
             raise ValueError(f"template grid {template.grid} != transform grid {self.grid}")
         pairs = [self.bits(template.code_bits(r), template.mask_bits(r))
-                 for r in range(template.variants)]
+                 for r in range(template.rotation_variants)]
         return Template.from_bits(np.stack([c for c, _ in pairs]), np.stack([m for _, m in pairs]))
 
     def codes(self, codes: U8) -> U8:

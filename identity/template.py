@@ -7,7 +7,7 @@ Format version 3 (all integers big-endian)::
     4      1     format version (3)
     5      1     bits per cell (3: CompCode, and 3 OrdinalCode orientations)
     6      1     variants R (1..MAX_VARIANTS): codes of the ROI at R rotations, or, on a
-                 probe, the rotations and their half-cell refinement grids
+                 probe, the rotations and their half-cell and sheared refinement grids
                  (``Template.refine_offsets``, in memory only: a stored
                  template has only rotations)
     7      2     grid height H (cells)
@@ -54,6 +54,8 @@ FORMAT_VERSION = 3
 BITS_PER_CELL = 3
 MAX_GRID_SIDE = 1024
 MAX_VARIANTS = 16
+# A probe in memory: its rotations and their refinement variants (the header's byte).
+MAX_PROBE_VARIANTS = 255
 _HEADER = struct.Struct(">4sBBBHHIII")
 _PREFIX = struct.Struct(">4sB")
 
@@ -94,11 +96,11 @@ class Template:
         h, w = self.grid
         if not (0 < h <= MAX_GRID_SIDE and 0 < w <= MAX_GRID_SIDE):
             raise TemplateFormatError(f"grid {self.grid} is out of range")
-        if not 0 < self.variants <= MAX_VARIANTS:
-            raise TemplateFormatError(f"{self.variants} variants is out of range")
         if self.refine_offsets < 0 or self.variants % (1 + self.refine_offsets):
             raise TemplateFormatError(f"{self.variants} variants do not hold rotations with"
                                       f" {self.refine_offsets} refinement grids each")
+        if not 0 < self.rotation_variants <= MAX_VARIANTS or self.variants > MAX_PROBE_VARIANTS:
+            raise TemplateFormatError(f"{self.variants} variants is out of range")
         n_code, n_mask = code_nbytes(self.grid), mask_nbytes(self.grid)
         if len(self.code) != self.variants * n_code:
             raise TemplateFormatError(
@@ -231,7 +233,8 @@ class Template:
                    refine_offsets)
 
     def to_bytes(self) -> bytes:
-        """Serialise to format version :data:`FORMAT_VERSION`.
+        """Serialise to format version :data:`FORMAT_VERSION`: the rotation variants only
+        (:meth:`rotations_only`; refinement variants live in memory, on probes).
 
         Raises :class:`TemplateFormatError` for a template without an ordinal code: a
         stored template must carry both codes.
@@ -240,12 +243,13 @@ class Template:
             raise TemplateFormatError(
                 "a template without an ordinal code cannot be stored (CompCode only)"
             )
-        h, w = self.grid
+        stored = self.rotations_only()
+        h, w = stored.grid
         header = _HEADER.pack(
-            MAGIC, FORMAT_VERSION, BITS_PER_CELL, self.variants, h, w,
-            len(self.code), len(self.mask), len(self.ordinal),
+            MAGIC, FORMAT_VERSION, BITS_PER_CELL, stored.variants, h, w,
+            len(stored.code), len(stored.mask), len(stored.ordinal),
         )
-        return header + self.code + self.mask + self.ordinal
+        return header + stored.code + stored.mask + stored.ordinal
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Template:

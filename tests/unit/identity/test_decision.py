@@ -112,7 +112,7 @@ def test_gallery_threshold_rises_with_the_gallery_from_the_floor() -> None:
     grown = [gallery_threshold(floor, 0.003, n) for n in (10**5, 10**6, 10**7)]
     assert floor < grown[0] < grown[1] < grown[2]
     # The fused subject tail of the Tongji tuning palms (identity/params.py).
-    assert grown == pytest.approx([0.2645, 0.2846, 0.3046], abs=5e-4)
+    assert grown == pytest.approx([0.2640, 0.2832, 0.3024], abs=5e-4)
     estimated = fpir(grown[1], 10**6, 1, params.SUBJECT_FMR_TAIL_SLOPE,
                      params.SUBJECT_FMR_TAIL_INTERCEPT)
     assert estimated == pytest.approx(0.003, rel=1e-6)

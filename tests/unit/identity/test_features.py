@@ -27,11 +27,12 @@ def test_hamming_between_orientation_codes_is_angular_distance() -> None:
 def test_code_shape_and_template() -> None:
     code = extract_features(SyntheticPalms(1).capture(0, 0))
     assert code.grid == (32, 32)
-    # 3 rotations, then 3 refinement grids (half a cell down, right, both) of each
-    assert code.code.dtype == np.bool_ and code.code.shape == (12, 3, 32, 32)
-    assert code.mask.shape == (12, 32, 32)
+    # 3 rotations, then 5 refinement grids of each (half a cell down, right, both; sheared
+    # by +0.05 and -0.05)
+    assert code.code.dtype == np.bool_ and code.code.shape == (18, 3, 32, 32)
+    assert code.mask.shape == (18, 32, 32)
     template = code.to_template()
-    assert template.variants == 12 and template.rotation_variants == 3 and template.refined
+    assert template.variants == 18 and template.rotation_variants == 3 and template.refined
     stored = template.rotations_only()
     assert stored.variants == 3 and not stored.refined and stored.rotations_only() is stored
     for v in range(3):
@@ -95,7 +96,8 @@ def test_ordinal_code_is_filled_and_templated() -> None:
     assert code.ordinal.dtype == np.bool_ and code.ordinal.shape == code.code.shape
     assert np.array_equal(code.ordinal[:3], extract_ordinal(roi))  # the rotations
     assert np.array_equal(code.ordinal, extract_ordinal(
-        roi, refine_offsets_cells=params.FEATURE_REFINE_OFFSETS_CELLS))
+        roi, refine_offsets_cells=params.FEATURE_REFINE_OFFSETS_CELLS,
+        refine_shears=params.FEATURE_REFINE_SHEARS))
     assert not code.ordinal.flags.writeable
     template = code.to_template()
     assert template.has_ordinal
@@ -104,9 +106,9 @@ def test_ordinal_code_is_filled_and_templated() -> None:
         assert np.array_equal(template.code_bits(v), code.code[v])
     # the ordinal code follows the extractor's rotations and grid
     few = extract_features(roi, FeatureParams(grid_size=16, rotations_deg=(0.0, 3.0)))
-    assert few.ordinal.shape == (8, 3, 16, 16)
+    assert few.ordinal.shape == (12, 3, 16, 16)
     plain = extract_features(roi, FeatureParams(grid_size=16, rotations_deg=(0.0, 3.0),
-                                                refine_offsets_cells=()))
+                                                refine_offsets_cells=(), refine_shears=()))
     assert plain.ordinal.shape == (2, 3, 16, 16)
     assert np.array_equal(plain.code, few.code[:2]) and np.array_equal(plain.mask, few.mask[:2])
 

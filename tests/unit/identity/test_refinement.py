@@ -15,7 +15,7 @@ from identity.synthetic import SyntheticPalms
 from identity.template import Template
 
 PALMS = SyntheticPalms(7)
-PLAIN = FeatureParams(refine_offsets_cells=())
+PLAIN = FeatureParams(refine_offsets_cells=(), refine_shears=())
 
 
 def _reference_pool(maps: np.ndarray, grid: int, oy: int, ox: int) -> np.ndarray:
@@ -55,21 +55,24 @@ def test_cells_of_a_moved_grid_past_the_edge_are_outside() -> None:
 
 def test_the_layout_is_explicit_and_in_memory_only() -> None:
     n_rot = len(params.FEATURE_ROTATIONS_DEG)
-    n_off = len(params.FEATURE_REFINE_OFFSETS_CELLS)
+    n_off = len(params.FEATURE_REFINE_OFFSETS_CELLS) + len(params.FEATURE_REFINE_SHEARS)
     fresh = extract_features(PALMS.capture(0, 0)).to_template()
     assert (fresh.variants, fresh.rotation_variants, fresh.refine_offsets) == (
         n_rot * (1 + n_off), n_rot, n_off)
     # bytes never carry it: a serialised template is rotations only, whatever its count
     back = Template.from_bytes(fresh.to_bytes())
-    assert back == fresh and not back.refined and back.rotation_variants == back.variants
+    assert back == fresh.rotations_only() and not back.refined
+    assert back.rotation_variants == back.variants == n_rot
     # other extractor settings: the count alone does not decide
     eight = extract_features(PALMS.capture(0, 0), FeatureParams(rotations_deg=(0.0, 3.0)))
     t8 = eight.to_template()
-    assert (t8.variants, t8.rotation_variants, t8.refine_offsets) == (8, 2, 3)
+    assert (t8.variants, t8.rotation_variants, t8.refine_offsets) == (2 * (1 + n_off), 2,
+                                                                      n_off)
     assert PreparedProbe(t8).alignments == 2 * (2 * params.MATCH_MAX_SHIFT + 1) ** 2
     assert t8.rotations_only().variants == 2
     twelve = extract_features(PALMS.capture(0, 0), FeatureParams(
-        rotations_deg=tuple(float(a) for a in range(12)), refine_offsets_cells=()))
+        rotations_deg=tuple(float(a) for a in range(12)), refine_offsets_cells=(),
+        refine_shears=()))
     t12 = twelve.to_template()
     assert not t12.refined and t12.rotations_only() is t12 and t12.rotation_variants == 12
     with pytest.raises(TemplateFormatError, match="refinement grids"):
