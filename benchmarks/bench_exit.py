@@ -22,6 +22,13 @@ times between the last rate within it and the first beyond it.
 ``server_cpu_ms_per_exit``: CPU time of the service process (user + system, from
 /proc; Linux only) per exit: the serialised work a burst queues behind.
 
+Floor of the stack (``floor_health_burst_ms_p50/p99``, unless ``--no-floor``): the same
+burst rounds sent to ``GET /health`` of the same service, the cheapest request it answers
+(no database, no signature; a plain endpoint run in the same thread pool as the exit),
+with the same client and a new connection per request. What the HTTP server, the framework
+and the client alone cost on this machine at this concurrency: no exit burst can be
+answered faster than that.
+
     python benchmarks/bench_exit.py --concurrent 200 --json benchmarks/results/bench_exit.json
     python benchmarks/bench_exit.py --concurrent 200 --find-max-rate --json out.json
 
@@ -73,6 +80,21 @@ async def _round(base: str, sessions: list[str], gate: GateSigner) -> tuple[list
 
         results = await asyncio.gather(*(one(s) for s in sessions))
     return [ms for ms, _ in results], sum(code != 200 for _, code in results)
+
+
+async def _health_round(base: str, concurrent: int) -> list[float]:
+    """``concurrent`` simultaneous ``GET /health`` requests, each on a new connection as the
+    exits are; returns per-request milliseconds. Raises RuntimeError on a non-200 answer."""
+    limits = httpx.Limits(max_connections=concurrent, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async def one() -> float:
+            started = time.perf_counter()
+            answer = await client.get(f"{base}/health")
+            if answer.status_code != 200:
+                raise RuntimeError(f"GET /health answered {answer.status_code}")
+            return (time.perf_counter() - started) * 1000.0
+
+        return list(await asyncio.gather(*(one() for _ in range(concurrent))))
 
 
 def poisson_offsets(rate_per_s: float, count: int, rng: random.Random) -> list[float]:
@@ -218,6 +240,16 @@ class Bench:
             failures += bad
         return timings, failures, _cpu_per_exit(cpu_before, self.cpu(), len(timings))
 
+    def health_burst(self, concurrent: int, rounds: int) -> tuple[list[float], float | None]:
+        """The burst's shape sent to ``GET /health`` (a warm-up round, then ``rounds``
+        rounds of ``concurrent``): timings (ms) and service CPU per request (ms)."""
+        asyncio.run(_health_round(self.base, concurrent))  # not counted
+        timings: list[float] = []
+        cpu_before = self.cpu()
+        for _ in range(rounds):
+            timings += asyncio.run(_health_round(self.base, concurrent))
+        return timings, _cpu_per_exit(cpu_before, self.cpu(), len(timings))
+
     def open_loop(self, rate_per_s: float, exits: int) -> Trial:
         """``exits`` exits arriving as a Poisson process of ``rate_per_s``."""
         offsets = poisson_offsets(rate_per_s, exits, self.rng)
@@ -263,6 +295,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "concurrent": args.concurrent, "rounds": args.rounds,
                     "exits_timed": len(timings), "non_200": failures,
                     "server_cpu_ms_per_exit": cpu})
+                if args.floor:
+                    floor, floor_cpu = bench.health_burst(args.concurrent, args.rounds)
+                    report.update({
+                        "floor_health_burst_ms_p50": _percentile(floor, 50),
+                        "floor_health_burst_ms_p99": _percentile(floor, 99),
+                        "floor_server_cpu_ms_per_request": floor_cpu})
             else:
                 asyncio.run(_round(bench.base, bench.take(WARM_UP), gate))  # not counted
                 report.update({"concurrent": args.concurrent, "non_200": 0})
@@ -316,6 +354,8 @@ def main() -> None:
                         help="search the highest open-loop rate with p99 within the target")
     parser.add_argument("--search-steps", type=int, default=3,
                         help="bisections of --find-max-rate after the doubling")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="skip the GET /health bursts that measure the stack's floor")
     parser.add_argument("--hold", type=int, default=5000, help="entry hold, minor units")
     parser.add_argument("--processor-latency-ms", type=float, default=0.0)
     parser.add_argument("--json", type=Path, default=None, help="write the report here")

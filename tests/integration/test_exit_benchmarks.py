@@ -28,6 +28,9 @@ def test_bench_exit_answers_every_exit(tmp_path: Path) -> None:
         str(report["exit_to_receipt_ms_p99"]))
     assert report["burst_target_met"] == (
         float(str(report["exit_to_receipt_ms_p99"])) <= float(str(report["target_p99_ms"])))
+    # The stack's floor: the same burst sent to GET /health, answered without any exit work.
+    assert 0 < float(str(report["floor_health_burst_ms_p50"])) <= float(
+        str(report["floor_health_burst_ms_p99"]))
     # The open loop: 8 sessions stay open while 16 exit at Poisson arrivals of 20/s.
     assert report["open_loop_rate_per_s"] == 20.0 and report["open_loop_non_200"] == 0
     assert report["open_loop_open_sessions"] == 8
