@@ -11,6 +11,8 @@ alignment (:mod:`identity.matcher`).
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -87,18 +89,22 @@ def inside(cover: F32, grid: int, oy: int = 0, ox: int = 0) -> npt.NDArray[np.bo
     return np.asarray(pool(window, grid) > 0.999, dtype=bool)
 
 
+@functools.lru_cache(maxsize=32)
 def _sheared_centres(size: int, grid: int, shear: float
                      ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Where the box-filtered map is read for each cell of the grid sheared by ``shear``
-    about the map centre: float32 ``(grid, grid)`` x and y, in px of a ``(size, size)`` map
-    (cell centre ``z`` moved to ``(x + shear * y, y)`` about the centre ``m``, plus half a
-    pixel: an even box's mean at pixel ``p`` is centred on ``p - 0.5``)."""
+    about the map centre: float32 ``(grid, grid)`` x and y (read-only), in px of a
+    ``(size, size)`` map (cell centre ``z`` moved to ``(x + shear * y, y)`` about the centre
+    ``m``, plus half a pixel: an even box's mean at pixel ``p`` is centred on ``p - 0.5``)."""
     cell = size / grid
     z = (np.arange(grid) + 0.5) * cell - 0.5
     xs, ys = np.meshgrid(z, z)
     m = (size - 1) / 2.0
-    return ((xs - m) + shear * (ys - m) + m + 0.5).astype(np.float32), \
-        (ys + 0.5).astype(np.float32)
+    out_x = ((xs - m) + shear * (ys - m) + m + 0.5).astype(np.float32)
+    out_y = (ys + 0.5).astype(np.float32)
+    out_x.setflags(write=False)
+    out_y.setflags(write=False)
+    return out_x, out_y
 
 
 def pool_sheared(maps: F32, grid: int, shear: float) -> F32:
@@ -113,17 +119,30 @@ def pool_sheared(maps: F32, grid: int, shear: float) -> F32:
     an ROI without filtering it again: the filter responses are not sheared themselves (a
     line turned by the shear keeps its orientation's response), the approximation
     measured in ``identity/params.py`` (``FEATURE_REFINE_SHEARS``). Raises ValueError when
-    ``S`` is not a multiple of ``grid``.
+    the maps are not square or ``S`` is not a multiple of ``grid``.
     """
+    return pool_shears(maps, grid, (shear,))[0]
+
+
+def pool_shears(maps: F32, grid: int, shears: tuple[float, ...]) -> list[F32]:
+    """:func:`pool_sheared` for each of ``shears``, the box filter run once: a float32
+    ``(K, grid, grid)`` array per shear. Raises ValueError as :func:`pool_sheared`."""
     k, size, width = maps.shape
     if size != width or size % grid:
         raise ValueError(f"maps of {size} x {width} px do not hold a {grid} x {grid} grid")
+    if not shears:
+        return []
     cell = size // grid
-    xs, ys = _sheared_centres(size, grid, shear)
-    stacked = np.ascontiguousarray(maps.transpose(1, 2, 0))
+    # channels last for OpenCV (cv2.merge copies faster than a numpy transpose)
+    stacked = cv2.merge(list(maps)) if k > 1 else np.ascontiguousarray(maps[0])
     box = cv2.boxFilter(stacked, -1, (cell, cell), borderType=cv2.BORDER_REFLECT)
-    read = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return np.ascontiguousarray(read.reshape(grid, grid, k).transpose(2, 0, 1), np.float32)
+    out = []
+    for shear in shears:
+        xs, ys = _sheared_centres(size, grid, float(shear))
+        read = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        out.append(np.ascontiguousarray(read.reshape(grid, grid, k).transpose(2, 0, 1),
+                                        np.float32))
+    return out
 
 
 def inside_sheared(cover: F32, grid: int, shear: float) -> npt.NDArray[np.bool_]:
@@ -134,7 +153,7 @@ def inside_sheared(cover: F32, grid: int, shear: float) -> npt.NDArray[np.bool_]
     if cover.shape != (size, size) or size % grid:
         raise ValueError(f"a {cover.shape} cover does not hold a {grid} x {grid} grid")
     cell = size // grid
-    xs, ys = _sheared_centres(size, grid, shear)
+    xs, ys = _sheared_centres(size, grid, float(shear))
     box = cv2.boxFilter(np.asarray(cover, np.float32), -1, (cell, cell),
                         borderType=cv2.BORDER_CONSTANT)
     covered = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,

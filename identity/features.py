@@ -194,7 +194,7 @@ def extract_features(
         n = len(responses)
         pooled_grids = [np.stack([cells.pool(m, p.grid_size) for m in maps]),
                         *cells.pool_offsets(maps, p.grid_size, grids[1:]),
-                        *(cells.pool_sheared(maps, p.grid_size, s) for s in p.refine_shears)]
+                        *cells.pool_shears(maps, p.grid_size, p.refine_shears)]
         for g, pooled in enumerate(pooled_grids):
             codes[g].append(np.moveaxis(_ORIENTATION_BITS[np.argmin(pooled[:n], axis=0)],
                                         -1, 0))

@@ -147,7 +147,7 @@ def extract_ordinal(
         for j in range(len(resp)):
             out[r, j] = cells.pool(resp[j], grid) > 0.0
         refined = [*cells.pool_offsets(resp, grid, moved),
-                   *(cells.pool_sheared(resp, grid, s) for s in refine_shears)]
+                   *cells.pool_shears(resp, grid, refine_shears)]
         for o, pooled in enumerate(refined):
             out[n_rot + r * n_ref + o] = pooled > 0.0
     return out
