@@ -56,7 +56,7 @@ def _init(templates: list[Template], gallery: npt.NDArray[np.intp]) -> None:
 def _score_rows(rows: list[int]) -> tuple[F32, F32]:
     """CompCode and fused scores of the probes at ``rows`` against the gallery: 2 x (P, M),
     with the pipeline's matcher (identity.matcher: the fused score refines with the
-    probe's half-cell variants, CompCode alone uses its rotations)."""
+    probe's half-cell and sheared variants, CompCode alone uses its rotations)."""
     ref_c, ref_f = _SHARED["ref_c"], _SHARED["ref_f"]
     out_c = np.empty((len(rows), len(ref_c)), np.float32)
     out_f = np.empty_like(out_c)
@@ -82,7 +82,9 @@ def _key(palms: of.Palms) -> str:
     h = hashlib.sha256(palms.rois.tobytes())
     h.update(repr(("pipeline matcher", params.FUSION_WEIGHT_COMPCODE, params.MATCH_MAX_SHIFT,
                    params.MATCH_MIN_OVERLAP, params.FEATURE_ROTATIONS_DEG,
-                   params.FEATURE_REFINE_OFFSETS_CELLS)).encode())
+                   params.FEATURE_REFINE_OFFSETS_CELLS, params.FEATURE_REFINE_SHEARS,
+                   params.FEATURE_GRID_SIZE, params.FEATURE_WORK_SIZE,
+                   params.ORDINAL_WORK_SIZE)).encode())
     return h.hexdigest()
 
 

@@ -95,13 +95,16 @@ def _sheared_centres(size: int, grid: int, shear: float
     """Where the box-filtered map is read for each cell of the grid sheared by ``shear``
     about the map centre: float32 ``(grid, grid)`` x and y (read-only), in px of a
     ``(size, size)`` map (cell centre ``z`` moved to ``(x + shear * y, y)`` about the centre
-    ``m``, plus half a pixel: an even box's mean at pixel ``p`` is centred on ``p - 0.5``)."""
+    ``m``, plus where OpenCV's box of side ``cell`` is centred: its mean at pixel ``p``
+    covers ``p - cell // 2 .. p - cell // 2 + cell - 1``, centred on ``p - cell // 2 +
+    (cell - 1) / 2``: half a pixel before ``p`` for an even box, ``p`` for an odd one)."""
     cell = size / grid
     z = (np.arange(grid) + 0.5) * cell - 0.5
     xs, ys = np.meshgrid(z, z)
     m = (size - 1) / 2.0
-    out_x = ((xs - m) + shear * (ys - m) + m + 0.5).astype(np.float32)
-    out_y = (ys + 0.5).astype(np.float32)
+    anchor = size // grid // 2 - (size // grid - 1) / 2.0  # 0.5 for even boxes, 0 for odd
+    out_x = ((xs - m) + shear * (ys - m) + m + anchor).astype(np.float32)
+    out_y = (ys + anchor).astype(np.float32)
     out_x.setflags(write=False)
     out_y.setflags(write=False)
     return out_x, out_y
@@ -139,6 +142,7 @@ def pool_shears(maps: F32, grid: int, shears: tuple[float, ...]) -> list[F32]:
     out = []
     for shear in shears:
         xs, ys = _sheared_centres(size, grid, float(shear))
+        # (OpenCV reads positions to 1/32 px on more than 4 channels, exactly on 1-4)
         read = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         out.append(np.ascontiguousarray(read.reshape(grid, grid, k).transpose(2, 0, 1),
                                         np.float32))

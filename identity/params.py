@@ -261,7 +261,7 @@ FEATURE_REFINE_OFFSETS_CELLS = ((0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
 # below (rows slide sideways in proportion to their height: the skew of a palm tilted
 # towards or away from a contactless sensor), and the fused matcher scores them with the
 # half-cell variants at the 3 x 3 shifts around the best whole-cell alignment
-# (identity/cells.pool_affine samples the maps' cell means at the moved cell centres; no
+# (identity/cells.pool_shears samples the maps' cell means at the moved cell centres; no
 # second filtering). Why: every one of the 30 lowest genuine scores of the tuning palms is
 # palm068, whose two sessions differ by a skew (ROIs sheared by 0.1 before coding took its
 # mean genuine score from 0.198 to 0.322; scale changes did not help it). Chosen on Tongji
@@ -450,7 +450,8 @@ TARGET_FPIR = 0.003
 # search's. On the tuning-half tail fit: t(n) = 0.320 at 10^4 templates, 0.345 at 10^5,
 # 0.370 at 10^6, 0.395 at 10^7 (1M persons x 10 templates); always above the decision
 # threshold of decision.gallery_threshold for those galleries (now a fused score: 0.25 /
-# 0.265 / 0.285 / 0.305 at 10^4..10^7 subjects; tests/unit/identity/test_decision.py).
+# 0.264 / 0.283 / 0.302 at 10^4..10^7 subjects since the sheared refinement's refit;
+# tests/unit/identity/test_decision.py).
 # Since the fused second stage (RESCORE_SUBJECTS) decides on fused scores of the best
 # subjects the index returns, an early stop can also change the decision through a
 # runner-up the early search did not see; the bench checks every early answer against

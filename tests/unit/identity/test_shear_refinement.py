@@ -27,8 +27,10 @@ def _sheared_roi(roi: np.ndarray, shear: float) -> np.ndarray:
         borderMode=cv2.BORDER_REFLECT))
 
 
-@pytest.mark.parametrize(("side", "grid"), [(64, 32), (128, 32), (64, 16)])
+@pytest.mark.parametrize(("side", "grid"), [(64, 32), (128, 32), (64, 16), (96, 32), (32, 32),
+                                            (160, 32)])
 def test_no_shear_is_the_plain_cell_mean(side: int, grid: int) -> None:
+    """Even and odd cells (2, 4, 3, 1, 5 px): OpenCV centres odd boxes on the pixel."""
     maps = np.random.default_rng(side).random((8, side, side)).astype(np.float32)
     got = cells.pool_sheared(maps, grid, 0.0)
     assert got.shape == (8, grid, grid) and got.dtype == np.float32
@@ -125,13 +127,48 @@ def test_the_shears_lower_the_distance_of_a_skewed_capture() -> None:
     assert np.mean(gains) > 0.01, gains
 
 
+def test_the_sheared_variants_mask_cells_sheared_past_the_image() -> None:
+    """A sheared cell whose box reads past the ROI (reflected responses) is never valid."""
+    code = extract_features(PALMS.capture(2, 0))
+    n_rot, n_half = len(params.FEATURE_ROTATIONS_DEG), len(params.FEATURE_REFINE_OFFSETS_CELLS)
+    side = params.FEATURE_WORK_SIZE
+    for k, shear in enumerate(params.FEATURE_REFINE_SHEARS):
+        inside = cells.inside_sheared(np.ones((side, side), np.float32),
+                                      params.FEATURE_GRID_SIZE, shear)
+        mask = code.mask[n_rot + n_half + k]  # rotation 0
+        assert not (mask & ~inside).any()
+        assert not inside.all() and mask.sum() > 0.8 * mask.size
+
+
 def test_a_probe_keeps_its_refinements_in_memory_only() -> None:
     probe = extract_features(PALMS.capture(1, 0)).to_template()
     assert probe.variants > MAX_VARIANTS  # more than a stored template may hold
     stored = Template.from_bytes(probe.to_bytes())
     assert stored == probe.rotations_only() and not stored.refined
-    # bytes claiming that many variants are not a template
-    forged = bytearray(probe.rotations_only().to_bytes())
-    forged[6] = probe.variants
-    with pytest.raises(TemplateFormatError):
-        Template.from_bytes(bytes(forged))
+
+
+def test_the_variant_limits() -> None:
+    """Stored bytes hold at most MAX_VARIANTS rotations, even when the rest is consistent;
+    in memory a probe holds at most MAX_VARIANTS rotations and 255 variants in all."""
+    probe = extract_features(PALMS.capture(1, 0)).to_template()
+    one = probe.rotations_only()
+    n = MAX_VARIANTS + 1
+    header = bytearray(one.to_bytes()[:23])
+    code_1, mask_1 = len(one.code) // one.variants, len(one.mask) // one.variants
+    header[6] = n
+    header[11:15] = (n * code_1).to_bytes(4, "big")
+    header[15:19] = (n * mask_1).to_bytes(4, "big")
+    header[19:23] = (n * code_1).to_bytes(4, "big")
+    forged = bytes(header) + one.code[:code_1] * n + one.mask[:mask_1] * n + \
+        one.ordinal[:code_1] * n
+    with pytest.raises(TemplateFormatError, match="out of range"):
+        Template.from_bytes(forged)
+    with pytest.raises(TemplateFormatError, match="out of range"):
+        Template(one.grid, one.code[:code_1] * n, one.mask[:mask_1] * n, n)
+    fine = Template(one.grid, one.code[:code_1] * n, one.mask[:mask_1] * n, n,
+                    refine_offsets=n - 1)  # one rotation, 16 refinements: a probe
+    assert fine.rotation_variants == 1
+    many = 256  # one rotation and 255 refinements: over the in-memory limit
+    with pytest.raises(TemplateFormatError, match="out of range"):
+        Template(one.grid, one.code[:code_1] * many, one.mask[:mask_1] * many, many,
+                 refine_offsets=many - 1)
