@@ -11,7 +11,8 @@ logins racing with one code cannot both succeed (:func:`claim_totp_step`). Turni
 on ends every other session of the shopper (the one making the request stays).
 
 Login is rate-limited per account and per client IP (failed attempts in a
-sliding window, in process memory: each API worker counts its own). It is
+sliding window, counted in the database: every API worker counts the same failures and a
+restart forgets none; :class:`storefront.security.attempts.SqlFailureWindow`). It is
 timing-safe: an unknown account is checked against a dummy hash, so it costs
 the same argon2 work as a wrong password and answers the same error; for an account
 with TOTP on, a wrong password and a right password with a missing, wrong or replayed
@@ -38,9 +39,7 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +55,9 @@ from identity.keyring import ListingKeyProvider
 from storefront.clock import Clock
 from storefront.db.models import Shopper, ShopperAccount, ShopperAuthSession
 from storefront.errors import Conflict, InvalidInput, StorefrontError
+from storefront.security.attempts import AttemptCounter, SqlFailureWindow
+from storefront.security.attempts import FailureWindow as FailureWindow
+from storefront.security.attempts import TooManyAttempts as TooManyAttempts
 from storefront.security.sealing import SealedSecretUnreadable
 from storefront.shopper_totp import seal_clear_row, shopper_totp_sealer
 from storefront.shoppers import ShopperService
@@ -68,22 +70,14 @@ BAD_LOGIN = "wrong e-mail, password or TOTP code"
 """The one answer to every failed shopper login (unknown e-mail, wrong password, missing,
 wrong or replayed TOTP code), so it does not tell which part was wrong."""
 TAKEN = "an account with this e-mail already exists"
+ATTEMPTS_NAMESPACE = "shopper-accounts"
+"""The namespace of the shopper login and sign-up failures in ``failed_attempts``."""
 
 
 class AuthenticationFailed(StorefrontError):
     """Wrong credentials, a missing or wrong second factor, or a bad/expired token (HTTP 401)."""
 
     code = "authentication_failed"
-
-
-class TooManyAttempts(StorefrontError):
-    """Too many failed logins for this account or address; ``retry_after_s`` seconds (429)."""
-
-    code = "rate_limited"
-
-    def __init__(self, reason: str, retry_after_s: int) -> None:
-        super().__init__(reason)
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -105,38 +99,6 @@ class IssuedToken:
     token: str
     shopper_id: str
     expires_at: datetime
-
-
-class FailureWindow:
-    """Failed attempts per key in a sliding window (thread-safe, monotonic clock)."""
-
-    def __init__(self, window_s: float) -> None:
-        self._window = window_s
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def count(self, key: str) -> tuple[int, float]:
-        """(failures in the window, seconds until the oldest one leaves it)."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits[key]
-            while hits and hits[0] <= now - self._window:
-                hits.popleft()
-            wait = hits[0] + self._window - now if hits else 0.0
-            return len(hits), wait
-
-    def add(self, key: str) -> None:
-        """Record one failure of ``key``."""
-        with self._lock:
-            self._hits[key].append(time.monotonic())
-
-    def refuse_when_over(self, limits: dict[str, int], reason: str) -> None:
-        """Raise TooManyAttempts(``reason``) when a key has ``limits[key]`` failures or more
-        in the window (Retry-After: until its oldest failure leaves the window)."""
-        for key, limit in limits.items():
-            count, wait = self.count(key)
-            if count >= limit:
-                raise TooManyAttempts(reason, retry_after_s=max(1, int(wait) + 1))
 
 
 def token_digest(token: str) -> str:
@@ -184,13 +146,16 @@ class AccountService:
 
     ``keys``: the store's KEK (32 bytes) or key provider (the service's
     :class:`storefront.subject_keys.ReloadingKeyProvider`) sealing the TOTP secrets.
+    ``failures``: where failed logins and "address taken" sign-ups are counted (default:
+    the database, namespace :data:`ATTEMPTS_NAMESPACE`, shared by every process).
     Raises KeyUnavailable when its current KEK cannot be read.
     """
 
     def __init__(self, *, sessions: sessionmaker[Session], shoppers: ShopperService,
                  clock: Clock, keys: bytes | ListingKeyProvider,
                  policy: LoginPolicy | None = None,
-                 hasher: PasswordHasher | None = None) -> None:
+                 hasher: PasswordHasher | None = None,
+                 failures: AttemptCounter | None = None) -> None:
         self._sessions = sessions
         self._sealer = shopper_totp_sealer(keys)
         self._shoppers = shoppers
@@ -198,7 +163,8 @@ class AccountService:
         self._policy = policy or LoginPolicy()
         self._hasher = hasher or PasswordHasher()
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
-        self._failures = FailureWindow(self._policy.window_s)
+        self._failures = failures or SqlFailureWindow(
+            sessions, window_s=self._policy.window_s, namespace=ATTEMPTS_NAMESPACE, clock=clock)
 
     def sign_up(self, *, email: str, password: str, display_name: str,
                 payment_token: str, client_ip: str) -> str:
@@ -290,8 +256,7 @@ class AccountService:
             "too many failed logins; try again later")
 
     def _fail(self, keys: tuple[str, str], reason: str) -> IssuedToken:
-        for key in keys:
-            self._failures.add(key)
+        self._failures.add(*keys)
         raise AuthenticationFailed(reason)
 
     def _verify(self, password_hash: str, password: str) -> bool:

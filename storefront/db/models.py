@@ -597,3 +597,20 @@ class SubjectKey(Base):
     wrapped: Mapped[bytes] = mapped_column(sa.LargeBinary())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class FailedAttempt(Base):
+    """One failed attempt counted against a limit (a wrong login, an "address taken"
+    sign-up answer, a wrong enrolment code): :class:`storefront.security.attempts
+    .SqlFailureWindow`. ``key_hash`` is the SHA-256 hex of the counter's namespace and key
+    (keys hold e-mail addresses, staff ids and client addresses, never stored as such);
+    ``expires_at`` is when the row stops counting (``at`` + the window), so old rows can be
+    pruned without knowing each counter's window."""
+
+    __tablename__ = "failed_attempts"
+    __table_args__ = (sa.Index("ix_failed_attempts_key_hash_at", "key_hash", "at"),)
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                                    sa.Identity(), primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

@@ -10,9 +10,9 @@ staff cannot enrol them: they sign up first (or enrol themselves at the kiosk).
 
 A shopper holds at most 5 live enrolment codes (429 beyond,
 :func:`storefront.privacy.one_time_codes.issue_wait`). Failed code attempts are counted
-per staff member and per client address like failed logins
-(:class:`storefront.accounts.FailureWindow`): over the limit, TooManyAttempts (HTTP 429)
-before any check.
+per staff member and per client address like failed logins, in the database across every
+process (:class:`storefront.security.attempts.SqlFailureWindow`, namespace
+:data:`ATTEMPTS_NAMESPACE`): over the limit, TooManyAttempts (HTTP 429) before any check.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from storefront.accounts import FailureWindow
 from storefront.clock import Clock
 from storefront.privacy.code_issuing import issue_within_limit
 from storefront.privacy.one_time_codes import (
@@ -31,25 +30,33 @@ from storefront.privacy.one_time_codes import (
     is_usable,
     refused_reason,
 )
+from storefront.security.attempts import AttemptCounter, SqlFailureWindow
 
 __all__ = ["EnrolmentCodeRefused", "EnrolmentCodeService", "refused_reason"]
 
 PER_STAFF = 10
 PER_CLIENT = 20
 WINDOW_S = 900.0
+ATTEMPTS_NAMESPACE = "enrolment-codes"
 
 
 class EnrolmentCodeService:
-    """Issue enrolment codes to signed-in shoppers; check them for staff (throttled)."""
+    """Issue enrolment codes to signed-in shoppers; check them for staff (throttled).
+
+    ``failures``: where wrong codes are counted (default: the database, namespace
+    :data:`ATTEMPTS_NAMESPACE`, shared by every process; ``window_s`` is its window).
+    """
 
     def __init__(self, *, sessions: sessionmaker[Session], clock: Clock,
                  ttl: timedelta = timedelta(minutes=10), per_staff: int = PER_STAFF,
-                 per_client: int = PER_CLIENT, window_s: float = WINDOW_S) -> None:
+                 per_client: int = PER_CLIENT, window_s: float = WINDOW_S,
+                 failures: AttemptCounter | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
         self._ttl = ttl
         self._limits = (per_staff, per_client)
-        self._failures = FailureWindow(window_s)
+        self._failures = failures or SqlFailureWindow(
+            sessions, window_s=window_s, namespace=ATTEMPTS_NAMESPACE, clock=clock)
 
     @property
     def ttl(self) -> timedelta:
@@ -77,6 +84,5 @@ class EnrolmentCodeService:
                 if is_usable(db, code, purpose=ENROLMENT, now=self._clock(),
                              shopper_id=shopper_id):
                     return code
-        for key in keys:
-            self._failures.add(key)
+        self._failures.add(*keys)
         raise EnrolmentCodeRefused(refused_reason())

@@ -41,10 +41,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from identity.keyring import ListingKeyProvider
-from storefront.accounts import FailureWindow, LoginPolicy, claim_totp_step, totp_step
+from storefront.accounts import LoginPolicy, claim_totp_step, totp_step
 from storefront.clock import Clock
 from storefront.db.models import StaffAccount, StaffToken
 from storefront.errors import Conflict, InvalidInput
+from storefront.security.attempts import AttemptCounter, SqlFailureWindow
 from storefront.security.errors import AuthenticationRequired
 from storefront.security.sealing import SecretSealer
 
@@ -63,6 +64,8 @@ _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _LABEL = b"storefront/staff-totp/v1\x00"
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("storefront-dummy-password")
+ATTEMPTS_NAMESPACE = "staff-login"
+"""The namespace of the failed staff sign-ins in ``failed_attempts``."""
 
 
 @dataclass(frozen=True)
@@ -108,19 +111,22 @@ class StaffService:
     ``kek``: one fixed KEK (32 bytes), or a KeyProvider whose current KEK seals new
     secrets; a secret is opened with the current KEK, else with the other KEKs the
     provider lists (the previous key file while a rotation re-seals the secrets) or this
-    instance saw as current before.
+    instance saw as current before. ``failures``: where failed sign-ins are counted
+    (default: the database, namespace :data:`ATTEMPTS_NAMESPACE`, shared by every process).
     """
 
     def __init__(self, sessions: sessionmaker[Session], kek: bytes | ListingKeyProvider,
                  clock: Clock, *, token_ttl_s: int, issuer: str = "storefront",
-                 limits: LoginPolicy | None = None) -> None:
+                 limits: LoginPolicy | None = None,
+                 failures: AttemptCounter | None = None) -> None:
         self._db = sessions
         self._sealer = SecretSealer(kek, label=_LABEL, kind="staff")
         self._clock = clock
         self._ttl = timedelta(seconds=token_ttl_s)
         self._issuer = issuer
         self._limits = limits or LoginPolicy()
-        self._failures = FailureWindow(self._limits.window_s)
+        self._failures = failures or SqlFailureWindow(
+            sessions, window_s=self._limits.window_s, namespace=ATTEMPTS_NAMESPACE, clock=clock)
 
     def check_new(self, *, staff_id: str, role: str) -> None:
         """Check an account could be added before its password is asked for.
@@ -174,7 +180,7 @@ class StaffService:
         counted as a failure, and TooManyAttempts
         (before any check) once the staff id or the client address has had too many
         failures in the window (``storefront.accounts.LoginPolicy``: 5 per id, 20 per
-        address, 15 minutes; counted in this process's memory).
+        address, 15 minutes; counted in the database, across every process).
         """
         keys = (f"staff:{staff_id}", f"ip:{client_ip}")
         self._refuse_when_limited(keys)
@@ -192,8 +198,7 @@ class StaffService:
         token = None if disabled or not password_ok or (role in MFA_ROLES and step is None) \
             else self._issue(staff_id, step)
         if token is None:
-            for key in keys:
-                self._failures.add(key)
+            self._failures.add(*keys)
             raise AuthenticationRequired("staff id, password or one-time code is not valid")
         return IssuedToken(token, staff_id, role, int(self._ttl.total_seconds()))
 
