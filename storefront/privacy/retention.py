@@ -11,7 +11,10 @@ day ago are deleted (:func:`storefront.privacy.one_time_codes.purge_spent`: a us
 row would tie a detached trip to the shopper). "Use" is the last identification at a
 gate (``palm_enrolments.last_used_at``), else the enrolment time. Trips are
 detached as on account deletion (:func:`storefront.privacy.deletion.detach_trips`):
-the receipts stay, anonymised, for the accounting retention period.
+the receipts stay, anonymised, for the accounting retention period. Failed-attempt rows
+past their window (:mod:`storefront.security.attempts`: hashes of e-mail addresses,
+staff ids and client addresses) are deleted too, all of them, so a burst of failures
+followed by silence does not leave its rows behind.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from storefront.errors import InvalidInput
 from storefront.privacy.consent import DEFAULT_PALM_RETENTION_DAYS, choices_of
 from storefront.privacy.deletion import FINISHED, DeletionService, detach_trips
 from storefront.privacy.one_time_codes import purge_spent
+from storefront.security.attempts import purge_expired_attempts
 
 if TYPE_CHECKING:
     from storefront.privacy.export import ExportService
@@ -47,6 +51,7 @@ class SweepReport:
     trips_detached: int = 0
     archives_deleted: int = 0
     codes_deleted: int = 0
+    failed_attempts_deleted: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (printed by the CLI)."""
@@ -54,7 +59,8 @@ class SweepReport:
                 "templates_deleted": self.templates_deleted,
                 "trips_detached": self.trips_detached,
                 "archives_deleted": self.archives_deleted,
-                "codes_deleted": self.codes_deleted}
+                "codes_deleted": self.codes_deleted,
+                "failed_attempts_deleted": self.failed_attempts_deleted}
 
 
 class RetentionService:
@@ -84,9 +90,9 @@ class RetentionService:
             db.merge(row)
 
     def sweep(self) -> SweepReport:
-        """Apply every shopper's periods now, delete spent entry and enrolment codes, then
-        the stored export archives that expired or hold what this sweep removed;
-        idempotent."""
+        """Apply every shopper's periods now, delete spent entry and enrolment codes and
+        failed-attempt rows past their window, then the stored export archives that
+        expired or hold what this sweep removed; idempotent."""
         now, report = self._clock(), SweepReport()
         touched: set[str] = set()
         for shopper_id in self._stale_palm_owners(now):
@@ -110,6 +116,7 @@ class RetentionService:
                 if detached:
                     touched.add(shopper_id)
             report.codes_deleted = purge_spent(db, now)
+            report.failed_attempts_deleted = purge_expired_attempts(db, now)
         if self._exports is not None:
             swept = self._clock()  # any export requested until now may hold what went
             for shopper_id in sorted(touched):

@@ -84,3 +84,27 @@ def test_sweep_deletes_spent_codes_after_a_day(world: World) -> None:
     clock.now += timedelta(days=1)
     assert p.retention.sweep().codes_deleted == 2 and _codes(c, sid) == []
     assert live.expires_at < clock.now
+
+
+def test_sweep_deletes_failed_attempts_past_their_window(world: World) -> None:
+    """Failed-attempt rows (hashes of staff ids and addresses) go with the retention sweep
+    once their window has passed, even when no later failure comes to prune them."""
+    from storefront.db.models import FailedAttempt
+    from storefront.privacy.enrolment_codes import EnrolmentCodeRefused
+
+    c, p, clock = world
+    sid = c.shoppers.register(display_name="Di", payment_token="tok_d").id
+    for _ in range(3):  # 3 wrong codes: one row per key (staff, client) each
+        with pytest.raises(EnrolmentCodeRefused):
+            p.enrolment_codes.check("nope", shopper_id=sid, staff_id="ana", client="10.0.0.9")
+
+    def rows() -> int:
+        with c.db() as db:
+            return int(db.scalar(sa.select(sa.func.count()).select_from(FailedAttempt)) or 0)
+
+    assert rows() == 6
+    clock.now += timedelta(minutes=14)
+    assert p.retention.sweep().failed_attempts_deleted == 0 and rows() == 6  # still counting
+    clock.now += timedelta(minutes=2)  # past the 15-minute window
+    assert p.retention.sweep().failed_attempts_deleted == 6 and rows() == 0
+    assert p.retention.sweep().failed_attempts_deleted == 0  # idempotent

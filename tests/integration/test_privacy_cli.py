@@ -32,6 +32,8 @@ def test_sweep_command_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert [r.exit_code for r in runs] == [0, 0], [r.output for r in runs]
     first, second = (json.loads(r.output) for r in runs)
     assert first == {"palms_deleted_for": 1, "templates_deleted": 3, "trips_detached": 0,
-                     "archives_deleted": 0, "codes_deleted": 0}
+                     "archives_deleted": 0, "codes_deleted": 0,
+                     "failed_attempts_deleted": 0}
     assert second == {"palms_deleted_for": 0, "templates_deleted": 0, "trips_detached": 0,
-                      "archives_deleted": 0, "codes_deleted": 0}
+                      "archives_deleted": 0, "codes_deleted": 0,
+                     "failed_attempts_deleted": 0}

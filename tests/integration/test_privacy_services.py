@@ -120,7 +120,7 @@ def test_gate_use_is_recorded_and_retention_sweep_is_idempotent(store) -> None: 
     assert report.palms_deleted_for == [dropped] and report.templates_deleted == 4
     assert p.retention.sweep().as_dict() == {"palms_deleted_for": 0, "templates_deleted": 0,
                                              "trips_detached": 0, "archives_deleted": 0,
-                                             "codes_deleted": 0}
+                                             "codes_deleted": 0, "failed_attempts_deleted": 0}
     assert not c.gates.enter_by_palm(image=png(4, 5)).admitted
     clock.now += timedelta(days=731)
     assert p.retention.sweep().palms_deleted_for == [kept]
