@@ -6,7 +6,7 @@ happened and when it stops counting. Starts empty (the counts in memory are not 
 
 Revision ID: 0015
 Revises: 0014
-Create Date: 2026-12-15
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
