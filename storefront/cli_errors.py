@@ -380,99 +380,12 @@ def require_store(settings: Settings, *, keys: bool = False) -> None:
 
 class KekMismatch(ConfigError):
     """The key-encryption key files are there and readable, but none holds the KEK that
-    wraps some of the store's keys (:func:`require_kek_opens_store`)."""
-
-
-LEGACY_HEADER_BYTES = 23
-"""Bytes of a legacy (version 1) template blob's header read to find its KEK id: version,
-format, id length, and the 20 characters of ``identity.protection.key_id_for``'s ids."""
+    seals some of the store's keys or secrets (:mod:`storefront.kek_check`)."""
 
 
 def require_kek_opens_store(settings: Settings) -> None:
-    """Refuse (:class:`KekMismatch`, exit 2 under :func:`cli_errors`) a key-encryption key
-    file that exists and is readable but does not open the store's data keys: the
-    per-person data keys (``subject_keys``) and legacy template blobs are wrapped under a
-    KEK that neither the current key file nor, during a rotation, the previous one holds
-    (e.g. the key file replaced by another valid key after the store was made, or another
-    store's key). Start-up and every command that opens the store would otherwise stop on
-    the first data key they unwrap.
+    """Refuse (:class:`KekMismatch`) a key-encryption key that does not open what the
+    store holds sealed under it (:func:`storefront.kek_check.require_kek_opens_store`)."""
+    from storefront.kek_check import require_kek_opens_store as check
 
-    Read only, creating nothing: returns at once when the SQLite file does not exist yet,
-    when the key file is missing (the callers' own checks refuse that) or when the store
-    holds no wrapped keys. Raises ConfigError for a key file that cannot be read (naming
-    STOREFRONT_KEY_FILE), and the database's own errors for :func:`explain`.
-    """
-    from sqlalchemy.engine import make_url
-
-    from identity.errors import KeyFileError
-    from identity.protection import load_or_create_key_file
-    from storefront.subject_keys import KekFiles
-
-    url = settings.resolved_database_url()
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        return
-    files = KekFiles(settings.resolved_key_file())
-    if not files.current.is_file():
-        return
-    wrapped = _stored_kek_ids(url)
-    if not wrapped:
-        return
-    try:
-        held = [load_or_create_key_file(path, create=False)[1] for path in files.readable()]
-    except KeyFileError as exc:
-        raise ConfigError(f"{exc.reason} (STOREFRONT_KEY_FILE or "
-                          f"STOREFRONT_STATE_DIR)") from exc
-    missing = {kek_id: count for kek_id, count in wrapped.items() if kek_id not in held}
-    if missing:
-        raise KekMismatch(_mismatch_reason(files.current, held[0], missing))
-
-
-def _mismatch_reason(path: Path, held: str, missing: dict[str, tuple[int, int]]) -> str:
-    """One line for :class:`KekMismatch`: the key file and its KEK id, what is wrapped
-    under which other KEK ids ((data keys, legacy templates) per id), what to do."""
-    data_keys = sum(keys for keys, _ in missing.values())
-    legacy = sum(templates for _, templates in missing.values())
-    what = " and ".join(part for part in (
-        f"{data_keys} data key(s)" if data_keys else "",
-        f"{legacy} legacy template(s)" if legacy else "") if part)
-    ids = ", ".join(repr(kek_id) for kek_id in sorted(missing))
-    return (f"STOREFRONT_KEY_FILE: the key file {path} holds KEK {held!r}, which does not "
-            f"open the store's data keys ({what} wrapped under KEK {ids}, which no key file "
-            f"holds): the key file was replaced or is another store's; put back the key "
-            f"the store was made with (check STOREFRONT_KEY_FILE and STOREFRONT_STATE_DIR)")
-
-
-def _stored_kek_ids(url: str) -> dict[str, tuple[int, int]]:
-    """KEK id -> (data keys, legacy template blobs) wrapped under it in the database at
-    ``url`` (tables a database not yet migrated lacks are skipped). Reads only the KEK
-    ids and the first bytes of legacy blobs, grouped in the database."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    engine = sa.create_engine(url) if make_url(url).get_backend_name() != "sqlite" \
-        else sa.create_engine(url, connect_args={"timeout": 30})
-    found: dict[str, tuple[int, int]] = {}
-    try:
-        with engine.connect() as conn:
-            tables = set(sa.inspect(conn).get_table_names())
-            if "subject_keys" in tables:
-                keys = sa.table("subject_keys", sa.column("kek_id", sa.String()))
-                for kek_id, count in conn.execute(sa.select(keys.c.kek_id, sa.func.count())
-                                                  .group_by(keys.c.kek_id)):
-                    found[str(kek_id)] = (int(count), 0)
-            if "palm_templates" in tables:
-                blobs = sa.table("palm_templates", sa.column("ciphertext", sa.LargeBinary()))
-                head = sa.func.substr(blobs.c.ciphertext, 1, LEGACY_HEADER_BYTES)
-                legacy = sa.func.substr(blobs.c.ciphertext, 1, 1) == sa.literal(
-                    b"\x01", sa.LargeBinary())
-                for header, count in conn.execute(sa.select(head, sa.func.count())
-                                                  .where(legacy).group_by(head)):
-                    raw = bytes(header)
-                    kek_id = raw[3:3 + raw[2]].decode("utf-8", "replace") \
-                        if len(raw) > 3 else ""
-                    keys_n, templates = found.get(kek_id, (0, 0))
-                    found[kek_id] = (keys_n, templates + int(count))
-    finally:
-        engine.dispose()
-    return found
+    check(settings)

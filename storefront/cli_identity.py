@@ -377,6 +377,10 @@ def _rotate_transform() -> dict[str, Any]:
         if not key_file.is_file():
             raise KeyFileError(f"key file {key_file} does not exist (check {variable}); "
                                f"nothing was created")
+    from storefront.cli_errors import reported_errors, require_kek_opens_store
+
+    with reported_errors(settings):  # before anything is decrypted or audited
+        require_kek_opens_store(settings)
     with existing_database(url, PalmTemplate.__tablename__, "palm templates") as engine:
         db = sessionmaker(engine, expire_on_commit=False)
         old = RevocableTransform(load_key(path, development=development, create=False))

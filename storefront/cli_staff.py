@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from storefront.cli_errors import cli_errors, require_store
+from storefront.cli_errors import cli_errors, require_kek_opens_store, require_store
 
 if TYPE_CHECKING:
     from storefront.security.staff_admin import StaffAdmin, StaffChange
@@ -35,7 +35,11 @@ def add(staff_id: Annotated[str, typer.Argument(help="Staff id.")],
     and role are known to be acceptable."""
     from storefront.bootstrap import bootstrap
     from storefront.errors import StorefrontError
+    from storefront.settings import Settings
 
+    # an existing store's key file must open its secrets before one more is sealed under it
+    # (a new store has nothing sealed yet: the check passes and bootstrap makes the store)
+    require_kek_opens_store(Settings())
     container = bootstrap(reconcile_payments=False)
     try:
         container.security.staff.check_new(staff_id=staff_id, role=role)

@@ -196,7 +196,7 @@ def test_a_defect_in_the_check_keeps_its_traceback(
     def broken(_url: str) -> None:
         raise RuntimeError("a defect")
 
-    monkeypatch.setattr("storefront.cli_errors._stored_kek_ids", broken)
+    monkeypatch.setattr("storefront.kek_check._holdings", broken)
     monkeypatch.setattr("sys.argv", ["storefront", "serve", "--port", str(_free_port())])
     with pytest.raises(RuntimeError, match="a defect"):
         main()
@@ -234,3 +234,72 @@ def test_the_check_reads_postgres_too(postgres_url: str, tmp_path: Path) -> None
     load_or_create_key_file(key_file, create=True)
     with pytest.raises(KekMismatch, match=r"\(1 data key\(s\) and 1 legacy template\(s\)"):
         require_kek_opens_store(settings)
+
+
+@pytest.fixture(scope="module")
+def store_without_palms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A new store with a manager (TOTP secret sealed) and a gate (device key sealed) but
+    no enrolled palm, so no per-person data key: (state folder, original key file)."""
+    data_dir = tmp_path_factory.mktemp("kek-nopalm") / "store"
+    c = bootstrap(Settings(data_dir=data_dir),
+                  processor=SimulatedProcessor(seed=1, decline_rate=0.0))
+    try:
+        c.security.staff.add(staff_id="max", role="manager", password="a long password 1")
+        c.security.registry.add(store_id=c.settings.store_id, device_id="gate-1", kind="gate")
+    finally:
+        c.close()
+    return data_dir, Settings(data_dir=data_dir).resolved_key_file().read_bytes()
+
+
+@pytest.fixture
+def replaced_without_palms(store_without_palms: tuple[Path, bytes], tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> Path:
+    source, _ = store_without_palms
+    data_dir = tmp_path / "store"
+    shutil.copytree(source, data_dir)
+    key_file = Settings(data_dir=data_dir).resolved_key_file()
+    key_file.unlink()
+    load_or_create_key_file(key_file, create=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STOREFRONT_STATE_DIR", str(data_dir))
+    for name in ("STOREFRONT_DATABASE_URL", "STOREFRONT_KEY_FILE", "STOREFRONT_ENVIRONMENT",
+                 "STOREFRONT_PAYMENT_PROCESSOR", "STOREFRONT_PAYMENT_SIM_STATE"):
+        monkeypatch.delenv(name, raising=False)
+    return data_dir
+
+
+def test_device_keys_and_sealed_secrets_are_checked_without_any_palm(
+        replaced_without_palms: Path) -> None:
+    """A store with no data key yet still holds secrets under its KEK: the device key
+    names its KEK, the manager's TOTP secret is opened to test the key file."""
+    with pytest.raises(KekMismatch) as refused:
+        require_kek_opens_store(Settings(data_dir=replaced_without_palms))
+    reason = refused.value.reason
+    assert "1 device key(s) wrapped under KEK" in reason
+    assert "sealed staff one-time-code secrets it cannot open" in reason
+    assert "data key(s)" not in reason
+
+
+@pytest.mark.parametrize("command", [
+    ["serve", "--port", "{port}"], ["staff", "add", "zed", "--role", "cashier"],
+    ["staff", "reset-totp", "max"], ["devices", "add", "gate-9"],
+    ["devices", "rotate-key", "gate-1"], ["keys", "rotate"]])
+def test_commands_that_seal_new_secrets_refuse_a_replaced_key_on_a_store_without_palms(
+        replaced_without_palms: Path, command: list[str], started: list[object],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = replaced_without_palms
+    before = (data_dir / "storefront.db").read_bytes()
+    files_before = sorted(p.name for p in data_dir.rglob("*"))
+    code, text = _run(monkeypatch, capsys,
+                      [part.format(port=_free_port()) for part in command])
+    assert code == 2 and started == [], text
+    assert text.startswith("error: STOREFRONT_KEY_FILE: the key file"), text
+    assert "Traceback" not in text and "password" not in text.lower()  # asked nothing
+    assert (data_dir / "storefront.db").read_bytes() == before
+    assert sorted(p.name for p in data_dir.rglob("*")) == files_before  # no key promoted
+
+
+def test_the_store_s_own_key_opens_a_store_without_palms(
+        store_without_palms: tuple[Path, bytes]) -> None:
+    data_dir, _ = store_without_palms
+    require_kek_opens_store(Settings(data_dir=data_dir))
