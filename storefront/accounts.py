@@ -12,8 +12,11 @@ on ends every other session of the shopper (the one making the request stays).
 
 Login is rate-limited per account and per client IP (failed attempts in a
 sliding window, counted in the database: every API worker counts the same failures and a
-restart forgets none; :class:`storefront.security.attempts.SqlFailureWindow`). It is
-timing-safe: an unknown account is checked against a dummy hash, so it costs
+restart forgets none; :class:`storefront.security.attempts.SqlFailureWindow`). Each
+login is counted as a failure before the password is checked and taken back when it
+succeeds (or fails for another reason than the credentials), so requests sent in
+parallel to any number of workers get no more wrong passwords checked than the limit.
+It is timing-safe: an unknown account is checked against a dummy hash, so it costs
 the same argon2 work as a wrong password and answers the same error; for an account
 with TOTP on, a wrong password and a right password with a missing, wrong or replayed
 code answer the same error too, and both count as failures.
@@ -55,7 +58,7 @@ from identity.keyring import ListingKeyProvider
 from storefront.clock import Clock
 from storefront.db.models import Shopper, ShopperAccount, ShopperAuthSession
 from storefront.errors import Conflict, InvalidInput, StorefrontError
-from storefront.security.attempts import AttemptCounter, SqlFailureWindow
+from storefront.security.attempts import AttemptCounter, Reservation, SqlFailureWindow
 from storefront.security.attempts import FailureWindow as FailureWindow
 from storefront.security.attempts import TooManyAttempts as TooManyAttempts
 from storefront.security.sealing import SealedSecretUnreadable
@@ -141,6 +144,12 @@ def normalise_email(email: str) -> str:
     return value
 
 
+def _fail(attempt: Reservation, reason: str) -> IssuedToken:
+    """Count ``attempt`` as a failed login and raise AuthenticationFailed(``reason``)."""
+    attempt.count_as_failure()
+    raise AuthenticationFailed(reason)
+
+
 class AccountService:
     """Sign up, log in and out, check tokens, enrol and verify TOTP.
 
@@ -172,32 +181,37 @@ class AccountService:
 
         Raises InvalidInput (bad e-mail, password length, name or token), Conflict
         (e-mail already registered; counted against ``client_ip``) or TooManyAttempts
-        (before any check, once ``client_ip`` has had ``LoginPolicy.signup_per_ip``
-        "address taken" answers in the window).
+        once ``client_ip`` has had ``LoginPolicy.signup_per_ip`` "address taken" answers in
+        the window (before any check; or, when sign-ups from the address under way at
+        the same time reach the limit, after the password is hashed and before the
+        address is looked up).
         """
         key = f"signup-ip:{client_ip}"
-        self._failures.refuse_when_over({key: self._policy.signup_per_ip},
-                                        "too many sign-ups from this address; try again later")
+        limits, refusal = {key: self._policy.signup_per_ip}, \
+            "too many sign-ups from this address; try again later"
+        self._failures.refuse_when_over(limits, refusal)  # early: before the hashing
         address = normalise_email(email)
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise InvalidInput(f"password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
         password_hash = self._hasher.hash(password)  # before the look-up: same time either way
-        with self._sessions() as db:
-            if db.scalar(sa.select(ShopperAccount.shopper_id)
-                         .where(ShopperAccount.email == address)) is not None:
-                self._failures.add(key)
-                raise Conflict(TAKEN)
-        shopper = self._shoppers.register(display_name=display_name, payment_token=payment_token)
-        try:
-            with self._sessions.begin() as db:
-                db.add(ShopperAccount(shopper_id=shopper.id, email=address,
-                                      password_hash=password_hash, totp_enabled=False,
-                                      created_at=self._clock()))
-        except IntegrityError as exc:  # a concurrent sign-up took the address
-            with self._sessions.begin() as db:
-                db.execute(sa.delete(Shopper).where(Shopper.id == shopper.id))
-            self._failures.add(key)
-            raise Conflict(TAKEN) from exc
+        with self._failures.reserve(limits, refusal) as attempt:  # the look-up is the guess
+            with self._sessions() as db:
+                if db.scalar(sa.select(ShopperAccount.shopper_id)
+                             .where(ShopperAccount.email == address)) is not None:
+                    attempt.count_as_failure()
+                    raise Conflict(TAKEN)
+            shopper = self._shoppers.register(display_name=display_name,
+                                              payment_token=payment_token)
+            try:
+                with self._sessions.begin() as db:
+                    db.add(ShopperAccount(shopper_id=shopper.id, email=address,
+                                          password_hash=password_hash, totp_enabled=False,
+                                          created_at=self._clock()))
+            except IntegrityError as exc:  # a concurrent sign-up took the address
+                with self._sessions.begin() as db:
+                    db.execute(sa.delete(Shopper).where(Shopper.id == shopper.id))
+                attempt.count_as_failure()
+                raise Conflict(TAKEN) from exc
         return shopper.id
 
     def login(self, *, email: str, password: str, client_ip: str,
@@ -205,24 +219,28 @@ class AccountService:
         """Check the credentials (and TOTP when enabled) and issue a session token.
 
         Raises TooManyAttempts before any check when the account or address is
-        over its limit, AuthenticationFailed otherwise (:data:`BAD_LOGIN` for an unknown
+        over its limit (logins under way count until they end; the attempt is not
+        counted), AuthenticationFailed otherwise (:data:`BAD_LOGIN` for an unknown
         account, a wrong password, a missing, wrong or already used TOTP code).
         """
         address = email.strip().lower()
         keys = (f"acct:{address}", f"ip:{client_ip}")
-        self._refuse_when_limited(keys)
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
-            return self._fail(keys, BAD_LOGIN)  # no such address exists
-        with self._sessions() as db:
-            account = db.scalar(sa.select(ShopperAccount).where(ShopperAccount.email == address))
-        ok = self._verify(account.password_hash if account else self._dummy_hash, password)
-        if account is None or not ok:
-            return self._fail(keys, BAD_LOGIN)
-        if account.totp_enabled:
-            step = totp_step(self._secret_of(account), totp_code)
-            if step is None or not self._claim_step(account.shopper_id, step):
-                return self._fail(keys, BAD_LOGIN)
-        return self._issue(account.shopper_id)
+        with self._failures.reserve(
+                {keys[0]: self._policy.per_account, keys[1]: self._policy.per_ip},
+                "too many failed logins; try again later") as attempt:
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
+                return _fail(attempt, BAD_LOGIN)  # no such address exists
+            with self._sessions() as db:
+                account = db.scalar(sa.select(ShopperAccount)
+                                    .where(ShopperAccount.email == address))
+            ok = self._verify(account.password_hash if account else self._dummy_hash, password)
+            if account is None or not ok:
+                return _fail(attempt, BAD_LOGIN)
+            if account.totp_enabled:
+                step = totp_step(self._secret_of(account), totp_code)
+                if step is None or not self._claim_step(account.shopper_id, step):
+                    return _fail(attempt, BAD_LOGIN)
+            return self._issue(account.shopper_id)
 
     def _secret_of(self, account: ShopperAccount, db: Session | None = None) -> str | None:
         """The TOTP secret of ``account``: its sealed value opened, or the clear one of a
@@ -249,15 +267,6 @@ class AccountService:
         with self._sessions.begin() as db:
             return claim_totp_step(db, ShopperAccount, (ShopperAccount.shopper_id, shopper_id),
                                    step)
-
-    def _refuse_when_limited(self, keys: tuple[str, str]) -> None:
-        self._failures.refuse_when_over(
-            {keys[0]: self._policy.per_account, keys[1]: self._policy.per_ip},
-            "too many failed logins; try again later")
-
-    def _fail(self, keys: tuple[str, str], reason: str) -> IssuedToken:
-        self._failures.add(*keys)
-        raise AuthenticationFailed(reason)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

@@ -13,6 +13,8 @@ A shopper holds at most 5 live enrolment codes (429 beyond,
 per staff member and per client address like failed logins, in the database across every
 process (:class:`storefront.security.attempts.SqlFailureWindow`, namespace
 :data:`ATTEMPTS_NAMESPACE`): over the limit, TooManyAttempts (HTTP 429) before any check.
+Each check is counted before the code is looked up and taken back when the code is
+usable, so checks sent in parallel get no more wrong codes looked up than the limit.
 """
 
 from __future__ import annotations
@@ -77,12 +79,12 @@ class EnrolmentCodeService:
         codes in the window (before any check), EnrolmentCodeRefused (counted) otherwise.
         """
         keys = {f"staff:{staff_id}": self._limits[0], f"client:{client}": self._limits[1]}
-        self._failures.refuse_when_over(keys, "too many wrong enrolment codes; try again "
-                                              "later")
-        if code:
-            with self._sessions() as db:
-                if is_usable(db, code, purpose=ENROLMENT, now=self._clock(),
-                             shopper_id=shopper_id):
-                    return code
-        self._failures.add(*keys)
-        raise EnrolmentCodeRefused(refused_reason())
+        with self._failures.reserve(keys, "too many wrong enrolment codes; try again "
+                                          "later") as attempt:
+            if code:
+                with self._sessions() as db:
+                    if is_usable(db, code, purpose=ENROLMENT, now=self._clock(),
+                                 shopper_id=shopper_id):
+                        return code
+            attempt.count_as_failure()
+            raise EnrolmentCodeRefused(refused_reason())

@@ -180,26 +180,30 @@ class StaffService:
         counted as a failure, and TooManyAttempts
         (before any check) once the staff id or the client address has had too many
         failures in the window (``storefront.accounts.LoginPolicy``: 5 per id, 20 per
-        address, 15 minutes; counted in the database, across every process).
+        address, 15 minutes; counted in the database, across every process; each sign-in
+        is counted before the password is checked and taken back unless it fails, so
+        sign-ins in parallel get no more passwords checked than the limit).
         """
         keys = (f"staff:{staff_id}", f"ip:{client_ip}")
-        self._refuse_when_limited(keys)
-        with self._db() as db:
-            row = db.get(StaffAccount, staff_id) if _ID.fullmatch(staff_id) else None
-            stored = row.password_hash if row is not None else _DUMMY_HASH
-            role, sealed = (row.role, row.totp_secret_sealed) if row else ("", None)
-            disabled = row is None or row.disabled_at is not None
-        password_ok = _verify_password(stored, password)
-        # the secret is opened only for a right password of an enabled account, so a
-        # server key problem (KeyUnavailable, 503) is never reported to a wrong guess
-        step = totp_step(self._open(staff_id, sealed), totp) \
-            if role in MFA_ROLES and sealed is not None and totp is not None \
-            and password_ok and not disabled else None
-        token = None if disabled or not password_ok or (role in MFA_ROLES and step is None) \
-            else self._issue(staff_id, step)
-        if token is None:
-            self._failures.add(*keys)
-            raise AuthenticationRequired("staff id, password or one-time code is not valid")
+        with self._failures.reserve(
+                {keys[0]: self._limits.per_account, keys[1]: self._limits.per_ip},
+                "too many failed sign-ins; try again later") as attempt:
+            with self._db() as db:
+                row = db.get(StaffAccount, staff_id) if _ID.fullmatch(staff_id) else None
+                stored = row.password_hash if row is not None else _DUMMY_HASH
+                role, sealed = (row.role, row.totp_secret_sealed) if row else ("", None)
+                disabled = row is None or row.disabled_at is not None
+            password_ok = _verify_password(stored, password)
+            # the secret is opened only for a right password of an enabled account, so a
+            # server key problem (KeyUnavailable, 503) is never reported to a wrong guess
+            step = totp_step(self._open(staff_id, sealed), totp) \
+                if role in MFA_ROLES and sealed is not None and totp is not None \
+                and password_ok and not disabled else None
+            token = None if disabled or not password_ok or (role in MFA_ROLES and step is None) \
+                else self._issue(staff_id, step)
+            if token is None:
+                attempt.count_as_failure()
+                raise AuthenticationRequired("staff id, password or one-time code is not valid")
         return IssuedToken(token, staff_id, role, int(self._ttl.total_seconds()))
 
     def _issue(self, staff_id: str, step: int | None) -> str | None:
@@ -215,11 +219,6 @@ class StaffService:
             db.add(StaffToken(token_hash=token_hash(token), staff_id=staff_id, issued_at=now,
                               expires_at=now + self._ttl))
         return token
-
-    def _refuse_when_limited(self, keys: tuple[str, str]) -> None:
-        self._failures.refuse_when_over(
-            {keys[0]: self._limits.per_account, keys[1]: self._limits.per_ip},
-            "too many failed sign-ins; try again later")
 
     def authenticate(self, token: str) -> StaffPrincipal:
         """The staff member holding ``token``; raises AuthenticationRequired when it is

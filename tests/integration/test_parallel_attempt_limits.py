@@ -1,0 +1,244 @@
+"""Failed-attempt limits hold against requests sent in parallel, on SQLite and
+PostgreSQL: with two service instances on one database (two workers' connection pools)
+and 40 threads guessing at once, no more passwords or codes are checked than the limit
+(counted at the check itself), every other request is refused (429), and the right
+secret is refused once the limit is reached. Successes do not use up the limit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy.orm import Session, sessionmaker
+
+from storefront import accounts as accounts_module
+from storefront.accounts import AuthenticationFailed, TooManyAttempts
+from storefront.bootstrap import Container, bootstrap
+from storefront.db.engine import make_engine
+from storefront.db.migrate import upgrade
+from storefront.errors import Conflict
+from storefront.payments import SimulatedProcessor
+from storefront.privacy import enrolment_codes as enrolment_module
+from storefront.privacy.enrolment_codes import EnrolmentCodeRefused
+from storefront.privacy.wiring import Privacy, build_privacy
+from storefront.security import staff as staff_module
+from storefront.security.attempts import SqlFailureWindow
+from storefront.security.errors import AuthenticationRequired
+from storefront.settings import Settings
+from tests.clocks import FakeClock
+
+PASSWORD = "correct horse battery"
+ANN = "ann@example.org"
+THREADS = 40
+Instance = tuple[Container, Privacy]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "store", database_url=database)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def pair(settings: Settings, clock: FakeClock) -> Iterator[tuple[Instance, Instance]]:
+    """Two service instances on one database (as two worker processes), closed after."""
+    started: list[Container] = []
+
+    def make() -> Instance:
+        c = bootstrap(settings, clock=clock,
+                      processor=SimulatedProcessor(seed=5, decline_rate=0.0))
+        started.append(c)
+        return c, build_privacy(c, clock=clock, hasher=PasswordHasher(
+            time_cost=1, memory_cost=1024, parallelism=1))
+
+    yield make(), make()
+    for c in started:
+        c.close()
+
+
+class Checks:
+    """Counts the calls of a module's or class's check function (thread-safe)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+        self.n = 0
+        self._lock = threading.Lock()
+        real = getattr(owner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.n += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+
+def _burst(guess: Callable[[int], object], failed: type[Exception]) -> dict[str, int]:
+    """``THREADS`` threads calling ``guess(n)`` at once; how many answers of each kind
+    ("wrong": ``failed``, the wrong-secret answer; "429": TooManyAttempts; "ok")."""
+    start = threading.Barrier(THREADS)
+    answers: list[str] = []
+    lock = threading.Lock()
+
+    def one(n: int) -> None:
+        start.wait()
+        try:
+            guess(n)
+            kind = "ok"
+        except failed:
+            kind = "wrong"
+        except TooManyAttempts:
+            kind = "429"
+        except BaseException as exc:  # noqa: BLE001 - reported in the assertion
+            kind = repr(exc)
+        with lock:
+            answers.append(kind)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {kind: answers.count(kind) for kind in set(answers)}
+
+
+def test_parallel_wrong_logins_check_no_more_passwords_than_the_account_limit(
+        pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    (_, one), (_, two) = pair
+    one.accounts.sign_up(email=ANN, password=PASSWORD, display_name="Ann",
+                         payment_token="tok_ann", client_ip="10.0.0.1")
+    checks = Checks(monkeypatch, accounts_module.AccountService, "_verify")
+    answers = _burst(lambda n: (one if n % 2 else two).accounts.login(
+        email=ANN, password=f"wrong password {n:04d}", client_ip=f"10.9.{n}.1"),
+        AuthenticationFailed)
+    assert answers == {"wrong": 5, "429": THREADS - 5}
+    assert checks.n == 5  # exactly the limit reached the password check
+    for p in (one, two):  # the right password too, on either instance
+        with pytest.raises(TooManyAttempts):
+            p.accounts.login(email=ANN, password=PASSWORD, client_ip="10.9.250.1")
+    assert checks.n == 5
+
+
+def test_parallel_wrong_logins_from_one_address_stop_at_its_limit(
+        pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    (_, one), (_, two) = pair
+    checks = Checks(monkeypatch, accounts_module.AccountService, "_verify")
+    answers = _burst(lambda n: (one if n % 2 else two).accounts.login(
+        email=f"x{n}@example.org", password="not the password", client_ip="10.7.7.7"),
+        AuthenticationFailed)
+    assert answers == {"wrong": 20, "429": THREADS - 20} and checks.n == 20
+
+
+def test_parallel_wrong_staff_sign_ins_check_no_more_than_the_limit(
+        pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    (c1, _), (c2, _) = pair
+    c1.security.staff.add(staff_id="kim", role="cashier", password="kim's long password")
+    checks = Checks(monkeypatch, staff_module, "_verify_password")
+    answers = _burst(lambda n: (c1 if n % 2 else c2).security.staff.login(
+        staff_id="kim", password=f"wrong password {n:04d}", client_ip=f"10.2.{n}.9"),
+        AuthenticationRequired)
+    assert answers == {"wrong": 5, "429": THREADS - 5} and checks.n == 5
+    with pytest.raises(TooManyAttempts):
+        c2.security.staff.login(staff_id="kim", password="kim's long password",
+                                client_ip="10.2.250.1")
+    assert checks.n == 5
+
+
+def test_parallel_wrong_enrolment_codes_look_up_no_more_than_the_limit(
+        pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    (_, p1), (_, p2) = pair
+    ann = p1.accounts.sign_up(email=ANN, password=PASSWORD, display_name="Ann",
+                              payment_token="tok_ann", client_ip="10.0.0.1")
+    good = p1.enrolment_codes.issue(ann)
+    checks = Checks(monkeypatch, enrolment_module, "is_usable")
+    answers = _burst(lambda n: (p1 if n % 2 else p2).enrolment_codes.check(
+        f"WRONG{n:05d}", shopper_id=ann, staff_id="lee", client=f"10.3.{n}.1"),
+        EnrolmentCodeRefused)
+    assert answers == {"wrong": 10, "429": THREADS - 10} and checks.n == 10
+    with pytest.raises(TooManyAttempts):
+        p2.enrolment_codes.check(good.code, shopper_id=ann, staff_id="lee", client="10.3.250.1")
+    assert checks.n == 10
+
+
+def test_successes_and_refusals_do_not_use_up_the_limit(
+        pair: tuple[Instance, Instance], clock: FakeClock) -> None:
+    (c1, one), (c2, two) = pair
+    one.accounts.sign_up(email=ANN, password=PASSWORD, display_name="Ann",
+                         payment_token="tok_ann", client_ip="10.0.0.1")
+    for n in range(4):
+        with pytest.raises(AuthenticationFailed):
+            (one if n % 2 else two).accounts.login(email=ANN, password="wrong password",
+                                                   client_ip="10.5.0.1")
+    for n in range(8):  # 8 right passwords: none counted
+        (one if n % 2 else two).accounts.login(email=ANN, password=PASSWORD,
+                                               client_ip="10.5.0.1")
+    with pytest.raises(AuthenticationFailed):  # the fifth failure is still checked
+        two.accounts.login(email=ANN, password="wrong password", client_ip="10.5.0.1")
+    for _ in range(3):  # refusals are not counted either: the window stays at 5
+        with pytest.raises(TooManyAttempts):
+            one.accounts.login(email=ANN, password=PASSWORD, client_ip="10.5.0.1")
+    window = SqlFailureWindow(c2.db, window_s=900.0, namespace="shopper-accounts",
+                              clock=clock)
+    assert window.count(f"acct:{ANN}")[0] == 5 and window.count("ip:10.5.0.1")[0] == 5
+
+
+def test_an_address_taken_sign_up_counts_and_a_new_one_does_not(
+        pair: tuple[Instance, Instance], clock: FakeClock) -> None:
+    (c1, one), (_, two) = pair
+    for n in range(3):  # successful sign-ups are not counted
+        one.accounts.sign_up(email=f"new{n}@example.org", password=PASSWORD,
+                             display_name="New", payment_token=f"tok_{n}", client_ip="10.4.0.1")
+    window = SqlFailureWindow(c1.db, window_s=900.0, namespace="shopper-accounts",
+                              clock=clock)
+    assert window.count("signup-ip:10.4.0.1") == (0, 0.0)
+    answers = _burst(lambda n: (one if n % 2 else two).accounts.sign_up(
+        email="new0@example.org", password=PASSWORD, display_name="Again",
+        payment_token=f"tok_again_{n}", client_ip="10.4.0.1"),
+        Conflict)
+    assert answers == {"wrong": 5, "429": THREADS - 5}  # 5 "address taken" answers
+    assert window.count("signup-ip:10.4.0.1")[0] == 5
+
+
+@pytest.fixture
+def sessions(tmp_path: Path, database: str | None) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database or f"sqlite:///{tmp_path / 'attempts.db'}")
+    upgrade(engine)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def test_reservations_from_two_engines_keep_no_more_than_the_limit(
+        sessions: sessionmaker[Session]) -> None:
+    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+    other = make_engine(url)  # a second process's engine: its own connection pool
+    try:
+        windows = [SqlFailureWindow(s, window_s=900.0, namespace="race", prune_every=3)
+                   for s in (sessions, sessionmaker(other))]
+        kept: list[int] = []
+        lock = threading.Lock()
+
+        def reserve(n: int) -> None:
+            attempt = windows[n % 2].reserve({"acct:ann": 5, f"ip:{n % 3}": 30}, "x")
+            if n % 4 == 0:
+                attempt.release()  # a success: taken back
+            else:
+                with lock:
+                    kept.append(n)
+
+        answers = _burst(reserve, LookupError)
+        assert answers.get("ok", 0) + answers.get("429", 0) == THREADS
+        # attempts under way hold their place until released, so fewer than 5 may be
+        # kept; never more, and the rows left are exactly the kept ones
+        assert len(kept) <= 5 and answers["ok"] >= 5
+        for window in windows:
+            assert window.count("acct:ann")[0] == len(kept)
+            assert sum(window.count(f"ip:{k}")[0] for k in range(3)) == len(kept)
+    finally:
+        other.dispose()
