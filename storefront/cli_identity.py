@@ -516,6 +516,10 @@ def _retired_store() -> Iterator[_RetiredStore]:
     if not files.current.is_file():
         raise KeyFileError(f"key file {files.current} does not exist (check "
                            f"STOREFRONT_KEY_FILE); nothing was created")
+    from storefront.cli_errors import reported_errors, require_kek_opens_store
+
+    with reported_errors(settings):  # a wrong key: every template would read "unreadable"
+        require_kek_opens_store(settings)
     with existing_database(url, PalmTemplate.__tablename__, "palm templates") as engine:
         db = sessionmaker(engine, expire_on_commit=False)
         provider = ReloadingKeyProvider(files,

@@ -283,7 +283,8 @@ def test_device_keys_and_sealed_secrets_are_checked_without_any_palm(
 @pytest.mark.parametrize("command", [
     ["serve", "--port", "{port}"], ["staff", "add", "zed", "--role", "cashier"],
     ["staff", "reset-totp", "max"], ["devices", "add", "gate-9"],
-    ["devices", "rotate-key", "gate-1"], ["keys", "rotate"]])
+    ["devices", "rotate-key", "gate-1"], ["keys", "rotate"], ["identity", "retired"],
+    ["identity", "rotate-transform"]])
 def test_commands_that_seal_new_secrets_refuse_a_replaced_key_on_a_store_without_palms(
         replaced_without_palms: Path, command: list[str], started: list[object],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
