@@ -36,7 +36,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from storefront.settings import Settings
 
-console = Console()
+console = Console(stderr=True)  # error lines go to stderr
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -131,8 +131,8 @@ def test_serve_refuses_a_key_stripe_refuses(
         main()
     out = capsys.readouterr()
     assert stop.value.code == 2 and serve_env == []
-    assert out.out.startswith("error: STOREFRONT_STRIPE_API_KEY was refused by Stripe (HTTP 401")
-    assert len(out.out.strip().splitlines()) == 1 and BAD_KEY not in out.out + out.err
+    assert out.err.startswith("error: STOREFRONT_STRIPE_API_KEY was refused by Stripe (HTTP 401")
+    assert len(out.err.strip().splitlines()) == 1 and BAD_KEY not in out.out + out.err
     assert "Traceback" not in out.out + out.err
 
 
