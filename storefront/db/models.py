@@ -606,12 +606,16 @@ class FailedAttempt(Base):
     .SqlFailureWindow`. ``key_hash`` is the SHA-256 hex of the counter's namespace and key
     (keys hold e-mail addresses, staff ids and client addresses, never stored as such);
     ``expires_at`` is when the row stops counting (``at`` + the window), so old rows can be
-    pruned without knowing each counter's window."""
+    pruned without knowing each counter's window. ``pending``: an attempt under way (not
+    yet a failure), counted only shortly (``PENDING_MAX_S``) and expiring then, so the rows
+    of a process that died during a check neither count nor stay."""
 
     __tablename__ = "failed_attempts"
-    __table_args__ = (sa.Index("ix_failed_attempts_key_hash_at", "key_hash", "at"),)
+    __table_args__ = (sa.Index("ix_failed_attempts_key_hash_at", "key_hash", "at", "pending"),)
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
                                     sa.Identity(), primary_key=True, autoincrement=True)
     key_hash: Mapped[str] = mapped_column(sa.String(64))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    pending: Mapped[bool] = mapped_column(sa.Boolean(), default=False,
+                                          server_default=sa.false())

@@ -9,21 +9,29 @@ interface (:class:`AttemptCounter`):
   API workers, the CLI) counts the same failures and a restart forgets none. A key is
   stored only as the SHA-256 of the counter's namespace and the key (keys hold e-mail
   addresses, staff ids and client addresses); a failure counts from the time of the
-  service's clock when its attempt began. Rows past their window are deleted now and then
-  (at most ``prune_batch`` rows every ``prune_every`` writes of an instance).
+  service's clock when its attempt began. An attempt under way is a row marked
+  ``pending``, which stops counting after ``pending_max_s`` seconds. Rows past their
+  window, and pending rows past that bound (left by a process that died during a check),
+  are deleted now and then (at most ``prune_batch`` rows every ``prune_every`` writes of
+  an instance).
 * :class:`FailureWindow`, in this process's memory (monotonic clock): for tests and
   tools without a database.
 
 Both: a failure counts for ``window_s`` seconds. An attempt is *reserved* before the
-secret is checked (:meth:`AttemptCounter.reserve`): the reservation is recorded as a
-failure first and taken back (:meth:`Reservation.release`) when the attempt turns out not
-to be one, so requests sent in parallel, to any number of processes, cannot all pass the
-check before any of them is counted: at most ``limit`` attempts per key are let through
-in a window unless some are released. A request over the limit gets
-:class:`TooManyAttempts`, with ``retry_after_s`` the whole seconds until the key's oldest
-counted row leaves the window plus one (at least 1), and is not counted itself. While
-attempts are under way they count against the limit too (a key with ``limit`` attempts
-in flight refuses the next one until they end).
+secret is checked (:meth:`AttemptCounter.reserve`): the reservation is recorded as an
+attempt *under way* (a pending row), turned into a failure
+(:meth:`Reservation.count_as_failure`) or taken back (:meth:`Reservation.release`) once
+the check is done, so requests sent in parallel, to any number of processes, cannot all
+pass the check before any of them is counted: at most ``limit`` attempts per key are let
+through in a window unless some are released. An attempt under way counts against the
+limit for at most ``pending_max_s`` seconds (:data:`PENDING_MAX_S`, far longer than any
+check): past that it is the leftover of a process that died during the check (kill -9)
+and neither counts nor blocks, and the pruning deletes it. A request over the limit gets
+:class:`TooManyAttempts` and is not counted itself. Its ``retry_after_s``: when the
+failures alone reach a key's limit, the whole seconds until the key's oldest counted
+failure leaves the window plus one (at least 1); when the key is over only because of
+attempts still under way (which end in a moment, most of them as successes), 1 second.
+With several keys refused, the longest wait.
 
 Usage (a wrong guess counts, anything else, success or an unexpected error, does not)::
 
@@ -37,12 +45,12 @@ Usage (a wrong guess counts, anything else, success or an unexpected error, does
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Protocol
@@ -56,6 +64,11 @@ from storefront.errors import StorefrontError
 
 log = logging.getLogger(__name__)
 
+PENDING_MAX_S = 30.0
+"""Seconds an attempt under way counts against the limit at most: a check (an argon2 hash,
+~0.1 s; a code look-up) never takes that long, so an older pending row was left by a
+process that died during the check and is ignored (and pruned)."""
+
 
 class TooManyAttempts(StorefrontError):
     """Too many failed logins for this account or address; ``retry_after_s`` seconds (429)."""
@@ -68,8 +81,9 @@ class TooManyAttempts(StorefrontError):
 
 
 class Reservation:
-    """One attempt let through by :meth:`AttemptCounter.reserve`, already counted as a
-    failure of each of its keys until :meth:`release` takes it back.
+    """One attempt let through by :meth:`AttemptCounter.reserve`, counted against each of
+    its keys as an attempt under way (for at most :data:`PENDING_MAX_S` seconds) until
+    :meth:`count_as_failure` makes it a failure or :meth:`release` takes it back.
 
     As a context manager: leaving the block releases it unless :meth:`count_as_failure`
     was called in it (so a success, a refusal before the secret was checked or an
@@ -77,8 +91,10 @@ class Reservation:
     when leaving the block is logged and the attempt stays counted (never less safe).
     """
 
-    def __init__(self, forget: Callable[[], None]) -> None:
+    def __init__(self, forget: Callable[[], None],
+                 keep: Callable[[], None] = lambda: None) -> None:
         self._forget = forget
+        self._keep = keep
         self._failed = False
         self._released = False
 
@@ -88,8 +104,18 @@ class Reservation:
         return self._failed
 
     def count_as_failure(self) -> None:
-        """Keep the attempt counted: leaving the ``with`` block does not release it."""
+        """Count the attempt as a failure of each key for the whole window (from the time
+        it was reserved); leaving the ``with`` block then does not release it. No effect
+        after :meth:`release` or the second time. A storage error is logged, not raised
+        (the caller's answer stands; the attempt then counts only as one under way)."""
+        if self._failed or self._released:
+            return
         self._failed = True
+        try:
+            self._keep()
+        except Exception:
+            log.error("could not count a failed attempt as a failure; it counts only as "
+                      "an attempt under way", exc_info=True)
 
     def release(self) -> None:
         """Take the attempt back (it is not a failure); no effect the second time. Raises
@@ -116,7 +142,8 @@ class AttemptCounter(Protocol):
     """Failures per key in a sliding window (see the module docstring)."""
 
     def count(self, key: str) -> tuple[int, float]:
-        """(failures of ``key`` in the window, seconds until the oldest leaves it)."""
+        """(failures and attempts under way of ``key`` counted against its limit, seconds
+        until the oldest counted one stops counting); (0, 0.0) for none."""
         ...
 
     def add(self, *keys: str) -> None:
@@ -130,11 +157,36 @@ class AttemptCounter(Protocol):
         ...
 
     def reserve(self, limits: Mapping[str, int], reason: str) -> Reservation:
-        """Count an attempt of every key of ``limits`` as a failure, unless a key then
-        has more than ``limits[key]`` in the window: then nothing stays counted and
+        """Count an attempt under way of every key of ``limits``, unless a key then
+        has more than ``limits[key]`` counted: then nothing stays counted and
         TooManyAttempts(``reason``) is raised. Of any number of concurrent calls at most
-        ``limits[key]`` minus the failures already counted get through."""
+        ``limits[key]`` minus the failures and attempts under way already counted get
+        through."""
         ...
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What counts against one key's limit now: ``failures`` in the window (the oldest
+    leaves it in ``failures_wait_s`` seconds) and ``pending`` attempts under way younger
+    than the pending bound (the oldest stops counting in ``pending_wait_s`` seconds)."""
+
+    failures: int = 0
+    failures_wait_s: float = 0.0
+    pending: int = 0
+    pending_wait_s: float = 0.0
+
+    @property
+    def total(self) -> int:
+        """Failures plus attempts under way."""
+        return self.failures + self.pending
+
+    @property
+    def wait_s(self) -> float:
+        """Seconds until the oldest counted entry stops counting (0.0 for none)."""
+        waits = [w for n, w in ((self.failures, self.failures_wait_s),
+                                (self.pending, self.pending_wait_s)) if n]
+        return min(waits, default=0.0)
 
 
 def _retry_after(wait_s: float) -> int:
@@ -142,75 +194,121 @@ def _retry_after(wait_s: float) -> int:
     return max(1, int(wait_s) + 1)
 
 
-def _refuse(limits: Mapping[str, int], counts: Mapping[str, tuple[int, float]],
-            reason: str, *, including: int) -> None:
-    """Raise TooManyAttempts when a key's count is over ``limits[key] - 1 + including``
-    (``including``: 0 before this attempt is counted, 1 once it is)."""
+def _refuse(limits: Mapping[str, int], tallies: Mapping[str, Tally], reason: str, *,
+            including: int) -> None:
+    """Raise TooManyAttempts when a key's failures and attempts under way are over
+    ``limits[key] - 1 + including`` (``including``: 0 before this attempt is counted, 1
+    once it is, as an attempt under way). Retry-After: until the oldest failure leaves
+    the window (+1 s) when the failures alone reach the limit, else 1 s (only attempts
+    under way are in the way); the longest of the keys refused."""
+    waits = []
     for key, limit in limits.items():
-        count, wait = counts[key]
-        if count >= limit + including:
-            raise TooManyAttempts(reason, retry_after_s=_retry_after(wait))
+        tally = tallies[key]
+        if tally.failures >= limit:
+            waits.append(_retry_after(tally.failures_wait_s))
+        elif tally.total >= limit + including:
+            waits.append(1)
+    if waits:
+        raise TooManyAttempts(reason, retry_after_s=max(waits))
+
+
+class _Hit:
+    """One entry of :class:`FailureWindow`: when (monotonic seconds) and whether the
+    attempt is still under way; one object shared by the keys of an attempt."""
+
+    __slots__ = ("at", "pending")
+
+    def __init__(self, at: float, pending: bool) -> None:
+        self.at = at
+        self.pending = pending
 
 
 class FailureWindow:
     """Failed attempts per key in a sliding window, in this process's memory (thread-safe,
     monotonic clock): each process counts alone and a restart forgets the counts, so the
-    services use :class:`SqlFailureWindow`."""
+    services use :class:`SqlFailureWindow`. ``pending_max_s``: how long an attempt under
+    way counts at most; ``clock``: monotonic seconds (tests pass their own). Raises
+    ValueError for a negative window or a pending bound not over 0."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, *, pending_max_s: float = PENDING_MAX_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if window_s < 0 or pending_max_s <= 0:
+            raise ValueError("window_s must be >= 0 and pending_max_s > 0")
         self._window = window_s
-        self._hits: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
-        self._ids = itertools.count()
+        self._pending_max = pending_max_s
+        self._clock = clock
+        self._hits: dict[str, deque[_Hit]] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def _count(self, key: str, now: float) -> tuple[int, float]:
-        """``count`` with the lock held."""
+    def _stale(self, hit: _Hit, now: float) -> bool:
+        """Whether ``hit`` no longer counts at ``now``."""
+        return hit.at <= now - (self._pending_max if hit.pending else self._window)
+
+    def _tally(self, key: str, now: float) -> Tally:
+        """What counts against ``key`` at ``now`` (the lock held); drops stale entries
+        from the front (the entries are in time order)."""
         hits = self._hits[key]
-        while hits and hits[0][0] <= now - self._window:
+        while hits and self._stale(hits[0], now):
             hits.popleft()
-        wait = hits[0][0] + self._window - now if hits else 0.0
-        return len(hits), wait
+        live = [h for h in hits if not self._stale(h, now)]
+        failures = [h.at for h in live if not h.pending]
+        pending = [h.at for h in live if h.pending]
+        return Tally(len(failures), failures[0] + self._window - now if failures else 0.0,
+                     len(pending), pending[0] + self._pending_max - now if pending else 0.0)
+
+    def tallies(self, keys: list[str]) -> dict[str, Tally]:
+        """The :class:`Tally` of each of ``keys`` now."""
+        now = self._clock()
+        with self._lock:
+            return {key: self._tally(key, now) for key in keys}
 
     def count(self, key: str) -> tuple[int, float]:
-        """(failures in the window, seconds until the oldest one leaves it)."""
-        with self._lock:
-            return self._count(key, time.monotonic())
+        """(failures and attempts under way counted, seconds until the oldest of them
+        stops counting)."""
+        tally = self.tallies([key])[key]
+        return tally.total, tally.wait_s
 
     def add(self, *keys: str) -> None:
         """Record one failure of each of ``keys``."""
-        now = time.monotonic()
+        hit = _Hit(self._clock(), pending=False)
         with self._lock:
             for key in keys:
-                self._hits[key].append((now, next(self._ids)))
+                self._hits[key].append(hit)
 
     def refuse_when_over(self, limits: Mapping[str, int], reason: str) -> None:
-        """Raise TooManyAttempts(``reason``) when a key has ``limits[key]`` failures or more
-        in the window (Retry-After: until its oldest failure leaves the window). A read
-        only; :meth:`reserve` enforces the limit."""
-        now = time.monotonic()
-        with self._lock:
-            counts = {key: self._count(key, now) for key in limits}
-        _refuse(limits, counts, reason, including=0)
+        """Raise TooManyAttempts(``reason``) when a key has ``limits[key]`` failures and
+        attempts under way or more (Retry-After: see the module docstring). A read only;
+        :meth:`reserve` enforces the limit."""
+        _refuse(limits, self.tallies(list(limits)), reason, including=0)
 
     def reserve(self, limits: Mapping[str, int], reason: str) -> Reservation:
-        """Check every key of ``limits`` and count the attempt in one step under the lock
-        (see :meth:`AttemptCounter.reserve`); raises TooManyAttempts(``reason``), counting
-        nothing, when a key already has ``limits[key]`` failures or more."""
-        now = time.monotonic()
+        """Check every key of ``limits`` and count the attempt as under way in one step
+        under the lock (see :meth:`AttemptCounter.reserve`); raises
+        TooManyAttempts(``reason``), counting nothing, when a key already has
+        ``limits[key]`` failures and attempts under way or more."""
+        now = self._clock()
+        hit = _Hit(now, pending=True)
         with self._lock:
-            _refuse(limits, {key: self._count(key, now) for key in limits}, reason,
+            _refuse(limits, {key: self._tally(key, now) for key in limits}, reason,
                     including=0)
-            hit = (now, next(self._ids))
             for key in limits:
                 self._hits[key].append(hit)
 
         def forget() -> None:
             with self._lock:
                 for key in limits:
-                    if hit in self._hits[key]:  # gone already when its window has passed
+                    if hit in self._hits[key]:  # gone already when it stopped counting
                         self._hits[key].remove(hit)
 
-        return Reservation(forget)
+        def keep() -> None:
+            with self._lock:
+                hit.pending = False
+                for key in limits:  # back in its place if dropped as a leftover meanwhile
+                    hits = self._hits[key]
+                    if hit not in hits:
+                        hits.insert(sum(1 for h in hits if h.at <= hit.at), hit)
+
+        return Reservation(forget, keep)
 
 
 def key_digest(namespace: str, key: str) -> str:
@@ -226,21 +324,25 @@ class SqlFailureWindow:
 
     ``namespace`` separates counters sharing the table (the shopper logins' ``ip:`` keys
     are not the staff logins'); a non-empty string without NUL, the same in every process.
-    ``clock``: tz-aware UTC now (the service's clock). After every ``prune_every``-th
+    ``clock``: tz-aware UTC now (the service's clock). ``pending_max_s``: how long an
+    attempt under way (a ``pending`` row) counts at most. After every ``prune_every``-th
     write (:meth:`add` or a granted :meth:`reserve`) of this instance (the first one
-    included) at most ``prune_batch`` rows past their window are deleted, of any
-    counter. Raises ValueError for a bad namespace, a negative window or a prune setting
-    under 1.
+    included) at most ``prune_batch`` stale rows are deleted, of any counter. Raises
+    ValueError for a bad namespace, a negative window, a pending bound not over 0 or a
+    prune setting under 1.
     """
 
     def __init__(self, sessions: sessionmaker[Session], *, window_s: float, namespace: str,
-                 clock: Clock = utc_now, prune_every: int = 32, prune_batch: int = 500) -> None:
+                 clock: Clock = utc_now, prune_every: int = 32, prune_batch: int = 500,
+                 pending_max_s: float = PENDING_MAX_S) -> None:
         if not namespace or "\x00" in namespace:
             raise ValueError("namespace must be a non-empty string without NUL")
-        if window_s < 0 or prune_every < 1 or prune_batch < 1:
-            raise ValueError("window_s must be >= 0, prune_every and prune_batch >= 1")
+        if window_s < 0 or pending_max_s <= 0 or prune_every < 1 or prune_batch < 1:
+            raise ValueError("window_s must be >= 0, pending_max_s > 0, prune_every and "
+                             "prune_batch >= 1")
         self._sessions = sessions
         self._window = timedelta(seconds=window_s)
+        self._pending_max = timedelta(seconds=pending_max_s)
         self._namespace = namespace
         self._clock = clock
         self._prune = (prune_every, prune_batch)
@@ -250,35 +352,59 @@ class SqlFailureWindow:
     def _now(self) -> datetime:
         return self._clock().astimezone(UTC)  # SQLite compares the stored UTC text
 
-    def counts(self, keys: list[str]) -> dict[str, tuple[int, float]]:
-        """(failures in the window, seconds until the oldest leaves it) of each of
-        ``keys``, read in one query; (0, 0.0) for a key without any."""
+    def tallies(self, keys: list[str]) -> dict[str, Tally]:
+        """The :class:`Tally` of each of ``keys`` now, read in one query."""
         if not keys:
             return {}
         with self._sessions() as db:
-            return self._counts_in(db, keys, self._now())
+            return self._tallies_in(db, keys, self._now())
 
-    def _counts_in(self, db: Session, keys: list[str],
-                   now: datetime) -> dict[str, tuple[int, float]]:
-        """:meth:`counts` at ``now``, read in ``db``'s transaction."""
+    def counts(self, keys: list[str]) -> dict[str, tuple[int, float]]:
+        """(failures and attempts under way counted, seconds until the oldest of them
+        stops counting) of each of ``keys``, read in one query; (0, 0.0) for a key
+        without any."""
+        return {key: (t.total, t.wait_s) for key, t in self.tallies(keys).items()}
+
+    def _tallies_in(self, db: Session, keys: list[str], now: datetime) -> dict[str, Tally]:
+        """:meth:`tallies` at ``now``, read in ``db``'s transaction: failures in the
+        window and pending rows younger than the pending bound (older ones are ignored)."""
         digests = {key: key_digest(self._namespace, key) for key in keys}
+        row = FailedAttempt
+        failed = sa.and_(row.pending.is_(False), row.at > now - self._window)
+        pending = sa.and_(row.pending.is_(True), row.at > now - self._pending_max)
         rows = db.execute(
-            sa.select(FailedAttempt.key_hash, sa.func.count(), sa.func.min(FailedAttempt.at))
-            .where(FailedAttempt.key_hash.in_(set(digests.values())))
-            .where(FailedAttempt.at > now - self._window)
-            .group_by(FailedAttempt.key_hash)).all()
-        found = {digest: (int(n), (as_utc(oldest) + self._window - now).total_seconds())
-                 for digest, n, oldest in rows}
-        return {key: found.get(digest, (0, 0.0)) for key, digest in digests.items()}
+            sa.select(row.key_hash,
+                      sa.func.sum(sa.case((failed, 1), else_=0)),
+                      sa.func.min(sa.case((failed, row.at), else_=None)),
+                      sa.func.sum(sa.case((pending, 1), else_=0)),
+                      sa.func.min(sa.case((pending, row.at), else_=None)))
+            .where(row.key_hash.in_(set(digests.values())))
+            .where(row.at > now - max(self._window, self._pending_max))
+            .where(sa.or_(failed, pending))
+            .group_by(row.key_hash)).all()
+        found = {digest: Tally(int(n_failed or 0), self._wait(oldest_failed, self._window, now),
+                               int(n_pending or 0),
+                               self._wait(oldest_pending, self._pending_max, now))
+                 for digest, n_failed, oldest_failed, n_pending, oldest_pending in rows}
+        return {key: found.get(digest, Tally()) for key, digest in digests.items()}
+
+    @staticmethod
+    def _wait(oldest: datetime | None, span: timedelta, now: datetime) -> float:
+        """Seconds until a row at ``oldest`` counting for ``span`` stops (0.0: none)."""
+        return 0.0 if oldest is None else (as_utc(oldest) + span - now).total_seconds()
 
     def count(self, key: str) -> tuple[int, float]:
-        """(failures of ``key`` in the window, seconds until the oldest one leaves it)."""
+        """(failures and attempts under way of ``key`` counted, seconds until the oldest
+        of them stops counting)."""
         return self.counts([key])[key]
 
-    def _insert(self, db: Session, keys: list[str], now: datetime) -> list[int]:
-        """One row per key at ``now`` in ``db``'s transaction; their ids."""
+    def _insert(self, db: Session, keys: list[str], now: datetime, *,
+                pending: bool) -> list[int]:
+        """One row per key at ``now`` in ``db``'s transaction (a failure, or an attempt
+        under way, which expires after the pending bound); their ids."""
+        expires = now + (self._pending_max if pending else self._window)
         rows = [{"key_hash": key_digest(self._namespace, key), "at": now,
-                 "expires_at": now + self._window} for key in keys]
+                 "expires_at": expires, "pending": pending} for key in keys]
         return list(db.scalars(sa.insert(FailedAttempt).returning(FailedAttempt.id), rows))
 
     def _prune_now_and_then(self, now: datetime) -> None:
@@ -302,52 +428,67 @@ class SqlFailureWindow:
                 db.execute(sa.delete(FailedAttempt).where(FailedAttempt.id.in_(ids))
                            .execution_options(synchronize_session=False))
 
+    def _keep(self, ids: list[int], keys: list[str], at: datetime) -> None:
+        """Turn the pending rows ``ids`` (of ``keys``, reserved at ``at``) into failures
+        counting for the whole window from ``at``, in one transaction; a row pruned
+        meanwhile (the check outlived the pending bound) is written again as a failure."""
+        with self._sessions.begin() as db:
+            db.execute(sa.update(FailedAttempt).where(FailedAttempt.id.in_(ids))
+                       .values(pending=False, expires_at=at + self._window)
+                       .execution_options(synchronize_session=False))
+            there = set(db.scalars(sa.select(FailedAttempt.id)
+                                   .where(FailedAttempt.id.in_(ids))))
+            gone = [key for key, row_id in zip(keys, ids, strict=True) if row_id not in there]
+            if gone:
+                self._insert(db, gone, at, pending=False)
+
     def add(self, *keys: str) -> None:
         """Record one failure of each of ``keys`` (one transaction), pruning now and then;
         no limit is checked (the services count through :meth:`reserve`)."""
         if keys:
             now = self._now()
             with self._sessions.begin() as db:
-                self._insert(db, list(keys), now)
+                self._insert(db, list(keys), now, pending=False)
             self._prune_now_and_then(now)
 
     def refuse_when_over(self, limits: Mapping[str, int], reason: str) -> None:
-        """Raise TooManyAttempts(``reason``) when a key has ``limits[key]`` failures or more
-        in the window (Retry-After: until its oldest failure leaves the window); one query
+        """Raise TooManyAttempts(``reason``) when a key has ``limits[key]`` failures and
+        attempts under way or more (Retry-After: see the module docstring); one query
         for all the keys. A read only; :meth:`reserve` enforces the limit."""
-        _refuse(limits, self.counts(list(limits)), reason, including=0)
+        _refuse(limits, self.tallies(list(limits)), reason, including=0)
 
     def reserve(self, limits: Mapping[str, int], reason: str) -> Reservation:
         """Count an attempt of each key of ``limits`` (see :meth:`AttemptCounter.reserve`).
 
         A read first refuses a key already at its limit without writing. Otherwise one
         transaction takes the keys' turn (PostgreSQL: a transaction-scoped advisory lock
-        per key, in a fixed order; SQLite: its single writer), inserts a row per key,
-        counts the keys, this attempt's rows included, and commits only when no key is
-        over its limit: reservations of a key follow one another, each counting every
+        per key, in a fixed order; SQLite: its single writer), inserts a pending row per
+        key, counts the keys, this attempt's rows included, and commits only when no key
+        is over its limit: reservations of a key follow one another, each counting every
         row committed before it, so exactly as many as the limit allows get through,
         whatever the number of threads and processes. A key over its limit: the
-        transaction is rolled back and TooManyAttempts is raised (Retry-After from the
-        oldest row counted, which may be an attempt under way). Raises SQLAlchemyError
-        when the database fails (nothing counted then).
+        transaction is rolled back and TooManyAttempts is raised (Retry-After: see the
+        module docstring). Raises SQLAlchemyError when the database fails (nothing
+        counted then). The reservation's :meth:`Reservation.count_as_failure` turns the
+        rows into failures (kept from the reservation's time for the whole window).
         """
         keys = list(limits)
         if not keys:
             return Reservation(lambda: None)
-        _refuse(limits, self.counts(keys), reason, including=0)
+        _refuse(limits, self.tallies(keys), reason, including=0)
         now = self._now()
         with self._sessions.begin() as db:
             if db.get_bind().dialect.name == "postgresql":
                 for lock in sorted({_lock_id(key_digest(self._namespace, k)) for k in keys}):
                     db.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            ids = self._insert(db, keys, now)
-            _refuse(limits, self._counts_in(db, keys, now), reason, including=1)
+            ids = self._insert(db, keys, now, pending=True)
+            _refuse(limits, self._tallies_in(db, keys, now), reason, including=1)
         self._prune_now_and_then(now)
-        return Reservation(lambda: self._delete(ids))
+        return Reservation(lambda: self._delete(ids), lambda: self._keep(ids, keys, now))
 
     def prune(self, limit: int | None = None) -> int:
-        """Delete at most ``limit`` (default ``prune_batch``) rows past their window, of any
-        counter; returns how many went."""
+        """Delete at most ``limit`` (default ``prune_batch``) stale rows (past their window,
+        or pending past the pending bound), of any counter; returns how many went."""
         with self._sessions.begin() as db:
             return _delete_expired(db, self._now(), self._prune[1] if limit is None else limit)
 
@@ -358,18 +499,22 @@ def _lock_id(digest: str) -> int:
 
 
 def _delete_expired(db: Session, now: datetime, limit: int) -> int:
-    """Delete at most ``limit`` rows of ``failed_attempts`` expired at ``now``; the count."""
-    stale = sa.select(FailedAttempt.id).where(FailedAttempt.expires_at <= now).limit(limit)
-    done = db.execute(sa.delete(FailedAttempt).where(FailedAttempt.id.in_(stale))
+    """Delete at most ``limit`` rows of ``failed_attempts`` expired at ``now`` (a pending
+    row expires at the pending bound); the count. The expiry is checked again on the row
+    deleted: a pending row made a failure meanwhile (a later expiry) stays."""
+    expired = FailedAttempt.expires_at <= now
+    stale = sa.select(FailedAttempt.id).where(expired).limit(limit)
+    done = db.execute(sa.delete(FailedAttempt).where(FailedAttempt.id.in_(stale), expired)
                       .execution_options(synchronize_session=False))
     return int(getattr(done, "rowcount", 0) or 0)
 
 
 def purge_expired_attempts(db: Session, now: datetime) -> int:
     """Delete every row of ``failed_attempts`` past its window at ``now`` (tz-aware UTC),
-    whatever counter wrote it, in the caller's transaction; returns how many went. The
-    retention sweep (:mod:`storefront.privacy.retention`) runs it, so rows do not outlive
-    their window when no new failure comes to prune them."""
+    or pending past its bound (left by a process that died), whatever counter wrote it,
+    in the caller's transaction; returns how many went. The retention sweep
+    (:mod:`storefront.privacy.retention`) runs it, so rows do not outlive their window
+    when no new failure comes to prune them."""
     done = db.execute(sa.delete(FailedAttempt)
                       .where(FailedAttempt.expires_at <= now.astimezone(UTC))
                       .execution_options(synchronize_session=False))

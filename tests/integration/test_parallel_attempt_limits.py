@@ -2,31 +2,37 @@
 PostgreSQL: with two service instances on one database (two workers' connection pools)
 and 40 threads guessing at once, no more passwords or codes are checked than the limit
 (counted at the check itself), every other request is refused (429), and the right
-secret is refused once the limit is reached. Successes do not use up the limit."""
+secret is refused once the limit is reached (Retry-After: the window). Successes do not
+use up the limit; right secrets refused only because others are still being checked are
+told to retry in 1 second, and succeed then; the attempts of a process killed during its
+checks stop counting after ``PENDING_MAX_S``."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
 from storefront import accounts as accounts_module
-from storefront.accounts import AuthenticationFailed, TooManyAttempts
+from storefront.accounts import ATTEMPTS_NAMESPACE, AuthenticationFailed, TooManyAttempts
 from storefront.bootstrap import Container, bootstrap
 from storefront.db.engine import make_engine
 from storefront.db.migrate import upgrade
+from storefront.db.models import FailedAttempt
 from storefront.errors import Conflict
 from storefront.payments import SimulatedProcessor
 from storefront.privacy import enrolment_codes as enrolment_module
 from storefront.privacy.enrolment_codes import EnrolmentCodeRefused
 from storefront.privacy.wiring import Privacy, build_privacy
 from storefront.security import staff as staff_module
-from storefront.security.attempts import SqlFailureWindow
+from storefront.security.attempts import PENDING_MAX_S, SqlFailureWindow
 from storefront.security.errors import AuthenticationRequired
 from storefront.settings import Settings
 from tests.clocks import FakeClock
@@ -121,8 +127,9 @@ def test_parallel_wrong_logins_check_no_more_passwords_than_the_account_limit(
     assert answers == {"wrong": 5, "429": THREADS - 5}
     assert checks.n == 5  # exactly the limit reached the password check
     for p in (one, two):  # the right password too, on either instance
-        with pytest.raises(TooManyAttempts):
+        with pytest.raises(TooManyAttempts) as refused:
             p.accounts.login(email=ANN, password=PASSWORD, client_ip="10.9.250.1")
+        assert refused.value.retry_after_s == 901  # the failures leave in 900 s (+1)
     assert checks.n == 5
 
 
@@ -242,3 +249,118 @@ def test_reservations_from_two_engines_keep_no_more_than_the_limit(
             assert sum(window.count(f"ip:{k}")[0] for k in range(3)) == len(kept)
     finally:
         other.dispose()
+
+
+def _held_burst(pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch,
+                n_threads: int, limit: int,
+                login: Callable[[Privacy, int], object]) -> tuple[int, list[int]]:
+    """``n_threads`` right logins at once on the two instances, the password checks held
+    until every login over ``limit`` has been refused (so the refusals are certainly due
+    to logins still under way); (successes, the refusals' Retry-After)."""
+    start = threading.Barrier(n_threads)
+    refusals: list[int] = []
+    all_refused = threading.Event()
+    lock = threading.Lock()
+    ok: list[int] = []
+    errors: list[BaseException] = []
+    real = accounts_module.AccountService._verify
+
+    def held(self: Any, *args: Any) -> Any:
+        assert all_refused.wait(timeout=30)
+        return real(self, *args)
+
+    monkeypatch.setattr(accounts_module.AccountService, "_verify", held)
+    (_, one), (_, two) = pair
+
+    def run(n: int) -> None:
+        start.wait()
+        try:
+            login(one if n % 2 else two, n)
+        except TooManyAttempts as exc:
+            with lock:
+                refusals.append(exc.retry_after_s)
+                if len(refusals) == n_threads - limit:
+                    all_refused.set()
+            return
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+            all_refused.set()
+            return
+        with lock:
+            ok.append(n)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    return len(ok), refusals
+
+
+def test_parallel_right_logins_to_one_account_are_told_to_retry_in_a_second(
+        pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch,
+        clock: FakeClock) -> None:
+    """F1: 10 right logins to one account at once (limit 5): 5 are checked, the other 5
+    are refused only because those are under way: Retry-After 1, not the window; a
+    second later (on the service's clock standing still: at once) they succeed."""
+    (c1, one), (_, two) = pair
+    one.accounts.sign_up(email=ANN, password=PASSWORD, display_name="Ann",
+                         payment_token="tok_ann", client_ip="10.0.0.1")
+    ok, refusals = _held_burst(pair, monkeypatch, 10, 5, lambda p, n: p.accounts.login(
+        email=ANN, password=PASSWORD, client_ip=f"10.6.{n}.1"))
+    assert ok == 5 and refusals == [1] * 5
+    for n in range(5):  # the retries: all succeed
+        (one if n % 2 else two).accounts.login(email=ANN, password=PASSWORD,
+                                               client_ip=f"10.6.{n}.1")
+    window = SqlFailureWindow(c1.db, window_s=900.0, namespace=ATTEMPTS_NAMESPACE,
+                              clock=clock)
+    assert window.count(f"acct:{ANN}") == (0, 0.0)  # successes leave nothing
+
+
+def test_a_kiosk_logging_in_30_shoppers_at_once_is_told_to_retry_in_a_second(
+        pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    """F1: 30 shoppers logging in at once from one address (limit 20 per address): the
+    10 refused while 20 are checked get Retry-After 1 and succeed when they retry."""
+    (_, one), (_, two) = pair
+    emails = [f"s{n:02d}@example.org" for n in range(30)]
+    for n, email in enumerate(emails):
+        one.accounts.sign_up(email=email, password=PASSWORD, display_name="S",
+                             payment_token=f"tok_{n}", client_ip="10.0.0.1")
+    ok, refusals = _held_burst(pair, monkeypatch, 30, 20, lambda p, n: p.accounts.login(
+        email=emails[n], password=PASSWORD, client_ip="10.8.8.8"))
+    assert ok == 20 and refusals == [1] * 10
+    for n, email in enumerate(emails):  # every one of them again at once after: fine
+        (one if n % 2 else two).accounts.login(email=email, password=PASSWORD,
+                                               client_ip="10.8.8.8")
+
+
+def test_logins_left_under_way_by_a_killed_process_stop_counting(
+        pair: tuple[Instance, Instance], clock: FakeClock) -> None:
+    """F4: a worker killed (kill -9) during 5 password checks of Ann's account leaves 5
+    rows under way: they hold the account back for ``PENDING_MAX_S`` at most (Retry-After
+    1), then neither count nor stay (the pruning and the retention sweep delete them)."""
+    (c1, one), (_, two) = pair
+    one.accounts.sign_up(email=ANN, password=PASSWORD, display_name="Ann",
+                         payment_token="tok_ann", client_ip="10.0.0.1")
+    killed = SqlFailureWindow(c1.db, window_s=900.0, namespace=ATTEMPTS_NAMESPACE,
+                              clock=clock)
+    for n in range(5):  # reserved, never failed nor released: the process died
+        killed.reserve({f"acct:{ANN}": 5, f"ip:10.1.{n}.1": 20}, "x")
+    with pytest.raises(TooManyAttempts) as refused:
+        two.accounts.login(email=ANN, password=PASSWORD, client_ip="10.1.9.1")
+    assert refused.value.retry_after_s == 1
+    clock.now += timedelta(seconds=PENDING_MAX_S)
+    two.accounts.login(email=ANN, password=PASSWORD, client_ip="10.1.9.1")
+    for _ in range(5):  # the limit is whole again: 5 failures before a refusal
+        with pytest.raises(AuthenticationFailed):
+            one.accounts.login(email=ANN, password="wrong password", client_ip="10.1.9.1")
+    with pytest.raises(TooManyAttempts) as refused:
+        two.accounts.login(email=ANN, password=PASSWORD, client_ip="10.1.9.1")
+    assert refused.value.retry_after_s == 901
+    killed.prune()
+    one.retention.sweep()
+    with c1.db() as db:  # the leftovers went (pruned by the logins' own writes already)
+        assert db.execute(sa.select(FailedAttempt.pending, sa.func.count())
+                          .group_by(FailedAttempt.pending)).all() == [(False, 10)]
+    assert killed.count(f"acct:{ANN}") == (5, 900.0)  # the failures stay

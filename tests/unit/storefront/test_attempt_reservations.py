@@ -1,9 +1,12 @@
 """Reserving an attempt before the secret is checked (``reserve``), for both counters:
-within the limit the attempt is counted at once; over it nothing stays counted and
-TooManyAttempts says how long to wait; a release takes the attempt back; the ``with``
-block keeps it only when the caller said it failed; and threads reserving at once (two
-engines on one SQLite file for the database counter) never get more than the limit
-through, with or without releases in between."""
+within the limit the attempt is counted at once (as under way); over it nothing stays
+counted and TooManyAttempts says how long to wait (until the oldest failure leaves the
+window when the failures alone reach the limit, 1 second when attempts under way are in
+the way); a release takes the attempt back; the ``with`` block keeps it, as a failure for
+the whole window, only when the caller said it failed; an attempt left under way (a
+process killed during the check) stops counting after ``PENDING_MAX_S`` and is pruned;
+and threads reserving at once (two engines on one SQLite file for the database counter)
+never get more than the limit through, with or without releases in between."""
 
 from __future__ import annotations
 
@@ -20,11 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from storefront.db.engine import make_engine
 from storefront.db.models import FailedAttempt
 from storefront.security.attempts import (
+    PENDING_MAX_S,
     AttemptCounter,
     FailureWindow,
     Reservation,
     SqlFailureWindow,
+    Tally,
     TooManyAttempts,
+    purge_expired_attempts,
 )
 from tests.clocks import FakeClock
 
@@ -61,7 +67,7 @@ def test_within_the_limit_the_attempt_is_counted_at_once(counter: AttemptCounter
 
 def test_over_the_limit_raises_and_leaves_nothing_counted(counter: AttemptCounter) -> None:
     for _ in range(3):
-        counter.reserve({"acct:ann": 3}, "x")
+        counter.reserve({"acct:ann": 3}, "x").count_as_failure()
     with pytest.raises(TooManyAttempts) as refused:
         counter.reserve({"ip:free": 10, "acct:ann": 3}, "too many failed logins")
     assert str(refused.value) == "too many failed logins"
@@ -129,9 +135,9 @@ def test_no_keys_reserve_nothing(counter: AttemptCounter) -> None:
 def test_retry_after_runs_to_the_oldest_counted_row(sessions: sessionmaker[Session]) -> None:
     clock = FakeClock()
     window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock)
-    window.reserve({"k": 2}, "x")
+    window.reserve({"k": 2}, "x").count_as_failure()
     clock.now += timedelta(seconds=10.5)
-    window.reserve({"k": 2}, "x")
+    window.reserve({"k": 2}, "x").count_as_failure()
     with pytest.raises(TooManyAttempts) as refused:
         window.reserve({"k": 2}, "x")
     assert refused.value.retry_after_s == 50  # int(49.5) + 1
@@ -148,17 +154,17 @@ def test_a_reservation_past_the_first_read_is_refused_by_rows_committed_meanwhil
     other = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock)
     window.add("k")
     reads: list[int] = []
-    real_counts = window.counts
+    real_tallies = window.tallies
 
-    def counts_then_others_commit(keys: list[str]) -> dict[str, tuple[int, float]]:
-        seen = real_counts(keys)
-        reads.append(seen["k"][0])
+    def tallies_then_others_commit(keys: list[str]) -> dict[str, Tally]:
+        seen = real_tallies(keys)
+        reads.append(seen["k"].total)
         if len(reads) == 1:
             other.add("k")
             other.add("k")
         return seen
 
-    monkeypatch.setattr(window, "counts", counts_then_others_commit)
+    monkeypatch.setattr(window, "tallies", tallies_then_others_commit)
     with pytest.raises(TooManyAttempts):
         window.reserve({"k": 3}, "x")
     assert reads == [1]  # room at first; then 3 others and its own row: over
@@ -240,3 +246,184 @@ def test_releases_between_reservations_keep_the_accounting_right(
     assert counters(0).count("k")[0] == len(kept) == counters(1).count("k")[0]
     for n in range(40):  # every released thread's own key is free again
         assert counters(n).count(f"own:{n}")[0] == (1 if n in kept else 0)
+
+
+Advance = Callable[[float], None]
+
+
+@pytest.fixture(params=["sql", "memory"])
+def timed(request: pytest.FixtureRequest,
+          sessions: sessionmaker[Session]) -> tuple[AttemptCounter, Advance]:
+    """Each counter (60-second window, the default pending bound) with a clock the test
+    moves: ``advance(seconds)``."""
+    if request.param == "sql":
+        clock = FakeClock()
+
+        def advance_utc(seconds: float) -> None:
+            clock.now += timedelta(seconds=seconds)
+
+        return SqlFailureWindow(sessions, window_s=60.0, namespace="t",
+                                clock=clock), advance_utc
+    now = [1000.0]
+
+    def advance(seconds: float) -> None:
+        now[0] += seconds
+
+    return FailureWindow(window_s=60.0, clock=lambda: now[0]), advance
+
+
+def test_refused_only_by_attempts_under_way_retry_after_one_second(
+        timed: tuple[AttemptCounter, Advance]) -> None:
+    """F1: a key at its limit only because attempts are still being checked refuses with
+    Retry-After 1 (they end in a moment), not the whole window; once they end as
+    successes the next attempt goes through."""
+    counter, advance = timed
+    limits = {"ip:kiosk": 3}
+    under_way = [counter.reserve(limits, "x") for _ in range(3)]
+    for refuse in (counter.refuse_when_over, counter.reserve):
+        with pytest.raises(TooManyAttempts) as refused:
+            refuse(limits, "x")
+        assert refused.value.retry_after_s == 1
+    advance(1.0)
+    for attempt in under_way:
+        attempt.release()  # three successes
+    with counter.reserve(limits, "x"):
+        pass
+    assert counter.count("ip:kiosk") == (0, 0.0)
+
+
+def test_failures_plus_attempts_under_way_retry_after_one_second(
+        timed: tuple[AttemptCounter, Advance]) -> None:
+    counter, advance = timed
+    counter.reserve({"k": 3}, "x").count_as_failure()
+    advance(5.0)
+    counter.reserve({"k": 3}, "x").count_as_failure()
+    pending = counter.reserve({"k": 3}, "x")
+    with pytest.raises(TooManyAttempts) as refused:  # 2 failures + 1 under way
+        counter.reserve({"k": 3}, "x")
+    assert refused.value.retry_after_s == 1
+    pending.count_as_failure()  # now the failures alone are at the limit
+    with pytest.raises(TooManyAttempts) as refused:
+        counter.reserve({"k": 3}, "x")
+    assert refused.value.retry_after_s == 56  # the first failure leaves in 55 s, +1
+
+
+def test_the_longest_wait_of_the_keys_refused_is_given(
+        timed: tuple[AttemptCounter, Advance]) -> None:
+    counter, _ = timed
+    counter.reserve({"acct:ann": 1}, "x")  # under way: refuses acct:ann for a moment
+    counter.reserve({"ip:x": 1}, "x").count_as_failure()  # a failure: for the window
+    with pytest.raises(TooManyAttempts) as refused:
+        counter.reserve({"acct:ann": 1, "ip:x": 1}, "x")
+    assert refused.value.retry_after_s == 61
+
+
+def test_a_failure_from_a_reservation_counts_for_the_whole_window(
+        timed: tuple[AttemptCounter, Advance]) -> None:
+    counter, advance = timed
+    with pytest.raises(PermissionError), counter.reserve({"k": 1}, "x") as attempt:
+        attempt.count_as_failure()
+        raise PermissionError("wrong password")
+    advance(PENDING_MAX_S + 1)  # well past the bound of attempts under way
+    with pytest.raises(TooManyAttempts) as refused:
+        counter.reserve({"k": 1}, "x")
+    assert refused.value.retry_after_s == int(60 - PENDING_MAX_S - 1) + 1
+    assert counter.count("k") == (1, 60 - PENDING_MAX_S - 1)
+    advance(60 - PENDING_MAX_S - 1)  # its window, counted from the reservation, is over
+    assert counter.count("k") == (0, 0.0)
+    counter.reserve({"k": 1}, "x")
+
+
+def test_attempts_left_under_way_stop_counting_after_the_pending_bound(
+        timed: tuple[AttemptCounter, Advance]) -> None:
+    """F4: a process killed during its checks never leaves the block: its attempts count
+    as under way for ``PENDING_MAX_S`` only, then neither count nor block."""
+    counter, advance = timed
+    limits = {"acct:ann": 2}
+    for _ in range(2):
+        counter.reserve(limits, "x")  # the process dies: never released, never failed
+    assert counter.count("acct:ann") == (2, PENDING_MAX_S)
+    advance(PENDING_MAX_S - 0.5)
+    with pytest.raises(TooManyAttempts) as refused:
+        counter.reserve(limits, "x")
+    assert refused.value.retry_after_s == 1
+    advance(0.5)
+    assert counter.count("acct:ann") == (0, 0.0)
+    counter.reserve(limits, "x").count_as_failure()
+    counter.reserve(limits, "x").count_as_failure()  # the limit is whole again: 2
+    with pytest.raises(TooManyAttempts):
+        counter.reserve(limits, "x")
+
+
+def test_a_failure_counted_after_its_row_was_pruned_is_written_again(
+        sessions: sessionmaker[Session]) -> None:
+    """A check that outlived the pending bound: its row went with the pruning, the
+    failure it turns out to be is still counted (from the reservation's time)."""
+    clock = FakeClock()
+    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock)
+    attempt = window.reserve({"k": 5, "ip:x": 5}, "x")
+    clock.now += timedelta(seconds=PENDING_MAX_S)
+    assert window.prune() == 2 and _stored(sessions) == 0
+    attempt.count_as_failure()
+    assert window.count("k") == (1, 60 - PENDING_MAX_S) == window.count("ip:x")
+    assert _pending(sessions) == [False, False]
+
+
+def _pending(sessions: sessionmaker[Session]) -> list[bool]:
+    with sessions() as db:
+        return list(db.scalars(sa.select(FailedAttempt.pending).order_by(FailedAttempt.id)))
+
+
+def test_rows_left_under_way_are_pruned_after_the_pending_bound(
+        sessions: sessionmaker[Session]) -> None:
+    """A killed process's pending rows (one written as another process would have,
+    with an old ``at``) go with the pruning and the retention sweep once past the pending
+    bound; failures stay for their window."""
+    clock = FakeClock()
+    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock,
+                              prune_every=1000)
+    with sessions.begin() as db:  # left by a process killed 40 s ago
+        at = clock.now - timedelta(seconds=40)
+        db.add(FailedAttempt(key_hash="0" * 64, at=at, pending=True,
+                             expires_at=at + timedelta(seconds=PENDING_MAX_S)))
+    window.reserve({"k": 9}, "x")  # the first write prunes: the leftover goes
+    assert _stored(sessions) == 1
+    window.reserve({"k": 9}, "x")  # left under way
+    window.reserve({"k": 9}, "x").count_as_failure()
+    window.add("k")
+    clock.now += timedelta(seconds=PENDING_MAX_S - 1)
+    assert window.prune() == 0 and window.count("k")[0] == 4
+    clock.now += timedelta(seconds=1)
+    assert window.count("k")[0] == 2  # the two failures
+    with sessions.begin() as db:
+        assert purge_expired_attempts(db, clock.now) == 2  # the two left under way
+    assert _pending(sessions) == [False, False]
+
+
+def test_count_as_failure_after_a_release_or_twice_does_nothing_more(
+        timed: tuple[AttemptCounter, Advance]) -> None:
+    counter, _ = timed
+    released = counter.reserve({"k": 5}, "x")
+    released.release()
+    released.count_as_failure()
+    assert counter.count("k") == (0, 0.0)
+    failed = counter.reserve({"k": 5}, "x")
+    failed.count_as_failure()
+    failed.count_as_failure()
+    assert counter.count("k") == (1, 60.0)
+
+
+def test_a_storage_error_counting_a_failure_is_logged_not_raised(
+        sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=FakeClock())
+    attempt = window.reserve({"k": 5}, "x")
+
+    def broken(*args: object) -> None:
+        raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(window, "_keep", broken)
+    with attempt:
+        attempt.count_as_failure()  # does not raise; the block does not release it
+    assert "could not count a failed attempt" in caplog.text
+    assert window.count("k") == (1, PENDING_MAX_S) and _pending(sessions) == [True]
