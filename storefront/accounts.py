@@ -12,7 +12,7 @@ on ends every other session of the shopper (the one making the request stays).
 
 Login is rate-limited per account and per client IP (failed attempts in a
 sliding window, counted in the database: every API worker counts the same failures and a
-restart forgets none; :class:`storefront.security.attempts.SqlFailureWindow`). Each
+restart forgets none; :class:`storefront.security.attempts_sql.SqlFailureWindow`). Each
 login is counted as a failure before the password is checked and taken back when it
 succeeds (or fails for another reason than the credentials), so requests sent in
 parallel to any number of workers get no more wrong passwords checked than the limit.
@@ -58,9 +58,10 @@ from identity.keyring import ListingKeyProvider
 from storefront.clock import Clock
 from storefront.db.models import Shopper, ShopperAccount, ShopperAuthSession
 from storefront.errors import Conflict, InvalidInput, StorefrontError
-from storefront.security.attempts import AttemptCounter, Reservation, SqlFailureWindow
+from storefront.security.attempts import AttemptCounter, Reservation
 from storefront.security.attempts import FailureWindow as FailureWindow
 from storefront.security.attempts import TooManyAttempts as TooManyAttempts
+from storefront.security.attempts_sql import SqlFailureWindow
 from storefront.security.sealing import SealedSecretUnreadable
 from storefront.shopper_totp import seal_clear_row, shopper_totp_sealer
 from storefront.shoppers import ShopperService

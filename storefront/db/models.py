@@ -602,7 +602,7 @@ class SubjectKey(Base):
 class FailedAttempt(Base):
     """One failed attempt counted against a limit (a wrong login, an "address taken"
     sign-up answer, a wrong enrolment code), or an attempt under way, deleted when it turns
-    out not to be a failure: :class:`storefront.security.attempts
+    out not to be a failure: :class:`storefront.security.attempts_sql
     .SqlFailureWindow`. ``key_hash`` is the SHA-256 hex of the counter's namespace and key
     (keys hold e-mail addresses, staff ids and client addresses, never stored as such);
     ``expires_at`` is when the row stops counting (``at`` + the window), so old rows can be

@@ -11,7 +11,7 @@ staff cannot enrol them: they sign up first (or enrol themselves at the kiosk).
 A shopper holds at most 5 live enrolment codes (429 beyond,
 :func:`storefront.privacy.one_time_codes.issue_wait`). Failed code attempts are counted
 per staff member and per client address like failed logins, in the database across every
-process (:class:`storefront.security.attempts.SqlFailureWindow`, namespace
+process (:class:`storefront.security.attempts_sql.SqlFailureWindow`, namespace
 :data:`ATTEMPTS_NAMESPACE`): over the limit, TooManyAttempts (HTTP 429) before any check.
 Each check is counted before the code is looked up and taken back when the code is
 usable, so checks sent in parallel get no more wrong codes looked up than the limit.
@@ -32,7 +32,8 @@ from storefront.privacy.one_time_codes import (
     is_usable,
     refused_reason,
 )
-from storefront.security.attempts import AttemptCounter, SqlFailureWindow
+from storefront.security.attempts import AttemptCounter
+from storefront.security.attempts_sql import SqlFailureWindow
 
 __all__ = ["EnrolmentCodeRefused", "EnrolmentCodeService", "refused_reason"]
 

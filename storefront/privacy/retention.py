@@ -32,7 +32,7 @@ from storefront.errors import InvalidInput
 from storefront.privacy.consent import DEFAULT_PALM_RETENTION_DAYS, choices_of
 from storefront.privacy.deletion import FINISHED, DeletionService, detach_trips
 from storefront.privacy.one_time_codes import purge_spent
-from storefront.security.attempts import purge_expired_attempts
+from storefront.security.attempts_sql import purge_expired_attempts
 
 if TYPE_CHECKING:
     from storefront.privacy.export import ExportService

@@ -45,7 +45,8 @@ from storefront.accounts import LoginPolicy, claim_totp_step, totp_step
 from storefront.clock import Clock
 from storefront.db.models import StaffAccount, StaffToken
 from storefront.errors import Conflict, InvalidInput
-from storefront.security.attempts import AttemptCounter, SqlFailureWindow
+from storefront.security.attempts import AttemptCounter
+from storefront.security.attempts_sql import SqlFailureWindow
 from storefront.security.errors import AuthenticationRequired
 from storefront.security.sealing import SecretSealer
 

@@ -23,7 +23,7 @@ from storefront.db.models import FailedAttempt
 from storefront.payments import SimulatedProcessor
 from storefront.privacy.enrolment_codes import EnrolmentCodeRefused
 from storefront.privacy.wiring import Privacy, build_privacy
-from storefront.security.attempts import SqlFailureWindow, key_digest
+from storefront.security.attempts_sql import SqlFailureWindow, key_digest
 from storefront.security.errors import AuthenticationRequired
 from storefront.settings import Settings
 from tests.clocks import FakeClock

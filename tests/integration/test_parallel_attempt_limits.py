@@ -32,7 +32,8 @@ from storefront.privacy import enrolment_codes as enrolment_module
 from storefront.privacy.enrolment_codes import EnrolmentCodeRefused
 from storefront.privacy.wiring import Privacy, build_privacy
 from storefront.security import staff as staff_module
-from storefront.security.attempts import PENDING_MAX_S, SqlFailureWindow
+from storefront.security.attempts import PENDING_MAX_S
+from storefront.security.attempts_sql import SqlFailureWindow
 from storefront.security.errors import AuthenticationRequired
 from storefront.settings import Settings
 from tests.clocks import FakeClock

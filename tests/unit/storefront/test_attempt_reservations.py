@@ -27,11 +27,10 @@ from storefront.security.attempts import (
     AttemptCounter,
     FailureWindow,
     Reservation,
-    SqlFailureWindow,
     Tally,
     TooManyAttempts,
-    purge_expired_attempts,
 )
+from storefront.security.attempts_sql import SqlFailureWindow, purge_expired_attempts
 from tests.clocks import FakeClock
 
 

@@ -1,5 +1,5 @@
 """The sliding window of failed attempts: the database-backed counter
-(:class:`storefront.security.attempts.SqlFailureWindow`, on a SQLite file, a settable
+(:class:`storefront.security.attempts_sql.SqlFailureWindow`, on a SQLite file, a settable
 clock) and the in-memory one give the same answers; rows past their window are pruned in
 bounded batches; keys are hashed with their namespace."""
 
@@ -18,12 +18,8 @@ from storefront.accounts import FailureWindow as AccountsFailureWindow
 from storefront.accounts import TooManyAttempts as AccountsTooManyAttempts
 from storefront.db.engine import make_engine
 from storefront.db.models import FailedAttempt
-from storefront.security.attempts import (
-    FailureWindow,
-    SqlFailureWindow,
-    TooManyAttempts,
-    key_digest,
-)
+from storefront.security.attempts import FailureWindow, TooManyAttempts
+from storefront.security.attempts_sql import SqlFailureWindow, key_digest
 from tests.clocks import FakeClock
 
 
