@@ -91,10 +91,10 @@ def _opens(kek: bytes, kind: str, owner_id: str, blob: bytes) -> bool:
     """Whether ``kek`` opens the sealed TOTP secret ``blob`` of ``owner_id`` (``kind``:
     ``staff`` or ``shopper``)."""
     from storefront.security.sealing import SecretSealer
-    from storefront.security.staff import _LABEL as STAFF_LABEL
-    from storefront.shopper_totp import _LABEL as SHOPPER_LABEL
+    from storefront.security.staff import STAFF_TOTP_LABEL
+    from storefront.shopper_totp import SHOPPER_TOTP_LABEL
 
-    label = STAFF_LABEL if kind == "staff" else SHOPPER_LABEL
+    label = STAFF_TOTP_LABEL if kind == "staff" else SHOPPER_TOTP_LABEL
     return SecretSealer(kek, label=label, kind=kind).opens(owner_id, blob)
 
 

@@ -22,13 +22,14 @@ from storefront.db.models import ShopperAccount
 from storefront.security.sealing import SealedSecretUnreadable, SecretSealer
 
 log = logging.getLogger(__name__)
-_LABEL = b"storefront/shopper-totp/v1\x00"
+SHOPPER_TOTP_LABEL = b"storefront/shopper-totp/v1\x00"
+"""Associated-data label of sealed shopper TOTP secrets (:mod:`storefront.security.sealing`)."""
 
 
 def shopper_totp_sealer(keys: bytes | ListingKeyProvider) -> SecretSealer:
     """The sealer of shopper TOTP secrets under ``keys`` (a 32-byte KEK or the service's
     key provider). Raises KeyUnavailable when the current KEK cannot be read."""
-    return SecretSealer(keys, label=_LABEL, kind="shopper")
+    return SecretSealer(keys, label=SHOPPER_TOTP_LABEL, kind="shopper")
 
 
 def seal_clear_row(db: Session, sealer: SecretSealer, shopper_id: str, clear: str) -> bool:

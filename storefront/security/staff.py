@@ -62,7 +62,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "admin": frozenset({"catalogue_write", "staff_admin"}),
 }
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_LABEL = b"storefront/staff-totp/v1\x00"
+STAFF_TOTP_LABEL = b"storefront/staff-totp/v1\x00"
+"""Associated-data label of sealed staff TOTP secrets (:mod:`storefront.security.sealing`)."""
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("storefront-dummy-password")
 ATTEMPTS_NAMESPACE = "staff-login"
@@ -121,7 +122,7 @@ class StaffService:
                  limits: LoginPolicy | None = None,
                  failures: AttemptCounter | None = None) -> None:
         self._db = sessions
-        self._sealer = SecretSealer(kek, label=_LABEL, kind="staff")
+        self._sealer = SecretSealer(kek, label=STAFF_TOTP_LABEL, kind="staff")
         self._clock = clock
         self._ttl = timedelta(seconds=token_ttl_s)
         self._issuer = issuer
