@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,25 +34,17 @@ from storefront.security.attempts_sql import SqlFailureWindow, purge_expired_att
 from tests.clocks import FakeClock
 
 
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'attempts.db'}")
-    FailedAttempt.__table__.create(engine)  # type: ignore[attr-defined]
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
-
-
-def _stored(sessions: sessionmaker[Session]) -> int:
-    with sessions() as db:
+def _stored(attempt_sessions: sessionmaker[Session]) -> int:
+    with attempt_sessions() as db:
         return int(db.scalar(sa.select(sa.func.count()).select_from(FailedAttempt)) or 0)
 
 
 @pytest.fixture(params=["sql", "memory"])
 def counter(request: pytest.FixtureRequest,
-            sessions: sessionmaker[Session]) -> AttemptCounter:
+            attempt_sessions: sessionmaker[Session]) -> AttemptCounter:
     """Each counter, a 60-second window (the database one on a clock standing still)."""
     if request.param == "sql":
-        return SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=FakeClock())
+        return SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=FakeClock())
     return FailureWindow(window_s=60.0)
 
 
@@ -75,13 +67,13 @@ def test_over_the_limit_raises_and_leaves_nothing_counted(counter: AttemptCounte
     assert counter.count("ip:free") == (0, 0.0)  # nor for the key under its limit
 
 
-def test_refused_reservations_write_no_row(sessions: sessionmaker[Session]) -> None:
-    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=FakeClock())
+def test_refused_reservations_write_no_row(attempt_sessions: sessionmaker[Session]) -> None:
+    window = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=FakeClock())
     window.add("k", "k")
     for _ in range(5):
         with pytest.raises(TooManyAttempts):
             window.reserve({"k": 2, "other": 9}, "x")
-    assert _stored(sessions) == 2
+    assert _stored(attempt_sessions) == 2
 
 
 def test_release_takes_the_attempt_back_once(counter: AttemptCounter) -> None:
@@ -131,9 +123,10 @@ def test_no_keys_reserve_nothing(counter: AttemptCounter) -> None:
     assert counter.count("") == (0, 0.0)
 
 
-def test_retry_after_runs_to_the_oldest_counted_row(sessions: sessionmaker[Session]) -> None:
+def test_retry_after_runs_to_the_oldest_counted_row(
+        attempt_sessions: sessionmaker[Session]) -> None:
     clock = FakeClock()
-    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock)
+    window = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=clock)
     window.reserve({"k": 2}, "x").count_as_failure()
     clock.now += timedelta(seconds=10.5)
     window.reserve({"k": 2}, "x").count_as_failure()
@@ -145,12 +138,12 @@ def test_retry_after_runs_to_the_oldest_counted_row(sessions: sessionmaker[Sessi
 
 
 def test_a_reservation_past_the_first_read_is_refused_by_rows_committed_meanwhile(
-        sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+        attempt_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
     """The race itself: another process commits two attempts between this reservation's
     first read (which saw room) and its own write; its count with its row sees them."""
     clock = FakeClock()
-    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock)
-    other = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock)
+    window = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=clock)
+    other = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=clock)
     window.add("k")
     reads: list[int] = []
     real_tallies = window.tallies
@@ -167,7 +160,7 @@ def test_a_reservation_past_the_first_read_is_refused_by_rows_committed_meanwhil
     with pytest.raises(TooManyAttempts):
         window.reserve({"k": 3}, "x")
     assert reads == [1]  # room at first; then 3 others and its own row: over
-    assert other.count("k")[0] == 3 and _stored(sessions) == 3  # its row rolled back
+    assert other.count("k")[0] == 3 and _stored(attempt_sessions) == 3  # its row rolled back
 
 
 def _race(counter_of: Callable[[int], AttemptCounter], threads_n: int,
@@ -199,7 +192,7 @@ def _race(counter_of: Callable[[int], AttemptCounter], threads_n: int,
     return len(got), len(refused)
 
 
-def _counters(request: pytest.FixtureRequest, sessions: sessionmaker[Session],
+def _counters(request: pytest.FixtureRequest, attempt_sessions: sessionmaker[Session],
               tmp_path: Path) -> Callable[[int], AttemptCounter]:
     """The in-memory counter, or a database counter on each of two engines (two
     processes' connection pools) on one SQLite file, taken in turn."""
@@ -209,14 +202,14 @@ def _counters(request: pytest.FixtureRequest, sessions: sessionmaker[Session],
     other = make_engine(f"sqlite:///{tmp_path / 'attempts.db'}")
     request.addfinalizer(other.dispose)
     windows = [SqlFailureWindow(s, window_s=60.0, namespace="race")
-               for s in (sessions, sessionmaker(other))]
+               for s in (attempt_sessions, sessionmaker(other))]
     return lambda n: windows[n % 2]
 
 
 @pytest.fixture(params=["sql", "memory"])
-def counters(request: pytest.FixtureRequest, sessions: sessionmaker[Session],
+def counters(request: pytest.FixtureRequest, attempt_sessions: sessionmaker[Session],
              tmp_path: Path) -> Callable[[int], AttemptCounter]:
-    return _counters(request, sessions, tmp_path)
+    return _counters(request, attempt_sessions, tmp_path)
 
 
 def test_of_threads_reserving_at_once_at_most_the_limit_get_through(
@@ -252,7 +245,7 @@ Advance = Callable[[float], None]
 
 @pytest.fixture(params=["sql", "memory"])
 def timed(request: pytest.FixtureRequest,
-          sessions: sessionmaker[Session]) -> tuple[AttemptCounter, Advance]:
+          attempt_sessions: sessionmaker[Session]) -> tuple[AttemptCounter, Advance]:
     """Each counter (60-second window, the default pending bound) with a clock the test
     moves: ``advance(seconds)``."""
     if request.param == "sql":
@@ -261,7 +254,7 @@ def timed(request: pytest.FixtureRequest,
         def advance_utc(seconds: float) -> None:
             clock.now += timedelta(seconds=seconds)
 
-        return SqlFailureWindow(sessions, window_s=60.0, namespace="t",
+        return SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t",
                                 clock=clock), advance_utc
     now = [1000.0]
 
@@ -355,38 +348,38 @@ def test_attempts_left_under_way_stop_counting_after_the_pending_bound(
 
 
 def test_a_failure_counted_after_its_row_was_pruned_is_written_again(
-        sessions: sessionmaker[Session]) -> None:
+        attempt_sessions: sessionmaker[Session]) -> None:
     """A check that outlived the pending bound: its row went with the pruning, the
     failure it turns out to be is still counted (from the reservation's time)."""
     clock = FakeClock()
-    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock)
+    window = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=clock)
     attempt = window.reserve({"k": 5, "ip:x": 5}, "x")
     clock.now += timedelta(seconds=PENDING_MAX_S)
-    assert window.prune() == 2 and _stored(sessions) == 0
+    assert window.prune() == 2 and _stored(attempt_sessions) == 0
     attempt.count_as_failure()
     assert window.count("k") == (1, 60 - PENDING_MAX_S) == window.count("ip:x")
-    assert _pending(sessions) == [False, False]
+    assert _pending(attempt_sessions) == [False, False]
 
 
-def _pending(sessions: sessionmaker[Session]) -> list[bool]:
-    with sessions() as db:
+def _pending(attempt_sessions: sessionmaker[Session]) -> list[bool]:
+    with attempt_sessions() as db:
         return list(db.scalars(sa.select(FailedAttempt.pending).order_by(FailedAttempt.id)))
 
 
 def test_rows_left_under_way_are_pruned_after_the_pending_bound(
-        sessions: sessionmaker[Session]) -> None:
+        attempt_sessions: sessionmaker[Session]) -> None:
     """A killed process's pending rows (one written as another process would have,
     with an old ``at``) go with the pruning and the retention sweep once past the pending
     bound; failures stay for their window."""
     clock = FakeClock()
-    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=clock,
+    window = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=clock,
                               prune_every=1000)
-    with sessions.begin() as db:  # left by a process killed 40 s ago
+    with attempt_sessions.begin() as db:  # left by a process killed 40 s ago
         at = clock.now - timedelta(seconds=40)
         db.add(FailedAttempt(key_hash="0" * 64, at=at, pending=True,
                              expires_at=at + timedelta(seconds=PENDING_MAX_S)))
     window.reserve({"k": 9}, "x")  # the first write prunes: the leftover goes
-    assert _stored(sessions) == 1
+    assert _stored(attempt_sessions) == 1
     window.reserve({"k": 9}, "x")  # left under way
     window.reserve({"k": 9}, "x").count_as_failure()
     window.add("k")
@@ -394,9 +387,9 @@ def test_rows_left_under_way_are_pruned_after_the_pending_bound(
     assert window.prune() == 0 and window.count("k")[0] == 4
     clock.now += timedelta(seconds=1)
     assert window.count("k")[0] == 2  # the two failures
-    with sessions.begin() as db:
+    with attempt_sessions.begin() as db:
         assert purge_expired_attempts(db, clock.now) == 2  # the two left under way
-    assert _pending(sessions) == [False, False]
+    assert _pending(attempt_sessions) == [False, False]
 
 
 def test_count_as_failure_after_a_release_or_twice_does_nothing_more(
@@ -413,9 +406,9 @@ def test_count_as_failure_after_a_release_or_twice_does_nothing_more(
 
 
 def test_a_storage_error_counting_a_failure_is_logged_not_raised(
-        sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture,
+        attempt_sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    window = SqlFailureWindow(sessions, window_s=60.0, namespace="t", clock=FakeClock())
+    window = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="t", clock=FakeClock())
     attempt = window.reserve({"k": 5}, "x")
 
     def broken(*args: object) -> None:
@@ -425,4 +418,4 @@ def test_a_storage_error_counting_a_failure_is_logged_not_raised(
     with attempt:
         attempt.count_as_failure()  # does not raise; the block does not release it
     assert "could not count a failed attempt" in caplog.text
-    assert window.count("k") == (1, PENDING_MAX_S) and _pending(sessions) == [True]
+    assert window.count("k") == (1, PENDING_MAX_S) and _pending(attempt_sessions) == [True]

@@ -6,9 +6,7 @@ bounded batches; keys are hashed with their namespace."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,19 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storefront.accounts import FailureWindow as AccountsFailureWindow
 from storefront.accounts import TooManyAttempts as AccountsTooManyAttempts
-from storefront.db.engine import make_engine
 from storefront.db.models import FailedAttempt
 from storefront.security.attempts import FailureWindow, TooManyAttempts
 from storefront.security.attempts_sql import SqlFailureWindow, key_digest
 from tests.clocks import FakeClock
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'attempts.db'}")
-    FailedAttempt.__table__.create(engine)  # type: ignore[attr-defined]
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
 
 
 @pytest.fixture
@@ -40,14 +29,14 @@ def _window(sessions: sessionmaker[Session], clock: FakeClock, **kw: int) -> Sql
     return SqlFailureWindow(sessions, window_s=60.0, namespace="test", clock=clock, **kw)
 
 
-def _stored(sessions: sessionmaker[Session]) -> int:
-    with sessions() as db:
+def _stored(attempt_sessions: sessionmaker[Session]) -> int:
+    with attempt_sessions() as db:
         return int(db.scalar(sa.select(sa.func.count()).select_from(FailedAttempt)) or 0)
 
 
 def test_counts_per_key_and_forgets_failures_a_window_old(
-        sessions: sessionmaker[Session], clock: FakeClock) -> None:
-    window = _window(sessions, clock)
+        attempt_sessions: sessionmaker[Session], clock: FakeClock) -> None:
+    window = _window(attempt_sessions, clock)
     window.add("acct:ann")
     clock.now += timedelta(seconds=20)
     window.add("acct:ann", "ip:10.0.0.1")
@@ -65,8 +54,8 @@ def test_counts_per_key_and_forgets_failures_a_window_old(
 
 
 def test_refuses_at_the_limit_with_the_seconds_until_the_oldest_leaves(
-        sessions: sessionmaker[Session], clock: FakeClock) -> None:
-    window = _window(sessions, clock)
+        attempt_sessions: sessionmaker[Session], clock: FakeClock) -> None:
+    window = _window(attempt_sessions, clock)
     for _ in range(3):
         window.add("acct:ann")
     window.refuse_when_over({"acct:ann": 4, "ip:x": 1}, "not yet")
@@ -81,9 +70,9 @@ def test_refuses_at_the_limit_with_the_seconds_until_the_oldest_leaves(
     window.refuse_when_over({}, "no keys, nothing to refuse")
 
 
-def test_the_last_second_still_answers_one(sessions: sessionmaker[Session],
+def test_the_last_second_still_answers_one(attempt_sessions: sessionmaker[Session],
                                           clock: FakeClock) -> None:
-    window = _window(sessions, clock)
+    window = _window(attempt_sessions, clock)
     window.add("k")
     clock.now += timedelta(seconds=59.9)
     with pytest.raises(TooManyAttempts) as refused:
@@ -105,30 +94,30 @@ def test_in_memory_window_gives_the_same_answers() -> None:
     assert AccountsTooManyAttempts is TooManyAttempts
 
 
-def test_a_clock_in_another_offset_counts_the_same(sessions: sessionmaker[Session]) -> None:
+def test_a_clock_in_another_offset_counts_the_same(attempt_sessions: sessionmaker[Session]) -> None:
     utc = FakeClock()
     local = FakeClock(utc.now.astimezone(timezone(timedelta(hours=3))))
-    _window(sessions, local).add("k")  # written at 13:00+03:00, the same instant
-    assert _window(sessions, utc).count("k") == (1, 60.0)
+    _window(attempt_sessions, local).add("k")  # written at 13:00+03:00, the same instant
+    assert _window(attempt_sessions, utc).count("k") == (1, 60.0)
     utc.now += timedelta(seconds=60)
-    assert _window(sessions, utc).count("k") == (0, 0.0)
-    with sessions() as db:
+    assert _window(attempt_sessions, utc).count("k") == (0, 0.0)
+    with attempt_sessions() as db:
         assert db.scalar(sa.select(FailedAttempt.at)) == datetime(2026, 5, 4, 10, 0,
                                                                   tzinfo=UTC)
 
 
 def test_pruning_is_bounded_and_only_takes_rows_past_their_window(
-        sessions: sessionmaker[Session], clock: FakeClock) -> None:
-    window = _window(sessions, clock, prune_every=4, prune_batch=3)
+        attempt_sessions: sessionmaker[Session], clock: FakeClock) -> None:
+    window = _window(attempt_sessions, clock, prune_every=4, prune_batch=3)
     for n in range(10):
         window.add(f"old:{n}")  # adds 1, 5, 9 prune (nothing stale yet)
-    assert _stored(sessions) == 10
+    assert _stored(attempt_sessions) == 10
     clock.now += timedelta(seconds=60)  # every row is now a window old
     window.add("new:1")  # add 11: no prune
     window.add("new:2")  # add 12: no prune
-    assert _stored(sessions) == 12
+    assert _stored(attempt_sessions) == 12
     window.add("new:3")  # add 13 prunes at most 3
-    assert _stored(sessions) == 10
+    assert _stored(attempt_sessions) == 10
     assert window.prune(limit=5) == 5
     assert window.prune() == 2  # at most prune_batch (3): the last 2 stale rows
     assert window.prune() == 0
@@ -137,9 +126,9 @@ def test_pruning_is_bounded_and_only_takes_rows_past_their_window(
 
 
 def test_pruning_takes_other_counters_rows_by_their_own_window(
-        sessions: sessionmaker[Session], clock: FakeClock) -> None:
-    long = SqlFailureWindow(sessions, window_s=900.0, namespace="long", clock=clock)
-    short = SqlFailureWindow(sessions, window_s=1.0, namespace="short", clock=clock)
+        attempt_sessions: sessionmaker[Session], clock: FakeClock) -> None:
+    long = SqlFailureWindow(attempt_sessions, window_s=900.0, namespace="long", clock=clock)
+    short = SqlFailureWindow(attempt_sessions, window_s=1.0, namespace="short", clock=clock)
     long.add("k")
     short.add("k")
     clock.now += timedelta(seconds=2)
@@ -148,12 +137,12 @@ def test_pruning_takes_other_counters_rows_by_their_own_window(
 
 
 def test_namespaces_count_apart_and_keys_are_hashed(
-        sessions: sessionmaker[Session], clock: FakeClock) -> None:
-    shoppers = SqlFailureWindow(sessions, window_s=60.0, namespace="shoppers", clock=clock)
-    staff = SqlFailureWindow(sessions, window_s=60.0, namespace="staff", clock=clock)
+        attempt_sessions: sessionmaker[Session], clock: FakeClock) -> None:
+    shoppers = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="shoppers", clock=clock)
+    staff = SqlFailureWindow(attempt_sessions, window_s=60.0, namespace="staff", clock=clock)
     shoppers.add("ip:10.0.0.1")
     assert staff.count("ip:10.0.0.1") == (0, 0.0)
-    with sessions() as db:
+    with attempt_sessions() as db:
         stored = db.scalar(sa.select(FailedAttempt.key_hash))
     assert stored == hashlib.sha256(b"shoppers\x00ip:10.0.0.1").hexdigest()
     assert key_digest("a", "b:c") != key_digest("a:b", "c")  # the NUL separates them
@@ -164,16 +153,16 @@ def test_namespaces_count_apart_and_keys_are_hashed(
 @pytest.mark.parametrize("kwargs", [{"namespace": ""}, {"namespace": "a\x00b"},
                                     {"window_s": -1.0}, {"prune_every": 0},
                                     {"prune_batch": 0}])
-def test_bad_settings_are_refused(sessions: sessionmaker[Session],
+def test_bad_settings_are_refused(attempt_sessions: sessionmaker[Session],
                                   kwargs: dict[str, object]) -> None:
     settings: dict[str, object] = {"window_s": 60.0, "namespace": "n", **kwargs}
     with pytest.raises(ValueError):
-        SqlFailureWindow(sessions, **settings)  # type: ignore[arg-type]
+        SqlFailureWindow(attempt_sessions, **settings)  # type: ignore[arg-type]
 
 
-def test_adding_no_keys_writes_nothing(sessions: sessionmaker[Session],
+def test_adding_no_keys_writes_nothing(attempt_sessions: sessionmaker[Session],
                                        clock: FakeClock) -> None:
-    window = _window(sessions, clock)
+    window = _window(attempt_sessions, clock)
     window.add()
-    assert _stored(sessions) == 0
+    assert _stored(attempt_sessions) == 0
     assert window.counts([]) == {}

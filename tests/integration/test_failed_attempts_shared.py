@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from storefront.accounts import AuthenticationFailed, TooManyAttempts
 from storefront.bootstrap import Container, bootstrap
 from storefront.db.engine import make_engine
-from storefront.db.migrate import upgrade
 from storefront.db.models import FailedAttempt
 from storefront.payments import SimulatedProcessor
 from storefront.privacy.enrolment_codes import EnrolmentCodeRefused
@@ -163,21 +162,13 @@ def test_keys_are_stored_only_as_their_sha256(start: Callable[[], Instance]) -> 
     assert ATTACKED not in dump and "192.0.2.55" not in dump
 
 
-@pytest.fixture
-def sessions(tmp_path: Path, database: str | None) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database or f"sqlite:///{tmp_path / 'attempts.db'}")
-    upgrade(engine)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
-
-
 def test_failures_from_many_threads_and_two_engines_are_all_counted(
-        sessions: sessionmaker[Session]) -> None:
-    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+        migrated_sessions: sessionmaker[Session]) -> None:
+    url = migrated_sessions.kw["bind"].url.render_as_string(hide_password=False)
     other = make_engine(url)  # a second process's engine: its own connection pool
     try:
         windows = [SqlFailureWindow(s, window_s=900.0, namespace="race", prune_every=3)
-                   for s in (sessions, sessionmaker(other))]
+                   for s in (migrated_sessions, sessionmaker(other))]
         threads_n, each = 8, 15
         start = threading.Barrier(threads_n)
         errors: list[BaseException] = []
@@ -207,9 +198,9 @@ def test_failures_from_many_threads_and_two_engines_are_all_counted(
         other.dispose()
 
 
-def test_edge_keys_on_the_database(sessions: sessionmaker[Session]) -> None:
+def test_edge_keys_on_the_database(migrated_sessions: sessionmaker[Session]) -> None:
     clock = FakeClock()
-    window = SqlFailureWindow(sessions, window_s=60.0, namespace="edge", clock=clock)
+    window = SqlFailureWindow(migrated_sessions, window_s=60.0, namespace="edge", clock=clock)
     odd = ["", "x" * 100_000, "ip:\ud800", "acct:a\x00b", "acct:ä@例え.jp", "ip:'; DROP--"]
     window.add(*odd)
     window.add("")
@@ -218,8 +209,8 @@ def test_edge_keys_on_the_database(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(TooManyAttempts) as refused:
         window.refuse_when_over({"": 2, "x" * 100_000: 5}, "empty key over")
     assert refused.value.retry_after_s == 61
-    other = SqlFailureWindow(sessions, window_s=60.0, namespace="edge2", clock=clock)
+    other = SqlFailureWindow(migrated_sessions, window_s=60.0, namespace="edge2", clock=clock)
     assert other.count("") == (0, 0.0)  # namespaces count apart
-    with sessions() as db:
+    with migrated_sessions() as db:
         lengths = set(db.scalars(sa.select(sa.func.length(FailedAttempt.key_hash))))
     assert lengths == {64}

@@ -24,7 +24,6 @@ from storefront import accounts as accounts_module
 from storefront.accounts import ATTEMPTS_NAMESPACE, AuthenticationFailed, TooManyAttempts
 from storefront.bootstrap import Container, bootstrap
 from storefront.db.engine import make_engine
-from storefront.db.migrate import upgrade
 from storefront.db.models import FailedAttempt
 from storefront.errors import Conflict
 from storefront.payments import SimulatedProcessor
@@ -214,21 +213,13 @@ def test_an_address_taken_sign_up_counts_and_a_new_one_does_not(
     assert window.count("signup-ip:10.4.0.1")[0] == 5
 
 
-@pytest.fixture
-def sessions(tmp_path: Path, database: str | None) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database or f"sqlite:///{tmp_path / 'attempts.db'}")
-    upgrade(engine)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
-
-
 def test_reservations_from_two_engines_keep_no_more_than_the_limit(
-        sessions: sessionmaker[Session]) -> None:
-    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+        migrated_sessions: sessionmaker[Session]) -> None:
+    url = migrated_sessions.kw["bind"].url.render_as_string(hide_password=False)
     other = make_engine(url)  # a second process's engine: its own connection pool
     try:
         windows = [SqlFailureWindow(s, window_s=900.0, namespace="race", prune_every=3)
-                   for s in (sessions, sessionmaker(other))]
+                   for s in (migrated_sessions, sessionmaker(other))]
         kept: list[int] = []
         lock = threading.Lock()
 
