@@ -6,7 +6,9 @@ same map with the cell grid moved by a whole number of work pixels less than a c
 cell: 1 px of the 64 px CompCode image, 2 px of the 128 px ordinal image). Since filtering
 commutes with translation, that is the code of the image moved by the opposite amount,
 without filtering again; the matcher uses these variants to refine the best whole-cell
-alignment (:mod:`identity.matcher`).
+alignment (:mod:`identity.matcher`). A *warped* variant reads the box-filtered map at the
+cell centres of a sheared or scaled grid (:func:`pool_warped`), again without filtering
+again.
 """
 
 from __future__ import annotations
@@ -89,22 +91,41 @@ def inside(cover: F32, grid: int, oy: int = 0, ox: int = 0) -> npt.NDArray[np.bo
     return np.asarray(pool(window, grid) > 0.999, dtype=bool)
 
 
-@functools.lru_cache(maxsize=32)
-def _sheared_centres(size: int, grid: int, shear: float
-                     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Where the box-filtered map is read for each cell of the grid sheared by ``shear``
+Warp = tuple[float, float, float, float]
+"""A linear map of the cell grid about the map centre, ``(a, b, c, d)``: the cell centre
+at ``(x, y)`` from the centre moves to ``(a x + b y, c x + d y)``."""
+
+
+def shear_warp(shear: float) -> Warp:
+    """The grid sheared sideways: rows slide by ``shear`` px per px of their height."""
+    return (1.0, float(shear), 0.0, 1.0)
+
+
+def scale_warp(scale: float) -> Warp:
+    """The grid scaled by ``scale`` about the centre (> 1: the cell centres spread out, the
+    code of the ROI shrunk by ``1 / scale``). Raises ValueError unless ``scale > 0``."""
+    if not scale > 0.0:
+        raise ValueError(f"a grid scale must be positive, got {scale}")
+    return (float(scale), 0.0, 0.0, float(scale))
+
+
+@functools.lru_cache(maxsize=64)
+def _warped_centres(size: int, grid: int, warp: Warp
+                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Where the box-filtered map is read for each cell of the grid warped by ``warp``
     about the map centre: float32 ``(grid, grid)`` x and y (read-only), in px of a
-    ``(size, size)`` map (cell centre ``z`` moved to ``(x + shear * y, y)`` about the centre
+    ``(size, size)`` map (cell centre ``z`` moved to ``m + W (z - m)`` about the centre
     ``m``, plus where OpenCV's box of side ``cell`` is centred: its mean at pixel ``p``
     covers ``p - cell // 2 .. p - cell // 2 + cell - 1``, centred on ``p - cell // 2 +
     (cell - 1) / 2``: half a pixel before ``p`` for an even box, ``p`` for an odd one)."""
+    a, b, c, d = warp
     cell = size / grid
     z = (np.arange(grid) + 0.5) * cell - 0.5
     xs, ys = np.meshgrid(z, z)
     m = (size - 1) / 2.0
     anchor = size // grid // 2 - (size // grid - 1) / 2.0  # 0.5 for even boxes, 0 for odd
-    out_x = ((xs - m) + shear * (ys - m) + m + anchor).astype(np.float32)
-    out_y = (ys + anchor).astype(np.float32)
+    out_x = (a * (xs - m) + b * (ys - m) + m + anchor).astype(np.float32)
+    out_y = (c * (xs - m) + d * (ys - m) + m + anchor).astype(np.float32)
     out_x.setflags(write=False)
     out_y.setflags(write=False)
     return out_x, out_y
@@ -113,35 +134,45 @@ def _sheared_centres(size: int, grid: int, shear: float
 def pool_sheared(maps: F32, grid: int, shear: float) -> F32:
     """Cell means of a stack of ``(K, S, S)`` float32 maps on the ``grid x grid`` cell grid
     sheared about the map centre (column offset ``shear`` x the row's height above or below
-    the centre, in px per px): float32 ``(K, grid, grid)``.
-
-    Each cell's mean is the box mean of its (unsheared) ``S/grid`` px square read at the
-    sheared cell centre by bilinear interpolation, so ``shear = 0`` gives :func:`pool`'s
-    cell means up to float32 rounding; a cell centre past the map reads it reflected
-    (:func:`inside_sheared` tells which cells lie on image content). The sheared code of
-    an ROI without filtering it again: the filter responses are not sheared themselves (a
-    line turned by the shear keeps its orientation's response), the approximation
-    measured in ``identity/params.py`` (``FEATURE_REFINE_SHEARS``). Raises ValueError when
-    the maps are not square or ``S`` is not a multiple of ``grid``.
-    """
-    return pool_shears(maps, grid, (shear,))[0]
+    the centre, in px per px): float32 ``(K, grid, grid)``; :func:`pool_warped` of
+    :func:`shear_warp`. Raises ValueError as :func:`pool_warped`."""
+    return pool_warped(maps, grid, (shear_warp(shear),))[0]
 
 
 def pool_shears(maps: F32, grid: int, shears: tuple[float, ...]) -> list[F32]:
     """:func:`pool_sheared` for each of ``shears``, the box filter run once: a float32
-    ``(K, grid, grid)`` array per shear. Raises ValueError as :func:`pool_sheared`."""
+    ``(K, grid, grid)`` array per shear. Raises ValueError as :func:`pool_warped`."""
+    return pool_warped(maps, grid, tuple(shear_warp(s) for s in shears))
+
+
+def pool_warped(maps: F32, grid: int, warps: tuple[Warp, ...]) -> list[F32]:
+    """Cell means of a stack of ``(K, S, S)`` float32 maps on the ``grid x grid`` cell grid
+    warped about the map centre by each of ``warps`` (:data:`Warp`; sheared:
+    :func:`shear_warp`, scaled: :func:`scale_warp`): a float32 ``(K, grid, grid)`` array
+    per warp, the box filter run once.
+
+    Each cell's mean is the box mean of its (unwarped) ``S/grid`` px square read at the
+    warped cell centre by bilinear interpolation, so the identity warp gives :func:`pool`'s
+    cell means up to float32 rounding; a cell centre past the map reads it reflected
+    (:func:`inside_warped` tells which cells lie on image content). The warped code of an
+    ROI without filtering it again: the filter responses are not warped themselves (a line
+    turned by a shear keeps its orientation's response; a box does not grow with a scale),
+    the approximation measured in ``identity/params.py`` (``FEATURE_REFINE_SHEARS``,
+    ``FEATURE_REFINE_SCALES_LOCATED``). Raises ValueError when the maps are not square or
+    ``S`` is not a multiple of ``grid``.
+    """
     k, size, width = maps.shape
     if size != width or size % grid:
         raise ValueError(f"maps of {size} x {width} px do not hold a {grid} x {grid} grid")
-    if not shears:
+    if not warps:
         return []
     cell = size // grid
     # channels last for OpenCV (cv2.merge copies faster than a numpy transpose)
     stacked = cv2.merge(list(maps)) if k > 1 else np.ascontiguousarray(maps[0])
     box = cv2.boxFilter(stacked, -1, (cell, cell), borderType=cv2.BORDER_REFLECT)
     out = []
-    for shear in shears:
-        xs, ys = _sheared_centres(size, grid, float(shear))
+    for warp in warps:
+        xs, ys = _warped_centres(size, grid, _as_warp(warp))
         # (OpenCV reads positions to 1/32 px on more than 4 channels, exactly on 1-4)
         read = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         out.append(np.ascontiguousarray(read.reshape(grid, grid, k).transpose(2, 0, 1),
@@ -150,16 +181,30 @@ def pool_shears(maps: F32, grid: int, shears: tuple[float, ...]) -> list[F32]:
 
 
 def inside_sheared(cover: F32, grid: int, shear: float) -> npt.NDArray[np.bool_]:
-    """The cells of the grid sheared by ``shear`` (:func:`pool_sheared`) lying wholly on
+    """:func:`inside_warped` of :func:`shear_warp` (the grid of :func:`pool_sheared`)."""
+    return inside_warped(cover, grid, shear_warp(shear))
+
+
+def inside_warped(cover: F32, grid: int, warp: Warp) -> npt.NDArray[np.bool_]:
+    """The cells of the grid warped by ``warp`` (:func:`pool_warped`) lying wholly on
     image content: bool ``(grid, grid)``; ``cover`` as in :func:`inside` (a cell reaching
-    past the map counts as outside). Raises ValueError as :func:`pool_sheared`."""
+    past the map counts as outside). Raises ValueError when ``cover`` is not square or
+    its side not a multiple of ``grid``."""
     size = cover.shape[0]
     if cover.shape != (size, size) or size % grid:
         raise ValueError(f"a {cover.shape} cover does not hold a {grid} x {grid} grid")
     cell = size // grid
-    xs, ys = _sheared_centres(size, grid, float(shear))
+    xs, ys = _warped_centres(size, grid, _as_warp(warp))
     box = cv2.boxFilter(np.asarray(cover, np.float32), -1, (cell, cell),
                         borderType=cv2.BORDER_CONSTANT)
     covered = cv2.remap(box, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                         borderValue=0.0)
     return np.asarray(covered > 0.999, dtype=bool)
+
+
+def _as_warp(warp: Warp) -> Warp:
+    """``warp`` as four floats (a hashable cache key). Raises ValueError otherwise."""
+    if len(warp) != 4:
+        raise ValueError(f"a grid warp is (a, b, c, d), got {warp!r}")
+    a, b, c, d = (float(v) for v in warp)
+    return (a, b, c, d)

@@ -73,7 +73,7 @@ import numpy.typing as npt
 
 from identity import evaluation as ev
 from identity.errors import AcquisitionError, IdentityError, InvalidImageError
-from identity.features import extract_features
+from identity.features import extract_features, feature_params
 from identity.imageio import decode_image_offline, read_image_file
 from identity.matcher import PreparedProbe, ReferenceSet, score_matrix
 from identity.roi import DebugHook, RoiResult, extract_roi
@@ -350,7 +350,8 @@ def _extract(cap: Capture, data: bytes, out: Acquired) -> None:
     time, or a failure to acquire)."""
     try:
         start = time.perf_counter()
-        template = extract_features(capture_roi(data).roi).to_template()
+        found = capture_roi(data)
+        template = extract_features(found.roi, feature_params(found.passthrough)).to_template()
         out.extract_ms.append((time.perf_counter() - start) * 1000.0)
         out.captures.append(cap)
         out.templates.append(template)

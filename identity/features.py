@@ -30,6 +30,13 @@ centres (:func:`identity.cells.pool_sheared`), and the matcher refines with them
 half-cell variants. Measured on Tongji palm000-palm149 this took the fused coder's EER from
 0.087 % to 0.052 % (see ``identity/params.py``).
 
+Scaled variants (since 2026-12-02), for ROIs this pipeline located in a whole hand only
+(:data:`LOCATED_FEATURE_PARAMS`, chosen by :func:`feature_params`): the grid is also scaled
+about the ROI centre by ``params.FEATURE_REFINE_SCALES_LOCATED`` (0.93, 1.07), since such an
+ROI's scale is the pipeline's own estimate. Measured on the tuning halves of the whole-hand
+sets it took PolyU's FNMR at FMR 1e-4 from 0.28 % to 0 % (see ``identity/params.py``).
+Stored templates hold the rotations only, so enrolments do not change.
+
 Filtering runs through the DFT (:mod:`identity.filtering`, since 2026-12-01),
 equal to ``cv2.filter2D`` with a reflected border up to float32 rounding: on 150 Tongji
 ROIs (all 12 variants), 5 of 5.5 million CompCode bits and no mask bit changed.
@@ -87,9 +94,27 @@ class FeatureParams:
     rotations_deg: tuple[float, ...] = params.FEATURE_ROTATIONS_DEG
     refine_offsets_cells: tuple[tuple[float, float], ...] = params.FEATURE_REFINE_OFFSETS_CELLS
     refine_shears: tuple[float, ...] = params.FEATURE_REFINE_SHEARS
+    refine_scales: tuple[float, ...] = ()
+
+    @property
+    def refine_warps(self) -> tuple[cells.Warp, ...]:
+        """The warped refinement grids: the shears, then the scales (:mod:`identity.cells`).
+        Raises ValueError on a scale that is not positive."""
+        return (*(cells.shear_warp(s) for s in self.refine_shears),
+                *(cells.scale_warp(k) for k in self.refine_scales))
 
 
 DEFAULT_FEATURE_PARAMS = FeatureParams()
+# ROIs this pipeline located in a whole hand also carry scaled refinement variants: their
+# scale is the pipeline's own estimate (params.FEATURE_REFINE_SCALES_LOCATED).
+LOCATED_FEATURE_PARAMS = FeatureParams(refine_scales=params.FEATURE_REFINE_SCALES_LOCATED)
+
+
+def feature_params(passthrough: bool) -> FeatureParams:
+    """The parameters for an ROI: :data:`DEFAULT_FEATURE_PARAMS` for one that came as an ROI
+    (``passthrough``, :class:`identity.roi.RoiResult`), :data:`LOCATED_FEATURE_PARAMS` for
+    one located in a whole hand."""
+    return DEFAULT_FEATURE_PARAMS if passthrough else LOCATED_FEATURE_PARAMS
 
 
 @dataclass(frozen=True)
@@ -164,15 +189,16 @@ def extract_features(
 
     Returns a :class:`PalmCode` on a ``(grid_size, grid_size)`` grid with
     ``R * (1 + O)`` variants, ``R = len(p.rotations_deg)``, ``O =
-    len(p.refine_offsets_cells) + len(p.refine_shears)``: first the R rotations, then for
+    len(p.refine_offsets_cells) + len(p.refine_warps)``: first the R rotations, then for
     each rotation ``r`` its O refinement variants (variant ``R + r * O + o``: rotation
     ``r`` pooled with the cell grid moved by ``p.refine_offsets_cells[o]`` cells, then,
-    for ``o`` past the offsets, on the grid sheared by ``p.refine_shears[o - offsets]``;
-    :mod:`identity.cells`). The ordinal code is :func:`identity.ordinal.extract_ordinal`
-    with its default parameters at the same rotations, offsets, shears and grid. Raises
-    :class:`InvalidImageError` if ``roi`` is not a 2-D uint8 square image of at least the
-    grid size, ValueError if an offset is not a whole number of work pixels or the work
-    size not a multiple of the grid while shears are asked for.
+    for ``o`` past the offsets, on the grid warped by ``p.refine_warps[o - offsets]``: the
+    shears, then the scales; :mod:`identity.cells`). The ordinal code is
+    :func:`identity.ordinal.extract_ordinal` with its default parameters at the same
+    rotations, offsets, warps and grid. Raises :class:`InvalidImageError` if ``roi`` is not
+    a 2-D uint8 square image of at least the grid size, ValueError if an offset is not a
+    whole number of work pixels, a scale is not positive, or the work size is not a
+    multiple of the grid while warps are asked for.
     """
     if roi.ndim != 2 or roi.dtype != np.uint8 or roi.shape[0] != roi.shape[1]:
         raise InvalidImageError(f"ROI must be a square 2-D uint8 image, got {roi.shape}")
@@ -182,19 +208,20 @@ def extract_features(
     img = work.astype(np.float32)
     bank = _spectral_bank(p)
     grids = ((0, 0), *cells.offsets_px(p.refine_offsets_cells, p.work_size, p.grid_size))
-    n_grids = len(grids) + len(p.refine_shears)
+    warps = p.refine_warps
+    n_grids = len(grids) + len(warps)
     codes: list[list[npt.NDArray[np.bool_]]] = [[] for _ in range(n_grids)]
     masks: list[list[npt.NDArray[np.bool_]]] = [[] for _ in range(n_grids)]
     for angle in p.rotations_deg:
         rotated = _rotate(img, angle)
-        inside = _inside_cells(p.work_size, angle, p.grid_size, grids, p.refine_shears)
+        inside = _inside_cells(p.work_size, angle, p.grid_size, grids, warps)
         responses = bank.correlate(rotated)  # (6, S, S)
         std, mean = _local_stats(rotated, p)
         maps = np.concatenate([responses, std[None], mean[None]])  # (6 + 2, S, S)
         n = len(responses)
         pooled_grids = [np.stack([cells.pool(m, p.grid_size) for m in maps]),
                         *cells.pool_offsets(maps, p.grid_size, grids[1:]),
-                        *cells.pool_shears(maps, p.grid_size, p.refine_shears)]
+                        *cells.pool_warped(maps, p.grid_size, warps)]
         for g, pooled in enumerate(pooled_grids):
             codes[g].append(np.moveaxis(_ORIENTATION_BITS[np.argmin(pooled[:n], axis=0)],
                                         -1, 0))
@@ -204,7 +231,7 @@ def extract_features(
                                            for g in range(1, n_grids)]
     ordinal = extract_ordinal(roi, rotations_deg=p.rotations_deg, grid=p.grid_size,
                               refine_offsets_cells=p.refine_offsets_cells,
-                              refine_shears=p.refine_shears)
+                              refine_warps=warps)
     return PalmCode(np.stack([codes[g][r] for g, r in order]),
                     np.stack([masks[g][r] for g, r in order]), ordinal, n_grids - 1)
 
@@ -227,9 +254,9 @@ def _rotate(img: npt.NDArray[np.float32], angle_deg: float) -> npt.NDArray[np.fl
 
 @functools.lru_cache(maxsize=64)
 def _inside_cells(size: int, angle_deg: float, grid: int, grids: tuple[tuple[int, int], ...],
-                  shears: tuple[float, ...] = ()) -> tuple[npt.NDArray[np.bool_], ...]:
-    """Per grid of ``grids`` (offsets in px), then per sheared grid of ``shears``
-    (:func:`identity.cells.inside_sheared`), the cells (bool ``(grid, grid)``, read-only)
+                  warps: tuple[cells.Warp, ...] = ()) -> tuple[npt.NDArray[np.bool_], ...]:
+    """Per grid of ``grids`` (offsets in px), then per warped grid of ``warps``
+    (:func:`identity.cells.inside_warped`), the cells (bool ``(grid, grid)``, read-only)
     lying wholly on image content after :func:`_rotate` of a ``(size, size)`` image: its
     cover map (1 where a pixel came from the image) depends on the size and angle only."""
     cover = np.ones((size, size), dtype=np.float32)
@@ -238,7 +265,7 @@ def _inside_cells(size: int, angle_deg: float, grid: int, grids: tuple[tuple[int
         cover = np.asarray(cv2.warpAffine(cover, m, (size, size), flags=cv2.INTER_LINEAR,
                                           borderValue=0.0), np.float32)
     out = (*(cells.inside(cover, grid, oy, ox) for oy, ox in grids),
-           *(cells.inside_sheared(cover, grid, s) for s in shears))
+           *(cells.inside_warped(cover, grid, w) for w in warps))
     for a in out:
         a.setflags(write=False)
     return out

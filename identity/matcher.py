@@ -23,20 +23,23 @@ both count their differing bits over the same ``valid`` jointly valid bits, and:
 
 with ``w = params.FUSION_WEIGHT_COMPCODE`` (0.6); ``NO_MATCH_DISTANCE`` when no alignment
 qualifies. Coarse to fine: a fused probe that carries refinement variants
-(``Template.refine_offsets``: the ROI moved by half a cell, and sheared) is also scored,
-per reference, at its best rotation's refinement variants around the best whole-cell
-translation (+-1 cell in each direction, clipped), and the smaller distance is kept; the
-alignment grid becomes half a cell (1 px of the 64 px CompCode image), and a skew of the
-palm is searched, at 147 + 9 x 5 = 192 alignments instead of 147. Chosen on Tongji
-palm000-palm149 (``identity/params.py``, above ``FEATURE_REFINE_OFFSETS_CELLS`` and
-``FEATURE_REFINE_SHEARS``).
+(``Template.refine_offsets``: the ROI moved by half a cell, sheared, and for ROIs located
+in whole hands scaled) is also scored, per reference, at its best rotation's refinement
+variants around the best whole-cell translation (+-1 cell in each direction, clipped), and
+the smaller distance is kept; the alignment grid becomes half a cell (1 px of the 64 px
+CompCode image), and a skew of the palm is searched, at 147 + 9 x 5 = 192 alignments
+instead of 147 (147 + 9 x 7 = 210 with the two scales). Chosen on Tongji palm000-palm149
+(``identity/params.py``, above ``FEATURE_REFINE_OFFSETS_CELLS`` and
+``FEATURE_REFINE_SHEARS``), the scales on the tuning halves of the whole-hand sets
+(``FEATURE_REFINE_SCALES_LOCATED``).
 CompCode alone ignores the refinement variants. :func:`distance_to_score` is the one place
 where a distance becomes a score.
 
 Speed: :class:`PreparedProbe` shifts and packs the probe once; scoring against ``M``
 references is then XOR/AND/popcount over ``(alignments, words)`` uint64 rows in the compiled
 loops of :mod:`identity.kernels` (no temporaries; the jointly valid count is computed once
-per alignment for both codes, and the refinement reads only its 45 rows per reference).
+per alignment for both codes, and the refinement reads only its 45 (63) rows per
+reference).
 """
 
 from __future__ import annotations

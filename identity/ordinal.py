@@ -114,13 +114,13 @@ def extract_ordinal(
     rotations_deg: tuple[float, ...] = params.FEATURE_ROTATIONS_DEG,
     grid: int = params.FEATURE_GRID_SIZE,
     refine_offsets_cells: tuple[tuple[float, float], ...] = (),
-    refine_shears: tuple[float, ...] = (),
+    refine_warps: tuple[cells.Warp, ...] = (),
 ) -> npt.NDArray[np.bool_]:
     """OrdinalCode bits of a square grey ROI: bool ``(R * (1 + O), 3, grid, grid)``, R =
-    rotations, O = refinement offsets + shears, in the variant order of
+    rotations, O = refinement offsets + warps, in the variant order of
     :func:`identity.features.extract_features` (the R rotations, then each rotation's
-    grids moved by ``refine_offsets_cells`` and sheared by ``refine_shears``,
-    :mod:`identity.cells`).
+    grids moved by ``refine_offsets_cells`` and warped by ``refine_warps``,
+    :func:`identity.cells.pool_warped`).
 
     ``roi``: uint8 ``(S, S)`` with ``S >= grid``. Bit ``(r, j, y, x)`` is True when the
     mean of ``OF(theta_j)`` over cell ``(y, x)`` of the work image rotated by
@@ -139,7 +139,7 @@ def extract_ordinal(
     img = work.astype(np.float32)
     bank = _spectral_bank(p, int(roi.shape[0]))
     moved = cells.offsets_px(refine_offsets_cells, p.work_size, grid)
-    n_rot, n_ref = len(rotations_deg), len(moved) + len(refine_shears)
+    n_rot, n_ref = len(rotations_deg), len(moved) + len(refine_warps)
     out = np.empty((n_rot * (1 + n_ref), BITS_PER_CELL, grid, grid), dtype=bool)
     for r, angle in enumerate(rotations_deg):
         rotated = _rotate(img, angle)
@@ -147,7 +147,7 @@ def extract_ordinal(
         for j in range(len(resp)):
             out[r, j] = cells.pool(resp[j], grid) > 0.0
         refined = [*cells.pool_offsets(resp, grid, moved),
-                   *cells.pool_shears(resp, grid, refine_shears)]
+                   *cells.pool_warped(resp, grid, refine_warps)]
         for o, pooled in enumerate(refined):
             out[n_rot + r * n_ref + o] = pooled > 0.0
     return out

@@ -278,6 +278,29 @@ FEATURE_REFINE_OFFSETS_CELLS = ((0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
 #     +-0.08 with each orientation's response taken at the sheared line direction
 #       (linear interpolation between orientations)   0.060 % / 0.27 %
 FEATURE_REFINE_SHEARS = (0.05, -0.05)
+# Scaled refinement variants for ROIs this pipeline located in a whole hand (2026-12-02;
+# identity.features.LOCATED_FEATURE_PARAMS; not for pass-through ROIs): each rotation's
+# response maps are also pooled on its cell grid scaled by these factors about the ROI
+# centre (identity/cells.pool_warped), refined like the sheared variants. Why: the ROI's
+# scale is our own estimate from the key points and the palm radius (ROI_KEY_RADIUS_WEIGHT
+# above: within-palm spread of PolyU frames 1.4 %, worst 6.1 %), and scale was the main
+# error of the lowest genuine whole-hand scores. Chosen on the tuning halves of the
+# whole-hand sets (benchmarks/roi_halves.py split; /tmp study of the fused score over each
+# half's protocol), EER / FNMR at FMR 1e-4 / mean of the 5 lowest genuine scores minus the
+# impostor score at FMR 1e-3:
+#   polyu-ms-nir-hand tuning (1,794 genuine / 87,906 impostor comparisons)
+#     no scale variants                  0.009 % / 0.28 % / +0.013
+#     scales 0.95, 1.05                  0.007 % / 0.06 % / +0.029
+#     scales 0.93, 1.07 (adopted)        0.002 % / 0 %    / +0.032
+#     scales 0.90, 1.10                  0.008 % / 0.11 % / +0.024
+#     scales 0.88, 0.94, 1.06, 1.12      0.002 % / 0 %    / +0.030 (2 more variants)
+#   coep-hand tuning: EER 1.78 % without, with 0.95 / 1.05 and with 0.93 / 1.07; 1.33 % with
+#     0.90 / 1.10 (one comparison of 225)
+#   nir-contactless-hand tuning: EER 2.35 % -> 1.17 % with 0.93-1.07 (one comparison)
+#   contactless-phone-hand tuning: EER 2.75 % -> 2.86 % (one comparison of 139)
+#   tongji-roi palm000-149 (ROIs, where it does not apply): EER 0.052 % -> 0.055 %
+#   with 0.93-1.07, 0.053 % with 0.95-1.05: no gain where the set fixed the scale.
+FEATURE_REFINE_SCALES_LOCATED = (0.93, 1.07)
 # Matching: best normalised Hamming distance over translations of +-MATCH_MAX_SHIFT
 # cells in each direction, counting only bits valid in both masks; a translation
 # needs at least MATCH_MIN_OVERLAP of all code bits valid in both (else it is skipped).

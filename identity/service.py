@@ -49,7 +49,7 @@ from identity.errors import (
     TemplateDecryptionError,
     TemplateFormatError,
 )
-from identity.features import extract_features
+from identity.features import extract_features, feature_params
 from identity.imageio import decode_image
 from identity.index import Candidate, EarlyAccept, IndexRows, PalmIndex
 from identity.matcher import PreparedProbe, ReferenceSet
@@ -196,8 +196,8 @@ def template_from_image(image: bytes) -> Template:
 
     Raises InvalidImageError (undecodable bytes) or AcquisitionError (no usable palm).
     """
-    roi = extract_roi(decode_image(image)).roi
-    return extract_features(roi).to_template()
+    found = extract_roi(decode_image(image))
+    return extract_features(found.roi, feature_params(found.passthrough)).to_template()
 
 
 class IdentityService:

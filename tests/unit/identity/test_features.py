@@ -11,7 +11,13 @@ import pytest
 
 from identity import params
 from identity.errors import InvalidImageError
-from identity.features import _ORIENTATION_BITS, FeatureParams, PalmCode, extract_features
+from identity.features import (
+    _ORIENTATION_BITS,
+    DEFAULT_FEATURE_PARAMS,
+    FeatureParams,
+    PalmCode,
+    extract_features,
+)
 from identity.ordinal import extract_ordinal
 from identity.synthetic import SyntheticPalms
 from identity.template import Template
@@ -97,7 +103,7 @@ def test_ordinal_code_is_filled_and_templated() -> None:
     assert np.array_equal(code.ordinal[:3], extract_ordinal(roi))  # the rotations
     assert np.array_equal(code.ordinal, extract_ordinal(
         roi, refine_offsets_cells=params.FEATURE_REFINE_OFFSETS_CELLS,
-        refine_shears=params.FEATURE_REFINE_SHEARS))
+        refine_warps=DEFAULT_FEATURE_PARAMS.refine_warps))
     assert not code.ordinal.flags.writeable
     template = code.to_template()
     assert template.has_ordinal
