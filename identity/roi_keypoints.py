@@ -280,19 +280,36 @@ def circle_frame(hand: Hand, fingers: Point, keys: tuple[Point, Point] | None) -
 
 
 def _finger_pixels(hand: Hand) -> NDArray[np.bool_]:
-    """Hand pixels that an opening with a disc of ``ROI_FINGER_OPENING`` x radius removes."""
+    """Hand pixels that an opening with a disc of ``ROI_FINGER_OPENING`` x radius removes:
+    bool, the shape of ``hand.mask``.
+
+    The opening is computed with two exact Euclidean distance transforms (Felzenszwalb and
+    Huttenlocher, "Distance transforms of sampled functions", 2012; OpenCV's
+    ``DIST_MASK_PRECISE``), whose cost does not grow with the disc: erosion keeps the
+    pixels farther than the disc's radius from the background, dilation the pixels within
+    the radius of those. Outside the image counts as background, as in a morphological
+    opening with a zero border. Since 2026-12-02; it replaced ``cv2.morphologyEx`` with an
+    elliptical kernel (12.9 -> about 3 ms per call on 640 x 480 PolyU frames, two calls per
+    whole hand), from which it differs by 1-2 % of the finger pixels on the disc's rim
+    (the digital ellipse against the Euclidean disc).
+    """
     size = max(3, round(P.ROI_FINGER_OPENING * hand.radius) | 1)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    opened = cv2.morphologyEx(hand.mask, cv2.MORPH_OPEN, disc, borderValue=0)
-    fingers: NDArray[np.bool_] = (hand.mask > 0) & (opened == 0)
+    radius = size / 2.0
+    inside = (hand.mask > 0).astype(np.uint8)
+    padded = cv2.copyMakeBorder(inside, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    to_background = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    eroded = (to_background > radius).astype(np.uint8)
+    to_eroded = cv2.distanceTransform(1 - eroded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    opened = to_eroded[1:-1, 1:-1] <= radius
+    fingers: NDArray[np.bool_] = (inside > 0) & ~opened
     return fingers
 
 
 def finger_pixels(hand: Hand) -> NDArray[np.bool_]:
     """The finger pixels of ``hand`` (see :func:`finger_direction`), to share between calls.
 
-    The opening with a disc of ``ROI_FINGER_OPENING`` x radius is the costliest step of
-    the ROI (~6 ms at 320 px); compute it once per hand.
+    The opening with a disc of ``ROI_FINGER_OPENING`` x radius is one of the costlier
+    steps of the ROI; compute it once per hand.
     """
     return _finger_pixels(hand)
 
