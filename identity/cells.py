@@ -1,4 +1,5 @@
-"""Pooling of filter responses into code cells, on the cell grid or moved by part of a cell.
+"""Pooling of filter responses into code cells: on the cell grid, moved by part of a cell,
+or warped (sheared or scaled) about the map centre.
 
 Both coders (:mod:`identity.features`, :mod:`identity.ordinal`) average a work-image map over
 square cells (``cv2.INTER_AREA`` resize to ``grid x grid``). A *refinement variant* pools the
@@ -14,6 +15,7 @@ again.
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
@@ -102,10 +104,11 @@ def shear_warp(shear: float) -> Warp:
 
 
 def scale_warp(scale: float) -> Warp:
-    """The grid scaled by ``scale`` about the centre (> 1: the cell centres spread out, the
-    code of the ROI shrunk by ``1 / scale``). Raises ValueError unless ``scale > 0``."""
-    if not scale > 0.0:
-        raise ValueError(f"a grid scale must be positive, got {scale}")
+    """The grid scaled by ``scale`` about the centre: the code of the ROI scaled by
+    ``1 / scale`` about its centre (> 1: the cell centres spread out, the ROI shrunk).
+    Raises ValueError unless ``scale`` is positive and finite."""
+    if not 0.0 < scale < math.inf:
+        raise ValueError(f"a grid scale must be positive and finite, got {scale}")
     return (float(scale), 0.0, 0.0, float(scale))
 
 
@@ -158,8 +161,8 @@ def pool_warped(maps: F32, grid: int, warps: tuple[Warp, ...]) -> list[F32]:
     ROI without filtering it again: the filter responses are not warped themselves (a line
     turned by a shear keeps its orientation's response; a box does not grow with a scale),
     the approximation measured in ``identity/params.py`` (``FEATURE_REFINE_SHEARS``,
-    ``FEATURE_REFINE_SCALES_LOCATED``). Raises ValueError when the maps are not square or
-    ``S`` is not a multiple of ``grid``.
+    ``FEATURE_REFINE_SCALES_LOCATED``). Raises ValueError when the maps are not square,
+    ``S`` is not a multiple of ``grid`` or a warp is not four finite numbers.
     """
     k, size, width = maps.shape
     if size != width or size % grid:
@@ -188,8 +191,8 @@ def inside_sheared(cover: F32, grid: int, shear: float) -> npt.NDArray[np.bool_]
 def inside_warped(cover: F32, grid: int, warp: Warp) -> npt.NDArray[np.bool_]:
     """The cells of the grid warped by ``warp`` (:func:`pool_warped`) lying wholly on
     image content: bool ``(grid, grid)``; ``cover`` as in :func:`inside` (a cell reaching
-    past the map counts as outside). Raises ValueError when ``cover`` is not square or
-    its side not a multiple of ``grid``."""
+    past the map counts as outside). Raises ValueError when ``cover`` is not square, its
+    side not a multiple of ``grid`` or ``warp`` not four finite numbers."""
     size = cover.shape[0]
     if cover.shape != (size, size) or size % grid:
         raise ValueError(f"a {cover.shape} cover does not hold a {grid} x {grid} grid")
@@ -203,8 +206,11 @@ def inside_warped(cover: F32, grid: int, warp: Warp) -> npt.NDArray[np.bool_]:
 
 
 def _as_warp(warp: Warp) -> Warp:
-    """``warp`` as four floats (a hashable cache key). Raises ValueError otherwise."""
+    """``warp`` as four finite floats (a hashable cache key). Raises ValueError otherwise
+    (a NaN or infinite entry would read every cell off the map, silently invalid)."""
     if len(warp) != 4:
         raise ValueError(f"a grid warp is (a, b, c, d), got {warp!r}")
     a, b, c, d = (float(v) for v in warp)
+    if not all(math.isfinite(v) for v in (a, b, c, d)):
+        raise ValueError(f"a grid warp must be finite, got {warp!r}")
     return (a, b, c, d)

@@ -35,7 +35,9 @@ Scaled variants (since 2026-12-02), for ROIs this pipeline located in a whole ha
 about the ROI centre by ``params.FEATURE_REFINE_SCALES_LOCATED`` (0.93, 1.07), since such an
 ROI's scale is the pipeline's own estimate. Measured on the tuning halves of the whole-hand
 sets it took PolyU's FNMR at FMR 1e-4 from 0.28 % to 0 % (see ``identity/params.py``).
-Stored templates hold the rotations only, so enrolments do not change.
+Stored templates hold the rotations only, so what is stored does not change; an
+enrolment's own comparisons (its captures' consistency, :mod:`identity.consistency`, and
+the duplicate search) match its fresh captures as probes, with the scaled variants.
 
 Filtering runs through the DFT (:mod:`identity.filtering`, since 2026-12-01),
 equal to ``cv2.filter2D`` with a reflected border up to float32 rounding: on 150 Tongji
@@ -99,7 +101,7 @@ class FeatureParams:
     @property
     def refine_warps(self) -> tuple[cells.Warp, ...]:
         """The warped refinement grids: the shears, then the scales (:mod:`identity.cells`).
-        Raises ValueError on a scale that is not positive."""
+        Raises ValueError on a scale that is not positive and finite."""
         return (*(cells.shear_warp(s) for s in self.refine_shears),
                 *(cells.scale_warp(k) for k in self.refine_scales))
 
@@ -125,9 +127,9 @@ class PalmCode:
     ``code``: bool ``(R, 3, H, W)`` (CompCode); ``mask``: bool ``(R, H, W)`` (True = the
     cell is valid, shared by both codes); ``ordinal``: bool ``(R, 3, H, W)`` (OrdinalCode
     of :mod:`identity.ordinal`, orientation, row, column); variant 0 is the unrotated ROI.
-    ``refine_offsets``: refinement variants per rotation, half-cell grids then sheared
-    grids (the variant order of :func:`extract_features`; 0 = every variant is a
-    rotation).
+    ``refine_offsets``: refinement variants per rotation, half-cell grids, then sheared
+    grids, then (ROIs located in a whole hand) scaled grids (the variant order of
+    :func:`extract_features`; 0 = every variant is a rotation).
     ``grid`` is ``(H, W)`` in cells. Raises ValueError on a wrong dtype or shape; the
     arrays are made read-only.
     """
@@ -197,8 +199,8 @@ def extract_features(
     :func:`identity.ordinal.extract_ordinal` with its default parameters at the same
     rotations, offsets, warps and grid. Raises :class:`InvalidImageError` if ``roi`` is not
     a 2-D uint8 square image of at least the grid size, ValueError if an offset is not a
-    whole number of work pixels, a scale is not positive, or the work size is not a
-    multiple of the grid while warps are asked for.
+    whole number of work pixels, a scale is not positive and finite, a shear not finite,
+    or the work size is not a multiple of the grid while warps are asked for.
     """
     if roi.ndim != 2 or roi.dtype != np.uint8 or roi.shape[0] != roi.shape[1]:
         raise InvalidImageError(f"ROI must be a square 2-D uint8 image, got {roi.shape}")

@@ -192,7 +192,9 @@ def fused_subject_scores(probe: Template, stored: Sequence[tuple[TemplateRecord,
 
 
 def template_from_image(image: bytes) -> Template:
-    """Decode, extract the ROI and encode one capture.
+    """Decode, extract the ROI and encode one capture: a probe template with its refinement
+    variants, scaled ones too when the ROI was located in a whole hand
+    (:func:`identity.features.feature_params`); :meth:`Template.to_bytes` keeps the rotations.
 
     Raises InvalidImageError (undecodable bytes) or AcquisitionError (no usable palm).
     """

@@ -7,7 +7,7 @@ Format version 3 (all integers big-endian)::
     4      1     format version (3)
     5      1     bits per cell (3: CompCode, and 3 OrdinalCode orientations)
     6      1     variants R (1..MAX_VARIANTS): codes of the ROI at R rotations (a
-                 probe's half-cell and sheared refinement grids,
+                 probe's half-cell, sheared and scaled refinement grids,
                  ``Template.refine_offsets``, live in memory only and are never
                  written: :meth:`Template.to_bytes` writes the rotations)
     7      2     grid height H (cells)
@@ -89,7 +89,7 @@ class Template:
     ordinal: bytes = field(default=b"", repr=False)
     # In memory only (not serialised, not compared): refinement grids per rotation. The
     # first variants // (1 + refine_offsets) variants are rotations; variant R + r * O + o
-    # is rotation r on the cell grid moved by offset o or sheared (identity.features).
+    # is rotation r on the cell grid moved by offset o, sheared or scaled (identity.features).
     refine_offsets: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:

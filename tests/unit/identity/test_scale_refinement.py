@@ -165,3 +165,51 @@ def test_stored_templates_do_not_change() -> None:
     stored = Template.from_bytes(whole.to_bytes())
     assert stored == whole.rotations_only() and not stored.refined
     assert stored.variants == len(params.FEATURE_ROTATIONS_DEG)
+
+
+def _reaches_past(grid: int, work: int, angle_deg: float, scale: float) -> np.ndarray:
+    """From the geometry alone: the cells (bool ``(grid, grid)``) of the grid scaled by
+    ``scale`` about the centre whose unscaled ``work / grid`` px box reaches past the work
+    image rotated by ``angle_deg`` (past its frame, or onto what the rotation brought in)."""
+    cell, half = work / grid, work / 2.0 + 1e-9
+    centres = ((np.arange(grid) + 0.5) * cell - work / 2.0) * scale
+    u = np.linspace(-cell / 2.0, cell / 2.0, 5)
+    px, py = np.broadcast_arrays(centres[None, :, None, None] + u[None, None, None, :],
+                                 centres[:, None, None, None] + u[None, None, :, None])
+    t = np.radians(angle_deg)
+    rx, ry = np.cos(t) * px - np.sin(t) * py, np.sin(t) * px + np.cos(t) * py
+    on = (np.abs(px) <= half) & (np.abs(py) <= half) & (np.abs(rx) <= half) & (
+        np.abs(ry) <= half)
+    return np.asarray(~on.all(axis=(2, 3)))
+
+
+def test_the_scaled_variants_mask_cells_past_the_rotated_image() -> None:
+    """Every rotation's scaled variants leave out the cells the geometry puts past the
+    rotated work image (their content would be the reflected border), and keep almost all
+    of the others (a textured capture is valid everywhere on the image)."""
+    code = extract_features(PALMS.capture(2, 0), LOCATED_FEATURE_PARAMS)
+    p, n_rot = LOCATED_FEATURE_PARAMS, len(params.FEATURE_ROTATIONS_DEG)
+    o = code.refine_offsets
+    for r, angle in enumerate(p.rotations_deg):
+        for k, scale in enumerate(SCALES):
+            mask = code.mask[n_rot + r * o + o - len(SCALES) + k]  # rotation r, scale k
+            past = _reaches_past(p.grid_size, p.work_size, angle, scale)
+            assert past.any() == (scale > 1.0 or angle != 0.0)
+            assert not (mask & past).any(), (angle, scale)
+            assert mask.sum() >= 0.97 * (~past).sum(), (angle, scale, mask.sum(), (~past).sum())
+
+
+@pytest.mark.parametrize("bad", [float("inf"), -float("inf")])
+def test_an_infinite_scale_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        cells.scale_warp(bad)
+    with pytest.raises(ValueError, match="finite"):
+        extract_features(PALMS.capture(0, 0), FeatureParams(refine_scales=(bad,)))
+
+
+@pytest.mark.parametrize("warp", [(float("nan"), 0.0, 0.0, 1.0), (1.0, float("inf"), 0.0, 1.0)])
+def test_a_warp_that_is_not_finite_is_refused(warp: tuple[float, float, float, float]) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        cells.pool_warped(np.zeros((1, 64, 64), np.float32), 32, (warp,))
+    with pytest.raises(ValueError, match="finite"):
+        cells.inside_warped(np.ones((64, 64), np.float32), 32, warp)
