@@ -30,7 +30,7 @@ centres (:func:`identity.cells.pool_sheared`), and the matcher refines with them
 half-cell variants. Measured on Tongji palm000-palm149 this took the fused coder's EER from
 0.087 % to 0.052 % (see ``identity/params.py``).
 
-Scaled variants (since 2026-12-02), for ROIs this pipeline located in a whole hand only
+Scaled variants (since 2026-12-01, night), for ROIs this pipeline located in a whole hand only
 (:data:`LOCATED_FEATURE_PARAMS`, chosen by :func:`feature_params`): the grid is also scaled
 about the ROI centre by ``params.FEATURE_REFINE_SCALES_LOCATED`` (0.93, 1.07), since such an
 ROI's scale is the pipeline's own estimate. Measured on the tuning halves of the whole-hand
@@ -67,6 +67,7 @@ import numpy.typing as npt
 from identity import cells, params
 from identity.errors import InvalidImageError
 from identity.filtering import SpectralBank
+from identity.kernels import competitive_bits
 from identity.ordinal import extract_ordinal
 from identity.template import BITS_PER_CELL, Template
 
@@ -212,30 +213,33 @@ def extract_features(
     grids = ((0, 0), *cells.offsets_px(p.refine_offsets_cells, p.work_size, p.grid_size))
     warps = p.refine_warps
     n_grids = len(grids) + len(warps)
-    codes: list[list[npt.NDArray[np.bool_]]] = [[] for _ in range(n_grids)]
-    masks: list[list[npt.NDArray[np.bool_]]] = [[] for _ in range(n_grids)]
-    for angle in p.rotations_deg:
+    n_rot = len(p.rotations_deg)
+    n = p.orientations
+    # Cell means of the 6 responses, local std and mean (6 + 2 maps) per variant, in the
+    # variant order: rotation r on grid g is variant r (g = 0), else R + r * O + g - 1.
+    pooled = np.empty((n_rot * n_grids, n + 2, p.grid_size, p.grid_size), np.float32)
+    inside = np.empty((n_rot * n_grids, p.grid_size, p.grid_size), bool)
+    for r, angle in enumerate(p.rotations_deg):
         rotated = _rotate(img, angle)
-        inside = _inside_cells(p.work_size, angle, p.grid_size, grids, warps)
+        variants = [r, *(n_rot + r * (n_grids - 1) + g for g in range(n_grids - 1))]
+        for v, cells_in in zip(variants, _inside_cells(p.work_size, angle, p.grid_size,
+                                                       grids, warps), strict=True):
+            inside[v] = cells_in
         responses = bank.correlate(rotated)  # (6, S, S)
         std, mean = _local_stats(rotated, p)
         maps = np.concatenate([responses, std[None], mean[None]])  # (6 + 2, S, S)
-        n = len(responses)
-        pooled_grids = [np.stack([cells.pool(m, p.grid_size) for m in maps]),
-                        *cells.pool_offsets(maps, p.grid_size, grids[1:]),
-                        *cells.pool_warped(maps, p.grid_size, warps)]
-        for g, pooled in enumerate(pooled_grids):
-            codes[g].append(np.moveaxis(_ORIENTATION_BITS[np.argmin(pooled[:n], axis=0)],
-                                        -1, 0))
-            masks[g].append(_validity(pooled[n], pooled[n + 1], p) & inside[g])
-    rotations = range(len(p.rotations_deg))
-    order = [(0, r) for r in rotations] + [(g, r) for r in rotations
-                                           for g in range(1, n_grids)]
+        for m, into in zip(maps, pooled[r], strict=True):
+            cv2.resize(m, (p.grid_size, p.grid_size), dst=into, interpolation=cv2.INTER_AREA)
+        for v, moved in zip(variants[1:], [*cells.pool_offsets(maps, p.grid_size, grids[1:]),
+                                           *cells.pool_warped(maps, p.grid_size, warps)],
+                            strict=True):
+            pooled[v] = moved
     ordinal = extract_ordinal(roi, rotations_deg=p.rotations_deg, grid=p.grid_size,
                               refine_offsets_cells=p.refine_offsets_cells,
                               refine_warps=warps)
-    return PalmCode(np.stack([codes[g][r] for g, r in order]),
-                    np.stack([masks[g][r] for g, r in order]), ordinal, n_grids - 1)
+    code = competitive_bits(pooled[:, :n], _ORIENTATION_BITS)
+    return PalmCode(code, _validity(pooled[:, n], pooled[:, n + 1], p) & inside, ordinal,
+                    n_grids - 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -285,7 +289,8 @@ def _local_stats(img: npt.NDArray[np.float32], p: FeatureParams
 
 def _validity(std_g: npt.NDArray[np.float32], mean_g: npt.NDArray[np.float32],
               p: FeatureParams) -> npt.NDArray[np.bool_]:
-    """Valid cells: enough local contrast and a non-saturated mean (bool (G, G)), from the
-    cells' mean local std and mean grey level (:func:`_local_stats` pooled)."""
+    """Valid cells: enough local contrast and a non-saturated mean (bool, the cells' shape,
+    e.g. (G, G) or (V, G, G)), from the cells' mean local std and mean grey level
+    (:func:`_local_stats` pooled)."""
     ok = (std_g >= p.mask_min_local_std) & (mean_g > p.mask_saturated_low)
     return np.asarray(ok & (mean_g < p.mask_saturated_high), dtype=bool)

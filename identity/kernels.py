@@ -1,5 +1,6 @@
-"""Compiled inner loops (numba): the matcher's masked Hamming counts over packed words, and
-the coders' cell means of filter responses (:func:`block_means`).
+"""Compiled inner loops (numba): the matcher's masked Hamming counts over packed words, the
+coders' cell means of filter responses (:func:`block_means`) and CompCode's winning
+orientation bits per cell (:func:`competitive_bits`).
 
 :mod:`identity.matcher` defines the distances; this module only computes them without numpy
 temporaries. For a probe's S aligned variants and M references, all packed as ``(rows,
@@ -316,6 +317,58 @@ def block_means(maps: F32, grid: int, oy: int, ox: int) -> F32:
     return out
 
 
+@_compiled(nogil=True)
+def _competitive_bits(responses: F32, table: npt.NDArray[np.bool_],
+                      out: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
+    v_n, k_n, cells = responses.shape
+    planes = table.shape[1]
+    best = np.empty(cells, np.float32)
+    arg = np.empty(cells, np.intp)
+    nan_at = np.empty(cells, np.intp)
+    for v in range(v_n):
+        for i in range(cells):  # the smallest value (a NaN first: NaN)
+            best[i] = responses[v, 0, i]
+        for k in range(1, k_n):
+            for i in range(cells):
+                value = responses[v, k, i]
+                best[i] = value if value < best[i] else best[i]
+        for i in range(cells):
+            arg[i] = k_n
+            nan_at[i] = k_n
+        for k in range(k_n - 1, -1, -1):  # the first index holding it, and the first NaN
+            for i in range(cells):
+                value = responses[v, k, i]
+                arg[i] = k if value == best[i] else arg[i]
+                nan_at[i] = k if value != value else nan_at[i]
+        for i in range(cells):  # numpy.argmin: the first NaN, else the first minimum
+            winner = nan_at[i] if nan_at[i] < k_n else arg[i]
+            for b in range(planes):
+                out[v, b, i] = table[winner, b]
+
+
+def competitive_bits(responses: F32, table: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The bits of the winning (smallest) response per cell: bool ``(V, B, H, W)`` with
+    ``out[v, :, y, x] = table[argmin_k responses[v, k, y, x]]``.
+
+    ``responses``: float32 ``(V, K, H, W)``; ``table``: bool ``(K, B)``. The winner is
+    :func:`numpy.argmin`'s over ``k``: the first of equal minima, or the first NaN where
+    there is one; so the result equals ``numpy.moveaxis(table[numpy.argmin(responses,
+    axis=1)], -1, 1)`` bit for bit, in one pass without temporaries. Raises ValueError
+    when ``responses`` is not 4-D float32 or ``table`` not bool with K rows.
+    """
+    if responses.ndim != 4 or responses.dtype != np.float32 or table.ndim != 2 \
+            or table.dtype != np.bool_ or table.shape[0] != responses.shape[1] \
+            or responses.shape[1] == 0:
+        raise ValueError(f"need (V, K, H, W) float32 responses and a bool (K, B) table, got"
+                         f" {responses.dtype} {responses.shape} and {table.dtype}"
+                         f" {table.shape}")
+    v_n, k_n, height, width = responses.shape
+    out = np.empty((v_n, table.shape[1], height, width), np.bool_)
+    _competitive_bits(np.ascontiguousarray(responses).reshape(v_n, k_n, height * width),
+                      np.ascontiguousarray(table), out.reshape(v_n, table.shape[1], -1))
+    return out
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, on tiny inputs: the first real
     call then costs no compilation. Raises nothing of its own."""
@@ -328,3 +381,4 @@ def warm_up() -> None:
     alignment_counts((words, words, words), (words, words, words), True)
     translated_words(np.zeros((1, 1, 1, 8), bool), 0)
     block_means(np.zeros((1, 2, 2), np.float32), 1, 0, 0)
+    competitive_bits(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1), np.bool_))

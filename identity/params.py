@@ -278,7 +278,7 @@ FEATURE_REFINE_OFFSETS_CELLS = ((0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
 #     +-0.08 with each orientation's response taken at the sheared line direction
 #       (linear interpolation between orientations)   0.060 % / 0.27 %
 FEATURE_REFINE_SHEARS = (0.05, -0.05)
-# Scaled refinement variants for ROIs this pipeline located in a whole hand (2026-12-02;
+# Scaled refinement variants for ROIs this pipeline located in a whole hand (2026-12-01, night;
 # identity.features.LOCATED_FEATURE_PARAMS; not for pass-through ROIs): each rotation's
 # response maps are also pooled on its cell grid scaled by these factors about the ROI
 # centre (identity/cells.pool_warped), refined like the sheared variants. Why: the ROI's

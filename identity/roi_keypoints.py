@@ -288,7 +288,7 @@ def _finger_pixels(hand: Hand) -> NDArray[np.bool_]:
     ``DIST_MASK_PRECISE``), whose cost does not grow with the disc: erosion keeps the
     pixels farther than the disc's radius from the background, dilation the pixels within
     the radius of those. Outside the image counts as background, as in a morphological
-    opening with a zero border. Since 2026-12-02; it replaced ``cv2.morphologyEx`` with an
+    opening with a zero border. Since 2026-12-01 (night); it replaced ``cv2.morphologyEx`` with an
     elliptical kernel (12.9 -> about 3 ms per call on 640 x 480 PolyU frames, two calls per
     whole hand), from which it differs by 1-2 % of the finger pixels on the disc's rim
     (the digital ellipse against the Euclidean disc).
