@@ -134,20 +134,6 @@ def _warped_centres(size: int, grid: int, warp: Warp
     return out_x, out_y
 
 
-def pool_sheared(maps: F32, grid: int, shear: float) -> F32:
-    """Cell means of a stack of ``(K, S, S)`` float32 maps on the ``grid x grid`` cell grid
-    sheared about the map centre (column offset ``shear`` x the row's height above or below
-    the centre, in px per px): float32 ``(K, grid, grid)``; :func:`pool_warped` of
-    :func:`shear_warp`. Raises ValueError as :func:`pool_warped`."""
-    return pool_warped(maps, grid, (shear_warp(shear),))[0]
-
-
-def pool_shears(maps: F32, grid: int, shears: tuple[float, ...]) -> list[F32]:
-    """:func:`pool_sheared` for each of ``shears``, the box filter run once: a float32
-    ``(K, grid, grid)`` array per shear. Raises ValueError as :func:`pool_warped`."""
-    return pool_warped(maps, grid, tuple(shear_warp(s) for s in shears))
-
-
 def pool_warped(maps: F32, grid: int, warps: tuple[Warp, ...]) -> list[F32]:
     """Cell means of a stack of ``(K, S, S)`` float32 maps on the ``grid x grid`` cell grid
     warped about the map centre by each of ``warps`` (:data:`Warp`; sheared:
@@ -181,11 +167,6 @@ def pool_warped(maps: F32, grid: int, warps: tuple[Warp, ...]) -> list[F32]:
         out.append(np.ascontiguousarray(read.reshape(grid, grid, k).transpose(2, 0, 1),
                                         np.float32))
     return out
-
-
-def inside_sheared(cover: F32, grid: int, shear: float) -> npt.NDArray[np.bool_]:
-    """:func:`inside_warped` of :func:`shear_warp` (the grid of :func:`pool_sheared`)."""
-    return inside_warped(cover, grid, shear_warp(shear))
 
 
 def inside_warped(cover: F32, grid: int, warp: Warp) -> npt.NDArray[np.bool_]:

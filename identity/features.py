@@ -26,7 +26,7 @@ Sheared variants (since 2026-12-01, late evening): each rotation's responses are
 pooled on the cell grid sheared about the ROI centre by ``params.FEATURE_REFINE_SHEARS``
 (rows slid sideways in proportion to their height: a palm tilted towards or away from a
 contactless sensor looks skewed), read from the box-filtered responses at the moved cell
-centres (:func:`identity.cells.pool_sheared`), and the matcher refines with them like the
+centres (:func:`identity.cells.pool_warped`), and the matcher refines with them like the
 half-cell variants. Measured on Tongji palm000-palm149 this took the fused coder's EER from
 0.087 % to 0.052 % (see ``identity/params.py``).
 

@@ -261,7 +261,7 @@ FEATURE_REFINE_OFFSETS_CELLS = ((0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
 # below (rows slide sideways in proportion to their height: the skew of a palm tilted
 # towards or away from a contactless sensor), and the fused matcher scores them with the
 # half-cell variants at the 3 x 3 shifts around the best whole-cell alignment
-# (identity/cells.pool_shears samples the maps' cell means at the moved cell centres; no
+# (identity/cells.pool_warped samples the maps' cell means at the moved cell centres; no
 # second filtering). Why: every one of the 30 lowest genuine scores of the tuning palms is
 # palm068, whose two sessions differ by a skew (ROIs sheared by 0.1 before coding took its
 # mean genuine score from 0.198 to 0.322; scale changes did not help it). Chosen on Tongji

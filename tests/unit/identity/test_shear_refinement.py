@@ -14,6 +14,16 @@ from identity.synthetic import SyntheticPalms
 from identity.template import MAX_VARIANTS, Template, TemplateFormatError
 
 PALMS = SyntheticPalms(11)
+
+
+def _pool_sheared(maps: np.ndarray, grid: int, shear: float) -> np.ndarray:
+    """Cell means on the grid sheared by ``shear`` (float32 ``(K, grid, grid)``)."""
+    return cells.pool_warped(maps, grid, (cells.shear_warp(shear),))[0]
+
+
+def _inside_sheared(cover: np.ndarray, grid: int, shear: float) -> np.ndarray:
+    """The cells of that grid lying wholly on image content (bool ``(grid, grid)``)."""
+    return cells.inside_warped(cover, grid, cells.shear_warp(shear))
 UNSHEARED = FeatureParams(refine_shears=())
 
 
@@ -32,17 +42,17 @@ def _sheared_roi(roi: np.ndarray, shear: float) -> np.ndarray:
 def test_no_shear_is_the_plain_cell_mean(side: int, grid: int) -> None:
     """Even and odd cells (2, 4, 3, 1, 5 px): OpenCV centres odd boxes on the pixel."""
     maps = np.random.default_rng(side).random((8, side, side)).astype(np.float32)
-    got = cells.pool_sheared(maps, grid, 0.0)
+    got = _pool_sheared(maps, grid, 0.0)
     assert got.shape == (8, grid, grid) and got.dtype == np.float32
     assert np.allclose(got, np.stack([cells.pool(m, grid) for m in maps]), atol=1e-5)
-    assert cells.inside_sheared(np.ones((side, side), np.float32), grid, 0.0).all()
+    assert _inside_sheared(np.ones((side, side), np.float32), grid, 0.0).all()
 
 
 def test_a_sheared_cell_reads_the_map_at_its_moved_centre() -> None:
     """On a map that is a ramp in x, each cell's mean is the x of its sheared centre."""
     side, grid, shear = 64, 32, 0.05
     xs = np.tile(np.arange(side, dtype=np.float32), (side, 1))
-    got = cells.pool_sheared(xs[None], grid, shear)[0]
+    got = _pool_sheared(xs[None], grid, shear)[0]
     centres = (np.arange(grid) + 0.5) * 2 - 0.5
     m = (side - 1) / 2.0
     want = centres[None, :] + shear * (centres[:, None] - m)
@@ -52,8 +62,8 @@ def test_a_sheared_cell_reads_the_map_at_its_moved_centre() -> None:
 
 def test_cells_sheared_past_the_image_are_outside() -> None:
     cover = np.ones((64, 64), np.float32)
-    right = cells.inside_sheared(cover, 32, 0.05)
-    left = cells.inside_sheared(cover, 32, -0.05)
+    right = _inside_sheared(cover, 32, 0.05)
+    left = _inside_sheared(cover, 32, -0.05)
     # rows far from the centre slide out on one side: the corners, mirrored for -shear
     assert not right[-1, -1] and not right[0, 0] and right[0, -1] and right[-1, 0]
     assert np.array_equal(left, right[:, ::-1])
@@ -61,14 +71,14 @@ def test_cells_sheared_past_the_image_are_outside() -> None:
     # a rotated cover (border brought in) also marks its corners outside
     turned = cv2.warpAffine(cover, cv2.getRotationMatrix2D((31.5, 31.5), 4.5, 1.0), (64, 64),
                             borderValue=0.0)
-    assert cells.inside_sheared(turned, 32, 0.05).sum() < right.sum()
+    assert _inside_sheared(turned, 32, 0.05).sum() < right.sum()
 
 
 def test_maps_that_do_not_hold_the_grid_are_refused() -> None:
     with pytest.raises(ValueError, match="do not hold"):
-        cells.pool_sheared(np.zeros((2, 60, 60), np.float32), 32, 0.05)
+        _pool_sheared(np.zeros((2, 60, 60), np.float32), 32, 0.05)
     with pytest.raises(ValueError, match="does not hold"):
-        cells.inside_sheared(np.ones((60, 60), np.float32), 32, 0.05)
+        _inside_sheared(np.ones((60, 60), np.float32), 32, 0.05)
 
 
 def test_the_sheared_variants_follow_the_half_cell_ones() -> None:
@@ -133,7 +143,7 @@ def test_the_sheared_variants_mask_cells_sheared_past_the_image() -> None:
     n_rot, n_half = len(params.FEATURE_ROTATIONS_DEG), len(params.FEATURE_REFINE_OFFSETS_CELLS)
     side = params.FEATURE_WORK_SIZE
     for k, shear in enumerate(params.FEATURE_REFINE_SHEARS):
-        inside = cells.inside_sheared(np.ones((side, side), np.float32),
+        inside = _inside_sheared(np.ones((side, side), np.float32),
                                       params.FEATURE_GRID_SIZE, shear)
         mask = code.mask[n_rot + n_half + k]  # rotation 0
         assert not (mask & ~inside).any()
