@@ -188,9 +188,32 @@ ROI_KEY_TANGENT_REACH = 0.3
 # frame of our tangent key points (111 of 120 frames keyed): centre 0.560 x d below the
 # key line (IQR 0.544..0.584), -0.009 x d along it (IQR -0.025..0.004), side 0.765 x d
 # (IQR 0.746..0.794), angle within 2.3 degrees (median): the official ROI is this
-# square (side 0.765, top edge 0.560 - 0.765 / 2 = 0.178).
-ROI_KEY_SIDE = 0.765
-ROI_KEY_OFFSET = 0.178
+# square (side 0.765, top edge 0.560 - 0.765 / 2 = 0.178), used until 2026-12-02.
+# Since 2026-12-02 the square keeps the official centre (0.5605 x d below the key line)
+# but is larger: more palm in the 128 px ROI. Side chosen on the polyu-ms-nir-hand tuning
+# half only (benchmarks/roi_halves.py split; /tmp study of the fused score, 1,794 genuine
+# / 87,906 impostor comparisons; FTA 1 of 600 at every side), EER / mean of the 50 lowest
+# genuine scores minus the impostor score at FMR 1e-3 / genuine scores below the impostor
+# score at FMR 1e-4 plus 0.03 / d':
+#   side 0.70    0.005 % / -      / -  / -
+#   side 0.765   0.002 % / +0.060 / 9  / 5.22   (the official ROI)
+#   side 0.825   0.000 % / (margin of the 20 lowest +0.046, against +0.045 at 0.765)
+#   side 0.85    0.000 % / +0.072 / 1  / 5.49
+#   side 0.875   0.000 % / +0.079 / 0  / 5.60   (adopted)
+#   side 0.90    0.000 % / +0.074 / 3  / 5.59
+#   side 0.95    0.001 % / (margin of the 20 lowest +0.064)
+#   centre moved by -0.04 / +0.04 x d at side 0.875: margin of the 20 lowest +0.057 /
+#   +0.066 against +0.067: the official centre kept.
+# nir-contactless-hand tuning half (2 palms, 81 genuine / 90 impostor comparisons: one
+# comparison is 1.1-1.2 %): EER 1.17 % (1 of 20 saturated) at 0.765, 0 % at 0.85, 2.1 %
+# at 0.875, 1.06 % at 0.90, none saturated at the larger sides. Whole hands (coep-hand,
+# contactless-phone-hand) place their square by the inscribed circle
+# (roi_keypoints.circle_frame: side ROI_CIRCLE_SIDE x radius about the same centre) and
+# do not change. The scale variants (FEATURE_REFINE_SCALES_LOCATED) re-checked at 0.875:
+# none 0.002 % / +0.070 / 4, 0.95-1.05 0.000 % / +0.079 / 1, 0.90-1.10 0.000 % / +0.076
+# / 0: 0.93-1.07 kept.
+ROI_KEY_SIDE = 0.875
+ROI_KEY_OFFSET = 0.123
 # The unit of the key-point frame (roi_keypoints.key_unit) is the geometric mean of the
 # key distance d and ROI_KEY_RADIUS_RATIO x the palm radius r (weight
 # ROI_KEY_RADIUS_WEIGHT on the latter), so a key point that slid along its gap moves the
