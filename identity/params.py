@@ -61,6 +61,15 @@ ROI_MIN_SHARPNESS = 4.0
 # Hand segmentation (Otsu on a Gaussian blur) runs on a copy whose longer side is this (px).
 ROI_SEGMENT_MAX_SIDE = 320
 ROI_SEGMENT_BLUR_SIGMA = 2.0  # px at ROI_SEGMENT_MAX_SIDE
+# Light background (roi_segment._otsu): when more than this fraction of the image border
+# lies in Otsu's bright class, the hand is the darker class (a hand on white paper or a
+# light table) and the negative is segmented. Measured 2026-12-02 on the tuning halves of
+# the dark-background sets (fraction of the blurred working copy's border above Otsu's
+# level; median / max): polyu-ms-nir-hand 0.149 / 0.286 (a palm filling the frame of a
+# contact scanner), coep-hand 0.054 / 0.106, contactless-phone-hand 0.050 / 0.085,
+# nir-contactless-hand 0.046 / 0.163; a hand on a light background leaves only its wrist
+# or sleeve on the border (the drawn test hands: 0.9 and more). 0.5 lies far from both.
+ROI_LIGHT_BACKGROUND_BORDER = 0.5
 # Finger valleys are looked for on the hand outline at a lower level
 # (roi_segment.outline_hand): this fraction of the way from the background class mean
 # up to Otsu's level. Measured on the tuning halves (EER polyu-ms-nir-hand / nir-

@@ -7,7 +7,8 @@ Two kinds of input reach :func:`extract_roi`:
   that texture oriented like palm lines rather than isotropic like noise) and passed
   through, resized to ``ROI_SIZE``;
 * a whole-hand image (bright hand on a darker background, contact or contactless,
-  left or right, any in-plane rotation): the hand is segmented
+  or a darker hand on a light, flat background such as paper; left or right, any
+  in-plane rotation): the hand is segmented
   (:mod:`identity.roi_segment`, Otsu mask and a lower-level outline for the valleys),
   the finger valleys are found on the outline (:mod:`identity.roi_keypoints`) and the
   index-middle / ring-little pair is chosen (:mod:`identity.roi_pairs`). When the
@@ -481,6 +482,22 @@ def _result(roi: GrayImage, sharpness: float, brightness: float, hand: Hand,
     )
 
 
+def _hand_on_flat_background(image: GrayImage, debug: DebugHook | None) -> RoiResult:
+    """A square frame with no dark background whose texture does not fill it: a hand on
+    a light, flat background (paper, a light table), or a blurred ROI.
+
+    Tried as a whole hand; when no hand is found there, the frame is a blurred ROI and
+    fails to acquire as "blurred" (the hand path's reason would mislead).
+
+    Raises:
+        AcquisitionError: "blurred (no skin texture in part of the frame)".
+    """
+    try:
+        return _from_whole_hand(image, debug)
+    except AcquisitionError:
+        raise AcquisitionError("blurred (no skin texture in part of the frame)") from None
+
+
 def _validated(gray: object) -> GrayImage:
     if not isinstance(gray, np.ndarray) or gray.dtype != np.uint8 or gray.ndim != 2:
         raise InvalidImageError("extract_roi needs a 2-D uint8 grey image")
@@ -497,7 +514,8 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
 
     Args:
         gray: ``(H, W)`` ``uint8`` grey image (a palm ROI, or a bright hand on a dark
-            background in any orientation, left or right).
+            background or a darker one on a light, flat background, in any
+            orientation, left or right).
         debug: optional hook called with each step's name and ``uint8`` image
             ("input", then "blurred", "mask", "distance", "keypoints" for a whole
             hand, and "roi").
@@ -527,7 +545,7 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
         return _from_whole_hand(image, debug)
     # A square frame of skin with no background: a ROI, or a blurred / featureless one.
     if not _texture_fills_frame(small):
-        raise AcquisitionError("blurred (no skin texture in part of the frame)")
+        return _hand_on_flat_background(image, debug)
     size = (P.ROI_SIZE, P.ROI_SIZE)
     interpolation = cv2.INTER_AREA if max(image.shape) > P.ROI_SIZE else cv2.INTER_LINEAR
     roi = cv2.resize(image, size, interpolation=interpolation).astype(np.uint8)

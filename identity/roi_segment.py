@@ -2,7 +2,8 @@
 
 The hand is the largest bright region after Otsu thresholding of a Gaussian-blurred
 copy (Otsu, "A threshold selection method from gray-level histograms", IEEE SMC 1979),
-holes filled; the palm centre and size are the maximum inscribed circle of the hand
+holes filled (of the copy's negative when the background is light: most of the image
+border bright); the palm centre and size are the maximum inscribed circle of the hand
 (the maximum of the Euclidean distance transform, as in Kumar et al., "Personal
 verification using palmprint and hand geometry biometric", AVBPA 2003).
 """
@@ -54,17 +55,46 @@ def _largest_region(binary: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], Conto
     return mask, largest.astype(np.int32)
 
 
+def border_fraction(binary: NDArray[np.uint8]) -> float:
+    """Fraction of the outermost pixels (all four image edges) of a 0/1 ``(H, W)`` image
+    that are 1."""
+    if min(binary.shape) < 3:
+        return float(binary.mean())
+    edges = (binary[0], binary[-1], binary[1:-1, 0], binary[1:-1, -1])
+    return float(sum(int(edge.sum()) for edge in edges)) / float(sum(e.size for e in edges))
+
+
+def _otsu(work: GrayImage) -> tuple[float, NDArray[np.uint8], GrayImage]:
+    """Otsu level, 0/1 bright-class image and the Gaussian-blurred copy that was split,
+    with a dark hand on a light background turned into a bright one on a dark background.
+
+    The background holds most of the image border (only the wrist, a sleeve or a cut
+    finger also reach it): when more than ``ROI_LIGHT_BACKGROUND_BORDER`` of the border
+    lies in Otsu's bright class, the background is the bright class and the negative of
+    the blurred copy is split instead. The hand's geometry is all that is taken from the
+    segmentation; its grey levels are read from the image itself.
+    """
+    blurred: GrayImage = cv2.GaussianBlur(work, (0, 0), P.ROI_SEGMENT_BLUR_SIGMA).astype(np.uint8)
+    level, split = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    binary: NDArray[np.uint8] = np.asarray(split, dtype=np.uint8)
+    if border_fraction(binary) > P.ROI_LIGHT_BACKGROUND_BORDER:
+        blurred = (255 - blurred).astype(np.uint8)
+        level, split = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        binary = np.asarray(split, dtype=np.uint8)
+    return float(level), binary, blurred
+
+
 def _hand_mask(
     work: GrayImage, debug: DebugHook | None
 ) -> tuple[NDArray[np.uint8], Contour, float, GrayImage]:
-    """Largest bright Otsu component of ``work``, filled; its Otsu level and the blurred copy.
+    """Largest bright Otsu component of ``work`` (of its negative when the background is
+    light, see :func:`_otsu`), filled; its Otsu level and the blurred copy that was split.
 
     Raises "no hand found" without a bright region, background, or enough area.
     """
-    blurred: GrayImage = cv2.GaussianBlur(work, (0, 0), P.ROI_SEGMENT_BLUR_SIGMA).astype(np.uint8)
+    level, binary, blurred = _otsu(work)
     emit(debug, "blurred", blurred)
-    level, binary = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask, largest = _largest_region(binary.astype(np.uint8))
+    mask, largest = _largest_region(binary)
     emit(debug, "mask", mask * 255)
     if mask.all():
         raise AcquisitionError("no hand found (no dark background around a hand)")
@@ -73,7 +103,7 @@ def _hand_mask(
             f"no hand found (largest bright region {float(mask.mean()):.1%} of the image, "
             f"needs {P.ROI_MIN_HAND_AREA_FRACTION:.0%})"
         )
-    return mask, largest, float(level), blurred
+    return mask, largest, level, blurred
 
 
 def _inscribed_circle(mask: NDArray[np.uint8]) -> tuple[float, float, float, NDArray[np.float32]]:
@@ -108,7 +138,8 @@ def segment_hand(work: GrayImage, debug: DebugHook | None = None) -> Hand:
     """Segment the hand in a working-resolution grey image.
 
     Args:
-        work: ``(H, W)`` ``uint8`` grey image, a bright hand on a darker background.
+        work: ``(H, W)`` ``uint8`` grey image, a bright hand on a darker background, or
+            a darker hand on a light background (then "blurred" shows the negative).
         debug: optional step hook ("blurred", "mask", "distance").
 
     Returns:
