@@ -5,7 +5,8 @@ Tongji ROIs pass through; failure to acquire (FTA) on whole hands (key-point fra
 on contact and cut-finger hands, inscribed circle on whole hands, no fallback from one
 to the other): polyu-ms-nir-hand 7/1200 ("fingers closed or palm out of frame": no
 plausible valley pair), coep-hand 0/305, contactless-phone-hand 0/86,
-nir-contactless-hand 1/50 (palm nir1, 53 % of the key-point ROI saturated).
+nir-contactless-hand 0/50 (1/50 before the key-point square grew from 0.765 to 0.875 x d
+on 2026-12-02: palm nir1, 53 % of the smaller ROI saturated).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ MAX_FTA = {
     "polyu-ms-nir-hand": 0.01,  # measured 0.006 (7 of 1200)
     "coep-hand": 0.02,  # measured 0.000
     "contactless-phone-hand": 0.05,  # measured 0.000
-    "nir-contactless-hand": 0.05,  # measured 0.020 (1 of 50, "saturated")
+    "nir-contactless-hand": 0.05,  # measured 0.000 (0.020 with the smaller key square)
 }
 
 
