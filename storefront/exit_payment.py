@@ -31,6 +31,7 @@ from storefront.errors import PaymentError, StorefrontError
 from storefront.payments.balance import unpaid_balance
 from storefront.payments.base import Authorization, Operation, PaymentPending, PaymentProcessor
 from storefront.payments.journal import IN_FLIGHT_STATES, PaymentJournal, Step
+from storefront.payments.orphans import ABANDONED
 from storefront.payments.retry import RetryPolicy
 
 _MAX_STEPS = 12  # a charge takes at most ~5 calls; more means a bug, not a loop forever
@@ -150,6 +151,11 @@ class ExitPayment:
             return PaymentOutcome(True, None)
         if payment.state == "voided" and total == 0 and payment.failure_reason is None:
             return PaymentOutcome(True, None)
+        if payment.state == ABANDONED:  # closed unheld: no call starts from it
+            if total == 0:
+                return PaymentOutcome(True, None)
+            return PaymentOutcome(False, payment.failure_reason or
+                                  "payment abandoned before any card hold was placed")
         if payment.state in ("declined", "failed", "voided"):
             return PaymentOutcome(False, payment.failure_reason or payment.state)
         return None

@@ -26,7 +26,9 @@ def reconcile_command(
     money, failed when it has no record) and those left voiding (voided when the processor
     has the refund, paid again when it has no record); then finish the exits left
     ``exited`` with no live lease (``stuck_exits``: settled or sent to the staffed
-    checkout). Prints the counts, the tenders, the voids and the stuck exits as JSON.
+    checkout); close the orphaned ``new`` payments no processor call was ever made for
+    (``abandoned``, audited; ``stuck_exits.orphans_*``). Prints the counts, the tenders, the
+    voids and the stuck exits as JSON.
 
     With the simulated processor, STOREFRONT_PAYMENT_SIM_STATE must name the server's
     existing state file: exit 2, nothing created, when it is unset or does not exist."""
@@ -64,7 +66,8 @@ def reconcile_command(
         stuck = finish_stuck_exits(checkout=container.checkout, db=container.db,
                                    store_id=settings.store_id, clock=container.checkout.clock,
                                    older_than=timedelta(seconds=stuck_after),
-                                   lease=timedelta(seconds=settings.exit_lease_s))
+                                   lease=timedelta(seconds=settings.exit_lease_s),
+                                   audit=container.audit)
         typer.echo(json.dumps({**asdict(report), "stuck_exits": asdict(stuck)}))
     finally:
         container.close()

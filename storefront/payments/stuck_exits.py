@@ -19,6 +19,13 @@ listens: a processor that does not answer must not keep the service from startin
 every ``stuck_exit_interval_s``; ``storefront payments reconcile`` runs it too. One run
 stops starting exits after ``budget_s`` seconds; the next run takes the rest. A session
 whose exit fails with any error is logged and counted ``failed``, and the run goes on.
+
+Each run then closes the orphaned ``new`` payments (a process killed after it created a
+payment row but before it journaled any processor call for it, whose session never
+opened or whose exit has ended), under the same threshold and lease rules, each audited
+(:func:`storefront.payments.orphans.close_orphaned_payments`; counted in ``orphans_*``).
+It runs after the exits: a ``new`` payment of a session still ``exited`` is the exit's to
+resume (hold, then capture or release), never closed.
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from storefront.clock import Clock
 from storefront.db.models import ShoppingSession
 from storefront.errors import Conflict, PaymentError, StorefrontError
+from storefront.payments.orphans import close_orphaned_payments
 
 if TYPE_CHECKING:
     from storefront.checkout import CheckoutService
+    from storefront.security.audit import Audit
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,12 @@ log = logging.getLogger(__name__)
 class StuckExitReport:
     """What one run did: sessions found stuck, then settled (paid), sent to the staffed
     checkout, still pending (the processor could not answer: next run), busy (another
-    process took the exit meanwhile) or failed (an error, logged); their ids by outcome."""
+    process took the exit meanwhile) or failed (an error, logged); their ids by outcome.
+
+    ``orphans_*``: the orphaned ``new`` payments (:class:`storefront.payments.orphans.
+    OrphanReport`): closed ``abandoned`` (audited), busy (a live exit lease, or moved on
+    meanwhile), failed (logged; next run), and those left ``new`` because a processor
+    call is journaled for them (``orphans_with_calls``: not provably never made)."""
 
     found: int = 0
     settled: int = 0
@@ -55,6 +69,10 @@ class StuckExitReport:
     busy: int = 0
     failed: int = 0
     sessions: dict[str, str] = field(default_factory=dict)
+    orphans_abandoned: int = 0
+    orphans_busy: int = 0
+    orphans_failed: int = 0
+    orphans_with_calls: int = 0
 
 
 def stuck_exits(db: sessionmaker[Session], *, store_id: str, clock: Clock,
@@ -85,11 +103,13 @@ def _give_back_leases(db: sessionmaker[Session], store_id: str, before: datetime
 def finish_stuck_exits(*, checkout: CheckoutService, db: sessionmaker[Session],
                        store_id: str, clock: Clock, older_than: timedelta, lease: timedelta,
                        claimed_before: datetime | None = None, limit: int = 500,
-                       budget_s: float = 120.0) -> StuckExitReport:
-    """Run the exit again for each stuck session; returns what became of them.
+                       budget_s: float = 120.0, audit: Audit | None = None) -> StuckExitReport:
+    """Run the exit again for each stuck session, then close the orphaned ``new``
+    payments; returns what became of them.
 
-    Raises nothing for one session's failure (counted and logged); database errors
-    finding the sessions propagate.
+    ``audit``: where the payments closed are audited (None: an ``Audit`` on ``db``).
+    Raises nothing for one session's or payment's failure (counted and logged); database
+    errors finding the sessions or the payments propagate.
     """
     if claimed_before is not None:
         _give_back_leases(db, store_id, claimed_before)
@@ -102,7 +122,12 @@ def finish_stuck_exits(*, checkout: CheckoutService, db: sessionmaker[Session],
         report.found += 1
         report.sessions[session_id] = outcome = _finish_one(checkout, session_id)
         setattr(report, outcome, getattr(report, outcome) + 1)
-    if report.found:
+    orphans = close_orphaned_payments(db, store_id=store_id, clock=clock,
+                                      older_than=older_than, lease=lease, audit=audit,
+                                      claimed_before=claimed_before, limit=limit)
+    report.orphans_abandoned, report.orphans_busy = orphans.abandoned, orphans.busy
+    report.orphans_failed, report.orphans_with_calls = orphans.failed, orphans.with_calls
+    if report.found or orphans.payments:
         log.info("stuck exits: %s", {k: v for k, v in vars(report).items()
                                      if k != "sessions"})
     return report

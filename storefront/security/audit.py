@@ -51,7 +51,7 @@ ACTIONS: Final = frozenset({"enrol", "identify", "verify", "delete", "export", "
                             "refund", "staff_added", "staff_changed", "staff_login", "tender",
                             "tender_settled",
                             "hold_released", "tender_voided", "tender_void_undone",
-                            "compare", "bulk_decrypt"})
+                            "payment_abandoned", "compare", "bulk_decrypt"})
 """What may be recorded. ``compare``: a person's stored palm templates were decrypted and
 compared with a probe during someone else's identification or enrolment
 (:mod:`storefront.biometric_audit`). ``bulk_decrypt``: a command decrypted every stored
@@ -66,7 +66,10 @@ reconciliation found the refund of a void left unfinished) and ``tender_void_und
 (reconciliation put a card tender left ``voiding`` back to paid: the processor has no
 record of its refund); see :mod:`storefront.till`.
 ``staff_changed``: a staff account was disabled, enabled, given a new password, TOTP secret
-or role (:mod:`storefront.security.staff_admin`; never the secret itself)."""
+or role (:mod:`storefront.security.staff_admin`; never the secret itself).
+``payment_abandoned``: reconciliation closed a shopper payment left ``new`` by a process
+killed before any processor call was journaled for it (no money moved;
+:mod:`storefront.payments.orphans`)."""
 _ATTEMPTS: Final = 20
 _BACKOFF_S: Final = 0.002
 """Upper bound of the random pause before retry n (seconds, times n)."""
