@@ -69,7 +69,7 @@ from identity.roi_quality import (
     finish_roi,
     orientation_coherence,
 )
-from identity.roi_segment import Hand, in_frame_circle, segment_hand
+from identity.roi_segment import Hand, border_fraction, in_frame_circle, segment_hand
 
 __all__ = ["DebugHook", "RoiResult", "extract_roi", "looks_like_roi"]
 
@@ -122,6 +122,47 @@ def _analysis_copy(gray: GrayImage) -> NDArray[np.float32] | None:
         return None
     small, _ = _resize_to_max_side(gray, P.ROI_ANALYSIS_SIDE)
     return small.astype(np.float32) if min(small.shape) >= 8 else None
+
+
+def _on_blown_out_background(image: GrayImage) -> bool:
+    """Whether the saturated pixels (>= ``ROI_SATURATION_LEVEL``) are a light background:
+    they hold more than ``ROI_LIGHT_BACKGROUND_BORDER`` of the image border, and the rest
+    covers at least ``ROI_MIN_HAND_AREA_FRACTION`` of the image (room for a hand).
+
+    Such a frame (a hand on white paper in strong light, or a cut-out on white) is not
+    refused as saturated as a whole: the hand's own pixels are checked once it is
+    segmented (``check_exposure`` of the hand, then of the ROI).
+    """
+    saturated = (image >= P.ROI_SATURATION_LEVEL).astype(np.uint8)
+    rest = 1.0 - float(saturated.mean())
+    return (rest >= P.ROI_MIN_HAND_AREA_FRACTION
+            and border_fraction(saturated) > P.ROI_LIGHT_BACKGROUND_BORDER)
+
+
+def _oblong_roi_square(image: GrayImage) -> GrayImage | None:
+    """The centred square of an oblong ROI, or None.
+
+    A frame longer than ``ROI_PASSTHROUGH_MAX_ASPECT`` but at most
+    ``ROI_OBLONG_MAX_ASPECT`` times its width (e.g. a set of 160 x 128 px palm ROIs) is
+    a ROI when the whole frame is palm as a square ROI must be (no dark background,
+    :func:`_frame_is_palm`; skin texture in every tile, :func:`_texture_fills_frame`):
+    its centred square (side = the shorter side) then goes through the pass-through
+    checks. Without this, such a frame went to the whole-hand path, which found "finger
+    valleys" in the palm texture and cut nonsense out of it. A hand on a light, flat
+    background fails the texture test and stays a whole hand.
+    """
+    height, width = image.shape
+    longer, shorter = max(height, width), min(height, width)
+    if not (P.ROI_PASSTHROUGH_MAX_ASPECT * shorter < longer <= P.ROI_OBLONG_MAX_ASPECT * shorter):
+        return None
+    small, _ = _resize_to_max_side(image, P.ROI_ANALYSIS_SIDE)
+    if min(small.shape) < 8:
+        return None
+    copy = small.astype(np.float32)
+    if not (_frame_is_palm(copy) and _texture_fills_frame(copy)):
+        return None
+    top, left = (height - shorter) // 2, (width - shorter) // 2
+    return np.ascontiguousarray(image[top:top + shorter, left:left + shorter])
 
 
 def _frame_is_palm(small: NDArray[np.float32]) -> bool:
@@ -540,8 +581,13 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
         low < P.ROI_MIN_MEAN_LEVEL and levels.percentile(99)[0] < P.ROI_MIN_MEAN_LEVEL
     ):
         raise AcquisitionError(f"too dark (99% of the pixels below {P.ROI_MIN_MEAN_LEVEL})")
-    check_saturation(levels, "image")
+    if not _on_blown_out_background(image):
+        check_saturation(levels, "image")
     small = _analysis_copy(image)
+    if small is None:
+        square = _oblong_roi_square(image)
+        if square is not None:
+            image, small = square, _analysis_copy(square)
     if small is None or not _frame_is_palm(small):
         return _from_whole_hand(image, debug)
     # A square frame of skin with no background: a ROI, or a blurred / featureless one.

@@ -129,11 +129,34 @@ def test_light_paper_with_noise_never_crashes(seed: int) -> None:
         assert result.roi.shape == (P.ROI_SIZE, P.ROI_SIZE)
 
 
-def test_blown_out_light_background_is_refused_as_saturated() -> None:
-    # Known limit: more than half of the frame at >= ROI_SATURATION_LEVEL is refused
-    # before the hand is looked for, whatever lies on it.
+def test_hand_on_a_blown_out_white_background_is_acquired() -> None:
+    # More than half of the frame at 255, but all of it background: the hand is checked.
+    mask = hand_mask()
+    dark = extract_roi(drawn_hand())
+    white = extract_roi(on_light(drawn_hand(), mask, 255))
+    assert white.centre == pytest.approx(dark.centre, abs=1.0)
+    assert match_score(template(white), template(dark)) > P.IDENTIFY_THRESHOLD + 0.2
+
+
+def test_blown_out_palm_on_white_gives_no_roi() -> None:
+    # The palm as white as the paper: whatever the reason, no ROI is cut from it.
+    mask = hand_mask()
+    image = on_light(drawn_hand(), mask, 255)
+    palm = np.zeros_like(mask)
+    cv2.ellipse(palm, (320, 300), (100, 110), 0, 0, 360, 1, cv2.FILLED)
+    image[palm > 0] = 253
+    with pytest.raises(AcquisitionError):
+        extract_roi(image)
+
+
+@pytest.mark.parametrize("level", [250, 255])
+def test_frame_saturated_everywhere_is_still_refused_as_saturated(level: int) -> None:
     with pytest.raises(AcquisitionError, match="saturated"):
-        extract_roi(on_light(drawn_hand(), hand_mask(), 255))
+        extract_roi(np.full((300, 400), level, np.uint8))
+    image = np.full((300, 400), level, np.uint8)
+    image[140:160, 190:210] = 100  # a speck: no room for a hand
+    with pytest.raises(AcquisitionError, match="saturated"):
+        extract_roi(image)
 
 
 def test_square_photo_of_a_hand_on_a_light_background_is_not_taken_for_a_roi() -> None:
