@@ -34,7 +34,9 @@ cannot be read (missing, a folder, no permission, not a regular file such as a F
 device: OSError, see :func:`identity.imageio.read_image_file`) is a data error counted
 in ``unreadable``, not an acquisition failure, and takes no part in ``images``, FTA or
 FTE. A file larger than ``OFFLINE_MAX_ENCODED_BYTES`` is read no further and is a
-failure to acquire.
+failure to acquire. Paths are taken as written: a ``\\`` is a filename character, not a
+separator, but a missing file whose path with ``/`` for ``\\`` exists inside the folder
+has its reason say so (:data:`SEPARATOR_HINT`).
 
 * FTA (failure to acquire, capture level): readable captures that did not decode or gave
   no usable ROI, divided by the readable captures in the protocol. They take part in no
@@ -89,6 +91,8 @@ FIRST_FEW = 10
 """Rows listed by name in the report's ``duplicate_first`` / ``unreadable_first``."""
 UNUSED_REASON = ("captures of an identity's third and later sessions (natural order) "
                  "are not part of the two-session protocol")
+SEPARATOR_HINT = " (the manifest uses '\\' separators: write paths with '/')"
+"""Added to the reason of a missing file listed with ``\\`` whose ``/`` form exists."""
 Progress = Callable[[str, int, int], None]
 """Called with (stage name, done, total) as the run advances."""
 
@@ -102,14 +106,16 @@ class ManifestError(IdentityError):
 @dataclass(frozen=True)
 class Capture:
     """One manifest row; ``path`` is resolved against the manifest's folder, ``line`` is
-    the row's line in manifest.csv (1 = header; 0 when not read from a file; not part of
-    equality)."""
+    the row's line in manifest.csv (1 = header; 0 when not read from a file), ``folder``
+    the manifest's folder (``None`` when not read from a file); neither is part of
+    equality."""
 
     path: Path
     identity: str
     session: str
     capture: str
     line: int = field(default=0, compare=False)
+    folder: Path | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -173,11 +179,14 @@ def read_manifest(folder: Path, limit_identities: int | None = None) -> list[Cap
     (a file listed twice stays twice: :func:`load_manifest` is the evaluation's reading).
 
     Column names are matched case-insensitively with surrounding whitespace ignored, and
-    values are stripped of surrounding whitespace. ``limit_identities`` keeps the first N
-    identities in natural order (:func:`natural_key`: ``p2`` before ``p10``). Raises
+    values are stripped of surrounding whitespace. Blank rows (no field, or every field
+    empty or whitespace, such as ``,,,,`` at the end of a spreadsheet export) are skipped;
+    line numbers still count them. ``limit_identities`` keeps the first N identities in
+    natural order (:func:`natural_key`: ``p2`` before ``p10``). Raises
     :class:`ManifestError` when the folder or file is missing, a required column is
-    absent (the message names the columns found) or given twice, a row has an empty
-    field or a path that leaves the folder (:func:`manifest_path`), or no row is left.
+    absent (the message names the columns found) or given twice, a row that is not
+    blank has an empty field or a path that leaves the folder (:func:`manifest_path`),
+    or no row is left.
     """
     return _limited(folder, _rows(folder), limit_identities)
 
@@ -207,7 +216,8 @@ def _rows(folder: Path) -> list[Capture]:
             reader = csv.reader(f)
             columns = _columns(manifest, next(reader, []))
             return [_capture(folder, row, columns, n)
-                    for n, row in enumerate(reader, start=2) if row]
+                    for n, row in enumerate(reader, start=2)
+                    if any(v.strip() for v in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{manifest} cannot be read: {exc}") from exc
 
@@ -288,7 +298,27 @@ def _capture(folder: Path, row: list[str], columns: dict[str, int], line: int) -
         path = manifest_path(folder, values["path"])
     except ManifestError as exc:
         raise ManifestError(f"manifest line {line}: {exc.reason}") from None
-    return Capture(path, values["identity"], values["session"], values["capture"], line)
+    return Capture(path, values["identity"], values["session"], values["capture"], line,
+                   folder)
+
+
+def _separator_hint(cap: Capture, exc: OSError) -> str:
+    """:data:`SEPARATOR_HINT` when ``cap``'s file is missing, its manifest path has a
+    ``\\`` and that path with ``/`` for ``\\`` is a file inside the folder (the rule of
+    :func:`manifest_path`, so no hint ever points outside it); else ``""``."""
+    if cap.folder is None or not isinstance(exc, FileNotFoundError):
+        return ""
+    try:
+        written = str(cap.path.relative_to(cap.folder))
+    except ValueError:
+        return ""
+    if "\\" not in written:
+        return ""
+    try:
+        found = manifest_path(cap.folder, written.replace("\\", "/")).is_file()
+    except (ManifestError, OSError):
+        return ""
+    return SEPARATOR_HINT if found else ""
 
 
 def capture_roi(data: bytes, debug: DebugHook | None = None) -> RoiResult:
@@ -304,7 +334,8 @@ def acquire(captures: list[Capture], progress: Progress | None = None, *,
 
     A file that cannot be read (OSError from :func:`identity.imageio.read_image_file`:
     missing, no permission, a folder, a FIFO or device) goes to
-    :attr:`Acquired.unreadable`; one too large to read, an image that does not decode or
+    :attr:`Acquired.unreadable` (a missing file listed with ``\\`` separators says so,
+    :data:`SEPARATOR_HINT`); one too large to read, an image that does not decode or
     gives no usable ROI to :attr:`Acquired.failures`. With ``drop_copies``, a non-empty
     file byte-identical to an earlier capture of the same identity is skipped and listed
     in :attr:`Acquired.copies`, and one byte-identical to a capture of another identity
@@ -316,7 +347,8 @@ def acquire(captures: list[Capture], progress: Progress | None = None, *,
         try:
             data = read_image_file(cap.path)
         except OSError as exc:
-            out.unreadable.append((str(cap.path), f"unreadable: {exc.strerror or exc}"))
+            out.unreadable.append((str(cap.path), f"unreadable: {exc.strerror or exc}"
+                                   f"{_separator_hint(cap, exc)}"))
         except InvalidImageError as exc:  # larger than the offline limit: read no further
             out.readable.append(cap)
             out.failures.append((str(cap.path), f"{exc.code}: {exc.reason}"))
