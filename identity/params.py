@@ -27,6 +27,15 @@ ROI_DARK_LEVEL_OF_P90 = 0.5  # "dark" = below this fraction of the 90th percenti
 ROI_PASSTHROUGH_MAX_DARK_FRACTION = 0.2  # Tongji max 0.16
 ROI_TEXTURE_SIGMA = 3.0  # px, high-pass = image - Gaussian(sigma)
 ROI_PASSTHROUGH_MIN_TILE_TEXTURE = 0.8  # grey levels; Tongji/PolyU ROI tiles >= 1.2
+# A square frame with no dark background and texture missing in some tile is tried as a
+# hand on a light, flat background (roi._hand_on_flat_background) only when its 1st..99th
+# percentile range is at least this many grey levels; else it fails as "blurred or low
+# contrast". A
+# newcomer's Tongji ROIs squeezed to 8 grey levels (113-121) failed 89 % as "blurred" and
+# the rest were cut as whole hands out of palm texture (EER 64 %). Real Tongji ROIs span
+# about 40 levels (their texture fills every tile, so they never get here); paper and
+# skin differ by far more than 24.
+ROI_HAND_MIN_RANGE = 24.0
 # Palm texture of a pass-through (roi_quality.orientation_coherence: energy-weighted
 # coherence of the structure tensor, Bigun & Granlund 1987, Sobel gradients of the
 # ROI_ANALYSIS_SIDE copy integrated with a Gaussian of ROI_COHERENCE_SIGMA px): below

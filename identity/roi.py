@@ -529,11 +529,22 @@ def _hand_on_flat_background(image: GrayImage, debug: DebugHook | None) -> RoiRe
     a light, flat background (paper, a light table), or a blurred ROI.
 
     Tried as a whole hand; when no hand is found there, the frame is a blurred ROI and
-    fails to acquire as "blurred" (the hand path's reason would mislead).
+    fails to acquire as "blurred" (the hand path's reason would mislead). A frame whose
+    1st..99th percentile range is below ``ROI_HAND_MIN_RANGE`` grey levels is not tried
+    (it fails as "blurred or low contrast"):
+    no hand stands out from its background there, and the hand path would only find
+    "fingers" in the faint texture of a ROI stored at very low contrast.
 
     Raises:
-        AcquisitionError: "blurred (no skin texture in part of the frame)".
+        AcquisitionError: "blurred or low contrast (...)", "blurred (no skin texture in
+            part of the frame)".
     """
+    low, high = LevelCounts(image).percentile((1, 99))
+    if high - low < P.ROI_HAND_MIN_RANGE:
+        raise AcquisitionError(
+            f"blurred or low contrast (no skin texture in part of the frame, and a "
+            f"1st..99th percentile range of {high - low:.0f} grey levels: a hand on a "
+            f"light background needs {P.ROI_HAND_MIN_RANGE:.0f})")
     try:
         return _from_whole_hand(image, debug)
     except AcquisitionError:

@@ -169,3 +169,15 @@ def test_square_photo_of_a_hand_on_a_light_background_is_not_taken_for_a_roi() -
     assert not result.passthrough
     assert result.centre == pytest.approx(dark.centre, abs=1.0)
     assert match_score(template(result), template(dark)) > P.IDENTIFY_THRESHOLD + 0.2
+
+
+@pytest.mark.parametrize("levels", [8, 16])
+def test_roi_stored_at_very_low_contrast_is_not_cut_as_a_hand(levels: int) -> None:
+    # A ROI squeezed into a few grey levels loses texture in some tiles; it must fail to
+    # acquire, not be searched for "finger valleys" in its own palm texture.
+    from identity.synthetic import SyntheticPalms
+
+    roi = SyntheticPalms(seed=5).capture(0, 0).astype(np.float32)
+    squeezed = (110 + (roi - roi.min()) * levels / max(float(np.ptp(roi)), 1.0)).astype(np.uint8)
+    with pytest.raises(AcquisitionError, match="^blurred or low contrast"):
+        extract_roi(squeezed)
