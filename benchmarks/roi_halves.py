@@ -129,10 +129,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{entry['impostor_comparisons']} comparisons"
                 )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"measured": started, "load_average": os.getloadavg(), "sets": results}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        save_results(args.json, started, results)
     return 0
+
+
+def save_results(path: Path, started: str, results: dict[str, Any]) -> None:
+    """Write ``{"measured": started, "load_average": ..., "sets": results}`` to ``path``
+    (indented JSON; its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"measured": started, "load_average": os.getloadavg(), "sets": results}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from roi_halves import save_results
 
 from identity import params as P
 from identity.errors import InvalidImageError
@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:24s} {part:10s} EER {_percent(summary['eer']):>8s}  "
                       f"FTA {_percent(summary['fta']):>8s}  {summary['failures_by_reason']}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"measured": started, "load_average": os.getloadavg(), "sets": results}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        save_results(args.json, started, results)
     return 0
 
 
