@@ -7,6 +7,8 @@ at import time.
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -91,9 +93,12 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
     rebuild the palm index, reconcile payment calls left in flight (``reconcile_payments``).
 
     Raises identity errors when a key file (the KEK, the revocable-transform key) is
-    missing or unsafe outside development mode.
+    missing or unsafe outside development mode; a key file that is there but unusable
+    is refused before the state folder, the database or anything else is made or opened
+    (:func:`check_present_key_files`).
     """
     settings = settings or Settings()
+    check_present_key_files(settings)  # a bad key file: refused with nothing changed
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())
     if migrate:
@@ -154,6 +159,41 @@ def bootstrap(settings: Settings | None = None, *, processor: PaymentProcessor |
                      audit=audit, security=build_security(db, keys=provider,
                                                           store_id=settings.store_id,
                                                           audit=audit, clock=clock))
+
+
+def key_file_checks(settings: Settings) -> list[tuple[str, Path, Callable[[], object]]]:
+    """The key files start-up reads, each as (its setting, its path, a check reading it as
+    :func:`bootstrap` does): the key-encryption key (``STOREFRONT_KEY_FILE``, with its
+    ``.previous`` file during a rotation) and the revocable-transform key
+    (``STOREFRONT_REVOCABLE_KEY_FILE``). A check raises KeyFileError (missing outside
+    development, not a regular file, readable by others, not 32 bytes, outside
+    development a placeholder key) or OSError (it cannot be read or made); in
+    development it creates its missing file, as start-up does."""
+    development = settings.environment == "development"
+    kek, revocable = KekFiles(settings.resolved_key_file()), revocable_key_path(settings)
+    return [("STOREFRONT_KEY_FILE", kek.current,
+             lambda: ReloadingKeyProvider(kek, development=development).current()),
+            ("STOREFRONT_REVOCABLE_KEY_FILE", revocable,
+             lambda: KeyFileTransform(revocable, development=development))]
+
+
+def check_present_key_files(settings: Settings, *, revocable: bool = True) -> None:
+    """Run the :func:`key_file_checks` that create nothing, before anything else is opened:
+    outside development all of them (a missing file is refused), in development those
+    whose file is there (something at the path: a file, a folder, a link), since start-up
+    creates a missing one later. A key file that is empty, truncated, of the wrong length,
+    not a regular file, readable by others or unreadable thus stops a command or start-up
+    before the state folder, the database and its ``-wal``/``-shm`` files are touched.
+
+    ``revocable``: False for a command that reads only the key-encryption key.
+
+    Raises KeyFileError or OSError, as the same check would later in start-up."""
+    development = settings.environment == "development"
+    for setting, path, check in key_file_checks(settings):
+        if setting == "STOREFRONT_REVOCABLE_KEY_FILE" and not revocable:
+            continue
+        if not development or os.path.lexists(path):
+            check()
 
 
 def revocable_key_path(settings: Settings) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -88,11 +89,13 @@ def serve(
     """Run the HTTP API (OpenAPI docs at /docs); migrations are applied on start.
 
     Before the server starts, the configuration is checked as start-up will use it (the
-    listen address first, then the database and its migration state, the state folder,
-    the key files and whether the key-encryption key opens the store's data keys, the
-    payment processor, and last the migrations): a problem ends the
-    command with one line naming the setting and exit code 2. Nothing is created when
-    it refuses on the listen address or the database.
+    listen address first, then the key files that are there, the database and its
+    migration state, the state folder, the key files again (in development a missing one
+    is made) and whether the key-encryption key opens the store's data keys, the payment
+    processor, and last the migrations): a problem ends the command with one line naming
+    the setting and exit code 2. Nothing is created when it refuses on the listen
+    address, a key file or the database, and the state folder is left as it was found
+    (no SQLite ``-wal``/``-shm`` files either).
     """
     import uvicorn
 
@@ -111,10 +114,13 @@ def _preflight(settings: Settings, host: str, port: int) -> None:
     problem raises ConfigError (or typer.Exit) naming its setting.
 
     Order: the listen address (:func:`_check_listen`), the database URL and the Stripe
-    key setting, the database itself, read only (:func:`_check_database_state`:
-    reachable, a migration state this version knows), and only then what start-up
-    creates (the state folder, in development the key files, the simulated processor's
-    state file, the SQLite file, the schema: :func:`_check_database` migrates)."""
+    key setting, the key files that are there, read only (:func:`_check_keys` with
+    ``present_only``: a bad key file is refused before any database connection), the
+    database itself, read only (:func:`_check_database_state`: reachable, a migration
+    state this version knows; a SQLite file's folder left as found), and only then what
+    start-up creates (the state folder, in development the key files, the simulated
+    processor's state file, the SQLite file, the schema: :func:`_check_database`
+    migrates)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -128,6 +134,7 @@ def _preflight(settings: Settings, host: str, port: int) -> None:
     if settings.payment_processor == "stripe" and settings.stripe_api_key is None:
         raise ConfigError("STOREFRONT_STRIPE_API_KEY is required when "
                           "STOREFRONT_PAYMENT_PROCESSOR=stripe")
+    _check_keys(settings, present_only=True)  # before any database connection
     _check_database_state(settings)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -192,8 +199,11 @@ def _check_database_state(settings: Settings) -> None:
 
 
 def _check_sqlite_state(settings: Settings, url: str, path: Path) -> None:
-    """:func:`_check_database_state` for a SQLite file (opened read only, if it exists)."""
+    """:func:`_check_database_state` for a SQLite file (read only, if it exists, and its
+    ``-wal``/``-shm`` files left as found: :func:`storefront.db.existing.reading_engine`)."""
     import sqlalchemy as sa
+
+    from storefront.db.existing import reading_engine
 
     if not str(path) or str(path) == ":memory:":
         return
@@ -207,8 +217,7 @@ def _check_sqlite_state(settings: Settings, url: str, path: Path) -> None:
             raise ConfigError(f"{database_setting(settings)}: the database {shown_url(url)} "
                               f"cannot be used: {part} is not a folder")
         return
-    engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro", uri=True))
+    engine = reading_engine(url)
     try:
         with engine.connect() as conn:
             _known_revisions(conn)
@@ -297,32 +306,35 @@ def _check_database(settings: Settings) -> None:
             engine.dispose()
 
 
-def _check_keys(settings: Settings) -> None:
+def _check_keys(settings: Settings, *, present_only: bool = False) -> None:
     """Open the key-encryption key and the revocable-transform key as start-up will, so
-    that a missing, placeholder or badly permissioned key file ends ``serve`` with its
-    reason and exit 2 before the server starts (rather than a server traceback); in
-    development mode a missing key file is created, as start-up does. Then a readable
-    key-encryption key that does not open the store's existing data keys (a key file
-    replaced after the store was made) is refused the same way
-    (:func:`storefront.cli_errors.require_kek_opens_store`, read only)."""
+    that a missing, placeholder, badly permissioned or malformed (empty, truncated, not
+    32 bytes, not a regular file, unreadable) key file ends ``serve`` with its reason and
+    exit 2 before the server starts (rather than a server traceback); in development
+    mode a missing key file is created, as start-up does. Then a readable key-encryption
+    key that does not open the store's existing data keys (a key file replaced after the
+    store was made) is refused the same way
+    (:func:`storefront.cli_errors.require_kek_opens_store`, read only).
+
+    ``present_only``: only the checks that create nothing
+    (:func:`storefront.bootstrap.check_present_key_files`: in development the key files
+    that are there), and not the database: run before the database is opened, so that a
+    bad key file leaves the state folder as it was."""
     from identity.errors import KeyFileError
-    from identity.revocable import KeyFileTransform
-    from storefront.bootstrap import revocable_key_path
-    from storefront.subject_keys import KekFiles, ReloadingKeyProvider
+    from storefront.bootstrap import key_file_checks
 
     development = settings.environment == "development"
-    kek, revocable = settings.resolved_key_file(), revocable_key_path(settings)
-    for setting, check in (
-            ("STOREFRONT_KEY_FILE", lambda: ReloadingKeyProvider(
-                KekFiles(kek), development=development).current()),
-            ("STOREFRONT_REVOCABLE_KEY_FILE", lambda: KeyFileTransform(
-                revocable, development=development))):
+    for setting, path, check in key_file_checks(settings):
+        if present_only and development and not os.path.lexists(path):
+            continue  # made by the full check, once the database has been checked
         try:
             check()
         except KeyFileError as exc:
             raise ConfigError(f"{exc.reason} ({setting} or STOREFRONT_STATE_DIR)") from exc
         except OSError as exc:
             raise ConfigError(f"{setting} cannot be used: {os_reason(exc)}") from exc
+    if present_only:
+        return
     with reported_errors(settings):
         require_kek_opens_store(settings)
 

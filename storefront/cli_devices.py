@@ -201,13 +201,15 @@ def list_devices(
     """List the registered devices of this store (never their keys).
 
     Exit 2 when there is no storefront database at the configured place (nothing is
-    created there) or the database cannot be read.
+    created there), the database cannot be read, or the key-encryption key file cannot
+    be used (refused before the database is opened: the state folder is left as found).
     """
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import sessionmaker
 
     from identity.errors import KeyFileError
-    from storefront.db.existing import existing_database
+    from storefront.bootstrap import check_present_key_files
+    from storefront.db.existing import existing_database, require_database_file
     from storefront.devices.models import Device
     from storefront.devices.service import registry_over
     from storefront.errors import StorefrontError
@@ -215,6 +217,8 @@ def list_devices(
 
     settings = Settings()
     try:
+        require_database_file(settings.resolved_database_url())  # the first thing asked
+        check_present_key_files(settings, revocable=False)  # before the database is opened
         with existing_database(settings.resolved_database_url(), Device.__tablename__,
                                "devices") as engine:
             rows = registry_over(sessionmaker(engine, expire_on_commit=False),

@@ -341,21 +341,21 @@ def require_store(settings: Settings, *, keys: bool = False) -> None:
     creating nothing: the default SQLite file missing (a mistyped STOREFRONT_STATE_DIR),
     a database without the storefront schema, and with ``keys`` the key-encryption key
     file missing (the store's secrets cannot be opened without it) or holding another KEK
-    than the store's data keys need (:class:`KekMismatch`, :func:`require_kek_opens_store`).
+    than the store's data keys need (:class:`KekMismatch`, :func:`require_kek_opens_store`)
+    or that cannot be used (empty, truncated, not 32 bytes, readable by others). The
+    database is only read, a SQLite file's ``-wal``/``-shm`` files left as found.
 
     Raises the database's own errors (a URL that does not parse, an unreachable server)
     for :func:`explain` to put in one line.
     """
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
-    from storefront.db.existing import require_database_file
+    from storefront.db.existing import reading_engine, require_database_file
     from storefront.errors import NotFound
 
     url = settings.resolved_database_url()
     require_database_file(url)
-    engine = sa.create_engine(url) if make_url(url).get_backend_name() != "sqlite" \
-        else sa.create_engine(url, connect_args={"timeout": 30})
+    engine = reading_engine(url)  # a SQLite file's -wal/-shm files left as found
     try:
         tables = set(sa.inspect(engine).get_table_names())
     except sa.exc.DatabaseError as exc:  # e.g. a file that is not a SQLite database

@@ -381,9 +381,10 @@ def _rotate_transform() -> dict[str, Any]:
 
     with reported_errors(settings):  # before anything is decrypted or audited
         require_kek_opens_store(settings)
+    # read before the database is opened (and migrated): a bad key file changes nothing
+    old = RevocableTransform(load_key(path, development=development, create=False))
     with existing_database(url, PalmTemplate.__tablename__, "palm templates") as engine:
         db = sessionmaker(engine, expire_on_commit=False)
-        old = RevocableTransform(load_key(path, development=development, create=False))
         provider = ReloadingKeyProvider(files, development=development)
         new = prepare_next_key(path)
         try:

@@ -55,10 +55,17 @@ def require_kek_opens_store(settings: Settings) -> None:
     key-encryption key file that exists and is readable but does not open what the store
     holds sealed (module docstring).
 
-    Returns at once when the SQLite file does not exist yet, when the key file is missing
-    (the callers' own checks refuse that) or when the store holds nothing sealed. Raises
-    ConfigError for a key file that cannot be read (naming STOREFRONT_KEY_FILE), and the
-    database's own errors for :func:`storefront.cli_errors.explain`.
+    Returns at once when the SQLite file does not exist yet or when the key file is
+    missing (the callers' own checks refuse that); raises KeyFileError, before the
+    database is opened, when something other than a regular file is there. The key
+    files (current, and previous during a rotation) are read before the caller opens
+    the store for writing: one that cannot be used (empty, truncated, not 32 bytes,
+    readable by others, unreadable) raises ConfigError naming STOREFRONT_KEY_FILE when
+    the store holds something sealed, else the KeyFileError (or OSError) the caller's
+    own reading of it would raise later; either way before anything is written (the
+    database is only read, :func:`storefront.db.existing.reading_engine`: a SQLite
+    file's ``-wal``/``-shm`` files left as found). The database's own errors are raised
+    for :func:`storefront.cli_errors.explain`.
     """
     from identity.errors import KeyFileError
     from identity.protection import load_or_create_key_file
@@ -69,16 +76,20 @@ def require_kek_opens_store(settings: Settings) -> None:
             not Path(make_url(url).database or "").is_file():
         return
     files = KekFiles(settings.resolved_key_file())
-    if not files.current.is_file():
+    if not files.current.exists():
         return
+    if not files.current.is_file():  # a folder, a device: refused as the caller would
+        load_or_create_key_file(files.current, create=False)  # raises KeyFileError
     held = _holdings(url)
-    if not held.by_kek and not held.sealed:
-        return
     try:
         keys = [load_or_create_key_file(path, create=False) for path in files.readable()]
     except KeyFileError as exc:
+        if not held.by_kek and not held.sealed:
+            raise  # as the caller would have, once it had opened the store
         raise ConfigError(f"{exc.reason} (STOREFRONT_KEY_FILE or "
                           f"STOREFRONT_STATE_DIR)") from exc
+    if not held.by_kek and not held.sealed:
+        return
     ids = {kek_id for _, kek_id in keys}
     missing = {kek_id: kinds for kek_id, kinds in held.by_kek.items() if kek_id not in ids}
     unopened = [item for item in held.sealed
@@ -125,8 +136,9 @@ def _holdings(url: str) -> Holdings:
     """What the database at ``url`` holds sealed (tables a database not yet migrated lacks
     are skipped). Reads KEK ids grouped in the database, the first bytes of legacy blobs
     and at most :data:`SEALED_SAMPLE` sealed secrets of each kind."""
-    engine = sa.create_engine(url) if make_url(url).get_backend_name() != "sqlite" \
-        else sa.create_engine(url, connect_args={"timeout": 30})
+    from storefront.db.existing import reading_engine
+
+    engine = reading_engine(url)  # a SQLite file's -wal/-shm files left as found
     held = Holdings()
     try:
         with engine.connect() as conn:
