@@ -130,6 +130,12 @@ def _payments_of(c: Container, shopper_id: str) -> list[Payment]:
                                .order_by(Payment.created_at, Payment.id)))
 
 
+def _needs_age_check(c: Container) -> None:
+    """Make the test item age-restricted: an exit with it goes to the staffed checkout."""
+    c.catalogue.upsert([make_item(ITEM.code, ITEM.name, ITEM.unit_price_minor, "GBP",
+                                  age_restricted=True)])
+
+
 def _payment(c: Container, session_id: str) -> Payment:
     with c.db() as db:
         return db.scalars(sa.select(Payment).where(Payment.session_id == session_id)).one()
@@ -370,8 +376,7 @@ def test_an_exit_that_went_staffed_without_its_hold_is_closed_with_it(
     c = _start(tmp_path, database, processor, clock, hold=0)
     try:
         sid = _orphan_at_exit(c, clock, monkeypatch)
-        c.catalogue.upsert([make_item(ITEM.code, ITEM.name, ITEM.unit_price_minor, "GBP",
-                                      age_restricted=True)])
+        _needs_age_check(c)
         clock.now += AFTER + LEASE
         report = _run(c, clock)
         assert (report.sessions, _orphans(report)) == ({sid: "staffed"}, (1, 0, 0, 0))
@@ -393,8 +398,7 @@ def test_one_under_a_live_exit_lease_is_left_alone(
     c = _start(tmp_path, database, processor, clock, hold=0)
     try:
         sid = _orphan_at_exit(c, clock, monkeypatch)
-        c.catalogue.upsert([make_item(ITEM.code, ITEM.name, ITEM.unit_price_minor, "GBP",
-                                      age_restricted=True)])
+        _needs_age_check(c)
         c.read_model.release_exit(sid, "dead-process")
         assert c.checkout.exit(sid).status == "staffed"  # the gate's retry
         assert _payment(c, sid).state == "new"
