@@ -12,11 +12,14 @@ or at the staffed checkout), nothing will ever move it on.
 
 :func:`close_orphaned_payments` moves those rows to ``abandoned`` (a rest state no call
 starts from: :data:`ABANDONED`), each in one transaction with its audit entry (actor
-``reconcile``, action ``payment_abandoned``, subject ``session:<id>``: the payment id,
-amount and currency in minor units, the session's status, the states before and after).
+``reconcile``, action ``payment_abandoned``, subject ``payment:<id>``, which the
+shopper's data export finds through the payment even when its session never opened: the
+session id, amount and currency in minor units, the session's status, the states before
+and after).
 A payment is closed only when, in the same guarded ``UPDATE``:
 
-- it is still ``new`` and has been so for longer than ``older_than`` (and, given
+- it is still ``new`` and has been so for longer than ``older_than`` and at least
+  :data:`MIN_AGE` (and, given
   ``claimed_before``, since before that moment: the start of the only process);
 - the journal holds no call for it at all. A ``new`` payment with a call journaled (a
   hold that reconciliation recorded ``not_applied``: a look-up found nothing, which does
@@ -56,6 +59,11 @@ taken, and no call starts from it (the exit treats it as not paid)."""
 AUDIT_ACTION = "payment_abandoned"
 ACTOR = "reconcile"
 EXIT_ENDED = ("settled", "staffed")
+MIN_AGE = timedelta(seconds=60)
+"""The youngest ``new`` payment a sweep may close, whatever ``older_than`` says: an entry
+gate writes the payment row and then journals its hold a moment later, with no session
+row or lease to protect it in between (``storefront payments reconcile --older-than 0``
+finishes every stuck exit at once, but must not abandon an entry under way)."""
 
 
 @dataclass
@@ -85,7 +93,7 @@ def close_orphaned_payments(db: sessionmaker[Session], *, store_id: str, clock: 
     which rolls its row back); database errors finding the payments propagate.
     """
     now = clock()
-    cutoff = now - older_than
+    cutoff = now - max(older_than, MIN_AGE)
     if claimed_before is not None:
         cutoff = min(cutoff, claimed_before)
     audit = audit or Audit(db, clock)
@@ -124,8 +132,8 @@ def abandon(db: sessionmaker[Session], audit: Audit, *, payment_id: str, session
             "live_after": now - lease})
         if int(getattr(done, "rowcount", 0) or 0) != 1:
             return False
-        audit.record_in(s, [NewEntry(ACTOR, AUDIT_ACTION, f"session:{session_id}", {
-            "payment_id": payment_id, "amount_minor": amount_minor, "currency": currency,
+        audit.record_in(s, [NewEntry(ACTOR, AUDIT_ACTION, f"payment:{payment_id}", {
+            "session_id": session_id, "amount_minor": amount_minor, "currency": currency,
             "session": session_status or "never opened", "state_before": NEW,
             "state": ABANDONED, "calls": 0})])
     return True
