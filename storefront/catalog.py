@@ -4,6 +4,12 @@ Codes are strings: a GTIN keeps its leading zeros, and a chain-internal code
 (produce look-up numbers, in-store codes, numbers whose GS1 check digit fails)
 is accepted with ``is_gtin = False``. Prices are integer minor units; for goods
 sold by weight the price is per kilogram.
+
+A product can be withdrawn from sale (``withdrawn_at``): a catalogue import that replaced
+the store did not list it, so its stored price is the other store's. Its row stays (carts,
+receipts and disputes name products by code) and reads as usual, but pricing refuses it
+(:func:`not_on_sale_reason`); writing it again (an import listing it, ``merge`` from
+``PUT /products``) puts it back on sale.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +43,8 @@ class CatalogueItem:
     ``tax_category``: ``standard`` or a row of ``tax_categories``.
     ``allow_discount``: False keeps the product out of every promotion.
     ``age_restricted``: sold only after staff check the shopper's age.
+    ``withdrawn_at``: not on sale since then (UTC; None: on sale); see the module
+    docstring.
     """
 
     code: str
@@ -47,6 +56,21 @@ class CatalogueItem:
     tax_category: str = "standard"
     allow_discount: bool = True
     age_restricted: bool = False
+    withdrawn_at: datetime | None = None
+
+    @property
+    def on_sale(self) -> bool:
+        """False when the product is withdrawn from sale (pricing refuses it)."""
+        return self.withdrawn_at is None
+
+
+def not_on_sale_reason(item: CatalogueItem) -> str:
+    """Why a withdrawn ``item`` cannot be priced, for staff (the staffed checkout's reason)."""
+    when = item.withdrawn_at.strftime("%Y-%m-%d %H:%M UTC") if item.withdrawn_at else "?"
+    return (f"product {item.code} is not on sale: withdrawn at {when}, when a catalogue "
+            f"import replaced the store and its price file did not list it (its price "
+            f"was the other store's); PUT /products/{item.code} with its price puts it "
+            f"back on sale")
 
 
 def validate_code(code: str) -> str:
@@ -111,7 +135,8 @@ class Catalogue:
         ``sold_by_weight``, ``allow_discount``) that a product already stored keeps
         instead of taking the item's value; new products take the item's. A price import
         passes the flags its files do not carry, so a re-import never clears an age
-        restriction or a tax category an administrator set.
+        restriction or a tax category an administrator set. Every product written is on
+        sale (``withdrawn_at`` from the item: None for imported and new items).
 
         Raises:
             ValueError: a column of ``keep_stored`` that is not one of those flags.
@@ -145,7 +170,8 @@ class Catalogue:
         Name, price and currency are always set; ``sold_by_weight``, ``tax_category``,
         ``allow_discount`` and ``age_restricted`` are changed only when given, else kept
         from the stored row (a new product gets ``make_item``'s defaults). A price change
-        therefore never clears an age restriction. The read and the write are one
+        therefore never clears an age restriction. A withdrawn product is put back on sale
+        (a price set here is this store's). The read and the write are one
         transaction that first locks the row (a no-op UPDATE: the row on PostgreSQL, the
         database on SQLite), so two concurrent merges cannot undo each other's flags.
         ``known_tax_categories``: when given, ``tax_category`` must be one of them.
@@ -218,6 +244,22 @@ class Catalogue:
             raise UnknownProduct(f"product {missing[0]!r} is not in the catalogue")
         return found
 
+    def withdraw_unlisted(self, listed: Iterable[str], at: datetime) -> int:
+        """Withdraw from sale, at ``at`` (UTC), every product on sale whose code is not in
+        ``listed`` (one transaction; rows are kept). Returns how many were withdrawn;
+        products already withdrawn keep their time."""
+        keep = set(listed)
+        with self._sessions.begin() as db:
+            on_sale = db.scalars(sa.select(Product.code)
+                                 .where(Product.withdrawn_at.is_(None))).all()
+            codes = sorted(code for code in on_sale if code not in keep)
+            for start in range(0, len(codes), _CHUNK):
+                db.execute(sa.update(Product)
+                           .where(Product.code.in_(codes[start:start + _CHUNK]),
+                                  Product.withdrawn_at.is_(None))
+                           .values(withdrawn_at=at))
+        return len(codes)
+
     def count(self) -> int:
         """Number of products."""
         with self._sessions() as db:
@@ -234,10 +276,11 @@ def _to_row(item: CatalogueItem) -> dict[str, object]:
     return {"code": item.code, "name": item.name, "unit_price_minor": item.unit_price_minor,
             "currency": item.currency, "is_gtin": item.is_gtin,
             "sold_by_weight": item.sold_by_weight, "tax_category": item.tax_category,
-            "allow_discount": item.allow_discount, "age_restricted": item.age_restricted}
+            "allow_discount": item.allow_discount, "age_restricted": item.age_restricted,
+            "withdrawn_at": item.withdrawn_at}
 
 
 def _to_item(row: Product) -> CatalogueItem:
     return CatalogueItem(row.code, row.name, row.unit_price_minor, row.currency, row.is_gtin,
                          row.sold_by_weight, row.tax_category, row.allow_discount,
-                         row.age_restricted)
+                         row.age_restricted, row.withdrawn_at)

@@ -29,8 +29,12 @@ catalogue holds a previous store's import, unless ``replace_store`` is given: th
 store's promotions are then deleted with the import and its record replaced, so only
 the new store's promotions apply. The previous store's products are not deleted (open
 carts, receipts and disputes name products by code): those in the new file take its
-name and price, the others stay at their old price until changed with
-``PUT /products/{code}``.
+name and price, and every other product on sale is withdrawn from sale
+(``products.withdrawn_at``, counted in the report's ``products_withdrawn``), as its price
+is the other store's: pricing refuses it, so a cart holding it goes to the staffed
+checkout with the reason instead of being charged that price, until
+``PUT /products/{code}`` sets its price (or an import lists it) and puts it back on sale.
+An import of the same store (``replace_store`` or not) withdraws nothing.
 
 Imports into one database run one at a time: the write transaction first takes a lock
 (:func:`_serialise_imports`) and only then checks for another store, so two stores
@@ -99,7 +103,9 @@ class Record:
 class ImportReport:
     """Counts of one import; ``*_rejected`` maps reason -> rows, ``*_rejected_lines``
     reason -> the first ``LINES_KEPT`` line numbers (not kept for other stores' rows);
-    ``replaced_stores``: the ``chain:store`` whose promotions this import retired."""
+    ``replaced_stores``: the ``chain:store`` whose promotions this import retired;
+    ``products_withdrawn``: products on sale that such an import withdrew from sale
+    because its file does not list them (0 when it replaced no store)."""
 
     chain_id: str
     store_id: str
@@ -113,6 +119,7 @@ class ImportReport:
     promos_rejected: Counter[str] = field(default_factory=Counter)
     promos_rejected_lines: dict[str, list[int]] = field(default_factory=dict)
     replaced_stores: list[str] = field(default_factory=list)
+    products_withdrawn: int = 0
     seconds: float = 0.0
 
     @property
@@ -132,6 +139,7 @@ class ImportReport:
                 "promos_rejected": dict(self.promos_rejected.most_common()),
                 "promos_rejected_lines": self.promos_rejected_lines,
                 "replaced_stores": self.replaced_stores,
+                "products_withdrawn": self.products_withdrawn,
                 "seconds": round(self.seconds, 2)}
 
 
@@ -266,7 +274,8 @@ def import_israeli_catalogue(catalogue: Catalogue, *, prices: Path, promos: Path
     ``as_of``: promotions that ended before it are skipped as expired (default:
     the date in the price file's name, if any). ``progress`` gets the number of
     rows handled since its last call. ``replace_store``: allow another chain or store
-    than the one imported before, retiring its promotions (see the module docstring).
+    than the one imported before, retiring its promotions and withdrawing from sale the
+    products on sale that the file does not list (see the module docstring).
     Both files are read in full before anything is written, in one transaction.
 
     Raises:
@@ -294,7 +303,8 @@ def import_israeli_catalogue(catalogue: Catalogue, *, prices: Path, promos: Path
 
 def _write(catalogue: Catalogue, report: ImportReport, items: dict[str, CatalogueItem],
            promotions: list[Promotion] | None, replace_store: bool) -> None:
-    """Retire a previous store's promotions (if allowed), upsert ``items`` and replace
+    """Retire a previous store's promotions (if allowed), upsert ``items``, withdraw from
+    sale the products a replaced store left that ``items`` does not list, and replace
     this store's promotions (unless None), all in one transaction.
 
     Raises:
@@ -309,12 +319,16 @@ def _write(catalogue: Catalogue, report: ImportReport, items: dict[str, Catalogu
         _record_store(sessions, report.source, retired)
         # The price files carry no age restriction or tax category: those set by an
         # administrator on products already stored survive a re-import.
-        Catalogue(sessions).upsert(items.values(), keep_stored=("age_restricted",
-                                                                 "tax_category"))
+        stored = Catalogue(sessions)
+        stored.upsert(items.values(), keep_stored=("age_restricted", "tax_category"))
+        # Products the replaced store left and this file does not list would be sold at
+        # that store's price: withdrawn (kept, as carts and receipts name them).
+        withdrawn = stored.withdraw_unlisted(items, datetime.now(UTC)) if retired else 0
         if promotions is not None:
             report.promotions_imported = repository.replace_source(report.source, promotions)
     report.products_imported = len(items)
     report.replaced_stores = retired
+    report.products_withdrawn = withdrawn
 
 
 def _record_store(sessions: sessionmaker[Session], source: str, retired: list[str]) -> None:

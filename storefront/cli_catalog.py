@@ -36,7 +36,9 @@ def import_files(
     report: Annotated[Path | None, typer.Option(help="Write the summary as JSON here.")] = None,
     replace_store: Annotated[bool, typer.Option(
         "--replace-store", help="Import another chain or store than the one imported "
-                                "before: its promotions are deleted (its products stay).")]
+                                "before: its promotions are deleted; its products stay, "
+                                "and those the new file does not list are withdrawn from "
+                                "sale until PUT /products sets their price.")]
     = False,
 ) -> None:
     """Load one store's prices and promotions as the catalogue (safe to repeat).
@@ -97,6 +99,8 @@ def _print_summary(summary: dict[str, object]) -> None:
                    summary["promos_rejected_lines"])
     for source in list(summary["replaced_stores"]):  # type: ignore[call-overload]
         table.add_row("promotions", f"retired: store {source}", "")
+    if summary["replaced_stores"]:
+        table.add_row("prices", "withdrawn: not in the file", str(summary["products_withdrawn"]))
     console.print(table)
 
 

@@ -224,6 +224,9 @@ class ItemIngest:
                sensor_time: datetime, confidence: float = 1.0) -> StoredEvent:
         """Append one item event, exactly once per (device id, device sequence).
 
+        A product withdrawn from sale is recorded like any other (the shopper holds it):
+        pricing refuses it, so the exit sends the cart to the staffed checkout.
+
         Raises:
             UnknownProduct: the code is not in the catalogue.
             NotFound: no such session (in this store, with a ``scope``).

@@ -80,6 +80,11 @@ class Product(Base):
     # Sold only after staff check the shopper's age (alcohol, tobacco, knives...).
     age_restricted: Mapped[bool] = mapped_column(sa.Boolean(), default=False,
                                                  server_default=sa.false())
+    # Not on sale since then (UTC), NULL when on sale: a catalogue import that replaced
+    # the store did not list it, so its price is the other store's. Pricing refuses it
+    # (the exit sends the cart to the staffed checkout); the row stays, as carts,
+    # receipts and disputes name it; an import listing it or PUT /products clears it.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class TaxCategory(Base):

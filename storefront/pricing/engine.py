@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 
-from storefront.catalog import CatalogueItem
+from storefront.catalog import CatalogueItem, not_on_sale_reason
 from storefront.errors import InvalidInput
 from storefront.pricing.model import (
     GRAMS_PER_KG,
@@ -53,14 +53,17 @@ def price_lines(lines: Mapping[str, int], items: Mapping[str, CatalogueItem], cu
         tax: whether shelf prices include tax, and the rates per category.
 
     Raises:
-        InvalidInput: a quantity below 1, an item in another currency, or an
-            unknown tax category.
+        InvalidInput: a quantity below 1, an item withdrawn from sale
+            (``CatalogueItem.on_sale`` False: its price is another store's), an item in
+            another currency, or an unknown tax category.
         KeyError: a code missing from ``items`` (callers look codes up first).
     """
     day = on or datetime.now(UTC).date()
     for code, quantity in lines.items():
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
             raise InvalidInput(f"quantity of {code} must be an integer >= 1, got {quantity!r}")
+        if not items[code].on_sale:
+            raise InvalidInput(not_on_sale_reason(items[code]))
         if items[code].currency != currency:
             raise InvalidInput(f"{code} is priced in {items[code].currency}, "
                                f"the store in {currency}")

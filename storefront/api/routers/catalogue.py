@@ -4,10 +4,14 @@
 (``sold_by_weight``, ``tax_category``, ``allow_discount``, ``age_restricted``) are
 optional in the body and, when left out, keep their stored values (a new product gets
 the defaults): a price change never clears an age restriction. Clearing one takes an
-explicit ``"age_restricted": false``.
+explicit ``"age_restricted": false``. A product withdrawn from sale (a catalogue import
+that replaced the store did not list it: ``withdrawn_at`` set, pricing refuses it) is put
+back on sale by ``PUT`` with its price.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import Field, StrictBool
@@ -40,6 +44,8 @@ class ProductDetail(ProductOut):
     tax_category: str
     allow_discount: bool
     age_restricted: bool
+    withdrawn_at: datetime | None = Field(
+        default=None, description="withdrawn from sale since then (UTC; null: on sale)")
 
 
 def _out(item: CatalogueItem) -> ProductDetail:
@@ -47,14 +53,16 @@ def _out(item: CatalogueItem) -> ProductDetail:
                          currency=item.currency, is_gtin=item.is_gtin,
                          sold_by_weight=item.sold_by_weight, tax_category=item.tax_category,
                          allow_discount=item.allow_discount,
-                         age_restricted=item.age_restricted)
+                         age_restricted=item.age_restricted,
+                         withdrawn_at=item.withdrawn_at)
 
 
 @router.put("/{code}", response_model=ProductDetail)
 def put_product(code: ProductCodePath, body: ProductPut, c: ContainerDep, _who: Admin
                 ) -> ProductDetail:
     """Create a product or update its name and price (the path code must equal the body
-    code); flags left out of the body keep their stored values. Admins only.
+    code); flags left out of the body keep their stored values; a product withdrawn from
+    sale is back on sale at this price. Admins only.
 
     Raises InvalidInput (422): codes differ, bad name or price, unknown tax category.
     """
