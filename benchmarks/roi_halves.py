@@ -72,7 +72,9 @@ def write_half(folder: Path, keep: list[str], out: Path) -> Path:
     return out
 
 
-def _summary(report: dict[str, Any]) -> dict[str, Any]:
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of an evaluation report kept here, and its failures to acquire
+    counted by reason (the reason's words before any parenthesis)."""
     reasons = Counter(f["reason"].split(": ", 1)[-1].split(" (")[0] for f in report["failures"])
     keys = ("eer", "fnmr_at_fmr", "rank1", "fta", "fte", "genuine_comparisons",
             "impostor_comparisons", "identities", "images", "extract_ms_p50")
@@ -92,7 +94,7 @@ def measure_set(folder: Path, scratch: Path) -> dict[str, dict[str, Any]]:
     members = {"tuning": tuning, "held_out": held_out, "all": sorted(identities)}
     out = {}
     for part in PARTS:
-        out[part] = _summary(evaluate_folder(folders[part]).report)
+        out[part] = summary(evaluate_folder(folders[part]).report)
         out[part]["identity_range"] = [members[part][0], members[part][-1]]
     return out
 

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from roi_halves import save_results
+from roi_halves import save_results, summary
 
 from identity import params as P
 from identity.errors import InvalidImageError
@@ -84,16 +84,6 @@ def compose_set(folder: Path, out: Path, paper_level: int, seed: int) -> int:
     return len(rows)
 
 
-def _summary(report: dict[str, Any]) -> dict[str, Any]:
-    keys = ("eer", "fnmr_at_fmr", "rank1", "fta", "genuine_comparisons",
-            "impostor_comparisons", "images", "extract_ms_p50")
-    reasons: dict[str, int] = {}
-    for failure in report["failures"]:
-        reason = failure["reason"].split(": ", 1)[-1].split(" (")[0]
-        reasons[reason] = reasons.get(reason, 0) + 1
-    return {**{k: report[k] for k in keys}, "failures_by_reason": reasons}
-
-
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.2f} %"
 
@@ -119,15 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             if not (folder / "manifest.csv").is_file():
                 print(f"{name}: not found under {data}, skipped")
                 continue
-            entry = {"original": _summary(evaluate_folder(folder).report)}
+            entry = {"original": summary(evaluate_folder(folder).report)}
             for level in args.paper:
                 out = Path(scratch) / f"{name}-{level}"
                 compose_set(folder, out, level, args.seed)
-                entry[f"paper_{level}"] = _summary(evaluate_folder(out).report)
+                entry[f"paper_{level}"] = summary(evaluate_folder(out).report)
             results[name] = entry
-            for part, summary in entry.items():
-                print(f"{name:24s} {part:10s} EER {_percent(summary['eer']):>8s}  "
-                      f"FTA {_percent(summary['fta']):>8s}  {summary['failures_by_reason']}")
+            for part, measured in entry.items():
+                print(f"{name:24s} {part:10s} EER {_percent(measured['eer']):>8s}  "
+                      f"FTA {_percent(measured['fta']):>8s}  {measured['failures_by_reason']}")
     if args.json is not None:
         save_results(args.json, started, results)
     return 0

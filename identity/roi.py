@@ -592,8 +592,11 @@ def extract_roi(gray: GrayImage, debug: DebugHook | None = None) -> RoiResult:
         low < P.ROI_MIN_MEAN_LEVEL and levels.percentile(99)[0] < P.ROI_MIN_MEAN_LEVEL
     ):
         raise AcquisitionError(f"too dark (99% of the pixels below {P.ROI_MIN_MEAN_LEVEL})")
-    if not _on_blown_out_background(image):
+    try:
         check_saturation(levels, "image")
+    except AcquisitionError:
+        if not _on_blown_out_background(image):  # looked at only for a saturated frame
+            raise
     small = _analysis_copy(image)
     if small is None:
         square = _oblong_roi_square(image)
